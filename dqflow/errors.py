@@ -1,0 +1,77 @@
+"""Typed errors raised by dqflow. Every message says what went wrong and where."""
+
+from __future__ import annotations
+
+
+class DqflowError(Exception):
+    """Base class of every error dqflow raises on purpose."""
+
+
+class ConfigError(DqflowError):
+    """A declaration (``jobs.yaml`` or a schema it names) is invalid.
+
+    ``file``, ``line`` and ``key`` locate the problem when they are known.
+    """
+
+    def __init__(
+        self, message: str, *, file: str | None = None, line: int | None = None, key: str | None = None
+    ) -> None:
+        self.file = file
+        self.line = line
+        self.key = key
+        self.reason = message
+        where = ""
+        if file:
+            where = file if line is None else f"{file}:{line}"
+        if key:
+            where = f"{where}: {key}" if where else key
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class UnknownJobTypeError(DqflowError):
+    """A job type that the declaration does not name."""
+
+
+class ValidationFailed(DqflowError):
+    """A value failed a JSON Schema or is not JSON. ``errors`` lists each problem."""
+
+    def __init__(self, what: str, errors: list[str]) -> None:
+        self.what = what
+        self.errors = errors
+        super().__init__(f"{what}: " + "; ".join(errors))
+
+
+class PayloadValidationError(ValidationFailed):
+    """A payload is not JSON or does not match its job type's payload schema."""
+
+
+class OutputValidationError(ValidationFailed):
+    """An output is not JSON or does not match its job type's output schema."""
+
+
+class PayloadTooLargeError(ValidationFailed):
+    """A payload or output is larger than the configured limit."""
+
+
+class OutputParseError(DqflowError):
+    """Stored output could not be parsed into the requested model."""
+
+
+class JobNotFoundError(DqflowError):
+    """No job has the given id."""
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+        super().__init__(f"no job with id {job_id}")
+
+
+class InvalidJobStateError(DqflowError):
+    """The job is in a state that does not allow the operation."""
+
+
+class StorageError(DqflowError):
+    """The backend could not be reached or refused an operation."""
+
+
+class NotMigratedError(StorageError):
+    """The database has no dqflow schema yet (or an old one)."""

@@ -1,0 +1,62 @@
+"""Strict JSON: what may be stored as a payload or an output.
+
+Only objects with string keys, arrays, strings, finite numbers, booleans and
+null. ``dumps`` refuses everything else (NaN, Infinity, bytes, sets, datetimes,
+tuples kept as arrays are fine, cycles) with a message naming the path.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from dqflow.errors import ValidationFailed
+
+
+def json_problems(value: Any, path: str = "$") -> list[str]:
+    """List why ``value`` is not strict JSON (empty when it is)."""
+    problems: list[str] = []
+    _walk(value, path, problems, set())
+    return problems
+
+
+def _walk(value: Any, path: str, problems: list[str], seen: set[int]) -> None:
+    if value is None or isinstance(value, (bool, str)):
+        return
+    if isinstance(value, int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            problems.append(f"{path}: {value!r} is not a JSON number (NaN and Infinity are not allowed)")
+        return
+    if isinstance(value, (dict, list, tuple)):
+        if id(value) in seen:
+            problems.append(f"{path}: circular reference")
+            return
+        seen.add(id(value))
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    problems.append(f"{path}: key {key!r} is not a string")
+                    continue
+                _walk(item, f"{path}.{key}", problems, seen)
+        else:
+            for index, item in enumerate(value):
+                _walk(item, f"{path}[{index}]", problems, seen)
+        seen.discard(id(value))
+        return
+    problems.append(f"{path}: {type(value).__name__} is not JSON-serializable")
+
+
+def dumps(value: Any, what: type[ValidationFailed] = ValidationFailed, label: str = "value") -> str:
+    """Serialise strict JSON compactly, or raise ``what`` listing the problems."""
+    problems = json_problems(value)
+    if problems:
+        raise what(f"{label} is not JSON", problems)
+    return json.dumps(value, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+
+
+def loads(text: str | bytes | None) -> Any:
+    """Parse JSON text stored by a backend (``None`` stays ``None``)."""
+    return None if text is None else json.loads(text)

@@ -1,0 +1,152 @@
+"""The typed job record and event, the same from every backend.
+
+``JobRecord`` is a SQLModel table model: its columns are the contract that the
+PostgreSQL migrations, the SQLite schema and the Redis hash layout all follow
+(a test compares the migrated PostgreSQL table with it column by column).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import JSON, BigInteger, Boolean, Column, DateTime, Integer, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+from dqflow.errors import OutputParseError
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+_JSON = JSON().with_variant(JSONB(), "postgresql")
+
+
+class JobStatus(str, Enum):
+    """Where a job is in its life."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class FailureReason(str, Enum):
+    """Why an attempt (or the job) failed."""
+
+    HANDLER_ERROR = "handler_error"
+    TIMEOUT = "timeout"
+    INVALID_OUTPUT = "invalid_output"
+    NO_HANDLER = "no_handler"
+    LEASE_EXPIRED = "lease_expired"
+    SHUTDOWN = "shutdown"
+
+
+class EventType(str, Enum):
+    """Kinds of entries in a job's persisted history."""
+
+    ADDED = "added"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    RETRIED = "retried"
+    CANCELLED = "cancelled"
+    EDITED = "edited"
+    RECLAIMED = "reclaimed"
+
+
+def _ts(nullable: bool = True) -> Any:
+    return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=nullable))
+
+
+class JobRecord(SQLModel):
+    """One job: what to run, its state, progress, output and lease.
+
+    The column definitions are the storage contract; ``JobTable`` maps them.
+    """
+
+    id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
+    job_type: str = Field(sa_column=Column(Text, nullable=False))
+    payload: Any = Field(default=None, sa_column=Column(_JSON, nullable=False))
+    status: JobStatus = Field(default=JobStatus.PENDING, sa_column=Column(Text, nullable=False))
+    priority: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    run_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    max_attempts: int = Field(default=3, sa_column=Column(Integer, nullable=False))
+    timeout_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    retry_delay_ms: int = Field(default=10_000, sa_column=Column(BigInteger, nullable=False))
+    retry_backoff: str = Field(default="exponential", sa_column=Column(Text, nullable=False))
+    retry_max_delay_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    retry_jitter: bool = Field(default=True, sa_column=Column(Boolean, nullable=False))
+    progress: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    output: Any = Field(default=None, sa_column=Column(_JSON, nullable=True))
+    error_history: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(_JSON, nullable=False)
+    )
+    failure_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    tags: list[str] = Field(default_factory=list, sa_column=Column(_JSON, nullable=False))
+    idempotency_key: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    started_at: datetime | None = _ts()
+    completed_at: datetime | None = _ts()
+    last_failed_at: datetime | None = _ts()
+    last_retried_at: datetime | None = _ts()
+    cancelled_at: datetime | None = _ts()
+    locked_by: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    locked_at: datetime | None = _ts()
+    lease_expires_at: datetime | None = _ts()
+    lease_token: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+
+    @classmethod
+    def from_storage(cls, fields: dict[str, Any]) -> JobRecord:
+        """Build a record from trusted backend fields (no validation: the hot path)."""
+        fields["status"] = JobStatus(fields["status"])
+        return cls.model_construct(**fields)
+
+    @property
+    def is_finished(self) -> bool:
+        """True once the job is completed, failed or cancelled."""
+        return self.status in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+    def output_as(self, model: type[ModelT]) -> ModelT:
+        """Parse the stored output into ``model``; ``OutputParseError`` if it does not fit."""
+        if self.output is None:
+            raise OutputParseError(f"job {self.id} has no output yet (status {self.status.value})")
+        try:
+            return model.model_validate(self.output)
+        except ValidationError as exc:
+            raise OutputParseError(
+                f"output of job {self.id} does not fit {model.__name__}: {exc}"
+            ) from exc
+
+
+class JobEvent(SQLModel):
+    """One entry of a job's persisted history."""
+
+    id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
+    job_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    event_type: EventType = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    data: dict[str, Any] | None = Field(default=None, sa_column=Column(_JSON, nullable=True))
+
+    @classmethod
+    def from_storage(cls, fields: dict[str, Any]) -> JobEvent:
+        """Build an event from trusted backend fields (no validation)."""
+        fields["event_type"] = EventType(fields["event_type"])
+        return cls.model_construct(**fields)
+
+
+class JobTable(JobRecord, table=True):
+    """The ``dqflow_jobs`` table (PostgreSQL migrations must match it column for column)."""
+
+    __tablename__ = "dqflow_jobs"
+
+
+class JobEventTable(JobEvent, table=True):
+    """The ``dqflow_job_events`` table."""
+
+    __tablename__ = "dqflow_job_events"

@@ -1,0 +1,72 @@
+"""Storage backends behind one contract (``Storage``), chosen by URL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dqflow.errors import ConfigError
+from dqflow.storage.base import (
+    AddResult,
+    Completion,
+    Failure,
+    JobFilter,
+    JobPage,
+    Lease,
+    NewJob,
+    ReclaimedJob,
+    Release,
+    Storage,
+    TagMode,
+)
+
+__all__ = [
+    "AddResult",
+    "Completion",
+    "Failure",
+    "JobFilter",
+    "JobPage",
+    "Lease",
+    "NewJob",
+    "ReclaimedJob",
+    "Release",
+    "Storage",
+    "TagMode",
+    "open_storage",
+]
+
+DEFAULT_BACKEND = "sqlite:///.dqflow/queue.db"
+
+
+def open_storage(backend: str | Any, **options: Any) -> Storage:
+    """Open the backend named by a URL (``sqlite:///path``, ``postgresql://...``,
+    ``redis://...``), or wrap a caller's own psycopg connection/pool or redis client."""
+    if isinstance(backend, Storage):
+        return backend
+    if not isinstance(backend, str):
+        module = type(backend).__module__
+        if module.startswith("psycopg"):
+            from dqflow.storage.postgres.backend import PostgresStorage
+
+            return PostgresStorage(backend, **options)
+        if module.startswith("redis"):
+            from dqflow.storage.redis.backend import RedisStorage
+
+            return RedisStorage(backend, **options)
+        raise ConfigError(f"cannot use {type(backend).__name__} as a backend", key="backend")
+    scheme = backend.split(":", 1)[0].lower()
+    if scheme == "sqlite":
+        from dqflow.storage.sqlite.backend import SqliteStorage
+
+        return SqliteStorage(backend, **options)
+    if scheme in ("postgresql", "postgres"):
+        from dqflow.storage.postgres.backend import PostgresStorage
+
+        return PostgresStorage(backend, **options)
+    if scheme in ("redis", "rediss"):
+        from dqflow.storage.redis.backend import RedisStorage
+
+        return RedisStorage(backend, **options)
+    raise ConfigError(
+        f"unknown backend {backend!r}: use sqlite:///path, postgresql://... or redis://...",
+        key="backend",
+    )

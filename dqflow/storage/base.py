@@ -1,0 +1,268 @@
+"""The storage contract: the one interface every backend implements.
+
+The queue API and the worker runtime talk only to ``Storage``. Each backend
+(SQLite, PostgreSQL, Redis) implements every method with the semantics written
+here, and ``tests/conformance`` proves it for all three.
+
+Conventions shared by every backend:
+
+* Payloads and outputs arrive already validated and serialised to JSON text;
+  backends store them as JSON and hand them back parsed in ``JobRecord``.
+* Timestamps are timezone-aware UTC ``datetime`` values.
+* Every state change appends its entry to the job's event history in the same
+  atomic step (transaction or Lua script) as the change itself.
+* Worker writes (complete, fail, release, progress, output, lease renewal) are
+  **fenced**: they apply only while the job is ``processing`` with the same
+  ``lease_token`` the claim handed out. Each claim, reclaim, cancel and retry
+  bumps the token, so a worker that lost its job can no longer touch it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from dqflow.record import JobEvent, JobRecord, JobStatus
+
+
+class TagMode(str, Enum):
+    """How ``JobFilter.tags`` is matched against a job's tags."""
+
+    ALL = "all"  # the job has every given tag
+    ANY = "any"  # the job has at least one of them
+    NONE = "none"  # the job has none of them
+    EXACT = "exact"  # the job's tag set equals the given set
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job to insert. ``run_at=None`` means now."""
+
+    job_type: str
+    payload_json: str
+    priority: int = 0
+    run_at: datetime | None = None
+    max_attempts: int = 3
+    timeout_ms: int | None = None
+    retry_delay_ms: int = 10_000
+    retry_backoff: str = "exponential"
+    retry_max_delay_ms: int | None = None
+    retry_jitter: bool = True
+    tags: tuple[str, ...] = ()
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    """Outcome of one inserted job: its id, and False when an idempotency key matched."""
+
+    job_id: int
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A fenced completion. ``output_json=None`` leaves the stored output as it is."""
+
+    job_id: int
+    lease_token: int
+    output_json: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A fenced failed attempt. ``retry_at`` set: back to pending then; None: failed for good."""
+
+    job_id: int
+    lease_token: int
+    error: str
+    reason: str
+    retry_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """A fenced hand-back of a claimed job (shutdown). ``started=False`` refunds the attempt."""
+
+    job_id: int
+    lease_token: int
+    started: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A job a worker holds: id and the fencing token of its claim."""
+
+    job_id: int
+    lease_token: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReclaimedJob:
+    """A job whose lease expired: put back to ``pending`` or, attempts used up, ``failed``."""
+
+    job_id: int
+    status: JobStatus
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """Filters of ``list_jobs``. Results are newest first (id descending)."""
+
+    statuses: tuple[JobStatus, ...] = ()
+    job_type: str | None = None
+    tags: tuple[str, ...] = ()
+    tag_mode: TagMode = TagMode.ALL
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    limit: int = 100
+    cursor: int | None = None  # only ids below this one
+
+
+@dataclass(slots=True)
+class JobPage:
+    """One page of ``list_jobs``; pass ``next_cursor`` back for the next page."""
+
+    jobs: list[JobRecord] = field(default_factory=list)
+    next_cursor: int | None = None
+
+
+# Fields ``edit_job`` accepts (values as in ``NewJob``; ``payload_json`` is JSON text).
+EDITABLE_FIELDS = frozenset(
+    {
+        "payload_json",
+        "priority",
+        "run_at",
+        "max_attempts",
+        "timeout_ms",
+        "retry_delay_ms",
+        "retry_backoff",
+        "retry_max_delay_ms",
+        "retry_jitter",
+        "tags",
+    }
+)
+
+
+class Storage(ABC):
+    """Where jobs live. Implementations must be safe to call from several threads."""
+
+    #: display form of the backend URL (no password)
+    url: str
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    @abstractmethod
+    def setup(self) -> None:
+        """Make sure the storage is usable: create the SQLite schema, check PostgreSQL
+        migrations (``NotMigratedError`` if missing), load Redis scripts."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections. Safe to call twice."""
+
+    # -- producing -----------------------------------------------------------------
+
+    @abstractmethod
+    def add_jobs(self, jobs: Sequence[NewJob], *, connection: Any = None) -> list[AddResult]:
+        """Insert jobs in one round trip; results in input order.
+
+        A job whose ``idempotency_key`` already exists is not inserted: its
+        result carries the existing id and ``created=False``. Each inserted job
+        gets an ``added`` event. ``connection`` (PostgreSQL) runs the insert
+        inside the caller's transaction. Idle workers are woken.
+        """
+
+    # -- reading -------------------------------------------------------------------
+
+    @abstractmethod
+    def get_job(self, job_id: int) -> JobRecord | None:
+        """The job, or None."""
+
+    @abstractmethod
+    def list_jobs(self, job_filter: JobFilter) -> JobPage:
+        """Jobs matching the filter, newest first, with keyset paging."""
+
+    @abstractmethod
+    def get_events(self, job_id: int) -> list[JobEvent]:
+        """The job's history, oldest first (empty for an unknown id)."""
+
+    # -- managing ------------------------------------------------------------------
+
+    @abstractmethod
+    def cancel_job(self, job_id: int) -> JobRecord:
+        """Cancel a pending, waiting or processing job (bumps the lease token so the
+        running worker's writes are rejected). ``JobNotFoundError`` /
+        ``InvalidJobStateError`` otherwise. Returns the updated record."""
+
+    @abstractmethod
+    def retry_job(self, job_id: int) -> JobRecord:
+        """Put a failed or cancelled job back to pending, runnable now: attempts reset
+        to 0; failure reason, progress, output, lease and finish timestamps cleared;
+        ``last_retried_at`` set; a ``retried`` event. Errors as ``cancel_job``."""
+
+    @abstractmethod
+    def edit_job(self, job_id: int, changes: Mapping[str, Any]) -> JobRecord:
+        """Change fields (keys from ``EDITABLE_FIELDS``) of a pending job; records an
+        ``edited`` event listing the changed fields. Errors as ``cancel_job``."""
+
+    # -- working -------------------------------------------------------------------
+
+    @abstractmethod
+    def claim_jobs(
+        self, worker_id: str, job_types: Sequence[str] | None, limit: int, lease_ms: int
+    ) -> list[JobRecord]:
+        """Atomically claim up to ``limit`` ready jobs (pending, ``run_at`` due),
+        highest priority first, then oldest. Each becomes ``processing`` with
+        attempts+1, a new ``lease_token``, ``locked_by``/``locked_at``,
+        ``lease_expires_at = now + lease_ms``, ``started_at`` and a
+        ``processing`` event. Returns the updated records."""
+
+    @abstractmethod
+    def renew_leases(self, worker_id: str, leases: Sequence[Lease], lease_ms: int) -> set[int]:
+        """Extend the leases still held; return the ids still held (a missing id was
+        cancelled or taken over: its handler should stop)."""
+
+    @abstractmethod
+    def complete_jobs(self, completions: Sequence[Completion]) -> list[bool]:
+        """Fenced: mark jobs completed (progress kept, output stored when given,
+        lease cleared, a ``completed`` event). One flag per item: applied or rejected."""
+
+    @abstractmethod
+    def fail_jobs(self, failures: Sequence[Failure]) -> list[bool]:
+        """Fenced: record the error in ``error_history`` (attempt, error, reason, at),
+        set ``failure_reason`` and ``last_failed_at``; pending at ``retry_at`` when
+        given, else ``failed``. A ``failed`` event with ``will_retry``."""
+
+    @abstractmethod
+    def release_jobs(self, releases: Sequence[Release]) -> list[bool]:
+        """Fenced: hand claimed jobs back to pending, runnable now, lease cleared
+        and token bumped; the attempt is refunded when ``started`` is False."""
+
+    @abstractmethod
+    def set_progress(self, job_id: int, lease_token: int, progress: int) -> bool:
+        """Fenced progress write (0..100)."""
+
+    @abstractmethod
+    def set_output(self, job_id: int, lease_token: int, output_json: str) -> bool:
+        """Fenced output write (last write wins)."""
+
+    @abstractmethod
+    def reclaim_expired(self) -> list[ReclaimedJob]:
+        """Jobs ``processing`` whose lease expired: back to pending (a ``reclaimed``
+        event), or ``failed`` with reason ``lease_expired`` when attempts are used
+        up. Token bumped either way."""
+
+    @abstractmethod
+    def next_due_in(self, job_types: Sequence[str] | None) -> float | None:
+        """Seconds until the earliest pending job is due (0 if one is ready now),
+        None if nothing is pending."""
+
+    @abstractmethod
+    def wait_for_jobs(self, timeout: float, job_types: Sequence[str] | None) -> None:
+        """Block up to ``timeout`` seconds or until new work may be ready
+        (NOTIFY, a Redis wake-up key, a SQLite data change)."""
