@@ -1,0 +1,565 @@
+"""The embedded default: one SQLite file in WAL mode, shared by worker processes.
+
+Each thread gets its own connection. Writes take the file's write lock up front
+(``BEGIN IMMEDIATE``), so claims from several processes never hand out the same
+job; a claim is one ``UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING``.
+Idle workers watch ``PRAGMA data_version``, which changes whenever another
+connection commits, so they wake within milliseconds without taking a lock.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from dqflow.errors import InvalidJobStateError, JobNotFoundError, StorageError
+from dqflow.record import EventType, JobEvent, JobRecord, JobStatus
+from dqflow.storage.base import (
+    EDITABLE_FIELDS,
+    AddResult,
+    Completion,
+    Failure,
+    JobFilter,
+    JobPage,
+    Lease,
+    NewJob,
+    ReclaimedJob,
+    Release,
+    Storage,
+    TagMode,
+)
+
+_SCHEMA = (Path(__file__).parent / "schema.sql").read_text()
+_TIMESTAMPS = (
+    "run_at",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "completed_at",
+    "last_failed_at",
+    "last_retried_at",
+    "cancelled_at",
+    "locked_at",
+    "lease_expires_at",
+)
+_JSON_FIELDS = ("payload", "output", "error_history", "tags")
+_WAIT_POLL_SECONDS = 0.004
+
+
+def _epoch(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+def _datetime(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _row_to_record(row: sqlite3.Row) -> JobRecord:
+    fields = dict(zip(row.keys(), row, strict=True))
+    for name in _TIMESTAMPS:
+        fields[name] = _datetime(fields[name])
+    for name in _JSON_FIELDS:
+        raw = fields[name]
+        fields[name] = None if raw is None else json.loads(raw)
+    fields["retry_jitter"] = bool(fields["retry_jitter"])
+    return JobRecord.from_storage(fields)
+
+
+def _path_from_url(url: str) -> str:
+    """``sqlite:///relative.db`` → ``relative.db``; ``sqlite:////abs/q.db`` → ``/abs/q.db``."""
+    if not url.startswith("sqlite:///"):
+        raise StorageError(f"not a SQLite URL: {url!r} (use sqlite:///relative/path.db or sqlite:////abs/path.db)")
+    path = unquote(url[len("sqlite:///") :].split("?", 1)[0])
+    if path in ("", ":memory:"):
+        raise StorageError("SQLite needs a file (sqlite:///path/to/queue.db): workers share it")
+    return path
+
+
+class SqliteStorage(Storage):
+    """Jobs in one SQLite file. URL: ``sqlite:///relative/path.db`` or ``sqlite:////abs/path.db``."""
+
+    def __init__(self, url: str, *, busy_timeout_ms: int = 30_000) -> None:
+        self.url = url
+        self.path = _path_from_url(url)
+        self._busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._ready = False
+
+    # -- connections -----------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                conn = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout_ms / 1000
+                )
+            except sqlite3.Error as exc:
+                raise StorageError(f"cannot open SQLite file {self.path}: {exc}") from exc
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StorageError(f"SQLite {self.path}: cannot start a write: {exc}") from exc
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            conn.execute("ROLLBACK")
+            raise StorageError(f"SQLite {self.path}: commit failed: {exc}") from exc
+
+    def setup(self) -> None:
+        if self._ready:
+            return
+        conn = self._conn()
+        try:
+            conn.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot create the dqflow schema in {self.path}: {exc}") from exc
+        self._ready = True
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._connections:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._connections.clear()
+        self._local = threading.local()
+
+    # -- helpers ---------------------------------------------------------------------
+
+    @staticmethod
+    def _event(
+        conn: sqlite3.Connection, job_id: int, kind: EventType, now: float, data: dict[str, Any] | None = None
+    ) -> None:
+        conn.execute(
+            "INSERT INTO dqflow_job_events (job_id, event_type, created_at, data) VALUES (?, ?, ?, ?)",
+            (job_id, kind.value, now, None if data is None else json.dumps(data)),
+        )
+
+    def _fetch(self, conn: sqlite3.Connection, job_id: int) -> JobRecord | None:
+        row = conn.execute("SELECT * FROM dqflow_jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else _row_to_record(row)
+
+    def _require(self, conn: sqlite3.Connection, job_id: int) -> JobRecord:
+        record = self._fetch(conn, job_id)
+        if record is None:
+            raise JobNotFoundError(job_id)
+        return record
+
+    # -- producing -------------------------------------------------------------------
+
+    def add_jobs(self, jobs: Sequence[NewJob], *, connection: Any = None) -> list[AddResult]:
+        if connection is not None:
+            raise StorageError("connection= is only supported by the PostgreSQL backend")
+        now = time.time()
+        results: list[AddResult] = []
+        with self._write() as conn:
+            for job in jobs:
+                if job.idempotency_key is not None:
+                    row = conn.execute(
+                        "SELECT id FROM dqflow_jobs WHERE idempotency_key = ?", (job.idempotency_key,)
+                    ).fetchone()
+                    if row is not None:
+                        results.append(AddResult(row[0], False))
+                        continue
+                cursor = conn.execute(
+                    "INSERT INTO dqflow_jobs (job_type, payload, priority, run_at, max_attempts, timeout_ms,"
+                    " retry_delay_ms, retry_backoff, retry_max_delay_ms, retry_jitter, tags, idempotency_key,"
+                    " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        job.job_type,
+                        job.payload_json,
+                        job.priority,
+                        now if job.run_at is None else job.run_at.timestamp(),
+                        job.max_attempts,
+                        job.timeout_ms,
+                        job.retry_delay_ms,
+                        job.retry_backoff,
+                        job.retry_max_delay_ms,
+                        int(job.retry_jitter),
+                        json.dumps(list(job.tags)),
+                        job.idempotency_key,
+                        now,
+                        now,
+                    ),
+                )
+                job_id = int(cursor.lastrowid or 0)
+                self._event(conn, job_id, EventType.ADDED, now)
+                results.append(AddResult(job_id, True))
+        return results
+
+    # -- reading ---------------------------------------------------------------------
+
+    def get_job(self, job_id: int) -> JobRecord | None:
+        return self._fetch(self._conn(), job_id)
+
+    def list_jobs(self, job_filter: JobFilter) -> JobPage:
+        where: list[str] = []
+        params: list[Any] = []
+        if job_filter.statuses:
+            where.append(f"status IN ({','.join('?' * len(job_filter.statuses))})")
+            params.extend(s.value for s in job_filter.statuses)
+        if job_filter.job_type is not None:
+            where.append("job_type = ?")
+            params.append(job_filter.job_type)
+        if job_filter.created_after is not None:
+            where.append("created_at >= ?")
+            params.append(job_filter.created_after.timestamp())
+        if job_filter.created_before is not None:
+            where.append("created_at < ?")
+            params.append(job_filter.created_before.timestamp())
+        if job_filter.cursor is not None:
+            where.append("id < ?")
+            params.append(job_filter.cursor)
+        tags = sorted(set(job_filter.tags))
+        if tags:
+            marks = ",".join("?" * len(tags))
+            matching = f"(SELECT count(*) FROM json_each(dqflow_jobs.tags) WHERE value IN ({marks}))"
+            if job_filter.tag_mode is TagMode.ALL:
+                where.append(f"{matching} >= ?")
+                params.extend([*tags, len(tags)])
+            elif job_filter.tag_mode is TagMode.ANY:
+                where.append(f"{matching} > 0")
+                params.extend(tags)
+            elif job_filter.tag_mode is TagMode.NONE:
+                where.append(f"{matching} = 0")
+                params.extend(tags)
+            else:
+                where.append(
+                    f"{matching} = ? AND (SELECT count(DISTINCT value) FROM json_each(dqflow_jobs.tags)) = ?"
+                )
+                params.extend([*tags, len(tags), len(tags)])
+        sql = "SELECT * FROM dqflow_jobs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(job_filter.limit + 1)
+        rows = self._conn().execute(sql, params).fetchall()
+        jobs = [_row_to_record(row) for row in rows[: job_filter.limit]]
+        next_cursor = jobs[-1].id if len(rows) > job_filter.limit and jobs else None
+        return JobPage(jobs, next_cursor)
+
+    def get_events(self, job_id: int) -> list[JobEvent]:
+        rows = self._conn().execute(
+            "SELECT id, job_id, event_type, created_at, data FROM dqflow_job_events WHERE job_id = ? ORDER BY id",
+            (job_id,),
+        )
+        return [
+            JobEvent.from_storage(
+                {
+                    "id": row[0],
+                    "job_id": row[1],
+                    "event_type": row[2],
+                    "created_at": _datetime(row[3]),
+                    "data": None if row[4] is None else json.loads(row[4]),
+                }
+            )
+            for row in rows
+        ]
+
+    # -- managing --------------------------------------------------------------------
+
+    def cancel_job(self, job_id: int) -> JobRecord:
+        now = time.time()
+        with self._write() as conn:
+            record = self._require(conn, job_id)
+            if record.status not in (JobStatus.PENDING, JobStatus.WAITING, JobStatus.PROCESSING):
+                raise InvalidJobStateError(
+                    f"job {job_id} is {record.status.value}: only pending, waiting or processing jobs can be cancelled"
+                )
+            conn.execute(
+                "UPDATE dqflow_jobs SET status = 'cancelled', cancelled_at = ?, updated_at = ?,"
+                " lease_expires_at = NULL, lease_token = lease_token + 1 WHERE id = ?",
+                (now, now, job_id),
+            )
+            self._event(conn, job_id, EventType.CANCELLED, now, {"previous_status": record.status.value})
+            return self._require(conn, job_id)
+
+    def retry_job(self, job_id: int) -> JobRecord:
+        now = time.time()
+        with self._write() as conn:
+            record = self._require(conn, job_id)
+            if record.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+                raise InvalidJobStateError(
+                    f"job {job_id} is {record.status.value}: only failed or cancelled jobs can be retried"
+                )
+            conn.execute(
+                "UPDATE dqflow_jobs SET status = 'pending', attempts = 0, run_at = ?, failure_reason = NULL,"
+                " progress = NULL, output = NULL, completed_at = NULL, cancelled_at = NULL, started_at = NULL,"
+                " locked_by = NULL, locked_at = NULL, lease_expires_at = NULL, lease_token = lease_token + 1,"
+                " last_retried_at = ?, updated_at = ? WHERE id = ?",
+                (now, now, now, job_id),
+            )
+            self._event(conn, job_id, EventType.RETRIED, now, {"previous_status": record.status.value})
+            return self._require(conn, job_id)
+
+    def edit_job(self, job_id: int, changes: Mapping[str, Any]) -> JobRecord:
+        unknown = set(changes) - EDITABLE_FIELDS
+        if unknown:
+            raise InvalidJobStateError(f"cannot edit {', '.join(sorted(unknown))}")
+        now = time.time()
+        columns: list[str] = []
+        values: list[Any] = []
+        for name, value in changes.items():
+            if name == "payload_json":
+                columns.append("payload = ?")
+            elif name == "run_at":
+                columns.append("run_at = ?")
+                value = now if value is None else value.timestamp()
+            elif name == "tags":
+                columns.append("tags = ?")
+                value = json.dumps(list(value))
+            elif name == "retry_jitter":
+                columns.append("retry_jitter = ?")
+                value = int(value)
+            else:
+                columns.append(f"{name} = ?")
+            values.append(value)
+        with self._write() as conn:
+            record = self._require(conn, job_id)
+            if record.status is not JobStatus.PENDING:
+                raise InvalidJobStateError(f"job {job_id} is {record.status.value}: only pending jobs can be edited")
+            if columns:
+                conn.execute(
+                    f"UPDATE dqflow_jobs SET {', '.join(columns)}, updated_at = ? WHERE id = ?",
+                    (*values, now, job_id),
+                )
+            fields = sorted("payload" if name == "payload_json" else name for name in changes)
+            self._event(conn, job_id, EventType.EDITED, now, {"fields": fields})
+            return self._require(conn, job_id)
+
+    # -- working ---------------------------------------------------------------------
+
+    def claim_jobs(
+        self, worker_id: str, job_types: Sequence[str] | None, limit: int, lease_ms: int
+    ) -> list[JobRecord]:
+        now = time.time()
+        type_clause = ""
+        params: list[Any] = [worker_id, now, now + lease_ms / 1000, now, now, now]
+        if job_types:
+            type_clause = f" AND job_type IN ({','.join('?' * len(job_types))})"
+            params.extend(job_types)
+        params.append(limit)
+        sql = (
+            "UPDATE dqflow_jobs SET status = 'processing', attempts = attempts + 1, lease_token = lease_token + 1,"
+            " locked_by = ?, locked_at = ?, lease_expires_at = ?, started_at = ?, updated_at = ?"
+            " WHERE id IN (SELECT id FROM dqflow_jobs INDEXED BY dqflow_jobs_ready"
+            f" WHERE status = 'pending' AND run_at <= ?{type_clause}"
+            " ORDER BY priority DESC, run_at, id LIMIT ?) RETURNING *"
+        )
+        with self._write() as conn:
+            records = [_row_to_record(row) for row in conn.execute(sql, params).fetchall()]
+            if records:
+                conn.executemany(
+                    "INSERT INTO dqflow_job_events (job_id, event_type, created_at, data) VALUES (?, ?, ?, ?)",
+                    [
+                        (r.id, "processing", now, json.dumps({"worker_id": worker_id, "attempt": r.attempts}))
+                        for r in records
+                    ],
+                )
+        records.sort(key=lambda r: (-r.priority, r.run_at, r.id))
+        return records
+
+    def renew_leases(self, worker_id: str, leases: Sequence[Lease], lease_ms: int) -> set[int]:
+        if not leases:
+            return set()
+        now = time.time()
+        held: set[int] = set()
+        with self._write() as conn:
+            for lease in leases:
+                cursor = conn.execute(
+                    "UPDATE dqflow_jobs SET lease_expires_at = ? WHERE id = ? AND lease_token = ?"
+                    " AND status = 'processing'",
+                    (now + lease_ms / 1000, lease.job_id, lease.lease_token),
+                )
+                if cursor.rowcount:
+                    held.add(lease.job_id)
+        return held
+
+    def complete_jobs(self, completions: Sequence[Completion]) -> list[bool]:
+        now = time.time()
+        applied: list[bool] = []
+        with self._write() as conn:
+            for item in completions:
+                cursor = conn.execute(
+                    "UPDATE dqflow_jobs SET status = 'completed', output = COALESCE(?, output), completed_at = ?,"
+                    " updated_at = ?, lease_expires_at = NULL"
+                    " WHERE id = ? AND lease_token = ? AND status = 'processing'",
+                    (item.output_json, now, now, item.job_id, item.lease_token),
+                )
+                ok = cursor.rowcount == 1
+                if ok:
+                    self._event(conn, item.job_id, EventType.COMPLETED, now)
+                applied.append(ok)
+        return applied
+
+    def fail_jobs(self, failures: Sequence[Failure]) -> list[bool]:
+        now = time.time()
+        applied: list[bool] = []
+        with self._write() as conn:
+            for item in failures:
+                row = conn.execute(
+                    "SELECT attempts FROM dqflow_jobs WHERE id = ? AND lease_token = ? AND status = 'processing'",
+                    (item.job_id, item.lease_token),
+                ).fetchone()
+                if row is None:
+                    applied.append(False)
+                    continue
+                entry = json.dumps(
+                    {"attempt": row[0], "error": item.error, "reason": item.reason, "at": _iso(now)}
+                )
+                retry = item.retry_at is not None
+                conn.execute(
+                    "UPDATE dqflow_jobs SET status = ?, run_at = COALESCE(?, run_at), failure_reason = ?,"
+                    " error_history = json_insert(error_history, '$[#]', json(?)), last_failed_at = ?,"
+                    " updated_at = ?, lease_expires_at = NULL WHERE id = ?",
+                    (
+                        "pending" if retry else "failed",
+                        _epoch(item.retry_at),
+                        item.reason,
+                        entry,
+                        now,
+                        now,
+                        item.job_id,
+                    ),
+                )
+                self._event(
+                    conn,
+                    item.job_id,
+                    EventType.FAILED,
+                    now,
+                    {"attempt": row[0], "error": item.error, "reason": item.reason, "will_retry": retry},
+                )
+                applied.append(True)
+        return applied
+
+    def release_jobs(self, releases: Sequence[Release]) -> list[bool]:
+        now = time.time()
+        applied: list[bool] = []
+        with self._write() as conn:
+            for item in releases:
+                cursor = conn.execute(
+                    "UPDATE dqflow_jobs SET status = 'pending', run_at = ?, attempts = attempts - ?,"
+                    " lease_expires_at = NULL, locked_by = NULL, locked_at = NULL, lease_token = lease_token + 1,"
+                    " updated_at = ? WHERE id = ? AND lease_token = ? AND status = 'processing'",
+                    (now, 0 if item.started else 1, now, item.job_id, item.lease_token),
+                )
+                applied.append(cursor.rowcount == 1)
+        return applied
+
+    def set_progress(self, job_id: int, lease_token: int, progress: int) -> bool:
+        return self._fenced_set("progress", job_id, lease_token, progress)
+
+    def set_output(self, job_id: int, lease_token: int, output_json: str) -> bool:
+        return self._fenced_set("output", job_id, lease_token, output_json)
+
+    def _fenced_set(self, column: str, job_id: int, lease_token: int, value: Any) -> bool:
+        now = time.time()
+        with self._write() as conn:
+            cursor = conn.execute(
+                f"UPDATE dqflow_jobs SET {column} = ?, updated_at = ?"
+                " WHERE id = ? AND lease_token = ? AND status = 'processing'",
+                (value, now, job_id, lease_token),
+            )
+            return cursor.rowcount == 1
+
+    def reclaim_expired(self) -> list[ReclaimedJob]:
+        now = time.time()
+        reclaimed: list[ReclaimedJob] = []
+        with self._write() as conn:
+            rows = conn.execute(
+                "SELECT id, attempts, max_attempts, locked_by FROM dqflow_jobs"
+                " WHERE status = 'processing' AND lease_expires_at < ?",
+                (now,),
+            ).fetchall()
+            for job_id, attempts, max_attempts, locked_by in rows:
+                if attempts >= max_attempts:
+                    error = (
+                        f"worker {locked_by} stopped renewing its lease and the job has used all"
+                        f" {max_attempts} attempts"
+                    )
+                    entry = json.dumps(
+                        {"attempt": attempts, "error": error, "reason": "lease_expired", "at": _iso(now)}
+                    )
+                    conn.execute(
+                        "UPDATE dqflow_jobs SET status = 'failed', failure_reason = 'lease_expired',"
+                        " error_history = json_insert(error_history, '$[#]', json(?)), last_failed_at = ?,"
+                        " updated_at = ?, lease_expires_at = NULL, lease_token = lease_token + 1 WHERE id = ?",
+                        (entry, now, now, job_id),
+                    )
+                    self._event(
+                        conn,
+                        job_id,
+                        EventType.FAILED,
+                        now,
+                        {"attempt": attempts, "error": error, "reason": "lease_expired", "will_retry": False},
+                    )
+                    reclaimed.append(ReclaimedJob(job_id, JobStatus.FAILED))
+                else:
+                    conn.execute(
+                        "UPDATE dqflow_jobs SET status = 'pending', run_at = ?, lease_expires_at = NULL,"
+                        " locked_by = NULL, locked_at = NULL, lease_token = lease_token + 1, updated_at = ?"
+                        " WHERE id = ?",
+                        (now, now, job_id),
+                    )
+                    self._event(
+                        conn, job_id, EventType.RECLAIMED, now, {"attempt": attempts, "previous_worker": locked_by}
+                    )
+                    reclaimed.append(ReclaimedJob(job_id, JobStatus.PENDING))
+        return reclaimed
+
+    def next_due_in(self, job_types: Sequence[str] | None) -> float | None:
+        sql = "SELECT min(run_at) FROM dqflow_jobs WHERE status = 'pending'"
+        params: list[Any] = []
+        if job_types:
+            sql += f" AND job_type IN ({','.join('?' * len(job_types))})"
+            params.extend(job_types)
+        row = self._conn().execute(sql, params).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return max(0.0, float(row[0]) - time.time())
+
+    def wait_for_jobs(self, timeout: float, job_types: Sequence[str] | None) -> None:
+        conn = self._conn()
+        deadline = time.monotonic() + timeout
+        first = conn.execute("PRAGMA data_version").fetchone()[0]
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            time.sleep(min(_WAIT_POLL_SECONDS, remaining))
+            if conn.execute("PRAGMA data_version").fetchone()[0] != first:
+                return
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
