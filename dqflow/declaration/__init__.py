@@ -1,0 +1,17 @@
+"""The declaration layer: ``jobs.yaml`` (or dicts in code) → validated, compiled job types."""
+
+from dqflow.declaration.loader import DeclarationError, find_config, load_declaration
+from dqflow.declaration.model import Declaration, JobTypeSpec, Limits, RetryPolicy, WorkerSettings
+from dqflow.declaration.schemas import SchemaValidator
+
+__all__ = [
+    "Declaration",
+    "DeclarationError",
+    "JobTypeSpec",
+    "Limits",
+    "RetryPolicy",
+    "SchemaValidator",
+    "WorkerSettings",
+    "find_config",
+    "load_declaration",
+]
