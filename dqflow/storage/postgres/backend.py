@@ -1,0 +1,517 @@
+"""PostgreSQL storage: psycopg 3 and one SQL statement per operation.
+
+Many workers on many machines share one database. A claim is one
+``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING``
+over the partial index of ready jobs; completions, failures and releases are
+batched through ``unnest`` arrays and fenced on the lease token; each
+statement writes its history events itself, so change and event commit
+together. Our own pool runs in autocommit mode: one statement, one round trip,
+one commit. Idle workers block on LISTEN (see ``_notifier``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row, tuple_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from dqflow.errors import (
+    DqflowError,
+    InvalidJobStateError,
+    JobNotFoundError,
+    NotMigratedError,
+    StorageError,
+)
+from dqflow.record import JobEvent, JobRecord, JobStatus
+from dqflow.storage.base import (
+    EDITABLE_FIELDS,
+    AddResult,
+    Completion,
+    Failure,
+    JobFilter,
+    JobPage,
+    Lease,
+    NewJob,
+    ReclaimedJob,
+    Release,
+    Storage,
+    TagMode,
+)
+from dqflow.storage.postgres._connect import Settings, check_schema, parse_url, settings_from_connection
+from dqflow.storage.postgres._notifier import Notifier, channel_name
+from dqflow.storage.postgres._queries import Queries
+from dqflow.storage.postgres.migrations import require_migrated
+
+__all__ = ["PostgresStorage"]
+
+_TIMESTAMPS = (
+    "run_at",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "completed_at",
+    "last_failed_at",
+    "last_retried_at",
+    "cancelled_at",
+    "locked_at",
+    "lease_expires_at",
+)
+_RECLAIM_BATCH = 1000
+_EDIT_COLUMNS = {
+    "payload_json": "payload",
+    "priority": "priority",
+    "run_at": "run_at",
+    "max_attempts": "max_attempts",
+    "timeout_ms": "timeout_ms",
+    "retry_delay_ms": "retry_delay_ms",
+    "retry_backoff": "retry_backoff",
+    "retry_max_delay_ms": "retry_max_delay_ms",
+    "retry_jitter": "retry_jitter",
+    "tags": "tags",
+}
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """Aware UTC (naive values are taken as UTC)."""
+    if value is None or value.tzinfo is UTC:
+        return value
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _record(row: dict[str, Any]) -> JobRecord:
+    for name in _TIMESTAMPS:
+        value = row[name]
+        if value is not None and value.tzinfo is not UTC:
+            row[name] = value.astimezone(UTC)
+    return JobRecord.from_storage(row)
+
+
+def _event(row: dict[str, Any]) -> JobEvent:
+    created = row["created_at"]
+    if created.tzinfo is not UTC:
+        row["created_at"] = created.astimezone(UTC)
+    return JobEvent.from_storage(row)
+
+
+class PostgresStorage(Storage):
+    """Jobs in PostgreSQL.
+
+    ``target`` is a ``postgresql://`` / ``postgres://`` URL (``?schema=NAME``
+    puts the tables in that schema), or the caller's own psycopg ``Connection``
+    or ``ConnectionPool`` (then pass ``schema=`` if the tables are not on its
+    search path). With a URL, dqflow owns a pool of ``pool_min_size`` to
+    ``pool_max_size`` connections; ``pool_timeout`` bounds the wait for one.
+    """
+
+    def __init__(
+        self,
+        target: str | psycopg.Connection[Any] | ConnectionPool[Any],
+        *,
+        schema: str | None = None,
+        pool_min_size: int = 1,
+        pool_max_size: int = 10,
+        pool_timeout: float = 10.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self._own_pool = False
+        self._conn: psycopg.Connection[Any] | None = None
+        self._conn_lock = threading.Lock()
+        if isinstance(target, str):
+            settings = parse_url(target, schema=schema, connect_timeout=connect_timeout)
+            self._pool: ConnectionPool[Any] | None = ConnectionPool(
+                settings.conninfo(),
+                kwargs={"autocommit": True},
+                min_size=pool_min_size,
+                max_size=max(pool_min_size, pool_max_size),
+                timeout=pool_timeout,
+                open=False,
+                name="dqflow",
+            )
+            self._own_pool = True
+        elif isinstance(target, ConnectionPool):
+            self._pool = target
+            with target.connection() as conn:
+                settings = settings_from_connection(conn, check_schema(schema))
+        elif isinstance(target, psycopg.Connection):
+            self._pool = None
+            self._conn = target
+            settings = settings_from_connection(target, check_schema(schema))
+        else:
+            raise TypeError(
+                f"PostgresStorage needs a URL, a psycopg Connection or a ConnectionPool, not {target!r}"
+            )
+        self._settings: Settings = settings
+        self.schema = settings.schema
+        self.url = settings.display
+        self._q = Queries.load(self.schema)
+        self._channel = channel_name(self.schema)
+        self._notifier = Notifier(self._listen_connection, self._channel, self.url)
+        self._open_lock = threading.Lock()
+        self._opened = not self._own_pool
+        self._closed = False
+
+    # -- connections -----------------------------------------------------------------
+
+    def _listen_connection(self) -> psycopg.Connection[Any]:
+        return self._settings.connect(autocommit=True)
+
+    def _ensure_open(self) -> ConnectionPool[Any] | None:
+        if not self._opened:
+            with self._open_lock:
+                if self._closed:
+                    raise StorageError(f"PostgreSQL storage {self.url} is closed")
+                if not self._opened:
+                    assert self._pool is not None
+                    self._pool.open(wait=False)
+                    self._opened = True
+        return self._pool
+
+    @contextmanager
+    def _connection(self, action: str) -> Iterator[psycopg.Connection[Any]]:
+        """A connection for one operation; psycopg and pool errors become ``StorageError``.
+
+        With a pool, a broken connection is discarded when it goes back (and the
+        idle ones are checked), so the next call gets a working one.
+        """
+        try:
+            pool = self._ensure_open()
+            if pool is not None:
+                with pool.connection() as conn:
+                    yield conn
+            else:
+                assert self._conn is not None
+                with self._conn_lock, self._conn.transaction():
+                    yield self._conn
+        except DqflowError:
+            raise
+        except PoolTimeout as exc:
+            raise StorageError(
+                f"PostgreSQL at {self.url} did not answer in time ({action}): no connection"
+                f" could be made within {self._pool.timeout if self._pool else 0:g}s: {exc}"
+            ) from exc
+        except psycopg.errors.UndefinedTable as exc:
+            raise NotMigratedError(
+                f"PostgreSQL {self.url} has no dqflow tables ({exc.diag.message_primary}):"
+                " run `dqflow migrate` first"
+            ) from exc
+        except psycopg.OperationalError as exc:
+            self._lost_connection()
+            raise StorageError(
+                f"lost the connection to PostgreSQL at {self.url} ({action}): {exc}".strip()
+                + " (the database may be restarting; retry)"
+            ) from exc
+        except psycopg.Error as exc:
+            raise StorageError(f"PostgreSQL {action} failed on {self.url}: {exc}".strip()) from exc
+
+    def _lost_connection(self) -> None:
+        """After a connection error: drop the pool's other dead connections too."""
+        if self._pool is not None and self._opened and not self._closed:
+            # Best effort: the pool also replaces broken connections on its own.
+            with contextlib.suppress(Exception):
+                self._pool.check()
+
+    def _rows(
+        self, action: str, query: str, params: Mapping[str, Any], *, prepare: bool | None = None
+    ) -> list[dict[str, Any]]:
+        with self._connection(action) as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(query, params, prepare=prepare)
+            return cur.fetchall()
+
+    def _ids(self, action: str, query: str, params: Mapping[str, Any]) -> set[int]:
+        with self._connection(action) as conn, conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute(query, params)
+            return {int(row[0]) for row in cur.fetchall()}
+
+    def _rowcount(self, action: str, query: str, params: Mapping[str, Any]) -> int:
+        with self._connection(action) as conn, conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute(query, params)
+            return cur.rowcount
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def setup(self) -> None:
+        with self._connection("checking migrations") as conn:
+            require_migrated(conn, self.schema, self.url)
+
+    def close(self) -> None:
+        self._closed = True
+        self._notifier.close()
+        if self._own_pool and self._pool is not None and self._opened:
+            self._pool.close()
+
+    # -- producing -------------------------------------------------------------------
+
+    def add_jobs(self, jobs: Sequence[NewJob], *, connection: Any = None) -> list[AddResult]:
+        if not jobs:
+            return []
+        # Repeated idempotency keys within the batch: only the first is sent.
+        first_of_key: dict[str, int] = {}
+        sent: list[NewJob] = []
+        slot: list[int] = []
+        for job in jobs:
+            key = job.idempotency_key
+            if key is not None and key in first_of_key:
+                slot.append(-1 - first_of_key[key])
+                continue
+            if key is not None:
+                first_of_key[key] = len(sent)
+            slot.append(len(sent))
+            sent.append(job)
+        params = {
+            "job_type": [j.job_type for j in sent],
+            "payload": [j.payload_json for j in sent],
+            "priority": [j.priority for j in sent],
+            "run_at": [_utc(j.run_at) for j in sent],
+            "max_attempts": [j.max_attempts for j in sent],
+            "timeout_ms": [j.timeout_ms for j in sent],
+            "retry_delay_ms": [j.retry_delay_ms for j in sent],
+            "retry_backoff": [j.retry_backoff for j in sent],
+            "retry_max_delay_ms": [j.retry_max_delay_ms for j in sent],
+            "retry_jitter": [j.retry_jitter for j in sent],
+            "tags": [json.dumps(list(j.tags)) for j in sent],
+            "idempotency_key": [j.idempotency_key for j in sent],
+            "channel": self._channel,
+        }
+        if connection is not None:
+            rows = self._add_on(connection, params)
+        else:
+            with self._connection("adding jobs") as conn:
+                rows = self._add_on(conn, params)
+        results = [AddResult(int(job_id), bool(created)) for job_id, created in rows]
+        return [results[i] if i >= 0 else AddResult(results[-1 - i].job_id, False) for i in slot]
+
+    def _add_on(self, conn: psycopg.Connection[Any], params: dict[str, Any]) -> list[tuple[Any, Any]]:
+        """Run the insert on ``conn`` (the caller's transaction, if it has one: no commit here)."""
+        if not isinstance(conn, psycopg.Connection):
+            raise TypeError(f"connection= must be a psycopg Connection, not {type(conn).__name__}")
+        try:
+            with conn.cursor(row_factory=tuple_row) as cur:
+                cur.execute(self._q.add_jobs, params)
+                rows: list[tuple[Any, Any]] = list(cur.fetchall())
+                missing = [
+                    key
+                    for (job_id, _), key in zip(rows, params["idempotency_key"], strict=True)
+                    if job_id is None
+                ]
+                if missing:
+                    # A concurrent transaction committed the same key after our snapshot.
+                    cur.execute(self._q.find_idempotency_keys, {"keys": missing})
+                    found: dict[str, int] = {str(key): int(job_id) for key, job_id in cur.fetchall()}
+                    rows = [
+                        (found.get(key), False) if job_id is None else (job_id, created)
+                        for (job_id, created), key in zip(rows, params["idempotency_key"], strict=True)
+                    ]
+                    if any(job_id is None for job_id, _ in rows):
+                        raise StorageError(
+                            "an idempotency key was taken by a concurrent insert; retry the add"
+                        )
+                return rows
+        except DqflowError:
+            raise
+        except psycopg.errors.UndefinedTable as exc:
+            raise NotMigratedError(
+                f"PostgreSQL has no dqflow tables ({exc.diag.message_primary}): run `dqflow migrate` first"
+            ) from exc
+        except psycopg.Error as exc:
+            raise StorageError(f"PostgreSQL insert of jobs failed: {exc}".strip()) from exc
+
+    # -- reading ---------------------------------------------------------------------
+
+    def get_job(self, job_id: int) -> JobRecord | None:
+        rows = self._rows("reading a job", self._q.get_job, {"job_id": job_id})
+        return _record(rows[0]) if rows else None
+
+    def list_jobs(self, job_filter: JobFilter) -> JobPage:
+        tags = sorted(set(job_filter.tags))
+        limit = max(0, job_filter.limit)
+        params = {
+            "statuses": [JobStatus(s).value for s in job_filter.statuses] or None,
+            "job_type": job_filter.job_type,
+            "created_after": _utc(job_filter.created_after),
+            "created_before": _utc(job_filter.created_before),
+            "cursor": job_filter.cursor,
+            "tag_mode": TagMode(job_filter.tag_mode).value if tags else None,
+            "tags": tags,
+            "tags_json": json.dumps(tags),
+            "limit": limit + 1,
+        }
+        # Unprepared: planned with the actual values, so the chosen filters use their indexes.
+        rows = self._rows("listing jobs", self._q.list_jobs, params, prepare=False)
+        jobs = [_record(row) for row in rows[:limit]]
+        next_cursor = jobs[-1].id if len(rows) > limit and jobs else None
+        return JobPage(jobs, next_cursor)
+
+    def get_events(self, job_id: int) -> list[JobEvent]:
+        rows = self._rows("reading job events", self._q.get_events, {"job_id": job_id})
+        return [_event(row) for row in rows]
+
+    # -- managing --------------------------------------------------------------------
+
+    def _change(self, action: str, query: str, params: dict[str, Any], allowed: str) -> JobRecord:
+        """Run a single-job state change answering (previous_status, job.*)."""
+        job_id = params["job_id"]
+        rows = self._rows(action, query, params)
+        if not rows:
+            raise JobNotFoundError(job_id)
+        row = rows[0]
+        previous = row.pop("previous_status")
+        if row["id"] is None:
+            raise InvalidJobStateError(f"job {job_id} is {previous}: only {allowed} jobs can be {action}")
+        return _record(row)
+
+    def cancel_job(self, job_id: int) -> JobRecord:
+        return self._change(
+            "cancelled", self._q.cancel_job, {"job_id": job_id}, "pending, waiting or processing"
+        )
+
+    def retry_job(self, job_id: int) -> JobRecord:
+        return self._change(
+            "retried", self._q.retry_job, {"job_id": job_id, "channel": self._channel}, "failed or cancelled"
+        )
+
+    def edit_job(self, job_id: int, changes: Mapping[str, Any]) -> JobRecord:
+        unknown = set(changes) - EDITABLE_FIELDS
+        if unknown:
+            raise InvalidJobStateError(
+                f"cannot edit {', '.join(sorted(unknown))}:"
+                f" editable fields are {', '.join(sorted(EDITABLE_FIELDS))}"
+            )
+        params: dict[str, Any] = {"job_id": job_id, "channel": self._channel}
+        for name, column in _EDIT_COLUMNS.items():
+            value = changes.get(name)
+            if name == "tags" and value is not None:
+                value = json.dumps(list(value))
+            elif name == "run_at":
+                value = _utc(value)
+            params[f"set_{column}"] = name in changes
+            params[column] = value
+        params["fields"] = json.dumps(sorted(_EDIT_COLUMNS[name] for name in changes))
+        return self._change("edited", self._q.edit_job, params, "pending")
+
+    # -- working ---------------------------------------------------------------------
+
+    def claim_jobs(
+        self, worker_id: str, job_types: Sequence[str] | None, limit: int, lease_ms: int
+    ) -> list[JobRecord]:
+        if limit <= 0:
+            return []
+        params = {
+            "worker_id": worker_id,
+            "job_types": None if job_types is None else list(job_types),
+            "limit": limit,
+            "lease_ms": lease_ms,
+        }
+        return [_record(row) for row in self._rows("claiming jobs", self._q.claim_jobs, params)]
+
+    def renew_leases(self, worker_id: str, leases: Sequence[Lease], lease_ms: int) -> set[int]:
+        if not leases:
+            return set()
+        params = {
+            "job_id": [lease.job_id for lease in leases],
+            "lease_token": [lease.lease_token for lease in leases],
+            "lease_ms": lease_ms,
+        }
+        return self._ids("renewing leases", self._q.renew_leases, params)
+
+    def complete_jobs(self, completions: Sequence[Completion]) -> list[bool]:
+        if not completions:
+            return []
+        items, first = _first_per_job(completions)
+        params = {
+            "job_id": [c.job_id for c in items],
+            "lease_token": [c.lease_token for c in items],
+            "output": [c.output_json for c in items],
+        }
+        done = self._ids("completing jobs", self._q.complete_jobs, params)
+        return [is_first and c.job_id in done for c, is_first in zip(completions, first, strict=True)]
+
+    def fail_jobs(self, failures: Sequence[Failure]) -> list[bool]:
+        if not failures:
+            return []
+        items, first = _first_per_job(failures)
+        params = {
+            "job_id": [f.job_id for f in items],
+            "lease_token": [f.lease_token for f in items],
+            "error": [f.error for f in items],
+            "reason": [f.reason for f in items],
+            "retry_at": [_utc(f.retry_at) for f in items],
+            "channel": self._channel,
+        }
+        done = self._ids("recording failed attempts", self._q.fail_jobs, params)
+        return [is_first and f.job_id in done for f, is_first in zip(failures, first, strict=True)]
+
+    def release_jobs(self, releases: Sequence[Release]) -> list[bool]:
+        if not releases:
+            return []
+        items, first = _first_per_job(releases)
+        params = {
+            "job_id": [r.job_id for r in items],
+            "lease_token": [r.lease_token for r in items],
+            "started": [r.started for r in items],
+            "channel": self._channel,
+        }
+        done = self._ids("releasing jobs", self._q.release_jobs, params)
+        return [is_first and r.job_id in done for r, is_first in zip(releases, first, strict=True)]
+
+    def set_progress(self, job_id: int, lease_token: int, progress: int) -> bool:
+        if not 0 <= progress <= 100:
+            raise ValueError(f"progress must be between 0 and 100, got {progress}")
+        params = {"job_id": job_id, "lease_token": lease_token, "progress": progress}
+        return self._rowcount("saving progress", self._q.set_progress, params) == 1
+
+    def set_output(self, job_id: int, lease_token: int, output_json: str) -> bool:
+        params = {"job_id": job_id, "lease_token": lease_token, "output": output_json}
+        return self._rowcount("saving output", self._q.set_output, params) == 1
+
+    def reclaim_expired(self) -> list[ReclaimedJob]:
+        reclaimed: list[ReclaimedJob] = []
+        while True:
+            params = {"limit": _RECLAIM_BATCH, "channel": self._channel}
+            with (
+                self._connection("reclaiming expired leases") as conn,
+                conn.cursor(row_factory=tuple_row) as cur,
+            ):
+                cur.execute(self._q.reclaim_expired, params)
+                batch = [ReclaimedJob(int(job_id), JobStatus(status)) for job_id, status in cur.fetchall()]
+            reclaimed.extend(batch)
+            if len(batch) < _RECLAIM_BATCH:
+                return reclaimed
+
+    def next_due_in(self, job_types: Sequence[str] | None) -> float | None:
+        params = {"job_types": None if job_types is None else list(job_types)}
+        with self._connection("reading the next due time") as conn, conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute(self._q.next_due_in, params)
+            row = cur.fetchone()
+        if row is None or row[0] is None:
+            return None
+        return max(0.0, float(row[0]))
+
+    def wait_for_jobs(self, timeout: float, job_types: Sequence[str] | None) -> None:
+        if self._closed:
+            return
+        self._notifier.wait(timeout, job_types)
+
+
+def _first_per_job(items: Sequence[Any]) -> tuple[list[Any], list[bool]]:
+    """The items to send (the first per job id) and, per input item, whether it was sent."""
+    seen: set[int] = set()
+    sent: list[Any] = []
+    first: list[bool] = []
+    for item in items:
+        if item.job_id in seen:
+            first.append(False)
+            continue
+        seen.add(item.job_id)
+        sent.append(item)
+        first.append(True)
+    return sent, first

@@ -1,0 +1,24 @@
+-- Cancel a pending, waiting or processing job; the token bump fences off the
+-- worker that may be running it. Answers the status found (no row: no such job)
+-- and the updated job (NULL columns: the status did not allow it).
+WITH target AS (
+    SELECT id, status FROM dqflow_jobs WHERE id = %(job_id)s FOR UPDATE
+),
+cancelled AS (
+    UPDATE dqflow_jobs AS j
+    SET status = 'cancelled',
+        cancelled_at = now(),
+        updated_at = now(),
+        lease_expires_at = NULL,
+        lease_token = j.lease_token + 1
+    FROM target
+    WHERE j.id = target.id AND target.status IN ('pending', 'waiting', 'processing')
+    RETURNING j.*
+),
+event AS (
+    INSERT INTO dqflow_job_events (job_id, event_type, created_at, data)
+    SELECT cancelled.id, 'cancelled', now(), jsonb_build_object('previous_status', target.status)
+    FROM cancelled CROSS JOIN target
+)
+SELECT target.status AS previous_status, cancelled.*
+FROM target LEFT JOIN cancelled ON true

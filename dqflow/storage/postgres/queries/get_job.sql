@@ -1,0 +1,1 @@
+SELECT * FROM dqflow_jobs WHERE id = %(job_id)s

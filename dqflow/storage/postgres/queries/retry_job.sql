@@ -1,0 +1,36 @@
+-- Put a failed or cancelled job back to pending, runnable now, with a fresh
+-- attempt count; wakes idle workers. Answers like cancel_job.
+WITH target AS (
+    SELECT id, status FROM dqflow_jobs WHERE id = %(job_id)s FOR UPDATE
+),
+retried AS (
+    UPDATE dqflow_jobs AS j
+    SET status = 'pending',
+        attempts = 0,
+        run_at = now(),
+        failure_reason = NULL,
+        progress = NULL,
+        output = NULL,
+        completed_at = NULL,
+        cancelled_at = NULL,
+        started_at = NULL,
+        locked_by = NULL,
+        locked_at = NULL,
+        lease_expires_at = NULL,
+        lease_token = j.lease_token + 1,
+        last_retried_at = now(),
+        updated_at = now()
+    FROM target
+    WHERE j.id = target.id AND target.status IN ('failed', 'cancelled')
+    RETURNING j.*
+),
+event AS (
+    INSERT INTO dqflow_job_events (job_id, event_type, created_at, data)
+    SELECT retried.id, 'retried', now(), jsonb_build_object('previous_status', target.status)
+    FROM retried CROSS JOIN target
+),
+woken AS (
+    SELECT count(pg_notify(%(channel)s, job_type)) AS notified FROM retried
+)
+SELECT target.status AS previous_status, retried.*
+FROM target LEFT JOIN retried ON true CROSS JOIN woken
