@@ -1,0 +1,413 @@
+"""Jobs in Redis: a hash per job, sorted-set indexes, one atomic Lua script per change.
+
+Every key of a queue starts with the hash tag ``{prefix}`` (default ``{dqflow}``),
+so one queue lives in one Redis Cluster slot and the scripts run unchanged there.
+The layout is described in ``docs/REDIS.md`` and at the top of ``lua/_lib.lua``.
+
+URL: ``redis://[user:password@]host[:port][/db][?prefix=name]`` or ``rediss://``
+(TLS); or hand in your own redis-py client (``RedisStorage(client, prefix=...)``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis
+
+from dqflow.errors import ConfigError, InvalidJobStateError, JobNotFoundError, StorageError
+from dqflow.record import JobEvent, JobRecord, JobStatus
+from dqflow.storage.base import (
+    EDITABLE_FIELDS,
+    AddResult,
+    Completion,
+    Failure,
+    JobFilter,
+    JobPage,
+    Lease,
+    NewJob,
+    ReclaimedJob,
+    Release,
+    Storage,
+    TagMode,
+)
+from dqflow.storage.redis.codec import (
+    as_text,
+    check_int,
+    event_from_json,
+    pairs_to_dict,
+    record_from_hash,
+    tag_set,
+    tags_json,
+    to_us,
+)
+from dqflow.storage.redis.scripts import Script, load_all
+
+T = TypeVar("T")
+
+DEFAULT_PREFIX = "dqflow"
+_RECLAIM_BATCH = 500
+_LIST_SCAN_BUDGET = 5_000  # candidates one list step looks at before yielding Redis
+_DEFAULT_OPTIONS: dict[str, Any] = {"socket_timeout": 30.0, "socket_connect_timeout": 5.0}
+
+
+def _split_url(url: str) -> tuple[str, str | None, str]:
+    """Return (URL for redis-py without ``prefix``, the prefix if given, display URL)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss"):
+        raise ConfigError(
+            f"not a Redis URL: {url!r} (use redis://host:port/db or rediss://...)", key="backend"
+        )
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefix = None
+    rest = []
+    for name, value in query:
+        if name == "prefix":
+            prefix = value
+        else:
+            rest.append((name, value))
+    clean = urlunsplit(parts._replace(query=urlencode(rest)))
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
+    display = urlunsplit(parts._replace(netloc=netloc))
+    return clean, prefix, display
+
+
+def _check_prefix(prefix: str) -> str:
+    if not prefix or "{" in prefix or "}" in prefix:
+        raise ConfigError(
+            f"invalid Redis key prefix {prefix!r}: use a non-empty name without braces"
+            " (it becomes the hash tag)",
+            key="prefix",
+        )
+    return prefix
+
+
+class RedisStorage(Storage):
+    """Jobs in Redis. Safe to share between threads (redis-py pools connections)."""
+
+    def __init__(self, url_or_client: str | Any, *, prefix: str | None = None, **options: Any) -> None:
+        self._own_clients = isinstance(url_or_client, str)
+        if isinstance(url_or_client, str):
+            clean, url_prefix, self.url = _split_url(url_or_client)
+            settings = {**_DEFAULT_OPTIONS, **options}
+            try:
+                self._client: Any = redis.Redis.from_url(clean, decode_responses=True, **settings)
+                blocking = {**settings, "socket_timeout": None}
+                self._blocking: Any = redis.Redis.from_url(clean, decode_responses=True, **blocking)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(
+                    f"invalid Redis URL or option for {self.url}: {exc}", key="backend"
+                ) from exc
+            prefix = prefix if prefix is not None else url_prefix
+            self._decoded = True
+        else:
+            if options:
+                raise ConfigError(
+                    f"options {sorted(options)} apply to a URL, not to your own client", key="backend"
+                )
+            self._client = url_or_client
+            self._blocking = self._dedicated_client(url_or_client)
+            self._decoded = bool(self._connection_kwargs(url_or_client).get("decode_responses", False))
+            self.url = self._describe(url_or_client)
+        self.prefix = _check_prefix(prefix if prefix is not None else DEFAULT_PREFIX)
+        self._key = "{" + self.prefix + "}"
+        self._scripts: dict[str, Script] = load_all()
+        self._closed = False
+        #: candidates one list step may look at before it hands Redis back (then resumes)
+        self.list_scan_budget = _LIST_SCAN_BUDGET
+        #: index entries the last ``list_jobs`` looked at (for tests and diagnostics)
+        self.last_list_scanned = 0
+
+    # -- connections -----------------------------------------------------------------
+
+    @staticmethod
+    def _connection_kwargs(client: Any) -> dict[str, Any]:
+        pool = getattr(client, "connection_pool", None)
+        return dict(getattr(pool, "connection_kwargs", {}) or {})
+
+    def _dedicated_client(self, client: Any) -> Any:
+        """A client of its own for blocking waits (no socket timeout shorter than the wait)."""
+        pool = getattr(client, "connection_pool", None)
+        if not isinstance(pool, redis.ConnectionPool):
+            return client  # e.g. a cluster client: blocking calls share its pools
+        kwargs = {**pool.connection_kwargs, "socket_timeout": None}
+        return redis.Redis(
+            connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
+        )
+
+    def _describe(self, client: Any) -> str:
+        kwargs = self._connection_kwargs(client)
+        scheme = (
+            "rediss"
+            if kwargs.get("ssl") or "SSL" in type(getattr(client, "connection_pool", None)).__name__
+            else "redis"
+        )
+        if "path" in kwargs:
+            return f"unix://{kwargs['path']}"
+        return f"{scheme}://{kwargs.get('host', '?')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+
+    def _guard(self, what: str, call: Callable[[], T]) -> T:
+        """Run a Redis call; turn driver errors into ``StorageError`` naming the server."""
+        try:
+            return call()
+        except redis.exceptions.ConnectionError as exc:
+            raise StorageError(f"Redis at {self.url} is not reachable while trying to {what}: {exc}") from exc
+        except redis.exceptions.TimeoutError as exc:
+            raise StorageError(
+                f"Redis at {self.url} did not answer in time while trying to {what}: {exc}"
+            ) from exc
+        except redis.exceptions.RedisError as exc:
+            raise StorageError(f"Redis at {self.url} refused to {what}: {exc}") from exc
+
+    def _run(self, name: str, what: str, *args: Any) -> Any:
+        script = self._scripts[name]
+        result = self._guard(what, lambda: script(self._client, self._key, *args))
+        return result if self._decoded else as_text(result)
+
+    def _record(self, flat: Sequence[str]) -> JobRecord:
+        return record_from_hash(pairs_to_dict(flat))
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def setup(self) -> None:
+        def load() -> None:
+            info = self._client.info("server")
+            version = str(info.get("redis_version", "0") if isinstance(info, dict) else "0")
+            major_minor = tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
+            if major_minor and major_minor < (6, 2):
+                raise StorageError(f"Redis at {self.url} is version {version}; dqflow needs 6.2 or newer")
+            for script in self._scripts.values():
+                script.load(self._client)
+
+        self._guard("load the dqflow Lua scripts", load)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._own_clients:
+            self._client.close()
+        if self._blocking is not self._client:
+            self._blocking.close()
+
+    # -- producing -------------------------------------------------------------------
+
+    def add_jobs(self, jobs: Sequence[NewJob], *, connection: Any = None) -> list[AddResult]:
+        if connection is not None:
+            raise StorageError("connection= is only supported by the PostgreSQL backend")
+        if not jobs:
+            return []
+        args: list[Any] = [len(jobs)]
+        for job in jobs:
+            unique, signature = tag_set(job.tags)
+            args += [
+                job.job_type,
+                job.payload_json,
+                check_int("priority", job.priority, int32=True),
+                "" if job.run_at is None else to_us(job.run_at, "run_at"),
+                check_int("max_attempts", job.max_attempts),
+                "" if job.timeout_ms is None else check_int("timeout_ms", job.timeout_ms),
+                check_int("retry_delay_ms", job.retry_delay_ms),
+                job.retry_backoff,
+                ""
+                if job.retry_max_delay_ms is None
+                else check_int("retry_max_delay_ms", job.retry_max_delay_ms),
+                1 if job.retry_jitter else 0,
+                "" if job.idempotency_key is None else "=" + job.idempotency_key,
+                tags_json(job.tags),
+                signature,
+                len(unique),
+                *unique,
+            ]
+        flat = self._run("add_many", "add jobs", *args)
+        return [AddResult(int(flat[k]), flat[k + 1] == 1) for k in range(0, len(flat), 2)]
+
+    # -- reading ---------------------------------------------------------------------
+
+    def get_job(self, job_id: int) -> JobRecord | None:
+        fields = self._guard(
+            f"read job {job_id}", lambda: self._client.hgetall(f"{self._key}:job:{int(job_id)}")
+        )
+        if not fields:
+            return None
+        return record_from_hash(fields if self._decoded else as_text(fields))
+
+    def list_jobs(self, job_filter: JobFilter) -> JobPage:
+        limit = job_filter.limit
+        if limit <= 0:
+            return JobPage([], None)
+        statuses = [JobStatus(s).value for s in job_filter.statuses]
+        tags, signature = tag_set(job_filter.tags)
+        mode = TagMode(job_filter.tag_mode).value if tags else ""
+        tail: list[Any] = [
+            len(statuses),
+            *statuses,
+            "" if job_filter.job_type is None else "=" + job_filter.job_type,
+            mode,
+            signature if mode == "exact" else "",
+            len(tags),
+            *tags,
+        ]
+        after = "" if job_filter.created_after is None else to_us(job_filter.created_after, "created_after")
+        before = (
+            "" if job_filter.created_before is None else to_us(job_filter.created_before, "created_before")
+        )
+        top: Any = "+inf" if job_filter.cursor is None else int(job_filter.cursor)
+        want = limit + 1
+        found: list[Any] = []
+        self.last_list_scanned = 0
+        while True:
+            step = self._run(
+                "list", "list jobs", top, after, before, want - len(found), self.list_scan_budget, *tail
+            )
+            self.last_list_scanned += int(step[2])
+            found.extend(step[3:])
+            if step[0] != 2:
+                break
+            top = step[1]
+        jobs = [self._record(flat) for flat in found[:limit]]
+        return JobPage(jobs, jobs[-1].id if len(found) > limit else None)
+
+    def get_events(self, job_id: int) -> list[JobEvent]:
+        job_id = int(job_id)
+        entries = self._guard(
+            f"read the events of job {job_id}",
+            lambda: self._client.lrange(f"{self._key}:events:{job_id}", 0, -1),
+        )
+        return [event_from_json(job_id, as_text(entry)) for entry in entries]
+
+    # -- managing --------------------------------------------------------------------
+
+    def _managed(self, job_id: int, reply: list[Any], allowed: str) -> JobRecord:
+        if reply[0] == "missing":
+            raise JobNotFoundError(job_id)
+        if reply[0] == "state":
+            raise InvalidJobStateError(f"job {job_id} is {reply[1]}: {allowed}")
+        return self._record(reply[1])
+
+    def cancel_job(self, job_id: int) -> JobRecord:
+        job_id = int(job_id)
+        reply = self._run("cancel", f"cancel job {job_id}", job_id)
+        return self._managed(job_id, reply, "only pending, waiting or processing jobs can be cancelled")
+
+    def retry_job(self, job_id: int) -> JobRecord:
+        job_id = int(job_id)
+        reply = self._run("retry", f"retry job {job_id}", job_id)
+        return self._managed(job_id, reply, "only failed or cancelled jobs can be retried")
+
+    def edit_job(self, job_id: int, changes: Mapping[str, Any]) -> JobRecord:
+        job_id = int(job_id)
+        unknown = set(changes) - EDITABLE_FIELDS
+        if unknown:
+            raise InvalidJobStateError(f"cannot edit {', '.join(sorted(unknown))}")
+        pairs: list[Any] = []
+        tail: list[Any] = []
+        for name, value in changes.items():
+            if name == "payload_json":
+                pairs += ["payload", value]
+            elif name == "run_at":
+                pairs += ["run_at", "now" if value is None else to_us(value, "run_at")]
+            elif name == "priority":
+                pairs += ["priority", check_int("priority", value, int32=True)]
+            elif name in ("timeout_ms", "retry_max_delay_ms"):
+                pairs += [f"-{name}", ""] if value is None else [name, check_int(name, value)]
+            elif name == "retry_jitter":
+                pairs += [name, 1 if value else 0]
+            elif name == "tags":
+                unique, signature = tag_set(value)
+                pairs += ["tags", tags_json(value)]
+                tail = [signature, len(unique), *unique]
+            elif name == "retry_backoff":
+                if not isinstance(value, str):
+                    raise ValueError(f"retry_backoff must be a string, not {value!r}")
+                pairs += [name, value]
+            else:
+                pairs += [name, check_int(name, value)]
+        fields = json.dumps(sorted("payload" if name == "payload_json" else name for name in changes))
+        reply = self._run("edit", f"edit job {job_id}", job_id, fields, len(pairs) // 2, *pairs, *tail)
+        return self._managed(job_id, reply, "only pending jobs can be edited")
+
+    # -- working ---------------------------------------------------------------------
+
+    def claim_jobs(
+        self, worker_id: str, job_types: Sequence[str] | None, limit: int, lease_ms: int
+    ) -> list[JobRecord]:
+        if limit <= 0:
+            return []
+        types = list(job_types) if job_types else []
+        flat = self._run("claim", "claim jobs", worker_id, int(limit), int(lease_ms), len(types), *types)
+        return [self._record(job) for job in flat]
+
+    def renew_leases(self, worker_id: str, leases: Sequence[Lease], lease_ms: int) -> set[int]:
+        if not leases:
+            return set()
+        args: list[Any] = [int(lease_ms), len(leases)]
+        for lease in leases:
+            args += [lease.job_id, lease.lease_token]
+        return {int(job_id) for job_id in self._run("renew", "renew leases", *args)}
+
+    def complete_jobs(self, completions: Sequence[Completion]) -> list[bool]:
+        if not completions:
+            return []
+        args: list[Any] = [len(completions)]
+        for item in completions:
+            if item.output_json is None:
+                args += [item.job_id, item.lease_token, 0, ""]
+            else:
+                args += [item.job_id, item.lease_token, 1, item.output_json]
+        return [flag == 1 for flag in self._run("complete", "complete jobs", *args)]
+
+    def fail_jobs(self, failures: Sequence[Failure]) -> list[bool]:
+        if not failures:
+            return []
+        args: list[Any] = [len(failures)]
+        for item in failures:
+            retry_at = "" if item.retry_at is None else to_us(item.retry_at, "retry_at")
+            args += [item.job_id, item.lease_token, item.error, item.reason, retry_at]
+        return [flag == 1 for flag in self._run("fail", "record failed jobs", *args)]
+
+    def release_jobs(self, releases: Sequence[Release]) -> list[bool]:
+        if not releases:
+            return []
+        args: list[Any] = [len(releases)]
+        for item in releases:
+            args += [item.job_id, item.lease_token, 1 if item.started else 0]
+        return [flag == 1 for flag in self._run("release", "release jobs", *args)]
+
+    def set_progress(self, job_id: int, lease_token: int, progress: int) -> bool:
+        check_int("progress", progress)
+        if not 0 <= progress <= 100:
+            raise ValueError(f"progress must be between 0 and 100, not {progress}")
+        return bool(
+            self._run("progress", f"store the progress of job {job_id}", job_id, lease_token, progress) == 1
+        )
+
+    def set_output(self, job_id: int, lease_token: int, output_json: str) -> bool:
+        return bool(
+            self._run("output", f"store the output of job {job_id}", job_id, lease_token, output_json) == 1
+        )
+
+    def reclaim_expired(self) -> list[ReclaimedJob]:
+        reclaimed: list[ReclaimedJob] = []
+        while True:
+            flat = self._run("reclaim", "reclaim expired leases", _RECLAIM_BATCH)
+            reclaimed += [ReclaimedJob(int(flat[k]), JobStatus(flat[k + 1])) for k in range(0, len(flat), 2)]
+            if len(flat) < 2 * _RECLAIM_BATCH:
+                return reclaimed
+
+    def next_due_in(self, job_types: Sequence[str] | None) -> float | None:
+        types = list(job_types) if job_types else []
+        micros = int(self._run("next_due", "find the next due job", len(types), *types))
+        return None if micros < 0 else micros / 1_000_000
+
+    def wait_for_jobs(self, timeout: float, job_types: Sequence[str] | None) -> None:
+        if timeout <= 0:
+            return
+        keys = [f"{self._key}:wake:{t}" for t in job_types] if job_types else [f"{self._key}:wake"]
+        # BLPOP's timeout 0 means forever: never pass less than a millisecond
+        seconds = max(round(timeout, 3), 0.001)
+        self._guard("wait for new jobs", lambda: self._blocking.blpop(keys, timeout=seconds))

@@ -1,0 +1,147 @@
+"""How job fields are written into and read out of a job's Redis hash.
+
+Integers are decimal text, booleans ``1``/``0``, JSON values their text,
+timestamps integer microseconds since the epoch (UTC, exact), and a null is an
+absent field. ``JobRecord`` therefore round-trips exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from dqflow.record import JobEvent, JobRecord
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+# run_at is part of a ready-set member as fixed-width digits; keep it exact in Lua doubles
+_MIN_US = -1_000_000_000_000_000  # 1938-04-24
+_MAX_US = 7_999_999_999_999_999  # 2223-07-04
+_INT32 = (-(2**31), 2**31 - 1)
+_SAFE_INT = (-(2**53), 2**53)
+
+
+def to_us(value: datetime, name: str = "timestamp") -> int:
+    """Microseconds since the epoch of an aware datetime."""
+    if not isinstance(value, datetime):
+        raise ValueError(f"{name} must be a datetime, not {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware (got naive {value.isoformat()})")
+    us = (value - EPOCH) // _MICROSECOND
+    if not _MIN_US <= us <= _MAX_US:
+        raise ValueError(
+            f"{name} {value.isoformat()} is outside the range the Redis backend stores (1939-2222)"
+        )
+    return us
+
+
+def from_us(text: str) -> datetime:
+    """The aware UTC datetime of a stored microsecond count."""
+    return EPOCH + timedelta(microseconds=int(text))
+
+
+def check_int(name: str, value: Any, *, int32: bool = False, minimum: int | None = None) -> int:
+    """An integer field, checked so Lua (doubles) and the SQL backends hold it exactly."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, not {value!r}")
+    low, high = _INT32 if int32 else _SAFE_INT
+    if minimum is not None:
+        low = max(low, minimum)
+    if not low <= value <= high:
+        raise ValueError(f"{name} {value} is out of range ({low}..{high})")
+    return value
+
+
+def tags_json(tags: Sequence[str]) -> str:
+    """The stored tag list (order and repeats as given)."""
+    for tag in tags:
+        if not isinstance(tag, str):
+            raise ValueError(f"tags must be strings, not {tag!r}")
+    return json.dumps(list(tags), ensure_ascii=False, separators=(",", ":"))
+
+
+def tag_set(tags: Sequence[str]) -> tuple[list[str], str]:
+    """Sorted distinct tags and their signature (the key of the exact-match index)."""
+    unique = sorted(set(tags))
+    return unique, (json.dumps(unique, ensure_ascii=False, separators=(",", ":")) if unique else "")
+
+
+def _opt_int(value: str | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def _opt_time(value: str | None) -> datetime | None:
+    return None if value is None else EPOCH + timedelta(microseconds=int(value))
+
+
+def pairs_to_dict(flat: Sequence[str]) -> dict[str, str]:
+    """HGETALL as returned by a script (a flat list) to a dict."""
+    it = iter(flat)
+    return dict(zip(it, it, strict=True))
+
+
+def record_from_hash(h: Mapping[str, str]) -> JobRecord:
+    """Build the ``JobRecord`` stored in a job hash."""
+    get = h.get
+    output = get("output")
+    return JobRecord.from_storage(
+        {
+            "id": int(h["id"]),
+            "job_type": h["job_type"],
+            "payload": json.loads(h["payload"]),
+            "status": h["status"],
+            "priority": int(h["priority"]),
+            "run_at": from_us(h["run_at"]),
+            "attempts": int(h["attempts"]),
+            "max_attempts": int(h["max_attempts"]),
+            "timeout_ms": _opt_int(get("timeout_ms")),
+            "retry_delay_ms": int(h["retry_delay_ms"]),
+            "retry_backoff": h["retry_backoff"],
+            "retry_max_delay_ms": _opt_int(get("retry_max_delay_ms")),
+            "retry_jitter": h["retry_jitter"] == "1",
+            "progress": _opt_int(get("progress")),
+            "output": None if output is None else json.loads(output),
+            "error_history": json.loads(h["error_history"]),
+            "failure_reason": get("failure_reason"),
+            "tags": json.loads(h["tags"]),
+            "idempotency_key": get("idempotency_key"),
+            "created_at": from_us(h["created_at"]),
+            "updated_at": from_us(h["updated_at"]),
+            "started_at": _opt_time(get("started_at")),
+            "completed_at": _opt_time(get("completed_at")),
+            "last_failed_at": _opt_time(get("last_failed_at")),
+            "last_retried_at": _opt_time(get("last_retried_at")),
+            "cancelled_at": _opt_time(get("cancelled_at")),
+            "locked_by": get("locked_by"),
+            "locked_at": _opt_time(get("locked_at")),
+            "lease_expires_at": _opt_time(get("lease_expires_at")),
+            "lease_token": int(h["lease_token"]),
+        }
+    )
+
+
+def event_from_json(job_id: int, text: str) -> JobEvent:
+    """Build a ``JobEvent`` from an entry of a job's events list."""
+    entry = json.loads(text)
+    return JobEvent.from_storage(
+        {
+            "id": entry["id"],
+            "job_id": job_id,
+            "event_type": entry["type"],
+            "created_at": EPOCH + timedelta(microseconds=entry["at"]),
+            "data": entry["data"],
+        }
+    )
+
+
+def as_text(value: Any) -> Any:
+    """Decode bytes (from a caller's client without ``decode_responses``) recursively."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, list):
+        return [as_text(item) for item in value]
+    if isinstance(value, dict):
+        return {as_text(k): as_text(v) for k, v in value.items()}
+    return value

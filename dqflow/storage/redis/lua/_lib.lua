@@ -1,0 +1,109 @@
+-- Helpers shared by every dqflow script (prepended to each one when it is loaded).
+--
+-- KEYS[1] is the queue's hash-tagged prefix, e.g. "{dqflow}". Every key a script
+-- touches is built from it, so all of them hash to one Redis Cluster slot.
+-- Times are integer microseconds since the epoch from the server's clock (TIME);
+-- integers are always written with fmt() so they never turn into "1.7e+15".
+
+local P = KEYS[1]
+local CALL = redis.call
+
+local function fmt(n)
+  return string.format('%d', n)
+end
+
+local function now_us()
+  local t = CALL('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+local function job_key(id)
+  return P .. ':job:' .. id
+end
+
+-- Member of a ready set: byte order = priority descending, then run_at, then id.
+-- All members score 0, so ZRANGE / ZPOPMIN return them in this order.
+local function rank(priority, run_at, id)
+  return string.format('%010d:%016d:%016d', 2147483647 - priority, run_at + 1000000000000000, id)
+end
+
+local function rank_id(member)
+  return string.sub(member, 29)
+end
+
+-- Put a pending job in its type's ready set (due) or delayed set (run_at later).
+local function enqueue(id, job_type, priority, run_at, now)
+  if run_at <= now then
+    CALL('ZADD', P .. ':ready:' .. job_type, 0, rank(priority, run_at, tonumber(id)))
+    return true
+  end
+  CALL('ZADD', P .. ':delayed:' .. job_type, run_at, id)
+  return false
+end
+
+local function dequeue(id, job_type, priority, run_at)
+  CALL('ZREM', P .. ':ready:' .. job_type, rank(priority, run_at, tonumber(id)))
+  CALL('ZREM', P .. ':delayed:' .. job_type, id)
+end
+
+local function move_status(id, from, to)
+  if from then
+    CALL('ZREM', P .. ':status:' .. from, id)
+  end
+  CALL('ZADD', P .. ':status:' .. to, id, id)
+end
+
+local function add_event(id, event_type, now, data)
+  local eid = CALL('INCR', P .. ':event_id')
+  CALL('RPUSH', P .. ':events:' .. id,
+    '{"id":' .. fmt(eid) .. ',"type":"' .. event_type .. '","at":' .. fmt(now) .. ',"data":' .. (data or 'null') .. '}')
+end
+
+-- Wake idle workers: tokens for any-type waiters and for this type's waiters.
+-- Lists are capped and expire, so tokens nobody takes do not pile up.
+local function wake(job_type, n)
+  if n > 16 then n = 16 end
+  local tokens = {}
+  for i = 1, n do tokens[i] = '1' end
+  for _, key in ipairs({P .. ':wake', P .. ':wake:' .. job_type}) do
+    CALL('LPUSH', key, unpack(tokens))
+    CALL('LTRIM', key, 0, 63)
+    CALL('PEXPIRE', key, 2000)
+  end
+end
+
+local function append_json(list_text, item)
+  if list_text == nil or list_text == '[]' or list_text == false then
+    return '[' .. item .. ']'
+  end
+  return string.sub(list_text, 1, -2) .. ',' .. item .. ']'
+end
+
+-- ISO-8601 UTC text for error_history entries (days-from-civil, inverted).
+local function iso(us)
+  local secs = math.floor(us / 1000000)
+  local micro = us - secs * 1000000
+  local days = math.floor(secs / 86400)
+  local rem = secs - days * 86400
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local y = yoe + era * 400
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  if m <= 2 then y = y + 1 end
+  local text = string.format('%04d-%02d-%02dT%02d:%02d:%02d', y, m, d,
+    math.floor(rem / 3600), math.floor((rem % 3600) / 60), rem % 60)
+  if micro > 0 then text = text .. string.format('.%06d', micro) end
+  return text .. '+00:00'
+end
+
+local function error_entry(attempt, err, reason, now)
+  return '{"attempt":' .. attempt .. ',"error":' .. cjson.encode(err) .. ',"reason":' .. cjson.encode(reason)
+    .. ',"at":"' .. iso(now) .. '"}'
+end
+
+local LEASE_FIELDS = {'locked_by', 'locked_at', 'lease_expires_at'}

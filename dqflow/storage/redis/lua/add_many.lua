@@ -1,0 +1,64 @@
+-- Insert jobs. ARGV: count, then per job: job_type, payload, priority, run_at ('' = now),
+-- max_attempts, timeout_ms, retry_delay_ms, retry_backoff, retry_max_delay_ms, retry_jitter,
+-- idempotency ('' = none, else '=' .. key), tags_json, tagset signature, tag count, tags...
+-- Returns id, created (1/0) per job, in input order.
+local now = now_us()
+-- created_at never goes backwards, so ids and created_at sort alike (list_jobs relies on it)
+local last = tonumber(CALL('GET', P .. ':clock') or '0')
+if now < last then now = last end
+CALL('SET', P .. ':clock', fmt(now))
+local now_s = fmt(now)
+local out = {}
+local woken = {}
+local i = 2
+for _ = 1, tonumber(ARGV[1]) do
+  local job_type, payload, priority, run_at_s = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local idem, tags_json, tagset, ntags = ARGV[i + 10], ARGV[i + 11], ARGV[i + 12], tonumber(ARGV[i + 13])
+  local existing = false
+  if idem ~= '' then
+    existing = CALL('HGET', P .. ':idempotency', string.sub(idem, 2))
+  end
+  if existing then
+    out[#out + 1] = tonumber(existing)
+    out[#out + 1] = 0
+  else
+    local id = CALL('INCR', P .. ':id')
+    local ids = fmt(id)
+    local run_at = now
+    if run_at_s ~= '' then run_at = tonumber(run_at_s) end
+    local key = job_key(ids)
+    CALL('HSET', key, 'id', ids, 'job_type', job_type, 'payload', payload, 'status', 'pending',
+      'priority', priority, 'run_at', fmt(run_at), 'attempts', '0', 'max_attempts', ARGV[i + 4],
+      'retry_delay_ms', ARGV[i + 6], 'retry_backoff', ARGV[i + 7], 'retry_jitter', ARGV[i + 9],
+      'error_history', '[]', 'tags', tags_json, 'created_at', now_s, 'updated_at', now_s, 'lease_token', '0')
+    if ARGV[i + 5] ~= '' then CALL('HSET', key, 'timeout_ms', ARGV[i + 5]) end
+    if ARGV[i + 8] ~= '' then CALL('HSET', key, 'retry_max_delay_ms', ARGV[i + 8]) end
+    if idem ~= '' then
+      local ikey = string.sub(idem, 2)
+      CALL('HSET', key, 'idempotency_key', ikey)
+      CALL('HSET', P .. ':idempotency', ikey, ids)
+    end
+    CALL('ZADD', P .. ':jobs', id, ids)
+    CALL('ZADD', P .. ':status:pending', id, ids)
+    CALL('ZADD', P .. ':type:' .. job_type, id, ids)
+    CALL('SADD', P .. ':types', job_type)
+    for t = 1, ntags do
+      CALL('ZADD', P .. ':tag:' .. ARGV[i + 13 + t], id, ids)
+    end
+    if tagset ~= '' then
+      CALL('HSET', key, 'tagset', tagset)
+      CALL('ZADD', P .. ':tagset:' .. tagset, id, ids)
+    end
+    if enqueue(ids, job_type, tonumber(priority), run_at, now) then
+      woken[job_type] = (woken[job_type] or 0) + 1
+    end
+    add_event(ids, 'added', now, nil)
+    out[#out + 1] = id
+    out[#out + 1] = 1
+  end
+  i = i + 14 + ntags
+end
+for job_type, n in pairs(woken) do
+  wake(job_type, n)
+end
+return out
