@@ -38,8 +38,15 @@ def channel_name(schema: str | None) -> str:
 class Notifier:
     """Owns the LISTEN connection; ``wait`` blocks on it (one waiter at a time)."""
 
-    def __init__(self, connect: Callable[[], psycopg.Connection[Any]], channel: str, display: str) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], psycopg.Connection[Any]],
+        channel: str,
+        display: str,
+        on_lost: Callable[[], None] = lambda: None,
+    ) -> None:
         self._connect = connect
+        self._on_lost = on_lost
         self._channel = channel
         self._display = display
         self._conn: psycopg.Connection[Any] | None = None
@@ -51,7 +58,7 @@ class Notifier:
 
         Returns at once after (re)connecting: work added while nobody listened
         may be ready. A lost connection raises ``StorageError``; the next call
-        reconnects.
+        reconnects (``on_lost`` lets the owner check its other connections).
         """
         deadline = time.monotonic() + max(0.0, timeout)
         wanted = None if job_types is None else frozenset(job_types)
@@ -74,6 +81,7 @@ class Notifier:
                 self._discard()
                 if self._closed:
                     return
+                self._on_lost()
                 raise StorageError(
                     f"lost the LISTEN connection to PostgreSQL at {self._display}: {exc}".strip()
                 ) from exc

@@ -65,6 +65,8 @@ _TIMESTAMPS = (
     "lease_expires_at",
 )
 _RECLAIM_BATCH = 1000
+# What PostgreSQL answers when the dqflow tables (or their schema) do not exist.
+_MISSING_SCHEMA = (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName)
 _EDIT_COLUMNS = {
     "payload_json": "payload",
     "priority": "priority",
@@ -155,7 +157,7 @@ class PostgresStorage(Storage):
         self.url = settings.display
         self._q = Queries.load(self.schema)
         self._channel = channel_name(self.schema)
-        self._notifier = Notifier(self._listen_connection, self._channel, self.url)
+        self._notifier = Notifier(self._listen_connection, self._channel, self.url, self._lost_connection)
         self._open_lock = threading.Lock()
         self._opened = not self._own_pool
         self._closed = False
@@ -199,7 +201,7 @@ class PostgresStorage(Storage):
                 f"PostgreSQL at {self.url} did not answer in time ({action}): no connection"
                 f" could be made within {self._pool.timeout if self._pool else 0:g}s: {exc}"
             ) from exc
-        except psycopg.errors.UndefinedTable as exc:
+        except _MISSING_SCHEMA as exc:
             raise NotMigratedError(
                 f"PostgreSQL {self.url} has no dqflow tables ({exc.diag.message_primary}):"
                 " run `dqflow migrate` first"
@@ -318,7 +320,7 @@ class PostgresStorage(Storage):
                 return rows
         except DqflowError:
             raise
-        except psycopg.errors.UndefinedTable as exc:
+        except _MISSING_SCHEMA as exc:
             raise NotMigratedError(
                 f"PostgreSQL has no dqflow tables ({exc.diag.message_primary}): run `dqflow migrate` first"
             ) from exc
