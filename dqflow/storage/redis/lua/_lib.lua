@@ -53,10 +53,11 @@ local function move_status(id, from, to)
   CALL('ZADD', P .. ':status:' .. to, id, id)
 end
 
+local event_json
+
 local function add_event(id, event_type, now, data)
   local eid = CALL('INCR', P .. ':event_id')
-  CALL('RPUSH', P .. ':events:' .. id,
-    '{"id":' .. fmt(eid) .. ',"type":"' .. event_type .. '","at":' .. fmt(now) .. ',"data":' .. (data or 'null') .. '}')
+  CALL('RPUSH', P .. ':events:' .. id, event_json(eid, event_type, now, data))
 end
 
 -- Wake idle workers: tokens for any-type waiters and for this type's waiters.
@@ -107,3 +108,52 @@ local function error_entry(attempt, err, reason, now)
 end
 
 local LEASE_FIELDS = {'locked_by', 'locked_at', 'lease_expires_at'}
+
+-- Batched sorted-set writes: collect (score, member) pairs per key, then one ZADD/ZREM
+-- per key (chunked to stay under Lua's unpack limit).
+local function batch_add(batches, key, score, member)
+  local b = batches[key]
+  if not b then
+    b = {}
+    batches[key] = b
+  end
+  b[#b + 1] = score
+  b[#b + 1] = member
+end
+
+local function flush_zadd(batches)
+  for key, b in pairs(batches) do
+    for s = 1, #b, 4000 do
+      CALL('ZADD', key, unpack(b, s, math.min(s + 3999, #b)))
+    end
+  end
+end
+
+local function zrem_all(key, members)
+  for s = 1, #members, 4000 do
+    CALL('ZREM', key, unpack(members, s, math.min(s + 3999, #members)))
+  end
+end
+
+-- Replace (or append) fields of an HGETALL reply in place.
+local function overlay(flat, changes)
+  local pending = {}
+  for name, value in pairs(changes) do pending[name] = value end
+  for k = 1, #flat, 2 do
+    local value = pending[flat[k]]
+    if value ~= nil then
+      flat[k + 1] = value
+      pending[flat[k]] = nil
+    end
+  end
+  for name, value in pairs(pending) do
+    flat[#flat + 1] = name
+    flat[#flat + 1] = value
+  end
+  return flat
+end
+
+event_json = function(eid, event_type, now, data)
+  return '{"id":' .. fmt(eid) .. ',"type":"' .. event_type .. '","at":' .. fmt(now) .. ',"data":'
+    .. (data or 'null') .. '}'
+end

@@ -8,8 +8,10 @@ local last = tonumber(CALL('GET', P .. ':clock') or '0')
 if now < last then now = last end
 CALL('SET', P .. ':clock', fmt(now))
 local now_s = fmt(now)
+local next_id = tonumber(CALL('GET', P .. ':id') or '0')
+local next_event = tonumber(CALL('GET', P .. ':event_id') or '0')
+local zsets, types, woken = {}, {}, {}
 local out = {}
-local woken = {}
 local i = 2
 for _ = 1, tonumber(ARGV[1]) do
   local job_type, payload, priority, run_at_s = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -22,41 +24,60 @@ for _ = 1, tonumber(ARGV[1]) do
     out[#out + 1] = tonumber(existing)
     out[#out + 1] = 0
   else
-    local id = CALL('INCR', P .. ':id')
+    next_id = next_id + 1
+    local id = next_id
     local ids = fmt(id)
     local run_at = now
     if run_at_s ~= '' then run_at = tonumber(run_at_s) end
-    local key = job_key(ids)
-    CALL('HSET', key, 'id', ids, 'job_type', job_type, 'payload', payload, 'status', 'pending',
+    local fields = {'id', ids, 'job_type', job_type, 'payload', payload, 'status', 'pending',
       'priority', priority, 'run_at', fmt(run_at), 'attempts', '0', 'max_attempts', ARGV[i + 4],
       'retry_delay_ms', ARGV[i + 6], 'retry_backoff', ARGV[i + 7], 'retry_jitter', ARGV[i + 9],
-      'error_history', '[]', 'tags', tags_json, 'created_at', now_s, 'updated_at', now_s, 'lease_token', '0')
-    if ARGV[i + 5] ~= '' then CALL('HSET', key, 'timeout_ms', ARGV[i + 5]) end
-    if ARGV[i + 8] ~= '' then CALL('HSET', key, 'retry_max_delay_ms', ARGV[i + 8]) end
+      'error_history', '[]', 'tags', tags_json, 'created_at', now_s, 'updated_at', now_s, 'lease_token', '0'}
+    if ARGV[i + 5] ~= '' then
+      fields[#fields + 1] = 'timeout_ms'
+      fields[#fields + 1] = ARGV[i + 5]
+    end
+    if ARGV[i + 8] ~= '' then
+      fields[#fields + 1] = 'retry_max_delay_ms'
+      fields[#fields + 1] = ARGV[i + 8]
+    end
     if idem ~= '' then
       local ikey = string.sub(idem, 2)
-      CALL('HSET', key, 'idempotency_key', ikey)
+      fields[#fields + 1] = 'idempotency_key'
+      fields[#fields + 1] = ikey
       CALL('HSET', P .. ':idempotency', ikey, ids)
     end
-    CALL('ZADD', P .. ':jobs', id, ids)
-    CALL('ZADD', P .. ':status:pending', id, ids)
-    CALL('ZADD', P .. ':type:' .. job_type, id, ids)
-    CALL('SADD', P .. ':types', job_type)
-    for t = 1, ntags do
-      CALL('ZADD', P .. ':tag:' .. ARGV[i + 13 + t], id, ids)
-    end
     if tagset ~= '' then
-      CALL('HSET', key, 'tagset', tagset)
-      CALL('ZADD', P .. ':tagset:' .. tagset, id, ids)
+      fields[#fields + 1] = 'tagset'
+      fields[#fields + 1] = tagset
+      batch_add(zsets, P .. ':tagset:' .. tagset, id, ids)
     end
-    if enqueue(ids, job_type, tonumber(priority), run_at, now) then
+    CALL('HSET', job_key(ids), unpack(fields))
+    batch_add(zsets, P .. ':jobs', id, ids)
+    batch_add(zsets, P .. ':status:pending', id, ids)
+    batch_add(zsets, P .. ':type:' .. job_type, id, ids)
+    for t = 1, ntags do
+      batch_add(zsets, P .. ':tag:' .. ARGV[i + 13 + t], id, ids)
+    end
+    if run_at <= now then
+      batch_add(zsets, P .. ':ready:' .. job_type, 0, rank(tonumber(priority), run_at, id))
       woken[job_type] = (woken[job_type] or 0) + 1
+    else
+      batch_add(zsets, P .. ':delayed:' .. job_type, run_at, ids)
     end
-    add_event(ids, 'added', now, nil)
+    types[job_type] = true
+    next_event = next_event + 1
+    CALL('RPUSH', P .. ':events:' .. ids, event_json(next_event, 'added', now, nil))
     out[#out + 1] = id
     out[#out + 1] = 1
   end
   i = i + 14 + ntags
+end
+CALL('SET', P .. ':id', fmt(next_id))
+CALL('SET', P .. ':event_id', fmt(next_event))
+flush_zadd(zsets)
+for job_type in pairs(types) do
+  CALL('SADD', P .. ':types', job_type)
 end
 for job_type, n in pairs(woken) do
   wake(job_type, n)

@@ -49,20 +49,40 @@ local now_s = fmt(now)
 local expires = now + lease_ms * 1000
 local expires_s = fmt(expires)
 local worker_json = cjson.encode(worker)
-local out = {}
+local event_id = CALL('INCRBY', P .. ':event_id', #picked) - #picked
+local claimed, leases, out = {}, {}, {}
 for _, member in ipairs(picked) do
-  local id = rank_id(member)
-  id = fmt(tonumber(id))
+  local id = fmt(tonumber(rank_id(member)))
   local key = job_key(id)
-  if CALL('HGET', key, 'status') == 'pending' then
-    local attempts = CALL('HINCRBY', key, 'attempts', 1)
-    CALL('HINCRBY', key, 'lease_token', 1)
-    CALL('HSET', key, 'status', 'processing', 'locked_by', worker, 'locked_at', now_s,
-      'lease_expires_at', expires_s, 'started_at', now_s, 'updated_at', now_s)
-    move_status(id, 'pending', 'processing')
-    CALL('ZADD', P .. ':processing', expires, id)
-    add_event(id, 'processing', now, '{"worker_id":' .. worker_json .. ',"attempt":' .. fmt(attempts) .. '}')
-    out[#out + 1] = CALL('HGETALL', key)
+  local job = CALL('HGETALL', key)
+  local status, attempts, token
+  for k = 1, #job, 2 do
+    local name = job[k]
+    if name == 'status' then status = job[k + 1]
+    elseif name == 'attempts' then attempts = tonumber(job[k + 1]) + 1
+    elseif name == 'lease_token' then token = tonumber(job[k + 1]) + 1
+    end
   end
+  if status == 'pending' then
+    local changes = {status = 'processing', attempts = fmt(attempts), lease_token = fmt(token),
+      locked_by = worker, locked_at = now_s, lease_expires_at = expires_s, started_at = now_s, updated_at = now_s}
+    CALL('HSET', key, 'status', 'processing', 'attempts', changes.attempts, 'lease_token', changes.lease_token,
+      'locked_by', worker, 'locked_at', now_s, 'lease_expires_at', expires_s, 'started_at', now_s,
+      'updated_at', now_s)
+    event_id = event_id + 1
+    CALL('RPUSH', P .. ':events:' .. id, event_json(event_id, 'processing', now,
+      '{"worker_id":' .. worker_json .. ',"attempt":' .. changes.attempts .. '}'))
+    claimed[#claimed + 1] = id
+    leases[#leases + 1] = expires
+    leases[#leases + 1] = id
+    out[#out + 1] = overlay(job, changes)
+  end
+end
+if #claimed > 0 then
+  zrem_all(P .. ':status:pending', claimed)
+  local by_status = {}
+  for _, id in ipairs(claimed) do batch_add(by_status, P .. ':status:processing', tonumber(id), id) end
+  by_status[P .. ':processing'] = leases
+  flush_zadd(by_status)
 end
 return out
