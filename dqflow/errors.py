@@ -28,10 +28,6 @@ class ConfigError(DqflowError):
         super().__init__(f"{where}: {message}" if where else message)
 
 
-class UnknownJobTypeError(DqflowError):
-    """A job type that the declaration does not name."""
-
-
 class ValidationFailed(DqflowError):
     """A value failed a JSON Schema or is not JSON. ``errors`` lists each problem."""
 
@@ -40,6 +36,12 @@ class ValidationFailed(DqflowError):
         self.errors = errors
         super().__init__(f"{what}: " + "; ".join(errors))
 
+    def located(self, where: str) -> ValidationFailed:
+        """The same error with ``where`` (e.g. ``job 3``) in front of what it is about."""
+        self.what = f"{where}: {self.what}"
+        self.args = (f"{self.what}: " + "; ".join(self.errors),)
+        return self
+
 
 class PayloadValidationError(ValidationFailed):
     """A payload is not JSON or does not match its job type's payload schema."""
@@ -47,6 +49,13 @@ class PayloadValidationError(ValidationFailed):
 
 class OutputValidationError(ValidationFailed):
     """An output is not JSON or does not match its job type's output schema."""
+
+
+class UnknownJobTypeError(PayloadValidationError):
+    """A job type that the declaration does not name (refused like a bad payload)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("job_type", [message])
 
 
 class PayloadTooLargeError(ValidationFailed):

@@ -1,0 +1,431 @@
+"""The queue API: add, read, list, cancel, retry and edit jobs; listen to events."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from dqflow.declaration import Declaration, JobTypeSpec, load_declaration
+from dqflow.durations import parse_duration, to_ms
+from dqflow.errors import (
+    JobNotFoundError,
+    OutputValidationError,
+    PayloadTooLargeError,
+    PayloadValidationError,
+    UnknownJobTypeError,
+    ValidationFailed,
+)
+from dqflow.json_values import dumps
+from dqflow.queue.events import JOB_ADDED, JOB_CANCELLED, JOB_EDITED, JOB_RETRIED, EventEmitter, Listener
+from dqflow.record import JobEvent, JobRecord, JobStatus
+from dqflow.storage import DEFAULT_BACKEND, JobFilter, JobPage, NewJob, Storage, TagMode, open_storage
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+"""Marks an argument of ``Queue.edit`` that was not given."""
+
+Duration = float | int | str | timedelta
+
+
+def _seconds(value: Duration | None, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc}") from None
+
+
+def _aware(value: datetime | None, what: str) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise TypeError(f"{what} must be a datetime, got {type(value).__name__}")
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+@dataclass(slots=True)
+class JobSpec:
+    """One job for ``Queue.add_many`` (the keyword arguments of ``Queue.add``)."""
+
+    job_type: str
+    payload: Any = None
+    priority: int | None = None
+    run_at: datetime | None = None
+    delay: Duration | None = None
+    timeout: Duration | None | _Unset = UNSET
+    max_attempts: int | None = None
+    tags: Sequence[str] | None = None
+    idempotency_key: str | None = None
+    retry_delay: Duration | None = None
+    retry_backoff: str | None = None
+    retry_max_delay: Duration | None | _Unset = UNSET
+    retry_jitter: bool | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Queue:
+    """A job queue: a declaration (job types, schemas, defaults) bound to a storage backend.
+
+    ``Queue.from_yaml("jobs.yaml")`` is the usual way in; ``Queue(Declaration.build(...))``
+    builds one in code. The backend is, in order: the ``backend`` argument, the
+    ``DQFLOW_BACKEND`` environment variable, the declaration's ``backend``, or
+    ``sqlite:///.dqflow/queue.db``.
+    """
+
+    def __init__(self, declaration: Declaration, backend: str | Any | None = None, **backend_options: Any) -> None:
+        self.declaration = declaration
+        self.events = EventEmitter()
+        self.storage: Storage = open_storage(self._backend_url(backend), **backend_options)
+        self.storage.setup()
+
+    def _backend_url(self, backend: str | Any | None) -> str | Any:
+        if backend is not None:
+            return backend
+        env = os.environ.get("DQFLOW_BACKEND")
+        if env:
+            return env
+        url = self.declaration.backend or DEFAULT_BACKEND
+        base = self.declaration.base_dir
+        relative_sqlite = url.startswith("sqlite:///") and not url.startswith("sqlite:////")
+        if relative_sqlite and base is not None:
+            return "sqlite:///" + str((base / url[len("sqlite:///") :]).resolve())
+        return url
+
+    @classmethod
+    def from_yaml(
+        cls,
+        path: str | Path | None = None,
+        backend: str | Any | None = None,
+        *,
+        import_handlers: bool = True,
+        **backend_options: Any,
+    ) -> Queue:
+        """Load ``jobs.yaml`` (``path``, ``$DQFLOW_CONFIG`` or ``./jobs.yaml``) and open its backend."""
+        from dqflow.declaration import find_config
+
+        declaration = load_declaration(find_config(None if path is None else str(path)), import_handlers=import_handlers)
+        return cls(declaration, backend, **backend_options)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the backend's connections."""
+        self.storage.close()
+
+    def __enter__(self) -> Queue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- events ----------------------------------------------------------------------
+
+    def on(self, event: str, listener: Listener) -> Listener:
+        """Call ``listener(data)`` on every ``event`` (``job:added``, ``job:completed``, ...)."""
+        return self.events.on(event, listener)
+
+    def once(self, event: str, listener: Listener) -> Listener:
+        """Call ``listener(data)`` on the next ``event`` only."""
+        return self.events.once(event, listener)
+
+    def off(self, event: str, listener: Listener | None = None) -> None:
+        """Stop calling ``listener`` (or every listener) for ``event``."""
+        self.events.off(event, listener)
+
+    # -- validation ------------------------------------------------------------------
+
+    def job_type(self, name: str) -> JobTypeSpec:
+        """The declared job type ``name``; ``UnknownJobTypeError`` if it is not declared."""
+        if not isinstance(name, str) or name not in self.declaration.job_types:
+            known = ", ".join(sorted(self.declaration.job_types)) or "none"
+            raise UnknownJobTypeError(f"unknown job type {name!r} (declared: {known})")
+        return self.declaration.job_types[name]
+
+    def validate_payload(self, job_type: str, payload: Any) -> str:
+        """Check ``payload`` for ``job_type`` (JSON, size, schema); return its JSON text."""
+        spec = self.job_type(job_type)
+        if isinstance(payload, BaseModel):
+            payload = payload.model_dump(mode="json")
+        label = f"payload of {job_type}"
+        text = dumps(payload, PayloadValidationError, label)
+        limit = self.declaration.limits.max_payload_bytes
+        if len(text.encode()) > limit:
+            raise PayloadTooLargeError(label, [f"{len(text.encode())} bytes is over the limit of {limit} bytes"])
+        if spec.payload_schema is not None:
+            spec.payload_schema.validate(payload, PayloadValidationError, label)
+        return text
+
+    def validate_output(self, job_type: str, output: Any) -> str:
+        """Check an output for ``job_type`` (JSON, size, schema); return its JSON text."""
+        spec = self.job_type(job_type)
+        if isinstance(output, BaseModel):
+            output = output.model_dump(mode="json")
+        label = f"output of {job_type}"
+        text = dumps(output, OutputValidationError, label)
+        limit = self.declaration.limits.max_output_bytes
+        if len(text.encode()) > limit:
+            raise PayloadTooLargeError(label, [f"{len(text.encode())} bytes is over the limit of {limit} bytes"])
+        if spec.output_schema is not None:
+            spec.output_schema.validate(output, OutputValidationError, label)
+        return text
+
+    def _new_job(self, job: JobSpec) -> NewJob:
+        spec = self.job_type(job.job_type)
+        payload_json = self.validate_payload(job.job_type, job.payload)
+        run_at = _aware(job.run_at, "run_at")
+        if job.delay is not None:
+            if run_at is not None:
+                raise ValueError("give run_at or delay, not both")
+            run_at = datetime.now(UTC) + timedelta(seconds=_seconds(job.delay, "delay") or 0.0)
+        max_attempts = spec.max_attempts if job.max_attempts is None else int(job.max_attempts)
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+        timeout = spec.timeout if isinstance(job.timeout, _Unset) else _seconds(job.timeout, "timeout")
+        retry = spec.retry
+        backoff = retry.backoff if job.retry_backoff is None else job.retry_backoff
+        if backoff not in ("fixed", "exponential"):
+            raise ValueError(f"retry_backoff must be 'fixed' or 'exponential', got {backoff!r}")
+        retry_delay = retry.delay if job.retry_delay is None else _seconds(job.retry_delay, "retry_delay")
+        max_delay = (
+            retry.max_delay
+            if isinstance(job.retry_max_delay, _Unset)
+            else _seconds(job.retry_max_delay, "retry_max_delay")
+        )
+        tags = spec.tags if job.tags is None else _tags(job.tags)
+        if job.idempotency_key is not None and not isinstance(job.idempotency_key, str):
+            raise TypeError("idempotency_key must be a string")
+        return NewJob(
+            job_type=job.job_type,
+            payload_json=payload_json,
+            priority=spec.priority if job.priority is None else int(job.priority),
+            run_at=run_at,
+            max_attempts=max_attempts,
+            timeout_ms=to_ms(timeout),
+            retry_delay_ms=to_ms(retry_delay) or 0,
+            retry_backoff=backoff,
+            retry_max_delay_ms=to_ms(max_delay),
+            retry_jitter=retry.jitter if job.retry_jitter is None else bool(job.retry_jitter),
+            tags=tags,
+            idempotency_key=job.idempotency_key,
+        )
+
+    # -- adding ----------------------------------------------------------------------
+
+    def add(
+        self,
+        job_type: str,
+        payload: Any = None,
+        *,
+        priority: int | None = None,
+        run_at: datetime | None = None,
+        delay: Duration | None = None,
+        timeout: Duration | None | _Unset = UNSET,
+        max_attempts: int | None = None,
+        tags: Sequence[str] | None = None,
+        idempotency_key: str | None = None,
+        retry_delay: Duration | None = None,
+        retry_backoff: str | None = None,
+        retry_max_delay: Duration | None | _Unset = UNSET,
+        retry_jitter: bool | None = None,
+        connection: Any = None,
+    ) -> int:
+        """Validate and enqueue one job; return its id.
+
+        Options left out come from the job type's declaration. A payload that
+        fails its schema raises ``PayloadValidationError`` and nothing is stored.
+        A repeated ``idempotency_key`` returns the existing job's id.
+        ``connection`` (PostgreSQL) enqueues inside the caller's transaction.
+        """
+        spec = JobSpec(
+            job_type,
+            payload,
+            priority=priority,
+            run_at=run_at,
+            delay=delay,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            tags=tags,
+            idempotency_key=idempotency_key,
+            retry_delay=retry_delay,
+            retry_backoff=retry_backoff,
+            retry_max_delay=retry_max_delay,
+            retry_jitter=retry_jitter,
+        )
+        return self.add_many([spec], connection=connection)[0]
+
+    def add_many(self, jobs: Iterable[JobSpec | Mapping[str, Any]], *, connection: Any = None) -> list[int]:
+        """Validate every job first, then enqueue them all in one round trip.
+
+        Returns the ids in input order. If any job is invalid nothing is stored
+        and the error names its index.
+        """
+        new_jobs: list[NewJob] = []
+        for index, job in enumerate(jobs):
+            spec = job if isinstance(job, JobSpec) else JobSpec(**dict(job))
+            try:
+                new_jobs.append(self._new_job(spec))
+            except ValidationFailed as exc:
+                if index or (isinstance(jobs, (list, tuple)) and len(jobs) > 1):
+                    raise exc.located(f"job {index}") from None
+                raise
+        if not new_jobs:
+            return []
+        results = self.storage.add_jobs(new_jobs, connection=connection)
+        if self.events.has_listeners(JOB_ADDED):
+            for new, result in zip(new_jobs, results, strict=True):
+                if result.created:
+                    self.events.emit(JOB_ADDED, {"job_id": result.job_id, "job_type": new.job_type})
+        return [result.job_id for result in results]
+
+    # -- reading ---------------------------------------------------------------------
+
+    def get_job(self, job_id: int) -> JobRecord | None:
+        """The job with ``job_id``, or None."""
+        return self.storage.get_job(int(job_id))
+
+    def require_job(self, job_id: int) -> JobRecord:
+        """The job with ``job_id``; ``JobNotFoundError`` when there is none."""
+        record = self.get_job(job_id)
+        if record is None:
+            raise JobNotFoundError(job_id)
+        return record
+
+    def get_output(self, job_id: int, model: type[ModelT]) -> ModelT:
+        """The job's stored output parsed into ``model`` (``OutputParseError`` if it does not fit)."""
+        return self.require_job(job_id).output_as(model)
+
+    def list_jobs(
+        self,
+        *,
+        status: JobStatus | str | Sequence[JobStatus | str] | None = None,
+        job_type: str | None = None,
+        tags: Sequence[str] | None = None,
+        tag_mode: TagMode | str = TagMode.ALL,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        limit: int = 100,
+        cursor: int | None = None,
+    ) -> JobPage:
+        """Jobs matching every filter, newest first; pass ``page.next_cursor`` for more."""
+        if status is None:
+            statuses: tuple[JobStatus, ...] = ()
+        elif isinstance(status, (str, JobStatus)):
+            statuses = (_status(status),)
+        else:
+            statuses = tuple(_status(s) for s in status)
+        try:
+            mode = TagMode(tag_mode)
+        except ValueError:
+            raise ValueError(f"tag_mode must be one of all, any, none, exact; got {tag_mode!r}") from None
+        if not 1 <= int(limit) <= 10_000:
+            raise ValueError(f"limit must be between 1 and 10000, got {limit}")
+        return self.storage.list_jobs(
+            JobFilter(
+                statuses=statuses,
+                job_type=job_type,
+                tags=_tags(tags or ()),
+                tag_mode=mode,
+                created_after=_aware(created_after, "created_after"),
+                created_before=_aware(created_before, "created_before"),
+                limit=int(limit),
+                cursor=None if cursor is None else int(cursor),
+            )
+        )
+
+    def get_events(self, job_id: int) -> list[JobEvent]:
+        """The job's persisted history, oldest first."""
+        return self.storage.get_events(int(job_id))
+
+    # -- managing --------------------------------------------------------------------
+
+    def cancel(self, job_id: int) -> JobRecord:
+        """Cancel a pending, waiting or running job (a running handler sees ``ctx.cancelled``)."""
+        record = self.storage.cancel_job(int(job_id))
+        self.events.emit(JOB_CANCELLED, {"job_id": record.id, "job_type": record.job_type})
+        return record
+
+    def retry(self, job_id: int) -> JobRecord:
+        """Run a failed or cancelled job again from scratch (attempts reset)."""
+        record = self.storage.retry_job(int(job_id))
+        self.events.emit(JOB_RETRIED, {"job_id": record.id, "job_type": record.job_type})
+        return record
+
+    def edit(
+        self,
+        job_id: int,
+        *,
+        payload: Any = UNSET,
+        priority: int | _Unset = UNSET,
+        run_at: datetime | None | _Unset = UNSET,
+        max_attempts: int | _Unset = UNSET,
+        timeout: Duration | None | _Unset = UNSET,
+        tags: Sequence[str] | _Unset = UNSET,
+        retry_delay: Duration | _Unset = UNSET,
+        retry_backoff: str | _Unset = UNSET,
+        retry_max_delay: Duration | None | _Unset = UNSET,
+        retry_jitter: bool | _Unset = UNSET,
+    ) -> JobRecord:
+        """Change a pending job. Only the given fields change; the payload is validated."""
+        record = self.require_job(job_id)
+        changes: dict[str, Any] = {}
+        if payload is not UNSET:
+            changes["payload_json"] = self.validate_payload(record.job_type, payload)
+        if priority is not UNSET:
+            changes["priority"] = int(priority)
+        if run_at is not UNSET:
+            changes["run_at"] = _aware(run_at, "run_at")
+        if max_attempts is not UNSET:
+            if int(max_attempts) < 1:
+                raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+            changes["max_attempts"] = int(max_attempts)
+        if timeout is not UNSET:
+            changes["timeout_ms"] = to_ms(_seconds(timeout, "timeout"))
+        if tags is not UNSET:
+            changes["tags"] = _tags(tags)
+        if retry_delay is not UNSET:
+            changes["retry_delay_ms"] = to_ms(_seconds(retry_delay, "retry_delay")) or 0
+        if retry_backoff is not UNSET:
+            if retry_backoff not in ("fixed", "exponential"):
+                raise ValueError(f"retry_backoff must be 'fixed' or 'exponential', got {retry_backoff!r}")
+            changes["retry_backoff"] = retry_backoff
+        if retry_max_delay is not UNSET:
+            changes["retry_max_delay_ms"] = to_ms(_seconds(retry_max_delay, "retry_max_delay"))
+        if retry_jitter is not UNSET:
+            changes["retry_jitter"] = bool(retry_jitter)
+        updated = self.storage.edit_job(record.id, changes)
+        self.events.emit(JOB_EDITED, {"job_id": updated.id, "job_type": updated.job_type, "fields": sorted(changes)})
+        return updated
+
+
+def _status(value: JobStatus | str) -> JobStatus:
+    try:
+        return JobStatus(value)
+    except ValueError:
+        known = ", ".join(s.value for s in JobStatus)
+        raise ValueError(f"unknown status {value!r} (statuses: {known})") from None
+
+
+def _tags(tags: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(tags, str):
+        raise TypeError("tags must be a list of strings, not one string")
+    result = tuple(tags)
+    for tag in result:
+        if not isinstance(tag, str) or not tag:
+            raise ValueError(f"every tag must be a non-empty string, got {tag!r}")
+    return result

@@ -1,0 +1,121 @@
+"""``JobContext``: what a running handler gets besides its payload."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from dqflow.errors import ValidationFailed
+from dqflow.queue.events import ERROR, JOB_OUTPUT, JOB_PROGRESS
+from dqflow.record import JobRecord
+
+if TYPE_CHECKING:
+    from dqflow.queue import Queue
+
+log = logging.getLogger("dqflow.worker")
+
+_NOT_SET: Any = object()
+
+
+class JobContext:
+    """Progress, output and cancellation for one running attempt of a job.
+
+    Writes are fenced by the attempt's lease token and best effort: a storage
+    error is logged (and reported to ``error`` listeners) and the handler goes on.
+    """
+
+    def __init__(self, queue: Queue, job: JobRecord, stats: WriteStats | None = None) -> None:
+        self.job = job
+        self._queue = queue
+        self._stats = stats
+        self._cancelled = threading.Event()
+        self.cancel_reason: str | None = None
+        self._output: Any = _NOT_SET
+        self._output_json: str | None = None
+
+    # -- cancellation ----------------------------------------------------------------
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the job was cancelled, timed out, or this worker lost it."""
+        return self._cancelled.is_set()
+
+    def wait_cancelled(self, timeout: float | None = None) -> bool:
+        """Block up to ``timeout`` seconds for cancellation; True if cancelled."""
+        return self._cancelled.wait(timeout)
+
+    def cancel(self, reason: str) -> None:
+        """Signal the handler to stop (used by the worker)."""
+        if not self._cancelled.is_set():
+            self.cancel_reason = reason
+            self._cancelled.set()
+
+    # -- progress and output ---------------------------------------------------------
+
+    def set_progress(self, progress: int | float) -> None:
+        """Store progress (0..100). Raises ``ValueError`` outside that range."""
+        if isinstance(progress, bool) or not isinstance(progress, (int, float)) or not 0 <= progress <= 100:
+            raise ValueError(f"progress must be a number from 0 to 100, got {progress!r}")
+        value = int(round(progress))
+        self._write("progress", value, lambda: self._queue.storage.set_progress(self.job.id, self.job.lease_token, value))
+
+    def set_output(self, output: Any) -> None:
+        """Store ``output`` now (last write wins; it takes precedence over the return value).
+
+        Raises ``OutputValidationError`` (nothing stored) when it is not JSON or
+        does not match the job type's output schema.
+        """
+        text = self._queue.validate_output(self.job.job_type, output)
+        self._output, self._output_json = output, text
+        self._write("output", output, lambda: self._queue.storage.set_output(self.job.id, self.job.lease_token, text))
+
+    @property
+    def output_was_set(self) -> bool:
+        """True once ``set_output`` stored (or tried to store) a valid value."""
+        return self._output is not _NOT_SET
+
+    @property
+    def output(self) -> Any:
+        """The last valid ``set_output`` value (None if never set)."""
+        return None if self._output is _NOT_SET else self._output
+
+    @property
+    def output_json(self) -> str | None:
+        """JSON text of the last valid ``set_output`` value."""
+        return self._output_json
+
+    def _write(self, what: str, value: Any, write: Any) -> None:
+        if self.cancelled:
+            return
+        try:
+            applied = write()
+        except ValidationFailed:
+            raise
+        except Exception as exc:
+            log.warning("job %s: could not save %s (handler continues): %s", self.job.id, what, exc)
+            self._queue.events.emit(ERROR, {"error": exc, "job_id": self.job.id, "where": f"saving {what}"})
+            return
+        if not applied:
+            if self._stats is not None:
+                self._stats.rejected_writes += 1
+            log.warning(
+                "job %s: %s write rejected: this worker no longer holds the job (lease token %s)",
+                self.job.id,
+                what,
+                self.job.lease_token,
+            )
+            self.cancel("lost")
+            return
+        event = JOB_PROGRESS if what == "progress" else JOB_OUTPUT
+        key = "progress" if what == "progress" else "output"
+        self._queue.events.emit(event, {"job_id": self.job.id, "job_type": self.job.job_type, key: value})
+
+
+class WriteStats:
+    """Counters a worker keeps about its writes."""
+
+    def __init__(self) -> None:
+        self.rejected_writes = 0
+        self.completed = 0
+        self.failed = 0
