@@ -86,6 +86,38 @@ def _check_prefix(prefix: str) -> str:
     return prefix
 
 
+def _append_job(args: list[Any], job: NewJob) -> None:
+    """Append the ``add_many`` arguments of one job (see ``lua/add_many.lua``)."""
+    priority, max_attempts, retry_delay = job.priority, job.max_attempts, job.retry_delay_ms
+    # the common case in a few comparisons; anything unusual gets the full check and message
+    if not (type(priority) is int and -(2**31) <= priority < 2**31):
+        check_int("priority", priority, int32=True)
+    if not (type(max_attempts) is int and 0 <= max_attempts < 2**53):
+        check_int("max_attempts", max_attempts)
+    if not (type(retry_delay) is int and 0 <= retry_delay < 2**53):
+        check_int("retry_delay_ms", retry_delay)
+    tags = job.tags
+    if tags:
+        unique, signature = tag_set(tags)
+        tag_args: tuple[Any, ...] = (tags_json(tags), signature, len(unique), *unique)
+    else:
+        tag_args = ("[]", "", 0)
+    args += (
+        job.job_type,
+        job.payload_json,
+        priority,
+        "" if job.run_at is None else to_us(job.run_at, "run_at"),
+        max_attempts,
+        "" if job.timeout_ms is None else check_int("timeout_ms", job.timeout_ms),
+        retry_delay,
+        job.retry_backoff,
+        "" if job.retry_max_delay_ms is None else check_int("retry_max_delay_ms", job.retry_max_delay_ms),
+        1 if job.retry_jitter else 0,
+        "" if job.idempotency_key is None else "=" + job.idempotency_key,
+        *tag_args,
+    )
+
+
 class RedisStorage(Storage):
     """Jobs in Redis. Safe to share between threads (redis-py pools connections)."""
 
@@ -203,26 +235,7 @@ class RedisStorage(Storage):
             return []
         args: list[Any] = [len(jobs)]
         for job in jobs:
-            unique, signature = tag_set(job.tags)
-            args += [
-                job.job_type,
-                job.payload_json,
-                check_int("priority", job.priority, int32=True),
-                "" if job.run_at is None else to_us(job.run_at, "run_at"),
-                check_int("max_attempts", job.max_attempts),
-                "" if job.timeout_ms is None else check_int("timeout_ms", job.timeout_ms),
-                check_int("retry_delay_ms", job.retry_delay_ms),
-                job.retry_backoff,
-                ""
-                if job.retry_max_delay_ms is None
-                else check_int("retry_max_delay_ms", job.retry_max_delay_ms),
-                1 if job.retry_jitter else 0,
-                "" if job.idempotency_key is None else "=" + job.idempotency_key,
-                tags_json(job.tags),
-                signature,
-                len(unique),
-                *unique,
-            ]
+            _append_job(args, job)
         flat = self._run("add_many", "add jobs", *args)
         return [AddResult(int(flat[k]), flat[k + 1] == 1) for k in range(0, len(flat), 2)]
 

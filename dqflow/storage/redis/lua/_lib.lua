@@ -135,24 +135,6 @@ local function zrem_all(key, members)
   end
 end
 
--- Replace (or append) fields of an HGETALL reply in place.
-local function overlay(flat, changes)
-  local pending = {}
-  for name, value in pairs(changes) do pending[name] = value end
-  for k = 1, #flat, 2 do
-    local value = pending[flat[k]]
-    if value ~= nil then
-      flat[k + 1] = value
-      pending[flat[k]] = nil
-    end
-  end
-  for name, value in pairs(pending) do
-    flat[#flat + 1] = name
-    flat[#flat + 1] = value
-  end
-  return flat
-end
-
 event_json = function(eid, event_type, now, data)
   return '{"id":' .. fmt(eid) .. ',"type":"' .. event_type .. '","at":' .. fmt(now) .. ',"data":'
     .. (data or 'null') .. '}'

@@ -29,10 +29,15 @@ for _ = 1, tonumber(ARGV[1]) do
     local ids = fmt(id)
     local run_at = now
     if run_at_s ~= '' then run_at = tonumber(run_at_s) end
+    -- attempts, lease_token (0), error_history and tags ([]) stay absent until they change
     local fields = {'id', ids, 'job_type', job_type, 'payload', payload, 'status', 'pending',
-      'priority', priority, 'run_at', fmt(run_at), 'attempts', '0', 'max_attempts', ARGV[i + 4],
+      'priority', priority, 'run_at', fmt(run_at), 'max_attempts', ARGV[i + 4],
       'retry_delay_ms', ARGV[i + 6], 'retry_backoff', ARGV[i + 7], 'retry_jitter', ARGV[i + 9],
-      'error_history', '[]', 'tags', tags_json, 'created_at', now_s, 'updated_at', now_s, 'lease_token', '0'}
+      'created_at', now_s, 'updated_at', now_s}
+    if ntags > 0 then
+      fields[#fields + 1] = 'tags'
+      fields[#fields + 1] = tags_json
+    end
     if ARGV[i + 5] ~= '' then
       fields[#fields + 1] = 'timeout_ms'
       fields[#fields + 1] = ARGV[i + 5]

@@ -55,7 +55,7 @@ for _, member in ipairs(picked) do
   local id = fmt(tonumber(rank_id(member)))
   local key = job_key(id)
   local job = CALL('HGETALL', key)
-  local status, attempts, token
+  local status, attempts, token = nil, 1, 1
   for k = 1, #job, 2 do
     local name = job[k]
     if name == 'status' then status = job[k + 1]
@@ -64,18 +64,20 @@ for _, member in ipairs(picked) do
     end
   end
   if status == 'pending' then
-    local changes = {status = 'processing', attempts = fmt(attempts), lease_token = fmt(token),
-      locked_by = worker, locked_at = now_s, lease_expires_at = expires_s, started_at = now_s, updated_at = now_s}
-    CALL('HSET', key, 'status', 'processing', 'attempts', changes.attempts, 'lease_token', changes.lease_token,
+    local changes = {'status', 'processing', 'attempts', fmt(attempts), 'lease_token', fmt(token),
       'locked_by', worker, 'locked_at', now_s, 'lease_expires_at', expires_s, 'started_at', now_s,
-      'updated_at', now_s)
+      'updated_at', now_s}
+    CALL('HSET', key, unpack(changes))
     event_id = event_id + 1
     CALL('RPUSH', P .. ':events:' .. id, event_json(event_id, 'processing', now,
-      '{"worker_id":' .. worker_json .. ',"attempt":' .. changes.attempts .. '}'))
+      '{"worker_id":' .. worker_json .. ',"attempt":' .. changes[4] .. '}'))
     claimed[#claimed + 1] = id
     leases[#leases + 1] = expires
     leases[#leases + 1] = id
-    out[#out + 1] = overlay(job, changes)
+    -- the reply is the hash before the claim plus the changed fields after it: read as
+    -- name/value pairs in order, the later value of a repeated name wins
+    for c = 1, #changes do job[#job + 1] = changes[c] end
+    out[#out + 1] = job
   end
 end
 if #claimed > 0 then

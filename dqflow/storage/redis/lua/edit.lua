@@ -38,8 +38,10 @@ if priority ~= old_priority or run_at ~= old_run_at then
 end
 if tags_changed then
   local idn = tonumber(id)
-  for _, tag in ipairs(cjson.decode(job[5])) do
-    CALL('ZREM', P .. ':tag:' .. tag, id)
+  if job[5] then
+    for _, tag in ipairs(cjson.decode(job[5])) do
+      CALL('ZREM', P .. ':tag:' .. tag, id)
+    end
   end
   if job[6] then CALL('ZREM', P .. ':tagset:' .. job[6], id) end
   local tagset = ARGV[i]
