@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from typing import TYPE_CHECKING, Any
@@ -14,8 +15,6 @@ if TYPE_CHECKING:
     from dqflow.queue import Queue
 
 log = logging.getLogger("dqflow.worker")
-
-_NOT_SET: Any = object()
 
 
 class JobContext:
@@ -31,7 +30,6 @@ class JobContext:
         self._stats = stats
         self._cancelled = threading.Event()
         self.cancel_reason: str | None = None
-        self._output: Any = _NOT_SET
         self._output_json: str | None = None
 
     # -- cancellation ----------------------------------------------------------------
@@ -67,18 +65,18 @@ class JobContext:
         does not match the job type's output schema.
         """
         text = self._queue.validate_output(self.job.job_type, output)
-        self._output, self._output_json = output, text
-        self._write("output", output, lambda: self._queue.storage.set_output(self.job.id, self.job.lease_token, text))
+        self._output_json = text
+        self._write("output", text, lambda: self._queue.storage.set_output(self.job.id, self.job.lease_token, text))
 
     @property
     def output_was_set(self) -> bool:
         """True once ``set_output`` stored (or tried to store) a valid value."""
-        return self._output is not _NOT_SET
+        return self._output_json is not None
 
     @property
     def output(self) -> Any:
-        """The last valid ``set_output`` value (None if never set)."""
-        return None if self._output is _NOT_SET else self._output
+        """A copy of the last valid ``set_output`` value, as stored (None if never set)."""
+        return None if self._output_json is None else json.loads(self._output_json)
 
     @property
     def output_json(self) -> str | None:
@@ -108,8 +106,9 @@ class JobContext:
             self.cancel("lost")
             return
         event = JOB_PROGRESS if what == "progress" else JOB_OUTPUT
-        key = "progress" if what == "progress" else "output"
-        self._queue.events.emit(event, {"job_id": self.job.id, "job_type": self.job.job_type, key: value})
+        if self._queue.events.has_listeners(event):
+            data = value if what == "progress" else json.loads(value)  # a snapshot of what was stored
+            self._queue.events.emit(event, {"job_id": self.job.id, "job_type": self.job.job_type, what: data})
 
 
 class WriteStats:

@@ -1,0 +1,92 @@
+"""Helpers shared by tests: queues built in code, in-process workers, real worker processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from dqflow import Declaration, Queue, Worker
+
+TESTS = Path(__file__).parent
+APP_CONFIG = TESTS / "app" / "jobs.yaml"
+FAST_WORKER = {"lease": "3s", "heartbeat": "100ms", "poll_interval": "100ms", "shutdown_grace": "5s"}
+
+
+def make_queue(backend: str, jobs: Mapping[str, Mapping[str, Any]], **declaration: Any) -> Queue:
+    """A queue on ``backend`` with job types built in code (fast worker settings by default)."""
+    declaration.setdefault("worker", FAST_WORKER)
+    declaration.setdefault("defaults", {"retry": {"delay": "50ms", "backoff": "fixed", "jitter": False}})
+    return Queue(Declaration.build(jobs, **declaration), backend=backend)
+
+
+@contextmanager
+def running_worker(queue: Queue, **options: Any) -> Iterator[Worker]:
+    """Run a worker on a background thread for the duration of the block."""
+    worker = Worker(queue, **options)
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            worker.run()
+        except BaseException as exc:  # surfaced to the test below
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="test-worker", daemon=True)
+    thread.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "worker did not stop within 30 s"
+        if errors:
+            raise errors[0]
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.02) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+def wait_for_status(queue: Queue, job_id: int, *statuses: str, timeout: float = 15.0) -> Any:
+    """Wait until the job reaches one of ``statuses``; return its record."""
+
+    def check() -> Any:
+        job = queue.get_job(job_id)
+        return job if job is not None and job.status.value in statuses else None
+
+    return wait_until(check, timeout)
+
+
+def start_worker_process(backend: str, *args: str, config: Path = APP_CONFIG, log: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start ``tests/worker_process.py`` as a real process; wait until it is ready."""
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, str(TESTS / "worker_process.py"), str(config), backend, *args],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    return proc
+
+
+def executions(log: Path) -> list[int]:
+    """Job ids recorded by the test handlers, one per execution."""
+    if not log.exists():
+        return []
+    return [int(line.split()[0]) for line in log.read_text().splitlines() if line.strip()]
