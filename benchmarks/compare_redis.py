@@ -209,10 +209,10 @@ def report(
     if dq_rate and peers:
         fastest = max(peers, key=lambda k: peers[k]["process_jobs_per_s"] or 0)
         best = peers[fastest]["process_jobs_per_s"] or 0
-        ratio = dq_rate / best
+        times = dq_rate / best
         lines.append(
             f"- Processed jobs/s at C={args.concurrency}: dqflow {fmt(dq_rate)} vs fastest peer {fastest}"
-            f" {fmt(best)} = **{ratio:.2f}x** (goal ≥ 2x): {'met' if ratio >= 2 else 'not met'}."
+            f" {fmt(best)} = **{times:.2f}x** (goal ≥ 2x): {'met' if times >= 2 else 'not met'}."
         )
     huey_p50 = medians.get("huey (redis)", {}).get("latency_p50_ms")
     dq_p50 = dq.get("latency_p50_ms")

@@ -31,11 +31,11 @@ def percentile(values: list[float], q: float) -> float:
 def run(url: str, jobs: int, concurrency: int, latency_jobs: int, gap: float) -> dict[str, Any]:
     huey = RedisHuey("dqbench", url=url, results=True, blocking=True)
 
-    @huey.task()
+    @huey.task()  # type: ignore[untyped-decorator]
     def handler(payload: dict[str, Any]) -> dict[str, Any]:
         return {"n": payload["n"], "ok": True}
 
-    @huey.task()
+    @huey.task()  # type: ignore[untyped-decorator]
     def latency_handler(payload: dict[str, Any]) -> dict[str, Any]:
         STARTS[payload["n"]] = time.time()
         return {"n": payload["n"], "ok": True}

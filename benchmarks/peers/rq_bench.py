@@ -75,7 +75,7 @@ def run(
     for i in range(jobs):
         queue.enqueue(handler, {"n": i})
     enqueue_s = time.perf_counter() - start
-    queue.empty()
+    queue.empty()  # type: ignore[no-untyped-call]
     conn.flushdb()
 
     start = time.perf_counter()
@@ -101,9 +101,10 @@ def run(
         queue.enqueue(latency_handler, {"n": i})
         time.sleep(gap)
     deadline = time.time() + 30
-    while conn.hlen(LATENCY_KEY) < latency_jobs and time.time() < deadline:
+    while int(conn.hlen(LATENCY_KEY)) < latency_jobs and time.time() < deadline:  # type: ignore[arg-type]
         time.sleep(0.01)
-    for key, value in conn.hgetall(LATENCY_KEY).items():
+    starts: dict[bytes, bytes] = conn.hgetall(LATENCY_KEY)  # type: ignore[assignment]
+    for key, value in starts.items():
         delays.append((float(value) - enqueued_at[int(key)]) * 1000)
 
     for process in workers:
