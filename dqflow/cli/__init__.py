@@ -1,0 +1,90 @@
+"""The ``dqflow`` command line: a thin shell over the Python API.
+
+Every command takes ``--config``, ``--backend``, ``--json`` and ``-v``. Exit
+codes: 0 success, 1 bad input or a failed operation (one line on stderr:
+``error: <what and where>``), 2 a usage error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import typer
+
+from dqflow.cli import check, jobs, migrate, worker
+from dqflow.cli._app import app, reset_options
+from dqflow.errors import ConfigError, DqflowError
+
+__all__ = ["app", "check", "jobs", "main", "migrate", "worker"]
+
+# Newer typer vendors click: take its exception classes from wherever typer's come from.
+_click: Any = sys.modules[typer.BadParameter.__module__]
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def one_line(exc: BaseException | str) -> str:
+    """The error's message on one line (a declaration with several problems: the first and a count)."""
+    text = str(exc).strip() or type(exc).__name__
+    lines = text.splitlines()
+    if len(lines) > 1:
+        more = len(lines) - 1
+        extra = f" (and {more} more problem{'s' if more > 1 else ''}: run `dqflow check`)"
+        return lines[0] + (extra if isinstance(exc, ConfigError) else " " + " ".join(line.strip() for line in lines[1:]))
+    return text
+
+
+def _fail(message: str, code: int) -> int:
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+    return code
+
+
+def _usage(exc: _click.UsageError) -> str:
+    ctx = exc.ctx
+    where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+    return one_line(exc.format_message()) + where
+
+
+def run(args: Sequence[str] | None = None) -> int:
+    """Run the CLI with ``args`` (default: ``sys.argv[1:]``); return the exit code."""
+    reset_options()
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=list(args) if args is not None else None, prog_name="dqflow", standalone_mode=False)
+    except _click.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `dqflow`: the help, as click shows it
+            exc.show()
+            return EXIT_USAGE
+        return _fail(_usage(exc), EXIT_USAGE)
+    except _click.ClickException as exc:
+        return _fail(one_line(exc.format_message()), exc.exit_code or EXIT_ERROR)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        return _fail("interrupted", EXIT_INTERRUPTED)
+    except DqflowError as exc:
+        _debug(exc)
+        return _fail(one_line(exc), EXIT_ERROR)
+    except (ValueError, TypeError, OSError) as exc:
+        _debug(exc)
+        return _fail(one_line(exc), EXIT_ERROR)
+    except Exception as exc:  # a bug: still one line, the traceback with -v
+        _debug(exc)
+        return _fail(f"unexpected {type(exc).__name__}: {one_line(exc)} (run with -v for the traceback)", EXIT_ERROR)
+    return result if isinstance(result, int) else 0
+
+
+def _debug(exc: BaseException) -> None:
+    if logging.getLogger("dqflow").isEnabledFor(logging.DEBUG):
+        logging.getLogger("dqflow.cli").debug("traceback", exc_info=exc)
+
+
+def main() -> None:
+    """Console-script entry point (``dqflow``)."""
+    sys.exit(run())

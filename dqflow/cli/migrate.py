@@ -1,0 +1,76 @@
+"""``dqflow migrate``: apply, list or print the PostgreSQL migrations."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.table import Table
+
+from dqflow.cli._app import BACKEND_ENV, backend_url, command, load, options
+from dqflow.cli._output import console, print_json, redact, when
+
+
+def _url() -> str:
+    """The backend URL; the YAML is read (handlers not imported) only when nothing else names one."""
+    if options().backend or os.environ.get(BACKEND_ENV, "").strip():
+        return backend_url(None)
+    return backend_url(load(import_handlers=False))
+
+
+@command("migrate")
+def migrate(
+    status: Annotated[bool, typer.Option("--status", help="List the migrations and when each was applied.")] = False,
+    sql: Annotated[bool, typer.Option("--sql", help="Print the SQL that would run; apply nothing.")] = False,
+) -> None:
+    """Bring the PostgreSQL schema up to date (SQLite and Redis need no migrations)."""
+    if status and sql:
+        raise typer.BadParameter("give --status or --sql, not both", param_hint="--sql")
+    url = _url()
+    shown = redact(url)
+    scheme = url.split(":", 1)[0].lower()
+    if scheme not in ("postgresql", "postgres"):
+        kind = "SQLite" if scheme == "sqlite" else "Redis" if scheme.startswith("redis") else scheme
+        if options().json:
+            print_json({"backend": shown, "needed": False, "applied": []})
+        else:
+            console().print(f"{kind} needs no migrations: dqflow sets it up on first use ({shown})")
+        return
+
+    from dqflow.storage.postgres import migrations
+
+    if sql:
+        text = migrations.pending_sql(url)
+        if options().json:
+            print_json({"backend": shown, "sql": text})
+        else:
+            typer.echo(text if text else "-- up to date: nothing to apply")
+        return
+    if status:
+        rows = migrations.migration_status(url)
+        if options().json:
+            print_json(
+                {
+                    "backend": shown,
+                    "migrations": [
+                        {"name": name, "applied_at": None if at is None else at.isoformat()} for name, at in rows
+                    ],
+                }
+            )
+            return
+        table = Table(box=box.SIMPLE_HEAD)
+        table.add_column("migration")
+        table.add_column("applied")
+        for name, at in rows:
+            table.add_row(name, when(at) if at else "[yellow]pending[/]")
+        console().print(table)
+        return
+    applied = migrations.migrate(url)
+    if options().json:
+        print_json({"backend": shown, "needed": True, "applied": applied})
+    elif applied:
+        console().print(f"applied {len(applied)} migration(s): {', '.join(applied)}")
+    else:
+        console().print("up to date: no migration to apply")

@@ -1,0 +1,77 @@
+"""``dqflow run``: a worker for the declared job types."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Annotated
+
+import typer
+
+from dqflow.cli._app import command, open_queue, options, setup_logging
+from dqflow.cli._output import console, print_json
+from dqflow.cli._parse import duration
+from dqflow.worker import Worker
+
+
+@command("run")
+def run(
+    concurrency: Annotated[
+        int | None,
+        typer.Option("--concurrency", "-C", min=1, help="Jobs at once (default: the YAML's worker.concurrency)."),
+    ] = None,
+    job_type: Annotated[
+        list[str] | None,
+        typer.Option("--job-type", "-j", help="Only this job type (repeat for more; default: all).", show_default=False),
+    ] = None,
+    drain: Annotated[
+        bool, typer.Option("--drain", help="Exit 0 once no job is ready (for cron and CI) instead of waiting.")
+    ] = False,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, help="Jobs claimed per round trip (default: concurrency).")
+    ] = None,
+    lease: Annotated[
+        str | None,
+        typer.Option("--lease", metavar="DURATION", help="How long a claim holds without a heartbeat, e.g. 30s."),
+    ] = None,
+    shutdown_grace: Annotated[
+        str | None,
+        typer.Option(
+            "--shutdown-grace",
+            metavar="DURATION",
+            help="On SIGINT/SIGTERM, wait this long for running jobs before handing them back.",
+        ),
+    ] = None,
+) -> None:
+    """Run jobs until stopped (Ctrl-C: finish running jobs, then exit), or with --drain until idle."""
+    setup_logging(options().verbose, default_level=logging.INFO)
+    lease_s = duration(lease, "--lease")
+    grace_s = duration(shutdown_grace, "--shutdown-grace")
+    with open_queue(import_handlers=True) as queue:
+        worker = Worker(
+            queue,
+            concurrency=concurrency,
+            job_types=job_type or None,
+            drain=drain,
+            batch_size=batch_size,
+            lease=lease_s,
+            shutdown_grace=grace_s,
+        )
+        started = time.monotonic()
+        worker.run()
+        elapsed = time.monotonic() - started
+    stats = worker.stats
+    if options().json:
+        print_json(
+            {
+                "worker_id": worker.worker_id,
+                "completed": stats.completed,
+                "failed": stats.failed,
+                "rejected_writes": stats.rejected_writes,
+                "seconds": round(elapsed, 3),
+            }
+        )
+    elif drain:
+        console().print(
+            f"drained in {elapsed:.1f}s: {stats.completed} completed, {stats.failed} failed attempts"
+        )

@@ -1,0 +1,1 @@
+"""The dqflow example project: handlers for the job types declared in ``jobs.yaml``."""
