@@ -28,4 +28,4 @@ def parse_duration(value: object) -> float:
 
 def to_ms(seconds: float | None) -> int | None:
     """Seconds to whole milliseconds (``None`` stays ``None``)."""
-    return None if seconds is None else int(round(seconds * 1000))
+    return None if seconds is None else round(seconds * 1000)

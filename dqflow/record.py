@@ -8,7 +8,7 @@ PostgreSQL migrations, the SQLite schema and the Redis hash layout all follow
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -23,7 +23,7 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 _JSON = JSON().with_variant(JSONB(), "postgresql")
 
 
-class JobStatus(str, Enum):
+class JobStatus(StrEnum):
     """Where a job is in its life."""
 
     PENDING = "pending"
@@ -34,7 +34,7 @@ class JobStatus(str, Enum):
     CANCELLED = "cancelled"
 
 
-class FailureReason(str, Enum):
+class FailureReason(StrEnum):
     """Why an attempt (or the job) failed."""
 
     HANDLER_ERROR = "handler_error"
@@ -45,7 +45,7 @@ class FailureReason(str, Enum):
     SHUTDOWN = "shutdown"
 
 
-class EventType(str, Enum):
+class EventType(StrEnum):
     """Kinds of entries in a job's persisted history."""
 
     ADDED = "added"
@@ -83,9 +83,7 @@ class JobRecord(SQLModel):
     retry_jitter: bool = Field(default=True, sa_column=Column(Boolean, nullable=False))
     progress: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
     output: Any = Field(default=None, sa_column=Column(_JSON, nullable=True))
-    error_history: list[dict[str, Any]] = Field(
-        default_factory=list, sa_column=Column(_JSON, nullable=False)
-    )
+    error_history: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(_JSON, nullable=False))
     failure_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     tags: list[str] = Field(default_factory=list, sa_column=Column(_JSON, nullable=False))
     idempotency_key: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
@@ -119,9 +117,7 @@ class JobRecord(SQLModel):
         try:
             return model.model_validate(self.output)
         except ValidationError as exc:
-            raise OutputParseError(
-                f"output of job {self.id} does not fit {model.__name__}: {exc}"
-            ) from exc
+            raise OutputParseError(f"output of job {self.id} does not fit {model.__name__}: {exc}") from exc
 
 
 class JobEvent(SQLModel):

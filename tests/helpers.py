@@ -72,7 +72,9 @@ def wait_for_status(queue: Queue, job_id: int, *statuses: str, timeout: float = 
     return wait_until(check, timeout)
 
 
-def start_worker_process(backend: str, *args: str, config: Path = APP_CONFIG, log: Path | None = None) -> subprocess.Popen[bytes]:
+def start_worker_process(
+    backend: str, *args: str, config: Path = APP_CONFIG, log: Path | None = None
+) -> subprocess.Popen[bytes]:
     """Start ``tests/worker_process.py`` as a real process; wait until it is ready."""
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

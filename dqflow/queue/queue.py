@@ -68,13 +68,13 @@ class JobSpec:
     priority: int | None = None
     run_at: datetime | None = None
     delay: Duration | None = None
-    timeout: Duration | None | _Unset = UNSET
+    timeout: Duration | _Unset | None = UNSET
     max_attempts: int | None = None
     tags: Sequence[str] | None = None
     idempotency_key: str | None = None
     retry_delay: Duration | None = None
     retry_backoff: str | None = None
-    retry_max_delay: Duration | None | _Unset = UNSET
+    retry_max_delay: Duration | _Unset | None = UNSET
     retry_jitter: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -119,7 +119,9 @@ class Queue:
         """Load ``jobs.yaml`` (``path``, ``$DQFLOW_CONFIG`` or ``./jobs.yaml``) and open its backend."""
         from dqflow.declaration import find_config
 
-        declaration = load_declaration(find_config(None if path is None else str(path)), import_handlers=import_handlers)
+        declaration = load_declaration(
+            find_config(None if path is None else str(path)), import_handlers=import_handlers
+        )
         return cls(declaration, backend, **backend_options)
 
     # -- lifecycle -------------------------------------------------------------------
@@ -235,13 +237,13 @@ class Queue:
         priority: int | None = None,
         run_at: datetime | None = None,
         delay: Duration | None = None,
-        timeout: Duration | None | _Unset = UNSET,
+        timeout: Duration | _Unset | None = UNSET,
         max_attempts: int | None = None,
         tags: Sequence[str] | None = None,
         idempotency_key: str | None = None,
         retry_delay: Duration | None = None,
         retry_backoff: str | None = None,
-        retry_max_delay: Duration | None | _Unset = UNSET,
+        retry_max_delay: Duration | _Unset | None = UNSET,
         retry_jitter: bool | None = None,
         connection: Any = None,
     ) -> int:
@@ -372,41 +374,41 @@ class Queue:
         *,
         payload: Any = UNSET,
         priority: int | _Unset = UNSET,
-        run_at: datetime | None | _Unset = UNSET,
+        run_at: datetime | _Unset | None = UNSET,
         max_attempts: int | _Unset = UNSET,
-        timeout: Duration | None | _Unset = UNSET,
+        timeout: Duration | _Unset | None = UNSET,
         tags: Sequence[str] | _Unset = UNSET,
         retry_delay: Duration | _Unset = UNSET,
         retry_backoff: str | _Unset = UNSET,
-        retry_max_delay: Duration | None | _Unset = UNSET,
+        retry_max_delay: Duration | _Unset | None = UNSET,
         retry_jitter: bool | _Unset = UNSET,
     ) -> JobRecord:
         """Change a pending job. Only the given fields change; the payload is validated."""
         record = self.require_job(job_id)
         changes: dict[str, Any] = {}
-        if payload is not UNSET:
+        if not isinstance(payload, _Unset):
             changes["payload_json"] = self.validate_payload(record.job_type, payload)
-        if priority is not UNSET:
+        if not isinstance(priority, _Unset):
             changes["priority"] = int(priority)
-        if run_at is not UNSET:
+        if not isinstance(run_at, _Unset):
             changes["run_at"] = _aware(run_at, "run_at")
-        if max_attempts is not UNSET:
+        if not isinstance(max_attempts, _Unset):
             if int(max_attempts) < 1:
                 raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
             changes["max_attempts"] = int(max_attempts)
-        if timeout is not UNSET:
+        if not isinstance(timeout, _Unset):
             changes["timeout_ms"] = to_ms(_seconds(timeout, "timeout"))
-        if tags is not UNSET:
+        if not isinstance(tags, _Unset):
             changes["tags"] = _tags(tags)
-        if retry_delay is not UNSET:
+        if not isinstance(retry_delay, _Unset):
             changes["retry_delay_ms"] = to_ms(_seconds(retry_delay, "retry_delay")) or 0
-        if retry_backoff is not UNSET:
+        if not isinstance(retry_backoff, _Unset):
             if retry_backoff not in ("fixed", "exponential"):
                 raise ValueError(f"retry_backoff must be 'fixed' or 'exponential', got {retry_backoff!r}")
             changes["retry_backoff"] = retry_backoff
-        if retry_max_delay is not UNSET:
+        if not isinstance(retry_max_delay, _Unset):
             changes["retry_max_delay_ms"] = to_ms(_seconds(retry_max_delay, "retry_max_delay"))
-        if retry_jitter is not UNSET:
+        if not isinstance(retry_jitter, _Unset):
             changes["retry_jitter"] = bool(retry_jitter)
         updated = self.storage.edit_job(record.id, changes)
         self.events.emit(JOB_EDITED, {"job_id": updated.id, "job_type": updated.job_type, "fields": sorted(changes)})

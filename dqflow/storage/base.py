@@ -23,13 +23,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from dqflow.record import JobEvent, JobRecord, JobStatus
 
 
-class TagMode(str, Enum):
+class TagMode(StrEnum):
     """How ``JobFilter.tags`` is matched against a job's tags."""
 
     ALL = "all"  # the job has every given tag

@@ -55,8 +55,12 @@ class JobContext:
         """Store progress (0..100). Raises ``ValueError`` outside that range."""
         if isinstance(progress, bool) or not isinstance(progress, (int, float)) or not 0 <= progress <= 100:
             raise ValueError(f"progress must be a number from 0 to 100, got {progress!r}")
-        value = int(round(progress))
-        self._write("progress", value, lambda: self._queue.storage.set_progress(self.job.id, self.job.lease_token, value))
+        value = round(progress)
+        self._write(
+            "progress",
+            value,
+            lambda: self._queue.storage.set_progress(self.job.id, self.job.lease_token, value),
+        )
 
     def set_output(self, output: Any) -> None:
         """Store ``output`` now (last write wins; it takes precedence over the return value).

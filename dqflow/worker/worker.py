@@ -11,6 +11,7 @@ of dead workers, and flush completions and failures in batches.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -34,6 +35,7 @@ from dqflow.record import FailureReason, JobRecord
 from dqflow.storage import Completion, Failure, Lease, Release
 from dqflow.worker.context import JobContext, WriteStats
 from dqflow.worker.handlers import HandlerInfo, inspect_handler
+from dqflow.worker.isolation import HandlerFailed, run_in_process
 
 log = logging.getLogger("dqflow.worker")
 
@@ -49,6 +51,7 @@ class _Running:
     ctx: JobContext
     task: asyncio.Future[Any] | None = None  # the async handler's task, to cancel it
     thread: asyncio.Future[Any] | None = None  # a sync handler's thread, to know when it is free
+    runner: asyncio.Future[None] | None = None  # the task running this attempt (kept referenced)
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -123,10 +126,8 @@ class Worker:
         self._stop_requested.set()
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            try:
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._wake_for_stop)
-            except RuntimeError:
-                pass
 
     async def run_async(self) -> None:
         """Run until stopped, inside the caller's event loop."""
@@ -181,11 +182,11 @@ class Worker:
         self._stopping.set()
         self._capacity.set()
 
-    def _install_signal_handlers(self) -> list[int]:
+    def _install_signal_handlers(self) -> list[signal.Signals]:
         if threading.current_thread() is not threading.main_thread():
             return []
         assert self._loop is not None
-        installed = []
+        installed: list[signal.Signals] = []
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 self._loop.add_signal_handler(sig, self._on_signal, sig)
@@ -194,13 +195,17 @@ class Worker:
                 pass
         return installed
 
-    def _on_signal(self, sig: int) -> None:
+    def _on_signal(self, sig: signal.Signals) -> None:
         if self._stopping.is_set():
             log.warning("second %s: handing back running jobs now", signal.Signals(sig).name)
             self.shutdown_grace = 0.0
             self._grace_cut.set()
             return
-        log.info("%s: finishing running jobs (up to %.0fs), claiming no more", signal.Signals(sig).name, self.shutdown_grace)
+        log.info(
+            "%s: finishing running jobs (up to %.0fs), claiming no more",
+            signal.Signals(sig).name,
+            self.shutdown_grace,
+        )
         self._wake_for_stop()
 
     async def _db_call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -223,7 +228,9 @@ class Worker:
                 continue
             wanted = min(free, self.batch_size)
             try:
-                jobs = await self._db_call(self.storage.claim_jobs, self.worker_id, self.job_types, wanted, self._lease_ms)
+                jobs = await self._db_call(
+                    self.storage.claim_jobs, self.worker_id, self.job_types, wanted, self._lease_ms
+                )
                 backoff = 0.0
             except Exception as exc:
                 backoff = min(_MAX_BACKOFF, backoff * 2 or 0.1)
@@ -252,19 +259,20 @@ class Worker:
         timeout = self.poll_interval if due is None else min(self.poll_interval, due)
         if timeout <= 0:
             return
-        waiting = self._loop.run_in_executor(self._waiter, self.storage.wait_for_jobs, timeout, self.job_types)
-        stopping = asyncio.ensure_future(self._stopping.wait())
+        waiting: asyncio.Future[Any] = self._loop.run_in_executor(
+            self._waiter, self.storage.wait_for_jobs, timeout, self.job_types
+        )
+        stopping: asyncio.Future[Any] = asyncio.ensure_future(self._stopping.wait())
         done, _ = await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
-        if waiting in done and waiting.exception() is not None:
-            self._report("waiting for jobs", waiting.exception() or Exception())
+        error = waiting.exception() if waiting in done else None
+        if error is not None:
+            self._report("waiting for jobs", error)
             await self._sleep_unless_stopping(min(self.poll_interval, 1.0))
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
 
     # -- running ---------------------------------------------------------------------
 
@@ -274,9 +282,14 @@ class Worker:
         self._occupied += 1
         self.queue.events.emit(
             JOB_PROCESSING,
-            {"job_id": job.id, "job_type": job.job_type, "attempt": job.attempts, "worker_id": self.worker_id},
+            {
+                "job_id": job.id,
+                "job_type": job.job_type,
+                "attempt": job.attempts,
+                "worker_id": self.worker_id,
+            },
         )
-        asyncio.ensure_future(self._run(running))
+        running.runner = asyncio.ensure_future(self._run(running))
 
     def _handler_for(self, job_type: str) -> HandlerInfo | None:
         info = self._handlers.get(job_type)
@@ -292,7 +305,12 @@ class Worker:
         try:
             info = self._handler_for(job.job_type)
             if info is None:
-                self._fail(running, f"no handler is declared for job type {job.job_type!r}", FailureReason.NO_HANDLER, final=True)
+                self._fail(
+                    running,
+                    f"no handler is declared for job type {job.job_type!r}",
+                    FailureReason.NO_HANDLER,
+                    final=True,
+                )
                 return
             try:
                 result = await self._invoke(running, info)
@@ -308,7 +326,10 @@ class Worker:
                 if ctx.cancelled:
                     self._dropped(running)
                     return
-                detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+                if isinstance(exc, HandlerFailed):
+                    detail = str(exc)
+                else:
+                    detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
                 self._fail(running, detail, FailureReason.HANDLER_ERROR)
                 return
             if ctx.cancelled:
@@ -336,6 +357,11 @@ class Worker:
             payload = info.payload_model.model_validate(payload)
         args = (payload, ctx) if info.takes_ctx else (payload,)
         timeout = None if job.timeout_ms is None else job.timeout_ms / 1000
+        assert self._loop is not None
+        spec = self.queue.declaration.job_types[job.job_type]
+        if spec.isolation == "process":
+            call = functools.partial(run_in_process, spec.handler_ref, job, ctx)
+            return await self._in_thread(running, call, timeout)
         if info.is_async:
             task = asyncio.ensure_future(info.func(*args))
             running.task = task
@@ -345,12 +371,15 @@ class Worker:
                 task.cancel()
                 raise _AttemptTimedOut
             return task.result()
+        return await self._in_thread(running, functools.partial(info.func, *args), timeout)
+
+    async def _in_thread(self, running: _Running, call: Callable[[], Any], timeout: float | None) -> Any:
         assert self._loop is not None
-        future = self._loop.run_in_executor(self._threads, functools.partial(info.func, *args))
+        future = self._loop.run_in_executor(self._threads, call)
         running.thread = future
         done, _ = await asyncio.wait({future}, timeout=timeout)
         if not done:
-            ctx.cancel("timeout")
+            running.ctx.cancel("timeout")  # a thread cannot be killed: it sees ctx.cancelled; a child process is killed
             raise _AttemptTimedOut
         return future.result()
 
@@ -545,4 +574,3 @@ def run_worker(queue: Queue, **options: Any) -> Worker:
     worker = Worker(queue, **options)
     worker.run()
     return worker
-

@@ -46,3 +46,63 @@ def spin(payload: dict[str, Any], ctx: JobContext) -> None:
     _record(payload["log"], f"{ctx.job.id} {os.getpid()}")
     while True:
         pass
+
+
+# -- reliability tests (tests/reliability) -------------------------------------------
+
+
+def _runs_of(path: str, job_id: int) -> int:
+    try:
+        with open(path) as f:
+            return sum(1 for line in f if line.split(maxsplit=1)[:1] == [str(job_id)])
+    except FileNotFoundError:
+        return 0
+
+
+def slow_first_run(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Sleep ``sleep`` seconds on the job's first execution only (then ``then``, default 0).
+
+    Cancellation-aware. Records '<job id> <pid>' per execution; returns the pid that finished.
+    """
+    first = _runs_of(payload["log"], ctx.job.id) == 0
+    _record(payload["log"], f"{ctx.job.id} {os.getpid()}")
+    seconds = float(payload.get("sleep", 0) if first else payload.get("then", 0))
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not ctx.cancelled:
+        time.sleep(0.02)
+    return {"n": payload["n"], "pid": os.getpid()}
+
+
+def late_writer(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Sleep (ignoring cancellation), then write what ``writes`` asks for and return the pid.
+
+    ``writes`` lists "progress" and/or "output"; progress written is ``pid % 101``.
+    Used to show that a worker that lost its lease cannot write anything late.
+    """
+    _record(payload["log"], f"{ctx.job.id} {os.getpid()}")
+    time.sleep(float(payload.get("sleep", 0)))
+    writes = payload.get("writes", [])
+    if "progress" in writes:
+        ctx.set_progress(os.getpid() % 101)
+    if "output" in writes:
+        ctx.set_output({"n": payload["n"], "pid": os.getpid(), "via": "set_output"})
+    return {"n": payload["n"], "pid": os.getpid(), "via": "return"}
+
+
+def wait_for_cancel(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Block until ``ctx.cancelled`` (at most ``sleep`` seconds); log 'seen <id> <reason>' to ``seen``."""
+    _record(payload["log"], f"{ctx.job.id} {os.getpid()}")
+    if ctx.wait_cancelled(float(payload.get("sleep", 30))):
+        _record(payload["seen"], f"seen {ctx.job.id} {ctx.cancel_reason}")
+    return {"n": payload["n"], "pid": os.getpid()}
+
+
+async def async_wait_for_cancel(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Sleep ``sleep`` seconds as a task; on task cancellation log 'seen <id> CancelledError' to ``seen``."""
+    _record(payload["log"], f"{ctx.job.id} {os.getpid()}")
+    try:
+        await asyncio.sleep(float(payload.get("sleep", 30)))
+    except asyncio.CancelledError:
+        _record(payload["seen"], f"seen {ctx.job.id} CancelledError")
+        raise
+    return {"n": payload["n"], "pid": os.getpid()}

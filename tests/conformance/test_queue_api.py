@@ -23,7 +23,10 @@ from dqflow import (
 REPORT_PAYLOAD = {
     "type": "object",
     "required": ["reportId"],
-    "properties": {"reportId": {"type": "string", "minLength": 1}, "pages": {"type": "integer", "minimum": 1}},
+    "properties": {
+        "reportId": {"type": "string", "minLength": 1},
+        "pages": {"type": "integer", "minimum": 1},
+    },
     "additionalProperties": False,
 }
 
@@ -267,7 +270,12 @@ def test_retry_of_a_cancelled_job_makes_it_pending_again(queue: Queue) -> None:
 def test_edit_a_pending_job(queue: Queue) -> None:
     job_id = queue.add("report", {"reportId": "a"})
     job = queue.edit(job_id, payload={"reportId": "b", "pages": 3}, priority=7, tags=["x"], max_attempts=4)
-    assert (job.payload, job.priority, job.tags, job.max_attempts) == ({"reportId": "b", "pages": 3}, 7, ["x"], 4)
+    assert (job.payload, job.priority, job.tags, job.max_attempts) == (
+        {"reportId": "b", "pages": 3},
+        7,
+        ["x"],
+        4,
+    )
     events = queue.get_events(job_id)
     assert events[-1].event_type is EventType.EDITED
     assert events[-1].data == {"fields": ["max_attempts", "payload", "priority", "tags"]}

@@ -39,7 +39,13 @@ def test_claim_marks_jobs_processing_with_a_new_token(storage: Storage) -> None:
 
 
 def test_claim_respects_job_types_and_run_at(storage: Storage) -> None:
-    storage.add_jobs([NewJob("a", "{}"), NewJob("b", "{}"), NewJob("a", "{}", run_at=datetime.now(UTC) + timedelta(hours=1))])
+    storage.add_jobs(
+        [
+            NewJob("a", "{}"),
+            NewJob("b", "{}"),
+            NewJob("a", "{}", run_at=datetime.now(UTC) + timedelta(hours=1)),
+        ]
+    )
     claimed = storage.claim_jobs("w", ["a"], 10, 5000)
     assert [job.job_type for job in claimed] == ["a"]
     due = storage.next_due_in(["a"])
@@ -70,7 +76,11 @@ def test_batch_results_are_per_item(storage: Storage) -> None:
     ids = add(storage, 3)
     jobs = storage.claim_jobs("w", None, 3, 5000)
     result = storage.complete_jobs(
-        [Completion(jobs[0].id, jobs[0].lease_token, '{"a":1}'), Completion(jobs[1].id, 999, None), Completion(jobs[2].id, jobs[2].lease_token, None)]
+        [
+            Completion(jobs[0].id, jobs[0].lease_token, '{"a":1}'),
+            Completion(jobs[1].id, 999, None),
+            Completion(jobs[2].id, jobs[2].lease_token, None),
+        ]
     )
     assert result == [True, False, True]
     assert storage.get_job(ids[1]).status is JobStatus.PROCESSING  # type: ignore[union-attr]
@@ -147,7 +157,9 @@ def test_reclaim_fails_a_job_whose_attempts_are_used_up(storage: Storage) -> Non
 def test_release_hands_jobs_back_and_refunds_unstarted_attempts(storage: Storage) -> None:
     a, b = add(storage, 2)
     jobs = {j.id: j for j in storage.claim_jobs("w", None, 2, 5000)}
-    assert storage.release_jobs([Release(a, jobs[a].lease_token, started=False), Release(b, jobs[b].lease_token, started=True)]) == [True, True]
+    assert storage.release_jobs(
+        [Release(a, jobs[a].lease_token, started=False), Release(b, jobs[b].lease_token, started=True)]
+    ) == [True, True]
     ra, rb = storage.get_job(a), storage.get_job(b)
     assert ra is not None and rb is not None
     assert (ra.status, ra.attempts) == (JobStatus.PENDING, 0)

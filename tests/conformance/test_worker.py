@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -137,7 +138,14 @@ def test_invalid_set_output_raises_in_the_handler_and_stores_nothing(backend: st
 
 def test_invalid_return_value_fails_the_attempt_with_invalid_output(backend: str) -> None:
     queue = make_queue(
-        backend, {"t": {"handler": lambda payload, ctx: {"url": "ftp://nope"}, "output": OUTPUT_SCHEMA, "max_attempts": 1}}
+        backend,
+        {
+            "t": {
+                "handler": lambda payload, ctx: {"url": "ftp://nope"},
+                "output": OUTPUT_SCHEMA,
+                "max_attempts": 1,
+            }
+        },
     )
     failed: list[dict[str, Any]] = []
     queue.on("job:failed", failed.append)
@@ -169,7 +177,13 @@ def test_failures_retry_with_backoff_until_max_attempts(backend: str) -> None:
 
     queue = make_queue(
         backend,
-        {"flaky": {"handler": flaky, "max_attempts": 3, "retry": {"delay": "200ms", "backoff": "fixed", "jitter": False}}},
+        {
+            "flaky": {
+                "handler": flaky,
+                "max_attempts": 3,
+                "retry": {"delay": "200ms", "backoff": "fixed", "jitter": False},
+            }
+        },
     )
     failed: list[dict[str, Any]] = []
     queue.on("job:failed", failed.append)
@@ -177,7 +191,7 @@ def test_failures_retry_with_backoff_until_max_attempts(backend: str) -> None:
     with running_worker(queue):
         job = wait_for_status(queue, job_id, "failed")
     assert len(calls) == 3
-    assert all(b - a >= 0.18 for a, b in zip(calls, calls[1:], strict=False))
+    assert all(b - a >= 0.18 for a, b in itertools.pairwise(calls))
     assert [f["will_retry"] for f in failed] == [True, True, False]
     assert job.attempts == 3 and job.failure_reason == "handler_error"
     assert [e["error"] for e in job.error_history] == [
@@ -210,7 +224,7 @@ def test_exponential_backoff_spaces_attempts_further_apart(backend: str) -> None
     job_id = queue.add("flaky", {})
     with running_worker(queue):
         wait_for_status(queue, job_id, "failed")
-    gaps = [b - a for a, b in zip(calls, calls[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
     assert gaps[0] >= 0.14 and gaps[1] >= 0.29
 
 

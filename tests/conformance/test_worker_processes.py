@@ -18,7 +18,8 @@ def test_several_worker_processes_complete_each_job_exactly_once(backend: str, t
         + [{"job_type": "async_record_run", "payload": {"n": i, "log": str(log)}} for i in range(300, 400)]
     )
     workers = [
-        start_worker_process(backend, "--drain", "--concurrency", "8", log=tmp_path / f"worker{i}.log") for i in range(3)
+        start_worker_process(backend, "--drain", "--concurrency", "8", log=tmp_path / f"worker{i}.log")
+        for i in range(3)
     ]
     for proc in workers:
         assert proc.wait(timeout=120) == 0

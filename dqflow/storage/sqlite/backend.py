@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -103,7 +103,10 @@ class SqliteStorage(Storage):
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             try:
                 conn = sqlite3.connect(
-                    self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout_ms / 1000
+                    self.path,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    timeout=self._busy_timeout_ms / 1000,
                 )
             except sqlite3.Error as exc:
                 raise StorageError(f"cannot open SQLite file {self.path}: {exc}") from exc
@@ -147,10 +150,8 @@ class SqliteStorage(Storage):
     def close(self) -> None:
         with self._lock:
             for conn in self._connections:
-                try:
+                with suppress(sqlite3.Error):
                     conn.close()
-                except sqlite3.Error:
-                    pass
             self._connections.clear()
         self._local = threading.local()
 
@@ -254,9 +255,7 @@ class SqliteStorage(Storage):
                 where.append(f"{matching} = 0")
                 params.extend(tags)
             else:
-                where.append(
-                    f"{matching} = ? AND (SELECT count(DISTINCT value) FROM json_each(dqflow_jobs.tags)) = ?"
-                )
+                where.append(f"{matching} = ? AND (SELECT count(DISTINCT value) FROM json_each(dqflow_jobs.tags)) = ?")
                 params.extend([*tags, len(tags), len(tags)])
         sql = "SELECT * FROM dqflow_jobs"
         if where:
@@ -359,9 +358,7 @@ class SqliteStorage(Storage):
 
     # -- working ---------------------------------------------------------------------
 
-    def claim_jobs(
-        self, worker_id: str, job_types: Sequence[str] | None, limit: int, lease_ms: int
-    ) -> list[JobRecord]:
+    def claim_jobs(self, worker_id: str, job_types: Sequence[str] | None, limit: int, lease_ms: int) -> list[JobRecord]:
         now = time.time()
         type_clause = ""
         params: list[Any] = [worker_id, now, now + lease_ms / 1000, now, now, now]
@@ -434,9 +431,7 @@ class SqliteStorage(Storage):
                 if row is None:
                     applied.append(False)
                     continue
-                entry = json.dumps(
-                    {"attempt": row[0], "error": item.error, "reason": item.reason, "at": _iso(now)}
-                )
+                entry = json.dumps({"attempt": row[0], "error": item.error, "reason": item.reason, "at": _iso(now)})
                 retry = item.retry_at is not None
                 conn.execute(
                     "UPDATE dqflow_jobs SET status = ?, run_at = COALESCE(?, run_at), failure_reason = ?,"
@@ -532,7 +527,11 @@ class SqliteStorage(Storage):
                         (now, now, job_id),
                     )
                     self._event(
-                        conn, job_id, EventType.RECLAIMED, now, {"attempt": attempts, "previous_worker": locked_by}
+                        conn,
+                        job_id,
+                        EventType.RECLAIMED,
+                        now,
+                        {"attempt": attempts, "previous_worker": locked_by},
                     )
                     reclaimed.append(ReclaimedJob(job_id, JobStatus.PENDING))
         return reclaimed

@@ -1,0 +1,73 @@
+"""The child side of ``isolation: process``: ``python -m dqflow.worker.child FD``.
+
+Receives ``(handler_ref, sys.path, job)`` on the socket ``FD``, runs the handler
+and sends back ``("result", value)`` or ``("raised", message)``. ``ctx`` calls
+are forwarded to the parent and answered (see ``dqflow.worker.isolation``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing.connection
+import sys
+import time
+import traceback
+from typing import Any
+
+from dqflow.errors import OutputValidationError
+from dqflow.record import JobRecord
+
+
+class _ChildContext:
+    """The ``ctx`` a handler gets in the child process (same methods as ``JobContext``)."""
+
+    def __init__(self, job: JobRecord, conn: multiprocessing.connection.Connection) -> None:
+        self.job = job
+        self._conn = conn
+        self.cancelled = False  # the parent kills the child instead of signalling it
+
+    def _call(self, kind: str, value: Any) -> None:
+        self._conn.send((kind, value))
+        status, detail = self._conn.recv()
+        if status == "invalid":
+            what, errors = detail
+            raise OutputValidationError(what, errors)
+        if status == "error":
+            raise ValueError(detail)
+
+    def set_progress(self, progress: int | float) -> None:
+        self._call("progress", progress)
+
+    def set_output(self, output: Any) -> None:
+        self._call("output", output)
+
+    def wait_cancelled(self, timeout: float | None = None) -> bool:
+        if timeout:
+            time.sleep(timeout)
+        return False
+
+
+def _child_main(conn: multiprocessing.connection.Connection) -> None:
+    try:
+        handler_ref, sys_path, job = conn.recv()
+        sys.path[:] = sys_path
+        from dqflow.declaration.handlers import import_handler
+        from dqflow.worker.handlers import inspect_handler
+
+        info = inspect_handler(import_handler(handler_ref))
+        payload: Any = job.payload
+        if info.payload_model is not None:
+            payload = info.payload_model.model_validate(payload)
+        ctx = _ChildContext(job, conn)
+        args = (payload, ctx) if info.takes_ctx else (payload,)
+        result = asyncio.run(info.func(*args)) if info.is_async else info.func(*args)
+        conn.send(("result", result))
+    except BaseException as exc:
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        conn.send(("raised", detail))
+    finally:
+        conn.close()
+
+
+if __name__ == "__main__":
+    _child_main(multiprocessing.connection.Connection(int(sys.argv[1])))

@@ -1,0 +1,90 @@
+"""``isolation: process``: run a handler in a child process that can be killed.
+
+A handler stuck in C code or in an endless loop cannot be stopped inside a
+thread. For job types declared with ``isolation: process`` the worker starts a
+fresh Python process per attempt (``python -m dqflow.worker.child``: no
+inherited threads, locks or connections, and no re-import of the caller's main
+module), and kills it when the job times out, is cancelled or the worker shuts
+down.
+
+The child talks to the parent over a pipe: ``set_progress`` and
+``set_output`` are forwarded to the parent's real ``JobContext`` (so the
+same validation, fencing and events apply) and answered, so an invalid
+``set_output`` still raises inside the handler.
+"""
+
+from __future__ import annotations
+
+import multiprocessing.connection
+import socket
+import subprocess
+import sys
+from typing import Any
+
+from dqflow.errors import ValidationFailed
+from dqflow.record import JobRecord
+from dqflow.worker.context import JobContext
+
+_POLL_SECONDS = 0.05
+
+
+class HandlerFailed(Exception):
+    """The isolated handler raised; the message is its exception, formatted."""
+
+
+class ProcessKilled(Exception):
+    """The child process was killed (timeout, cancellation) or died on its own."""
+
+
+def run_in_process(handler_ref: str, job: JobRecord, ctx: JobContext) -> Any:
+    """Run the handler for ``job`` in a child process; block until it ends.
+
+    Returns the handler's return value. Raises ``HandlerFailed`` when it
+    raised, ``ProcessKilled`` when the child was killed because ``ctx`` was
+    cancelled (timeout, cancel, shutdown) or died without answering.
+    """
+    parent_sock, child_sock = socket.socketpair()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dqflow.worker.child", str(child_sock.fileno())],
+        pass_fds=[child_sock.fileno()],
+        stdin=subprocess.DEVNULL,
+    )
+    child_sock.close()
+    parent_conn = multiprocessing.connection.Connection(parent_sock.detach())
+    try:
+        parent_conn.send((handler_ref, list(sys.path), job))
+        while True:
+            if ctx.cancelled:
+                raise ProcessKilled(f"killed: {ctx.cancel_reason}")
+            if not parent_conn.poll(_POLL_SECONDS):
+                if process.poll() is not None and not parent_conn.poll(0):
+                    raise ProcessKilled(f"handler process exited with code {process.returncode} without a result")
+                continue
+            try:
+                kind, value = parent_conn.recv()
+            except (EOFError, OSError):
+                process.wait(timeout=5)
+                raise ProcessKilled(f"handler process exited with code {process.returncode} without a result") from None
+            if kind == "result":
+                return value
+            if kind == "raised":
+                raise HandlerFailed(value)
+            parent_conn.send(_forward(ctx, kind, value))
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=5)
+        parent_conn.close()
+
+
+def _forward(ctx: JobContext, kind: str, value: Any) -> tuple[str, Any]:
+    try:
+        if kind == "progress":
+            ctx.set_progress(value)
+        else:
+            ctx.set_output(value)
+    except ValidationFailed as exc:
+        return ("invalid", (exc.what, exc.errors))
+    except (ValueError, TypeError) as exc:
+        return ("error", str(exc))
+    return ("ok", None)
