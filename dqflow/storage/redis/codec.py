@@ -115,6 +115,9 @@ def _construct(fields: dict[str, Any]) -> JobRecord:
     return record
 
 
+_STATUSES = {status.value: status for status in JobStatus}
+
+
 def record_from_hash(h: Mapping[str, str]) -> JobRecord:
     """Build the ``JobRecord`` stored in a job hash."""
     get = h.get
@@ -124,7 +127,7 @@ def record_from_hash(h: Mapping[str, str]) -> JobRecord:
             "id": int(h["id"]),
             "job_type": h["job_type"],
             "payload": json.loads(h["payload"]),
-            "status": JobStatus(h["status"]),
+            "status": _STATUSES[h["status"]],
             "priority": int(h["priority"]),
             "run_at": from_us(h["run_at"]),
             "attempts": int(get("attempts", 0)),
