@@ -88,9 +88,7 @@ def test_scripts_touch_only_keys_built_from_keys_1() -> None:
 
 def test_list_walks_the_smallest_index_not_every_job(storage: RedisStorage) -> None:
     storage.add_jobs([NewJob("bulk", "{}", tags=("common",)) for _ in range(3000)])
-    rare = [
-        r.job_id for r in storage.add_jobs([NewJob("rare", "{}", tags=("common", "rare")) for _ in range(3)])
-    ]
+    rare = [r.job_id for r in storage.add_jobs([NewJob("rare", "{}", tags=("common", "rare")) for _ in range(3)])]
     storage.add_jobs([NewJob("bulk", "{}", tags=("common",)) for _ in range(1000)])
     rare.reverse()
 
@@ -189,9 +187,7 @@ def test_release_and_retry_wake_waiters(storage: RedisStorage) -> None:
 
 def test_unreachable_server_raises_storage_error() -> None:
     storage = RedisStorage("redis://127.0.0.1:1/0?prefix=nowhere", socket_connect_timeout=0.5)
-    with pytest.raises(
-        StorageError, match=r"Redis at redis://127\.0\.0\.1:1/0\?prefix=nowhere is not reachable"
-    ):
+    with pytest.raises(StorageError, match=r"Redis at redis://127\.0\.0\.1:1/0\?prefix=nowhere is not reachable"):
         storage.add_jobs([NewJob("t", "{}")])
     with pytest.raises(StorageError):
         storage.setup()
@@ -256,6 +252,9 @@ def test_url_forms() -> None:
             RedisStorage("redis://localhost/0", prefix=bad)
     with pytest.raises(ConfigError, match="not a Redis URL"):
         RedisStorage("http://localhost/0")
+    with pytest.raises(ConfigError, match="bogus"):
+        RedisStorage("redis://localhost/0?bogus=1")
+    assert RedisStorage(redis.Redis(port=6390, ssl=True)).url == "rediss://localhost:6390/0"
 
 
 def test_threads_claim_each_job_once(storage: RedisStorage) -> None:

@@ -554,9 +554,7 @@ def test_tag_modes(
 
 
 def test_filters_combine(storage: RedisStorage, tagged: dict[str, int]) -> None:
-    assert ids(storage, JobFilter(job_type="y")) == sorted(
-        [tagged["b"], tagged["none"], tagged["ba"]], reverse=True
-    )
+    assert ids(storage, JobFilter(job_type="y")) == sorted([tagged["b"], tagged["none"], tagged["ba"]], reverse=True)
     assert ids(storage, JobFilter(job_type="y", tags=("a",))) == [tagged["ba"]]
     job = claim_one(storage, ["x"])  # the oldest x job: "ab"
     assert job.id == tagged["ab"]
@@ -595,9 +593,7 @@ def test_created_range(storage: RedisStorage) -> None:
     t_middle = records[middle].created_at
     assert ids(storage, JobFilter(created_after=t_middle)) == [late, middle]
     assert ids(storage, JobFilter(created_before=t_middle)) == [early[1].job_id, early[0].job_id]
-    assert ids(storage, JobFilter(created_after=t_middle, created_before=records[late].created_at)) == [
-        middle
-    ]
+    assert ids(storage, JobFilter(created_after=t_middle, created_before=records[late].created_at)) == [middle]
     assert ids(storage, JobFilter(created_after=datetime.now(UTC) + timedelta(hours=1))) == []
     assert ids(storage, JobFilter(created_before=datetime(2000, 1, 1, tzinfo=UTC))) == []
     assert ids(storage, JobFilter(created_after=t_middle, job_type="t", limit=1)) == [late, middle]

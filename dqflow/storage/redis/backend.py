@@ -57,9 +57,7 @@ def _split_url(url: str) -> tuple[str, str | None, str]:
     """Return (URL for redis-py without ``prefix``, the prefix if given, display URL)."""
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss"):
-        raise ConfigError(
-            f"not a Redis URL: {url!r} (use redis://host:port/db or rediss://...)", key="backend"
-        )
+        raise ConfigError(f"not a Redis URL: {url!r} (use redis://host:port/db or rediss://...)", key="backend")
     query = parse_qsl(parts.query, keep_blank_values=True)
     prefix = None
     rest = []
@@ -79,8 +77,7 @@ def _split_url(url: str) -> tuple[str, str | None, str]:
 def _check_prefix(prefix: str) -> str:
     if not prefix or "{" in prefix or "}" in prefix:
         raise ConfigError(
-            f"invalid Redis key prefix {prefix!r}: use a non-empty name without braces"
-            " (it becomes the hash tag)",
+            f"invalid Redis key prefix {prefix!r}: use a non-empty name without braces (it becomes the hash tag)",
             key="prefix",
         )
     return prefix
@@ -130,17 +127,15 @@ class RedisStorage(Storage):
                 self._client: Any = redis.Redis.from_url(clean, decode_responses=True, **settings)
                 blocking = {**settings, "socket_timeout": None}
                 self._blocking: Any = redis.Redis.from_url(clean, decode_responses=True, **blocking)
+                # builds (does not connect) a connection: unknown options fail here, not on first use
+                self._client.connection_pool.make_connection().disconnect()
             except (ValueError, TypeError) as exc:
-                raise ConfigError(
-                    f"invalid Redis URL or option for {self.url}: {exc}", key="backend"
-                ) from exc
+                raise ConfigError(f"invalid Redis URL or option for {self.url}: {exc}", key="backend") from exc
             prefix = prefix if prefix is not None else url_prefix
             self._decoded = True
         else:
             if options:
-                raise ConfigError(
-                    f"options {sorted(options)} apply to a URL, not to your own client", key="backend"
-                )
+                raise ConfigError(f"options {sorted(options)} apply to a URL, not to your own client", key="backend")
             self._client = url_or_client
             self._blocking = self._dedicated_client(url_or_client)
             self._decoded = bool(self._connection_kwargs(url_or_client).get("decode_responses", False))
@@ -167,17 +162,13 @@ class RedisStorage(Storage):
         if not isinstance(pool, redis.ConnectionPool):
             return client  # e.g. a cluster client: blocking calls share its pools
         kwargs = {**pool.connection_kwargs, "socket_timeout": None}
-        return redis.Redis(
-            connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
-        )
+        return redis.Redis(connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs))
 
     def _describe(self, client: Any) -> str:
         kwargs = self._connection_kwargs(client)
-        scheme = (
-            "rediss"
-            if kwargs.get("ssl") or "SSL" in type(getattr(client, "connection_pool", None)).__name__
-            else "redis"
-        )
+        pool = getattr(client, "connection_pool", None)
+        tls = isinstance(pool, redis.ConnectionPool) and issubclass(pool.connection_class, redis.SSLConnection)
+        scheme = "rediss" if tls else "redis"
         if "path" in kwargs:
             return f"unix://{kwargs['path']}"
         return f"{scheme}://{kwargs.get('host', '?')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
@@ -189,9 +180,7 @@ class RedisStorage(Storage):
         except redis.exceptions.ConnectionError as exc:
             raise StorageError(f"Redis at {self.url} is not reachable while trying to {what}: {exc}") from exc
         except redis.exceptions.TimeoutError as exc:
-            raise StorageError(
-                f"Redis at {self.url} did not answer in time while trying to {what}: {exc}"
-            ) from exc
+            raise StorageError(f"Redis at {self.url} did not answer in time while trying to {what}: {exc}") from exc
         except redis.exceptions.RedisError as exc:
             raise StorageError(f"Redis at {self.url} refused to {what}: {exc}") from exc
 
@@ -242,9 +231,7 @@ class RedisStorage(Storage):
     # -- reading ---------------------------------------------------------------------
 
     def get_job(self, job_id: int) -> JobRecord | None:
-        fields = self._guard(
-            f"read job {job_id}", lambda: self._client.hgetall(f"{self._key}:job:{int(job_id)}")
-        )
+        fields = self._guard(f"read job {job_id}", lambda: self._client.hgetall(f"{self._key}:job:{int(job_id)}"))
         if not fields:
             return None
         return record_from_hash(fields if self._decoded else as_text(fields))
@@ -266,17 +253,13 @@ class RedisStorage(Storage):
             *tags,
         ]
         after = "" if job_filter.created_after is None else to_us(job_filter.created_after, "created_after")
-        before = (
-            "" if job_filter.created_before is None else to_us(job_filter.created_before, "created_before")
-        )
+        before = "" if job_filter.created_before is None else to_us(job_filter.created_before, "created_before")
         top: Any = "+inf" if job_filter.cursor is None else int(job_filter.cursor)
         want = limit + 1
         found: list[Any] = []
         self.last_list_scanned = 0
         while True:
-            step = self._run(
-                "list", "list jobs", top, after, before, want - len(found), self.list_scan_budget, *tail
-            )
+            step = self._run("list", "list jobs", top, after, before, want - len(found), self.list_scan_budget, *tail)
             self.last_list_scanned += int(step[2])
             found.extend(step[3:])
             if step[0] != 2:
@@ -346,9 +329,7 @@ class RedisStorage(Storage):
 
     # -- working ---------------------------------------------------------------------
 
-    def claim_jobs(
-        self, worker_id: str, job_types: Sequence[str] | None, limit: int, lease_ms: int
-    ) -> list[JobRecord]:
+    def claim_jobs(self, worker_id: str, job_types: Sequence[str] | None, limit: int, lease_ms: int) -> list[JobRecord]:
         if limit <= 0:
             return []
         types = list(job_types) if job_types else []
@@ -395,14 +376,10 @@ class RedisStorage(Storage):
         check_int("progress", progress)
         if not 0 <= progress <= 100:
             raise ValueError(f"progress must be between 0 and 100, not {progress}")
-        return bool(
-            self._run("progress", f"store the progress of job {job_id}", job_id, lease_token, progress) == 1
-        )
+        return bool(self._run("progress", f"store the progress of job {job_id}", job_id, lease_token, progress) == 1)
 
     def set_output(self, job_id: int, lease_token: int, output_json: str) -> bool:
-        return bool(
-            self._run("output", f"store the output of job {job_id}", job_id, lease_token, output_json) == 1
-        )
+        return bool(self._run("output", f"store the output of job {job_id}", job_id, lease_token, output_json) == 1)
 
     def reclaim_expired(self) -> list[ReclaimedJob]:
         reclaimed: list[ReclaimedJob] = []

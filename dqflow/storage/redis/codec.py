@@ -33,9 +33,7 @@ def to_us(value: datetime, name: str = "timestamp") -> int:
         raise ValueError(f"{name} must be timezone-aware (got naive {value.isoformat()})")
     us = (value - EPOCH) // _MICROSECOND
     if not _MIN_US <= us <= _MAX_US:
-        raise ValueError(
-            f"{name} {value.isoformat()} is outside the range the Redis backend stores (1939-2222)"
-        )
+        raise ValueError(f"{name} {value.isoformat()} is outside the range the Redis backend stores (1939-2222)")
     return us
 
 
