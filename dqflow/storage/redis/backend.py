@@ -128,7 +128,7 @@ class RedisStorage(Storage):
                 blocking = {**settings, "socket_timeout": None}
                 self._blocking: Any = redis.Redis.from_url(clean, decode_responses=True, **blocking)
                 # builds (does not connect) a connection: unknown options fail here, not on first use
-                self._client.connection_pool.make_connection().disconnect()
+                self._client.connection_pool.make_connection()
             except (ValueError, TypeError) as exc:
                 raise ConfigError(f"invalid Redis URL or option for {self.url}: {exc}", key="backend") from exc
             prefix = prefix if prefix is not None else url_prefix

@@ -10,7 +10,7 @@ absent field. ``attempts`` and ``lease_token`` (0) and ``error_history`` and
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -189,7 +189,9 @@ _FIELDS = (
     "lease_token",
 )
 # the fast path only while the hash layout covers exactly the model's fields
-_build = _construct if set(_FIELDS) == set(JobRecord.model_fields) else JobRecord.from_storage
+_build: Callable[[dict[str, Any]], JobRecord] = (
+    _construct if set(_FIELDS) == set(JobRecord.model_fields) else JobRecord.from_storage
+)
 
 
 def event_from_json(job_id: int, text: str) -> JobEvent:
