@@ -105,7 +105,7 @@ def _construct(fields: dict[str, Any]) -> JobRecord:
     Safe because ``fields`` holds every field of the model with a value of the
     declared type; ``_FIELDS`` is checked against the model at import.
     """
-    record = JobRecord.__new__(JobRecord)
+    record: JobRecord = JobRecord.__new__(JobRecord)
     object.__setattr__(record, "__dict__", fields)
     object.__setattr__(record, "__pydantic_fields_set__", set(_FIELDS))
     object.__setattr__(record, "__pydantic_extra__", None)
