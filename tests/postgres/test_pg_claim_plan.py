@@ -123,9 +123,7 @@ def test_claim_with_100k_finished_jobs_returns_the_right_batch(
 
 
 @pytest.mark.parametrize(("mode", "tags"), [("all", ["t1"]), ("any", ["t1", "t2"]), ("exact", ["t1"])])
-def test_tag_filters_use_the_gin_index(
-    loaded: tuple[PostgresStorage, str, str], mode: str, tags: list[str]
-) -> None:
+def test_tag_filters_use_the_gin_index(loaded: tuple[PostgresStorage, str, str], mode: str, tags: list[str]) -> None:
     storage, database, schema = loaded
     storage.add_jobs([NewJob("work", "{}", tags=("t1",)) for _ in range(5)])
     params = {
@@ -140,8 +138,30 @@ def test_tag_filters_use_the_gin_index(
         "limit": 101,
     }
     with psycopg.connect(database) as conn:
-        row = conn.execute(
-            "EXPLAIN (FORMAT JSON) " + Queries.load(schema).list_jobs, params, prepare=False
-        ).fetchone()
+        row = conn.execute("EXPLAIN (FORMAT JSON) " + Queries.load(schema).list_jobs, params, prepare=False).fetchone()
     assert row is not None
     assert "dqflow_jobs_tags" in {n.get("Index Name") for n in _nodes(row[0][0]["Plan"])}
+
+
+def test_hot_path_plans_hold_without_statistics(storage: PostgresStorage, pg_url: str) -> None:
+    """A fresh, never analyzed table (the planner guesses): the pool still claims through
+    the ready index and completes through primary-key lookups, no bitmap or seq scans."""
+    _, schema = pg_url.split("?schema=")
+    storage.add_jobs([NewJob("work", json.dumps({"n": i})) for i in range(5_000)])
+    claimed = storage.claim_jobs("w", None, 16, 10_000)
+    queries = Queries.load(schema)
+    with storage._connection("explaining") as conn:
+        claim_plan = conn.execute(
+            "EXPLAIN (FORMAT JSON) " + queries.claim_jobs,
+            {"worker_id": "w", "job_types": None, "limit": 16, "lease_ms": 1000},
+        ).fetchone()
+        complete_plan = conn.execute(
+            "EXPLAIN (FORMAT JSON) " + queries.complete_jobs,
+            {"job_id": [j.id for j in claimed], "lease_token": [j.lease_token for j in claimed], "output": [None] * 16},
+        ).fetchone()
+    assert claim_plan is not None and complete_plan is not None
+    claim_nodes = _nodes(claim_plan[0][0]["Plan"])
+    assert "dqflow_jobs_ready" in {n.get("Index Name") for n in claim_nodes}
+    for nodes in (claim_nodes, _nodes(complete_plan[0][0]["Plan"])):
+        kinds = {n["Node Type"] for n in nodes}
+        assert not kinds & {"Seq Scan", "Bitmap Heap Scan", "Hash Join", "Merge Join"}, kinds

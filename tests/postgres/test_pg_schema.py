@@ -21,14 +21,11 @@ ORDER BY a.attnum
 def test_migrated_table_matches_the_model(pg_url: str, table: str) -> None:
     database, schema = pg_url.split("?schema=")
     with psycopg.connect(database) as conn:
-        actual = [
-            (name, kind, not notnull) for name, kind, notnull in conn.execute(_QUERY, (f"{schema}.{table}",))
-        ]
+        actual = [(name, kind, not notnull) for name, kind, notnull in conn.execute(_QUERY, (f"{schema}.{table}",))]
     dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
     model = SQLModel.metadata.tables[table]
     expected = [
-        (column.name, column.type.compile(dialect=dialect).lower(), bool(column.nullable))
-        for column in model.columns
+        (column.name, column.type.compile(dialect=dialect).lower(), bool(column.nullable)) for column in model.columns
     ]
     assert [name for name, _, _ in actual] == [name for name, _, _ in expected], "column names or order"
     assert actual == expected

@@ -178,9 +178,7 @@ def test_list_by_creation_time(storage: PostgresStorage) -> None:
         (TagMode.ALL, (), {"none", "x", "xy", "xyz", "z"}),
     ],
 )
-def test_tag_modes(
-    storage: PostgresStorage, mode: TagMode, wanted: tuple[str, ...], expected: set[str]
-) -> None:
+def test_tag_modes(storage: PostgresStorage, mode: TagMode, wanted: tuple[str, ...], expected: set[str]) -> None:
     tag_sets = {"none": (), "x": ("x",), "xy": ("x", "y"), "xyz": ("x", "y", "z"), "z": ("z",)}
     names = {}
     for name, tags in tag_sets.items():

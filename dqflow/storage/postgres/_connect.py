@@ -43,9 +43,13 @@ class Settings:
     schema: str | None
     display: str
 
-    def conninfo(self) -> str:
-        """The libpq connection string, with dqflow's session settings in ``options``."""
-        return make_conninfo(**self.params)
+    def conninfo(self, *, hot_path: bool = False) -> str:
+        """The libpq connection string, with dqflow's session settings in ``options``
+        (and the planner settings of the hot path, for the backend's pool)."""
+        if not hot_path:
+            return make_conninfo(**self.params)
+        options = f"{self.params.get('options', '')} {HOT_PATH_OPTIONS}".strip()
+        return make_conninfo(**{**self.params, "options": options})
 
     def connect(self, *, autocommit: bool = True) -> psycopg.Connection[Any]:
         """Open one connection (``StorageError`` naming the server if it does not answer)."""
@@ -85,10 +89,20 @@ def settings_from_connection(conn: psycopg.Connection[Any], schema: str | None) 
         params["password"] = conn.info.password
     params["options"] = session_options(params.get("options"), schema)
     host = params.get("host", "localhost")
-    display = (
-        f"postgresql://{params.get('user', '')}@{host}:{params.get('port', 5432)}/{params.get('dbname', '')}"
-    )
+    display = f"postgresql://{params.get('user', '')}@{host}:{params.get('port', 5432)}/{params.get('dbname', '')}"
     return Settings(params=params, schema=schema, display=display)
+
+
+# Settings of the backend's own pool. Queue tables churn, so their statistics are
+# often stale (a fresh table, a bulk load a minute ago) and the planner then
+# prefers a bitmap scan plus sort over the ordered partial index, or a hash join
+# over a whole index: 5-50x slower claims and completions. Every hot statement is
+# written for one index path (no joins that need hashing), so the pool plans with
+# index scans and nested loops only; ``list_jobs`` restores the defaults for its
+# own transaction (GIN needs bitmap scans). JIT only adds compile time here.
+HOT_PATH_OPTIONS = (
+    "-c jit=off -c enable_seqscan=off -c enable_bitmapscan=off -c enable_hashjoin=off -c enable_mergejoin=off"
+)
 
 
 def session_options(existing: str | None, schema: str | None) -> str:

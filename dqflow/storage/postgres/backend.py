@@ -65,6 +65,10 @@ _TIMESTAMPS = (
     "lease_expires_at",
 )
 _RECLAIM_BATCH = 1000
+_PLANNER_DEFAULTS = (
+    "SET LOCAL enable_bitmapscan = on; SET LOCAL enable_seqscan = on;"
+    " SET LOCAL enable_hashjoin = on; SET LOCAL enable_mergejoin = on"
+)
 # What PostgreSQL answers when the dqflow tables (or their schema) do not exist.
 _MISSING_SCHEMA = (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName)
 _EDIT_COLUMNS = {
@@ -88,6 +92,11 @@ def _utc(value: datetime | None) -> datetime | None:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+def _iso(value: datetime | None) -> str | None:
+    utc = _utc(value)
+    return None if utc is None else utc.isoformat()
 
 
 def _record(row: dict[str, Any]) -> JobRecord:
@@ -131,7 +140,7 @@ class PostgresStorage(Storage):
         if isinstance(target, str):
             settings = parse_url(target, schema=schema, connect_timeout=connect_timeout)
             self._pool: ConnectionPool[Any] | None = ConnectionPool(
-                settings.conninfo(),
+                settings.conninfo(hot_path=True),
                 kwargs={"autocommit": True},
                 min_size=pool_min_size,
                 max_size=max(pool_min_size, pool_max_size),
@@ -149,9 +158,7 @@ class PostgresStorage(Storage):
             self._conn = target
             settings = settings_from_connection(target, check_schema(schema))
         else:
-            raise TypeError(
-                f"PostgresStorage needs a URL, a psycopg Connection or a ConnectionPool, not {target!r}"
-            )
+            raise TypeError(f"PostgresStorage needs a URL, a psycopg Connection or a ConnectionPool, not {target!r}")
         self._settings: Settings = settings
         self.schema = settings.schema
         self.url = settings.display
@@ -203,8 +210,7 @@ class PostgresStorage(Storage):
             ) from exc
         except _MISSING_SCHEMA as exc:
             raise NotMigratedError(
-                f"PostgreSQL {self.url} has no dqflow tables ({exc.diag.message_primary}):"
-                " run `dqflow migrate` first"
+                f"PostgreSQL {self.url} has no dqflow tables ({exc.diag.message_primary}): run `dqflow migrate` first"
             ) from exc
         except psycopg.OperationalError as exc:
             self._lost_connection()
@@ -269,54 +275,65 @@ class PostgresStorage(Storage):
                 first_of_key[key] = len(sent)
             slot.append(len(sent))
             sent.append(job)
-        params = {
-            "job_type": [j.job_type for j in sent],
-            "payload": [j.payload_json for j in sent],
-            "priority": [j.priority for j in sent],
-            "run_at": [_utc(j.run_at) for j in sent],
-            "max_attempts": [j.max_attempts for j in sent],
-            "timeout_ms": [j.timeout_ms for j in sent],
-            "retry_delay_ms": [j.retry_delay_ms for j in sent],
-            "retry_backoff": [j.retry_backoff for j in sent],
-            "retry_max_delay_ms": [j.retry_max_delay_ms for j in sent],
-            "retry_jitter": [j.retry_jitter for j in sent],
-            "tags": [json.dumps(list(j.tags)) for j in sent],
-            "idempotency_key": [j.idempotency_key for j in sent],
-            "channel": self._channel,
-        }
+        rows_json = json.dumps(
+            [
+                [
+                    j.job_type,
+                    j.payload_json,
+                    j.priority,
+                    _iso(j.run_at),
+                    j.max_attempts,
+                    j.timeout_ms,
+                    j.retry_delay_ms,
+                    j.retry_backoff,
+                    j.retry_max_delay_ms,
+                    j.retry_jitter,
+                    list(j.tags),
+                    j.idempotency_key,
+                ]
+                for j in sent
+            ]
+        )
+        keys = [j.idempotency_key for j in sent]
+        params = {"jobs": rows_json, "channel": self._channel}
         if connection is not None:
-            rows = self._add_on(connection, params)
+            rows = self._add_on(connection, params, keys)
         else:
             with self._connection("adding jobs") as conn:
-                rows = self._add_on(conn, params)
-        results = [AddResult(int(job_id), bool(created)) for job_id, created in rows]
+                rows = self._add_on(conn, params, keys)
+        results = [AddResult(int(job_id or 0), created) for job_id, created in rows]
         return [results[i] if i >= 0 else AddResult(results[-1 - i].job_id, False) for i in slot]
 
-    def _add_on(self, conn: psycopg.Connection[Any], params: dict[str, Any]) -> list[tuple[Any, Any]]:
+    def _add_on(
+        self, conn: psycopg.Connection[Any], params: dict[str, Any], keys: list[str | None]
+    ) -> list[tuple[int | None, bool]]:
         """Run the insert on ``conn`` (the caller's transaction, if it has one: no commit here)."""
         if not isinstance(conn, psycopg.Connection):
             raise TypeError(f"connection= must be a psycopg Connection, not {type(conn).__name__}")
         try:
             with conn.cursor(row_factory=tuple_row) as cur:
                 cur.execute(self._q.add_jobs, params)
-                rows: list[tuple[Any, Any]] = list(cur.fetchall())
-                missing = [
-                    key
-                    for (job_id, _), key in zip(rows, params["idempotency_key"], strict=True)
-                    if job_id is None
+                inserted: set[int] = set()
+                drawn: list[tuple[int, int | None]] = []
+                for part, _ord, job_id, existing_id in cur.fetchall():
+                    if part:
+                        inserted.add(job_id)
+                    else:
+                        drawn.append((job_id, existing_id))
+                rows: list[tuple[int | None, bool]] = [
+                    (new_id, True) if new_id in inserted else (existing_id, False) for new_id, existing_id in drawn
                 ]
+                missing = [key for (job_id, _), key in zip(rows, keys, strict=True) if job_id is None]
                 if missing:
                     # A concurrent transaction committed the same key after our snapshot.
                     cur.execute(self._q.find_idempotency_keys, {"keys": missing})
                     found: dict[str, int] = {str(key): int(job_id) for key, job_id in cur.fetchall()}
                     rows = [
-                        (found.get(key), False) if job_id is None else (job_id, created)
-                        for (job_id, created), key in zip(rows, params["idempotency_key"], strict=True)
+                        (found.get(key or ""), False) if job_id is None else (job_id, created)
+                        for (job_id, created), key in zip(rows, keys, strict=True)
                     ]
                     if any(job_id is None for job_id, _ in rows):
-                        raise StorageError(
-                            "an idempotency key was taken by a concurrent insert; retry the add"
-                        )
+                        raise StorageError("an idempotency key was taken by a concurrent insert; retry the add")
                 return rows
         except DqflowError:
             raise
@@ -347,8 +364,13 @@ class PostgresStorage(Storage):
             "tags_json": json.dumps(tags),
             "limit": limit + 1,
         }
-        # Unprepared: planned with the actual values, so the chosen filters use their indexes.
-        rows = self._rows("listing jobs", self._q.list_jobs, params, prepare=False)
+        # Unprepared: planned with the actual values, so the chosen filters use their
+        # indexes; bitmap scans (GIN on tags, combined filters) allowed for this one.
+        with self._connection("listing jobs") as conn, conn.transaction():
+            conn.execute(_PLANNER_DEFAULTS)
+            with conn.cursor(row_factory=dict_row) as cur:
+                cur.execute(self._q.list_jobs, params, prepare=False)
+                rows = cur.fetchall()
         jobs = [_record(row) for row in rows[:limit]]
         next_cursor = jobs[-1].id if len(rows) > limit and jobs else None
         return JobPage(jobs, next_cursor)
@@ -372,9 +394,7 @@ class PostgresStorage(Storage):
         return _record(row)
 
     def cancel_job(self, job_id: int) -> JobRecord:
-        return self._change(
-            "cancelled", self._q.cancel_job, {"job_id": job_id}, "pending, waiting or processing"
-        )
+        return self._change("cancelled", self._q.cancel_job, {"job_id": job_id}, "pending, waiting or processing")
 
     def retry_job(self, job_id: int) -> JobRecord:
         return self._change(
@@ -385,8 +405,7 @@ class PostgresStorage(Storage):
         unknown = set(changes) - EDITABLE_FIELDS
         if unknown:
             raise InvalidJobStateError(
-                f"cannot edit {', '.join(sorted(unknown))}:"
-                f" editable fields are {', '.join(sorted(EDITABLE_FIELDS))}"
+                f"cannot edit {', '.join(sorted(unknown))}: editable fields are {', '.join(sorted(EDITABLE_FIELDS))}"
             )
         params: dict[str, Any] = {"job_id": job_id, "channel": self._channel}
         for name, column in _EDIT_COLUMNS.items():
@@ -402,9 +421,7 @@ class PostgresStorage(Storage):
 
     # -- working ---------------------------------------------------------------------
 
-    def claim_jobs(
-        self, worker_id: str, job_types: Sequence[str] | None, limit: int, lease_ms: int
-    ) -> list[JobRecord]:
+    def claim_jobs(self, worker_id: str, job_types: Sequence[str] | None, limit: int, lease_ms: int) -> list[JobRecord]:
         if limit <= 0:
             return []
         params = {

@@ -49,9 +49,7 @@ class Migration:
 def available() -> tuple[Migration, ...]:
     """The migrations shipped with dqflow, in order."""
     folder = resources.files(__package__) / "migrations"
-    files = sorted(
-        (entry for entry in folder.iterdir() if entry.name.endswith(".sql")), key=lambda entry: entry.name
-    )
+    files = sorted((entry for entry in folder.iterdir() if entry.name.endswith(".sql")), key=lambda entry: entry.name)
     return tuple(Migration(entry.name[: -len(".sql")], entry.read_text(encoding="utf-8")) for entry in files)
 
 
@@ -168,6 +166,4 @@ def require_migrated(conn: psycopg.Connection[Any], schema: str | None, where: s
             f"PostgreSQL {place} has no dqflow tables yet: run `dqflow migrate` "
             "(or dqflow.storage.postgres.migrations.migrate(url)) first"
         )
-    raise NotMigratedError(
-        f"PostgreSQL {place} is missing migrations {', '.join(missing)}: run `dqflow migrate`"
-    )
+    raise NotMigratedError(f"PostgreSQL {place} is missing migrations {', '.join(missing)}: run `dqflow migrate`")

@@ -55,9 +55,11 @@ CREATE UNIQUE INDEX dqflow_jobs_idempotency_key
 CREATE INDEX dqflow_jobs_ready
     ON dqflow_jobs (priority DESC, run_at, id) WHERE status = 'pending';
 
--- Lease expiry of running jobs (reclaim_expired).
+-- Lease expiry of running jobs (reclaim_expired). The IS NOT NULL (always true
+-- while processing) keeps the fenced batch writes, which only say status =
+-- 'processing', on primary-key lookups instead of this index.
 CREATE INDEX dqflow_jobs_lease
-    ON dqflow_jobs (lease_expires_at) WHERE status = 'processing';
+    ON dqflow_jobs (lease_expires_at) WHERE status = 'processing' AND lease_expires_at IS NOT NULL;
 
 -- Listing, newest first, by status or by job type; tag filters.
 CREATE INDEX dqflow_jobs_status_id ON dqflow_jobs (status, id DESC);

@@ -1,18 +1,20 @@
 -- Complete a batch of jobs, fenced on status and lease token; a NULL output
 -- keeps the stored one. Answers the ids that applied; each gets a `completed` event.
-WITH input AS (
-    SELECT * FROM unnest(%(job_id)s::bigint[], %(lease_token)s::bigint[], %(output)s::text[])
-        AS t(job_id, lease_token, output)
-),
-completed AS (
+-- The batch is addressed by primary key (id = ANY) and each job's own values are
+-- looked up by its position in the arrays: no join, so the plan is always a
+-- primary-key lookup whatever the table's statistics say.
+WITH completed AS (
     UPDATE dqflow_jobs AS j
     SET status = 'completed',
-        output = coalesce(input.output::jsonb, j.output),
+        output = coalesce(
+            ((%(output)s::text[])[array_position(%(job_id)s::bigint[], j.id)])::jsonb, j.output
+        ),
         completed_at = now(),
         updated_at = now(),
         lease_expires_at = NULL
-    FROM input
-    WHERE j.id = input.job_id AND j.status = 'processing' AND j.lease_token = input.lease_token
+    WHERE j.id = ANY(%(job_id)s::bigint[])
+      AND j.status = 'processing'
+      AND j.lease_token = (%(lease_token)s::bigint[])[array_position(%(job_id)s::bigint[], j.id)]
     RETURNING j.id
 ),
 events AS (

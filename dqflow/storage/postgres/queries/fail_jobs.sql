@@ -1,29 +1,38 @@
 -- Record a batch of failed attempts, fenced on status and lease token: the
 -- error joins error_history; the job goes back to pending at retry_at, or to
 -- failed when retry_at is NULL. Each gets a `failed` event; retries wake workers.
+-- Addressed by primary key; each job's values sit at its position in the arrays.
 WITH input AS (
-    SELECT * FROM unnest(
-        %(job_id)s::bigint[], %(lease_token)s::bigint[], %(error)s::text[], %(reason)s::text[],
-        %(retry_at)s::timestamptz[]
-    ) AS t(job_id, lease_token, error, reason, retry_at)
+    SELECT %(job_id)s::bigint[] AS ids,
+           %(lease_token)s::bigint[] AS tokens,
+           %(error)s::text[] AS errors,
+           %(reason)s::text[] AS reasons,
+           %(retry_at)s::timestamptz[] AS retry_ats
 ),
 failed AS (
     UPDATE dqflow_jobs AS j
-    SET status = CASE WHEN input.retry_at IS NULL THEN 'failed' ELSE 'pending' END,
-        run_at = coalesce(input.retry_at, j.run_at),
-        failure_reason = input.reason,
+    SET status = CASE WHEN t.retry_at IS NULL THEN 'failed' ELSE 'pending' END,
+        run_at = coalesce(t.retry_at, j.run_at),
+        failure_reason = t.reason,
         error_history = j.error_history || jsonb_build_array(jsonb_build_object(
             'attempt', j.attempts,
-            'error', input.error,
-            'reason', input.reason,
+            'error', t.error,
+            'reason', t.reason,
             'at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
         )),
         last_failed_at = now(),
         updated_at = now(),
         lease_expires_at = NULL
-    FROM input
-    WHERE j.id = input.job_id AND j.status = 'processing' AND j.lease_token = input.lease_token
-    RETURNING j.id, j.job_type, j.attempts, input.error, input.reason, input.retry_at IS NOT NULL AS will_retry
+    FROM (
+        SELECT input.ids[i] AS job_id, input.tokens[i] AS lease_token, input.errors[i] AS error,
+               input.reasons[i] AS reason, input.retry_ats[i] AS retry_at
+        FROM input, generate_subscripts(input.ids, 1) AS i
+    ) AS t
+    WHERE j.id = ANY(%(job_id)s::bigint[])
+      AND j.id = t.job_id
+      AND j.status = 'processing'
+      AND j.lease_token = t.lease_token
+    RETURNING j.id, j.job_type, j.attempts, t.error, t.reason, t.retry_at IS NOT NULL AS will_retry
 ),
 events AS (
     INSERT INTO dqflow_job_events (job_id, event_type, created_at, data)
