@@ -23,7 +23,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -36,6 +36,7 @@ from dqflow.storage import Completion, Failure, Lease, Release
 from dqflow.worker.context import JobContext, WriteStats
 from dqflow.worker.handlers import HandlerInfo, inspect_handler
 from dqflow.worker.isolation import HandlerFailed, run_in_process
+from dqflow.worker.threads import HandlerThreads
 
 log = logging.getLogger("dqflow.worker")
 
@@ -49,10 +50,9 @@ class _Running:
 
     job: JobRecord
     ctx: JobContext
-    task: asyncio.Future[Any] | None = None  # the async handler's task, to cancel it
-    thread: asyncio.Future[Any] | None = None  # a sync handler's thread, to know when it is free
-    runner: asyncio.Future[None] | None = None  # the task running this attempt (kept referenced)
-    started: float = field(default_factory=time.monotonic)
+    task: asyncio.Future[Any] | None = None  # an async handler's task, to cancel it
+    timer: asyncio.TimerHandle | None = None  # fires at the job's timeout
+    settled: bool = False  # the attempt's outcome is decided (completed, failed, dropped)
 
     @property
     def lease(self) -> Lease:
@@ -61,6 +61,21 @@ class _Running:
 
 class _AttemptTimedOut(Exception):
     pass
+
+
+def _arguments(info: HandlerInfo, running: _Running) -> tuple[Any, ...]:
+    payload: Any = running.job.payload
+    if info.payload_model is not None:
+        payload = info.payload_model.model_validate(payload)
+    return (payload, running.ctx) if info.takes_ctx else (payload,)
+
+
+def _call_sync(info: HandlerInfo, running: _Running) -> Any:
+    return info.func(*_arguments(info, running))
+
+
+async def _call_async(info: HandlerInfo, running: _Running) -> Any:
+    return await info.func(*_arguments(info, running))
 
 
 class Worker:
@@ -140,7 +155,7 @@ class Worker:
         self._grace_cut = asyncio.Event()
         self._db = ThreadPoolExecutor(2, thread_name_prefix="dqflow-db")
         self._waiter = ThreadPoolExecutor(1, thread_name_prefix="dqflow-wait")
-        self._threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix="dqflow-handler")
+        self._pool: HandlerThreads[_Running] = HandlerThreads(self.concurrency, self._loop, self._threads_done)
         if self._stop_requested.is_set():
             self._stopping.set()
         installed = self._install_signal_handlers()
@@ -167,7 +182,7 @@ class Worker:
                 self._loop.remove_signal_handler(sig)
             self._db.shutdown(wait=True)
             self._waiter.shutdown(wait=False)
-            self._threads.shutdown(wait=False)
+            self._pool.shutdown()
             log.info(
                 "worker %s stopped: %d completed, %d failed, %d stale writes rejected",
                 self.worker_id,
@@ -280,16 +295,30 @@ class Worker:
         running = _Running(job, JobContext(self.queue, job, self.stats))
         self._active[job.id] = running
         self._occupied += 1
-        self.queue.events.emit(
-            JOB_PROCESSING,
-            {
-                "job_id": job.id,
-                "job_type": job.job_type,
-                "attempt": job.attempts,
-                "worker_id": self.worker_id,
-            },
-        )
-        running.runner = asyncio.ensure_future(self._run(running))
+        if self.queue.events.has_listeners(JOB_PROCESSING):
+            self.queue.events.emit(
+                JOB_PROCESSING,
+                {"job_id": job.id, "job_type": job.job_type, "attempt": job.attempts, "worker_id": self.worker_id},
+            )
+        info = self._handler_for(job.job_type)
+        if info is None:
+            running.settled = True
+            self._active.pop(job.id, None)
+            message = f"no handler is declared for job type {job.job_type!r}"
+            self._fail(running, message, FailureReason.NO_HANDLER, final=True)
+            self._free_slot()
+            return
+        assert self._loop is not None
+        if job.timeout_ms is not None:
+            running.timer = self._loop.call_later(job.timeout_ms / 1000, self._timed_out, running)
+        spec = self.queue.declaration.job_types[job.job_type]
+        if spec.isolation == "process":
+            self._pool.submit(running, functools.partial(run_in_process, spec.handler_ref, job, running.ctx))
+        elif info.is_async:
+            running.task = asyncio.ensure_future(_call_async(info, running))
+            running.task.add_done_callback(functools.partial(self._async_done, running))
+        else:
+            self._pool.submit(running, functools.partial(_call_sync, info, running))
 
     def _handler_for(self, job_type: str) -> HandlerInfo | None:
         info = self._handlers.get(job_type)
@@ -300,88 +329,57 @@ class Worker:
             info = self._handlers[job_type] = inspect_handler(spec.handler)
         return info
 
-    async def _run(self, running: _Running) -> None:
+    def _async_done(self, running: _Running, task: asyncio.Future[Any]) -> None:
+        if task.cancelled():
+            self._settle(running, False, None)
+        elif task.exception() is not None:
+            self._settle(running, False, task.exception())
+        else:
+            self._settle(running, True, task.result())
+        self._free_slot()
+
+    def _threads_done(self, outcomes: list[tuple[_Running, bool, Any]]) -> None:
+        for running, ok, value in outcomes:
+            self._settle(running, ok, value)
+            self._free_slot()
+
+    def _timed_out(self, running: _Running) -> None:
+        if running.settled:
+            return
+        running.ctx.cancel("timeout")  # a thread cannot be killed: it sees ctx.cancelled; a child process is killed
+        if running.task is not None:
+            running.task.cancel()
+        self._settle(running, False, _AttemptTimedOut())
+
+    def _settle(self, running: _Running, ok: bool, value: Any) -> None:
+        """Decide the attempt's outcome once; later outcomes of the same attempt are ignored."""
+        if running.settled:
+            return
+        running.settled = True
+        if running.timer is not None:
+            running.timer.cancel()
         job, ctx = running.job, running.ctx
+        self._active.pop(job.id, None)
         try:
-            info = self._handler_for(job.job_type)
-            if info is None:
-                self._fail(
-                    running,
-                    f"no handler is declared for job type {job.job_type!r}",
-                    FailureReason.NO_HANDLER,
-                    final=True,
-                )
-                return
-            try:
-                result = await self._invoke(running, info)
-            except _AttemptTimedOut:
+            if isinstance(value, _AttemptTimedOut):
                 self._fail(running, f"timed out after {job.timeout_ms} ms", FailureReason.TIMEOUT)
-                return
-            except asyncio.CancelledError:
-                if ctx.cancelled:
-                    self._dropped(running)
-                    return
-                raise
-            except Exception as exc:
-                if ctx.cancelled:
-                    self._dropped(running)
-                    return
-                if isinstance(exc, HandlerFailed):
-                    detail = str(exc)
-                else:
-                    detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-                self._fail(running, detail, FailureReason.HANDLER_ERROR)
-                return
-            if ctx.cancelled:
+            elif ctx.cancelled or (value is None and not ok):
                 self._dropped(running)
-                return
-            self._complete(running, result)
+            elif ok:
+                self._complete(running, value)
+            else:
+                if isinstance(value, HandlerFailed):
+                    detail = str(value)
+                else:
+                    detail = "".join(traceback.format_exception_only(type(value), value)).strip()
+                self._fail(running, detail, FailureReason.HANDLER_ERROR)
         except Exception as exc:  # a bug of ours: never lose the job silently
             self._report(f"job {job.id}", exc)
             self._fail(running, f"worker error: {exc}", FailureReason.HANDLER_ERROR)
-        finally:
-            self._active.pop(job.id, None)
-            if running.thread is None or running.thread.done():
-                self._free_slot()
-            else:
-                running.thread.add_done_callback(lambda _: self._free_slot())
 
     def _free_slot(self) -> None:
         self._occupied -= 1
         self._capacity.set()
-
-    async def _invoke(self, running: _Running, info: HandlerInfo) -> Any:
-        job, ctx = running.job, running.ctx
-        payload: Any = job.payload
-        if info.payload_model is not None:
-            payload = info.payload_model.model_validate(payload)
-        args = (payload, ctx) if info.takes_ctx else (payload,)
-        timeout = None if job.timeout_ms is None else job.timeout_ms / 1000
-        assert self._loop is not None
-        spec = self.queue.declaration.job_types[job.job_type]
-        if spec.isolation == "process":
-            call = functools.partial(run_in_process, spec.handler_ref, job, ctx)
-            return await self._in_thread(running, call, timeout)
-        if info.is_async:
-            task = asyncio.ensure_future(info.func(*args))
-            running.task = task
-            done, _ = await asyncio.wait({task}, timeout=timeout)
-            if not done:
-                ctx.cancel("timeout")
-                task.cancel()
-                raise _AttemptTimedOut
-            return task.result()
-        return await self._in_thread(running, functools.partial(info.func, *args), timeout)
-
-    async def _in_thread(self, running: _Running, call: Callable[[], Any], timeout: float | None) -> Any:
-        assert self._loop is not None
-        future = self._loop.run_in_executor(self._threads, call)
-        running.thread = future
-        done, _ = await asyncio.wait({future}, timeout=timeout)
-        if not done:
-            running.ctx.cancel("timeout")  # a thread cannot be killed: it sees ctx.cancelled; a child process is killed
-            raise _AttemptTimedOut
-        return future.result()
 
     def _dropped(self, running: _Running) -> None:
         log.info(
@@ -546,6 +544,8 @@ class Worker:
                     break
         leftovers = list(self._active.values())
         for running in leftovers:
+            running.settled = True  # whatever the handler still returns is dropped
+            self._active.pop(running.job.id, None)
             running.ctx.cancel("shutdown")
             if running.task is not None:
                 running.task.cancel()
