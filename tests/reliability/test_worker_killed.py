@@ -1,0 +1,96 @@
+"""A worker process killed mid-job (SIGKILL): its jobs are picked up again once its lease expires."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from helpers import APP_CONFIG, executions
+
+from dqflow import JobStatus, Queue
+from reliability._support import TESTS, Workers, completed_events, wait_until
+
+pytestmark = pytest.mark.reliability
+
+DEFAULT_LEASE_CONFIG = TESTS / "app" / "default_lease.yaml"
+
+
+def test_jobs_of_a_killed_worker_are_completed_by_another(backend: str, tmp_path: Path, workers: Workers) -> None:
+    log = tmp_path / "runs.log"
+    queue = Queue.from_yaml(APP_CONFIG, backend=backend)
+    # the first execution of each job sleeps for a minute: the killed worker is in the middle of all of them
+    ids = queue.add_many(
+        [{"job_type": "slow_first_run", "payload": {"n": i, "log": str(log), "sleep": 60}} for i in range(3)]
+    )
+    last_chance = queue.add("slow_first_run", {"n": 99, "log": str(log), "sleep": 60}, max_attempts=1)
+    victim = workers.start(backend, "--concurrency", "4", "--lease", "2", name="victim")
+    wait_until(lambda: len(executions(log)) == 4, 30, what="the victim runs all four jobs")
+    assert all(queue.get_job(i).locked_by and str(victim.pid) in queue.get_job(i).locked_by for i in [*ids, last_chance])
+
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait(timeout=10)
+    killed_at = time.monotonic()
+    rescuer = workers.start(backend, "--concurrency", "4", "--lease", "2", name="rescuer")
+
+    def all_done() -> bool:
+        return all(queue.get_job(i).status is JobStatus.COMPLETED for i in ids)
+
+    wait_until(all_done, 30, what="every job of the killed worker completed")
+    recovered_in = time.monotonic() - killed_at
+    failed = wait_until(
+        lambda: (j := queue.get_job(last_chance)).status is JobStatus.FAILED and j, 10, what="last-chance job failed"
+    )
+    assert recovered_in < 15, f"recovery took {recovered_in:.1f}s with a 2s lease"
+
+    for job_id in ids:
+        job = queue.get_job(job_id)
+        assert job.attempts == 2, (job_id, job.attempts)
+        assert job.output == {"n": job.payload["n"], "pid": rescuer.pid}
+        assert job.lease_expires_at is None
+        assert job.locked_by and f":{rescuer.pid}:" in job.locked_by  # kept after completion: who ran it
+    # the job with no attempt left is not run again: it fails saying why
+    assert failed.attempts == 1
+    assert failed.failure_reason == "lease_expired"
+    assert failed.error_history and failed.error_history[-1]["reason"] == "lease_expired"
+    message = failed.error_history[-1]["error"]
+    assert "lease" in message and "attempts" in message, message
+
+    counts = Counter(executions(log))
+    assert {i: counts[i] for i in ids} == {i: 2 for i in ids}
+    assert counts[last_chance] == 1
+    assert completed_events(queue, ids) == Counter({i: 1 for i in ids})
+    rescuer.send_signal(signal.SIGTERM)
+    assert rescuer.wait(timeout=30) == 0
+    queue.close()
+
+
+@pytest.mark.xfail(
+    reason="default lease is 30 s and expired leases are looked for every 5 s: recovery takes 30-35 s "
+    "(dqflow/declaration/model.py WorkerSettings.lease, dqflow/worker/worker.py reclaim_interval)",
+    strict=False,
+)
+def test_default_lease_recovers_within_30_seconds(tmp_path: Path, workers: Workers) -> None:
+    """With the worker settings left at their defaults, a killed worker's job runs again within 30 s."""
+    backend = f"sqlite:///{tmp_path / 'queue.db'}"
+    log = tmp_path / "runs.log"
+    queue = Queue.from_yaml(DEFAULT_LEASE_CONFIG, backend=backend)
+    job_id = queue.add("slow_first_run", {"n": 1, "log": str(log), "sleep": 120})
+    victim = workers.start(backend, config=DEFAULT_LEASE_CONFIG, name="victim")
+    wait_until(lambda: executions(log) == [job_id], 30, what="the victim runs the job")
+    survivor = workers.start(backend, config=DEFAULT_LEASE_CONFIG, name="survivor")
+    wait_until(lambda: "worker ready" in workers.log_of(survivor), 30, what="survivor started")
+    time.sleep(1.0)  # the survivor is up and idle; the victim has renewed its lease at least once
+
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait(timeout=10)
+    killed_at = time.monotonic()
+    wait_until(lambda: len(executions(log)) == 2, 60, interval=0.1, what="the job runs again")
+    recovered_in = time.monotonic() - killed_at
+    wait_until(lambda: queue.get_job(job_id).status is JobStatus.COMPLETED, 10, what="job completed")
+    print(f"default settings: recovered {recovered_in:.1f}s after SIGKILL")
+    assert recovered_in <= 30.0, f"with default settings recovery took {recovered_in:.1f}s (> 30 s)"
+    queue.close()
