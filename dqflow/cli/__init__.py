@@ -35,7 +35,9 @@ def one_line(exc: BaseException | str) -> str:
     if len(lines) > 1:
         more = len(lines) - 1
         extra = f" (and {more} more problem{'s' if more > 1 else ''}: run `dqflow check`)"
-        return lines[0] + (extra if isinstance(exc, ConfigError) else " " + " ".join(line.strip() for line in lines[1:]))
+        return lines[0] + (
+            extra if isinstance(exc, ConfigError) else " " + " ".join(line.strip() for line in lines[1:])
+        )
     return text
 
 

@@ -16,7 +16,7 @@ import typer
 from dqflow.declaration import Declaration, find_config, load_declaration
 from dqflow.declaration.loader import CONFIG_ENV
 from dqflow.queue import Queue
-from dqflow.storage import DEFAULT_BACKEND
+from dqflow.storage import DEFAULT_BACKEND, open_storage
 
 BACKEND_ENV = "DQFLOW_BACKEND"
 
@@ -222,7 +222,13 @@ def open_queue(*, import_handlers: bool = False, need_declaration: bool = True) 
         declaration = Declaration()
     else:
         declaration = load(import_handlers=import_handlers)
-    queue = Queue(declaration, options().backend)
+    # Open the storage here so that it is closed when its setup fails (e.g. not migrated yet).
+    storage = open_storage(backend_url(declaration))
+    try:
+        queue = Queue(declaration, storage)
+    except BaseException:
+        storage.close()
+        raise
     try:
         yield queue
     finally:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+import typer
 from rich import box
 from rich.table import Table
 
 from dqflow.cli._app import backend_url, command, declaration_path, options
 from dqflow.cli._output import console, print_json, redact, seconds_text
-from dqflow.declaration import JobTypeSpec, SchemaValidator, load_declaration
+from dqflow.declaration import DeclarationError, JobTypeSpec, SchemaValidator, load_declaration
+from dqflow.errors import ConfigError
 
 
 def _schema_name(schema: SchemaValidator | None, base: Path | None) -> str:
@@ -44,11 +47,29 @@ def _row(spec: JobTypeSpec, base: Path | None) -> dict[str, Any]:
     }
 
 
+def _report(problems: list[ConfigError]) -> NoReturn:
+    if options().json:
+        print_json(
+            {
+                "ok": False,
+                "problems": [{"file": p.file, "line": p.line, "key": p.key, "message": p.reason} for p in problems],
+            }
+        )
+    for problem in problems:
+        sys.stderr.write(f"error: {problem}\n")
+    raise typer.Exit(1)
+
+
 @command("check")
 def check() -> None:
     """Check jobs.yaml: keys, durations, schemas and handler imports. Runs nothing."""
     path = declaration_path()
-    declaration = load_declaration(path, import_handlers=True)
+    try:
+        declaration = load_declaration(path, import_handlers=True)
+    except DeclarationError as exc:  # several problems: list them all, one per line
+        _report(exc.problems)
+    except ConfigError as exc:
+        _report([exc])
     rows = [_row(spec, declaration.base_dir) for spec in declaration.job_types.values()]
     backend = redact(backend_url(declaration))
     if options().json:

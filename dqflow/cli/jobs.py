@@ -55,7 +55,8 @@ def add(
     priority: PriorityOpt = None,
     run_at: RunAtOpt = None,
     delay: Annotated[
-        str | None, typer.Option("--delay", metavar="DURATION", help="Run after this long, e.g. 5m.", show_default=False)
+        str | None,
+        typer.Option("--delay", metavar="DURATION", help="Run after this long, e.g. 5m.", show_default=False),
     ] = None,
     tag: TagOpt = None,
     idempotency_key: Annotated[
@@ -209,4 +210,3 @@ def edit(
     with open_queue() as queue:
         record = queue.edit(job_id, **changes)
     _done(record, "edited")
-

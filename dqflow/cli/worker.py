@@ -22,7 +22,9 @@ def run(
     ] = None,
     job_type: Annotated[
         list[str] | None,
-        typer.Option("--job-type", "-j", help="Only this job type (repeat for more; default: all).", show_default=False),
+        typer.Option(
+            "--job-type", "-j", help="Only this job type (repeat for more; default: all).", show_default=False
+        ),
     ] = None,
     drain: Annotated[
         bool, typer.Option("--drain", help="Exit 0 once no job is ready (for cron and CI) instead of waiting.")
@@ -72,6 +74,4 @@ def run(
             }
         )
     elif drain:
-        console().print(
-            f"drained in {elapsed:.1f}s: {stats.completed} completed, {stats.failed} failed attempts"
-        )
+        console().print(f"drained in {elapsed:.1f}s: {stats.completed} completed, {stats.failed} failed attempts")
