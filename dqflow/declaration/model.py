@@ -89,7 +89,7 @@ class WorkerSettings:
 
     concurrency: int = 8
     batch_size: int = 0
-    lease: float = 30.0
+    lease: float = 20.0
     heartbeat: float = 1.0
     poll_interval: float = 1.0
     shutdown_grace: float = 30.0
@@ -305,7 +305,7 @@ class RawJob(RawPolicy):
 class RawWorker(_Strict):
     concurrency: Annotated[int, Field(ge=1)] = 8
     batch_size: Annotated[int | None, Field(ge=1)] = None
-    lease: PositiveDuration = 30.0
+    lease: PositiveDuration = 20.0
     heartbeat: PositiveDuration = 1.0
     poll_interval: PositiveDuration = 1.0
     shutdown_grace: Duration = 30.0
