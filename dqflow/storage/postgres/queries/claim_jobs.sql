@@ -1,6 +1,12 @@
 -- Claim up to `limit` ready jobs in one statement: the inner SELECT walks the
 -- partial index dqflow_jobs_ready in claim order and skips rows other workers
 -- hold; each claimed job gets a new lease token and a `processing` event.
+--
+-- This transaction (only this one) commits without waiting for the WAL flush
+-- (synchronous_commit off, set for the transaction): a claim lost in a server
+-- crash leaves the job pending again, and the worker's completion is then
+-- rejected by the fence, so nothing is lost or completed twice; and every
+-- durable completion flushes the WAL up to and including its own claim.
 WITH claimed AS (
     UPDATE dqflow_jobs AS j
     SET status = 'processing',
@@ -28,4 +34,6 @@ events AS (
     SELECT id, 'processing', now(), jsonb_build_object('worker_id', locked_by, 'attempt', attempts)
     FROM claimed
 )
-SELECT * FROM claimed ORDER BY priority DESC, run_at, id
+SELECT claimed.*
+FROM claimed CROSS JOIN (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
+ORDER BY priority DESC, run_at, id
