@@ -1,8 +1,8 @@
 """The example project end to end: add jobs, run a worker until the queue is empty, show the results.
 
-    python examples/demo.py                 # on the backend of jobs.yaml (SQLite in .dqflow/)
-    python examples/demo.py --backend URL   # or on another one (postgresql://..., redis://...)
-    python examples/demo.py --json          # the results as one JSON document
+Run ``python examples/demo.py`` (on the backend of jobs.yaml: SQLite in .dqflow/),
+with ``--backend URL`` for another one (postgresql://..., redis://...), or with
+``--json`` for the results as one JSON document.
 """
 
 from __future__ import annotations

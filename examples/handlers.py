@@ -17,7 +17,6 @@ from pydantic import BaseModel
 
 from dqflow import JobContext
 
-
 # -- generate_report: store output by returning it --------------------------------------
 
 
@@ -25,7 +24,7 @@ class ReportOutput(BaseModel):
     """The output of ``generate_report``, for ``job.output_as(ReportOutput)``."""
 
     url: str
-    generatedAt: datetime  # noqa: N815 (the JSON field name)
+    generatedAt: datetime
 
 
 def generate_report(payload: dict[str, Any]) -> dict[str, str]:
