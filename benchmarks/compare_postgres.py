@@ -87,8 +87,21 @@ def dqflow_database(finished_rows: int) -> Iterator[str]:
             fill_history(url, finished_rows)
         yield url
     finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(name)
+
+
+def drop_database(name: str) -> None:
+    """Drop a benchmark database, retrying for a while if the server is restarting."""
+    for attempt in range(30):
+        try:
+            with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except psycopg.OperationalError as exc:
+            if attempt == 29:
+                print(f"  could not drop database {name}: {exc}", file=sys.stderr)
+                return
+            time.sleep(1)
 
 
 def fill_history(url: str, rows: int) -> None:
@@ -131,8 +144,12 @@ def run_one(system: System, timeout: float) -> dict[str, Any] | None:
 
     if system.peer:
         return attempt(system.command)
-    with dqflow_database(system.finished_rows) as url:
-        return attempt([part.replace("{url}", url) for part in system.command])
+    try:
+        with dqflow_database(system.finished_rows) as url:
+            return attempt([part.replace("{url}", url) for part in system.command])
+    except psycopg.Error as exc:
+        print(f"  {system.name}: could not prepare its database: {exc}", file=sys.stderr)
+        return None
 
 
 def bulk_10k(runs: int) -> list[float]:
