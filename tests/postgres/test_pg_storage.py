@@ -475,3 +475,14 @@ def test_close_twice(pg_url: str) -> None:
     store.close()
     store.close()
     store.wait_for_jobs(0.01, None)
+
+
+def test_only_the_claim_commits_asynchronously(storage: PostgresStorage) -> None:
+    """The claim turns synchronous_commit off for its own transaction; the session keeps it on."""
+    storage.add_jobs([job(1)])
+    with storage._connection("checking") as conn:
+        assert conn.execute("SHOW synchronous_commit").fetchone() == ("on",)
+    for _ in range(3):
+        storage.claim_jobs("w", None, 1, LEASE_MS)
+        with storage._connection("checking") as conn:
+            assert conn.execute("SHOW synchronous_commit").fetchone() == ("on",)
