@@ -45,8 +45,15 @@ def fresh_database(admin_url: str) -> Iterator[str]:
     try:
         yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
     finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for attempt in range(30):  # the server may be restarting: keep trying for a while
+            try:
+                with psycopg.connect(admin_url, autocommit=True) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                break
+            except psycopg.OperationalError:
+                if attempt == 29:
+                    raise
+                time.sleep(1)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -113,9 +120,7 @@ async def queued(conn: psycopg.AsyncConnection[Any]) -> int:
     return int(row[0]) if row else 0
 
 
-async def measure_worker(
-    url: str, jobs: int, concurrency: int, count: int, gap: float
-) -> tuple[float, float, float]:
+async def measure_worker(url: str, jobs: int, concurrency: int, count: int, gap: float) -> tuple[float, float, float]:
     """Processing rate of N pre-queued jobs, then enqueue-to-start latency, on one worker process."""
     context = multiprocessing.get_context("spawn")
     starts = context.Queue()
@@ -174,9 +179,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--latency-jobs", type=int, default=200)

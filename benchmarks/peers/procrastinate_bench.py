@@ -43,8 +43,15 @@ def fresh_database(admin_url: str) -> Iterator[str]:
     try:
         yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
     finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for attempt in range(30):  # the server may be restarting: keep trying for a while
+            try:
+                with psycopg.connect(admin_url, autocommit=True) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                break
+            except psycopg.OperationalError:
+                if attempt == 29:
+                    raise
+                time.sleep(1)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -116,8 +123,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     await asyncio.sleep(0.005)
                 rate = jobs / (time.perf_counter() - started)
                 cur = await conn.execute(
-                    "SELECT count(*) FROM procrastinate_jobs"
-                    " WHERE status = 'succeeded' AND (args->>'n')::int >= 0"
+                    "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded' AND (args->>'n')::int >= 0"
                 )
                 row = await cur.fetchone()
                 if not row or row[0] != jobs:
@@ -152,9 +158,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--latency-jobs", type=int, default=200)
