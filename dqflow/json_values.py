@@ -2,7 +2,9 @@
 
 Only objects with string keys, arrays, strings, finite numbers, booleans and
 null. ``dumps`` refuses everything else (NaN, Infinity, bytes, sets, datetimes,
-tuples kept as arrays are fine, cycles) with a message naming the path.
+cycles; tuples become arrays) with a message naming the path. Strings must be
+valid Unicode without NUL characters, which PostgreSQL cannot store: the same
+value is accepted or refused on every backend.
 """
 
 from __future__ import annotations
@@ -17,12 +19,18 @@ from dqflow.errors import ValidationFailed
 def json_problems(value: Any, path: str = "$") -> list[str]:
     """List why ``value`` is not strict JSON (empty when it is)."""
     problems: list[str] = []
-    _walk(value, path, problems, set())
+    try:
+        _walk(value, path, problems, set())
+    except RecursionError:
+        problems.append(f"{path}: nested too deeply")
     return problems
 
 
 def _walk(value: Any, path: str, problems: list[str], seen: set[int]) -> None:
-    if value is None or isinstance(value, (bool, str)):
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        _check_text(value, path, problems)
         return
     if isinstance(value, int):
         return
@@ -40,6 +48,7 @@ def _walk(value: Any, path: str, problems: list[str], seen: set[int]) -> None:
                 if not isinstance(key, str):
                     problems.append(f"{path}: key {key!r} is not a string")
                     continue
+                _check_text(key, f"{path} key {key!r}", problems)
                 _walk(item, f"{path}.{key}", problems, seen)
         else:
             for index, item in enumerate(value):
@@ -47,6 +56,15 @@ def _walk(value: Any, path: str, problems: list[str], seen: set[int]) -> None:
         seen.discard(id(value))
         return
     problems.append(f"{path}: {type(value).__name__} is not JSON-serializable")
+
+
+def _check_text(text: str, path: str, problems: list[str]) -> None:
+    if "\x00" in text:
+        problems.append(f"{path}: contains a NUL character (\\u0000), which cannot be stored")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        problems.append(f"{path}: is not valid Unicode ({exc.reason} at index {exc.start})")
 
 
 def dumps(value: Any, what: type[ValidationFailed] = ValidationFailed, label: str = "value") -> str:
