@@ -30,5 +30,13 @@ install_project() {
     [ -n "$extras" ] && target="$ROOT[$extras]"
     echo "==> installing dqflow${extras:+ [$extras]} into $VENV"
     "$VENV/bin/python" -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
-    "$VENV/bin/python" -m pip install --quiet -e "$target"
+    local log
+    log="$(mktemp)"
+    if ! "$VENV/bin/python" -m pip install --quiet -e "$target" >"$log" 2>&1; then
+        cat "$log" >&2
+        rm -f "$log"
+        echo "error: pip could not install dqflow into $VENV (output above)" >&2
+        return 1
+    fi
+    rm -f "$log"
 }
