@@ -112,7 +112,7 @@ def fill_history(url: str, rows: int) -> None:
             """
             INSERT INTO dqflow_jobs (job_type, payload, status, priority, run_at, attempts, output, tags,
                                      created_at, updated_at, started_at, completed_at, lease_token)
-            SELECT 'noop', jsonb_build_object('n', g), (ARRAY['completed', 'failed', 'cancelled'])[1 + g % 3],
+            SELECT 'noop', jsonb_build_object('n', g), (ARRAY['completed', 'failed', 'cancelled'])[1 + g %% 3],
                    0, now() - interval '1 day', 1, jsonb_build_object('n', g, 'ok', true), '[]',
                    now() - interval '1 day', now() - interval '1 day', now() - interval '1 day',
                    now() - interval '1 day', 1
