@@ -306,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", help="run only these systems (repeatable)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per system run")
     parser.add_argument("--no-bulk", action="store_true", help="skip the direct add_jobs(10,000) timing")
+    parser.add_argument("--output", type=Path, default=RESULTS, help=f"markdown file (default {RESULTS})")
     args = parser.parse_args(argv)
     if not (HERE / "throughput.py").exists():
         parser.error("benchmarks/throughput.py is missing (it runs the dqflow side)")
@@ -326,8 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     bulk = [] if args.no_bulk or not any(not s.peer for s in chosen) else bulk_10k(args.runs)
     medians = {name: {m: median(rs, m) for m in METRICS} for name, rs in results.items()}
     text = report(args, medians, results, bulk, (load_before, loadavg()))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
     print(text)
     return 0
 
