@@ -514,25 +514,27 @@ def test_run_stops_on_sigterm(project: Path) -> None:
     import signal
     import time
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dqflow", "run"],
-        cwd=project,
-        env=subprocess_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    log = project / "worker.log"
+    with open(log, "w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dqflow", "-v", "run"],
+            cwd=project,
+            env=subprocess_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            text=True,
+        )
     try:
-        deadline = time.monotonic() + 30
-        while not (project / ".dqflow" / "queue.db").exists() and time.monotonic() < deadline:
+        deadline = time.monotonic() + 60
+        while "started" not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.1)
-        time.sleep(1.0)
         proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    err = log.read_text()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
 

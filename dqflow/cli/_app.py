@@ -15,8 +15,7 @@ import typer
 
 from dqflow.declaration import Declaration, find_config, load_declaration
 from dqflow.declaration.loader import CONFIG_ENV
-from dqflow.queue import Queue
-from dqflow.storage import DEFAULT_BACKEND, open_storage
+from dqflow.queue import Queue, resolve_backend
 
 BACKEND_ENV = "DQFLOW_BACKEND"
 
@@ -199,16 +198,7 @@ def _declaration_optional() -> bool:
 
 def backend_url(declaration: Declaration | None) -> str:
     """The backend URL, resolved like ``Queue`` does (flag, environment, YAML, default)."""
-    if options().backend:
-        return str(options().backend)
-    env = os.environ.get(BACKEND_ENV, "").strip()
-    if env:
-        return env
-    url = (declaration.backend if declaration else None) or DEFAULT_BACKEND
-    base = declaration.base_dir if declaration else None
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and base is not None:
-        return "sqlite:///" + str((base / url[len("sqlite:///") :]).resolve())
-    return url
+    return str(resolve_backend(declaration or Declaration(), options().backend or None))
 
 
 @contextmanager
@@ -222,13 +212,7 @@ def open_queue(*, import_handlers: bool = False, need_declaration: bool = True) 
         declaration = Declaration()
     else:
         declaration = load(import_handlers=import_handlers)
-    # Open the storage here so that it is closed when its setup fails (e.g. not migrated yet).
-    storage = open_storage(backend_url(declaration))
-    try:
-        queue = Queue(declaration, storage)
-    except BaseException:
-        storage.close()
-        raise
+    queue = Queue(declaration, backend_url(declaration))
     try:
         yield queue
     finally:

@@ -91,21 +91,12 @@ class Queue:
     def __init__(self, declaration: Declaration, backend: str | Any | None = None, **backend_options: Any) -> None:
         self.declaration = declaration
         self.events = EventEmitter()
-        self.storage: Storage = open_storage(self._backend_url(backend), **backend_options)
-        self.storage.setup()
-
-    def _backend_url(self, backend: str | Any | None) -> str | Any:
-        if backend is not None:
-            return backend
-        env = os.environ.get("DQFLOW_BACKEND")
-        if env:
-            return env
-        url = self.declaration.backend or DEFAULT_BACKEND
-        base = self.declaration.base_dir
-        relative_sqlite = url.startswith("sqlite:///") and not url.startswith("sqlite:////")
-        if relative_sqlite and base is not None:
-            return "sqlite:///" + str((base / url[len("sqlite:///") :]).resolve())
-        return url
+        self.storage: Storage = open_storage(resolve_backend(declaration, backend), **backend_options)
+        try:
+            self.storage.setup()
+        except BaseException:
+            self.storage.close()
+            raise
 
     @classmethod
     def from_yaml(
@@ -413,6 +404,23 @@ class Queue:
         updated = self.storage.edit_job(record.id, changes)
         self.events.emit(JOB_EDITED, {"job_id": updated.id, "job_type": updated.job_type, "fields": sorted(changes)})
         return updated
+
+
+def resolve_backend(declaration: Declaration, backend: str | Any | None = None) -> str | Any:
+    """The backend to use: ``backend`` if given, else ``$DQFLOW_BACKEND``, else the
+    declaration's ``backend`` (a relative SQLite path is taken from the YAML's
+    folder), else ``sqlite:///.dqflow/queue.db``."""
+    if backend is not None:
+        return backend
+    env = os.environ.get("DQFLOW_BACKEND", "").strip()
+    if env:
+        return env
+    url = declaration.backend or DEFAULT_BACKEND
+    base = declaration.base_dir
+    relative_sqlite = url.startswith("sqlite:///") and not url.startswith("sqlite:////")
+    if relative_sqlite and base is not None:
+        return "sqlite:///" + str((base / url[len("sqlite:///") :]).resolve())
+    return url
 
 
 def _status(value: JobStatus | str) -> JobStatus:
