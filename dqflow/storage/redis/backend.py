@@ -83,8 +83,8 @@ def _check_prefix(prefix: str) -> str:
     return prefix
 
 
-def _append_job(args: list[Any], job: NewJob) -> None:
-    """Append the ``add_many`` arguments of one job (see ``lua/add_many.lua``)."""
+def _spec_of(job: NewJob) -> tuple[Any, ...]:
+    """The ``add_many`` spec of a job: everything it stores except payload and idempotency key."""
     priority, max_attempts, retry_delay = job.priority, job.max_attempts, job.retry_delay_ms
     # the common case in a few comparisons; anything unusual gets the full check and message
     if not (type(priority) is int and -(2**31) <= priority < 2**31):
@@ -99,9 +99,8 @@ def _append_job(args: list[Any], job: NewJob) -> None:
         tag_args: tuple[Any, ...] = (tags_json(tags), signature, len(unique), *unique)
     else:
         tag_args = ("[]", "", 0)
-    args += (
+    return (
         job.job_type,
-        job.payload_json,
         priority,
         "" if job.run_at is None else to_us(job.run_at, "run_at"),
         max_attempts,
@@ -110,9 +109,27 @@ def _append_job(args: list[Any], job: NewJob) -> None:
         job.retry_backoff,
         "" if job.retry_max_delay_ms is None else check_int("retry_max_delay_ms", job.retry_max_delay_ms),
         1 if job.retry_jitter else 0,
-        "" if job.idempotency_key is None else "=" + job.idempotency_key,
         *tag_args,
     )
+
+
+def _add_args(jobs: Sequence[NewJob]) -> list[Any]:
+    """Arguments of ``lua/add_many.lua``: the distinct specs, then (spec[=key], payload) per job."""
+    specs: dict[tuple[Any, ...], str] = {}
+    rows: list[Any] = []
+    for job in jobs:
+        spec = _spec_of(job)
+        number = specs.get(spec)
+        if number is None:
+            number = specs[spec] = str(len(specs) + 1)
+        key = job.idempotency_key
+        rows += (number if key is None else f"{number}={key}", job.payload_json)
+    args: list[Any] = [len(specs)]
+    for spec in specs:
+        args += spec
+    args.append(len(jobs))
+    args += rows
+    return args
 
 
 class RedisStorage(Storage):
@@ -222,10 +239,7 @@ class RedisStorage(Storage):
             raise StorageError("connection= is only supported by the PostgreSQL backend")
         if not jobs:
             return []
-        args: list[Any] = [len(jobs)]
-        for job in jobs:
-            _append_job(args, job)
-        flat = self._run("add_many", "add jobs", *args)
+        flat = self._run("add_many", "add jobs", *_add_args(jobs))
         return [AddResult(int(flat[k]), flat[k + 1] == 1) for k in range(0, len(flat), 2)]
 
     # -- reading ---------------------------------------------------------------------

@@ -1,90 +1,141 @@
--- Insert jobs. ARGV: count, then per job: job_type, payload, priority, run_at ('' = now),
--- max_attempts, timeout_ms, retry_delay_ms, retry_backoff, retry_max_delay_ms, retry_jitter,
--- idempotency ('' = none, else '=' .. key), tags_json, tagset signature, tag count, tags...
+-- Insert jobs. Jobs of one call usually share everything but their payload, so the
+-- arguments are a table of distinct "specs" followed by two values per job:
+-- ARGV: spec count, then per spec: job_type, priority, run_at ('' = now), max_attempts,
+-- timeout_ms ('' = none), retry_delay_ms, retry_backoff, retry_max_delay_ms ('' = none),
+-- retry_jitter, tags_json, tagset signature, tag count, tags...;
+-- then job count, then per job: spec number (1-based) optionally followed by
+-- '=' .. idempotency key, and the payload.
 -- Returns id, created (1/0) per job, in input order.
 local now = now_us()
 -- created_at never goes backwards, so ids and created_at sort alike (list_jobs relies on it)
 local last = tonumber(CALL('GET', P .. ':clock') or '0')
 if now < last then now = last end
-CALL('SET', P .. ':clock', fmt(now))
 local now_s = fmt(now)
+CALL('SET', P .. ':clock', now_s)
 local next_id = tonumber(CALL('GET', P .. ':id') or '0')
 local next_event = tonumber(CALL('GET', P .. ':event_id') or '0')
-local zsets, types, woken = {}, {}, {}
-local out = {}
+
+-- index entries, written with one ZADD per key at the end
+local zsets = {}
+local all_ids, pending = {}, {}
+zsets[P .. ':jobs'] = all_ids
+zsets[P .. ':status:pending'] = pending
+local per_type = {} -- job_type -> {type index, ready entries, delayed entries, ready count}
+
+local specs = {}
 local i = 2
-for _ = 1, tonumber(ARGV[1]) do
-  local job_type, payload, priority, run_at_s = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local idem, tags_json, tagset, ntags = ARGV[i + 10], ARGV[i + 11], ARGV[i + 12], tonumber(ARGV[i + 13])
-  local existing = false
-  if idem ~= '' then
-    existing = CALL('HGET', P .. ':idempotency', string.sub(idem, 2))
+for s = 1, tonumber(ARGV[1]) do
+  local job_type, priority, run_at_s = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local ntags = tonumber(ARGV[i + 11])
+  local run_at, run_at_text = now, now_s
+  if run_at_s ~= '' then run_at, run_at_text = tonumber(run_at_s), run_at_s end
+  -- attempts, lease_token (0), error_history and tags ([]) stay absent until they change
+  local fields = {'job_type', job_type, 'status', 'pending', 'priority', priority, 'run_at', run_at_text,
+    'max_attempts', ARGV[i + 3], 'retry_delay_ms', ARGV[i + 5], 'retry_backoff', ARGV[i + 6],
+    'retry_jitter', ARGV[i + 8], 'created_at', now_s, 'updated_at', now_s}
+  if ARGV[i + 4] ~= '' then
+    fields[#fields + 1] = 'timeout_ms'
+    fields[#fields + 1] = ARGV[i + 4]
   end
+  if ARGV[i + 7] ~= '' then
+    fields[#fields + 1] = 'retry_max_delay_ms'
+    fields[#fields + 1] = ARGV[i + 7]
+  end
+  local tag_keys = {}
+  if ntags > 0 then
+    fields[#fields + 1] = 'tags'
+    fields[#fields + 1] = ARGV[i + 9]
+    fields[#fields + 1] = 'tagset'
+    fields[#fields + 1] = ARGV[i + 10]
+    tag_keys[1] = P .. ':tagset:' .. ARGV[i + 10]
+    for t = 1, ntags do tag_keys[t + 1] = P .. ':tag:' .. ARGV[i + 11 + t] end
+    for _, key in ipairs(tag_keys) do
+      if not zsets[key] then zsets[key] = {} end
+    end
+  end
+  local tt = per_type[job_type]
+  if not tt then
+    tt = {{}, {}, {}, 0}
+    per_type[job_type] = tt
+    zsets[P .. ':type:' .. job_type] = tt[1]
+    zsets[P .. ':ready:' .. job_type] = tt[2]
+    zsets[P .. ':delayed:' .. job_type] = tt[3]
+  end
+  specs[s] = {
+    fields = fields,
+    tags = tag_keys,
+    type = tt,
+    run_at = run_at,
+    due = run_at <= now,
+    rank_head = string.format('%010d:%016d:', 2147483647 - tonumber(priority), run_at + 1000000000000000),
+  }
+  i = i + 12 + ntags
+end
+
+local event_tail = ',"type":"added","at":' .. now_s .. ',"data":null}'
+local job_prefix, events_prefix = P .. ':job:', P .. ':events:'
+local out = {}
+for _ = 1, tonumber(ARGV[i]) do
+  local head, payload = ARGV[i + 1], ARGV[i + 2]
+  i = i + 2
+  local idem = nil
+  local cut = string.find(head, '=', 1, true)
+  if cut then
+    idem = string.sub(head, cut + 1)
+    head = string.sub(head, 1, cut - 1)
+  end
+  local existing = false
+  if idem then existing = CALL('HGET', P .. ':idempotency', idem) end
   if existing then
     out[#out + 1] = tonumber(existing)
     out[#out + 1] = 0
   else
+    local spec = specs[tonumber(head)]
     next_id = next_id + 1
     local id = next_id
     local ids = fmt(id)
-    local run_at = now
-    if run_at_s ~= '' then run_at = tonumber(run_at_s) end
-    -- attempts, lease_token (0), error_history and tags ([]) stay absent until they change
-    local fields = {'id', ids, 'job_type', job_type, 'payload', payload, 'status', 'pending',
-      'priority', priority, 'run_at', fmt(run_at), 'max_attempts', ARGV[i + 4],
-      'retry_delay_ms', ARGV[i + 6], 'retry_backoff', ARGV[i + 7], 'retry_jitter', ARGV[i + 9],
-      'created_at', now_s, 'updated_at', now_s}
-    if ntags > 0 then
-      fields[#fields + 1] = 'tags'
-      fields[#fields + 1] = tags_json
+    local key = job_prefix .. ids
+    CALL('HSET', key, 'id', ids, 'payload', payload, unpack(spec.fields))
+    if idem then
+      CALL('HSET', key, 'idempotency_key', idem)
+      CALL('HSET', P .. ':idempotency', idem, ids)
     end
-    if ARGV[i + 5] ~= '' then
-      fields[#fields + 1] = 'timeout_ms'
-      fields[#fields + 1] = ARGV[i + 5]
+    for _, tag_key in ipairs(spec.tags) do
+      local entries = zsets[tag_key]
+      entries[#entries + 1] = id
+      entries[#entries + 1] = ids
     end
-    if ARGV[i + 8] ~= '' then
-      fields[#fields + 1] = 'retry_max_delay_ms'
-      fields[#fields + 1] = ARGV[i + 8]
-    end
-    if idem ~= '' then
-      local ikey = string.sub(idem, 2)
-      fields[#fields + 1] = 'idempotency_key'
-      fields[#fields + 1] = ikey
-      CALL('HSET', P .. ':idempotency', ikey, ids)
-    end
-    if tagset ~= '' then
-      fields[#fields + 1] = 'tagset'
-      fields[#fields + 1] = tagset
-      batch_add(zsets, P .. ':tagset:' .. tagset, id, ids)
-    end
-    CALL('HSET', job_key(ids), unpack(fields))
-    batch_add(zsets, P .. ':jobs', id, ids)
-    batch_add(zsets, P .. ':status:pending', id, ids)
-    batch_add(zsets, P .. ':type:' .. job_type, id, ids)
-    for t = 1, ntags do
-      batch_add(zsets, P .. ':tag:' .. ARGV[i + 13 + t], id, ids)
-    end
-    if run_at <= now then
-      batch_add(zsets, P .. ':ready:' .. job_type, 0, rank(tonumber(priority), run_at, id))
-      woken[job_type] = (woken[job_type] or 0) + 1
+    local n = #all_ids
+    all_ids[n + 1], all_ids[n + 2] = id, ids
+    pending[n + 1], pending[n + 2] = id, ids
+    local tt = spec.type
+    local by_type = tt[1]
+    by_type[#by_type + 1] = id
+    by_type[#by_type + 1] = ids
+    if spec.due then
+      local ready = tt[2]
+      ready[#ready + 1] = 0
+      ready[#ready + 1] = spec.rank_head .. string.format('%016d', id)
+      tt[4] = tt[4] + 1
     else
-      batch_add(zsets, P .. ':delayed:' .. job_type, run_at, ids)
+      local delayed = tt[3]
+      delayed[#delayed + 1] = spec.run_at
+      delayed[#delayed + 1] = ids
     end
-    types[job_type] = true
     next_event = next_event + 1
-    CALL('RPUSH', P .. ':events:' .. ids, event_json(next_event, 'added', now, nil))
+    CALL('RPUSH', events_prefix .. ids, '{"id":' .. fmt(next_event) .. event_tail)
     out[#out + 1] = id
     out[#out + 1] = 1
   end
-  i = i + 14 + ntags
 end
 CALL('SET', P .. ':id', fmt(next_id))
 CALL('SET', P .. ':event_id', fmt(next_event))
-flush_zadd(zsets)
-for job_type in pairs(types) do
-  CALL('SADD', P .. ':types', job_type)
+for key, entries in pairs(zsets) do
+  if #entries == 0 then zsets[key] = nil end
 end
-for job_type, n in pairs(woken) do
-  wake(job_type, n)
+flush_zadd(zsets)
+for job_type, tt in pairs(per_type) do
+  CALL('SADD', P .. ':types', job_type)
+  if tt[4] > 0 then wake(job_type, tt[4]) end
 end
 return out
