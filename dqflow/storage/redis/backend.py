@@ -34,6 +34,7 @@ from dqflow.storage.base import (
     TagMode,
 )
 from dqflow.storage.redis.codec import (
+    added_event,
     as_text,
     check_int,
     event_from_json,
@@ -284,11 +285,18 @@ class RedisStorage(Storage):
 
     def get_events(self, job_id: int) -> list[JobEvent]:
         job_id = int(job_id)
-        entries = self._guard(
-            f"read the events of job {job_id}",
-            lambda: self._client.lrange(f"{self._key}:events:{job_id}", 0, -1),
-        )
-        return [event_from_json(job_id, as_text(entry)) for entry in entries]
+
+        def read() -> list[Any]:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.hmget(f"{self._key}:job:{job_id}", "added_event", "created_at")
+            pipe.lrange(f"{self._key}:events:{job_id}", 0, -1)
+            return list(pipe.execute())
+
+        (added, created), entries = as_text(self._guard(f"read the events of job {job_id}", read))
+        events = [event_from_json(job_id, entry) for entry in entries]
+        if added is not None:  # the `added` event lives in the job hash (see add_many.lua)
+            events.insert(0, added_event(job_id, int(added), created))
+        return events
 
     # -- managing --------------------------------------------------------------------
 

@@ -3,8 +3,9 @@
 Integers are decimal text, booleans ``1``/``0``, JSON values their text,
 timestamps integer microseconds since the epoch (UTC, exact), and a null is an
 absent field. ``attempts`` and ``lease_token`` (0) and ``error_history`` and
-``tags`` (empty) are absent too until they change: a new job's hash holds only
-12 fields, which keeps bulk inserts fast. ``JobRecord`` round-trips exactly.
+``tags`` (empty) are absent too until they change, which keeps bulk inserts
+fast. ``added_event`` (id of the job's ``added`` event) and ``tagset`` are
+backend bookkeeping, not ``JobRecord`` fields. ``JobRecord`` round-trips exactly.
 """
 
 from __future__ import annotations
@@ -204,6 +205,19 @@ def event_from_json(job_id: int, text: str) -> JobEvent:
             "event_type": entry["type"],
             "created_at": EPOCH + timedelta(microseconds=entry["at"]),
             "data": entry["data"],
+        }
+    )
+
+
+def added_event(job_id: int, event_id: int, created_at: str) -> JobEvent:
+    """The ``added`` event, kept in the job hash rather than the events list."""
+    return JobEvent.from_storage(
+        {
+            "id": event_id,
+            "job_id": job_id,
+            "event_type": "added",
+            "created_at": from_us(created_at),
+            "data": None,
         }
     )
 

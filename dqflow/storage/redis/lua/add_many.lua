@@ -72,8 +72,7 @@ for s = 1, tonumber(ARGV[1]) do
   i = i + 12 + ntags
 end
 
-local event_tail = ',"type":"added","at":' .. now_s .. ',"data":null}'
-local job_prefix, events_prefix = P .. ':job:', P .. ':events:'
+local job_prefix = P .. ':job:'
 local out = {}
 for _ = 1, tonumber(ARGV[i]) do
   local head, payload = ARGV[i + 1], ARGV[i + 2]
@@ -95,7 +94,10 @@ for _ = 1, tonumber(ARGV[i]) do
     local id = next_id
     local ids = fmt(id)
     local key = job_prefix .. ids
-    CALL('HSET', key, 'id', ids, 'payload', payload, unpack(spec.fields))
+    next_event = next_event + 1
+    -- the `added` event is the hash's added_event field (its id; time = created_at): one key
+    -- per job fewer on the bulk path. Later events go to the job's events list.
+    CALL('HSET', key, 'id', ids, 'payload', payload, 'added_event', fmt(next_event), unpack(spec.fields))
     if idem then
       CALL('HSET', key, 'idempotency_key', idem)
       CALL('HSET', P .. ':idempotency', idem, ids)
@@ -122,8 +124,6 @@ for _ = 1, tonumber(ARGV[i]) do
       delayed[#delayed + 1] = spec.run_at
       delayed[#delayed + 1] = ids
     end
-    next_event = next_event + 1
-    CALL('RPUSH', events_prefix .. ids, '{"id":' .. fmt(next_event) .. event_tail)
     out[#out + 1] = id
     out[#out + 1] = 1
   end
