@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("dqflow.worker")
 
 
+_EVENT_LOCK = threading.Lock()
+
+
 class JobContext:
     """Progress, output and cancellation for one running attempt of a job.
 
@@ -28,7 +31,8 @@ class JobContext:
         self.job = job
         self._queue = queue
         self._stats = stats
-        self._cancelled = threading.Event()
+        self._cancelled = False
+        self._cancel_event: threading.Event | None = None  # made only if a handler waits on it
         self.cancel_reason: str | None = None
         self._output_json: str | None = None
 
@@ -37,17 +41,26 @@ class JobContext:
     @property
     def cancelled(self) -> bool:
         """True once the job was cancelled, timed out, or this worker lost it."""
-        return self._cancelled.is_set()
+        return self._cancelled
 
     def wait_cancelled(self, timeout: float | None = None) -> bool:
         """Block up to ``timeout`` seconds for cancellation; True if cancelled."""
-        return self._cancelled.wait(timeout)
+        with _EVENT_LOCK:
+            if self._cancel_event is None:
+                self._cancel_event = threading.Event()
+                if self._cancelled:
+                    self._cancel_event.set()
+        return self._cancel_event.wait(timeout)
 
     def cancel(self, reason: str) -> None:
         """Signal the handler to stop (used by the worker)."""
-        if not self._cancelled.is_set():
+        with _EVENT_LOCK:
+            if self._cancelled:
+                return
             self.cancel_reason = reason
-            self._cancelled.set()
+            self._cancelled = True
+            if self._cancel_event is not None:
+                self._cancel_event.set()
 
     # -- progress and output ---------------------------------------------------------
 

@@ -42,6 +42,7 @@ log = logging.getLogger("dqflow.worker")
 
 T = TypeVar("T")
 _MAX_BACKOFF = 5.0
+_FLUSH_LIMIT = 1000  # results written per statement at most
 
 
 @dataclass(eq=False)
@@ -432,6 +433,8 @@ class Worker:
             try:
                 await self._flush_once()
                 backoff = 0.0
+                if self._completions or self._failures:
+                    self._flush_wanted.set()
             except Exception as exc:
                 backoff = min(_MAX_BACKOFF, backoff * 2 or 0.1)
                 self._report(f"saving results (retrying in {backoff:.1f}s)", exc)
@@ -442,7 +445,7 @@ class Worker:
                     self._flush_idle.set()
 
     async def _flush_once(self) -> None:
-        completions, self._completions = self._completions, []
+        completions, self._completions = self._completions[:_FLUSH_LIMIT], self._completions[_FLUSH_LIMIT:]
         if completions:
             try:
                 applied = await self._db_call(self.storage.complete_jobs, [c for _, c, _ in completions])
@@ -460,7 +463,7 @@ class Worker:
                         )
                 else:
                     self._rejected(job, "completion")
-        failures, self._failures = self._failures, []
+        failures, self._failures = self._failures[:_FLUSH_LIMIT], self._failures[_FLUSH_LIMIT:]
         if failures:
             try:
                 applied = await self._db_call(self.storage.fail_jobs, [f for _, f in failures])

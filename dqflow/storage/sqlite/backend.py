@@ -52,6 +52,7 @@ _TIMESTAMPS = (
 )
 _JSON_FIELDS = ("payload", "output", "error_history", "tags")
 _WAIT_POLL_SECONDS = 0.004
+_loads = json.JSONDecoder().decode
 
 
 def _epoch(value: datetime | None) -> float | None:
@@ -65,10 +66,13 @@ def _datetime(value: float | None) -> datetime | None:
 def _row_to_record(row: sqlite3.Row) -> JobRecord:
     fields = dict(zip(row.keys(), row, strict=True))
     for name in _TIMESTAMPS:
-        fields[name] = _datetime(fields[name])
+        value = fields[name]
+        if value is not None:
+            fields[name] = datetime.fromtimestamp(value, UTC)
     for name in _JSON_FIELDS:
         raw = fields[name]
-        fields[name] = None if raw is None else json.loads(raw)
+        if raw is not None:
+            fields[name] = _loads(raw)
     fields["retry_jitter"] = bool(fields["retry_jitter"])
     return JobRecord.from_storage(fields)
 
@@ -376,12 +380,11 @@ class SqliteStorage(Storage):
         with self._write() as conn:
             records = [_row_to_record(row) for row in conn.execute(sql, params).fetchall()]
             if records:
+                worker = json.dumps(worker_id)
                 conn.executemany(
-                    "INSERT INTO dqflow_job_events (job_id, event_type, created_at, data) VALUES (?, ?, ?, ?)",
-                    [
-                        (r.id, "processing", now, json.dumps({"worker_id": worker_id, "attempt": r.attempts}))
-                        for r in records
-                    ],
+                    "INSERT INTO dqflow_job_events (job_id, event_type, created_at, data)"
+                    " VALUES (?, 'processing', ?, ?)",
+                    [(r.id, now, f'{{"worker_id":{worker},"attempt":{r.attempts}}}') for r in records],
                 )
         records.sort(key=lambda r: (-r.priority, r.run_at, r.id))
         return records
@@ -403,21 +406,29 @@ class SqliteStorage(Storage):
         return held
 
     def complete_jobs(self, completions: Sequence[Completion]) -> list[bool]:
+        if not completions:
+            return []
         now = time.time()
-        applied: list[bool] = []
+        values = ",".join("(?,?,?)" for _ in completions)
+        params: list[Any] = []
+        for item in completions:
+            params += (item.job_id, item.lease_token, item.output_json)
         with self._write() as conn:
-            for item in completions:
-                cursor = conn.execute(
-                    "UPDATE dqflow_jobs SET status = 'completed', output = COALESCE(?, output), completed_at = ?,"
-                    " updated_at = ?, lease_expires_at = NULL"
-                    " WHERE id = ? AND lease_token = ? AND status = 'processing'",
-                    (item.output_json, now, now, item.job_id, item.lease_token),
+            rows = conn.execute(
+                f"WITH done(id, token, output) AS (VALUES {values})"
+                " UPDATE dqflow_jobs SET status = 'completed', output = COALESCE(done.output, dqflow_jobs.output),"
+                " completed_at = ?, updated_at = ?, lease_expires_at = NULL FROM done"
+                " WHERE dqflow_jobs.id = done.id AND dqflow_jobs.lease_token = done.token"
+                " AND dqflow_jobs.status = 'processing' RETURNING dqflow_jobs.id",
+                (*params, now, now),
+            ).fetchall()
+            applied = {row[0] for row in rows}
+            if applied:
+                conn.executemany(
+                    "INSERT INTO dqflow_job_events (job_id, event_type, created_at) VALUES (?, 'completed', ?)",
+                    [(job_id, now) for job_id in applied],
                 )
-                ok = cursor.rowcount == 1
-                if ok:
-                    self._event(conn, item.job_id, EventType.COMPLETED, now)
-                applied.append(ok)
-        return applied
+        return [item.job_id in applied for item in completions]
 
     def fail_jobs(self, failures: Sequence[Failure]) -> list[bool]:
         now = time.time()
