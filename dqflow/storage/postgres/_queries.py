@@ -33,6 +33,7 @@ class Queries:
     """Every statement the backend runs, qualified for one schema."""
 
     add_jobs: str
+    add_jobs_unkeyed: str
     find_idempotency_keys: str
     get_job: str
     list_jobs: str

@@ -312,6 +312,9 @@ class PostgresStorage(Storage):
             raise TypeError(f"connection= must be a psycopg Connection, not {type(conn).__name__}")
         try:
             with conn.cursor(row_factory=tuple_row) as cur:
+                if all(key is None for key in keys):
+                    cur.execute(self._q.add_jobs_unkeyed, params)
+                    return [(int(row[0]), True) for row in cur.fetchall()]
                 cur.execute(self._q.add_jobs, params)
                 inserted: set[int] = set()
                 drawn: list[tuple[int, int | None]] = []
