@@ -164,7 +164,10 @@ def _duplicates(node: yaml.Node, loc: Loc, file: str, seen: set[int], out: list[
 
 
 def _parse_yaml(text: str, file: str) -> tuple[yaml.Node | None, Any]:
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        raise _reader_error(exc, text, file) from exc
     try:
         node = loader.get_single_node()
         if node is None:
@@ -174,6 +177,8 @@ def _parse_yaml(text: str, file: str) -> tuple[yaml.Node | None, Any]:
         if problems:
             _raise(problems)
         return node, loader.construct_document(node)
+    except yaml.reader.ReaderError as exc:
+        raise _reader_error(exc, text, file) from exc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = exc.problem or "syntax error"
@@ -185,8 +190,17 @@ def _parse_yaml(text: str, file: str) -> tuple[yaml.Node | None, Any]:
         ) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML: {exc}", file=file) from exc
+    except RecursionError:
+        raise ConfigError("invalid YAML: nested too deeply", file=file) from None
     finally:
         loader.dispose()
+
+
+def _reader_error(exc: yaml.reader.ReaderError, text: str, file: str) -> ConfigError:
+    """A character YAML does not allow (a control character, say), with its line."""
+    line = text.count("\n", 0, exc.position) + 1 if isinstance(exc.position, int) else None
+    char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+    return ConfigError(f"invalid YAML: character {char!r} is not allowed here", file=file, line=line)
 
 
 # --------------------------------------------------------------------------- pydantic errors → messages
