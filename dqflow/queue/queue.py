@@ -201,8 +201,10 @@ class Queue:
             else _seconds(job.retry_max_delay, "retry_max_delay")
         )
         tags = spec.tags if job.tags is None else _tags(job.tags)
-        if job.idempotency_key is not None and not isinstance(job.idempotency_key, str):
-            raise TypeError("idempotency_key must be a string")
+        if job.idempotency_key is not None:
+            if not isinstance(job.idempotency_key, str):
+                raise TypeError("idempotency_key must be a string")
+            _no_nul(job.idempotency_key, "idempotency_key")
         return NewJob(
             job_type=job.job_type,
             payload_json=payload_json,
@@ -326,6 +328,8 @@ class Queue:
             mode = TagMode(tag_mode)
         except ValueError:
             raise ValueError(f"tag_mode must be one of all, any, none, exact; got {tag_mode!r}") from None
+        if job_type is not None:
+            _no_nul(job_type, "job_type")
         if not 1 <= int(limit) <= 10_000:
             raise ValueError(f"limit must be between 1 and 10000, got {limit}")
         return self.storage.list_jobs(
@@ -438,4 +442,10 @@ def _tags(tags: Sequence[str]) -> tuple[str, ...]:
     for tag in result:
         if not isinstance(tag, str) or not tag:
             raise ValueError(f"every tag must be a non-empty string, got {tag!r}")
+        _no_nul(tag, "a tag")
     return result
+
+
+def _no_nul(text: str, what: str) -> None:
+    if "\x00" in text:
+        raise ValueError(f"{what} must not contain NUL characters (\\u0000): {text!r}")
