@@ -15,7 +15,8 @@ Each run gets a fresh backend (see ``throughput.py``: a temporary SQLite file, a
 temporary PostgreSQL database, a unique Redis prefix), removed afterwards.
 Fields: ``rss_mb_at_checkpoint``, ``rss_mb_at_end``, ``growth_mb`` (end minus
 checkpoint), ``growth_pct``, ``peak_rss_mb`` (VmHWM), ``rss_mb_before_worker``
-(after enqueueing, before the worker starts), ``seconds`` (processing time).
+(after enqueueing, before the worker starts), ``rss_mb_every_tenth`` (RSS after
+each tenth of the jobs: a plateau or steady growth), ``seconds`` (processing time).
 """
 
 from __future__ import annotations
@@ -65,14 +66,18 @@ def run(url: str, jobs: int, checkpoint: int, concurrency: int, batch: int) -> d
         before = rss_mb()
         worker = Worker(queue, concurrency=concurrency, drain=True)
         marks: dict[str, float] = {}
+        samples: list[float] = []  # RSS at every tenth of the jobs: a plateau, or steady growth?
         finished = threading.Event()
 
         def watch() -> None:
+            step = max(1, jobs // 10)
             while not finished.is_set():
-                if worker.stats.completed >= checkpoint and "checkpoint" not in marks:
+                done = worker.stats.completed
+                if done >= checkpoint and "checkpoint" not in marks:
                     marks["checkpoint"] = rss_mb()
-                    marks["checkpoint_completed"] = worker.stats.completed
-                    return
+                    marks["checkpoint_completed"] = done
+                if done >= step * (len(samples) + 1) and len(samples) < 9:
+                    samples.append(rss_mb())
                 time.sleep(0.005)
 
         watcher = threading.Thread(target=watch, daemon=True)
@@ -99,6 +104,7 @@ def run(url: str, jobs: int, checkpoint: int, concurrency: int, batch: int) -> d
             "growth_mb": round(end - at_checkpoint, 1),
             "growth_pct": round((end - at_checkpoint) / at_checkpoint * 100, 1),
             "peak_rss_mb": rss_mb("VmHWM"),
+            "rss_mb_every_tenth": [*samples, end],
             "seconds": round(seconds, 1),
             "jobs_per_s": round(jobs / seconds),
         }

@@ -17,7 +17,7 @@ from dqflow.storage import Completion
 pytestmark = pytest.mark.reliability
 
 EXAMPLES = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
 
 
@@ -45,8 +45,8 @@ def json_values(backend: str) -> st.SearchStrategy[Any]:
     floats = st.floats(allow_nan=False, allow_infinity=False)
     if postgres:
         floats = floats.filter(pg_safe_float)
-    # PostgreSQL's jsonb cannot hold U+0000 in a string (test_nul_characters_are_stored_or_refused)
-    text = st.text(st.characters(blacklist_characters="\x00") if postgres else st.characters(), max_size=20)
+    # U+0000 and lone surrogates are refused on every backend (test_bad_input.py); everything else goes
+    text = st.text(st.characters(codec="utf-8", blacklist_characters="\x00"), max_size=20)
     scalars = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | floats | text
     return st.recursive(
         scalars, lambda inner: st.lists(inner, max_size=5) | st.dictionaries(text, inner, max_size=5), max_leaves=25

