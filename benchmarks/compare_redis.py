@@ -136,6 +136,17 @@ def bulk_10k(runs: int) -> list[float]:
     return times
 
 
+def paired_ratios(by_run: dict[tuple[str, int], dict[str, Any]], names: list[str], runs: int) -> dict[str, list[float]]:
+    """Per run, dqflow's processed jobs/s divided by each peer's in the same run (same load)."""
+    ratios: dict[str, list[float]] = {}
+    for name in names:
+        for run in range(1, runs + 1):
+            dq, peer = by_run.get(("dqflow", run)), by_run.get((name, run))
+            if name != "dqflow" and dq and peer and peer.get("process_jobs_per_s"):
+                ratios.setdefault(name, []).append(dq["process_jobs_per_s"] / peer["process_jobs_per_s"])
+    return ratios
+
+
 def median(results: list[dict[str, Any]], metric: str) -> float | None:
     values = [r[metric] for r in results if r.get(metric) is not None]
     return statistics.median(values) if values else None
@@ -161,6 +172,7 @@ def report(
     counts: dict[str, int],
     bulk: list[float],
     load: tuple[str, str],
+    paired: dict[str, list[float]],
 ) -> str:
     dq = medians.get("dqflow", {})
     dq_rate = dq.get("process_jobs_per_s")
@@ -214,6 +226,12 @@ def report(
             f"- Processed jobs/s at C={args.concurrency}: dqflow {fmt(dq_rate)} vs fastest peer {fastest}"
             f" {fmt(best)} = **{times:.2f}x** (goal ≥ 2x): {'met' if times >= 2 else 'not met'}."
         )
+        if paired.get(fastest):
+            runs = paired[fastest]
+            lines.append(
+                f"  Run by run (same moment, same load) dqflow / {fastest}:"
+                f" {', '.join(f'{r:.2f}x' for r in runs)}; median {statistics.median(runs):.2f}x."
+            )
     huey_p50 = medians.get("huey (redis)", {}).get("latency_p50_ms")
     dq_p50 = dq.get("latency_p50_ms")
     if huey_p50 is not None and dq_p50 is not None:
@@ -260,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("benchmarks/throughput.py is missing (it runs the dqflow side)")
     chosen = [s for s in systems(args.jobs, args.concurrency) if not args.only or s.name in args.only]
     results: dict[str, list[dict[str, Any]]] = {s.name: [] for s in chosen}
+    by_run: dict[tuple[str, int], dict[str, Any]] = {}
     load_before = loadavg()
     for run in range(1, args.runs + 1):
         for system in chosen:
@@ -267,12 +286,14 @@ def main(argv: list[str] | None = None) -> int:
             result = run_one(system, args.timeout)
             if result is not None:
                 results[system.name].append(result)
+                by_run[(system.name, run)] = result
                 print(f"  {json.dumps(result)}", file=sys.stderr, flush=True)
     bulk = bulk_10k(args.runs) if any(not s.peer for s in chosen) else []
     medians = {name: {m: median(rs, m) for m in METRICS} for name, rs in results.items()}
     outputs = {name: bool(rs) and all(r.get("stores_output") for r in rs) for name, rs in results.items()}
     counts = {name: len(rs) for name, rs in results.items()}
-    text = report(args, medians, outputs, counts, bulk, (load_before, loadavg()))
+    paired = paired_ratios(by_run, [s.name for s in chosen], args.runs)
+    text = report(args, medians, outputs, counts, bulk, (load_before, loadavg()), paired)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(text)
     print(text)
