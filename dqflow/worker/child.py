@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing.connection
+import os
+import signal
 import sys
+import threading
 import time
 import traceback
 from typing import Any
@@ -69,5 +72,27 @@ def _child_main(conn: multiprocessing.connection.Connection) -> None:
         conn.close()
 
 
+def _die_with_parent() -> None:
+    """Exit as soon as the worker that started us is gone (even after its SIGKILL)."""
+    parent = os.getppid()
+    try:  # Linux: the kernel sends SIGKILL when the parent dies
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:  # elsewhere: poll for being re-parented
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="dqflow-parent-watch", daemon=True).start()
+
+
 if __name__ == "__main__":
+    _die_with_parent()
     _child_main(multiprocessing.connection.Connection(int(sys.argv[1])))
