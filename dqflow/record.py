@@ -21,6 +21,9 @@ from dqflow.errors import OutputParseError
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 _JSON = JSON().with_variant(JSONB(), "postgresql")
+# Payload and output keep their JSON text exactly (PostgreSQL ``json``, not ``jsonb``,
+# which would turn 1e16 into an integer and -0.0 into 0).
+_EXACT_JSON = JSON()
 
 
 class JobStatus(StrEnum):
@@ -70,7 +73,7 @@ class JobRecord(SQLModel):
 
     id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
     job_type: str = Field(sa_column=Column(Text, nullable=False))
-    payload: Any = Field(default=None, sa_column=Column(_JSON, nullable=False))
+    payload: Any = Field(default=None, sa_column=Column(_EXACT_JSON, nullable=False))
     status: JobStatus = Field(default=JobStatus.PENDING, sa_column=Column(Text, nullable=False))
     priority: int = Field(default=0, sa_column=Column(Integer, nullable=False))
     run_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
@@ -82,7 +85,7 @@ class JobRecord(SQLModel):
     retry_max_delay_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     retry_jitter: bool = Field(default=True, sa_column=Column(Boolean, nullable=False))
     progress: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
-    output: Any = Field(default=None, sa_column=Column(_JSON, nullable=True))
+    output: Any = Field(default=None, sa_column=Column(_EXACT_JSON, nullable=True))
     error_history: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(_JSON, nullable=False))
     failure_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     tags: list[str] = Field(default_factory=list, sa_column=Column(_JSON, nullable=False))

@@ -7,7 +7,7 @@ WITH input AS MATERIALIZED (
     -- timeout_ms, retry_delay_ms, retry_backoff, retry_max_delay_ms, retry_jitter, tags,
     -- idempotency_key]: one parameter, cheap to send for 10,000 jobs.
     SELECT r ->> 0 AS job_type,
-           (r ->> 1)::jsonb AS payload,
+           (r ->> 1)::json AS payload,
            (r ->> 2)::integer AS priority,
            (r ->> 3)::timestamptz AS run_at,
            (r ->> 4)::integer AS max_attempts,

@@ -7,11 +7,13 @@
 -- crash leaves the job pending again, and the worker's completion is then
 -- rejected by the fence, so nothing is lost or completed twice; and every
 -- durable completion flushes the WAL up to and including its own claim.
+-- The new token adds a random step, so a claim repeated after such a crash gets
+-- a different token than the lost one and the first worker stays fenced out.
 WITH claimed AS (
     UPDATE dqflow_jobs AS j
     SET status = 'processing',
         attempts = j.attempts + 1,
-        lease_token = j.lease_token + 1,
+        lease_token = j.lease_token + 1 + floor(random() * 2147483647)::bigint,
         locked_by = %(worker_id)s::text,
         locked_at = now(),
         lease_expires_at = now() + %(lease_ms)s::bigint * interval '1 millisecond',

@@ -7,7 +7,7 @@ WITH completed AS (
     UPDATE dqflow_jobs AS j
     SET status = 'completed',
         output = coalesce(
-            ((%(output)s::text[])[array_position(%(job_id)s::bigint[], j.id)])::jsonb, j.output
+            ((%(output)s::text[])[array_position(%(job_id)s::bigint[], j.id)])::json, j.output
         ),
         completed_at = now(),
         updated_at = now(),

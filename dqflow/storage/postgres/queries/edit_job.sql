@@ -6,7 +6,7 @@ WITH target AS (
 ),
 edited AS (
     UPDATE dqflow_jobs AS j
-    SET payload = CASE WHEN %(set_payload)s THEN %(payload)s::jsonb ELSE j.payload END,
+    SET payload = CASE WHEN %(set_payload)s THEN %(payload)s::json ELSE j.payload END,
         priority = CASE WHEN %(set_priority)s THEN %(priority)s::integer ELSE j.priority END,
         run_at = CASE WHEN %(set_run_at)s THEN coalesce(%(run_at)s::timestamptz, now()) ELSE j.run_at END,
         max_attempts = CASE WHEN %(set_max_attempts)s THEN %(max_attempts)s::integer ELSE j.max_attempts END,
