@@ -33,9 +33,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from throughput import fresh_backend, kind_of  # noqa: E402
+from throughput import fresh_backend, kind_of
 
-from dqflow import Declaration, Queue, Worker  # noqa: E402
+from dqflow import Declaration, Queue, Worker
 
 PAYLOAD = {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}}
 OUTPUT = {"type": "object", "required": ["n", "ok"], "properties": {"n": {"type": "integer"}, "ok": {"const": True}}}

@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from backends import BACKEND_KINDS, backend_url, drop_pg_test_database  # noqa: E402
+from backends import BACKEND_KINDS, backend_url, drop_pg_test_database
 
 
 @pytest.fixture(params=BACKEND_KINDS)

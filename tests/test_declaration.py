@@ -413,12 +413,8 @@ BAD_CASES: list[tuple[str, str, int, str, str]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("text", "line", "key", "message"), [c[1:] for c in BAD_CASES], ids=[c[0] for c in BAD_CASES]
-)
-def test_bad_input_names_file_line_and_key(
-    project: Path, text: str, line: int, key: str, message: str
-) -> None:
+@pytest.mark.parametrize(("text", "line", "key", "message"), [c[1:] for c in BAD_CASES], ids=[c[0] for c in BAD_CASES])
+def test_bad_input_names_file_line_and_key(project: Path, text: str, line: int, key: str, message: str) -> None:
     path = write_yaml(project, text)
     error = load_error(path, import_handlers=False)
     assert error.file == str(path)
@@ -487,9 +483,7 @@ def test_top_level_not_a_mapping(project: Path, text: str, kind: str) -> None:
     path = write_yaml(project, text)
     error = load_error(path)
     assert error.line == 1
-    assert f"the top level must be a mapping (backend, defaults, worker, limits, jobs), not {kind}" in str(
-        error
-    )
+    assert f"the top level must be a mapping (backend, defaults, worker, limits, jobs), not {kind}" in str(error)
 
 
 def test_missing_file() -> None:
@@ -676,9 +670,7 @@ def test_build_in_code_with_callable_and_inline_schema() -> None:
     assert spec.timeout == 30.0 and spec.tags == ("a", "b")
     assert spec.retry == RetryPolicy(delay=1.0, backoff="fixed", max_delay=600.0, jitter=True)
     assert spec.payload_schema is not None and spec.payload_schema.errors({"reportId": "x"}) == []
-    assert spec.output_schema is not None and spec.output_schema.errors({}) == [
-        "$: 'url' is a required property"
-    ]
+    assert spec.output_schema is not None and spec.output_schema.errors({}) == ["$: 'url' is a required property"]
     assert decl.worker.concurrency == 2 and decl.worker.batch_size == 10
     assert decl.limits == Limits(max_payload_bytes=1_048_576, max_output_bytes=10)
 
@@ -755,9 +747,7 @@ def test_schema_validator_rejects_bad_schemas() -> None:
 
 
 def test_schema_validator_dialect_from_schema_keyword() -> None:
-    draft7 = SchemaValidator(
-        {"$schema": "http://json-schema.org/draft-07/schema#", "items": [{"type": "string"}]}
-    )
+    draft7 = SchemaValidator({"$schema": "http://json-schema.org/draft-07/schema#", "items": [{"type": "string"}]})
     assert draft7.errors([1]) == ["$[0]: 1 is not of type 'string'"]
 
 

@@ -18,9 +18,7 @@ def main() -> None:
     parser.add_argument("--drain", action="store_true")
     parser.add_argument("--job-type", action="append", default=None)
     args = parser.parse_args()
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
     queue = Queue.from_yaml(args.config, backend=args.backend)
     worker = Worker(
         queue,

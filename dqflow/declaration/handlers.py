@@ -45,9 +45,7 @@ def import_handler(ref: str) -> Callable[..., Any]:
     except ImportError as exc:
         raise HandlerImportError(f"cannot import module {module_name!r}: {exc}") from exc
     except Exception as exc:
-        raise HandlerImportError(
-            f"importing module {module_name!r} failed: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise HandlerImportError(f"importing module {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
     obj: Any = module
     walked = module_name
     for part in attr_path.split("."):

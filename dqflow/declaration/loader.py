@@ -125,9 +125,7 @@ class _Locator:
                     break
                 line = found[0].start_mark.line + 1
                 node = found[1]
-            elif (
-                isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value)
-            ):
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
                 node = node.value[part]
                 line = node.start_mark.line + 1
             else:
@@ -185,9 +183,7 @@ def _parse_yaml(text: str, file: str) -> tuple[yaml.Node | None, Any]:
         if exc.context:
             where = f" (line {exc.context_mark.line + 1})" if exc.context_mark is not None else ""
             what = f"{what}, {exc.context}{where}"
-        raise ConfigError(
-            f"invalid YAML: {what}", file=file, line=None if mark is None else mark.line + 1
-        ) from exc
+        raise ConfigError(f"invalid YAML: {what}", file=file, line=None if mark is None else mark.line + 1) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML: {exc}", file=file) from exc
     except RecursionError:
@@ -358,9 +354,7 @@ def _load_schema(
     return validator
 
 
-def _handler(
-    job: RawJob, loc: Loc, ctx: _Context, out: list[ConfigError]
-) -> tuple[str, Callable[..., Any] | None]:
+def _handler(job: RawJob, loc: Loc, ctx: _Context, out: list[ConfigError]) -> tuple[str, Callable[..., Any] | None]:
     if not isinstance(job.handler, str):
         func: Callable[..., Any] = job.handler
         return handler_ref_of(func), func
@@ -439,9 +433,7 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
             poll_interval=w.poll_interval,
             shutdown_grace=w.shutdown_grace,
         ),
-        limits=Limits(
-            max_payload_bytes=raw.limits.max_payload_bytes, max_output_bytes=raw.limits.max_output_bytes
-        ),
+        limits=Limits(max_payload_bytes=raw.limits.max_payload_bytes, max_output_bytes=raw.limits.max_output_bytes),
     )
 
 
@@ -474,9 +466,7 @@ def load_declaration(path: str | os.PathLike[str], *, import_handlers: bool = Tr
             line=node.start_mark.line + 1,
         )
     resolved = source.resolve()
-    ctx = _Context(
-        file=file, locator=_Locator(node), base_dir=resolved.parent, import_handlers=import_handlers
-    )
+    ctx = _Context(file=file, locator=_Locator(node), base_dir=resolved.parent, import_handlers=import_handlers)
     return _compile(data, ctx, resolved)
 
 

@@ -214,9 +214,7 @@ def _tag(value: str) -> str:
 
 def _job_name(value: str) -> str:
     if not JOB_TYPE_NAME.match(value):
-        raise ValueError(
-            f"invalid job type name {value!r}: start with a letter or _, then letters, digits, _ . : -"
-        )
+        raise ValueError(f"invalid job type name {value!r}: start with a letter or _, then letters, digits, _ . : -")
     return value
 
 
@@ -293,9 +291,7 @@ class RawJob(RawPolicy):
     def _check_handler(cls, value: Any) -> Any:
         if isinstance(value, str):
             if not HANDLER_REF.match(value):
-                raise ValueError(
-                    f"handler {value!r} must look like module:function (e.g. app.jobs:send_email)"
-                )
+                raise ValueError(f"handler {value!r} must look like module:function (e.g. app.jobs:send_email)")
             return value
         if callable(value):
             return value

@@ -120,9 +120,7 @@ class SchemaValidator:
         checking is on. Raises :class:`InvalidSchemaError` for a bad schema.
         """
         if not isinstance(schema, (Mapping, bool)):
-            raise InvalidSchemaError(
-                f"a JSON Schema must be an object or a boolean, not {type(schema).__name__}"
-            )
+            raise InvalidSchemaError(f"a JSON Schema must be an object or a boolean, not {type(schema).__name__}")
         cls: Any = validator_for(schema, default=_UnknownDialect)  # type: ignore[arg-type]
         if cls is _UnknownDialect:
             dialect = schema.get("$schema") if isinstance(schema, Mapping) else None
@@ -158,9 +156,7 @@ class SchemaValidator:
         found = sorted(self._validator.iter_errors(value), key=lambda e: [str(p) for p in e.absolute_path])
         return [_message(error) for error in found]
 
-    def validate(
-        self, value: Any, error: type[ValidationFailed] = ValidationFailed, what: str = "value"
-    ) -> None:
+    def validate(self, value: Any, error: type[ValidationFailed] = ValidationFailed, what: str = "value") -> None:
         """Raise ``error(what, messages)`` when ``value`` does not match."""
         problems = self.errors(value)
         if problems:

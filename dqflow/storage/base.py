@@ -213,9 +213,7 @@ class Storage(ABC):
     # -- working -------------------------------------------------------------------
 
     @abstractmethod
-    def claim_jobs(
-        self, worker_id: str, job_types: Sequence[str] | None, limit: int, lease_ms: int
-    ) -> list[JobRecord]:
+    def claim_jobs(self, worker_id: str, job_types: Sequence[str] | None, limit: int, lease_ms: int) -> list[JobRecord]:
         """Atomically claim up to ``limit`` ready jobs (pending, ``run_at`` due),
         highest priority first, then oldest. Each becomes ``processing`` with
         attempts+1, a new ``lease_token``, ``locked_by``/``locked_at``,

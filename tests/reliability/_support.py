@@ -26,7 +26,9 @@ class Workers:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: dict[int, Path] = {}
 
-    def start(self, backend: str, *args: str, config: Path = APP_CONFIG, name: str | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self, backend: str, *args: str, config: Path = APP_CONFIG, name: str | None = None
+    ) -> subprocess.Popen[bytes]:
         log = self.tmp_path / f"{name or f'worker{len(self.procs)}'}.log"
         proc = start_worker_process(backend, *args, config=config, log=log)
         self.procs.append(proc)
@@ -99,13 +101,20 @@ class RedisServer:
         self.proc = subprocess.Popen(
             [
                 "redis-server",
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--dir", str(self.directory),
-                "--appendonly", "yes",
-                "--appendfsync", "always",
-                "--save", "",
-                "--logfile", str(self.directory / "redis.log"),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+                "--logfile",
+                str(self.directory / "redis.log"),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

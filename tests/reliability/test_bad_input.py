@@ -66,7 +66,9 @@ def test_payloads_that_are_not_json_are_refused_and_store_nothing(backend: str, 
     assert "$.deep[1].value" in message, message  # says where
     # in a batch: the good jobs before it are not stored either, and the error names the index
     with pytest.raises(PayloadValidationError, match=r"job 2"):
-        queue.add_many([{"job_type": "t", "payload": 1}, {"job_type": "t", "payload": 2}, {"job_type": "t", "payload": value}])
+        queue.add_many(
+            [{"job_type": "t", "payload": 1}, {"job_type": "t", "payload": 2}, {"job_type": "t", "payload": value}]
+        )
     assert all_jobs(queue) == []
     queue.close()
 
@@ -84,7 +86,9 @@ def test_outputs_that_are_not_json_are_refused_and_store_nothing(backend: str) -
             seen[payload["name"]] = str(exc)
         return None
 
-    queue = make_queue(backend, {"returns_bad": {"handler": returns_bad, "max_attempts": 1}, "sets_bad": {"handler": sets_bad}})
+    queue = make_queue(
+        backend, {"returns_bad": {"handler": returns_bad, "max_attempts": 1}, "sets_bad": {"handler": sets_bad}}
+    )
     returned = {name: queue.add("returns_bad", {"name": name}) for name in NOT_JSON}
     set_ = {name: queue.add("sets_bad", {"name": name}) for name in NOT_JSON}
     with running_worker(queue, concurrency=4):

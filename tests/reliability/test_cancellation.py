@@ -14,7 +14,9 @@ from reliability._support import Workers, wait_until
 pytestmark = pytest.mark.reliability
 
 
-def test_cancelling_running_jobs_reaches_sync_and_async_handlers(backend: str, tmp_path: Path, workers: Workers) -> None:
+def test_cancelling_running_jobs_reaches_sync_and_async_handlers(
+    backend: str, tmp_path: Path, workers: Workers
+) -> None:
     log, seen = tmp_path / "runs.log", tmp_path / "seen.log"
     queue = Queue.from_yaml(APP_CONFIG, backend=backend)
     payload = {"n": 1, "log": str(log), "seen": str(seen), "sleep": 60}

@@ -42,9 +42,7 @@ def _pg_cluster() -> tuple[str, str]:
 
 def _pg_ctl(action: str) -> None:
     version, cluster = _pg_cluster()
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, cluster, action], check=True, timeout=120
-    )
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, cluster, action], check=True, timeout=120)
 
 
 def _pg_running() -> bool:

@@ -28,9 +28,7 @@ def test_sigterm_finishes_what_it_can_and_hands_back_the_rest(backend: str, tmp_
     long = queue.add_many(
         [{"job_type": "slow_first_run", "payload": {"n": i, "log": str(log), "sleep": 120}} for i in range(2, 4)]
     )
-    first = workers.start(
-        backend, "--concurrency", "4", "--lease", "3", "--shutdown-grace", str(GRACE), name="first"
-    )
+    first = workers.start(backend, "--concurrency", "4", "--lease", "3", "--shutdown-grace", str(GRACE), name="first")
     wait_until(lambda: len(executions(log)) == 4, 30, interval=0.01, what="the first worker runs all four jobs")
     first.send_signal(signal.SIGTERM)
     signalled = time.monotonic()

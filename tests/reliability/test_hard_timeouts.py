@@ -66,7 +66,9 @@ def test_a_spinning_isolated_handler_is_killed_at_its_timeout(backend: str, tmp_
     normal = queue.add("record_run", {"n": 1, "log": str(log)})
     isolated = queue.add("record_run_isolated", {"n": 2, "log": str(log)})
     for job_id, n in ((normal, 1), (isolated, 2)):
-        done = wait_until(lambda j=job_id: (r := queue.get_job(j)).status is JobStatus.COMPLETED and r, 20, what="next jobs")
+        done = wait_until(
+            lambda j=job_id: (r := queue.get_job(j)).status is JobStatus.COMPLETED and r, 20, what="next jobs"
+        )
         assert done.output == {"n": n, "ok": True}
     runs = runs_by_pid(log)
     assert runs[worker.pid] == [normal]  # thread isolation: in the worker itself

@@ -29,11 +29,17 @@ from reliability._support import RedisServer, Workers, completed_events, runs_by
 pytestmark = pytest.mark.reliability
 
 LATE_WRITES = {"completion": [], "progress": ["progress"], "output": ["output"]}
-LOG_LINE = {"completion": "completion rejected", "progress": "progress write rejected", "output": "output write rejected"}
+LOG_LINE = {
+    "completion": "completion rejected",
+    "progress": "progress write rejected",
+    "output": "output write rejected",
+}
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "redis"])
-def stale_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Callable[[list[int]], object]]]:
+def stale_backend(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[str, Callable[[list[int]], object]]]:
     """A backend URL and a way to hold its writes to some jobs for a while."""
     if request.param == "redis":
         server: RedisServer = request.getfixturevalue("redis_server")

@@ -29,7 +29,9 @@ def test_jobs_of_a_killed_worker_are_completed_by_another(backend: str, tmp_path
     last_chance = queue.add("slow_first_run", {"n": 99, "log": str(log), "sleep": 60}, max_attempts=1)
     victim = workers.start(backend, "--concurrency", "4", "--lease", "2", name="victim")
     wait_until(lambda: len(executions(log)) == 4, 30, what="the victim runs all four jobs")
-    assert all(queue.get_job(i).locked_by and str(victim.pid) in queue.get_job(i).locked_by for i in [*ids, last_chance])
+    assert all(
+        queue.get_job(i).locked_by and str(victim.pid) in queue.get_job(i).locked_by for i in [*ids, last_chance]
+    )
 
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait(timeout=10)
