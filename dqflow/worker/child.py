@@ -17,8 +17,11 @@ import time
 import traceback
 from typing import Any
 
+# Imported up front, while the child waits for a job, not after it arrives.
+from dqflow.declaration.handlers import import_handler
 from dqflow.errors import OutputValidationError
 from dqflow.record import JobRecord
+from dqflow.worker.handlers import inspect_handler
 
 
 class _ChildContext:
@@ -54,9 +57,6 @@ def _child_main(conn: multiprocessing.connection.Connection) -> None:
     try:
         handler_ref, sys_path, job = conn.recv()
         sys.path[:] = sys_path
-        from dqflow.declaration.handlers import import_handler
-        from dqflow.worker.handlers import inspect_handler
-
         info = inspect_handler(import_handler(handler_ref))
         payload: Any = job.payload
         if info.payload_model is not None:

@@ -5,7 +5,8 @@ thread. For job types declared with ``isolation: process`` the worker starts a
 fresh Python process per attempt (``python -m dqflow.worker.child``: no
 inherited threads, locks or connections, and no re-import of the caller's main
 module), and kills it when the job times out, is cancelled or the worker shuts
-down.
+down. One child is kept started and waiting (its imports done), so the
+interpreter's start-up never counts against a job's timeout.
 
 The child talks to the parent over a pipe: ``set_progress`` and
 ``set_output`` are forwarded to the parent's real ``JobContext`` (so the
@@ -15,10 +16,12 @@ same validation, fencing and events apply) and answered, so an invalid
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing.connection
 import socket
 import subprocess
 import sys
+import threading
 from typing import Any
 
 from dqflow.errors import ValidationFailed
@@ -26,6 +29,54 @@ from dqflow.record import JobRecord
 from dqflow.worker.context import JobContext
 
 _POLL_SECONDS = 0.05
+
+_Child = tuple[subprocess.Popen[bytes], multiprocessing.connection.Connection]
+_warm: list[_Child] = []
+_warm_lock = threading.Lock()
+
+
+def _spawn() -> _Child:
+    parent_sock, child_sock = socket.socketpair()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dqflow.worker.child", str(child_sock.fileno())],
+        pass_fds=[child_sock.fileno()],
+        stdin=subprocess.DEVNULL,
+    )
+    child_sock.close()
+    return process, multiprocessing.connection.Connection(parent_sock.detach())
+
+
+def prewarm() -> None:
+    """Start a waiting child now (a worker calls this when it has isolated job types)."""
+    with _warm_lock:
+        if not _warm:
+            _warm.append(_spawn())
+
+
+def _take() -> _Child:
+    """A started child (a warm one when there is one), leaving a fresh one warming."""
+    with _warm_lock:
+        child = None
+        while _warm:
+            candidate = _warm.pop()
+            if candidate[0].poll() is None:
+                child = candidate
+                break
+            candidate[1].close()
+        if child is None:
+            child = _spawn()
+        _warm.append(_spawn())
+    return child
+
+
+@atexit.register
+def _stop_warm() -> None:
+    with _warm_lock:
+        for process, conn in _warm:
+            process.kill()
+            process.wait()
+            conn.close()
+        _warm.clear()
 
 
 class HandlerFailed(Exception):
@@ -43,14 +94,7 @@ def run_in_process(handler_ref: str, job: JobRecord, ctx: JobContext) -> Any:
     raised, ``ProcessKilled`` when the child was killed because ``ctx`` was
     cancelled (timeout, cancel, shutdown) or died without answering.
     """
-    parent_sock, child_sock = socket.socketpair()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dqflow.worker.child", str(child_sock.fileno())],
-        pass_fds=[child_sock.fileno()],
-        stdin=subprocess.DEVNULL,
-    )
-    child_sock.close()
-    parent_conn = multiprocessing.connection.Connection(parent_sock.detach())
+    process, parent_conn = _take()
     try:
         parent_conn.send((handler_ref, list(sys.path), job))
         while True:

@@ -35,7 +35,7 @@ from dqflow.record import FailureReason, JobRecord
 from dqflow.storage import Completion, Failure, Lease, Release
 from dqflow.worker.context import JobContext, WriteStats
 from dqflow.worker.handlers import HandlerInfo, inspect_handler
-from dqflow.worker.isolation import HandlerFailed, run_in_process
+from dqflow.worker.isolation import HandlerFailed, prewarm, run_in_process
 from dqflow.worker.threads import HandlerThreads
 
 log = logging.getLogger("dqflow.worker")
@@ -160,6 +160,8 @@ class Worker:
         if self._stop_requested.is_set():
             self._stopping.set()
         installed = self._install_signal_handlers()
+        if any(spec.isolation == "process" for spec in self.queue.declaration.job_types.values()):
+            prewarm()
         background = [
             asyncio.create_task(self._flush_loop(), name="dqflow-flush"),
             asyncio.create_task(self._heartbeat_loop(), name="dqflow-heartbeat"),
