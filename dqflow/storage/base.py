@@ -9,8 +9,11 @@ Conventions shared by every backend:
 * Payloads and outputs arrive already validated and serialised to JSON text;
   backends store them as JSON and hand them back parsed in ``JobRecord``.
 * Timestamps are timezone-aware UTC ``datetime`` values.
-* Every state change appends its entry to the job's event history in the same
-  atomic step (transaction or Lua script) as the change itself.
+* Every change of a job's status (added, processing, completed, failed,
+  retried, cancelled, edited, reclaimed) appends its entry to the job's event
+  history in the same atomic step (transaction or Lua script) as the change
+  itself. Lease renewals, progress and output writes, and shutdown hand-backs
+  (``release_jobs``) record none.
 * Worker writes (complete, fail, release, progress, output, lease renewal) are
   **fenced**: they apply only while the job is ``processing`` with the same
   ``lease_token`` the claim handed out. Each claim, reclaim, cancel and retry

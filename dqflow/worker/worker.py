@@ -154,6 +154,7 @@ class Worker:
         self._flush_idle = asyncio.Event()
         self._flush_idle.set()
         self._grace_cut = asyncio.Event()
+        self._waiting: asyncio.Future[list[JobRecord]] | None = None
         self._db = ThreadPoolExecutor(2, thread_name_prefix="dqflow-db")
         self._waiter = ThreadPoolExecutor(1, thread_name_prefix="dqflow-wait")
         self._pool: HandlerThreads[_Running] = HandlerThreads(self.concurrency, self._loop, self._threads_done)
@@ -197,6 +198,7 @@ class Worker:
     # -- plumbing --------------------------------------------------------------------
 
     def _wake_for_stop(self) -> None:
+        self._stop_requested.set()
         self._stopping.set()
         self._capacity.set()
 
@@ -265,9 +267,10 @@ class Worker:
                 self._capacity.clear()
                 await self._capacity.wait()
                 continue
-            await self._wait_for_work()
+            await self._wait_for_work(wanted)
 
-    async def _wait_for_work(self) -> None:
+    async def _wait_for_work(self, wanted: int) -> None:
+        """Block until work may be ready, then claim it on the same thread (one hand-off less)."""
         assert self._loop is not None
         try:
             due = await self._db_call(self.storage.next_due_in, self.job_types)
@@ -277,16 +280,29 @@ class Worker:
         timeout = self.poll_interval if due is None else min(self.poll_interval, due)
         if timeout <= 0:
             return
-        waiting: asyncio.Future[Any] = self._loop.run_in_executor(
-            self._waiter, self.storage.wait_for_jobs, timeout, self.job_types
+        waiting: asyncio.Future[list[JobRecord]] = self._loop.run_in_executor(
+            self._waiter, self._wait_then_claim, timeout, wanted
         )
+        self._waiting = waiting
         stopping: asyncio.Future[Any] = asyncio.ensure_future(self._stopping.wait())
         done, _ = await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
-        error = waiting.exception() if waiting in done else None
+        if waiting not in done:
+            return  # stopping: _shutdown hands back whatever this wait still claims
+        self._waiting = None
+        error = waiting.exception()
         if error is not None:
             self._report("waiting for jobs", error)
             await self._sleep_unless_stopping(min(self.poll_interval, 1.0))
+            return
+        for job in waiting.result():
+            self._start(job)
+
+    def _wait_then_claim(self, timeout: float, wanted: int) -> list[JobRecord]:
+        self.storage.wait_for_jobs(timeout, self.job_types)
+        if self._stop_requested.is_set():
+            return []
+        return self.storage.claim_jobs(self.worker_id, self.job_types, wanted, self._lease_ms)
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -547,6 +563,12 @@ class Worker:
                     await asyncio.wait_for(self._capacity.wait(), timeout=max(0.0, deadline - time.monotonic()))
                 except TimeoutError:
                     break
+        late: list[JobRecord] = []
+        if self._waiting is not None:
+            try:
+                late = await asyncio.wait_for(self._waiting, timeout=self.poll_interval + 10)
+            except Exception as exc:  # its claim failed or hangs: leases expire instead
+                self._report("finishing the last wait for jobs", exc)
         leftovers = list(self._active.values())
         for running in leftovers:
             running.settled = True  # whatever the handler still returns is dropped
@@ -554,11 +576,12 @@ class Worker:
             running.ctx.cancel("shutdown")
             if running.task is not None:
                 running.task.cancel()
-        if leftovers:
+        if leftovers or late:
             try:
                 released = await self._db_call(
                     self.storage.release_jobs,
-                    [Release(r.job.id, r.job.lease_token, started=False) for r in leftovers],
+                    [Release(r.job.id, r.job.lease_token, started=False) for r in leftovers]
+                    + [Release(job.id, job.lease_token, started=False) for job in late],
                 )
                 log.info("handed back %d running jobs", sum(released))
             except Exception as exc:
