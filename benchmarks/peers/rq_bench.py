@@ -60,9 +60,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def run(
-    url: str, jobs: int, concurrency: int, latency_jobs: int, gap: float, worker_kind: str
-) -> dict[str, Any]:
+def run(url: str, jobs: int, concurrency: int, latency_jobs: int, gap: float, worker_kind: str) -> dict[str, Any]:
     # RQ refuses functions of __main__: refer to this file by its module name
     import rq_bench
 
@@ -138,9 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-gap-ms", type=float, default=20.0)
     parser.add_argument("--worker", choices=("fork", "simple"), default="fork")
     args = parser.parse_args(argv)
-    result = run(
-        args.redis, args.jobs, args.concurrency, args.latency_jobs, args.latency_gap_ms / 1000, args.worker
-    )
+    result = run(args.redis, args.jobs, args.concurrency, args.latency_jobs, args.latency_gap_ms / 1000, args.worker)
     print(json.dumps(result), flush=True)
     return 0
 
