@@ -136,6 +136,20 @@ class JobRecord(SQLModel):
 
 _JOB_FIELDS = frozenset(JobRecord.model_fields)
 
+TIMESTAMP_FIELDS = (
+    "run_at",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "completed_at",
+    "last_failed_at",
+    "last_retried_at",
+    "cancelled_at",
+    "locked_at",
+    "lease_expires_at",
+)
+"""The ``JobRecord`` fields that hold a timestamp (backends that store numbers convert them)."""
+
 
 class JobEvent(SQLModel):
     """One entry of a job's persisted history."""

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from dqflow.declaration import Declaration, JobTypeSpec, load_declaration
+from dqflow.declaration import Declaration, JobTypeSpec, SchemaValidator, load_declaration
 from dqflow.durations import parse_duration, to_ms
 from dqflow.errors import (
     JobNotFoundError,
@@ -153,30 +153,14 @@ class Queue:
     def validate_payload(self, job_type: str, payload: Any) -> str:
         """Check ``payload`` for ``job_type`` (JSON, size, schema); return its JSON text."""
         spec = self.job_type(job_type)
-        if isinstance(payload, BaseModel):
-            payload = payload.model_dump(mode="json")
-        label = f"payload of {job_type}"
-        text = dumps(payload, PayloadValidationError, label)
         limit = self.declaration.limits.max_payload_bytes
-        if len(text.encode()) > limit:
-            raise PayloadTooLargeError(label, [f"{len(text.encode())} bytes is over the limit of {limit} bytes"])
-        if spec.payload_schema is not None:
-            spec.payload_schema.validate(payload, PayloadValidationError, label)
-        return text
+        return _checked_json(payload, spec.payload_schema, limit, PayloadValidationError, f"payload of {job_type}")
 
     def validate_output(self, job_type: str, output: Any) -> str:
         """Check an output for ``job_type`` (JSON, size, schema); return its JSON text."""
         spec = self.job_type(job_type)
-        if isinstance(output, BaseModel):
-            output = output.model_dump(mode="json")
-        label = f"output of {job_type}"
-        text = dumps(output, OutputValidationError, label)
         limit = self.declaration.limits.max_output_bytes
-        if len(text.encode()) > limit:
-            raise PayloadTooLargeError(label, [f"{len(text.encode())} bytes is over the limit of {limit} bytes"])
-        if spec.output_schema is not None:
-            spec.output_schema.validate(output, OutputValidationError, label)
-        return text
+        return _checked_json(output, spec.output_schema, limit, OutputValidationError, f"output of {job_type}")
 
     def _new_job(self, job: JobSpec) -> NewJob:
         spec = self.job_type(job.job_type)
@@ -408,6 +392,22 @@ class Queue:
         updated = self.storage.edit_job(record.id, changes)
         self.events.emit(JOB_EDITED, {"job_id": updated.id, "job_type": updated.job_type, "fields": sorted(changes)})
         return updated
+
+
+def _checked_json(
+    value: Any, schema: SchemaValidator | None, limit: int, error: type[ValidationFailed], label: str
+) -> str:
+    """Strict JSON text of ``value`` within ``limit`` bytes and valid against ``schema``, or ``error``."""
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    text = dumps(value, error, label)
+    if len(text) * 4 > limit:  # only then can the UTF-8 size be over the limit
+        size = len(text.encode())
+        if size > limit:
+            raise PayloadTooLargeError(label, [f"{size} bytes is over the limit of {limit} bytes"])
+    if schema is not None:
+        schema.validate(value, error, label)
+    return text
 
 
 def resolve_backend(declaration: Declaration, backend: str | Any | None = None) -> str | Any:

@@ -30,7 +30,7 @@ from dqflow.errors import (
     NotMigratedError,
     StorageError,
 )
-from dqflow.record import JobEvent, JobRecord, JobStatus
+from dqflow.record import TIMESTAMP_FIELDS, JobEvent, JobRecord, JobStatus
 from dqflow.storage.base import (
     EDITABLE_FIELDS,
     AddResult,
@@ -52,18 +52,6 @@ from dqflow.storage.postgres.migrations import require_migrated
 
 __all__ = ["PostgresStorage"]
 
-_TIMESTAMPS = (
-    "run_at",
-    "created_at",
-    "updated_at",
-    "started_at",
-    "completed_at",
-    "last_failed_at",
-    "last_retried_at",
-    "cancelled_at",
-    "locked_at",
-    "lease_expires_at",
-)
 _RECLAIM_BATCH = 1000
 _PLANNER_DEFAULTS = (
     "SET LOCAL enable_bitmapscan = on; SET LOCAL enable_seqscan = on;"
@@ -100,7 +88,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _record(row: dict[str, Any]) -> JobRecord:
-    for name in _TIMESTAMPS:
+    for name in TIMESTAMP_FIELDS:
         value = row[name]
         if value is not None and value.tzinfo is not UTC:
             row[name] = value.astimezone(UTC)

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from dqflow.errors import InvalidJobStateError, JobNotFoundError, StorageError
-from dqflow.record import EventType, JobEvent, JobRecord, JobStatus
+from dqflow.record import TIMESTAMP_FIELDS, EventType, JobEvent, JobRecord, JobStatus
 from dqflow.storage.base import (
     EDITABLE_FIELDS,
     AddResult,
@@ -38,18 +38,6 @@ from dqflow.storage.base import (
 )
 
 _SCHEMA = (Path(__file__).parent / "schema.sql").read_text()
-_TIMESTAMPS = (
-    "run_at",
-    "created_at",
-    "updated_at",
-    "started_at",
-    "completed_at",
-    "last_failed_at",
-    "last_retried_at",
-    "cancelled_at",
-    "locked_at",
-    "lease_expires_at",
-)
 _JSON_FIELDS = ("payload", "output", "error_history", "tags")
 _WAIT_POLL_SECONDS = 0.004
 _loads = json.JSONDecoder().decode
@@ -65,7 +53,7 @@ def _datetime(value: float | None) -> datetime | None:
 
 def _row_to_record(row: sqlite3.Row) -> JobRecord:
     fields = dict(zip(row.keys(), row, strict=True))
-    for name in _TIMESTAMPS:
+    for name in TIMESTAMP_FIELDS:
         value = fields[name]
         if value is not None:
             fields[name] = datetime.fromtimestamp(value, UTC)
