@@ -28,11 +28,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_common.py
+from _common import fmt, loadavg, median, version
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -171,35 +173,12 @@ def bulk_10k(runs: int) -> list[float]:
     return times
 
 
-def median(results: list[dict[str, Any]], metric: str) -> float | None:
-    values = [r[metric] for r in results if r.get(metric) is not None]
-    return statistics.median(values) if values else None
-
-
-def fmt(value: float | None, digits: int = 0) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
-
-
-def version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "?"
-
-
 def server_version() -> str:
     try:
         with psycopg.connect(ADMIN_URL) as conn:
             row = conn.execute("SHOW server_version").fetchone()
         return str(row[0]) if row else "?"
     except psycopg.Error:
-        return "?"
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
         return "?"
 
 

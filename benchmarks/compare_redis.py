@@ -22,11 +22,13 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_common.py
+from _common import fmt, loadavg, median, version
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "redis.md"
@@ -147,24 +149,6 @@ def paired_ratios(by_run: dict[tuple[str, int], dict[str, Any]], names: list[str
     return ratios
 
 
-def median(results: list[dict[str, Any]], metric: str) -> float | None:
-    values = [r[metric] for r in results if r.get(metric) is not None]
-    return statistics.median(values) if values else None
-
-
-def fmt(value: float | None, digits: int = 0) -> str:
-    if value is None:
-        return "-"
-    return f"{value:,.{digits}f}"
-
-
-def version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "?"
-
-
 def report(
     args: argparse.Namespace,
     medians: dict[str, dict[str, float | None]],
@@ -256,13 +240,6 @@ def redis_version() -> str:
         client.close()
         return str(info.get("redis_version", "?"))
     except redis.RedisError:
-        return "?"
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
         return "?"
 
 

@@ -16,14 +16,15 @@ import json
 import os
 import platform
 import sqlite3
-import statistics
 import subprocess
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_common.py
+from _common import fmt, loadavg, median, version
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "sqlite.md"
@@ -70,29 +71,6 @@ def run_one(system: System, timeout: float) -> dict[str, Any] | None:
         return None
     result: dict[str, Any] = json.loads(lines[-1])
     return result
-
-
-def median(results: list[dict[str, Any]], metric: str) -> float | None:
-    values = [r[metric] for r in results if r.get(metric) is not None]
-    return statistics.median(values) if values else None
-
-
-def fmt(value: float | None, digits: int = 0) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
-
-
-def version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "?"
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "?"
 
 
 def report(

@@ -42,6 +42,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from dqflow import Declaration, JobSpec, JobStatus, Queue, Worker
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_common.py
+from _common import percentile
+
 PAYLOAD_SCHEMA = {
     "type": "object",
     "properties": {"n": {"type": "integer"}},
@@ -74,12 +77,6 @@ def declaration() -> Declaration:
     return Declaration.build(
         {"bench": {"handler": handler, **spec}, "bench_latency": {"handler": latency_handler, **spec}}
     )
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (as the peer scripts compute it)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 # -- fresh backends ----------------------------------------------------------------------

@@ -19,11 +19,15 @@ import logging
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from arq import create_pool
 from arq.connections import RedisSettings
 from arq.worker import Worker, func
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/_common.py
+from _common import percentile
 
 STARTS: dict[int, float] = {}
 
@@ -35,11 +39,6 @@ async def handler(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any
 async def latency_handler(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
     STARTS[payload["n"]] = time.time()
     return {"n": payload["n"], "ok": True}
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def run(

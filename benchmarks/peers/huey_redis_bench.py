@@ -16,16 +16,15 @@ import logging
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from huey import RedisHuey
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/_common.py
+from _common import percentile
+
 STARTS: dict[int, float] = {}
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def run(url: str, jobs: int, concurrency: int, latency_jobs: int, gap: float) -> dict[str, Any]:

@@ -28,6 +28,9 @@ from typing import Any
 from huey import SqliteHuey
 from huey.storage import SqliteStorage
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/_common.py
+from _common import percentile
+
 STARTS: dict[int, float] = {}
 SYNCHRONOUS = {"off": 0, "normal": 1, "full": 2}
 
@@ -43,11 +46,6 @@ def storage_class(synchronous: str) -> type[SqliteStorage]:
             return conn
 
     return Storage
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def make_huey(path: Path, synchronous: str) -> tuple[Any, Any, Any]:

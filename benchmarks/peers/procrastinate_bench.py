@@ -22,41 +22,17 @@ import os
 import statistics
 import sys
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import procrastinate
 import psycopg
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/_common.py
+from _common import fresh_pg_database, percentile
+
 ADMIN_URL = os.environ.get("DQFLOW_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 TASK = "bench"
-
-
-@contextmanager
-def fresh_database(admin_url: str) -> Iterator[str]:
-    """Create an empty database for this run; drop it afterwards."""
-    name = f"bench_procrastinate_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
-    finally:
-        for attempt in range(30):  # the server may be restarting: keep trying for a while
-            try:
-                with psycopg.connect(admin_url, autocommit=True) as conn:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                break
-            except psycopg.OperationalError:
-                if attempt == 29:
-                    raise
-                time.sleep(1)
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def make_app(url: str, starts: Any = None, **pool: Any) -> tuple[procrastinate.App, Any]:
@@ -94,7 +70,7 @@ async def unfinished(conn: psycopg.AsyncConnection[Any]) -> int:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     jobs, concurrency = args.jobs, args.concurrency
-    with fresh_database(args.admin_url) as url:
+    with fresh_pg_database(args.admin_url, "bench_procrastinate") as url:
         app, task = make_app(url)
         async with app.open_async():
             await app.schema_manager.apply_schema_async()

@@ -22,11 +22,15 @@ import signal
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import redis
 from rq import Queue, SimpleWorker, Worker
 from rq.job import Job
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/_common.py
+from _common import percentile
 
 QUEUE = "dqbench"
 LATENCY_KEY = "dqbench:latency"
@@ -53,11 +57,6 @@ def _work(url: str, worker_kind: str) -> None:
     cls = SimpleWorker if worker_kind == "simple" else Worker
     worker = cls([Queue(QUEUE, connection=conn)], connection=conn)
     worker.work(burst=False, logging_level="ERROR")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def run(url: str, jobs: int, concurrency: int, latency_jobs: int, gap: float, worker_kind: str) -> dict[str, Any]:
