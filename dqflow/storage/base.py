@@ -13,8 +13,8 @@ Conventions shared by every backend:
   retried, cancelled, edited, reclaimed) appends its entry to the job's event
   history in the same atomic step (transaction or Lua script) as the change
   itself. Lease renewals, progress and output writes, and shutdown hand-backs
-  (``release_jobs``) record none.
-* Worker writes (complete, fail, release, progress, output, lease renewal) are
+  (``Release``) record none.
+* Worker writes (settled outcomes, progress, output, lease renewal) are
   **fenced**: they apply only while the job is ``processing`` with the same
   ``lease_token`` the claim handed out. Each claim, reclaim, cancel and retry
   bumps the token, so a worker that lost its job can no longer touch it.
@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeAlias, get_args
 
 from dqflow.record import JobEvent, JobRecord, JobStatus
 
@@ -94,6 +94,36 @@ class Release:
     job_id: int
     lease_token: int
     started: bool
+
+
+Outcome: TypeAlias = Completion | Failure | Release
+"""How an attempt ended, as the worker reports it to ``Storage.settle_jobs``.
+
+A new kind of outcome (waiting, snoozed, completed-then-promote) is a new
+dataclass here plus its branch in each backend's ``settle_jobs``.
+"""
+
+OUTCOME_KINDS: tuple[type[Outcome], ...] = get_args(Outcome)
+
+
+def outcomes_by_kind(outcomes: Sequence[Outcome]) -> dict[type[Outcome], list[int]]:
+    """Input positions of the outcomes to try, grouped by kind (first kind seen first).
+
+    Only the first outcome of each job in a batch is tried; later ones are left out
+    (their flags stay False), so the result does not depend on the order in which a
+    backend writes the kinds. ``TypeError`` for an unknown kind.
+    """
+    groups: dict[type[Outcome], list[int]] = {}
+    seen: set[int] = set()
+    for position, outcome in enumerate(outcomes):
+        kind = type(outcome)
+        if kind not in OUTCOME_KINDS:
+            raise TypeError(f"settle_jobs takes {', '.join(k.__name__ for k in OUTCOME_KINDS)}, not {kind.__name__}")
+        if outcome.job_id in seen:
+            continue
+        seen.add(outcome.job_id)
+        groups.setdefault(kind, []).append(position)
+    return groups
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,20 +259,20 @@ class Storage(ABC):
         cancelled or taken over: its handler should stop)."""
 
     @abstractmethod
-    def complete_jobs(self, completions: Sequence[Completion]) -> list[bool]:
-        """Fenced: mark jobs completed (progress kept, output stored when given,
-        lease cleared, a ``completed`` event). One flag per item: applied or rejected."""
+    def settle_jobs(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        """Fenced: write a batch of outcomes atomically, each with its event; one flag
+        per item in input order: applied, or rejected (the job is no longer
+        ``processing`` under that token, or an earlier item of the batch is for the
+        same job: only a job's first outcome in a batch is tried).
 
-    @abstractmethod
-    def fail_jobs(self, failures: Sequence[Failure]) -> list[bool]:
-        """Fenced: record the error in ``error_history`` (attempt, error, reason, at),
-        set ``failure_reason`` and ``last_failed_at``; pending at ``retry_at`` when
-        given, else ``failed``. A ``failed`` event with ``will_retry``."""
-
-    @abstractmethod
-    def release_jobs(self, releases: Sequence[Release]) -> list[bool]:
-        """Fenced: hand claimed jobs back to pending, runnable now, lease cleared
-        and token bumped; the attempt is refunded when ``started`` is False."""
+        * ``Completion``: completed (progress kept, output stored when given, lease
+          cleared, a ``completed`` event).
+        * ``Failure``: the error joins ``error_history`` (attempt, error, reason, at),
+          ``failure_reason`` and ``last_failed_at`` set; pending at ``retry_at`` when
+          given, else ``failed``. A ``failed`` event with ``will_retry``.
+        * ``Release``: handed back to pending, runnable now, lease cleared and token
+          bumped; the attempt is refunded when ``started`` is False. No event.
+        """
 
     @abstractmethod
     def set_progress(self, job_id: int, lease_token: int, progress: int) -> bool:

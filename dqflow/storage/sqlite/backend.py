@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote
 
 from dqflow.errors import InvalidJobStateError, JobNotFoundError, StorageError
@@ -31,10 +31,12 @@ from dqflow.storage.base import (
     JobPage,
     Lease,
     NewJob,
+    Outcome,
     ReclaimedJob,
     Release,
     Storage,
     TagMode,
+    outcomes_by_kind,
 )
 
 _SCHEMA = (Path(__file__).parent / "schema.sql").read_text()
@@ -393,81 +395,94 @@ class SqliteStorage(Storage):
                     held.add(lease.job_id)
         return held
 
-    def complete_jobs(self, completions: Sequence[Completion]) -> list[bool]:
-        if not completions:
-            return []
+    def settle_jobs(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        applied = [False] * len(outcomes)
+        groups = outcomes_by_kind(outcomes)
+        if not groups:
+            return applied
         now = time.time()
+        with self._write() as conn:
+            for kind, positions in groups.items():
+                items = [outcomes[i] for i in positions]
+                if kind is Completion:
+                    flags = self._complete(conn, cast("list[Completion]", items), now)
+                elif kind is Failure:
+                    flags = self._fail(conn, cast("list[Failure]", items), now)
+                else:
+                    flags = self._release(conn, cast("list[Release]", items), now)
+                for position, flag in zip(positions, flags, strict=True):
+                    applied[position] = flag
+        return applied
+
+    @staticmethod
+    def _complete(conn: sqlite3.Connection, completions: list[Completion], now: float) -> list[bool]:
         values = ",".join("(?,?,?)" for _ in completions)
         params: list[Any] = []
         for item in completions:
             params += (item.job_id, item.lease_token, item.output_json)
-        with self._write() as conn:
-            rows = conn.execute(
-                f"WITH done(id, token, output) AS (VALUES {values})"
-                " UPDATE dqflow_jobs SET status = 'completed', output = COALESCE(done.output, dqflow_jobs.output),"
-                " completed_at = ?, updated_at = ?, lease_expires_at = NULL FROM done"
-                " WHERE dqflow_jobs.id = done.id AND dqflow_jobs.lease_token = done.token"
-                " AND dqflow_jobs.status = 'processing' RETURNING dqflow_jobs.id",
-                (*params, now, now),
-            ).fetchall()
-            applied = {row[0] for row in rows}
-            if applied:
-                conn.executemany(
-                    "INSERT INTO dqflow_job_events (job_id, event_type, created_at) VALUES (?, 'completed', ?)",
-                    [(job_id, now) for job_id in applied],
-                )
+        rows = conn.execute(
+            f"WITH done(id, token, output) AS (VALUES {values})"
+            " UPDATE dqflow_jobs SET status = 'completed', output = COALESCE(done.output, dqflow_jobs.output),"
+            " completed_at = ?, updated_at = ?, lease_expires_at = NULL FROM done"
+            " WHERE dqflow_jobs.id = done.id AND dqflow_jobs.lease_token = done.token"
+            " AND dqflow_jobs.status = 'processing' RETURNING dqflow_jobs.id",
+            (*params, now, now),
+        ).fetchall()
+        applied = {row[0] for row in rows}
+        if applied:
+            conn.executemany(
+                "INSERT INTO dqflow_job_events (job_id, event_type, created_at) VALUES (?, 'completed', ?)",
+                [(job_id, now) for job_id in applied],
+            )
         return [item.job_id in applied for item in completions]
 
-    def fail_jobs(self, failures: Sequence[Failure]) -> list[bool]:
-        now = time.time()
+    def _fail(self, conn: sqlite3.Connection, failures: list[Failure], now: float) -> list[bool]:
         applied: list[bool] = []
-        with self._write() as conn:
-            for item in failures:
-                row = conn.execute(
-                    "SELECT attempts FROM dqflow_jobs WHERE id = ? AND lease_token = ? AND status = 'processing'",
-                    (item.job_id, item.lease_token),
-                ).fetchone()
-                if row is None:
-                    applied.append(False)
-                    continue
-                entry = json.dumps({"attempt": row[0], "error": item.error, "reason": item.reason, "at": _iso(now)})
-                retry = item.retry_at is not None
-                conn.execute(
-                    "UPDATE dqflow_jobs SET status = ?, run_at = COALESCE(?, run_at), failure_reason = ?,"
-                    " error_history = json_insert(error_history, '$[#]', json(?)), last_failed_at = ?,"
-                    " updated_at = ?, lease_expires_at = NULL WHERE id = ?",
-                    (
-                        "pending" if retry else "failed",
-                        _epoch(item.retry_at),
-                        item.reason,
-                        entry,
-                        now,
-                        now,
-                        item.job_id,
-                    ),
-                )
-                self._event(
-                    conn,
-                    item.job_id,
-                    EventType.FAILED,
+        for item in failures:
+            row = conn.execute(
+                "SELECT attempts FROM dqflow_jobs WHERE id = ? AND lease_token = ? AND status = 'processing'",
+                (item.job_id, item.lease_token),
+            ).fetchone()
+            if row is None:
+                applied.append(False)
+                continue
+            entry = json.dumps({"attempt": row[0], "error": item.error, "reason": item.reason, "at": _iso(now)})
+            retry = item.retry_at is not None
+            conn.execute(
+                "UPDATE dqflow_jobs SET status = ?, run_at = COALESCE(?, run_at), failure_reason = ?,"
+                " error_history = json_insert(error_history, '$[#]', json(?)), last_failed_at = ?,"
+                " updated_at = ?, lease_expires_at = NULL WHERE id = ?",
+                (
+                    "pending" if retry else "failed",
+                    _epoch(item.retry_at),
+                    item.reason,
+                    entry,
                     now,
-                    {"attempt": row[0], "error": item.error, "reason": item.reason, "will_retry": retry},
-                )
-                applied.append(True)
+                    now,
+                    item.job_id,
+                ),
+            )
+            self._event(
+                conn,
+                item.job_id,
+                EventType.FAILED,
+                now,
+                {"attempt": row[0], "error": item.error, "reason": item.reason, "will_retry": retry},
+            )
+            applied.append(True)
         return applied
 
-    def release_jobs(self, releases: Sequence[Release]) -> list[bool]:
-        now = time.time()
+    @staticmethod
+    def _release(conn: sqlite3.Connection, releases: list[Release], now: float) -> list[bool]:
         applied: list[bool] = []
-        with self._write() as conn:
-            for item in releases:
-                cursor = conn.execute(
-                    "UPDATE dqflow_jobs SET status = 'pending', run_at = ?, attempts = attempts - ?,"
-                    " lease_expires_at = NULL, locked_by = NULL, locked_at = NULL, lease_token = lease_token + 1,"
-                    " updated_at = ? WHERE id = ? AND lease_token = ? AND status = 'processing'",
-                    (now, 0 if item.started else 1, now, item.job_id, item.lease_token),
-                )
-                applied.append(cursor.rowcount == 1)
+        for item in releases:
+            cursor = conn.execute(
+                "UPDATE dqflow_jobs SET status = 'pending', run_at = ?, attempts = attempts - ?,"
+                " lease_expires_at = NULL, locked_by = NULL, locked_at = NULL, lease_token = lease_token + 1,"
+                " updated_at = ? WHERE id = ? AND lease_token = ? AND status = 'processing'",
+                (now, 0 if item.started else 1, now, item.job_id, item.lease_token),
+            )
+            applied.append(cursor.rowcount == 1)
         return applied
 
     def set_progress(self, job_id: int, lease_token: int, progress: int) -> bool:
