@@ -6,6 +6,7 @@ from typing import Any
 
 from dqflow.errors import ConfigError
 from dqflow.storage.base import (
+    FAILURE_TEXT_LIMIT,
     AddResult,
     Completion,
     Failure,
@@ -21,6 +22,7 @@ from dqflow.storage.base import (
 )
 
 __all__ = [
+    "FAILURE_TEXT_LIMIT",
     "AddResult",
     "Completion",
     "Failure",

@@ -76,15 +76,41 @@ class Completion:
     output_json: str | None = None
 
 
+FAILURE_TEXT_LIMIT = 65_536
+"""Most characters of a failure's ``error`` or ``traceback`` that storage keeps.
+
+The worker bounds both well below this; storage cuts anything longer (saying so in
+the kept text) so that no caller can put megabytes into a job's history.
+"""
+
+
+def bounded_text(text: str, limit: int = FAILURE_TEXT_LIMIT) -> str:
+    """``text`` itself, or its start plus a note of how much was cut, within ``limit``."""
+    if len(text) <= limit:
+        return text
+    keep = limit - 80  # room for the note
+    return text[:keep] + f"\n[... {len(text) - keep:,} more characters cut by dqflow storage]"
+
+
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """A fenced failed attempt. ``retry_at`` set: back to pending then; None: failed for good."""
+    """A fenced failed attempt. ``retry_at`` set: back to pending then; None: failed for good.
+
+    ``error`` and ``traceback`` are cut to ``FAILURE_TEXT_LIMIT`` characters.
+    """
 
     job_id: int
     lease_token: int
     error: str
     reason: str
     retry_at: datetime | None = None
+    traceback: str | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.error) > FAILURE_TEXT_LIMIT:
+            object.__setattr__(self, "error", bounded_text(self.error))
+        if self.traceback is not None and len(self.traceback) > FAILURE_TEXT_LIMIT:
+            object.__setattr__(self, "traceback", bounded_text(self.traceback))
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +275,8 @@ class Storage(ABC):
     def claim_jobs(self, worker_id: str, job_types: Sequence[str] | None, limit: int, lease_ms: int) -> list[JobRecord]:
         """Atomically claim up to ``limit`` ready jobs (pending, ``run_at`` due),
         highest priority first, then oldest. Each becomes ``processing`` with
-        attempts+1, a new ``lease_token``, ``locked_by``/``locked_at``,
+        attempts+1, output and progress cleared (a new attempt starts with
+        neither), a new ``lease_token``, ``locked_by``/``locked_at``,
         ``lease_expires_at = now + lease_ms``, ``started_at`` and a
         ``processing`` event. Returns the updated records."""
 
@@ -265,11 +292,13 @@ class Storage(ABC):
         ``processing`` under that token, or an earlier item of the batch is for the
         same job: only a job's first outcome in a batch is tried).
 
-        * ``Completion``: completed (progress kept, output stored when given, lease
-          cleared, a ``completed`` event).
-        * ``Failure``: the error joins ``error_history`` (attempt, error, reason, at),
+        * ``Completion``: completed (progress kept, output stored when given,
+          ``failure_reason`` and lease cleared, a ``completed`` event).
+        * ``Failure``: an entry joins ``error_history`` (attempt, error, reason, at,
+          traceback, and the output and progress the attempt stored),
           ``failure_reason`` and ``last_failed_at`` set; pending at ``retry_at`` when
-          given, else ``failed``. A ``failed`` event with ``will_retry``.
+          given (output and progress cleared), else ``failed`` (both kept). A
+          ``failed`` event with ``will_retry``.
         * ``Release``: handed back to pending, runnable now, lease cleared and token
           bumped; the attempt is refunded when ``started`` is False. No event.
         """

@@ -473,6 +473,7 @@ class PostgresStorage(Storage):
                 "error": [f.error for f in items],
                 "reason": [f.reason for f in items],
                 "retry_at": [_utc(f.retry_at) for f in items],
+                "traceback": [f.traceback for f in items],
                 "channel": self._channel,
             }
         return self._q.release_jobs, {

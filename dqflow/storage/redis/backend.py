@@ -380,7 +380,8 @@ class RedisStorage(Storage):
                     args += ["c", item.job_id, item.lease_token, 1, item.output_json]
             elif isinstance(item, Failure):
                 retry_at = "" if item.retry_at is None else to_us(item.retry_at, "retry_at")
-                args += ["f", item.job_id, item.lease_token, item.error, item.reason, retry_at]
+                traceback = "" if item.traceback is None else "=" + item.traceback  # '' = none
+                args += ["f", item.job_id, item.lease_token, item.error, item.reason, retry_at, traceback]
             elif isinstance(item, Release):
                 args += ["r", item.job_id, item.lease_token, 1 if item.started else 0]
             else:

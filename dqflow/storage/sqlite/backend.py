@@ -362,7 +362,8 @@ class SqliteStorage(Storage):
         params.append(limit)
         sql = (
             "UPDATE dqflow_jobs SET status = 'processing', attempts = attempts + 1, lease_token = lease_token + 1,"
-            " locked_by = ?, locked_at = ?, lease_expires_at = ?, started_at = ?, updated_at = ?"
+            " output = NULL, progress = NULL, locked_by = ?, locked_at = ?, lease_expires_at = ?, started_at = ?,"
+            " updated_at = ?"
             " WHERE id IN (SELECT id FROM dqflow_jobs INDEXED BY dqflow_jobs_ready"
             f" WHERE status = 'pending' AND run_at <= ?{type_clause}"
             " ORDER BY priority DESC, run_at, id LIMIT ?) RETURNING *"
@@ -423,7 +424,7 @@ class SqliteStorage(Storage):
         rows = conn.execute(
             f"WITH done(id, token, output) AS (VALUES {values})"
             " UPDATE dqflow_jobs SET status = 'completed', output = COALESCE(done.output, dqflow_jobs.output),"
-            " completed_at = ?, updated_at = ?, lease_expires_at = NULL FROM done"
+            " failure_reason = NULL, completed_at = ?, updated_at = ?, lease_expires_at = NULL FROM done"
             " WHERE dqflow_jobs.id = done.id AND dqflow_jobs.lease_token = done.token"
             " AND dqflow_jobs.status = 'processing' RETURNING dqflow_jobs.id",
             (*params, now, now),
@@ -440,17 +441,21 @@ class SqliteStorage(Storage):
         applied: list[bool] = []
         for item in failures:
             row = conn.execute(
-                "SELECT attempts FROM dqflow_jobs WHERE id = ? AND lease_token = ? AND status = 'processing'",
+                "SELECT attempts, output, progress FROM dqflow_jobs"
+                " WHERE id = ? AND lease_token = ? AND status = 'processing'",
                 (item.job_id, item.lease_token),
             ).fetchone()
             if row is None:
                 applied.append(False)
                 continue
-            entry = json.dumps({"attempt": row[0], "error": item.error, "reason": item.reason, "at": _iso(now)})
+            attempt, output, progress = row
+            entry = _error_entry(attempt, item.error, item.reason, now, item.traceback, output, progress)
             retry = item.retry_at is not None
+            # a retried job starts its next attempt clean; a job failed for good keeps what it stored
             conn.execute(
                 "UPDATE dqflow_jobs SET status = ?, run_at = COALESCE(?, run_at), failure_reason = ?,"
                 " error_history = json_insert(error_history, '$[#]', json(?)), last_failed_at = ?,"
+                " output = CASE WHEN ? THEN NULL ELSE output END, progress = CASE WHEN ? THEN NULL ELSE progress END,"
                 " updated_at = ?, lease_expires_at = NULL WHERE id = ?",
                 (
                     "pending" if retry else "failed",
@@ -458,6 +463,8 @@ class SqliteStorage(Storage):
                     item.reason,
                     entry,
                     now,
+                    retry,
+                    retry,
                     now,
                     item.job_id,
                 ),
@@ -467,7 +474,7 @@ class SqliteStorage(Storage):
                 item.job_id,
                 EventType.FAILED,
                 now,
-                {"attempt": row[0], "error": item.error, "reason": item.reason, "will_retry": retry},
+                {"attempt": attempt, "error": item.error, "reason": item.reason, "will_retry": retry},
             )
             applied.append(True)
         return applied
@@ -506,19 +513,17 @@ class SqliteStorage(Storage):
         reclaimed: list[ReclaimedJob] = []
         with self._write() as conn:
             rows = conn.execute(
-                "SELECT id, attempts, max_attempts, locked_by FROM dqflow_jobs"
+                "SELECT id, attempts, max_attempts, locked_by, output, progress FROM dqflow_jobs"
                 " WHERE status = 'processing' AND lease_expires_at < ?",
                 (now,),
             ).fetchall()
-            for job_id, attempts, max_attempts, locked_by in rows:
+            for job_id, attempts, max_attempts, locked_by, output, progress in rows:
                 if attempts >= max_attempts:
                     error = (
                         f"worker {locked_by} stopped renewing its lease and the job has used all"
                         f" {max_attempts} attempts"
                     )
-                    entry = json.dumps(
-                        {"attempt": attempts, "error": error, "reason": "lease_expired", "at": _iso(now)}
-                    )
+                    entry = _error_entry(attempts, error, "lease_expired", now, None, output, progress)
                     conn.execute(
                         "UPDATE dqflow_jobs SET status = 'failed', failure_reason = 'lease_expired',"
                         " error_history = json_insert(error_history, '$[#]', json(?)), last_failed_at = ?,"
@@ -576,3 +581,11 @@ class SqliteStorage(Storage):
 
 def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+def _error_entry(
+    attempt: int, error: str, reason: str, now: float, traceback: str | None, output: str | None, progress: int | None
+) -> str:
+    """An ``error_history`` entry as JSON text (the attempt's output kept as stored)."""
+    head = json.dumps({"attempt": attempt, "error": error, "reason": reason, "at": _iso(now), "traceback": traceback})
+    return f'{head[:-1]}, "output": {"null" if output is None else output}, "progress": {json.dumps(progress)}}}'

@@ -1,7 +1,10 @@
 -- Fenced outcomes of attempts, in one script call. ARGV: count, then per outcome its
 -- kind and fields:
 --   c id lease_token has_output(1/0) output    completed (output kept when has_output is 0)
---   f id lease_token error reason retry_at     failed ('' = for good, else pending again then, in us)
+--   f id lease_token error reason retry_at traceback
+--                                              failed: retry_at '' = for good (output and progress
+--                                              kept), else pending again then (in us; both cleared);
+--                                              traceback: '' = none, else '=' and its text
 --   r id lease_token started(1/0)              released to pending now (0 refunds the attempt)
 -- Each applies only while the job is processing under that token. Returns 1 (applied)
 -- or 0 (rejected) per outcome, in order. A new kind of outcome is a new branch below.
@@ -29,15 +32,15 @@ local function complete(id, key, has_output, output)
   else
     CALL('HSET', key, 'status', 'completed', 'completed_at', now_s, 'updated_at', now_s)
   end
-  CALL('HDEL', key, 'lease_expires_at')
+  CALL('HDEL', key, 'lease_expires_at', 'failure_reason')
   event(id, 'completed', nil)
   completed[#completed + 1] = id
   batch_add(zsets, P .. ':status:completed', tonumber(id), id)
 end
 
-local function fail(id, key, err, reason, retry_at)
-  local job = CALL('HMGET', key, 'attempts', 'error_history', 'job_type', 'priority')
-  local history = append_json(job[2], error_entry(job[1], err, reason, now))
+local function fail(id, key, err, reason, retry_at, traceback)
+  local job = CALL('HMGET', key, 'attempts', 'error_history', 'job_type', 'priority', 'output', 'progress')
+  local history = append_json(job[2], error_entry(job[1], err, reason, now, traceback, job[5], job[6]))
   CALL('HSET', key, 'error_history', history, 'failure_reason', reason, 'last_failed_at', now_s,
     'updated_at', now_s)
   CALL('HDEL', key, 'lease_expires_at')
@@ -46,6 +49,7 @@ local function fail(id, key, err, reason, retry_at)
   if will_retry then
     local run_at = tonumber(retry_at)
     CALL('HSET', key, 'status', 'pending', 'run_at', fmt(run_at))
+    CALL('HDEL', key, 'output', 'progress')
     move_status(id, 'processing', 'pending')
     if enqueue(id, job[3], tonumber(job[4]), run_at, now) then wake(job[3], 1) end
   else
@@ -71,7 +75,7 @@ end
 -- kind -> (number of fields after id and token, writer)
 local KINDS = {
   c = {2, complete},
-  f = {3, fail},
+  f = {4, fail},
   r = {1, release},
 }
 
