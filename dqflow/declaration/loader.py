@@ -12,7 +12,7 @@ import difflib
 import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from dqflow.declaration.model import (
     RetryPolicy,
     WorkerSettings,
 )
-from dqflow.declaration.schemas import InvalidSchemaError, SchemaValidator
+from dqflow.declaration.schemas import InvalidSchemaError, LocalSchemaFiles, SchemaValidator
 from dqflow.errors import ConfigError
 
 __all__ = [
@@ -284,6 +284,16 @@ class _Context:
     locator: _Locator | None
     base_dir: Path | None
     import_handlers: bool
+    schema_files: LocalSchemaFiles = field(init=False)
+
+    def __post_init__(self) -> None:
+        # `$ref`s may name schema files under the declaration's folder (and, below, under
+        # the folder of each schema file the declaration names), never anything else.
+        self.schema_files = LocalSchemaFiles([self.folder])
+
+    @property
+    def folder(self) -> Path:
+        return self.base_dir or Path.cwd()
 
     def problem(self, message: str, loc: Loc) -> ConfigError:
         line = self.locator.line(loc) if self.locator is not None else None
@@ -323,14 +333,19 @@ def _load_schema(
         return source
     if isinstance(source, dict):
         try:
-            return SchemaValidator(source, name=f"{_key_text(loc)} (inline)")
+            return SchemaValidator(
+                source,
+                name=f"{_key_text(loc)} (inline)",
+                base_uri=ctx.folder.resolve().as_uri() + "/",
+                files=ctx.schema_files,
+            )
         except InvalidSchemaError as exc:
             out.append(ctx.problem(f"inline {which} schema is not a valid JSON Schema: {exc}", loc))
             return None
     written = str(source)
     path = Path(written).expanduser()
     if not path.is_absolute():
-        path = (ctx.base_dir or Path.cwd()) / path
+        path = ctx.folder / path
     path = path.resolve()
     if path in cache:
         return cache[path]
@@ -346,7 +361,8 @@ def _load_schema(
         out.append(ctx.problem(f"{which} schema file {written} cannot be read: {exc}", loc))
         return None
     try:
-        validator = SchemaValidator(document, name=str(path))
+        ctx.schema_files.allow(path.parent)
+        validator = SchemaValidator(document, name=str(path), base_uri=path.as_uri(), files=ctx.schema_files)
     except InvalidSchemaError as exc:
         out.append(ctx.problem(f"{which} schema file {written} is not a valid JSON Schema: {exc}", loc))
         return None
