@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich import box
 from rich.table import Table
+from rich.text import Text
 
 from dqflow.cli._app import BACKEND_ENV, backend_url, command, load, options
 from dqflow.cli._output import console, print_json, redact, when
@@ -36,7 +37,7 @@ def migrate(
         if options().json:
             print_json({"backend": shown, "needed": False, "applied": []})
         else:
-            console().print(f"{kind} needs no migrations: dqflow sets it up on first use ({shown})")
+            console().print(f"{kind} needs no migrations: dqflow sets it up on first use ({shown})", markup=False)
         return
 
     from dqflow.storage.postgres import migrations
@@ -64,7 +65,7 @@ def migrate(
         table.add_column("migration")
         table.add_column("applied")
         for name, at in rows:
-            table.add_row(name, when(at) if at else "[yellow]pending[/]")
+            table.add_row(Text(name), when(at) if at else Text("pending", style="yellow"))
         console().print(table)
         return
     applied = migrations.migrate(url)
