@@ -51,14 +51,22 @@ def print_json(document: Any) -> None:
     sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
+# Fields holding the user's JSON as it was stored: copied as they are, since pydantic's
+# serializer refuses values nested deeper than its own limit, which a payload may be.
+_RECORD_JSON_FIELDS = frozenset({"payload", "output", "error_history"})
+
+
 def record_json(record: JobRecord) -> dict[str, Any]:
-    """A record as JSON-ready data (``model_dump(mode="json")``)."""
-    return record.model_dump(mode="json")
+    """A record as JSON-ready data (``model_dump(mode="json")``, in field order)."""
+    dumped = record.model_dump(mode="json", exclude=set(_RECORD_JSON_FIELDS))
+    return {
+        name: getattr(record, name) if name in _RECORD_JSON_FIELDS else dumped[name] for name in JobRecord.model_fields
+    }
 
 
 def event_json(event: JobEvent) -> dict[str, Any]:
-    """An event as JSON-ready data."""
-    return event.model_dump(mode="json")
+    """An event as JSON-ready data (its ``data`` as stored, however deep)."""
+    return {**event.model_dump(mode="json", exclude={"data"}), "data": event.data}
 
 
 def when(value: datetime | None) -> str:

@@ -1,0 +1,71 @@
+"""Option values that do not parse are usage errors (exit 2, one line naming the option)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from cli_support import Result, one_line_error
+
+HUGE = "99999999999999999999999"
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["--timeout", "nan"], "--timeout"),
+        (["--timeout", "inf"], "--timeout"),
+        (["--timeout", "1e300"], "--timeout"),
+        (["--timeout", "99999999999999999999d"], "--timeout"),
+        (["--delay", "inf"], "--delay"),
+        (["--delay", "1e12"], "--delay"),
+        (["--priority", HUGE], "--priority"),
+        (["--priority", str(2**31)], "--priority"),
+        (["--max-attempts", "3000000000"], "--max-attempts"),
+    ],
+)
+def test_add_values_out_of_range_are_usage_errors(
+    project: Path, dq: Callable[..., Result], args: list[str], option: str
+) -> None:
+    line = one_line_error(dq("add", "ok", "-p", '{"n": 1}', *args), code=2)
+    assert option in line and "unexpected" not in line
+    assert dq("list", "--json").json()["jobs"] == []
+
+
+def test_deeply_nested_payload_is_a_usage_error(project: Path, dq: Callable[..., Result]) -> None:
+    deep = "[" * 5000 + "]" * 5000
+    (project / "deep.json").write_text(deep)
+    for value in (deep, "@deep.json"):
+        line = one_line_error(dq("add", "boom", "-p", value), code=2)
+        assert "--payload" in line and "nested too deeply" in line
+    line = one_line_error(dq("edit", "1", "-p", deep), code=2)
+    assert "nested too deeply" in line
+
+
+def test_huge_ids_and_cursors_are_usage_errors_on_every_backend(
+    project: Path, dq: Callable[..., Result], backend: str
+) -> None:
+    for args in (
+        ["show", HUGE],
+        ["events", HUGE],
+        ["cancel", HUGE],
+        ["retry", HUGE],
+        ["edit", HUGE, "--priority", "1"],
+        ["list", "--cursor", HUGE],
+    ):
+        line = one_line_error(dq(*args, "--backend", backend), code=2)
+        assert "unexpected" not in line and ("'ID'" in line or "'--cursor'" in line), line
+    largest = str(2**63 - 1)
+    assert one_line_error(dq("show", largest, "--backend", backend)) == f"error: no job with id {largest}"
+    assert dq("list", "--cursor", largest, "--backend", backend, "--json").json()["jobs"] == []
+
+
+def test_deep_payload_that_was_accepted_prints_as_json(project: Path, dq: Callable[..., Result]) -> None:
+    value: object = {"leaf": True}
+    for _ in range(300):
+        value = {"a": value}
+    job_id = dq("add", "boom", "-p", json.dumps(value)).out.strip()
+    assert dq("show", job_id, "--json").json()["payload"] == value
+    assert dq("list", "--json").json()["jobs"][0]["payload"] == value
