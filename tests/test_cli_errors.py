@@ -1,10 +1,14 @@
-"""Option values that do not parse are usage errors (exit 2, one line naming the option)."""
+"""Errors the CLI reports: option values that do not parse are usage errors (exit 2, naming the
+option); a backend that cannot be reached says why at once (exit 1)."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from cli_support import Result, one_line_error
@@ -69,3 +73,31 @@ def test_deep_payload_that_was_accepted_prints_as_json(project: Path, dq: Callab
     job_id = dq("add", "boom", "-p", json.dumps(value)).out.strip()
     assert dq("show", job_id, "--json").json()["payload"] == value
     assert dq("list", "--json").json()["jobs"][0]["payload"] == value
+
+
+@pytest.mark.parametrize(
+    ("change", "cause"),
+    [
+        ({"path": "/dqflow_no_such_database"}, 'database "dqflow_no_such_database" does not exist'),
+        ({"user": "dqflow_no_such_user"}, 'role "dqflow_no_such_user" does not exist'),
+        ({"port": 1}, "Connection refused"),
+        ({"query": "sslmode=bogus"}, 'invalid sslmode value: "bogus"'),
+    ],
+)
+def test_postgres_connection_errors_say_their_cause_at_once(
+    project: Path, dq: Callable[..., Result], change: dict[str, Any], cause: str
+) -> None:
+    from backends import pg_test_database
+
+    parts = urlsplit(pg_test_database())
+    user = change.get("user", parts.username)
+    port = change.get("port", parts.port or 5432)
+    netloc = f"{user}@{parts.hostname}:{port}"
+    url = urlunsplit(("postgresql", netloc, change.get("path", parts.path), change.get("query", ""), ""))
+    for args in (["list"], ["add", "ok", "-p", '{"n": 1}'], ["migrate", "--status"]):
+        started = time.monotonic()
+        line = one_line_error(dq(*args, "--backend", url))
+        elapsed = time.monotonic() - started
+        assert f"cannot connect to PostgreSQL at {url}" in line and cause in line, line
+        assert "did not answer" not in line
+        assert elapsed < 3, (args, elapsed)

@@ -52,11 +52,24 @@ class Settings:
         return make_conninfo(**{**self.params, "options": options})
 
     def connect(self, *, autocommit: bool = True) -> psycopg.Connection[Any]:
-        """Open one connection (``StorageError`` naming the server if it does not answer)."""
+        """Open one connection (``StorageError`` naming the server and the cause if it fails)."""
         try:
             return psycopg.connect(self.conninfo(), autocommit=autocommit)
         except psycopg.Error as exc:
-            raise StorageError(f"cannot connect to PostgreSQL at {self.display}: {exc}".strip()) from exc
+            raise StorageError(f"cannot connect to PostgreSQL at {self.display}: {connect_error(exc)}") from exc
+
+    def probe(self) -> None:
+        """Open and close one connection, so that a wrong database, user, port or
+        setting fails at once with its cause (a pool only retries and times out)."""
+        self.connect().close()
+
+
+def connect_error(exc: BaseException) -> str:
+    """libpq's reason on one line, without its generic prefixes."""
+    text = " ".join(str(exc).split())
+    for prefix in ("connection failed: ", "connection is bad: "):
+        text = text.removeprefix(prefix)
+    return text.replace("FATAL: ", "") or type(exc).__name__
 
 
 def parse_url(url: str, *, schema: str | None = None, connect_timeout: float = 5.0) -> Settings:
