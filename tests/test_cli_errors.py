@@ -101,3 +101,20 @@ def test_postgres_connection_errors_say_their_cause_at_once(
         assert f"cannot connect to PostgreSQL at {url}" in line and cause in line, line
         assert "did not answer" not in line
         assert elapsed < 3, (args, elapsed)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://me:s3cret@127.0.0.1:1/db", "postgresql://me:***@127.0.0.1:1/db"),
+        ("postgresql://127.0.0.1:1/db?user=me&password=s3cret", "postgresql://127.0.0.1:1/db?user=me&password=***"),
+        ("redis://:s3cret@127.0.0.1:1/0", "redis://:***@127.0.0.1:1/0"),
+        ("redis://me:s3cret@127.0.0.1:1/0?prefix=x", "redis://me:***@127.0.0.1:1/0?prefix=x"),
+    ],
+)
+def test_backend_passwords_are_never_shown(project: Path, dq: Callable[..., Result], url: str, shown: str) -> None:
+    checked = dq("check", "--json", "--backend", url)
+    assert checked.json()["backend"] == shown
+    line = one_line_error(dq("list", "--backend", url))
+    assert "s3cret" not in line and shown in line, line
+    assert "s3cret" not in dq("migrate", "--json", "--backend", url).out + checked.out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -204,8 +203,3 @@ def events_table(events: Sequence[JobEvent]) -> Table:
         data = "" if not event.data else json.dumps(event.data, ensure_ascii=False, default=str)
         table.add_row(when(event.created_at), event.event_type.value, Text(data))
     return table
-
-
-def redact(url: str) -> str:
-    """A backend URL with its password hidden."""
-    return re.sub(r"(://[^:/@]+:)[^@/]*@", r"\1***@", url)

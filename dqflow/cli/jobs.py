@@ -17,8 +17,8 @@ from dqflow.cli._output import (
     record_json,
 )
 from dqflow.cli._parse import INT32_MAX, INT32_MIN, MAX_ID, duration, json_value, timestamp
+from dqflow.queue import TagMode
 from dqflow.record import JobRecord, JobStatus
-from dqflow.storage import TagMode
 
 JobId = Annotated[int, typer.Argument(metavar="ID", min=1, max=MAX_ID, help="The job's id.", show_default=False)]
 PayloadOpt = Annotated[
