@@ -79,6 +79,29 @@ async def _call_async(info: HandlerInfo, running: _Running) -> Any:
     return await info.func(*_arguments(info, running))
 
 
+def _runnable_types(queue: Queue, job_types: Sequence[str] | None) -> list[str]:
+    """The job types this worker claims: those asked for, or every declared type with a handler.
+
+    A worker never claims a type it cannot run: a job of a type only a newer
+    declaration knows (a rolling deploy, a queue shared by two services) waits
+    for a worker that has its handler instead of failing here.
+    """
+    declared = queue.declaration.job_types
+    if not job_types:
+        names = [name for name, spec in declared.items() if spec.handler is not None]
+        if not names:
+            raise ValueError(
+                "no declared job type has an imported handler: nothing to run"
+                " (declare job types, and load the declaration with its handlers)"
+            )
+        return names
+    names = list(dict.fromkeys(job_types))
+    for name in names:
+        if queue.job_type(name).handler is None:
+            raise ValueError(f"job type {name!r} has no imported handler: this worker cannot run it")
+    return names
+
+
 class Worker:
     """Runs the queue's declared job types until stopped (or, with ``drain``, until idle).
 
@@ -114,10 +137,7 @@ class Worker:
         self.poll_interval = float(poll_interval or settings.poll_interval)
         self.shutdown_grace = float(settings.shutdown_grace if shutdown_grace is None else shutdown_grace)
         self.reclaim_interval = float(reclaim_interval or max(0.5, min(5.0, self.lease / 5)))
-        self.job_types = list(job_types) if job_types else None
-        if self.job_types:
-            for name in self.job_types:
-                queue.job_type(name)
+        self.job_types = _runnable_types(queue, job_types)
         self.drain = drain
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stats = WriteStats()
@@ -172,7 +192,7 @@ class Worker:
             "worker %s started: concurrency %d, job types %s, backend %s",
             self.worker_id,
             self.concurrency,
-            ", ".join(self.job_types) if self.job_types else "all",
+            ", ".join(self.job_types),
             self.storage.url,
         )
         try:

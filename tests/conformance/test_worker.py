@@ -424,12 +424,15 @@ def test_idle_worker_starts_a_new_job_within_milliseconds(backend: str) -> None:
     assert sorted(delays)[2] < 0.1  # median well under the 5 s poll interval
 
 
-def test_no_handler_fails_without_retry(backend: str) -> None:
+def test_a_worker_without_handlers_is_refused_and_claims_nothing(backend: str) -> None:
     queue = make_queue(backend, {"t": {"handler": "tests_missing_module:nothing"}}, import_handlers=False)
     job_id = queue.add("t", {})
-    drain(queue)
+    with pytest.raises(ValueError, match="no declared job type has an imported handler"):
+        Worker(queue)
+    with pytest.raises(ValueError, match="job type 't' has no imported handler"):
+        Worker(queue, job_types=["t"])
     job = queue.get_job(job_id)
-    assert job.status is JobStatus.FAILED and job.failure_reason == "no_handler" and job.attempts == 1
+    assert job.status is JobStatus.PENDING and job.attempts == 0
 
 
 def test_processing_completed_and_failed_events(backend: str) -> None:
