@@ -283,6 +283,9 @@ class Worker:
                 continue
             if self.drain:
                 if self._occupied == 0 and not self._unflushed:
+                    # before deciding nothing is ready: jobs of a dead worker count (cron, CI)
+                    if await self._reclaim_once():
+                        continue
                     return
                 self._capacity.clear()
                 await self._capacity.wait()
@@ -563,13 +566,18 @@ class Worker:
     async def _reclaim_loop(self) -> None:
         while True:
             await asyncio.sleep(self.reclaim_interval)
-            try:
-                reclaimed = await self._db_call(self.storage.reclaim_expired)
-            except Exception as exc:
-                self._report("reclaiming expired leases", exc)
-                continue
-            for item in reclaimed:
-                log.warning("job %s: lease expired (worker gone?); now %s", item.job_id, item.status.value)
+            await self._reclaim_once()
+
+    async def _reclaim_once(self) -> int:
+        """Put jobs whose lease expired back to pending (or failed); return how many."""
+        try:
+            reclaimed = await self._db_call(self.storage.reclaim_expired)
+        except Exception as exc:
+            self._report("reclaiming expired leases", exc)
+            return 0
+        for item in reclaimed:
+            log.warning("job %s: lease expired (worker gone?); now %s", item.job_id, item.status.value)
+        return len(reclaimed)
 
     # -- shutdown --------------------------------------------------------------------
 

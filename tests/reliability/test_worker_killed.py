@@ -94,3 +94,22 @@ def test_default_lease_recovers_within_30_seconds(tmp_path: Path, workers: Worke
     print(f"default settings: recovered {recovered_in:.1f}s after SIGKILL")
     assert recovered_in <= 30.0, f"with default settings recovery took {recovered_in:.1f}s (> 30 s)"
     queue.close()
+
+
+def test_drain_reclaims_the_job_of_a_killed_worker(backend: str, tmp_path: Path, workers: Workers) -> None:
+    log = tmp_path / "runs.log"
+    queue = Queue.from_yaml(APP_CONFIG, backend=backend)
+    job_id = queue.add("slow_first_run", {"n": 1, "log": str(log), "sleep": 60})
+    victim = workers.start(backend, "--lease", "1", name="victim")
+    wait_until(lambda: executions(log) == [job_id], 30, what="the victim runs the job")
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait(timeout=10)
+    time.sleep(1.5)  # past the lease: nobody is left to reclaim it but the drain below
+
+    drainer = workers.start(backend, "--drain", name="drainer")
+    assert drainer.wait(timeout=60) == 0, workers.log_of(drainer)
+    job = queue.get_job(job_id)
+    assert job.status is JobStatus.COMPLETED and job.attempts == 2, job
+    assert job.output == {"n": 1, "pid": drainer.pid}
+    assert executions(log) == [job_id, job_id]
+    queue.close()
