@@ -240,6 +240,7 @@ class Worker:
             log.warning("second %s: handing back running jobs now", signal.Signals(sig).name)
             self.shutdown_grace = 0.0
             self._grace_cut.set()
+            self._capacity.set()  # wakes the wait for running jobs in _shutdown
             return
         log.info(
             "%s: finishing running jobs (up to %.0fs), claiming no more",
