@@ -36,6 +36,7 @@ from dqflow.storage import Completion, Failure, Lease, Release
 from dqflow.worker.context import JobContext, WriteStats
 from dqflow.worker.handlers import HandlerInfo, inspect_handler
 from dqflow.worker.isolation import HandlerFailed, prewarm, run_in_process
+from dqflow.worker.settings import resolve_settings
 from dqflow.worker.threads import HandlerThreads
 
 log = logging.getLogger("dqflow.worker")
@@ -125,18 +126,25 @@ class Worker:
         worker_id: str | None = None,
         drain: bool = False,
     ) -> None:
-        settings = queue.declaration.worker
+        settings = resolve_settings(
+            queue.declaration.worker,
+            concurrency=concurrency,
+            batch_size=batch_size,
+            lease=lease,
+            heartbeat=heartbeat,
+            poll_interval=poll_interval,
+            shutdown_grace=shutdown_grace,
+            reclaim_interval=reclaim_interval,
+        )
         self.queue = queue
         self.storage = queue.storage
-        self.concurrency = int(concurrency or settings.concurrency)
-        if self.concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
-        self.batch_size = int(batch_size or (settings.batch_size if concurrency is None else self.concurrency))
-        self.lease = float(lease or settings.lease)
-        self.heartbeat = float(heartbeat or min(settings.heartbeat, self.lease / 3))
-        self.poll_interval = float(poll_interval or settings.poll_interval)
-        self.shutdown_grace = float(settings.shutdown_grace if shutdown_grace is None else shutdown_grace)
-        self.reclaim_interval = float(reclaim_interval or max(0.5, min(5.0, self.lease / 5)))
+        self.concurrency = settings.concurrency
+        self.batch_size = settings.batch_size
+        self.lease = settings.lease
+        self.heartbeat = settings.heartbeat
+        self.poll_interval = settings.poll_interval
+        self.shutdown_grace = settings.shutdown_grace
+        self.reclaim_interval = settings.reclaim_interval
         self.job_types = _runnable_types(queue, job_types)
         self.drain = drain
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"

@@ -7,6 +7,7 @@ import itertools
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from dqflow import (
     OutputValidationError,
     Queue,
     Worker,
+    WorkerSettingError,
 )
 
 OUTPUT_SCHEMA = {
@@ -504,3 +506,42 @@ def test_drain_exits_when_nothing_is_ready(backend: str) -> None:
     assert time.monotonic() - started < 5
     assert queue.get_job(now).status is JobStatus.COMPLETED
     assert queue.get_job(later).status is JobStatus.PENDING
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"concurrency": 0}, "concurrency must be from 1 to 1000, got 0"),
+        ({"concurrency": -2}, "concurrency must be from 1 to 1000, got -2"),
+        ({"concurrency": 1_000_000}, "concurrency must be from 1 to 1000"),
+        ({"concurrency": 2.5}, "concurrency must be a whole number"),
+        ({"batch_size": 0}, "batch_size must be from 1 to 1000, got 0"),
+        ({"lease": 0}, "lease must be more than 0 seconds, got 0"),
+        ({"lease": -1.0}, "lease must be more than 0 seconds"),
+        ({"lease": float("nan")}, "lease must be a finite number"),
+        ({"lease": 1, "heartbeat": 5}, "heartbeat must be at most half the lease"),
+        ({"lease": 1, "heartbeat": 0.6}, "heartbeat must be at most half the lease"),
+        ({"heartbeat": 0}, "heartbeat must be more than 0 seconds"),
+        ({"poll_interval": 0}, "poll_interval must be more than 0 seconds"),
+        ({"shutdown_grace": -1}, "shutdown_grace must be 0 or more seconds"),
+        ({"reclaim_interval": 0}, "reclaim_interval must be more than 0 seconds"),
+    ],
+)
+def test_worker_settings_that_cannot_work_are_refused(options: dict[str, Any], message: str, tmp_path: Path) -> None:
+    queue = make_queue(f"sqlite:///{tmp_path / 'q.db'}", {"t": {"handler": lambda p, c: None}})
+    with pytest.raises(WorkerSettingError, match=message.replace(".", r"\.")):
+        Worker(queue, **options)
+    queue.close()
+
+
+def test_worker_settings_given_are_kept(tmp_path: Path) -> None:
+    queue = make_queue(f"sqlite:///{tmp_path / 'q.db'}", {"t": {"handler": lambda p, c: None}})
+    worker = Worker(queue, concurrency=3, lease=2, heartbeat=1, shutdown_grace=0)
+    assert (worker.concurrency, worker.batch_size, worker.lease, worker.heartbeat, worker.shutdown_grace) == (
+        3,
+        3,
+        2.0,
+        1.0,
+        0.0,
+    )
+    queue.close()

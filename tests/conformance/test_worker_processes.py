@@ -8,6 +8,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from helpers import APP_CONFIG, executions, start_worker_process
 
 from dqflow import JobStatus, Queue
@@ -71,3 +72,22 @@ def test_a_worker_leaves_job_types_it_does_not_declare_to_workers_that_do(backen
     job = newer.require_job(new)
     assert job.status is JobStatus.COMPLETED and job.output == 1, job
     newer.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--lease", "0"], "lease must be more than 0 seconds"),
+        (["--lease", "-1"], "--lease"),
+        (["--concurrency", "0"], "--concurrency"),
+        (["--concurrency", "5000"], "concurrency must be from 1 to 1000"),
+    ],
+)
+def test_run_refuses_worker_settings_that_cannot_work(args: list[str], message: str, tmp_path: Path) -> None:
+    (tmp_path / "service.py").write_text("def echo(payload):\n    return payload\n")
+    (tmp_path / "jobs.yaml").write_text(
+        f"backend: sqlite:///{tmp_path / 'q.db'}\njobs:\n  echo: {{handler: 'service:echo'}}\n"
+    )
+    result = _cli("run", "--drain", *args, cwd=tmp_path)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert message in result.stderr and result.stderr.startswith("error: "), result.stderr
