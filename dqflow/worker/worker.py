@@ -55,6 +55,7 @@ class _Running:
     task: asyncio.Future[Any] | None = None  # an async handler's task, to cancel it
     timer: asyncio.TimerHandle | None = None  # fires at the job's timeout
     settled: bool = False  # the attempt's outcome is decided (completed, failed, dropped)
+    holds_slot: bool = True  # False once its slot is freed (an abandoned task no longer holds one)
 
     @property
     def lease(self) -> Lease:
@@ -163,7 +164,23 @@ class Worker:
 
     def run(self) -> None:
         """Run until stopped (blocking)."""
-        asyncio.run(self.run_async())
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(self.run_async())
+        finally:
+            # Unlike asyncio.run, never wait for tasks still running: an async handler that
+            # swallows its cancellation would keep the process alive past the grace.
+            abandoned = [task for task in asyncio.all_tasks(loop) if not task.done()]
+            for task in abandoned:
+                task.cancel()
+            if abandoned:
+                loop.run_until_complete(asyncio.wait(abandoned, timeout=0.1))
+            for task in abandoned:
+                if not task.done():
+                    task._log_destroy_pending = False  # type: ignore[attr-defined]  # abandoned on purpose
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
 
     def stop(self) -> None:
         """Ask the worker to shut down gracefully (safe from any thread or a signal handler)."""
@@ -357,7 +374,7 @@ class Worker:
             self._active.pop(job.id, None)
             message = f"no handler is declared for job type {job.job_type!r}"
             self._fail(running, message, FailureReason.NO_HANDLER, final=True)
-            self._free_slot()
+            self._free_slot(running)
             return
         assert self._loop is not None
         if job.timeout_ms is not None:
@@ -387,12 +404,12 @@ class Worker:
             self._settle(running, False, task.exception())
         else:
             self._settle(running, True, task.result())
-        self._free_slot()
+        self._free_slot(running)
 
     def _threads_done(self, outcomes: list[tuple[_Running, bool, Any]]) -> None:
         for running, ok, value in outcomes:
             self._settle(running, ok, value)
-            self._free_slot()
+            self._free_slot(running)
 
     def _timed_out(self, running: _Running) -> None:
         if running.settled:
@@ -400,6 +417,9 @@ class Worker:
         running.ctx.cancel("timeout")  # a thread cannot be killed: it sees ctx.cancelled; a child process is killed
         if running.task is not None:
             running.task.cancel()
+            # A task that swallows its cancellation keeps running, abandoned: its slot is free
+            # now (a thread cannot be abandoned: it still occupies one of the pool's threads).
+            self._free_slot(running)
         self._settle(running, False, _AttemptTimedOut())
 
     def _settle(self, running: _Running, ok: bool, value: Any) -> None:
@@ -428,7 +448,11 @@ class Worker:
             self._report(f"job {job.id}", exc)
             self._fail(running, f"worker error: {exc}", FailureReason.HANDLER_ERROR)
 
-    def _free_slot(self) -> None:
+    def _free_slot(self, running: _Running | None = None) -> None:
+        if running is not None:
+            if not running.holds_slot:
+                return
+            running.holds_slot = False
         self._occupied -= 1
         self._capacity.set()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import threading
 import time
@@ -286,6 +287,36 @@ def test_async_handler_is_cancelled_at_its_timeout(backend: str) -> None:
         job = wait_for_status(queue, job_id, "failed")
     assert cancelled.is_set()
     assert job.failure_reason == "timeout"
+
+
+async def _swallows_cancellation(payload: Any, ctx: JobContext) -> Any:
+    while True:  # a handler that ignores every cancellation
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)
+
+
+def test_async_handler_swallowing_cancellation_loses_its_slot_at_its_timeout(backend: str) -> None:
+    queue = make_queue(
+        backend,
+        {
+            "stubborn": {"handler": _swallows_cancellation, "timeout": "300ms", "max_attempts": 1},
+            "quick": {"handler": lambda p, c: {"ok": True}},
+        },
+    )
+    stubborn = queue.add("stubborn", {}, priority=1)
+    quick = queue.add("quick", {})
+    started = time.monotonic()
+    with running_worker(queue, concurrency=1, shutdown_grace=0.5):
+        job = wait_for_status(queue, stubborn, "failed", timeout=10)
+        assert job.failure_reason == "timeout", job
+        assert wait_for_status(queue, quick, "completed", timeout=10).output == {"ok": True}
+        assert time.monotonic() - started < 5
+        second = queue.add("stubborn", {}, timeout="30s")
+        wait_until(lambda: queue.get_job(second).status is JobStatus.PROCESSING)
+        stopping = time.monotonic()
+    # the second one swallows the shutdown's cancellation too: the worker still stops within its grace
+    assert time.monotonic() - stopping < 2.5
+    assert queue.get_job(second).status is JobStatus.PENDING
 
 
 def test_cancelling_a_running_job_reaches_the_handler(backend: str) -> None:
