@@ -115,3 +115,9 @@ async def async_stubborn(payload: dict[str, Any], ctx: JobContext) -> None:
     while True:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.sleep(30)
+
+
+def exit_process(payload: dict[str, Any], ctx: JobContext) -> None:
+    """Log '<job id> <pid>', then end the worker's process at once (no clean-up, like a crash)."""
+    _record(payload["log"], f"{ctx.job.id} {os.getpid()}")
+    os._exit(3)

@@ -113,3 +113,20 @@ def test_drain_reclaims_the_job_of_a_killed_worker(backend: str, tmp_path: Path,
     assert job.output == {"n": 1, "pid": drainer.pid}
     assert executions(log) == [job_id, job_id]
     queue.close()
+
+
+def test_a_handler_ending_the_process_leaves_no_traceback_from_the_warm_child(tmp_path: Path, workers: Workers) -> None:
+    log = tmp_path / "runs.log"
+    backend = f"sqlite:///{tmp_path / 'queue.db'}"
+    queue = Queue.from_yaml(APP_CONFIG, backend=backend)
+    # the declaration has isolated job types: the worker keeps a child process started and waiting
+    # the job is there first: the worker may end while its child is still starting or already waiting
+    job_id = queue.add("exit_process", {"log": str(log)})
+    worker = workers.start(backend, name="worker")
+    assert worker.wait(timeout=30) == 3
+    assert executions(log) == [job_id]
+    time.sleep(1.5)  # the orphaned child notices its parent is gone
+    output = workers.log_of(worker)
+    for noise in ("Traceback", "EOFError", "BrokenPipeError", "ConnectionResetError"):
+        assert noise not in output, output
+    queue.close()
