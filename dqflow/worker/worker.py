@@ -32,7 +32,7 @@ from dqflow.errors import ValidationFailed
 from dqflow.queue import Queue
 from dqflow.queue.events import ERROR, JOB_COMPLETED, JOB_FAILED, JOB_PROCESSING
 from dqflow.record import FailureReason, JobRecord
-from dqflow.storage import Completion, Failure, Lease, Release
+from dqflow.storage import Completion, Failure, Lease, Outcome, Release
 from dqflow.worker.context import JobContext, WriteStats
 from dqflow.worker.handlers import HandlerInfo, inspect_handler
 from dqflow.worker.isolation import HandlerFailed, prewarm, run_in_process
@@ -520,48 +520,44 @@ class Worker:
 
     async def _flush_once(self) -> None:
         completions, self._completions = self._completions[:_FLUSH_LIMIT], self._completions[_FLUSH_LIMIT:]
-        if completions:
-            try:
-                applied = await self._db_call(self.storage.complete_jobs, [c for _, c, _ in completions])
-            except BaseException:
-                self._completions[:0] = completions
-                raise
-            for (running, completion, output), ok in zip(completions, applied, strict=True):
-                self._unflushed.pop(completion.job_id, None)
-                job = running.job
-                if ok:
-                    self.stats.completed += 1
-                    if self.queue.events.has_listeners(JOB_COMPLETED):
-                        self.queue.events.emit(
-                            JOB_COMPLETED, {"job_id": job.id, "job_type": job.job_type, "output": output}
-                        )
-                else:
-                    self._rejected(job, "completion")
         failures, self._failures = self._failures[:_FLUSH_LIMIT], self._failures[_FLUSH_LIMIT:]
-        if failures:
-            try:
-                applied = await self._db_call(self.storage.fail_jobs, [f for _, f in failures])
-            except BaseException:
-                self._failures[:0] = failures
-                raise
-            for (running, failure), ok in zip(failures, applied, strict=True):
-                self._unflushed.pop(failure.job_id, None)
-                job = running.job
-                if ok:
-                    self.stats.failed += 1
+        outcomes: list[Outcome] = [c for _, c, _ in completions]
+        outcomes += [f for _, f in failures]
+        try:
+            applied = await self._db_call(self.storage.settle_jobs, outcomes) if outcomes else []
+        except BaseException:
+            self._completions[:0] = completions
+            self._failures[:0] = failures
+            raise
+        for (running, completion, output), ok in zip(completions, applied[: len(completions)], strict=True):
+            self._unflushed.pop(completion.job_id, None)
+            job = running.job
+            if ok:
+                self.stats.completed += 1
+                if self.queue.events.has_listeners(JOB_COMPLETED):
                     self.queue.events.emit(
-                        JOB_FAILED,
-                        {
-                            "job_id": job.id,
-                            "job_type": job.job_type,
-                            "attempt": job.attempts,
-                            "error": failure.error,
-                            "reason": failure.reason,
-                            "will_retry": failure.retry_at is not None,
-                        },
+                        JOB_COMPLETED, {"job_id": job.id, "job_type": job.job_type, "output": output}
                     )
-                else:
-                    self._rejected(job, "failure")
+            else:
+                self._rejected(job, "completion")
+        for (running, failure), ok in zip(failures, applied[len(completions) :], strict=True):
+            self._unflushed.pop(failure.job_id, None)
+            job = running.job
+            if ok:
+                self.stats.failed += 1
+                self.queue.events.emit(
+                    JOB_FAILED,
+                    {
+                        "job_id": job.id,
+                        "job_type": job.job_type,
+                        "attempt": job.attempts,
+                        "error": failure.error,
+                        "reason": failure.reason,
+                        "will_retry": failure.retry_at is not None,
+                    },
+                )
+            else:
+                self._rejected(job, "failure")
         if self.drain:
             self._capacity.set()  # the fetch loop may be waiting for the last results to land
 
@@ -640,7 +636,7 @@ class Worker:
         if leftovers or late:
             try:
                 released = await self._db_call(
-                    self.storage.release_jobs,
+                    self.storage.settle_jobs,
                     [Release(r.job.id, r.job.lease_token, started=False) for r in leftovers]
                     + [Release(job.id, job.lease_token, started=False) for job in late],
                 )
