@@ -12,6 +12,7 @@ from dqflow.errors import (
     PayloadTooLargeError,
     PayloadValidationError,
     StorageError,
+    StorageTooNewError,
     UnknownJobTypeError,
     ValidationFailed,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "PayloadValidationError",
     "Queue",
     "StorageError",
+    "StorageTooNewError",
     "TagMode",
     "UnknownJobTypeError",
     "ValidationFailed",

@@ -103,3 +103,7 @@ class StorageError(DqflowError):
 
 class NotMigratedError(StorageError):
     """The database has no dqflow schema yet (or an old one)."""
+
+
+class StorageTooNewError(StorageError):
+    """The stored data was written by a newer dqflow (a storage version this code does not know)."""

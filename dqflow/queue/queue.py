@@ -76,6 +76,7 @@ class JobSpec:
     retry_backoff: str | None = None
     retry_max_delay: Duration | _Unset | None = UNSET
     retry_jitter: bool | None = None
+    meta: Mapping[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -189,6 +190,13 @@ class Queue:
             if not isinstance(job.idempotency_key, str):
                 raise TypeError("idempotency_key must be a string")
             _no_nul(job.idempotency_key, "idempotency_key")
+        meta_json = "{}"
+        if job.meta is not None:
+            if not isinstance(job.meta, Mapping):
+                raise TypeError(f"meta must be a JSON object (a dict), got {type(job.meta).__name__}")
+            if job.meta:
+                limit = self.declaration.limits.max_payload_bytes
+                meta_json = _checked_json(dict(job.meta), None, limit, ValidationFailed, "meta")
         return NewJob(
             job_type=job.job_type,
             payload_json=payload_json,
@@ -202,6 +210,7 @@ class Queue:
             retry_jitter=retry.jitter if job.retry_jitter is None else bool(job.retry_jitter),
             tags=tags,
             idempotency_key=job.idempotency_key,
+            meta_json=meta_json,
         )
 
     # -- adding ----------------------------------------------------------------------
@@ -222,13 +231,15 @@ class Queue:
         retry_backoff: str | None = None,
         retry_max_delay: Duration | _Unset | None = UNSET,
         retry_jitter: bool | None = None,
+        meta: Mapping[str, Any] | None = None,
         connection: Any = None,
     ) -> int:
         """Validate and enqueue one job; return its id.
 
         Options left out come from the job type's declaration. A payload that
         fails its schema raises ``PayloadValidationError`` and nothing is stored.
-        A repeated ``idempotency_key`` returns the existing job's id.
+        A repeated ``idempotency_key`` returns the existing job's id. ``meta`` is a
+        JSON object kept with the job (``JobRecord.meta``, ``{}`` by default).
         ``connection`` (PostgreSQL) enqueues inside the caller's transaction.
         """
         spec = JobSpec(
@@ -245,6 +256,7 @@ class Queue:
             retry_backoff=retry_backoff,
             retry_max_delay=retry_max_delay,
             retry_jitter=retry_jitter,
+            meta=meta,
         )
         return self.add_many([spec], connection=connection)[0]
 
