@@ -173,7 +173,7 @@ class SqliteStorage(Storage):
     def add_jobs(self, jobs: Sequence[NewJob], *, connection: Any = None) -> list[AddResult]:
         if connection is not None:
             raise StorageError("connection= is only supported by the PostgreSQL backend")
-        now = time.time()
+        now = round(time.time(), 6)  # whole microseconds: a created_at read back filters exactly
         results: list[AddResult] = []
         with self._write() as conn:
             for job in jobs:
@@ -236,7 +236,7 @@ class SqliteStorage(Storage):
         tags = sorted(set(job_filter.tags))
         if tags:
             marks = ",".join("?" * len(tags))
-            matching = f"(SELECT count(*) FROM json_each(dqflow_jobs.tags) WHERE value IN ({marks}))"
+            matching = f"(SELECT count(DISTINCT value) FROM json_each(dqflow_jobs.tags) WHERE value IN ({marks}))"
             if job_filter.tag_mode is TagMode.ALL:
                 where.append(f"{matching} >= ?")
                 params.extend([*tags, len(tags)])
