@@ -12,12 +12,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from dqflow import Declaration, Queue, Worker
 from dqflow.record import EventType, JobRecord
-from dqflow.storage import JobFilter, NewJob, Storage
+from dqflow.storage import Completion, Failure, JobFilter, NewJob, Storage
 
 TESTS = Path(__file__).parent
 APP_CONFIG = TESTS / "app" / "jobs.yaml"
@@ -136,3 +137,19 @@ def list_all_ids(storage: Storage, job_filter: JobFilter) -> list[int]:
             return found
         assert len(page.jobs) == job_filter.limit
         cursor = page.next_cursor
+
+
+def complete(storage: Storage, job: JobRecord, output_json: str | None = None) -> bool:
+    """Complete one claimed job with the token of its claim; True if applied."""
+    return storage.complete_jobs([Completion(job.id, job.lease_token, output_json)])[0]
+
+
+def fail(
+    storage: Storage,
+    job: JobRecord,
+    error: str = "boom",
+    reason: str = "handler_error",
+    retry_at: datetime | None = None,
+) -> bool:
+    """Fail one claimed job's attempt (for good unless ``retry_at``); True if applied."""
+    return storage.fail_jobs([Failure(job.id, job.lease_token, error, reason, retry_at)])[0]
