@@ -471,6 +471,8 @@ class SqliteStorage(Storage):
         return applied
 
     def set_progress(self, job_id: int, lease_token: int, progress: int) -> bool:
+        if not 0 <= progress <= 100:
+            raise ValueError(f"progress must be between 0 and 100, not {progress}")
         return self._fenced_set("progress", job_id, lease_token, progress)
 
     def set_output(self, job_id: int, lease_token: int, output_json: str) -> bool:
