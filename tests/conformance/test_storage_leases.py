@@ -168,6 +168,7 @@ def test_setup_twice_and_close_twice(backend: str) -> None:
     job_id = add_job(store)
     store.close()
     store.close()
+    store.wait_for_jobs(0.01, None)  # an idle wait after close neither hangs nor raises
     again = open_storage(backend)
     again.setup()
     try:
