@@ -197,7 +197,7 @@ class SqliteStorage(Storage):
     def add_jobs(self, jobs: Sequence[NewJob], *, connection: Any = None) -> list[AddResult]:
         if connection is not None:
             raise StorageError("connection= is only supported by the PostgreSQL backend")
-        now = time.time()
+        now = round(time.time(), 6)  # whole microseconds: a created_at read back filters exactly
         results: list[AddResult] = []
         with self._write() as conn:
             for job in jobs:
@@ -241,7 +241,7 @@ class SqliteStorage(Storage):
         tags = sorted(set(job_filter.tags))
         if tags:
             marks = ",".join("?" * len(tags))
-            matching = f"(SELECT count(*) FROM json_each(dqflow_jobs.tags) WHERE value IN ({marks}))"
+            matching = f"(SELECT count(DISTINCT value) FROM json_each(dqflow_jobs.tags) WHERE value IN ({marks}))"
             if job_filter.tag_mode is TagMode.ALL:
                 where.append(f"{matching} >= ?")
                 params.extend([*tags, len(tags)])
@@ -481,6 +481,8 @@ class SqliteStorage(Storage):
         return applied
 
     def set_progress(self, job_id: int, lease_token: int, progress: int) -> bool:
+        if not 0 <= progress <= 100:
+            raise ValueError(f"progress must be between 0 and 100, not {progress}")
         return self._fenced_set("progress", job_id, lease_token, progress)
 
     def set_output(self, job_id: int, lease_token: int, output_json: str) -> bool:
