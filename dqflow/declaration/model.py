@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import math
 import random as _random
 import re
 from collections.abc import Callable, Mapping
@@ -27,9 +26,16 @@ from pydantic import (
     field_validator,
 )
 
+from dqflow.bounds import (
+    MAX_BATCH_SIZE,
+    MAX_CONCURRENCY,
+    MAX_SIZE_LIMIT_BYTES,
+    check_max_attempts,
+    check_priority,
+)
 from dqflow.declaration.handlers import HANDLER_REF
 from dqflow.declaration.schemas import SchemaValidator
-from dqflow.durations import parse_duration
+from dqflow.durations import bounded_duration, timeout_seconds
 from dqflow.errors import UnknownJobTypeError
 
 __all__ = [
@@ -183,26 +189,13 @@ class Declaration:
 # --------------------------------------------------------------------------- raw YAML shapes
 
 
-def _duration(value: Any) -> float:
-    seconds = parse_duration(value)
-    if not math.isfinite(seconds):
-        raise ValueError(f"invalid duration {value!r}: must be finite")
-    return seconds
-
-
 def _optional_duration(value: Any) -> float | None:
-    return None if value is None else _duration(value)
+    return None if value is None else bounded_duration(value)
 
 
 def _positive(value: float) -> float:
     if value <= 0:
         raise ValueError("must be greater than 0")
-    return value
-
-
-def _positive_or_none(value: float | None) -> float | None:
-    if value is not None and value <= 0:
-        raise ValueError("must be greater than 0 (use null for none)")
     return value
 
 
@@ -239,10 +232,13 @@ def _kind(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-Duration = Annotated[float, BeforeValidator(_duration)]
-PositiveDuration = Annotated[float, BeforeValidator(_duration), AfterValidator(_positive)]
+# Durations and numbers go through the same checks as the queue API's arguments (dqflow.bounds).
+Duration = Annotated[float, BeforeValidator(bounded_duration)]
+PositiveDuration = Annotated[float, BeforeValidator(bounded_duration), AfterValidator(_positive)]
 OptionalDuration = Annotated[float | None, BeforeValidator(_optional_duration)]
-Timeout = Annotated[float | None, BeforeValidator(_optional_duration), AfterValidator(_positive_or_none)]
+Timeout = Annotated[float | None, BeforeValidator(timeout_seconds)]
+Priority = Annotated[int, AfterValidator(check_priority)]
+MaxAttempts = Annotated[int, AfterValidator(check_max_attempts)]
 Tag = Annotated[str, AfterValidator(_tag)]
 JobName = Annotated[str, AfterValidator(_job_name)]
 SchemaSource = Annotated[Any, BeforeValidator(_schema_source)]
@@ -266,10 +262,10 @@ class RawRetry(_Strict):
 class RawPolicy(_Strict):
     """Keys shared by ``defaults`` and each job type (merged key by key)."""
 
-    max_attempts: Annotated[int, Field(ge=1)] = 3
+    max_attempts: MaxAttempts = 3
     timeout: Timeout = None
     retry: RawRetry = Field(default_factory=RawRetry)
-    priority: int = 0
+    priority: Priority = 0
     tags: list[Tag] = Field(default_factory=list)
 
     _retry_none = field_validator("retry", mode="before")(_none_is_empty)
@@ -299,8 +295,8 @@ class RawJob(RawPolicy):
 
 
 class RawWorker(_Strict):
-    concurrency: Annotated[int, Field(ge=1)] = 8
-    batch_size: Annotated[int | None, Field(ge=1)] = None
+    concurrency: Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)] = 8
+    batch_size: Annotated[int | None, Field(ge=1, le=MAX_BATCH_SIZE)] = None
     lease: PositiveDuration = 20.0
     heartbeat: PositiveDuration = 1.0
     poll_interval: PositiveDuration = 1.0
@@ -308,8 +304,8 @@ class RawWorker(_Strict):
 
 
 class RawLimits(_Strict):
-    max_payload_bytes: Annotated[int, Field(ge=1)] = 1_048_576
-    max_output_bytes: Annotated[int, Field(ge=1)] = 1_048_576
+    max_payload_bytes: Annotated[int, Field(ge=1, le=MAX_SIZE_LIMIT_BYTES)] = 1_048_576
+    max_output_bytes: Annotated[int, Field(ge=1, le=MAX_SIZE_LIMIT_BYTES)] = 1_048_576
 
 
 class RawDeclaration(_Strict):

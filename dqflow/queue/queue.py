@@ -11,8 +11,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from dqflow.bounds import RUN_AT_MAX, check_max_attempts, check_priority, check_run_at
 from dqflow.declaration import Declaration, JobTypeSpec, SchemaValidator, load_declaration
-from dqflow.durations import parse_duration, to_ms
+from dqflow.durations import bounded_duration, parse_duration, timeout_seconds, to_ms
 from dqflow.errors import (
     JobNotFoundError,
     OutputValidationError,
@@ -41,14 +42,21 @@ Duration = float | int | str | timedelta
 
 
 def _seconds(value: Duration | None, what: str) -> float | None:
+    """A duration argument (at most 365 days), read exactly as ``jobs.yaml`` reads it."""
     if value is None:
         return None
-    if isinstance(value, timedelta):
-        return value.total_seconds()
     try:
-        return parse_duration(value)
+        return bounded_duration(value)
     except ValueError as exc:
         raise ValueError(f"{what}: {exc}") from None
+
+
+def _timeout(value: Duration | None) -> float | None:
+    """A timeout argument: ``None`` for none, else more than 0 (as in ``jobs.yaml``)."""
+    try:
+        return timeout_seconds(value)
+    except ValueError as exc:
+        raise ValueError(f"timeout: {exc}") from None
 
 
 def _aware(value: datetime | None, what: str) -> datetime | None:
@@ -57,6 +65,22 @@ def _aware(value: datetime | None, what: str) -> datetime | None:
     if not isinstance(value, datetime):
         raise TypeError(f"{what} must be a datetime, got {type(value).__name__}")
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _run_at(value: datetime | None) -> datetime | None:
+    aware = _aware(value, "run_at")
+    return None if aware is None else check_run_at(aware)
+
+
+def _run_after(delay: Duration) -> datetime:
+    now = datetime.now(UTC)
+    try:
+        seconds = parse_duration(delay)
+    except ValueError as exc:
+        raise ValueError(f"delay: {exc}") from None
+    if seconds > (RUN_AT_MAX - now).total_seconds():
+        raise ValueError(f"delay: {seconds:g}s from now is after {RUN_AT_MAX.isoformat()}, the latest run_at")
+    return now + timedelta(seconds=seconds)
 
 
 @dataclass(slots=True)
@@ -165,15 +189,13 @@ class Queue:
     def _new_job(self, job: JobSpec) -> NewJob:
         spec = self.job_type(job.job_type)
         payload_json = self.validate_payload(job.job_type, job.payload)
-        run_at = _aware(job.run_at, "run_at")
+        run_at = _run_at(job.run_at)
         if job.delay is not None:
             if run_at is not None:
                 raise ValueError("give run_at or delay, not both")
-            run_at = datetime.now(UTC) + timedelta(seconds=_seconds(job.delay, "delay") or 0.0)
-        max_attempts = spec.max_attempts if job.max_attempts is None else int(job.max_attempts)
-        if max_attempts < 1:
-            raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
-        timeout = spec.timeout if isinstance(job.timeout, _Unset) else _seconds(job.timeout, "timeout")
+            run_at = _run_after(job.delay)
+        max_attempts = spec.max_attempts if job.max_attempts is None else check_max_attempts(job.max_attempts)
+        timeout = spec.timeout if isinstance(job.timeout, _Unset) else _timeout(job.timeout)
         retry = spec.retry
         backoff = retry.backoff if job.retry_backoff is None else job.retry_backoff
         if backoff not in ("fixed", "exponential"):
@@ -192,7 +214,7 @@ class Queue:
         return NewJob(
             job_type=job.job_type,
             payload_json=payload_json,
-            priority=spec.priority if job.priority is None else int(job.priority),
+            priority=spec.priority if job.priority is None else check_priority(job.priority),
             run_at=run_at,
             max_attempts=max_attempts,
             timeout_ms=to_ms(timeout),
@@ -368,15 +390,13 @@ class Queue:
         if not isinstance(payload, _Unset):
             changes["payload_json"] = self.validate_payload(record.job_type, payload)
         if not isinstance(priority, _Unset):
-            changes["priority"] = int(priority)
+            changes["priority"] = check_priority(priority)
         if not isinstance(run_at, _Unset):
-            changes["run_at"] = _aware(run_at, "run_at")
+            changes["run_at"] = _run_at(run_at)
         if not isinstance(max_attempts, _Unset):
-            if int(max_attempts) < 1:
-                raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
-            changes["max_attempts"] = int(max_attempts)
+            changes["max_attempts"] = check_max_attempts(max_attempts)
         if not isinstance(timeout, _Unset):
-            changes["timeout_ms"] = to_ms(_seconds(timeout, "timeout"))
+            changes["timeout_ms"] = to_ms(_timeout(timeout))
         if not isinstance(tags, _Unset):
             changes["tags"] = _tags(tags)
         if not isinstance(retry_delay, _Unset):
