@@ -993,3 +993,44 @@ def test_validation_messages_are_bounded() -> None:
     assert info.value.errors[-1] == "… and 450 more"
     assert all(len(message) <= 1000 for message in info.value.errors)
     assert len(str(info.value)) < 60_000
+
+
+# --------------------------------------------------------------------------- isolated handlers must import
+
+
+def top_level_handler(payload: Any) -> None:
+    return None
+
+
+def make_closure() -> Any:
+    secret = 42
+
+    def closure(payload: Any) -> int:
+        return secret
+
+    return closure
+
+
+@pytest.mark.parametrize(
+    ("handler", "why"),
+    [
+        (make_closure(), "a function defined inside another function (a closure) cannot be imported"),
+        (lambda payload: None, "a lambda has no importable name"),
+    ],
+    ids=["closure", "lambda"],
+)
+def test_isolated_handler_that_a_child_cannot_import_is_refused(handler: Any, why: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Declaration.build({"ok": {"handler": top_level_handler}, "t": {"handler": handler, "isolation": "process"}})
+    assert info.value.key == "jobs.t.handler"
+    assert "cannot run with isolation: process" in str(info.value) and why in str(info.value)
+
+
+def test_isolated_top_level_handler_and_threaded_closure_are_fine() -> None:
+    declaration = Declaration.build(
+        {
+            "isolated": {"handler": top_level_handler, "isolation": "process"},
+            "threaded": {"handler": make_closure()},
+        }
+    )
+    assert declaration.job_types["isolated"].handler is top_level_handler

@@ -449,17 +449,44 @@ def _load_schema(
 def _handler(job: RawJob, loc: Loc, ctx: _Context, out: list[ConfigError]) -> tuple[str, Callable[..., Any] | None]:
     if not isinstance(job.handler, str):
         func: Callable[..., Any] = job.handler
-        return handler_ref_of(func), func
+        ref = handler_ref_of(func)
+        if job.isolation == "process":
+            why = _not_importable(func, ref)
+            if why is not None:
+                out.append(
+                    ctx.problem(
+                        f"handler {ref} cannot run with isolation: process: the child process imports its "
+                        f"handler by name, and {why}; define it at the top level of a module",
+                        loc,
+                    )
+                )
+        return ref, func
     ref = job.handler
     if not ctx.import_handlers:
         return ref, None
-    if ctx.base_dir is not None:
-        add_import_root(ctx.base_dir)
     try:
         return ref, import_handler(ref)
     except HandlerImportError as exc:
         out.append(ctx.problem(f"handler {ref!r} cannot be loaded: {exc}", loc))
         return ref, None
+
+
+def _not_importable(func: Callable[..., Any], ref: str) -> str | None:
+    """Why a child process could not import ``func`` by its name ``ref`` (None when it can)."""
+    name = getattr(func, "__qualname__", "")
+    if "<lambda>" in name:
+        return "a lambda has no importable name"
+    if "<locals>" in name:
+        return "a function defined inside another function (a closure) cannot be imported"
+    if ref.startswith("__main__:"):
+        return "a function of the script being run (__main__) is not importable by other processes"
+    try:
+        found = import_handler(ref)
+    except HandlerImportError as exc:
+        return f"importing it fails ({exc})"
+    if found is not func and getattr(found, "__wrapped__", None) is not func:
+        return f"{ref} names a different object"
+    return None
 
 
 def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
@@ -471,6 +498,8 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
 
     problems: list[ConfigError] = []
     cache: dict[Path, SchemaValidator] = {}
+    if ctx.import_handlers and ctx.base_dir is not None:
+        add_import_root(ctx.base_dir)
     defaults = raw.defaults
     job_types: dict[str, JobTypeSpec] = {}
     for name, job in raw.jobs.items():
