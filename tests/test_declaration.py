@@ -1034,3 +1034,35 @@ def test_isolated_top_level_handler_and_threaded_closure_are_fine() -> None:
         }
     )
     assert declaration.job_types["isolated"].handler is top_level_handler
+
+
+def test_every_problem_is_listed_shape_errors_handlers_and_schemas(project: Path) -> None:
+    pkg = unique_package(project)
+    path = write_yaml(
+        project,
+        f"""
+        jobs:
+          a:
+            handler: {pkg}.reports:nope
+            priority: high
+          b:
+            handler: {pkg}.reports:generate_report
+            payload: schemas/missing.json
+            colour: blue
+          c:
+            handler: {pkg}.missing:f
+            output: {{type: objekt}}
+        """,
+    )
+    error = load_error(path)
+    assert isinstance(error, DeclarationError)
+    assert [(p.line, p.key) for p in error.problems] == [
+        (3, "jobs.a.handler"),
+        (4, "jobs.a.priority"),
+        (7, "jobs.b.payload"),
+        (8, "jobs.b.colour"),
+        (10, "jobs.c.handler"),
+        (11, "jobs.c.output"),
+    ]
+    assert "has no attribute 'nope'" in str(error)
+    assert "schemas/missing.json not found" in str(error)

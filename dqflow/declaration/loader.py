@@ -20,7 +20,13 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from dqflow.declaration.handlers import HandlerImportError, add_import_root, handler_ref_of, import_handler
+from dqflow.declaration.handlers import (
+    HANDLER_REF,
+    HandlerImportError,
+    add_import_root,
+    handler_ref_of,
+    import_handler,
+)
 from dqflow.declaration.model import (
     Declaration,
     JobTypeSpec,
@@ -446,11 +452,13 @@ def _load_schema(
     return validator
 
 
-def _handler(job: RawJob, loc: Loc, ctx: _Context, out: list[ConfigError]) -> tuple[str, Callable[..., Any] | None]:
-    if not isinstance(job.handler, str):
-        func: Callable[..., Any] = job.handler
+def _handler(
+    written: Any, isolation: str, loc: Loc, ctx: _Context, out: list[ConfigError]
+) -> tuple[str, Callable[..., Any] | None]:
+    if not isinstance(written, str):
+        func: Callable[..., Any] = written
         ref = handler_ref_of(func)
-        if job.isolation == "process":
+        if isolation == "process":
             why = _not_importable(func, ref)
             if why is not None:
                 out.append(
@@ -461,7 +469,7 @@ def _handler(job: RawJob, loc: Loc, ctx: _Context, out: list[ConfigError]) -> tu
                     )
                 )
         return ref, func
-    ref = job.handler
+    ref = written
     if not ctx.import_handlers:
         return ref, None
     try:
@@ -489,17 +497,43 @@ def _not_importable(func: Callable[..., Any], ref: str) -> str | None:
     return None
 
 
+def _check_what_is_readable(data: Any, ctx: _Context, problems: list[ConfigError]) -> None:
+    """After shape errors, still check the handlers and schemas that are written well enough to check.
+
+    So one run lists a bad key *and* a handler that does not import (each
+    problem once: a value the shape check refused is not looked at again).
+    """
+    jobs = data.get("jobs") if isinstance(data, dict) else None
+    if not isinstance(jobs, dict):
+        return
+    cache: dict[Path, SchemaValidator] = {}
+    for name, job in jobs.items():
+        if not isinstance(job, dict):
+            continue
+        base: Loc = ("jobs", name)
+        handler = job.get("handler")
+        if (isinstance(handler, str) and HANDLER_REF.match(handler)) or (handler is not None and callable(handler)):
+            isolation = job.get("isolation")
+            _handler(handler, isolation if isinstance(isolation, str) else "thread", (*base, "handler"), ctx, problems)
+        for which in ("payload", "output"):
+            source = job.get(which)
+            if isinstance(source, dict) or (isinstance(source, str) and source.strip()):
+                _load_schema(source, which, (*base, which), ctx, cache, problems)
+
+
 def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
+    if ctx.import_handlers and ctx.base_dir is not None:
+        add_import_root(ctx.base_dir)
     try:
         raw = RawDeclaration.model_validate(data)
     except ValidationError as exc:
-        _raise([ctx.problem(_describe(err), _data_loc(tuple(err["loc"]))) for err in exc.errors()])
+        problems = [ctx.problem(_describe(err), _data_loc(tuple(err["loc"]))) for err in exc.errors()]
+        _check_what_is_readable(data, ctx, problems)
+        _raise(problems)
         raise  # unreachable: _raise always raises
 
-    problems: list[ConfigError] = []
+    problems = []
     cache: dict[Path, SchemaValidator] = {}
-    if ctx.import_handlers and ctx.base_dir is not None:
-        add_import_root(ctx.base_dir)
     defaults = raw.defaults
     job_types: dict[str, JobTypeSpec] = {}
     for name, job in raw.jobs.items():
@@ -515,7 +549,7 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
             )
         payload = _load_schema(job.payload, "payload", (*base, "payload"), ctx, cache, problems)
         output = _load_schema(job.output, "output", (*base, "output"), ctx, cache, problems)
-        handler_ref, handler = _handler(job, (*base, "handler"), ctx, problems)
+        handler_ref, handler = _handler(job.handler, job.isolation, (*base, "handler"), ctx, problems)
         job_types[name] = JobTypeSpec(
             name=name,
             handler_ref=handler_ref,
