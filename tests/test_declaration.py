@@ -1066,3 +1066,12 @@ def test_every_problem_is_listed_shape_errors_handlers_and_schemas(project: Path
     ]
     assert "has no attribute 'nope'" in str(error)
     assert "schemas/missing.json not found" in str(error)
+
+
+def test_model_does_not_import_the_loader() -> None:
+    """No import circle: the loader builds Declarations from the model, never the other way round."""
+    import dqflow.declaration.model as model
+
+    source = Path(model.__file__).read_text()
+    assert "import build_declaration" not in source and "from dqflow.declaration.loader" not in source
+    assert Declaration.__module__ == "dqflow.declaration.loader"

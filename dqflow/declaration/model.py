@@ -2,17 +2,18 @@
 
 * ``Raw*`` pydantic models mirror ``jobs.yaml`` exactly (strict types, unknown
   keys forbidden). They only say what was written; defaults are merged later.
-* The frozen dataclasses (:class:`Declaration`, :class:`JobTypeSpec`,
-  :class:`RetryPolicy`, :class:`WorkerSettings`, :class:`Limits`) are the
-  compiled result every other layer uses: durations in seconds, defaults merged,
-  schemas compiled, handlers imported.
+* The frozen dataclasses (:class:`JobTypeSpec`, :class:`RetryPolicy`,
+  :class:`WorkerSettings`, :class:`Limits`) are the compiled parts every other
+  layer uses: durations in seconds, defaults merged, schemas compiled, handlers
+  imported. The whole, :class:`~dqflow.declaration.loader.Declaration`, lives
+  with the loader that builds it.
 """
 
 from __future__ import annotations
 
 import random as _random
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -36,12 +37,11 @@ from dqflow.bounds import (
 from dqflow.declaration.handlers import HANDLER_REF
 from dqflow.declaration.schemas import SchemaValidator
 from dqflow.durations import bounded_duration, timeout_seconds
-from dqflow.errors import UnknownJobTypeError
+from dqflow.errors import kind_of
 
 __all__ = [
     "JOB_TYPE_NAME",
     "Backoff",
-    "Declaration",
     "Isolation",
     "JobTypeSpec",
     "Limits",
@@ -131,61 +131,6 @@ class JobTypeSpec:
     description: str | None = None
 
 
-@dataclass(frozen=True)
-class Declaration:
-    """A whole declaration: job types, worker settings, limits, backend URL."""
-
-    path: Path | None = None
-    backend: str | None = None
-    job_types: dict[str, JobTypeSpec] = field(default_factory=dict)
-    worker: WorkerSettings = field(default_factory=WorkerSettings)
-    limits: Limits = field(default_factory=Limits)
-
-    @property
-    def base_dir(self) -> Path | None:
-        """The folder of the YAML file (schema paths and handlers are relative to it)."""
-        return None if self.path is None else self.path.parent
-
-    def job_type(self, name: str) -> JobTypeSpec:
-        """The spec of ``name``; :class:`UnknownJobTypeError` when it is not declared."""
-        try:
-            return self.job_types[name]
-        except KeyError:
-            known = ", ".join(sorted(self.job_types)) or "none"
-            raise UnknownJobTypeError(f"unknown job type {name!r} (declared: {known})") from None
-
-    @classmethod
-    def build(
-        cls,
-        jobs: Mapping[str, Mapping[str, Any]],
-        *,
-        defaults: Mapping[str, Any] | None = None,
-        worker: Mapping[str, Any] | None = None,
-        limits: Mapping[str, Any] | None = None,
-        backend: str | None = None,
-        base_dir: str | Path | None = None,
-        import_handlers: bool = True,
-    ) -> Declaration:
-        """Build a declaration from Python dicts, validated exactly like ``jobs.yaml``.
-
-        A job's ``handler`` may be a callable as well as ``"module:function"``;
-        ``payload``/``output`` may be a schema dict, a path (relative to
-        ``base_dir``, else the current directory) or a :class:`SchemaValidator`.
-        Errors raise :class:`~dqflow.errors.ConfigError` naming the key.
-        """
-        from dqflow.declaration.loader import build_declaration
-
-        return build_declaration(
-            jobs,
-            defaults=defaults,
-            worker=worker,
-            limits=limits,
-            backend=backend,
-            base_dir=base_dir,
-            import_handlers=import_handlers,
-        )
-
-
 # --------------------------------------------------------------------------- raw YAML shapes
 
 
@@ -220,16 +165,7 @@ def _schema_source(value: Any) -> Any:
         return value
     if isinstance(value, Path):
         return str(value)
-    raise ValueError(f"expected a schema file path or an inline schema mapping, got {_kind(value)}")
-
-
-def _kind(value: Any) -> str:
-    names = {str: "a string", bool: "a boolean", int: "an integer", float: "a number", list: "a list"}
-    if value is None:
-        return "null"
-    if isinstance(value, dict):
-        return "a mapping"
-    return names.get(type(value), type(value).__name__)
+    raise ValueError(f"expected a schema file path or an inline schema mapping, got {kind_of(value)}")
 
 
 # Durations and numbers go through the same checks as the queue API's arguments (dqflow.bounds).
@@ -291,7 +227,7 @@ class RawJob(RawPolicy):
             return value
         if callable(value):
             return value
-        raise ValueError(f"handler must be a 'module:function' string, got {_kind(value)}")
+        raise ValueError(f"handler must be a 'module:function' string, got {kind_of(value)}")
 
 
 class RawWorker(_Strict):

@@ -16,9 +16,11 @@ from dqflow.declaration import Declaration, JobTypeSpec, SchemaValidator, load_d
 from dqflow.durations import bounded_duration, parse_duration, timeout_seconds, to_ms
 from dqflow.errors import (
     JobNotFoundError,
+    OutputTooLargeError,
     OutputValidationError,
     PayloadTooLargeError,
     PayloadValidationError,
+    TooLargeError,
     UnknownJobTypeError,
     ValidationFailed,
 )
@@ -176,27 +178,36 @@ class Queue:
 
     def validate_payload(self, job_type: str, payload: Any) -> str:
         """Check ``payload`` for ``job_type`` (JSON, size, schema); return its JSON text."""
-        spec = self.job_type(job_type)
+        declared = self.job_type(job_type)
         limit = self.declaration.limits.max_payload_bytes
-        return _checked_json(payload, spec.payload_schema, limit, PayloadValidationError, f"payload of {job_type}")
+        return _checked_json(
+            payload,
+            declared.payload_schema,
+            limit,
+            PayloadValidationError,
+            PayloadTooLargeError,
+            f"payload of {job_type}",
+        )
 
     def validate_output(self, job_type: str, output: Any) -> str:
         """Check an output for ``job_type`` (JSON, size, schema); return its JSON text."""
-        spec = self.job_type(job_type)
+        declared = self.job_type(job_type)
         limit = self.declaration.limits.max_output_bytes
-        return _checked_json(output, spec.output_schema, limit, OutputValidationError, f"output of {job_type}")
+        return _checked_json(
+            output, declared.output_schema, limit, OutputValidationError, OutputTooLargeError, f"output of {job_type}"
+        )
 
     def _new_job(self, job: JobSpec) -> NewJob:
-        spec = self.job_type(job.job_type)
+        declared = self.job_type(job.job_type)
         payload_json = self.validate_payload(job.job_type, job.payload)
         run_at = _run_at(job.run_at)
         if job.delay is not None:
             if run_at is not None:
                 raise ValueError("give run_at or delay, not both")
             run_at = _run_after(job.delay)
-        max_attempts = spec.max_attempts if job.max_attempts is None else check_max_attempts(job.max_attempts)
-        timeout = spec.timeout if isinstance(job.timeout, _Unset) else _timeout(job.timeout)
-        retry = spec.retry
+        max_attempts = declared.max_attempts if job.max_attempts is None else check_max_attempts(job.max_attempts)
+        timeout = declared.timeout if isinstance(job.timeout, _Unset) else _timeout(job.timeout)
+        retry = declared.retry
         backoff = retry.backoff if job.retry_backoff is None else job.retry_backoff
         if backoff not in ("fixed", "exponential"):
             raise ValueError(f"retry_backoff must be 'fixed' or 'exponential', got {backoff!r}")
@@ -206,7 +217,7 @@ class Queue:
             if isinstance(job.retry_max_delay, _Unset)
             else _seconds(job.retry_max_delay, "retry_max_delay")
         )
-        tags = spec.tags if job.tags is None else _tags(job.tags)
+        tags = declared.tags if job.tags is None else _tags(job.tags)
         if job.idempotency_key is not None:
             if not isinstance(job.idempotency_key, str):
                 raise TypeError("idempotency_key must be a string")
@@ -214,7 +225,7 @@ class Queue:
         return NewJob(
             job_type=job.job_type,
             payload_json=payload_json,
-            priority=spec.priority if job.priority is None else check_priority(job.priority),
+            priority=declared.priority if job.priority is None else check_priority(job.priority),
             run_at=run_at,
             max_attempts=max_attempts,
             timeout_ms=to_ms(timeout),
@@ -253,7 +264,7 @@ class Queue:
         A repeated ``idempotency_key`` returns the existing job's id.
         ``connection`` (PostgreSQL) enqueues inside the caller's transaction.
         """
-        spec = JobSpec(
+        job = JobSpec(
             job_type,
             payload,
             priority=priority,
@@ -268,7 +279,7 @@ class Queue:
             retry_max_delay=retry_max_delay,
             retry_jitter=retry_jitter,
         )
-        return self.add_many([spec], connection=connection)[0]
+        return self.add_many([job], connection=connection)[0]
 
     def add_many(self, jobs: Iterable[JobSpec | Mapping[str, Any]], *, connection: Any = None) -> list[int]:
         """Validate every job first, then enqueue them all in one round trip.
@@ -277,10 +288,10 @@ class Queue:
         and the error names its index.
         """
         new_jobs: list[NewJob] = []
-        for index, job in enumerate(jobs):
-            spec = job if isinstance(job, JobSpec) else JobSpec(**dict(job))
+        for index, given in enumerate(jobs):
+            job = given if isinstance(given, JobSpec) else JobSpec(**dict(given))
             try:
-                new_jobs.append(self._new_job(spec))
+                new_jobs.append(self._new_job(job))
             except ValidationFailed as exc:
                 if index or (isinstance(jobs, (list, tuple)) and len(jobs) > 1):
                     raise exc.located(f"job {index}") from None
@@ -415,7 +426,12 @@ class Queue:
 
 
 def _checked_json(
-    value: Any, schema: SchemaValidator | None, limit: int, error: type[ValidationFailed], label: str
+    value: Any,
+    schema: SchemaValidator | None,
+    limit: int,
+    error: type[ValidationFailed],
+    too_large: type[TooLargeError],
+    label: str,
 ) -> str:
     """Strict JSON text of ``value`` within ``limit`` bytes and valid against ``schema``, or ``error``."""
     if isinstance(value, BaseModel):
@@ -424,7 +440,7 @@ def _checked_json(
     if len(text) * 4 > limit:  # only then can the UTF-8 size be over the limit
         size = len(text.encode())
         if size > limit:
-            raise PayloadTooLargeError(label, [f"{size} bytes is over the limit of {limit} bytes"])
+            raise too_large(label, [f"{size} bytes is over the limit of {limit} bytes"])
     if schema is not None:
         schema.validate(value, error, label)
     return text

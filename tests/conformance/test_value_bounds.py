@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 from helpers import make_queue
 
-from dqflow import Queue
+from dqflow import (
+    OutputTooLargeError,
+    OutputValidationError,
+    PayloadTooLargeError,
+    PayloadValidationError,
+    Queue,
+    TooLargeError,
+)
 from dqflow.bounds import MAX_ATTEMPTS_MAX, PRIORITY_MAX, PRIORITY_MIN, RUN_AT_MAX, RUN_AT_MIN
 
 US = timedelta(microseconds=1)
@@ -139,3 +146,18 @@ def test_add_many_refuses_the_whole_batch(queue: Queue) -> None:
     with pytest.raises(ValueError, match="priority"):
         queue.add_many([{"job_type": "t"}, {"job_type": "t", "priority": PRIORITY_MAX + 1}])
     assert_nothing_stored(queue)
+
+
+def test_too_large_output_is_an_output_error_not_a_payload_error(backend: str) -> None:
+    queue = make_queue(backend, {"t": {"handler": noop}}, limits={"max_output_bytes": 100, "max_payload_bytes": 100})
+    try:
+        with pytest.raises(OutputTooLargeError, match=r"output of t: \d+ bytes is over the limit of 100 bytes") as out:
+            queue.validate_output("t", "x" * 200)
+        assert isinstance(out.value, OutputValidationError) and isinstance(out.value, TooLargeError)
+        assert not isinstance(out.value, PayloadValidationError)
+        with pytest.raises(PayloadTooLargeError) as payload:
+            queue.add("t", "x" * 200)
+        assert not isinstance(payload.value, OutputValidationError)
+        assert_nothing_stored(queue)
+    finally:
+        queue.close()
