@@ -29,22 +29,22 @@ def _schema_name(schema: SchemaValidator | None, base: Path | None) -> str:
     return name
 
 
-def _row(spec: JobTypeSpec, base: Path | None) -> dict[str, Any]:
+def _row(job_type: JobTypeSpec, base: Path | None) -> dict[str, Any]:
     return {
-        "name": spec.name,
-        "handler": spec.handler_ref,
-        "payload_schema": _schema_name(spec.payload_schema, base),
-        "output_schema": _schema_name(spec.output_schema, base),
-        "max_attempts": spec.max_attempts,
-        "timeout_s": spec.timeout,
+        "name": job_type.name,
+        "handler": job_type.handler_ref,
+        "payload_schema": _schema_name(job_type.payload_schema, base),
+        "output_schema": _schema_name(job_type.output_schema, base),
+        "max_attempts": job_type.max_attempts,
+        "timeout_s": job_type.timeout,
         "retry": {
-            "delay_s": spec.retry.delay,
-            "backoff": spec.retry.backoff,
-            "max_delay_s": spec.retry.max_delay,
-            "jitter": spec.retry.jitter,
+            "delay_s": job_type.retry.delay,
+            "backoff": job_type.retry.backoff,
+            "max_delay_s": job_type.retry.max_delay,
+            "jitter": job_type.retry.jitter,
         },
-        "priority": spec.priority,
-        "tags": list(spec.tags),
+        "priority": job_type.priority,
+        "tags": list(job_type.tags),
     }
 
 
@@ -71,7 +71,7 @@ def check() -> None:
         _report(exc.problems)
     except ConfigError as exc:
         _report([exc])
-    rows = [_row(spec, declaration.base_dir) for spec in declaration.job_types.values()]
+    rows = [_row(job_type, declaration.base_dir) for job_type in declaration.job_types.values()]
     backend = redact_url(backend_url(declaration))
     if options().json:
         print_json({"ok": True, "config": str(path), "backend": backend, "job_types": rows})
