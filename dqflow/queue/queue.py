@@ -7,12 +7,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
 from dqflow.declaration import Declaration, JobTypeSpec, SchemaValidator, load_declaration
 from dqflow.durations import parse_duration, to_ms
+from dqflow.enums import JobStatus
 from dqflow.errors import (
     JobNotFoundError,
     OutputValidationError,
@@ -23,8 +24,10 @@ from dqflow.errors import (
 )
 from dqflow.json_values import dumps
 from dqflow.queue.events import JOB_ADDED, JOB_CANCELLED, JOB_EDITED, JOB_RETRIED, EventEmitter, Listener
-from dqflow.record import JobEvent, JobRecord, JobStatus
 from dqflow.storage import DEFAULT_BACKEND, JobFilter, JobPage, NewJob, Storage, TagMode, open_storage
+
+if TYPE_CHECKING:  # the records need SQLModel, which only reading jobs pays for
+    from dqflow.record import JobEvent, JobRecord
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 

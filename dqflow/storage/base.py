@@ -26,19 +26,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dqflow.record import JobEvent, JobRecord, JobStatus
+from dqflow.enums import JobStatus
+from dqflow.enums import TagMode as TagMode  # re-exported: the backends and dqflow.storage take it from here
 
-
-class TagMode(StrEnum):
-    """How ``JobFilter.tags`` is matched against a job's tags."""
-
-    ALL = "all"  # the job has every given tag
-    ANY = "any"  # the job has at least one of them
-    NONE = "none"  # the job has none of them
-    EXACT = "exact"  # the job's tag set equals the given set
+if TYPE_CHECKING:  # the records need SQLModel, which only reading jobs pays for
+    from dqflow.record import JobEvent, JobRecord
 
 
 @dataclass(frozen=True, slots=True)

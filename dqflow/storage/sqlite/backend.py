@@ -17,11 +17,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from dqflow.enums import EventType, JobStatus
 from dqflow.errors import InvalidJobStateError, JobNotFoundError, StorageError
-from dqflow.record import TIMESTAMP_FIELDS, EventType, JobEvent, JobRecord, JobStatus
 from dqflow.storage.base import (
     EDITABLE_FIELDS,
     AddResult,
@@ -36,6 +36,9 @@ from dqflow.storage.base import (
     Storage,
     TagMode,
 )
+
+if TYPE_CHECKING:
+    from dqflow.record import JobEvent, JobRecord
 
 _SCHEMA = (Path(__file__).parent / "schema.sql").read_text()
 _JSON_FIELDS = ("payload", "output", "error_history", "tags")
@@ -52,6 +55,8 @@ def _datetime(value: float | None) -> datetime | None:
 
 
 def _row_to_record(row: sqlite3.Row) -> JobRecord:
+    from dqflow.record import TIMESTAMP_FIELDS, JobRecord  # adding jobs never pays for SQLModel
+
     fields = dict(zip(row.keys(), row, strict=True))
     for name in TIMESTAMP_FIELDS:
         value = fields[name]
@@ -260,6 +265,8 @@ class SqliteStorage(Storage):
         return JobPage(jobs, next_cursor)
 
     def get_events(self, job_id: int) -> list[JobEvent]:
+        from dqflow.record import JobEvent
+
         rows = self._conn().execute(
             "SELECT id, job_id, event_type, created_at, data FROM dqflow_job_events WHERE job_id = ? ORDER BY id",
             (job_id,),
