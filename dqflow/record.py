@@ -8,7 +8,6 @@ PostgreSQL migrations, the SQLite schema and the Redis hash layout all follow
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -16,7 +15,10 @@ from sqlalchemy import JSON, BigInteger, Boolean, Column, DateTime, Integer, Tex
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
+from dqflow.enums import EventType, FailureReason, JobStatus
 from dqflow.errors import OutputParseError
+
+__all__ = ["TIMESTAMP_FIELDS", "EventType", "FailureReason", "JobEvent", "JobRecord", "JobStatus"]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -24,41 +26,6 @@ _JSON = JSON().with_variant(JSONB(), "postgresql")
 # Payload and output keep their JSON text exactly (PostgreSQL ``json``, not ``jsonb``,
 # which would turn 1e16 into an integer and -0.0 into 0).
 _EXACT_JSON = JSON()
-
-
-class JobStatus(StrEnum):
-    """Where a job is in its life."""
-
-    PENDING = "pending"
-    PROCESSING = "processing"
-    WAITING = "waiting"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-class FailureReason(StrEnum):
-    """Why an attempt (or the job) failed."""
-
-    HANDLER_ERROR = "handler_error"
-    TIMEOUT = "timeout"
-    INVALID_OUTPUT = "invalid_output"
-    NO_HANDLER = "no_handler"
-    LEASE_EXPIRED = "lease_expired"
-    SHUTDOWN = "shutdown"
-
-
-class EventType(StrEnum):
-    """Kinds of entries in a job's persisted history."""
-
-    ADDED = "added"
-    PROCESSING = "processing"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    RETRIED = "retried"
-    CANCELLED = "cancelled"
-    EDITED = "edited"
-    RECLAIMED = "reclaimed"
 
 
 def _ts(nullable: bool = True) -> Any:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
-from rich import box
-from rich.table import Table
 
 from dqflow.cli._app import backend_url, command, declaration_path, options
 from dqflow.cli._output import console, print_json, seconds_text
-from dqflow.declaration import DeclarationError, JobTypeSpec, SchemaValidator, load_declaration
 from dqflow.errors import ConfigError
 from dqflow.urls import redact_url
+
+if TYPE_CHECKING:  # imported when the command runs: `dqflow --help` stays quick
+    from dqflow.declaration import JobTypeSpec, SchemaValidator
 
 
 def _schema_name(schema: SchemaValidator | None, base: Path | None) -> str:
@@ -64,6 +64,11 @@ def _report(problems: list[ConfigError]) -> NoReturn:
 @command("check")
 def check() -> None:
     """Check jobs.yaml: keys, durations, schemas and handler imports. Runs nothing."""
+    from rich import box
+    from rich.table import Table
+
+    from dqflow.declaration import DeclarationError, load_declaration
+
     path = declaration_path()
     try:
         declaration = load_declaration(path, import_handlers=True)

@@ -7,13 +7,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
 from dqflow.bounds import RUN_AT_MAX, check_max_attempts, check_priority, check_run_at
 from dqflow.declaration import Declaration, JobTypeSpec, SchemaValidator, load_declaration
 from dqflow.durations import bounded_duration, parse_duration, timeout_seconds, to_ms
+from dqflow.enums import JobStatus
 from dqflow.errors import (
     JobNotFoundError,
     OutputTooLargeError,
@@ -26,8 +27,10 @@ from dqflow.errors import (
 )
 from dqflow.json_values import dumps
 from dqflow.queue.events import JOB_ADDED, JOB_CANCELLED, JOB_EDITED, JOB_RETRIED, EventEmitter, Listener
-from dqflow.record import JobEvent, JobRecord, JobStatus
 from dqflow.storage import DEFAULT_BACKEND, JobFilter, JobPage, NewJob, Storage, TagMode, open_storage
+
+if TYPE_CHECKING:  # the records need SQLModel, which only reading jobs pays for
+    from dqflow.record import JobEvent, JobRecord
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -229,7 +232,7 @@ class Queue:
                 raise TypeError(f"meta must be a JSON object (a dict), got {type(job.meta).__name__}")
             if job.meta:
                 limit = self.declaration.limits.max_payload_bytes
-                meta_json = _checked_json(dict(job.meta), None, limit, ValidationFailed, "meta")
+                meta_json = _checked_json(dict(job.meta), None, limit, ValidationFailed, PayloadTooLargeError, "meta")
         return NewJob(
             job_type=job.job_type,
             payload_json=payload_json,

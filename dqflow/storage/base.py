@@ -31,16 +31,9 @@ from typing import Any, TypeAlias, get_args
 
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Integer, Text
 
-from dqflow.record import JobEvent, JobRecord, JobStatus, JobTable
-
-
-class TagMode(StrEnum):
-    """How ``JobFilter.tags`` is matched against a job's tags."""
-
-    ALL = "all"  # the job has every given tag
-    ANY = "any"  # the job has at least one of them
-    NONE = "none"  # the job has none of them
-    EXACT = "exact"  # the job's tag set equals the given set
+from dqflow.enums import JobStatus
+from dqflow.enums import TagMode as TagMode  # re-exported: the backends and dqflow.storage take it from here
+from dqflow.record import JobEvent, JobRecord, JobTable
 
 
 @dataclass(frozen=True, slots=True)

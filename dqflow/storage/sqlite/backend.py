@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import unquote
 
+from dqflow.enums import EventType, JobStatus
 from dqflow.errors import InvalidJobStateError, JobNotFoundError, StorageError
-from dqflow.record import BOOLEAN_FIELDS, JSON_FIELDS, TIMESTAMP_FIELDS, EventType, JobEvent, JobRecord, JobStatus
+from dqflow.record import BOOLEAN_FIELDS, JSON_FIELDS, TIMESTAMP_FIELDS, JobEvent, JobRecord
 from dqflow.storage.base import (
     EDITABLE_FIELDS,
     JOB_OPTIONS,
@@ -265,6 +266,8 @@ class SqliteStorage(Storage):
         return JobPage(jobs, next_cursor)
 
     def get_events(self, job_id: int) -> list[JobEvent]:
+        from dqflow.record import JobEvent
+
         rows = self._conn().execute(
             "SELECT id, job_id, event_type, created_at, data FROM dqflow_job_events WHERE job_id = ? ORDER BY id",
             (job_id,),
