@@ -14,6 +14,7 @@ from dqflow.errors import (
     StorageError,
     UnknownJobTypeError,
     ValidationFailed,
+    WaitTimeoutError,
 )
 from dqflow.queue import JobSpec, Queue
 from dqflow.record import EventType, FailureReason, JobEvent, JobRecord, JobStatus
@@ -44,6 +45,7 @@ __all__ = [
     "TagMode",
     "UnknownJobTypeError",
     "ValidationFailed",
+    "WaitTimeoutError",
     "Worker",
     "load_declaration",
     "run_worker",

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, status
+from starlette.concurrency import run_in_threadpool
 
-from dqflow.errors import JobNotFoundError
+from dqflow.durations import parse_duration
+from dqflow.errors import JobNotFoundError, WaitTimeoutError
 from dqflow.http.auth import require_read, require_write
 from dqflow.http.errors import InvalidInput
 from dqflow.http.models import (
@@ -26,6 +28,9 @@ from dqflow.storage import JobPage
 MAX_ID = 2**63 - 1
 MAX_LIST_LIMIT = 1000
 MAX_OFFSET = 10_000 - MAX_LIST_LIMIT - 1  # offset + limit + 1 rows fit in one storage page
+
+MAX_WAIT_S = 60.0
+"""Longest long-poll: a client that went away holds a waiter this long at most."""
 
 JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="The job's id.")]
 
@@ -96,9 +101,38 @@ def add_job(request: Request, body: AddJobRequest) -> AddJobResponse:
 
 
 @router.get("/{job_id}", response_model=JobResponse, dependencies=[Depends(require_read)])
-def get_job(request: Request, job_id: JobId) -> JobResponse:
+async def get_job(
+    request: Request,
+    job_id: JobId,
+    wait: Annotated[
+        str | None,
+        Query(
+            max_length=20,
+            description=f"Long-poll: answer once the job has finished or after this long (`30s`, at most "
+            f"{MAX_WAIT_S:g} s), whichever comes first.",
+        ),
+    ] = None,
+) -> JobResponse:
     """One job (``{"job": {...}}``, dataqueue's shape); 404 ``{"error": "Job not found"}``."""
-    return JobResponse(job=Job.of(queue_of(request).require_job(job_id)))
+    queue = queue_of(request)
+    if wait is None:
+        return JobResponse(job=Job.of(await run_in_threadpool(queue.require_job, job_id)))
+    seconds = _wait_seconds(wait)
+    try:
+        record = await queue.wait_async(job_id, timeout=seconds)
+    except WaitTimeoutError:
+        record = await run_in_threadpool(queue.require_job, job_id)
+    return JobResponse(job=Job.of(record))
+
+
+def _wait_seconds(text: str) -> float:
+    try:
+        seconds = float(text) if text.replace(".", "", 1).isdigit() else parse_duration(text)
+    except ValueError as exc:
+        raise InvalidInput(f"query.wait: {exc}") from None
+    if not 0 <= seconds <= MAX_WAIT_S:
+        raise InvalidInput(f"query.wait: must be between 0 and {MAX_WAIT_S:g} s, got {text!r}")
+    return seconds
 
 
 @router.get("/{job_id}/events", response_model=EventsResponse, dependencies=[Depends(require_read)])
