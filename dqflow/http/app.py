@@ -37,6 +37,7 @@ def create_app(
     tokens_from_env: bool = True,
     cors_origins: Sequence[str] = (),
     max_body_bytes: int | None = None,
+    dashboard: bool = True,
     title: str = "dqflow",
 ) -> FastAPI:
     """The HTTP API (``/api/...``) and dashboard (``/``) over ``queue``.
@@ -52,6 +53,7 @@ def create_app(
     * ``cors_origins``: origins allowed to call the API from a browser (none by default).
     * ``max_body_bytes``: largest request body (default: the declaration's payload
       limit plus 64 KiB).
+    * ``dashboard``: serve the dashboard at ``/`` (and its assets at ``/static``).
     """
     env = TokenAuth.from_env() if tokens_from_env else TokenAuth()
     tokens = TokenAuth(write_token or env.write_token, read_token or env.read_token)
@@ -74,6 +76,14 @@ def create_app(
     def health() -> dict[str, Any]:
         """The server answers."""
         return {"ok": True}
+
+    if dashboard:
+        from fastapi.staticfiles import StaticFiles
+
+        from dqflow.http import dashboard as pages
+
+        app.include_router(pages.router)
+        app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
 
     app.add_middleware(BodySizeLimit, max_bytes=limit)
     if cors_origins:

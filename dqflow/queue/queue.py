@@ -341,6 +341,10 @@ class Queue:
         """The job's persisted history, oldest first."""
         return self.storage.get_events(int(job_id))
 
+    def count_jobs(self) -> dict[tuple[str, JobStatus], int]:
+        """How many jobs there are per (job type, status); pairs with none are left out."""
+        return self.storage.count_jobs()
+
     # -- waiting ---------------------------------------------------------------------
 
     def wait(self, job_id: int, timeout: Duration | None = None) -> JobRecord:

@@ -122,3 +122,41 @@ def test_body_limit_is_configurable(queue: Queue) -> None:
         )  # fmt: skip
     assert response.status_code == 413 and response.json() == {"error": "request body is over the limit of 100 bytes"}
     assert queue.list_jobs().jobs == []
+
+
+def test_the_dashboard_links_and_assets_follow_the_mount_prefix(queue: Queue) -> None:
+    main = FastAPI()
+    main.mount("/ops/q", create_app(queue, tokens_from_env=False))
+    job_id = queue.add("echo", {"n": 1})
+    with AppClient(main) as client:
+        listing = client.get("/ops/q/")
+        assert listing.status_code == 200 and f'href="/ops/q/jobs/{job_id}"' in listing.text
+        assert 'src="/ops/q/static/dqflow.js"' in listing.text and 'data-base="/ops/q"' in listing.text
+        assert client.get("/ops/q/static/dqflow.css").status_code == 200
+        job = client.get(f"/ops/q/jobs/{job_id}")
+        assert job.status_code == 200 and f"Job #{job_id}" in job.text
+        assert client.get("/ops/q/jobs/987654").status_code == 404
+
+
+def test_a_read_token_puts_the_dashboard_behind_a_sign_in_that_only_grants_reads(queue: Queue) -> None:
+    app = create_app(queue, read_token="r", write_token="w", tokens_from_env=False)
+    job_id = queue.add("echo", {"n": 1})
+    with AppClient(app) as client:
+        assert client.get("/").status_code == 401 and "Sign in" in client.get("/").text
+        signed = client.post("/login", data={"token": "r"})
+        assert signed.status_code == 303 and signed.headers["location"] == "/"
+        cookie = signed.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+        as_cookie = {"Cookie": "dqflow_token=r"}
+        assert client.get("/", headers=as_cookie).status_code == 200
+        assert client.get(f"/api/jobs/{job_id}", headers=as_cookie).status_code == 200
+        # The cookie never writes, even with the write token in it: a page on another site cannot make us cancel.
+        assert client.post(f"/api/jobs/{job_id}/cancel", headers={"Cookie": "dqflow_token=w"}).status_code == 401
+        assert client.get("/", headers={"Cookie": "dqflow_token=nope"}).status_code == 401
+    assert queue.require_job(job_id).status.value == "pending"
+
+
+def test_the_dashboard_can_be_left_out(queue: Queue) -> None:
+    with AppClient(create_app(queue, dashboard=False, tokens_from_env=False)) as client:
+        assert client.get("/").status_code == 404
+        assert client.get("/api/jobs").status_code == 200
