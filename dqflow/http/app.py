@@ -68,9 +68,10 @@ def create_app(
     app.state.dqflow = ApiSettings(queue=queue, tokens=tokens, authorize=authorize, max_body_bytes=limit)
     install_error_handlers(app)
 
-    from dqflow.http import jobs
+    from dqflow.http import jobs, metrics
 
     app.include_router(jobs.router)
+    app.include_router(metrics.router)
 
     @app.get("/api/health", dependencies=[Depends(require_read)], tags=["server"])
     def health() -> dict[str, Any]:
