@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from dqflow.cli._app import command, open_queue, options, setup_logging
-from dqflow.cli._output import console, redact
+from dqflow.cli._output import console
+from dqflow.urls import redact_url
 
 
 @command("serve")
@@ -52,6 +53,6 @@ def serve(
             writes = "on (write token set)" if tokens.write_token else "off (set $DQFLOW_API_TOKEN to allow)"
             reads = "token needed" if tokens.read_token else "open"
             console().print(
-                f"dqflow serve on http://{host}:{port} over {redact(queue.storage.url)}; reads {reads}; writes {writes}"
+                f"dqflow serve on http://{host}:{port} over {redact_url(queue.storage.url)}; reads {reads}; writes {writes}"
             )
         uvicorn.run(app, host=host, port=port, log_level="debug" if options().verbose else "info", access_log=True)
