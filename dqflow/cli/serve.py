@@ -52,7 +52,6 @@ def serve(
         if not options().json:
             writes = "on (write token set)" if tokens.write_token else "off (set $DQFLOW_API_TOKEN to allow)"
             reads = "token needed" if tokens.read_token else "open"
-            console().print(
-                f"dqflow serve on http://{host}:{port} over {redact_url(queue.storage.url)}; reads {reads}; writes {writes}"
-            )
+            where = redact_url(queue.storage.url)
+            console().print(f"dqflow serve on http://{host}:{port} over {where}; reads {reads}; writes {writes}")
         uvicorn.run(app, host=host, port=port, log_level="debug" if options().verbose else "info", access_log=True)
