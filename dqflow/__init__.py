@@ -26,6 +26,7 @@ from dqflow.errors import (
     TooLargeError,
     UnknownJobTypeError,
     ValidationFailed,
+    WaitTimeoutError,
 )
 
 if TYPE_CHECKING:
@@ -101,6 +102,7 @@ __all__ = [
     "TooLargeError",
     "UnknownJobTypeError",
     "ValidationFailed",
+    "WaitTimeoutError",
     "Worker",
     "WorkerSettingError",
     "__version__",

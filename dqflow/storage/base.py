@@ -297,6 +297,11 @@ class Storage(ABC):
     def get_events(self, job_id: int) -> list[JobEvent]:
         """The job's history, oldest first (empty for an unknown id)."""
 
+    @abstractmethod
+    def count_jobs(self) -> dict[tuple[str, JobStatus], int]:
+        """How many jobs there are per (job type, status); pairs with none are left out.
+        For dashboards and metrics: exact, and cheap enough to ask every few seconds."""
+
     # -- managing ------------------------------------------------------------------
 
     @abstractmethod

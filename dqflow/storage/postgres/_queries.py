@@ -101,6 +101,7 @@ class Queries:
     get_job: str
     list_jobs: str
     get_events: str
+    count_jobs: str
     cancel_job: str
     retry_job: str
     edit_job: str

@@ -354,6 +354,10 @@ class PostgresStorage(Storage):
         rows = self._rows("reading job events", self._q.get_events, {"job_id": job_id})
         return [_event(row) for row in rows]
 
+    def count_jobs(self) -> dict[tuple[str, JobStatus], int]:
+        rows = self._rows("counting jobs", self._q.count_jobs, {})
+        return {(row["job_type"], JobStatus(row["status"])): int(row["count"]) for row in rows}
+
     # -- managing --------------------------------------------------------------------
 
     def _change(self, action: str, query: str, params: dict[str, Any], allowed: str) -> JobRecord:

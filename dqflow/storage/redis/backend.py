@@ -328,6 +328,19 @@ class RedisStorage(Storage):
 
     # -- managing --------------------------------------------------------------------
 
+    def count_jobs(self) -> dict[tuple[str, JobStatus], int]:
+        # Each status and each job type has its own sorted set of ids: one ZINTERCARD per pair.
+        def read() -> dict[tuple[str, JobStatus], int]:
+            types = sorted(as_text(list(self._client.smembers(f"{self._key}:types"))))
+            pairs = [(job_type, status) for job_type in types for status in JobStatus]
+            pipe = self._client.pipeline(transaction=False)
+            for job_type, status in pairs:
+                pipe.zintercard(2, [f"{self._key}:status:{status.value}", f"{self._key}:type:{job_type}"])
+            counts = pipe.execute() if pairs else []
+            return {pair: int(count) for pair, count in zip(pairs, counts, strict=True) if count}
+
+        return self._guard("count jobs", read)
+
     def _managed(self, job_id: int, reply: list[Any], allowed: str) -> JobRecord:
         if reply[0] == "missing":
             raise JobNotFoundError(job_id)

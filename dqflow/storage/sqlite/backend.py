@@ -287,6 +287,10 @@ class SqliteStorage(Storage):
 
     # -- managing --------------------------------------------------------------------
 
+    def count_jobs(self) -> dict[tuple[str, JobStatus], int]:
+        rows = self._conn().execute("SELECT job_type, status, count(*) FROM dqflow_jobs GROUP BY job_type, status")
+        return {(job_type, JobStatus(status)): int(count) for job_type, status, count in rows}
+
     def cancel_job(self, job_id: int) -> JobRecord:
         now = time.time()
         with self._write() as conn:
