@@ -36,6 +36,7 @@ from dqflow.declaration.model import (
 )
 from dqflow.declaration.schemas import InvalidSchemaError, SchemaValidator
 from dqflow.errors import ConfigError
+from dqflow.workflows.compile import compile_workflows
 
 __all__ = [
     "CONFIG_ENV",
@@ -409,6 +410,13 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
             isolation=job.isolation,
             description=job.description,
         )
+    workflows, workflow_problems = compile_workflows(
+        raw.workflows,
+        job_types,
+        problem=ctx.problem,
+        load_schema=lambda source, which, loc: _load_schema(source, which, loc, ctx, cache, problems),
+    )
+    problems += workflow_problems
     w = raw.worker
     if w.heartbeat >= w.lease:
         problems.append(
@@ -434,6 +442,7 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
             shutdown_grace=w.shutdown_grace,
         ),
         limits=Limits(max_payload_bytes=raw.limits.max_payload_bytes, max_output_bytes=raw.limits.max_output_bytes),
+        workflows=workflows,
     )
 
 
@@ -461,7 +470,7 @@ def load_declaration(path: str | os.PathLike[str], *, import_handlers: bool = Tr
         raise ConfigError("the file is empty: declare at least `jobs:`", file=file, line=1)
     if not isinstance(node, yaml.MappingNode):
         raise ConfigError(
-            f"the top level must be a mapping (backend, defaults, worker, limits, jobs), not {_kind(data)}",
+            f"the top level must be a mapping (backend, defaults, worker, limits, jobs, workflows), not {_kind(data)}",
             file=file,
             line=node.start_mark.line + 1,
         )
@@ -479,6 +488,7 @@ def build_declaration(
     backend: str | None = None,
     base_dir: str | os.PathLike[str] | None = None,
     import_handlers: bool = True,
+    workflows: Mapping[str, Any] | None = None,
 ) -> Declaration:
     """:meth:`Declaration.build`: the same checks as ``jobs.yaml``, from Python dicts."""
 
@@ -495,6 +505,8 @@ def build_declaration(
     for key, section in (("defaults", defaults), ("worker", worker), ("limits", limits)):
         if section is not None:
             data[key] = plain(section)
+    if workflows is not None:
+        data["workflows"] = plain(workflows)
     if backend is not None:
         data["backend"] = backend
     folder = None if base_dir is None else Path(base_dir).resolve()

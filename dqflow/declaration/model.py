@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -31,6 +31,9 @@ from dqflow.declaration.handlers import HANDLER_REF
 from dqflow.declaration.schemas import SchemaValidator
 from dqflow.durations import parse_duration
 from dqflow.errors import UnknownJobTypeError
+
+if TYPE_CHECKING:
+    from dqflow.workflows.model import Workflow
 
 __all__ = [
     "JOB_TYPE_NAME",
@@ -127,13 +130,14 @@ class JobTypeSpec:
 
 @dataclass(frozen=True)
 class Declaration:
-    """A whole declaration: job types, worker settings, limits, backend URL."""
+    """A whole declaration: job types, workflows, worker settings, limits, backend URL."""
 
     path: Path | None = None
     backend: str | None = None
     job_types: dict[str, JobTypeSpec] = field(default_factory=dict)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     limits: Limits = field(default_factory=Limits)
+    workflows: dict[str, Workflow] = field(default_factory=dict)
 
     @property
     def base_dir(self) -> Path | None:
@@ -159,6 +163,7 @@ class Declaration:
         backend: str | None = None,
         base_dir: str | Path | None = None,
         import_handlers: bool = True,
+        workflows: Mapping[str, Any] | None = None,
     ) -> Declaration:
         """Build a declaration from Python dicts, validated exactly like ``jobs.yaml``.
 
@@ -177,6 +182,7 @@ class Declaration:
             backend=backend,
             base_dir=base_dir,
             import_handlers=import_handlers,
+            workflows=workflows,
         )
 
 
@@ -318,6 +324,7 @@ class RawDeclaration(_Strict):
     worker: RawWorker = Field(default_factory=RawWorker)
     limits: RawLimits = Field(default_factory=RawLimits)
     jobs: dict[JobName, RawJob]
+    workflows: Any = None  # checked by dqflow.workflows.compile, which knows their shape
 
     _sections_none = field_validator("defaults", "worker", "limits", mode="before")(_none_is_empty)
 
