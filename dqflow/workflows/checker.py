@@ -34,6 +34,7 @@ from dqflow.workflows.references import (
     Ref,
     RefTemplate,
     Template,
+    format_path,
 )
 from dqflow.workflows.schema_view import Choice, Node, Opaque, Shape, describe, view
 
@@ -43,6 +44,10 @@ Loc = tuple[str | int, ...]
 Report = Callable[[Level, str, Loc], None]
 
 _RUN_TIME = "checked when the step runs"
+
+
+class _NoSuchPath(Exception):
+    """A reference whose path the producing schema rules out (the message names the producer)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +82,7 @@ class _StepCheck:
         self.step = step
         self.who = who
         self.item: _Source | None = None
+        self.sources: dict[tuple[str, Loc], _Source | None] = {}
 
     # -- reporting
 
@@ -99,28 +105,39 @@ class _StepCheck:
     # -- typing references
 
     def source(self, ref: Ref, loc: Loc) -> _Source | None:
-        """The typed reference, or None after reporting a path that cannot exist."""
-        try:
-            return self._source(ref)
-        except PathError as exc:
-            self.error(f"{ref}: {exc}", loc)
-            return None
+        """The typed reference, or None after reporting (once) a path that cannot exist."""
+        key = (ref.text, loc)
+        if key not in self.sources:
+            try:
+                self.sources[key] = self._source(ref)
+            except _NoSuchPath as exc:
+                self.error(f"{ref}: {exc}", loc)
+                self.sources[key] = None
+        return self.sources[key]
 
     def _source(self, ref: Ref) -> _Source:
         wiring = self.wiring
         if ref.kind == "input":
-            return _Source("workflow input", walk(wiring.input, ref.path))
-        if ref.kind == "item":
+            label, node, start = "workflow input", wiring.input, "$"
+        elif ref.kind == "item":
             assert self.item is not None  # only for_each steps may say ${item}: checked with the graph
-            return _Source(self.item.label, walk(self.item.produced.node, ref.path, self.item.produced.path))
-        assert ref.step is not None
-        job = wiring.steps[ref.step].job
-        output = wiring.job_types[job].output_schema
-        if ref.kind == "output":
-            return _Source(f"step {ref.step!r} ({job}) output", walk(_node(output), ref.path))
-        schema = True if output is None else output.schema
-        many = Node({"type": "array", "items": schema}, schema)
-        return _Source(f"step {ref.step!r} ({job}) outputs", walk(many, ref.path))
+            label, node, start = self.item.label, self.item.produced.node, self.item.produced.path
+        else:
+            assert ref.step is not None
+            job = wiring.steps[ref.step].job
+            output = wiring.job_types[job].output_schema
+            label = f"step {ref.step!r} ({job}) {ref.kind}"
+            if output is None:
+                unknown = f"job {job} declares no output schema"
+                return _Source(label, Produced(None, format_path(ref.path), unknown=unknown))
+            if ref.kind == "output":
+                node, start = _node(output), "$"
+            else:
+                node, start = Node({"type": "array", "items": output.schema}, output.schema), "$"
+        try:
+            return _Source(label, walk(node, ref.path, start))
+        except PathError as exc:
+            raise _NoSuchPath(f"{label} {exc}") from None
 
     # -- for_each and if
 
@@ -128,8 +145,8 @@ class _StepCheck:
         source = self.source(ref, loc)
         if source is None or not self.present(source, "for_each needs a value", loc):
             return
-        self.typed(source, Node.of({"type": "array"}), "for_each needs an array", loc)
-        self.item = _Source(source.label, elements_of(source.produced))
+        if self.typed(source, Node.of({"type": "array"}), "for_each needs an array", loc):
+            self.item = _Source(source.label, elements_of(source.produced))
 
     def condition(self, template: Template, loc: Loc) -> None:
         if isinstance(template, Constant):
@@ -146,16 +163,20 @@ class _StepCheck:
             return False
         return True
 
-    def typed(self, source: _Source, consumer: Node, need: str, loc: Loc) -> None:
+    def typed(self, source: _Source, consumer: Node, need: str, loc: Loc) -> bool:
+        """Check ``source`` against a simple ``consumer`` (array, boolean); False after an error."""
         if source.produced.node is None:
-            self.warning(f"{need}, but the checker cannot tell what {source.text()} is: {source.produced.unknown}", loc)
-            return
-        for finding in fits(source.produced.node, consumer, source.produced.path, "$"):
-            text = f"{source.label} {finding.producer_path} ({finding.producer_type})"
+            unknown = source.produced.unknown
+            self.warning(f"{need}, but cannot tell what {source.label} {source.produced.path} is: {unknown}", loc)
+            return True
+        found = fits(source.produced.node, consumer, source.produced.path, "$")
+        for finding in found:
             if finding.level == "error":
-                self.error(f"{need}, but {text}: {finding.reason}", loc)
+                self.error(f"{need}, but {source.label} {finding.producer_path} is {finding.producer_type}", loc)
             else:
+                text = f"{source.label} {finding.producer_path} ({finding.producer_type})"
                 self.warning(f"{need}, but cannot prove {text} is one: {finding.reason}", loc)
+        return not any(finding.level == "error" for finding in found)
 
     # -- values against the consumer schema
 
@@ -186,7 +207,7 @@ class _StepCheck:
         produced = source.produced
         if produced.node is None:
             if fits(None, consumer):
-                self.warning(f"cannot check {source.text('unknown')}: {produced.unknown}", loc)
+                self.warning(f"cannot check {source.label} {produced.path}: {produced.unknown}", loc)
             return
         found = fits(produced.node, consumer, produced.path, cp)
         self.findings(found, lambda f: f"{source.label} {f.producer_path} ({f.producer_type})", label, loc)

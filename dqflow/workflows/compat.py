@@ -121,7 +121,7 @@ def _fits_shape(p: Shape, c: Shape, pp: str, cp: str) -> list[Finding]:
     if wrong:
         return [_finding("error", "; ".join(_type_reason(t, c) for t in wrong), p, c, pp, cp)]
     if c.enum is not None:
-        return [_finding("error", f"any {describe(p)} may come, only {describe(c)} is allowed", p, c, pp, cp)]
+        return [_finding("error", f"any {describe(p)} may come, not only those values", p, c, pp, cp)]
     found: list[Finding] = []
     for keyword, value in c.applicable_constraints(p.types).items():
         if p.constraints.get(keyword) != value:
@@ -203,11 +203,18 @@ def fits_value(
     c = view(consumer)
     if isinstance(c, Shape) and not accepts_type(c.types, json_type(value)):
         return [_finding("error", _type_reason(json_type(value), c), p, c, pp, cp)]
+    if isinstance(c, Shape) and c.enum is not None and not any(_same(value, allowed) for allowed in c.enum):
+        return [_finding("error", "not one of those values", p, c, pp, cp)]
     try:
         reason = _first_error(value, consumer)
     except Exception as exc:  # an unresolvable $ref and the like: the run-time check decides
         return [_finding("warning", f"the checker cannot read {cp}: {exc}", p, c, pp, cp)]
     return [] if reason is None else [_finding("error", reason, p, c, pp, cp)]
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality: ``1 == True`` in Python, not in JSON."""
+    return json_type(a) == json_type(b) and a == b
 
 
 def _first_error(value: Any, node: Node) -> str | None:

@@ -16,6 +16,7 @@ schema exactly like a job's (reporting its own problems).
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -146,24 +147,9 @@ def _compile_one(
     output_schema = None if raw.output is None else load_schema(raw.output, "output", (*base, "output"))
     schemas_ok = input_schema is not None and (raw.output is None or output_schema is not None)
 
-    for step_name, step in raw.steps.items():
-        if step.job not in job_types:
-            close = difflib.get_close_matches(step.job, list(job_types), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            known = ", ".join(sorted(job_types))
-            out.error(f"unknown job {step.job!r}{hint} (declared: {known})", (*base, "steps", step_name, "job"))
-        seen: set[str] = set()
-        for index, need in enumerate(step.needs):
-            loc = (*base, "steps", step_name, "needs", index)
-            if need not in raw.steps:
-                out.error(f"needs unknown step {need!r} (steps: {', '.join(raw.steps)})", loc)
-            elif need == step_name:
-                out.error(f"step {step_name!r} needs itself", loc)
-            elif need in seen:
-                out.error(f"step {need!r} is listed twice", loc)
-            seen.add(need)
-    if len(out.errors) > errors_before:
-        return None
+    _check_jobs(raw.steps, job_types, base, out)
+    if not _check_needs(raw.steps, base, out):
+        return None  # no graph to walk
     order = _order(raw.steps, base, out)
     if order is None:
         return None
@@ -210,6 +196,35 @@ def _compile_one(
         description=raw.description,
         dependents=dependents,
     )
+
+
+def _check_jobs(steps: Mapping[str, RawStep], job_types: Mapping[str, JobTypeSpec], base: Loc, out: _Collector) -> None:
+    for name, step in steps.items():
+        if step.job not in job_types:
+            close = difflib.get_close_matches(step.job, list(job_types), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            known = ", ".join(sorted(job_types))
+            out.error(f"unknown job {step.job!r}{hint} (declared: {known})", (*base, "steps", name, "job"))
+
+
+def _check_needs(steps: Mapping[str, RawStep], base: Loc, out: _Collector) -> bool:
+    """Every ``needs`` names another step, once; False after reporting one that does not."""
+    sound = True
+    for name, step in steps.items():
+        seen: set[str] = set()
+        for index, need in enumerate(step.needs):
+            loc = (*base, "steps", name, "needs", index)
+            if need not in steps:
+                out.error(f"needs unknown step {need!r} (steps: {', '.join(steps)})", loc)
+            elif need == name:
+                out.error(f"step {name!r} needs itself", loc)
+            elif need in seen:
+                out.error(f"step {need!r} is listed twice", loc)
+            else:
+                seen.add(need)
+                continue
+            sound = False
+    return sound
 
 
 def _order(steps: Mapping[str, RawStep], base: Loc, out: _Collector) -> list[str] | None:
@@ -263,7 +278,8 @@ def _step(name: str, raw: RawStep, graph: _Graph, loc: Loc, out: _Collector) -> 
     if raw.for_each is not None:
         parsed = _template(raw.for_each, (*loc, "for_each"), out)
         if parsed is not None and not isinstance(parsed, RefTemplate):
-            out.error('for_each must be exactly one reference to an array, like "${input.items}"', (*loc, "for_each"))
+            message = f'step {name!r}: for_each must be exactly one reference to an array, like "${{input.items}}"'
+            out.error(message, (*loc, "for_each"))
         elif isinstance(parsed, RefTemplate):
             for_each = parsed.ref
             _check_refs(parsed, name, declared, (*loc, "for_each"), out, upstream=upstream, item=False)
@@ -271,9 +287,10 @@ def _step(name: str, raw: RawStep, graph: _Graph, loc: Loc, out: _Collector) -> 
     if raw.if_ is not None:
         condition = _template(raw.if_, (*loc, "if"), out)
         if condition is not None and not isinstance(condition, RefTemplate | Constant):
-            out.error('if must be exactly one reference to a boolean, like "${input.publish}"', (*loc, "if"))
+            out.error(f'step {name!r}: if must be one reference to a boolean, like "${{input.publish}}"', (*loc, "if"))
         elif isinstance(condition, Constant) and not isinstance(condition.value, bool):
-            out.error(f"if must be true, false or one reference to a boolean, not {condition.value!r}", (*loc, "if"))
+            shown = json.dumps(condition.value)
+            out.error(f"step {name!r}: if must be true, false or one reference to a boolean, not {shown}", (*loc, "if"))
         elif condition is not None:
             _check_refs(condition, name, declared, (*loc, "if"), out, upstream=upstream, item=False)
     payload = _template(raw.payload, (*loc, "payload"), out)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dqflow.workflows.compat import join
-from dqflow.workflows.references import Each, PathPart
+from dqflow.workflows.references import Each, PathPart, format_path
 from dqflow.workflows.schema_view import Choice, Node, Opaque, Shape, describe, view
 
 __all__ = ["PathError", "Produced", "elements_of", "walk"]
@@ -40,7 +40,7 @@ def walk(node: Node | None, parts: tuple[PathPart, ...], path: str = "$") -> Pro
     absent = False
     for index, part in enumerate(parts):
         if node is None:
-            return Produced(None, path, absent, "no schema declares it")
+            return Produced(None, format_path(parts[index:], path), absent, "no schema declares it")
         wanted = "array" if isinstance(part, (int, Each)) else "object"
         found = _branch(node, wanted, path)
         if isinstance(found, Produced):
