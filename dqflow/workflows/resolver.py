@@ -24,6 +24,7 @@ time whenever the schemas allow it.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -129,14 +130,14 @@ def plan_step(workflow: Workflow, name: str, workflow_input: Any, results: Mappi
     if step.condition is not None:
         condition = scope.evaluate(step.condition, "if")
         if not isinstance(condition, bool):
-            raise scope.error(f"if gave {render(condition)}, not true or false")
+            raise scope.error(f"if gave {_shown(condition)}, not true or false")
         if not condition:
             return StepPlan(name, skip_reason=f"if {_text(step.condition)} is false")
     if step.for_each is None:
         return StepPlan(name, (scope.evaluate(step.payload, "payload"),))
     items = scope.lookup(step.for_each)
     if not isinstance(items, list):
-        shown = "nothing" if items is _MISSING else render(items)
+        shown = "nothing" if items is _MISSING else _shown(items)
         raise scope.error(f"for_each {step.for_each} gave {shown}, not an array")
     return StepPlan(name, tuple(scope.with_item(item).evaluate(step.payload, "payload") for item in items))
 
@@ -149,6 +150,12 @@ def resolve_returns(workflow: Workflow, workflow_input: Any, results: Mapping[st
     if over:
         raise ValueError(f"workflow {workflow.name!r} is not over: {', '.join(over)} not finished")
     return _Scope(workflow, None, workflow_input, results).evaluate(workflow.returns, "returns")
+
+
+def _shown(value: Any) -> str:
+    """A value in a message: compact JSON, cut short."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _text(template: Template) -> str:
