@@ -8,12 +8,14 @@ from typing import Any, NoReturn
 
 import typer
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from dqflow.cli._app import backend_url, command, declaration_path, options
 from dqflow.cli._output import console, print_json, redact, seconds_text
 from dqflow.declaration import DeclarationError, JobTypeSpec, SchemaValidator, load_declaration
 from dqflow.errors import ConfigError
+from dqflow.workflows.graph import graph_json, text_tree
 
 
 def _schema_name(schema: SchemaValidator | None, base: Path | None) -> str:
@@ -62,7 +64,7 @@ def _report(problems: list[ConfigError]) -> NoReturn:
 
 @command("check")
 def check() -> None:
-    """Check jobs.yaml: keys, durations, schemas and handler imports. Runs nothing."""
+    """Check jobs.yaml: keys, durations, schemas, handler imports and workflow wiring. Runs nothing."""
     path = declaration_path()
     try:
         declaration = load_declaration(path, import_handlers=True)
@@ -73,7 +75,8 @@ def check() -> None:
     rows = [_row(spec, declaration.base_dir) for spec in declaration.job_types.values()]
     backend = redact(backend_url(declaration))
     if options().json:
-        print_json({"ok": True, "config": str(path), "backend": backend, "job_types": rows})
+        workflows = [graph_json(workflow) for workflow in declaration.workflows.values()]
+        print_json({"ok": True, "config": str(path), "backend": backend, "job_types": rows, "workflows": workflows})
         return
     table = Table(box=box.SIMPLE_HEAD)
     for column in ("job type", "handler", "payload schema", "output schema", "attempts", "timeout", "retry", "tags"):
@@ -93,4 +96,11 @@ def check() -> None:
     out = console()
     out.print(f"[bold green]{path}: OK[/]")
     out.print(table)
-    out.print(f"{len(rows)} job type{'s' if len(rows) != 1 else ''}; backend {backend} (not contacted)")
+    for workflow in declaration.workflows.values():
+        out.print(text_tree(workflow), markup=False, highlight=False)
+        for warning in workflow.warnings:
+            out.print(f"[yellow]warning:[/] {escape(str(warning))}", soft_wrap=True)  # one line each, for grep
+        out.print()
+    flows = len(declaration.workflows)
+    flows_text = f"{flows} workflow{'s' if flows != 1 else ''}; " if flows else ""
+    out.print(f"{len(rows)} job type{'s' if len(rows) != 1 else ''}; {flows_text}backend {backend} (not contacted)")
