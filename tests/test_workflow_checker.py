@@ -815,3 +815,61 @@ def test_schema_files_are_relative_to_jobs_yaml(tmp_path: Path) -> None:
         load_declaration(path, import_handlers=False)
     assert info.value.key == "workflows.w.output"
     assert info.value.reason.startswith("output schema file schemas/missing.json not found")
+
+
+@pytest.mark.parametrize(
+    ("workflows", "key", "message"),
+    [
+        ("workflows: []\n", "workflows", "expected a mapping of workflow names to workflows"),
+        ("workflows:\n  w:\n", "workflows.w", "expected a mapping, got null"),
+        ("workflows:\n  w: {input: {}, steps: {}}\n", "workflows.w.steps", "must not be empty"),
+        (
+            "workflows:\n  w: {input: 12, steps: {s: {job: a}}}\n",
+            "workflows.w.input",
+            "expected a schema file path or an inline schema mapping",
+        ),
+        ("workflows:\n  w: {input: {}, steps: {s: null}}\n", "workflows.w.steps.s", "expected a mapping, got null"),
+        (
+            "workflows:\n  w: {input: {}, steps: {s: {job: a, needs: s}}}\n",
+            "workflows.w.steps.s.needs",
+            "expected a list, got a string",
+        ),
+        (
+            "workflows:\n  w: {input: {}, steps: {s: {job: 5}}}\n",
+            "workflows.w.steps.s.job",
+            "expected a string, got an integer",
+        ),
+        (
+            "workflows:\n  9: {input: {}, steps: {s: {job: a}}}\n",
+            "workflows.9",
+            "invalid workflow name 9: start with a letter or _, then letters, digits, _ . : -",
+        ),
+        (
+            "workflows:\n  w: {input: {}, steps: {s: {job: a, for_each: 3}}}\n",
+            "workflows.w.steps.s.for_each",
+            "step 's': for_each must be exactly one reference to an array, like \"${input.items}\"",
+        ),
+        (
+            "workflows:\n  w: {input: {}, steps: {s: {job: a, if: {x: 1}}}}\n",
+            "workflows.w.steps.s.if",
+            "step 's': if must be true, false or one reference to a boolean, not {\"x\": 1}",
+        ),
+        (
+            "workflows:\n  w: {input: {}, steps: {s: {job: a, payload: 5}}}\n",
+            "workflows.w.steps.s.payload",
+            "step 's': the value 5 cannot fill a payload $ (object): integer is not accepted",
+        ),
+        (
+            "workflows:\n  w: {input: {type: nope}, steps: {s: {job: a}}}\n",
+            "workflows.w.input",
+            "inline input schema is not a valid JSON Schema: $.type: 'nope' is not valid under any of the given schemas",
+        ),
+    ],
+)
+def test_a_bad_shape_is_an_error_too(tmp_path: Path, workflows: str, key: str, message: str) -> None:
+    path = tmp_path / "jobs.yaml"
+    path.write_text("jobs:\n  a:\n    handler: m:f\n    payload: {type: object}\n" + workflows)
+    with pytest.raises(ConfigError) as info:
+        load_declaration(path, import_handlers=False)
+    assert (info.value.key, info.value.reason) == (key, message)
+    assert info.value.line in (5, 6)  # the `workflows:` line, or the line of the workflow

@@ -197,3 +197,28 @@ def test_literal_values_are_validated_exactly() -> None:
     assert [f.reason for f in fits_value("10", consumer)] == ["string is not accepted"]
     assert fits_value(True, Node.of({"enum": [1]}))[0].reason == "boolean is not accepted"
     assert fits_value("x", None) == []
+
+
+TREE = {
+    "$defs": {
+        "node": {
+            "type": "object",
+            "properties": {"name": STRING, "left": {"$ref": "#/$defs/node"}, "right": {"$ref": "#/$defs/node"}},
+            "required": ["name"],
+            "additionalProperties": False,
+        }
+    },
+    "$ref": "#/$defs/node",
+}
+SELF_UNION = {"$defs": {"t": {"anyOf": [STRING, {"$ref": "#/$defs/t"}]}}, "$ref": "#/$defs/t"}
+
+
+def test_recursive_schemas_are_compared_without_end() -> None:
+    assert check(TREE, TREE) == []
+    loose = {**TREE, "$defs": {"node": {**TREE["$defs"]["node"], "properties": {"name": NULLABLE_STRING}}}}
+    assert check(TREE, loose) == [
+        ("error", "the key 'left' is not allowed (additionalProperties: false)"),
+        ("error", "the key 'right' is not allowed (additionalProperties: false)"),
+    ]
+    assert check(STRING, SELF_UNION) == []
+    assert check({"type": "integer"}, SELF_UNION) == [("warning", "cannot prove it fits one anyOf branch")]

@@ -22,6 +22,7 @@ No finding means the link is proven. A producer that is one known value
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -78,13 +79,41 @@ def fits(producer: Node | None, consumer: Node | None, pp: str = "$", cp: str = 
     """
     if consumer is None:
         return []
-    return _fits(_UNKNOWN if producer is None else view(producer), consumer, pp, cp)
+    key = (0 if producer is None else id(producer.schema), id(consumer.schema))
+    active: set[tuple[int, int]] | None = getattr(_trail, "active", None)
+    outermost = active is None
+    if active is None:
+        active = _trail.active = set()
+    if key in active:
+        return []  # a recursive schema met itself: what holds one level up holds here (coinduction)
+    active.add(key)
+    try:
+        return _fits(_UNKNOWN if producer is None else view(producer), consumer, pp, cp)
+    finally:
+        active.discard(key)
+        if outermost:
+            del _trail.active
+
+
+_trail = threading.local()  # the (producer, consumer) pairs being compared, to stop on recursive schemas
+_MAX_DEPTH = 64
 
 
 _UNKNOWN = Opaque("no schema declares it")
 
 
 def _fits(p: View, consumer: Node, pp: str, cp: str) -> list[Finding]:
+    depth = getattr(_trail, "depth", 0)
+    if depth > _MAX_DEPTH:  # a union that contains itself, say: leave it to the run-time check
+        return [_finding("warning", "too deeply nested to check", p, Opaque("deep"), pp, cp)]
+    _trail.depth = depth + 1
+    try:
+        return _fits_view(p, consumer, pp, cp)
+    finally:
+        _trail.depth = depth
+
+
+def _fits_view(p: View, consumer: Node, pp: str, cp: str) -> list[Finding]:
     c = view(consumer)
     if isinstance(c, Shape) and c.anything:
         return []
@@ -95,7 +124,7 @@ def _fits(p: View, consumer: Node, pp: str, cp: str) -> list[Finding]:
     if isinstance(p, Choice):
         found: list[Finding] = []
         for branch in p.branches:
-            for finding in _fits(view(branch), consumer, pp, cp):
+            for finding in fits(branch, consumer, pp, cp):
                 if finding not in found:
                     found.append(finding)
         return found

@@ -113,6 +113,29 @@ _ALLOWED = {
 }
 
 
+_EXPECTED = {
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "list_type": "a list",
+    "string_type": "a string",
+}
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    names = {
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        list: "a list",
+        dict: "a mapping",
+    }
+    return names.get(type(value), type(value).__name__)
+
+
 def _describe(error: ErrorDetails, loc: tuple[Any, ...]) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
@@ -125,6 +148,8 @@ def _describe(error: ErrorDetails, loc: tuple[Any, ...]) -> str:
         return f"missing required key {loc[-1]!r}"
     if kind == "too_short":
         return "must not be empty"
+    if kind in _EXPECTED:
+        return f"expected {_EXPECTED[kind]}, got {_kind(error.get('input'))}"
     message = error["msg"]
     if message.startswith("Value error, "):
         return message[len("Value error, ") :]

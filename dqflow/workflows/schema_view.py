@@ -287,13 +287,15 @@ def _shape(node: Node, schema: Mapping[str, Any]) -> Shape:
     )
 
 
-def describe(shown: View) -> str:
+def describe(shown: View, depth: int = 0) -> str:
     """A short type text: ``string|null``, ``one of 'a', 'b'``, ``anyOf(object, null)``."""
     if isinstance(shown, Opaque):
         return "unknown"
     if isinstance(shown, Choice):
         word = "oneOf" if shown.exclusive else "anyOf"
-        return f"{word}({', '.join(describe(view(branch)) for branch in shown.branches)})"
+        if depth >= 2:
+            return f"{word}(...)"
+        return f"{word}({', '.join(describe(view(branch), depth + 1) for branch in shown.branches)})"
     if shown.enum is not None:
         values = ", ".join(json.dumps(value, ensure_ascii=False) for value in shown.enum[:6])
         more = ", ..." if len(shown.enum) > 6 else ""
