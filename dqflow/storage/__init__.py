@@ -6,6 +6,7 @@ from typing import Any
 
 from dqflow.errors import ConfigError
 from dqflow.storage.base import (
+    FAILURE_TEXT_LIMIT,
     AddResult,
     Completion,
     Failure,
@@ -13,6 +14,7 @@ from dqflow.storage.base import (
     JobPage,
     Lease,
     NewJob,
+    Outcome,
     ReclaimedJob,
     Release,
     Storage,
@@ -20,6 +22,7 @@ from dqflow.storage.base import (
 )
 
 __all__ = [
+    "FAILURE_TEXT_LIMIT",
     "AddResult",
     "Completion",
     "Failure",
@@ -27,6 +30,7 @@ __all__ = [
     "JobPage",
     "Lease",
     "NewJob",
+    "Outcome",
     "ReclaimedJob",
     "Release",
     "Storage",

@@ -57,25 +57,25 @@ def test_claim_respects_job_types_and_run_at(storage: Storage) -> None:
 def test_completion_is_fenced_by_the_lease_token(storage: Storage) -> None:
     job_id = add(storage)[0]
     job = storage.claim_jobs("w1", None, 1, 5000)[0]
-    assert storage.complete_jobs([Completion(job_id, job.lease_token + 1, '{"x":1}')]) == [False]
+    assert storage.settle_jobs([Completion(job_id, job.lease_token + 1, '{"x":1}')]) == [False]
     assert storage.set_output(job_id, job.lease_token + 1, '{"x":2}') is False
     assert storage.set_progress(job_id, job.lease_token + 1, 50) is False
-    assert storage.fail_jobs([Failure(job_id, job.lease_token + 1, "e", "handler_error")]) == [False]
+    assert storage.settle_jobs([Failure(job_id, job.lease_token + 1, "e", "handler_error")]) == [False]
     assert storage.set_progress(job_id, job.lease_token, 40) is True
     assert storage.set_output(job_id, job.lease_token, '{"x":3}') is True
-    assert storage.complete_jobs([Completion(job_id, job.lease_token, None)]) == [True]
+    assert storage.settle_jobs([Completion(job_id, job.lease_token, None)]) == [True]
     record = storage.get_job(job_id)
     assert record is not None
     assert record.status is JobStatus.COMPLETED and record.output == {"x": 3} and record.progress == 40
     # a second completion of the same attempt is rejected: completed exactly once
-    assert storage.complete_jobs([Completion(job_id, job.lease_token, '{"x":4}')]) == [False]
+    assert storage.settle_jobs([Completion(job_id, job.lease_token, '{"x":4}')]) == [False]
     assert storage.get_job(job_id).output == {"x": 3}  # type: ignore[union-attr]
 
 
 def test_batch_results_are_per_item(storage: Storage) -> None:
     ids = add(storage, 3)
     jobs = storage.claim_jobs("w", None, 3, 5000)
-    result = storage.complete_jobs(
+    result = storage.settle_jobs(
         [
             Completion(jobs[0].id, jobs[0].lease_token, '{"a":1}'),
             Completion(jobs[1].id, 999, None),
@@ -92,7 +92,7 @@ def test_cancel_of_a_running_job_rejects_the_workers_writes(storage: Storage) ->
     storage.cancel_job(job_id)
     assert storage.renew_leases("w1", [Lease(job_id, job.lease_token)], 5000) == set()
     assert storage.set_output(job_id, job.lease_token, "1") is False
-    assert storage.complete_jobs([Completion(job_id, job.lease_token, "1")]) == [False]
+    assert storage.settle_jobs([Completion(job_id, job.lease_token, "1")]) == [False]
     record = storage.get_job(job_id)
     assert record is not None and record.status is JobStatus.CANCELLED and record.output is None
 
@@ -101,7 +101,9 @@ def test_fail_with_retry_at_makes_the_job_pending_later(storage: Storage) -> Non
     job_id = add(storage, max_attempts=2)[0]
     job = storage.claim_jobs("w", None, 1, 5000)[0]
     retry_at = datetime.now(UTC) + timedelta(seconds=30)
-    assert storage.fail_jobs([Failure(job_id, job.lease_token, "RuntimeError: x", "handler_error", retry_at)]) == [True]
+    assert storage.settle_jobs([Failure(job_id, job.lease_token, "RuntimeError: x", "handler_error", retry_at)]) == [
+        True
+    ]
     record = storage.get_job(job_id)
     assert record is not None
     assert record.status is JobStatus.PENDING and record.failure_reason == "handler_error"
@@ -112,7 +114,7 @@ def test_fail_with_retry_at_makes_the_job_pending_later(storage: Storage) -> Non
     assert events[-1].event_type is EventType.FAILED and events[-1].data is not None
     assert events[-1].data["will_retry"] is True
     # the stale token of the failed attempt can no longer complete it
-    assert storage.complete_jobs([Completion(job_id, job.lease_token, None)]) == [False]
+    assert storage.settle_jobs([Completion(job_id, job.lease_token, None)]) == [False]
 
 
 def test_renew_extends_only_leases_still_held(storage: Storage) -> None:
@@ -134,9 +136,9 @@ def test_expired_lease_is_reclaimed_and_the_old_token_fenced_out(storage: Storag
     assert [(r.job_id, r.status) for r in reclaimed] == [(job_id, JobStatus.PENDING)]
     fresh = storage.claim_jobs("w2", None, 1, 5000)[0]
     assert fresh.id == job_id and fresh.attempts == 2 and fresh.lease_token != stale.lease_token
-    assert storage.complete_jobs([Completion(job_id, stale.lease_token, '{"stale":true}')]) == [False]
+    assert storage.settle_jobs([Completion(job_id, stale.lease_token, '{"stale":true}')]) == [False]
     assert storage.set_output(job_id, stale.lease_token, '{"stale":true}') is False
-    assert storage.complete_jobs([Completion(job_id, fresh.lease_token, '{"fresh":true}')]) == [True]
+    assert storage.settle_jobs([Completion(job_id, fresh.lease_token, '{"fresh":true}')]) == [True]
     record = storage.get_job(job_id)
     assert record is not None and record.output == {"fresh": True}
     assert EventType.RECLAIMED in [e.event_type for e in storage.get_events(job_id)]
@@ -157,14 +159,14 @@ def test_reclaim_fails_a_job_whose_attempts_are_used_up(storage: Storage) -> Non
 def test_release_hands_jobs_back_and_refunds_unstarted_attempts(storage: Storage) -> None:
     a, b = add(storage, 2)
     jobs = {j.id: j for j in storage.claim_jobs("w", None, 2, 5000)}
-    assert storage.release_jobs(
+    assert storage.settle_jobs(
         [Release(a, jobs[a].lease_token, started=False), Release(b, jobs[b].lease_token, started=True)]
     ) == [True, True]
     ra, rb = storage.get_job(a), storage.get_job(b)
     assert ra is not None and rb is not None
     assert (ra.status, ra.attempts) == (JobStatus.PENDING, 0)
     assert (rb.status, rb.attempts) == (JobStatus.PENDING, 1)
-    assert storage.complete_jobs([Completion(a, jobs[a].lease_token, None)]) == [False]
+    assert storage.settle_jobs([Completion(a, jobs[a].lease_token, None)]) == [False]
     assert len(storage.claim_jobs("w2", None, 5, 5000)) == 2
 
 

@@ -201,7 +201,7 @@ def test_cancel_pending_and_processing_jobs(storage: PostgresStorage) -> None:
     stopped = storage.cancel_job(running)
     assert stopped.status is JobStatus.CANCELLED and stopped.lease_token == claimed.lease_token + 1
     # The worker that held it can no longer write.
-    assert storage.complete_jobs([Completion(running, claimed.lease_token, '{"late": true}')]) == [False]
+    assert storage.settle_jobs([Completion(running, claimed.lease_token, '{"late": true}')]) == [False]
     assert storage.set_progress(running, claimed.lease_token, 50) is False
     assert storage.renew_leases("w1", [Lease(running, claimed.lease_token)], LEASE_MS) == set()
     record = storage.get_job(running)
@@ -226,7 +226,7 @@ def test_retry_a_failed_job_resets_it(storage: PostgresStorage) -> None:
     claimed = claim_one(storage)
     storage.set_progress(claimed.id, claimed.lease_token, 40)
     storage.set_output(claimed.id, claimed.lease_token, '{"partial": 1}')
-    assert storage.fail_jobs([Failure(claimed.id, claimed.lease_token, "boom", "handler_error")]) == [True]
+    assert storage.settle_jobs([Failure(claimed.id, claimed.lease_token, "boom", "handler_error")]) == [True]
     retried = storage.retry_job(result.job_id)
     assert retried.status is JobStatus.PENDING
     assert (retried.attempts, retried.progress, retried.output, retried.failure_reason) == (
@@ -320,7 +320,7 @@ def test_claims_from_many_threads_never_overlap(pg_url: str) -> None:
 
     def drain(store: PostgresStorage, worker: str) -> None:
         while batch := store.claim_jobs(worker, None, 7, LEASE_MS):
-            applied = store.complete_jobs([Completion(j.id, j.lease_token, "null") for j in batch])
+            applied = store.settle_jobs([Completion(j.id, j.lease_token, "null") for j in batch])
             assert all(applied)
             with lock:
                 claimed.extend(j.id for j in batch)
@@ -342,7 +342,7 @@ def test_complete_is_fenced_and_keeps_or_stores_output(storage: PostgresStorage)
     claimed = {j.id: j for j in storage.claim_jobs("w", None, 3, LEASE_MS)}
     assert storage.set_output(a, claimed[a].lease_token, '{"v": 1}')
     assert storage.set_progress(a, claimed[a].lease_token, 70)
-    result = storage.complete_jobs(
+    result = storage.settle_jobs(
         [
             Completion(a, claimed[a].lease_token),  # keeps the output set during the run
             Completion(b, claimed[b].lease_token + 1, '{"v": 2}'),  # wrong token
@@ -357,16 +357,16 @@ def test_complete_is_fenced_and_keeps_or_stores_output(storage: PostgresStorage)
     assert first.completed_at is not None and first.lease_expires_at is None
     assert second.status is JobStatus.PROCESSING
     assert third.output == {"v": 3}
-    assert storage.complete_jobs([Completion(c, claimed[c].lease_token)]) == [False]  # not processing now
+    assert storage.settle_jobs([Completion(c, claimed[c].lease_token)]) == [False]  # not processing now
     assert events(storage, a)[-1] is EventType.COMPLETED
-    assert storage.complete_jobs([]) == []
+    assert storage.settle_jobs([]) == []
 
 
 def test_fail_with_and_without_retry(storage: PostgresStorage) -> None:
     a, b = (r.job_id for r in storage.add_jobs([job(1), job(2)]))
     claimed = {j.id: j for j in storage.claim_jobs("w", None, 2, LEASE_MS)}
     retry_at = datetime.now(UTC) + timedelta(minutes=5)
-    assert storage.fail_jobs(
+    assert storage.settle_jobs(
         [
             Failure(a, claimed[a].lease_token, "boom", "handler_error", retry_at),
             Failure(b, claimed[b].lease_token, "slow", "timeout"),
@@ -395,7 +395,7 @@ def test_fail_with_and_without_retry(storage: PostgresStorage) -> None:
 def test_release_refunds_unstarted_attempts_and_fences(storage: PostgresStorage) -> None:
     a, b = (r.job_id for r in storage.add_jobs([job(1), job(2)]))
     claimed = {j.id: j for j in storage.claim_jobs("w", None, 2, LEASE_MS)}
-    assert storage.release_jobs(
+    assert storage.settle_jobs(
         [Release(a, claimed[a].lease_token, started=False), Release(b, claimed[b].lease_token, started=True)]
     ) == [True, True]
     first, second = storage.get_job(a), storage.get_job(b)
@@ -403,8 +403,8 @@ def test_release_refunds_unstarted_attempts_and_fences(storage: PostgresStorage)
     assert (first.status, first.attempts, first.lease_expires_at) == (JobStatus.PENDING, 0, None)
     assert (second.status, second.attempts) == (JobStatus.PENDING, 1)
     assert first.lease_token == claimed[a].lease_token + 1
-    assert storage.complete_jobs([Completion(a, claimed[a].lease_token)]) == [False]
-    assert storage.release_jobs([Release(a, claimed[a].lease_token, started=False)]) == [False]
+    assert storage.settle_jobs([Completion(a, claimed[a].lease_token)]) == [False]
+    assert storage.settle_jobs([Release(a, claimed[a].lease_token, started=False)]) == [False]
     assert {j.id for j in storage.claim_jobs("w", None, 5, LEASE_MS)} == {a, b}
 
 
@@ -454,7 +454,7 @@ def test_reclaim_expired_leases(storage: PostgresStorage) -> None:
     assert storage.get_events(again)[-1].data == {"attempt": 1, "previous_worker": "dead-worker"}
     assert storage.get_events(used_up)[-1].event_type is EventType.FAILED
     # The dead worker's late completion is rejected.
-    assert storage.complete_jobs([Completion(again, short[again].lease_token)]) == [False]
+    assert storage.settle_jobs([Completion(again, short[again].lease_token)]) == [False]
     assert storage.reclaim_expired() == []
     assert claim_one(storage).id == again
 

@@ -96,7 +96,7 @@ def test_claimed_and_finished_records_match_get_job(storage: RedisStorage) -> No
     assert claimed.lease_expires_at is not None and claimed.locked_at is not None
     assert claimed.lease_expires_at - claimed.locked_at == timedelta(milliseconds=LEASE)
     assert storage.set_progress(job_id, claimed.lease_token, 40)
-    assert storage.complete_jobs([Completion(job_id, claimed.lease_token, '{"n": 1, "ok": true}')]) == [True]
+    assert storage.settle_jobs([Completion(job_id, claimed.lease_token, '{"n": 1, "ok": true}')]) == [True]
     done = storage.get_job(job_id)
     assert done is not None
     assert done.status is JobStatus.COMPLETED and done.output == {"n": 1, "ok": True}
@@ -211,9 +211,9 @@ def test_next_due_in_is_zero_when_ready(storage: RedisStorage) -> None:
 def test_completion_is_fenced(storage: RedisStorage) -> None:
     job_id = add(storage)
     job = claim_one(storage)
-    assert storage.complete_jobs([Completion(job_id, job.lease_token + 1, '{"x": 1}')]) == [False]
-    assert storage.complete_jobs([Completion(job_id, job.lease_token)]) == [True]
-    assert storage.complete_jobs([Completion(job_id, job.lease_token)]) == [False]  # not processing
+    assert storage.settle_jobs([Completion(job_id, job.lease_token + 1, '{"x": 1}')]) == [False]
+    assert storage.settle_jobs([Completion(job_id, job.lease_token)]) == [True]
+    assert storage.settle_jobs([Completion(job_id, job.lease_token)]) == [False]  # not processing
     done = storage.get_job(job_id)
     assert done is not None and done.output is None  # output_json None leaves it as it is
     assert event_types(storage, job_id) == ["added", "processing", "completed"]
@@ -224,7 +224,7 @@ def test_completion_keeps_output_set_earlier(storage: RedisStorage) -> None:
     job = claim_one(storage)
     assert storage.set_output(job_id, job.lease_token, '{"first": 1}')
     assert storage.set_output(job_id, job.lease_token, '{"last": 2}')
-    assert storage.complete_jobs([Completion(job_id, job.lease_token)]) == [True]
+    assert storage.settle_jobs([Completion(job_id, job.lease_token)]) == [True]
     done = storage.get_job(job_id)
     assert done is not None and done.output == {"last": 2}
 
@@ -237,9 +237,9 @@ def test_writes_of_a_worker_that_lost_its_job_are_rejected(storage: RedisStorage
     assert not storage.set_progress(job_id, token, 50)
     assert not storage.set_output(job_id, token, "1")
     assert storage.renew_leases("w1", [Lease(job_id, token)], LEASE) == set()
-    assert storage.complete_jobs([Completion(job_id, token, "1")]) == [False]
-    assert storage.fail_jobs([Failure(job_id, token, "x", "handler_error")]) == [False]
-    assert storage.release_jobs([Release(job_id, token, True)]) == [False]
+    assert storage.settle_jobs([Completion(job_id, token, "1")]) == [False]
+    assert storage.settle_jobs([Failure(job_id, token, "x", "handler_error")]) == [False]
+    assert storage.settle_jobs([Release(job_id, token, True)]) == [False]
     after = storage.get_job(job_id)
     assert after is not None
     assert after.status is JobStatus.CANCELLED and after.output is None and after.progress is None
@@ -253,18 +253,18 @@ def test_reclaimed_job_rejects_the_old_worker(storage: RedisStorage) -> None:
     assert [(r.job_id, r.status) for r in reclaimed] == [(job_id, JobStatus.PENDING)]
     new = claim_one(storage)
     assert new.lease_token == old.lease_token + 2 and new.attempts == 2
-    assert storage.complete_jobs([Completion(job_id, old.lease_token)]) == [False]
-    assert storage.complete_jobs([Completion(job_id, new.lease_token)]) == [True]
+    assert storage.settle_jobs([Completion(job_id, old.lease_token)]) == [False]
+    assert storage.settle_jobs([Completion(job_id, new.lease_token)]) == [True]
 
 
 def test_batched_writes_report_each_item(storage: RedisStorage) -> None:
     storage.add_jobs([NewJob("t", "{}") for _ in range(3)])
     a, b, c = storage.claim_jobs("w", None, 3, LEASE)
-    flags = storage.complete_jobs(
+    flags = storage.settle_jobs(
         [Completion(a.id, a.lease_token, '"a"'), Completion(b.id, 999), Completion(c.id, c.lease_token)]
     )
     assert flags == [True, False, True]
-    assert storage.complete_jobs([]) == [] and storage.fail_jobs([]) == [] and storage.release_jobs([]) == []
+    assert storage.settle_jobs([]) == [] and storage.settle_jobs([]) == [] and storage.settle_jobs([]) == []
 
 
 def test_progress_is_fenced_and_checked(storage: RedisStorage) -> None:
@@ -297,7 +297,7 @@ def test_fail_with_retry_at_goes_back_to_pending_then(storage: RedisStorage) -> 
     job_id = add(storage)
     job = claim_one(storage)
     retry_at = datetime.now(UTC) + timedelta(milliseconds=200)
-    assert storage.fail_jobs([Failure(job_id, job.lease_token, "boom", "handler_error", retry_at)]) == [True]
+    assert storage.settle_jobs([Failure(job_id, job.lease_token, "boom", "handler_error", retry_at)]) == [True]
     pending = storage.get_job(job_id)
     assert pending is not None
     assert pending.status is JobStatus.PENDING and pending.run_at == retry_at
@@ -310,7 +310,7 @@ def test_fail_with_retry_at_goes_back_to_pending_then(storage: RedisStorage) -> 
     time.sleep(0.22)
     again = claim_one(storage)
     assert again.id == job_id and again.attempts == 2
-    assert storage.fail_jobs([Failure(job_id, again.lease_token, 'bad "quote" / é\n', "timeout")]) == [True]
+    assert storage.settle_jobs([Failure(job_id, again.lease_token, 'bad "quote" / é\n', "timeout")]) == [True]
     failed = storage.get_job(job_id)
     assert failed is not None and failed.status is JobStatus.FAILED and failed.failure_reason == "timeout"
     assert [e["error"] for e in failed.error_history] == ["boom", 'bad "quote" / é\n']
@@ -322,14 +322,14 @@ def test_fail_with_past_retry_at_is_ready_now(storage: RedisStorage) -> None:
     job_id = add(storage)
     job = claim_one(storage)
     past = datetime.now(UTC) - timedelta(seconds=5)
-    storage.fail_jobs([Failure(job_id, job.lease_token, "e", "handler_error", past)])
+    storage.settle_jobs([Failure(job_id, job.lease_token, "e", "handler_error", past)])
     assert claim_one(storage).id == job_id
 
 
 def test_release_refunds_the_attempt_unless_started(storage: RedisStorage) -> None:
     storage.add_jobs([NewJob("t", "{}"), NewJob("t", "{}")])
     a, b = storage.claim_jobs("w", None, 2, LEASE)
-    flags = storage.release_jobs([Release(a.id, a.lease_token, False), Release(b.id, b.lease_token, True)])
+    flags = storage.settle_jobs([Release(a.id, a.lease_token, False), Release(b.id, b.lease_token, True)])
     assert flags == [True, True]
     ra, rb = storage.get_job(a.id), storage.get_job(b.id)
     assert ra is not None and rb is not None
@@ -370,7 +370,7 @@ def test_cancel_delayed_and_processing_jobs(storage: RedisStorage) -> None:
 def test_cancel_completed_job_is_refused(storage: RedisStorage) -> None:
     job_id = add(storage)
     job = claim_one(storage)
-    storage.complete_jobs([Completion(job_id, job.lease_token)])
+    storage.settle_jobs([Completion(job_id, job.lease_token)])
     with pytest.raises(InvalidJobStateError, match="completed"):
         storage.cancel_job(job_id)
 
@@ -380,7 +380,7 @@ def test_retry_resets_a_failed_job(storage: RedisStorage) -> None:
     job = claim_one(storage)
     storage.set_progress(job_id, job.lease_token, 30)
     storage.set_output(job_id, job.lease_token, '{"partial": true}')
-    storage.fail_jobs([Failure(job_id, job.lease_token, "boom", "handler_error")])
+    storage.settle_jobs([Failure(job_id, job.lease_token, "boom", "handler_error")])
     retried = storage.retry_job(job_id)
     assert retried.status is JobStatus.PENDING and retried.attempts == 0
     assert retried.failure_reason is None and retried.progress is None and retried.output is None

@@ -28,10 +28,12 @@ from dqflow.storage.base import (
     JobPage,
     Lease,
     NewJob,
+    Outcome,
     ReclaimedJob,
     Release,
     Storage,
     TagMode,
+    outcomes_by_kind,
 )
 from dqflow.storage.redis.codec import (
     added_event,
@@ -45,6 +47,7 @@ from dqflow.storage.redis.codec import (
     to_us,
 )
 from dqflow.storage.redis.scripts import Script, load_all
+from dqflow.urls import redact_url
 
 T = TypeVar("T")
 
@@ -58,7 +61,9 @@ def _split_url(url: str) -> tuple[str, str | None, str]:
     """Return (URL for redis-py without ``prefix``, the prefix if given, display URL)."""
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss"):
-        raise ConfigError(f"not a Redis URL: {url!r} (use redis://host:port/db or rediss://...)", key="backend")
+        raise ConfigError(
+            f"not a Redis URL: {redact_url(url)!r} (use redis://host:port/db or rediss://...)", key="backend"
+        )
     query = parse_qsl(parts.query, keep_blank_values=True)
     prefix = None
     rest = []
@@ -68,11 +73,7 @@ def _split_url(url: str) -> tuple[str, str | None, str]:
         else:
             rest.append((name, value))
     clean = urlunsplit(parts._replace(query=urlencode(rest)))
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
-    display = urlunsplit(parts._replace(netloc=netloc))
-    return clean, prefix, display
+    return clean, prefix, redact_url(url)
 
 
 def _check_prefix(prefix: str) -> str:
@@ -366,33 +367,25 @@ class RedisStorage(Storage):
             args += [lease.job_id, lease.lease_token]
         return {int(job_id) for job_id in self._run("renew", "renew leases", *args)}
 
-    def complete_jobs(self, completions: Sequence[Completion]) -> list[bool]:
-        if not completions:
+    def settle_jobs(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        if not outcomes:
             return []
-        args: list[Any] = [len(completions)]
-        for item in completions:
-            if item.output_json is None:
-                args += [item.job_id, item.lease_token, 0, ""]
+        args: list[Any] = [len(outcomes)]
+        for item in outcomes:
+            if isinstance(item, Completion):
+                if item.output_json is None:
+                    args += ["c", item.job_id, item.lease_token, 0, ""]
+                else:
+                    args += ["c", item.job_id, item.lease_token, 1, item.output_json]
+            elif isinstance(item, Failure):
+                retry_at = "" if item.retry_at is None else to_us(item.retry_at, "retry_at")
+                traceback = "" if item.traceback is None else "=" + item.traceback  # '' = none
+                args += ["f", item.job_id, item.lease_token, item.error, item.reason, retry_at, traceback]
+            elif isinstance(item, Release):
+                args += ["r", item.job_id, item.lease_token, 1 if item.started else 0]
             else:
-                args += [item.job_id, item.lease_token, 1, item.output_json]
-        return [flag == 1 for flag in self._run("complete", "complete jobs", *args)]
-
-    def fail_jobs(self, failures: Sequence[Failure]) -> list[bool]:
-        if not failures:
-            return []
-        args: list[Any] = [len(failures)]
-        for item in failures:
-            retry_at = "" if item.retry_at is None else to_us(item.retry_at, "retry_at")
-            args += [item.job_id, item.lease_token, item.error, item.reason, retry_at]
-        return [flag == 1 for flag in self._run("fail", "record failed jobs", *args)]
-
-    def release_jobs(self, releases: Sequence[Release]) -> list[bool]:
-        if not releases:
-            return []
-        args: list[Any] = [len(releases)]
-        for item in releases:
-            args += [item.job_id, item.lease_token, 1 if item.started else 0]
-        return [flag == 1 for flag in self._run("release", "release jobs", *args)]
+                outcomes_by_kind([item])  # raises the TypeError naming the accepted kinds
+        return [flag == 1 for flag in self._run("settle", "settle jobs", *args)]
 
     def set_progress(self, job_id: int, lease_token: int, progress: int) -> bool:
         check_int("progress", progress)

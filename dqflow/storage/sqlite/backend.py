@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote
 
 from dqflow.errors import InvalidJobStateError, JobNotFoundError, StorageError
@@ -31,10 +31,12 @@ from dqflow.storage.base import (
     JobPage,
     Lease,
     NewJob,
+    Outcome,
     ReclaimedJob,
     Release,
     Storage,
     TagMode,
+    outcomes_by_kind,
 )
 
 _SCHEMA = (Path(__file__).parent / "schema.sql").read_text()
@@ -360,7 +362,8 @@ class SqliteStorage(Storage):
         params.append(limit)
         sql = (
             "UPDATE dqflow_jobs SET status = 'processing', attempts = attempts + 1, lease_token = lease_token + 1,"
-            " locked_by = ?, locked_at = ?, lease_expires_at = ?, started_at = ?, updated_at = ?"
+            " output = NULL, progress = NULL, locked_by = ?, locked_at = ?, lease_expires_at = ?, started_at = ?,"
+            " updated_at = ?"
             " WHERE id IN (SELECT id FROM dqflow_jobs INDEXED BY dqflow_jobs_ready"
             f" WHERE status = 'pending' AND run_at <= ?{type_clause}"
             " ORDER BY priority DESC, run_at, id LIMIT ?) RETURNING *"
@@ -393,81 +396,100 @@ class SqliteStorage(Storage):
                     held.add(lease.job_id)
         return held
 
-    def complete_jobs(self, completions: Sequence[Completion]) -> list[bool]:
-        if not completions:
-            return []
+    def settle_jobs(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        applied = [False] * len(outcomes)
+        groups = outcomes_by_kind(outcomes)
+        if not groups:
+            return applied
         now = time.time()
+        with self._write() as conn:
+            for kind, positions in groups.items():
+                items = [outcomes[i] for i in positions]
+                if kind is Completion:
+                    flags = self._complete(conn, cast("list[Completion]", items), now)
+                elif kind is Failure:
+                    flags = self._fail(conn, cast("list[Failure]", items), now)
+                else:
+                    flags = self._release(conn, cast("list[Release]", items), now)
+                for position, flag in zip(positions, flags, strict=True):
+                    applied[position] = flag
+        return applied
+
+    @staticmethod
+    def _complete(conn: sqlite3.Connection, completions: list[Completion], now: float) -> list[bool]:
         values = ",".join("(?,?,?)" for _ in completions)
         params: list[Any] = []
         for item in completions:
             params += (item.job_id, item.lease_token, item.output_json)
-        with self._write() as conn:
-            rows = conn.execute(
-                f"WITH done(id, token, output) AS (VALUES {values})"
-                " UPDATE dqflow_jobs SET status = 'completed', output = COALESCE(done.output, dqflow_jobs.output),"
-                " completed_at = ?, updated_at = ?, lease_expires_at = NULL FROM done"
-                " WHERE dqflow_jobs.id = done.id AND dqflow_jobs.lease_token = done.token"
-                " AND dqflow_jobs.status = 'processing' RETURNING dqflow_jobs.id",
-                (*params, now, now),
-            ).fetchall()
-            applied = {row[0] for row in rows}
-            if applied:
-                conn.executemany(
-                    "INSERT INTO dqflow_job_events (job_id, event_type, created_at) VALUES (?, 'completed', ?)",
-                    [(job_id, now) for job_id in applied],
-                )
+        rows = conn.execute(
+            f"WITH done(id, token, output) AS (VALUES {values})"
+            " UPDATE dqflow_jobs SET status = 'completed', output = COALESCE(done.output, dqflow_jobs.output),"
+            " failure_reason = NULL, completed_at = ?, updated_at = ?, lease_expires_at = NULL FROM done"
+            " WHERE dqflow_jobs.id = done.id AND dqflow_jobs.lease_token = done.token"
+            " AND dqflow_jobs.status = 'processing' RETURNING dqflow_jobs.id",
+            (*params, now, now),
+        ).fetchall()
+        applied = {row[0] for row in rows}
+        if applied:
+            conn.executemany(
+                "INSERT INTO dqflow_job_events (job_id, event_type, created_at) VALUES (?, 'completed', ?)",
+                [(job_id, now) for job_id in applied],
+            )
         return [item.job_id in applied for item in completions]
 
-    def fail_jobs(self, failures: Sequence[Failure]) -> list[bool]:
-        now = time.time()
+    def _fail(self, conn: sqlite3.Connection, failures: list[Failure], now: float) -> list[bool]:
         applied: list[bool] = []
-        with self._write() as conn:
-            for item in failures:
-                row = conn.execute(
-                    "SELECT attempts FROM dqflow_jobs WHERE id = ? AND lease_token = ? AND status = 'processing'",
-                    (item.job_id, item.lease_token),
-                ).fetchone()
-                if row is None:
-                    applied.append(False)
-                    continue
-                entry = json.dumps({"attempt": row[0], "error": item.error, "reason": item.reason, "at": _iso(now)})
-                retry = item.retry_at is not None
-                conn.execute(
-                    "UPDATE dqflow_jobs SET status = ?, run_at = COALESCE(?, run_at), failure_reason = ?,"
-                    " error_history = json_insert(error_history, '$[#]', json(?)), last_failed_at = ?,"
-                    " updated_at = ?, lease_expires_at = NULL WHERE id = ?",
-                    (
-                        "pending" if retry else "failed",
-                        _epoch(item.retry_at),
-                        item.reason,
-                        entry,
-                        now,
-                        now,
-                        item.job_id,
-                    ),
-                )
-                self._event(
-                    conn,
-                    item.job_id,
-                    EventType.FAILED,
+        for item in failures:
+            row = conn.execute(
+                "SELECT attempts, output, progress FROM dqflow_jobs"
+                " WHERE id = ? AND lease_token = ? AND status = 'processing'",
+                (item.job_id, item.lease_token),
+            ).fetchone()
+            if row is None:
+                applied.append(False)
+                continue
+            attempt, output, progress = row
+            entry = _error_entry(attempt, item.error, item.reason, now, item.traceback, output, progress)
+            retry = item.retry_at is not None
+            # a retried job starts its next attempt clean; a job failed for good keeps what it stored
+            conn.execute(
+                "UPDATE dqflow_jobs SET status = ?, run_at = COALESCE(?, run_at), failure_reason = ?,"
+                " error_history = json_insert(error_history, '$[#]', json(?)), last_failed_at = ?,"
+                " output = CASE WHEN ? THEN NULL ELSE output END, progress = CASE WHEN ? THEN NULL ELSE progress END,"
+                " updated_at = ?, lease_expires_at = NULL WHERE id = ?",
+                (
+                    "pending" if retry else "failed",
+                    _epoch(item.retry_at),
+                    item.reason,
+                    entry,
                     now,
-                    {"attempt": row[0], "error": item.error, "reason": item.reason, "will_retry": retry},
-                )
-                applied.append(True)
+                    retry,
+                    retry,
+                    now,
+                    item.job_id,
+                ),
+            )
+            self._event(
+                conn,
+                item.job_id,
+                EventType.FAILED,
+                now,
+                {"attempt": attempt, "error": item.error, "reason": item.reason, "will_retry": retry},
+            )
+            applied.append(True)
         return applied
 
-    def release_jobs(self, releases: Sequence[Release]) -> list[bool]:
-        now = time.time()
+    @staticmethod
+    def _release(conn: sqlite3.Connection, releases: list[Release], now: float) -> list[bool]:
         applied: list[bool] = []
-        with self._write() as conn:
-            for item in releases:
-                cursor = conn.execute(
-                    "UPDATE dqflow_jobs SET status = 'pending', run_at = ?, attempts = attempts - ?,"
-                    " lease_expires_at = NULL, locked_by = NULL, locked_at = NULL, lease_token = lease_token + 1,"
-                    " updated_at = ? WHERE id = ? AND lease_token = ? AND status = 'processing'",
-                    (now, 0 if item.started else 1, now, item.job_id, item.lease_token),
-                )
-                applied.append(cursor.rowcount == 1)
+        for item in releases:
+            cursor = conn.execute(
+                "UPDATE dqflow_jobs SET status = 'pending', run_at = ?, attempts = attempts - ?,"
+                " lease_expires_at = NULL, locked_by = NULL, locked_at = NULL, lease_token = lease_token + 1,"
+                " updated_at = ? WHERE id = ? AND lease_token = ? AND status = 'processing'",
+                (now, 0 if item.started else 1, now, item.job_id, item.lease_token),
+            )
+            applied.append(cursor.rowcount == 1)
         return applied
 
     def set_progress(self, job_id: int, lease_token: int, progress: int) -> bool:
@@ -491,19 +513,17 @@ class SqliteStorage(Storage):
         reclaimed: list[ReclaimedJob] = []
         with self._write() as conn:
             rows = conn.execute(
-                "SELECT id, attempts, max_attempts, locked_by FROM dqflow_jobs"
+                "SELECT id, attempts, max_attempts, locked_by, output, progress FROM dqflow_jobs"
                 " WHERE status = 'processing' AND lease_expires_at < ?",
                 (now,),
             ).fetchall()
-            for job_id, attempts, max_attempts, locked_by in rows:
+            for job_id, attempts, max_attempts, locked_by, output, progress in rows:
                 if attempts >= max_attempts:
                     error = (
                         f"worker {locked_by} stopped renewing its lease and the job has used all"
                         f" {max_attempts} attempts"
                     )
-                    entry = json.dumps(
-                        {"attempt": attempts, "error": error, "reason": "lease_expired", "at": _iso(now)}
-                    )
+                    entry = _error_entry(attempts, error, "lease_expired", now, None, output, progress)
                     conn.execute(
                         "UPDATE dqflow_jobs SET status = 'failed', failure_reason = 'lease_expired',"
                         " error_history = json_insert(error_history, '$[#]', json(?)), last_failed_at = ?,"
@@ -561,3 +581,11 @@ class SqliteStorage(Storage):
 
 def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+def _error_entry(
+    attempt: int, error: str, reason: str, now: float, traceback: str | None, output: str | None, progress: int | None
+) -> str:
+    """An ``error_history`` entry as JSON text (the attempt's output kept as stored)."""
+    head = json.dumps({"attempt": attempt, "error": error, "reason": reason, "at": _iso(now), "traceback": traceback})
+    return f'{head[:-1]}, "output": {"null" if output is None else output}, "progress": {json.dumps(progress)}}}'
