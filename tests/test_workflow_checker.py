@@ -10,6 +10,7 @@ checker cannot decide loads with a warning.
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -861,3 +862,48 @@ def test_a_bad_shape_is_an_error_too(tmp_path: Path, workflows: str, key: str, m
         load_declaration(path, import_handlers=False)
     assert (info.value.key, info.value.reason) == (key, message)
     assert info.value.line in (5, 6)  # the `workflows:` line, or the line of the workflow
+
+
+def test_refs_to_other_schema_files_are_followed(tmp_path: Path) -> None:
+    schemas = tmp_path / "schemas"
+    schemas.mkdir()
+    image = {"type": "object", "properties": {"url": {"type": "string"}}, "required": ["url"]}
+    (schemas / "common.json").write_text(json.dumps({"$defs": {"image": image, "maybe": {"type": ["string", "null"]}}}))
+    (schemas / "album.json").write_text(
+        json.dumps(
+            {
+                "type": "object",
+                "properties": {"images": {"type": "array", "items": {"$ref": "common.json#/$defs/image"}}},
+                "required": ["images"],
+            }
+        )
+    )
+    (schemas / "resize.json").write_text(
+        json.dumps(
+            {
+                "type": "object",
+                "properties": {"url": {"$ref": "common.json#/$defs/image/properties/url"}, "alt": {"type": "string"}},
+                "required": ["url"],
+            }
+        )
+    )
+    base = (
+        "jobs:\n"
+        "  fetch: {handler: m:f, payload: {type: object}, output: schemas/album.json}\n"
+        "  resize: {handler: m:f, payload: schemas/resize.json}\n"
+        "workflows:\n"
+        "  w:\n"
+        "    input: {type: object, properties: {alt: {$ref: 'schemas/common.json#/$defs/maybe'}}, required: [alt]}\n"
+        "    steps:\n"
+        "      fetch: {job: fetch}\n"
+        "      resize: {job: resize, needs: [fetch], for_each: '${steps.fetch.output.images}', payload: PAYLOAD}\n"
+    )
+    path = tmp_path / "jobs.yaml"
+    path.write_text(base.replace("PAYLOAD", "{url: '${item.url}'}"))
+    assert load_declaration(path, import_handlers=False).workflows["w"].warnings == ()
+    path.write_text(base.replace("PAYLOAD", "{url: '${item.url}', alt: '${input.alt}'}"))
+    with pytest.raises(ConfigError) as info:
+        load_declaration(path, import_handlers=False)
+    assert info.value.reason == (
+        "step 'resize': workflow input $.alt (string|null) cannot fill resize payload $.alt (string): null is not allowed"
+    )

@@ -66,7 +66,7 @@ class _Source:
 
 
 def _node(schema: SchemaValidator | None) -> Node | None:
-    return None if schema is None else Node.of(schema.schema)
+    return None if schema is None else Node.of_validator(schema)
 
 
 def _short(value: Any) -> str:
@@ -133,7 +133,7 @@ class _StepCheck:
             if ref.kind == "output":
                 node, start = _node(output), "$"
             else:
-                node, start = Node({"type": "array", "items": output.schema}, output.schema), "$"
+                node, start = Node.of_validator(output).sub({"type": "array", "items": output.schema}), "$"
         try:
             return _Source(label, walk(node, ref.path, start))
         except PathError as exc:

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from jsonschema.exceptions import best_match
-from jsonschema.validators import validator_for
 
 from dqflow.workflows.schema_view import (
     Choice,
@@ -248,7 +247,8 @@ def _same(a: Any, b: Any) -> bool:
 
 def _first_error(value: Any, node: Node) -> str | None:
     """The most relevant jsonschema message for ``value`` against ``node`` (None when valid)."""
-    cls: Any = validator_for(node.root)
-    checker = cls(node.root, format_checker=cls.FORMAT_CHECKER).evolve(schema=node.schema)
+    cls: Any = node.dialect
+    # The node's resolver, so its $refs (local or to other schema files) resolve as when the job runs.
+    checker = cls(node.schema, format_checker=cls.FORMAT_CHECKER, _resolver=node.resolver)
     error = best_match(checker.iter_errors(value))
     return None if error is None else str(error.message)

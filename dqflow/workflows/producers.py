@@ -97,7 +97,7 @@ def _each(shape: Shape, rest: tuple[PathPart, ...], path: str, absent: bool) -> 
         raise PathError(f"{element.path} may be absent in some elements; [*] needs it in every one")
     if element.node is None:
         return Produced(None, element.path, absent, element.unknown)
-    mapped = Node({"type": "array", "items": element.node.schema}, element.node.root)
+    mapped = element.node.sub({"type": "array", "items": element.node.schema})
     return Produced(mapped, element.path, absent)
 
 

@@ -10,8 +10,9 @@ A schema is read into one of three views:
 * :class:`Opaque` — something the checker cannot read (``allOf``, a ``$ref``
   outside the document, ...); the reason says what.
 
-Local ``$ref`` pointers (``#/$defs/image``) are followed inside the schema's
-own document (:attr:`Node.root`).
+``$ref`` s are followed with the resolver of the schema's document
+(:attr:`Node.resolver`): local pointers (``#/$defs/image``) and, for schemas
+loaded from ``jobs.yaml``, other schema files of the project.
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import unquote
+
+import referencing.jsonschema
+from jsonschema import Draft202012Validator
+from jsonschema.validators import validator_for
+from referencing import Registry, Specification
+from referencing.exceptions import Unresolvable
+from referencing.jsonschema import DRAFT202012
+
+from dqflow.declaration.schemas import SchemaValidator
 
 __all__ = [
     "ALL_TYPES",
@@ -104,19 +113,32 @@ _MAX_REF_DEPTH = 32
 
 @dataclass(frozen=True, slots=True)
 class Node:
-    """A (sub)schema and the document its ``$ref`` pointers resolve in."""
+    """A (sub)schema, the resolver its ``$ref`` s resolve with, and its dialect's validator class."""
 
     schema: Any
-    root: Any
+    resolver: Any  # a referencing resolver (the package does not export its type)
+    dialect: Any = Draft202012Validator
 
     @classmethod
     def of(cls, schema: Any) -> Node:
-        """A whole schema document."""
-        return cls(schema, schema)
+        """A whole schema document on its own (``$ref`` s only within it)."""
+        dialect: Any = validator_for(schema, default=Draft202012Validator)
+        root = _specification(dialect).create_resource(schema)
+        return cls(schema, Registry().resolver_with_root(root), dialect)
+
+    @classmethod
+    def of_validator(cls, validator: SchemaValidator) -> Node:
+        """A schema as the loader compiled it: ``$ref`` s to other files resolve too."""
+        return cls(validator.schema, validator.resolver(), validator.validator_class)
 
     def sub(self, schema: Any) -> Node:
-        """A subschema of the same document."""
-        return Node(schema, self.root)
+        """A subschema (or a wrapper around one) of the same document."""
+        return Node(schema, self.resolver, self.dialect)
+
+
+def _specification(dialect: Any) -> Specification[Any]:
+    uri = getattr(dialect, "META_SCHEMA", {}).get("$schema", "")
+    return referencing.jsonschema.specification_with(uri, default=DRAFT202012)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,20 +218,6 @@ def _widen(types: frozenset[str]) -> frozenset[str]:
     return types | {"number"} if "integer" in types else types
 
 
-def _pointer(root: Any, ref: str) -> Any:
-    """Follow a local ``#/a/b`` pointer; KeyError when it leads nowhere."""
-    target = root
-    for raw in ref[1:].split("/")[1:] if ref != "#" else []:
-        token = unquote(raw).replace("~1", "/").replace("~0", "~")
-        if isinstance(target, list) and token.isdigit() and int(token) < len(target):
-            target = target[int(token)]
-        elif isinstance(target, Mapping) and token in target:
-            target = target[token]
-        else:
-            raise KeyError(ref)
-    return target
-
-
 def _deref(node: Node) -> Node | Opaque:
     seen = 0
     while isinstance(node.schema, Mapping) and "$ref" in node.schema:
@@ -217,12 +225,11 @@ def _deref(node: Node) -> Node | Opaque:
         others = [key for key in node.schema if key != "$ref" and key not in _ANNOTATIONS]
         if others:
             return Opaque(f"$ref {ref!r} next to other keywords ({', '.join(sorted(others))})")
-        if not isinstance(ref, str) or not (ref == "#" or ref.startswith("#/")):
-            return Opaque(f"$ref {ref!r} points outside the schema")
         try:
-            node = node.sub(_pointer(node.root, ref))
-        except KeyError:
+            resolved = node.resolver.lookup(ref)
+        except Unresolvable:
             return Opaque(f"$ref {ref!r} cannot be followed")
+        node = Node(resolved.contents, resolved.resolver, node.dialect)
         seen += 1
         if seen > _MAX_REF_DEPTH:
             return Opaque(f"$ref {ref!r} loops")
