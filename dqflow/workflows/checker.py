@@ -57,12 +57,10 @@ class _Source:
     label: str
     produced: Produced
 
-    def text(self, type_text: str | None = None) -> str:
-        shown = type_text if type_text is not None else self.type_text()
+    def text(self) -> str:
+        """``step 'fetch' (fetch_album) output $.title (string|null)``."""
+        shown = "unknown" if self.produced.node is None else describe(view(self.produced.node))
         return f"{self.label} {self.produced.path} ({shown})"
-
-    def type_text(self) -> str:
-        return "unknown" if self.produced.node is None else describe(view(self.produced.node))
 
 
 def _node(schema: SchemaValidator | None) -> Node | None:

@@ -37,6 +37,7 @@ from dqflow.workflows.schema_view import (
     accepts_type,
     describe,
     json_type,
+    overlaps,
     view,
 )
 
@@ -70,6 +71,12 @@ def _finding(level: Level, reason: str, p: View, c: View, pp: str, cp: str) -> F
     return Finding(level, reason, pp, describe(p), cp, describe(c))
 
 
+_trail = threading.local()  # the (producer, consumer) pairs being compared, to stop on recursive schemas
+_MAX_DEPTH = 64
+_UNKNOWN = Opaque("no schema declares it")
+_ABSENT = Opaque("absent")
+
+
 def fits(producer: Node | None, consumer: Node | None, pp: str = "$", cp: str = "$") -> list[Finding]:
     """Findings for putting any value of ``producer`` where ``consumer`` is expected.
 
@@ -92,13 +99,6 @@ def fits(producer: Node | None, consumer: Node | None, pp: str = "$", cp: str = 
         active.discard(key)
         if outermost:
             del _trail.active
-
-
-_trail = threading.local()  # the (producer, consumer) pairs being compared, to stop on recursive schemas
-_MAX_DEPTH = 64
-
-
-_UNKNOWN = Opaque("no schema declares it")
 
 
 def _fits(p: View, consumer: Node, pp: str, cp: str) -> list[Finding]:
@@ -188,9 +188,6 @@ def _fits_object(p: Shape, c: Shape, pp: str, cp: str) -> list[Finding]:
     return found
 
 
-_ABSENT = Opaque("absent")
-
-
 def _fits_choice(p: Shape, c: Choice, pp: str, cp: str) -> list[Finding]:
     """A union consumer, matched type by type (so ``string|null`` fits ``anyOf: [string, null]``)."""
     word = "oneOf" if c.exclusive else "anyOf"
@@ -202,23 +199,18 @@ def _fits_choice(p: Shape, c: Choice, pp: str, cp: str) -> list[Finding]:
         if clean and not c.exclusive:
             continue
         if len(clean) == 1 and all(
-            isinstance(other, Shape) and other.typed and not (other.types & _types_of(part))
+            isinstance(other, Shape) and other.typed and not overlaps(other.types, part.types)
             for index, other in enumerate(branches)
             if index != clean[0]
         ):
             continue
         if clean:
             found.append(_finding("warning", f"cannot prove exactly one {word} branch matches", part, c, pp, cp))
-        elif not any(not isinstance(b, Shape) or b.types & _types_of(part) for b in branches):
+        elif not any(not isinstance(b, Shape) or overlaps(b.types, part.types) for b in branches):
             found.append(_finding("error", f"{describe(part)} fits no {word} branch", part, c, pp, cp))
         else:
             found.append(_finding("warning", f"cannot prove it fits one {word} branch", part, c, pp, cp))
     return found
-
-
-def _types_of(shape: Shape) -> frozenset[str]:
-    """The types a value of ``shape`` may have, integers counting as numbers too."""
-    return shape.types | {"number"} if "integer" in shape.types else shape.types
 
 
 def fits_value(

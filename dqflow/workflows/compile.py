@@ -18,7 +18,7 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -90,21 +90,8 @@ def compile_workflows(
         warnings_before = len(out.warnings)
         workflow = _compile_one(name, raw, base, job_types, load_schema, out)
         if workflow is not None and len(out.errors) == errors_before:
-            compiled[name] = _with_warnings(workflow, tuple(out.warnings[warnings_before:]))
+            compiled[name] = replace(workflow, warnings=tuple(out.warnings[warnings_before:]))
     return compiled, out.errors
-
-
-def _with_warnings(workflow: Workflow, warnings: tuple[CheckWarning, ...]) -> Workflow:
-    return Workflow(
-        name=workflow.name,
-        input_schema=workflow.input_schema,
-        steps=workflow.steps,
-        output_schema=workflow.output_schema,
-        returns=workflow.returns,
-        description=workflow.description,
-        warnings=warnings,
-        dependents=workflow.dependents,
-    )
 
 
 _ALLOWED = {

@@ -41,6 +41,7 @@ __all__ = [
     "accepts_type",
     "describe",
     "json_type",
+    "overlaps",
     "view",
 ]
 
@@ -212,6 +213,11 @@ def json_type(value: Any) -> str:
 def accepts_type(types: frozenset[str], json_type: str) -> bool:
     """True when a schema of ``types`` accepts values of ``json_type`` (integers are numbers)."""
     return json_type in types or (json_type == "integer" and "number" in types)
+
+
+def overlaps(a: frozenset[str], b: frozenset[str]) -> bool:
+    """True when some value has a type in both (an integer is a number too)."""
+    return bool(_widen(a) & _widen(b))
 
 
 def _widen(types: frozenset[str]) -> frozenset[str]:
