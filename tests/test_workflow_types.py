@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from dqflow.workflows.compat import fits, fits_value
+from dqflow.workflows.producers import PathError, walk
 from dqflow.workflows.references import (
     EACH,
     Constant,
@@ -222,3 +223,34 @@ def test_recursive_schemas_are_compared_without_end() -> None:
     ]
     assert check(STRING, SELF_UNION) == []
     assert check({"type": "integer"}, SELF_UNION) == [("warning", "cannot prove it fits one anyOf branch")]
+
+
+def test_walking_a_path_through_the_producer() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "a": {"type": ["object", "null"], "properties": {"b": STRING}, "required": ["b"]},
+            "list": {"type": "array", "items": {"type": "object", "properties": {"x": STRING}, "required": ["x"]}},
+            "free": {"type": "object"},
+            "pat": {"type": "object", "properties": {"k": STRING}, "patternProperties": {"^z": STRING}},
+            "map": {"type": "object", "additionalProperties": {"type": "integer"}},
+        },
+        "required": ["a", "list", "free", "pat", "map"],
+    }
+    node = Node.of(schema)
+    through_null = walk(node, ("a", "b"))
+    assert (through_null.path, through_null.may_be_absent) == ("$.a.b", True)
+    mapped = walk(node, ("list", EACH, "x"))
+    assert (mapped.path, mapped.may_be_absent, mapped.node and mapped.node.schema) == (
+        "$.list[*].x",
+        False,
+        {"type": "array", "items": STRING},
+    )
+    assert walk(node, ("list", 0, "x")).may_be_absent
+    assert walk(node, ("free", "anything")).unknown == "$.free declares no properties"
+    assert walk(node, ("pat", "zed")).unknown == "$.pat has patternProperties"
+    assert walk(node, ("map", "any")).may_be_absent
+    with pytest.raises(PathError, match=r"\$.list is array, not an object"):
+        walk(node, ("list", "x"))
+    with pytest.raises(PathError, match=r"\$ has no field 'nope' \(fields: a, list, free, pat, map\)"):
+        walk(node, ("nope",))

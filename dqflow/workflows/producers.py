@@ -85,6 +85,8 @@ def _field(shape: Shape, name: str, path: str) -> tuple[Node, bool] | Produced:
         return shape.properties[name], name not in shape.required
     if isinstance(shape.additional, Node):
         return shape.additional, True
+    if "patternProperties" in shape.constraints:
+        return Produced(None, join(path, name), unknown=f"{path} has patternProperties")
     if not shape.properties and shape.additional is True:
         return Produced(None, join(path, name), unknown=f"{path} declares no properties")
     known = ", ".join(shape.properties) or "none"
