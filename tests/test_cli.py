@@ -484,4 +484,11 @@ def test_example_project_check(dq: Callable[..., Result], monkeypatch: pytest.Mo
     result = dq("check", "--json")
     assert result.code == 0, result.err
     names = {row["name"] for row in result.json()["job_types"]}
-    assert names == {"generate_report", "process_images", "send_welcome_email"}
+    assert names == {
+        "generate_report",
+        "process_images",
+        "send_welcome_email",
+        "fetch_album",
+        "resize_image",
+        "publish_page",
+    }
