@@ -19,7 +19,7 @@ from dqflow.errors import (
 from dqflow.queue import JobSpec, Queue
 from dqflow.record import EventType, FailureReason, JobEvent, JobRecord, JobStatus
 from dqflow.storage import JobPage, TagMode
-from dqflow.worker import JobContext, Worker, run_worker
+from dqflow.worker import JobContext, Worker, WorkerSettingError, run_worker
 
 __all__ = [
     "ConfigError",
@@ -47,6 +47,7 @@ __all__ = [
     "UnknownJobTypeError",
     "ValidationFailed",
     "Worker",
+    "WorkerSettingError",
     "load_declaration",
     "run_worker",
 ]

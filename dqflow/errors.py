@@ -2,6 +2,22 @@
 
 from __future__ import annotations
 
+MAX_MESSAGE_CHARS = 1000
+"""No single problem's message is longer than this: a huge value is cut with "…"."""
+
+MAX_PROBLEMS_LISTED = 50
+"""A ``ValidationFailed`` lists at most this many problems, then says how many more there were."""
+
+
+def shorten(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, ending with "…" when it was cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)`` for a message, cut to ``limit`` characters."""
+    return shorten(repr(value), limit)
+
 
 class DqflowError(Exception):
     """Base class of every error dqflow raises on purpose."""
@@ -19,22 +35,25 @@ class ConfigError(DqflowError):
         self.file = file
         self.line = line
         self.key = key
-        self.reason = message
+        self.reason = shorten(message)
         where = ""
         if file:
             where = file if line is None else f"{file}:{line}"
         if key:
             where = f"{where}: {key}" if where else key
-        super().__init__(f"{where}: {message}" if where else message)
+        super().__init__(f"{where}: {self.reason}" if where else self.reason)
 
 
 class ValidationFailed(DqflowError):
     """A value failed a JSON Schema or is not JSON. ``errors`` lists each problem."""
 
     def __init__(self, what: str, errors: list[str]) -> None:
-        self.what = what
-        self.errors = errors
-        super().__init__(f"{what}: " + "; ".join(errors))
+        self.what = shorten(what)
+        listed = [shorten(error) for error in errors[:MAX_PROBLEMS_LISTED]]
+        if len(errors) > MAX_PROBLEMS_LISTED:
+            listed.append(f"… and {len(errors) - MAX_PROBLEMS_LISTED} more")
+        self.errors = listed
+        super().__init__(f"{self.what}: " + "; ".join(self.errors))
 
     def located(self, where: str) -> ValidationFailed:
         """The same error with ``where`` (e.g. ``job 3``) in front of what it is about."""

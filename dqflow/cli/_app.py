@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from dqflow.cli._logging import LogFormat, cli_logging
 from dqflow.declaration import Declaration, find_config, load_declaration
 from dqflow.declaration.loader import CONFIG_ENV
 from dqflow.queue import Queue, resolve_backend
@@ -151,28 +152,11 @@ def options() -> GlobalOptions:
     return _current
 
 
-_logging_ready = False
-
-
-def setup_logging(verbose: bool, *, default_level: int = logging.WARNING) -> None:
-    """Log to stderr through rich: DEBUG with ``-v``, else ``default_level`` for dqflow."""
-    global _logging_ready
-    from rich.console import Console
-    from rich.logging import RichHandler
-
-    dq = logging.getLogger("dqflow")
-    dq.setLevel(logging.DEBUG if verbose else default_level)
-    # The connection pool retries on its own and logs every try; its final error reaches us anyway.
-    logging.getLogger("psycopg.pool").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
-    if _logging_ready:
-        return
-    handler = RichHandler(console=Console(stderr=True), show_path=verbose, rich_tracebacks=verbose)
-    handler.setFormatter(logging.Formatter("%(message)s", datefmt="[%X]"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    if verbose:
-        root.setLevel(logging.INFO)
-    _logging_ready = True
+def setup_logging(
+    verbose: bool, *, default_level: int = logging.WARNING, log_format: LogFormat = LogFormat.TEXT
+) -> None:
+    """Log to stderr, off the caller's thread: DEBUG with ``-v``, else ``default_level`` for dqflow."""
+    cli_logging.start(verbose=verbose, default_level=default_level, log_format=log_format)
 
 
 # -- reaching the declaration and the backend ---------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -51,14 +50,22 @@ def print_json(document: Any) -> None:
     sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
+# Fields holding the user's JSON as it was stored: copied as they are, since pydantic's
+# serializer refuses values nested deeper than its own limit, which a payload may be.
+_RECORD_JSON_FIELDS = frozenset({"payload", "output", "error_history"})
+
+
 def record_json(record: JobRecord) -> dict[str, Any]:
-    """A record as JSON-ready data (``model_dump(mode="json")``)."""
-    return record.model_dump(mode="json")
+    """A record as JSON-ready data (``model_dump(mode="json")``, in field order)."""
+    dumped = record.model_dump(mode="json", exclude=set(_RECORD_JSON_FIELDS))
+    return {
+        name: getattr(record, name) if name in _RECORD_JSON_FIELDS else dumped[name] for name in JobRecord.model_fields
+    }
 
 
 def event_json(event: JobEvent) -> dict[str, Any]:
-    """An event as JSON-ready data."""
-    return event.model_dump(mode="json")
+    """An event as JSON-ready data (its ``data`` as stored, however deep)."""
+    return {**event.model_dump(mode="json", exclude={"data"}), "data": event.data}
 
 
 def when(value: datetime | None) -> str:
@@ -95,7 +102,11 @@ def _ms(value: int | None) -> str:
 
 
 def job_panel(record: JobRecord) -> RenderableType:
-    """The whole record: fields, payload, output and error history."""
+    """The whole record: fields, payload, output and error history.
+
+    Every value from the job is a ``Text``, never markup: a tag ``[bold]`` or an
+    error ``cannot open [/data/in.csv]`` prints as written.
+    """
     fields = Table.grid(padding=(0, 2))
     fields.add_column(style="bold")
     fields.add_column()
@@ -128,7 +139,7 @@ def job_panel(record: JobRecord) -> RenderableType:
     for label, value in rows:
         if value is None or value == "":
             continue
-        fields.add_row(label, value)
+        fields.add_row(label, value if isinstance(value, Text) else Text(value))
     parts: list[RenderableType] = [
         fields,
         Text("\npayload", style="bold"),
@@ -143,10 +154,10 @@ def job_panel(record: JobRecord) -> RenderableType:
         for entry in record.error_history:
             at = entry.get("at")
             errors.add_row(
-                str(entry.get("attempt", "")),
-                when(datetime.fromisoformat(at)) if isinstance(at, str) else str(at or ""),
-                str(entry.get("reason", "")),
-                str(entry.get("error", "")),
+                Text(str(entry.get("attempt", ""))),
+                Text(when(datetime.fromisoformat(at)) if isinstance(at, str) else str(at or "")),
+                Text(str(entry.get("reason", ""))),
+                Text(str(entry.get("error", ""))),
             )
         parts += [Text(""), errors]
     return Panel(Group(*parts), title=f"job {record.id}", title_align="left", expand=False)
@@ -170,12 +181,12 @@ def jobs_table(records: Sequence[JobRecord]) -> Table:
     for record in records:
         table.add_row(
             str(record.id),
-            record.job_type,
+            Text(record.job_type),
             status_text(record.status),
             str(record.priority),
             f"{record.attempts}/{record.max_attempts}",
             progress_text(record.progress),
-            ", ".join(record.tags),
+            Text(", ".join(record.tags)),
             when(record.created_at),
             when(record.run_at) if record.status is JobStatus.PENDING else "",
         )
@@ -190,10 +201,5 @@ def events_table(events: Sequence[JobEvent]) -> Table:
     table.add_column("data", overflow="fold")
     for event in events:
         data = "" if not event.data else json.dumps(event.data, ensure_ascii=False, default=str)
-        table.add_row(when(event.created_at), event.event_type.value, data)
+        table.add_row(when(event.created_at), event.event_type.value, Text(data))
     return table
-
-
-def redact(url: str) -> str:
-    """A backend URL with its password hidden."""
-    return re.sub(r"(://[^:/@]+:)[^@/]*@", r"\1***@", url)

@@ -11,9 +11,10 @@ from rich import box
 from rich.table import Table
 
 from dqflow.cli._app import backend_url, command, declaration_path, options
-from dqflow.cli._output import console, print_json, redact, seconds_text
+from dqflow.cli._output import console, print_json, seconds_text
 from dqflow.declaration import DeclarationError, JobTypeSpec, SchemaValidator, load_declaration
 from dqflow.errors import ConfigError
+from dqflow.urls import redact_url
 
 
 def _schema_name(schema: SchemaValidator | None, base: Path | None) -> str:
@@ -71,7 +72,7 @@ def check() -> None:
     except ConfigError as exc:
         _report([exc])
     rows = [_row(spec, declaration.base_dir) for spec in declaration.job_types.values()]
-    backend = redact(backend_url(declaration))
+    backend = redact_url(backend_url(declaration))
     if options().json:
         print_json({"ok": True, "config": str(path), "backend": backend, "job_types": rows})
         return

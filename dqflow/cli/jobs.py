@@ -16,24 +16,28 @@ from dqflow.cli._output import (
     print_json,
     record_json,
 )
-from dqflow.cli._parse import duration, json_value, timestamp
+from dqflow.cli._parse import INT32_MAX, INT32_MIN, MAX_ID, duration, json_value, timestamp
+from dqflow.queue import TagMode
 from dqflow.record import JobRecord, JobStatus
-from dqflow.storage import TagMode
 
-JobId = Annotated[int, typer.Argument(metavar="ID", help="The job's id.", show_default=False)]
+JobId = Annotated[int, typer.Argument(metavar="ID", min=1, max=MAX_ID, help="The job's id.", show_default=False)]
 PayloadOpt = Annotated[
     str | None,
     typer.Option(
         "--payload", "-p", metavar="JSON", help="The payload as JSON, @file.json, or - for stdin.", show_default=False
     ),
 ]
-PriorityOpt = Annotated[int | None, typer.Option("--priority", help="Higher runs first.", show_default=False)]
+PriorityOpt = Annotated[
+    int | None,
+    typer.Option("--priority", min=INT32_MIN, max=INT32_MAX, help="Higher runs first.", show_default=False),
+]
 RunAtOpt = Annotated[
     str | None, typer.Option("--run-at", metavar="ISO", help="Not before this time (ISO 8601).", show_default=False)
 ]
 TagOpt = Annotated[list[str] | None, typer.Option("--tag", "-t", help="A tag (repeat for more).", show_default=False)]
 MaxAttemptsOpt = Annotated[
-    int | None, typer.Option("--max-attempts", min=1, help="Attempts before the job fails.", show_default=False)
+    int | None,
+    typer.Option("--max-attempts", min=1, max=INT32_MAX, help="Attempts before the job fails.", show_default=False),
 ]
 TimeoutOpt = Annotated[
     str | None,
@@ -127,7 +131,8 @@ def list_jobs(
     ] = TagMode.ALL,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000, help="At most this many.")] = 50,
     cursor: Annotated[
-        int | None, typer.Option("--cursor", help="Continue after this id (printed under the table).")
+        int | None,
+        typer.Option("--cursor", min=1, max=MAX_ID, help="Continue after this id (printed under the table)."),
     ] = None,
 ) -> None:
     """List jobs, newest first, with filters and keyset paging."""

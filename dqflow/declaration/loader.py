@@ -11,8 +11,8 @@ from __future__ import annotations
 import difflib
 import json
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,8 @@ from dqflow.declaration.model import (
     RetryPolicy,
     WorkerSettings,
 )
-from dqflow.declaration.schemas import InvalidSchemaError, SchemaValidator
-from dqflow.errors import ConfigError
+from dqflow.declaration.schemas import InvalidSchemaError, LocalSchemaFiles, SchemaValidator
+from dqflow.errors import ConfigError, shown
 
 __all__ = [
     "CONFIG_ENV",
@@ -60,8 +60,10 @@ class DeclarationError(ConfigError):
 
     def __init__(self, problems: list[ConfigError]) -> None:
         first = problems[0]
-        message = first.reason + "".join(f"\n{problem}" for problem in problems[1:])
-        super().__init__(message, file=first.file, line=first.line, key=first.key)
+        super().__init__(first.reason, file=first.file, line=first.line, key=first.key)
+        # Each problem's message is bounded already; the list of them is not cut.
+        self.reason = first.reason + "".join(f"\n{problem}" for problem in problems[1:])
+        self.args = (str(first) + "".join(f"\n{problem}" for problem in problems[1:]),)
         self.problems = problems
 
 
@@ -161,15 +163,89 @@ def _duplicates(node: yaml.Node, loc: Loc, file: str, seen: set[int], out: list[
             _duplicates(item, (*loc, index), file, seen, out)
 
 
+MAX_ALIAS_EXPANSION = 200_000
+"""How many nodes aliases may add to a declaration once expanded (an "alias bomb" adds billions)."""
+
+
+class _DeclarationLoader(yaml.SafeLoader):
+    """YAML 1.1 as PyYAML reads it, except that a mapping key stays the text written.
+
+    ``on:``, ``yes:``, ``1:`` or ``null:`` as a key is that string, so a job type
+    called ``on`` is reported (or accepted) under its own name and line instead
+    of becoming ``True``.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        self.flatten_mapping(node)
+        mapping: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                key: Any = key_node.value
+            else:
+                key = self.construct_object(key_node, deep=deep)
+                if not isinstance(key, Hashable):
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        "found an unhashable key",
+                        key_node.start_mark,
+                    )
+            mapping[key] = self.construct_object(value_node, deep=deep)
+        return mapping
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [child for pair in node.value for child in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_aliases(root: yaml.Node, file: str) -> None:
+    """Refuse a node that contains itself, and aliases that expand beyond ``MAX_ALIAS_EXPANSION`` nodes.
+
+    Sizes are counted on the node graph (each node once), so the check itself
+    costs no more than the file is long, however much the aliases would expand.
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        if finished:
+            open_nodes.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
+            continue
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            raise ConfigError(
+                "an alias refers to a node that contains it (a cycle)", file=file, line=node.start_mark.line + 1
+            )
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
+    added = sizes[id(root)] - len(sizes)
+    if added > MAX_ALIAS_EXPANSION:
+        raise ConfigError(
+            f"aliases (*name) would expand the declaration by {added:,} nodes, "
+            f"more than the {MAX_ALIAS_EXPANSION:,} allowed: refusing to expand it",
+            file=file,
+        )
+
+
 def _parse_yaml(text: str, file: str) -> tuple[yaml.Node | None, Any]:
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _DeclarationLoader(text)
     except yaml.reader.ReaderError as exc:
         raise _reader_error(exc, text, file) from exc
     try:
         node = loader.get_single_node()
         if node is None:
             return None, None
+        _check_aliases(node, file)
         problems: list[ConfigError] = []
         _duplicates(node, (), file, set(), problems)
         if problems:
@@ -263,12 +339,12 @@ def _describe(error: ErrorDetails) -> str:
     if kind == "missing":
         return f"missing required key {loc[-1]!r}"
     if kind in _EXPECTED:
-        return f"expected {_EXPECTED[kind]}, got {_kind(value)} ({value!r})"
+        return f"expected {_EXPECTED[kind]}, got {_kind(value)} ({shown(value)})"
     message = error["msg"]
     for prefix in ("Value error, ", "Assertion failed, "):
         if message.startswith(prefix):
             return message[len(prefix) :]
-    return f"{message[:1].lower()}{message[1:]} (got {value!r})"
+    return f"{message[:1].lower()}{message[1:]} (got {shown(value)})"
 
 
 def _data_loc(loc: tuple[Any, ...]) -> Loc:
@@ -284,6 +360,16 @@ class _Context:
     locator: _Locator | None
     base_dir: Path | None
     import_handlers: bool
+    schema_files: LocalSchemaFiles = field(init=False)
+
+    def __post_init__(self) -> None:
+        # `$ref`s may name schema files under the declaration's folder (and, below, under
+        # the folder of each schema file the declaration names), never anything else.
+        self.schema_files = LocalSchemaFiles([self.folder])
+
+    @property
+    def folder(self) -> Path:
+        return self.base_dir or Path.cwd()
 
     def problem(self, message: str, loc: Loc) -> ConfigError:
         line = self.locator.line(loc) if self.locator is not None else None
@@ -323,14 +409,19 @@ def _load_schema(
         return source
     if isinstance(source, dict):
         try:
-            return SchemaValidator(source, name=f"{_key_text(loc)} (inline)")
+            return SchemaValidator(
+                source,
+                name=f"{_key_text(loc)} (inline)",
+                base_uri=ctx.folder.resolve().as_uri() + "/",
+                files=ctx.schema_files,
+            )
         except InvalidSchemaError as exc:
             out.append(ctx.problem(f"inline {which} schema is not a valid JSON Schema: {exc}", loc))
             return None
     written = str(source)
     path = Path(written).expanduser()
     if not path.is_absolute():
-        path = (ctx.base_dir or Path.cwd()) / path
+        path = ctx.folder / path
     path = path.resolve()
     if path in cache:
         return cache[path]
@@ -346,7 +437,8 @@ def _load_schema(
         out.append(ctx.problem(f"{which} schema file {written} cannot be read: {exc}", loc))
         return None
     try:
-        validator = SchemaValidator(document, name=str(path))
+        ctx.schema_files.allow(path.parent)
+        validator = SchemaValidator(document, name=str(path), base_uri=path.as_uri(), files=ctx.schema_files)
     except InvalidSchemaError as exc:
         out.append(ctx.problem(f"{which} schema file {written} is not a valid JSON Schema: {exc}", loc))
         return None

@@ -56,6 +56,9 @@ class _ChildContext:
 def _child_main(conn: multiprocessing.connection.Connection) -> None:
     try:
         handler_ref, sys_path, job = conn.recv()
+    except (EOFError, OSError):  # the worker ended before it had a job for us: nothing to say
+        os._exit(0)
+    try:
         sys.path[:] = sys_path
         info = inspect_handler(import_handler(handler_ref))
         payload: Any = job.payload
@@ -64,12 +67,19 @@ def _child_main(conn: multiprocessing.connection.Connection) -> None:
         ctx = _ChildContext(job, conn)
         args = (payload, ctx) if info.takes_ctx else (payload,)
         result = asyncio.run(info.func(*args)) if info.is_async else info.func(*args)
-        conn.send(("result", result))
+        _send_or_exit(conn, ("result", result))
     except BaseException as exc:
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        conn.send(("raised", detail))
+        _send_or_exit(conn, ("raised", detail))
     finally:
         conn.close()
+
+
+def _send_or_exit(conn: multiprocessing.connection.Connection, message: Any) -> None:
+    try:
+        conn.send(message)
+    except OSError:  # the worker is gone (killed, or ended by a handler): nobody to answer
+        os._exit(1)
 
 
 def _die_with_parent() -> None:

@@ -36,6 +36,7 @@ from dqflow.storage import Completion, Failure, Lease, Outcome, Release
 from dqflow.worker.context import JobContext, WriteStats
 from dqflow.worker.handlers import HandlerInfo, inspect_handler
 from dqflow.worker.isolation import HandlerFailed, prewarm, run_in_process
+from dqflow.worker.settings import resolve_settings
 from dqflow.worker.threads import HandlerThreads
 
 log = logging.getLogger("dqflow.worker")
@@ -54,6 +55,7 @@ class _Running:
     task: asyncio.Future[Any] | None = None  # an async handler's task, to cancel it
     timer: asyncio.TimerHandle | None = None  # fires at the job's timeout
     settled: bool = False  # the attempt's outcome is decided (completed, failed, dropped)
+    holds_slot: bool = True  # False once its slot is freed (an abandoned task no longer holds one)
 
     @property
     def lease(self) -> Lease:
@@ -79,6 +81,29 @@ async def _call_async(info: HandlerInfo, running: _Running) -> Any:
     return await info.func(*_arguments(info, running))
 
 
+def _runnable_types(queue: Queue, job_types: Sequence[str] | None) -> list[str]:
+    """The job types this worker claims: those asked for, or every declared type with a handler.
+
+    A worker never claims a type it cannot run: a job of a type only a newer
+    declaration knows (a rolling deploy, a queue shared by two services) waits
+    for a worker that has its handler instead of failing here.
+    """
+    declared = queue.declaration.job_types
+    if not job_types:
+        names = [name for name, spec in declared.items() if spec.handler is not None]
+        if not names:
+            raise ValueError(
+                "no declared job type has an imported handler: nothing to run"
+                " (declare job types, and load the declaration with its handlers)"
+            )
+        return names
+    names = list(dict.fromkeys(job_types))
+    for name in names:
+        if queue.job_type(name).handler is None:
+            raise ValueError(f"job type {name!r} has no imported handler: this worker cannot run it")
+    return names
+
+
 class Worker:
     """Runs the queue's declared job types until stopped (or, with ``drain``, until idle).
 
@@ -102,22 +127,26 @@ class Worker:
         worker_id: str | None = None,
         drain: bool = False,
     ) -> None:
-        settings = queue.declaration.worker
+        settings = resolve_settings(
+            queue.declaration.worker,
+            concurrency=concurrency,
+            batch_size=batch_size,
+            lease=lease,
+            heartbeat=heartbeat,
+            poll_interval=poll_interval,
+            shutdown_grace=shutdown_grace,
+            reclaim_interval=reclaim_interval,
+        )
         self.queue = queue
         self.storage = queue.storage
-        self.concurrency = int(concurrency or settings.concurrency)
-        if self.concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
-        self.batch_size = int(batch_size or (settings.batch_size if concurrency is None else self.concurrency))
-        self.lease = float(lease or settings.lease)
-        self.heartbeat = float(heartbeat or min(settings.heartbeat, self.lease / 3))
-        self.poll_interval = float(poll_interval or settings.poll_interval)
-        self.shutdown_grace = float(settings.shutdown_grace if shutdown_grace is None else shutdown_grace)
-        self.reclaim_interval = float(reclaim_interval or max(0.5, min(5.0, self.lease / 5)))
-        self.job_types = list(job_types) if job_types else None
-        if self.job_types:
-            for name in self.job_types:
-                queue.job_type(name)
+        self.concurrency = settings.concurrency
+        self.batch_size = settings.batch_size
+        self.lease = settings.lease
+        self.heartbeat = settings.heartbeat
+        self.poll_interval = settings.poll_interval
+        self.shutdown_grace = settings.shutdown_grace
+        self.reclaim_interval = settings.reclaim_interval
+        self.job_types = _runnable_types(queue, job_types)
         self.drain = drain
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stats = WriteStats()
@@ -135,7 +164,23 @@ class Worker:
 
     def run(self) -> None:
         """Run until stopped (blocking)."""
-        asyncio.run(self.run_async())
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(self.run_async())
+        finally:
+            # Unlike asyncio.run, never wait for tasks still running: an async handler that
+            # swallows its cancellation would keep the process alive past the grace.
+            abandoned = [task for task in asyncio.all_tasks(loop) if not task.done()]
+            for task in abandoned:
+                task.cancel()
+            if abandoned:
+                loop.run_until_complete(asyncio.wait(abandoned, timeout=0.1))
+            for task in abandoned:
+                if not task.done():
+                    task._log_destroy_pending = False  # type: ignore[attr-defined]  # abandoned on purpose
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
 
     def stop(self) -> None:
         """Ask the worker to shut down gracefully (safe from any thread or a signal handler)."""
@@ -172,7 +217,7 @@ class Worker:
             "worker %s started: concurrency %d, job types %s, backend %s",
             self.worker_id,
             self.concurrency,
-            ", ".join(self.job_types) if self.job_types else "all",
+            ", ".join(self.job_types),
             self.storage.url,
         )
         try:
@@ -220,6 +265,7 @@ class Worker:
             log.warning("second %s: handing back running jobs now", signal.Signals(sig).name)
             self.shutdown_grace = 0.0
             self._grace_cut.set()
+            self._capacity.set()  # wakes the wait for running jobs in _shutdown
             return
         log.info(
             "%s: finishing running jobs (up to %.0fs), claiming no more",
@@ -263,6 +309,9 @@ class Worker:
                 continue
             if self.drain:
                 if self._occupied == 0 and not self._unflushed:
+                    # before deciding nothing is ready: jobs of a dead worker count (cron, CI)
+                    if await self._reclaim_once():
+                        continue
                     return
                 self._capacity.clear()
                 await self._capacity.wait()
@@ -325,7 +374,7 @@ class Worker:
             self._active.pop(job.id, None)
             message = f"no handler is declared for job type {job.job_type!r}"
             self._fail(running, message, FailureReason.NO_HANDLER, final=True)
-            self._free_slot()
+            self._free_slot(running)
             return
         assert self._loop is not None
         if job.timeout_ms is not None:
@@ -355,12 +404,12 @@ class Worker:
             self._settle(running, False, task.exception())
         else:
             self._settle(running, True, task.result())
-        self._free_slot()
+        self._free_slot(running)
 
     def _threads_done(self, outcomes: list[tuple[_Running, bool, Any]]) -> None:
         for running, ok, value in outcomes:
             self._settle(running, ok, value)
-            self._free_slot()
+            self._free_slot(running)
 
     def _timed_out(self, running: _Running) -> None:
         if running.settled:
@@ -368,6 +417,9 @@ class Worker:
         running.ctx.cancel("timeout")  # a thread cannot be killed: it sees ctx.cancelled; a child process is killed
         if running.task is not None:
             running.task.cancel()
+            # A task that swallows its cancellation keeps running, abandoned: its slot is free
+            # now (a thread cannot be abandoned: it still occupies one of the pool's threads).
+            self._free_slot(running)
         self._settle(running, False, _AttemptTimedOut())
 
     def _settle(self, running: _Running, ok: bool, value: Any) -> None:
@@ -396,7 +448,11 @@ class Worker:
             self._report(f"job {job.id}", exc)
             self._fail(running, f"worker error: {exc}", FailureReason.HANDLER_ERROR)
 
-    def _free_slot(self) -> None:
+    def _free_slot(self, running: _Running | None = None) -> None:
+        if running is not None:
+            if not running.holds_slot:
+                return
+            running.holds_slot = False
         self._occupied -= 1
         self._capacity.set()
 
@@ -539,13 +595,18 @@ class Worker:
     async def _reclaim_loop(self) -> None:
         while True:
             await asyncio.sleep(self.reclaim_interval)
-            try:
-                reclaimed = await self._db_call(self.storage.reclaim_expired)
-            except Exception as exc:
-                self._report("reclaiming expired leases", exc)
-                continue
-            for item in reclaimed:
-                log.warning("job %s: lease expired (worker gone?); now %s", item.job_id, item.status.value)
+            await self._reclaim_once()
+
+    async def _reclaim_once(self) -> int:
+        """Put jobs whose lease expired back to pending (or failed); return how many."""
+        try:
+            reclaimed = await self._db_call(self.storage.reclaim_expired)
+        except Exception as exc:
+            self._report("reclaiming expired leases", exc)
+            return 0
+        for item in reclaimed:
+            log.warning("job %s: lease expired (worker gone?); now %s", item.job_id, item.status.value)
+        return len(reclaimed)
 
     # -- shutdown --------------------------------------------------------------------
 

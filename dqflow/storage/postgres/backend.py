@@ -164,6 +164,7 @@ class PostgresStorage(Storage):
                     raise StorageError(f"PostgreSQL storage {self.url} is closed")
                 if not self._opened:
                     assert self._pool is not None
+                    self._settings.probe()
                     self._pool.open(wait=False)
                     self._opened = True
         return self._pool

@@ -50,6 +50,7 @@ from dqflow.storage.redis.codec import (
     to_us,
 )
 from dqflow.storage.redis.scripts import Script, load_all
+from dqflow.urls import redact_url
 
 T = TypeVar("T")
 
@@ -65,7 +66,9 @@ def _split_url(url: str) -> tuple[str, str | None, str]:
     """Return (URL for redis-py without ``prefix``, the prefix if given, display URL)."""
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss"):
-        raise ConfigError(f"not a Redis URL: {url!r} (use redis://host:port/db or rediss://...)", key="backend")
+        raise ConfigError(
+            f"not a Redis URL: {redact_url(url)!r} (use redis://host:port/db or rediss://...)", key="backend"
+        )
     query = parse_qsl(parts.query, keep_blank_values=True)
     prefix = None
     rest = []
@@ -75,11 +78,7 @@ def _split_url(url: str) -> tuple[str, str | None, str]:
         else:
             rest.append((name, value))
     clean = urlunsplit(parts._replace(query=urlencode(rest)))
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
-    display = urlunsplit(parts._replace(netloc=netloc))
-    return clean, prefix, display
+    return clean, prefix, redact_url(url)
 
 
 def _check_prefix(prefix: str) -> str:
