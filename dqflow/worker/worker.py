@@ -348,10 +348,8 @@ class Worker:
             self._start(job)
 
     def _wait_then_claim(self, timeout: float, wanted: int) -> list[JobRecord]:
-        self.storage.wait_for_jobs(timeout, self.job_types)
-        if self._stop_requested.is_set():
-            return []
-        return self.storage.claim_jobs(self.worker_id, self.job_types, wanted, self._lease_ms)
+        # jobs claimed after a stop was requested are handed back by _shutdown
+        return self.storage.wait_and_claim(self.worker_id, self.job_types, wanted, self._lease_ms, timeout)
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
