@@ -378,3 +378,13 @@ class Storage(ABC):
     def wait_for_jobs(self, timeout: float, job_types: Sequence[str] | None) -> None:
         """Block up to ``timeout`` seconds or until new work may be ready
         (NOTIFY, a Redis wake-up key, a SQLite data change)."""
+
+    def wait_and_claim(
+        self, worker_id: str, job_types: Sequence[str] | None, limit: int, lease_ms: int, timeout: float
+    ) -> list[JobRecord]:
+        """What an idle worker calls: ``wait_for_jobs(timeout)``, then ``claim_jobs`` (same
+        rules, same fencing). A backend may claim on the worker's behalf while it waits
+        (Redis: the add that makes a job ready claims it for an idle worker and hands it
+        over, so the job starts without another round trip)."""
+        self.wait_for_jobs(timeout, job_types)
+        return self.claim_jobs(worker_id, job_types, limit, lease_ms)

@@ -7,7 +7,7 @@ order and start in that order. A buffered job is held like a running one (its
 lease is renewed; it is handed back at shutdown; a job lost meanwhile never
 starts); its timeout starts when it starts.
 
-An idle fetcher blocks in ``wait_for_jobs`` (NOTIFY, a Redis blocking pop, a
+An idle fetcher blocks in ``wait_and_claim`` (NOTIFY, a Redis blocking pop, a
 SQLite data change) and claims on that same thread as soon as it wakes.
 """
 
@@ -50,7 +50,6 @@ class Fetcher:
         completer: Completer,
         maintenance: Maintenance,
         stopping: asyncio.Event,
-        stop_requested: Callable[[], bool],
         report: Callable[[str, BaseException], None],
     ) -> None:
         self._store = store
@@ -64,7 +63,6 @@ class Fetcher:
         self._completer = completer
         self._maintenance = maintenance
         self._stopping = stopping
-        self._stop_requested = stop_requested
         self._report = report
         self._claims = Calls("claim")
         self._waits = Calls("wait")
@@ -179,10 +177,8 @@ class Fetcher:
         self._accept(waiting.result())
 
     def _wait_then_claim(self, timeout: float, wanted: int) -> list[JobRecord]:
-        self._store.wait_for_jobs(timeout, self._job_types)
-        if self._stop_requested():
-            return []
-        return self._store.claim_jobs(self._worker_id, self._job_types, wanted, self._lease_ms)
+        # jobs claimed after a stop was requested are handed back by take_unstarted
+        return self._store.wait_and_claim(self._worker_id, self._job_types, wanted, self._lease_ms, timeout)
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

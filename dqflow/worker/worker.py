@@ -185,7 +185,6 @@ class Worker:
             completer=completer,
             maintenance=maintenance,
             stopping=stopping,
-            stop_requested=self._stop_requested.is_set,
             report=self._report,
         )
         if self._stop_requested.is_set():
