@@ -605,3 +605,43 @@ def test_handler_errors_are_bounded_and_keep_their_traceback(backend: str, caplo
     for record in records:
         text = record.getMessage()
         assert "in _raise_huge" in text and len(text) < 30_000
+
+
+def test_a_slow_output_check_never_stalls_heartbeats(backend: str) -> None:
+    # Each string costs the regex some 20 ms of backtracking, 200 of them several seconds in all:
+    # longer than the lease, so a check run on the event loop would stall every heartbeat.
+    runs: list[int] = []
+
+    def slow_output(payload: Any, ctx: JobContext) -> Any:
+        return ["a" * 18 + "!"] * 200
+
+    def steady(payload: Any, ctx: JobContext) -> Any:
+        runs.append(ctx.job.id)
+        time.sleep(6)
+        return {"ok": True}
+
+    queue = make_queue(
+        backend,
+        {
+            "slow_output": {
+                "handler": slow_output,
+                "output": {"type": "array", "items": {"type": "string", "pattern": "^(a+)+$"}},
+                "max_attempts": 1,
+            },
+            "steady": {"handler": steady, "max_attempts": 1},
+        },
+    )
+    steady_id = queue.add("steady", {})
+    with running_worker(queue, concurrency=2, lease=1.5):
+        wait_until(lambda: runs)
+        slow_id = queue.add("slow_output", {})
+        deadline = time.monotonic() + 20
+        while queue.get_job(steady_id).status is JobStatus.PROCESSING and time.monotonic() < deadline:
+            queue.storage.reclaim_expired()  # what any other worker does: take over expired leases
+            time.sleep(0.1)
+        wait_for_status(queue, slow_id, "failed", "completed", timeout=20)
+    job = queue.get_job(steady_id)
+    assert job.status is JobStatus.COMPLETED and job.attempts == 1, job
+    assert runs == [steady_id]
+    slow = queue.get_job(slow_id)
+    assert slow.status is JobStatus.FAILED and slow.failure_reason == "invalid_output", slow
