@@ -645,3 +645,50 @@ def test_a_slow_output_check_never_stalls_heartbeats(backend: str) -> None:
     assert runs == [steady_id]
     slow = queue.get_job(slow_id)
     assert slow.status is JobStatus.FAILED and slow.failure_reason == "invalid_output", slow
+
+
+def test_one_slot_claims_one_job_ahead_holds_it_and_keeps_priority_order(backend: str) -> None:
+    started: list[int] = []
+    first_may_end = threading.Event()
+
+    def handler(payload: Any, ctx: JobContext) -> Any:
+        started.append(payload["n"])
+        if payload["n"] == 1:
+            first_may_end.wait(10)
+
+    queue = make_queue(backend, {"t": {"handler": handler}})
+    queue.add("t", {"n": 1}, priority=9)
+    ahead = queue.add("t", {"n": 2}, priority=5)
+    second = queue.add("t", {"n": 3}, priority=4)
+    last = queue.add("t", {"n": 4}, priority=0)
+    with running_worker(queue, concurrency=1, lease=1.0):
+        wait_until(lambda: started == [1])
+        claimed = wait_until(lambda: (j := queue.get_job(ahead)) and j.status is JobStatus.PROCESSING and j)
+        assert queue.get_job(second).status is JobStatus.PENDING  # one job ahead, no more
+        time.sleep(1.6)  # past its lease: a job waiting in the buffer is renewed like a running one
+        held = queue.get_job(ahead)
+        assert held.status is JobStatus.PROCESSING and held.lease_token == claimed.lease_token
+        queue.cancel(ahead)  # lost while it waits: it must never start
+        time.sleep(0.5)  # a few heartbeats: the worker learns it no longer holds it
+        first_may_end.set()
+        wait_for_status(queue, last, "completed")
+    assert started == [1, 3, 4]  # priority order, without the cancelled one
+    assert queue.get_job(ahead).status is JobStatus.CANCELLED
+
+
+def test_a_job_claimed_ahead_is_handed_back_at_shutdown(backend: str) -> None:
+    started = threading.Event()
+
+    def handler(payload: Any, ctx: JobContext) -> Any:
+        started.set()
+        ctx.wait_cancelled(10)
+
+    queue = make_queue(backend, {"t": {"handler": handler}})
+    running = queue.add("t", {}, priority=1)
+    ahead = queue.add("t", {})
+    with running_worker(queue, concurrency=1, shutdown_grace=0.2):
+        assert started.wait(10)
+        wait_until(lambda: queue.get_job(ahead).status is JobStatus.PROCESSING)
+    for job_id in (running, ahead):
+        job = queue.get_job(job_id)
+        assert job.status is JobStatus.PENDING and job.attempts == 0 and job.lease_expires_at is None, job
