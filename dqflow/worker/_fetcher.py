@@ -134,7 +134,7 @@ class Fetcher:
             if len(jobs) == wanted:
                 continue
             if self._drain:
-                if self._buffer or self._executor.occupied or self._completer.busy:
+                if self._buffer or self._executor.occupied or self._executor.active or self._completer.busy:
                     await self._wait_for_change()
                     continue
                 # before deciding nothing is ready: jobs of a dead worker count (cron, CI)

@@ -160,7 +160,7 @@ class Worker:
             self.stats,
             self.worker_id,
             on_settled=completer.add,
-            on_slot_free=self._wake,
+            on_change=self._wake,
         )
         fetcher: Fetcher
         maintenance = Maintenance(

@@ -692,3 +692,15 @@ def test_a_job_claimed_ahead_is_handed_back_at_shutdown(backend: str) -> None:
     for job_id in (running, ahead):
         job = queue.get_job(job_id)
         assert job.status is JobStatus.PENDING and job.attempts == 0 and job.lease_expires_at is None, job
+
+
+def test_drain_waits_for_an_async_result_being_checked(backend: str) -> None:
+    async def slow_to_check(payload: Any, ctx: JobContext) -> Any:
+        return ["a" * 17 + "!"] * 30  # a few hundred ms of output checking, off the loop
+
+    schema = {"type": "array", "items": {"type": "string", "pattern": "^(a+)+$"}}
+    queue = make_queue(backend, {"t": {"handler": slow_to_check, "output": schema, "max_attempts": 1}})
+    job_id = queue.add("t", {})
+    drain(queue, shutdown_grace=0)  # the drain itself must wait: no grace period to cover for it
+    job = queue.get_job(job_id)
+    assert job.status is JobStatus.FAILED and job.failure_reason == "invalid_output", job
