@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import make_queue, running_worker, wait_for_status, wait_until
+from helpers import APP_CONFIG, make_queue, running_worker, wait_for_status, wait_until
 from pydantic import BaseModel
 
 from dqflow import (
@@ -704,3 +704,15 @@ def test_drain_waits_for_an_async_result_being_checked(backend: str) -> None:
     drain(queue, shutdown_grace=0)  # the drain itself must wait: no grace period to cover for it
     job = queue.get_job(job_id)
     assert job.status is JobStatus.FAILED and job.failure_reason == "invalid_output", job
+
+
+def test_an_isolated_handlers_error_comes_back_bounded_with_its_traceback(backend: str) -> None:
+    queue = Queue.from_yaml(APP_CONFIG, backend=backend)
+    job_id = queue.add("fail_loudly_isolated", {"size": 3_000_000})
+    drain(queue, job_types=["fail_loudly_isolated"])
+    job = queue.get_job(job_id)
+    assert job.status is JobStatus.FAILED and job.failure_reason == "handler_error", job
+    (entry,) = job.error_history
+    assert entry["error"].startswith("ValueError: xxx") and len(entry["error"]) <= 8_192
+    assert "in fail_loudly" in entry["traceback"] and len(entry["traceback"]) <= 16_384
+    queue.close()
