@@ -31,6 +31,7 @@ log = logging.getLogger("dqflow.worker")
 
 _MAX_BACKOFF = 5.0
 AHEAD = 1  # jobs claimed beyond the free slots, waiting to start
+_COOLDOWN = 0.001  # seconds a busy worker waits before claiming for less than a batch
 
 
 class Fetcher:
@@ -117,7 +118,15 @@ class Fetcher:
             if room <= 0:
                 await self._wait_for_change()
                 continue
-            wanted = min(room, self._batch_size)
+            if room < self._batch_size and self._executor.occupied:
+                # Handlers end in bursts: a moment's pause lets the rest of a burst free its
+                # slots, so one claim fills them all instead of one claim per slot.
+                await asyncio.sleep(_COOLDOWN)
+                self.start_buffered()
+                room = self._executor.free + AHEAD - len(self._buffer)
+                if room <= 0:
+                    continue
+            wanted = min(room, self._batch_size + AHEAD)  # the job ahead rides along with a full batch
             try:
                 jobs = await self._claims(
                     self._store.claim_jobs, self._worker_id, self._job_types, wanted, self._lease_ms
@@ -132,7 +141,7 @@ class Fetcher:
             if len(jobs) == wanted:
                 continue
             if self._drain:
-                if self._buffer or self._executor.occupied or self._completer.busy:
+                if self._buffer or self._executor.occupied or self._executor.active or self._completer.busy:
                     await self._wait_for_change()
                     continue
                 # before deciding nothing is ready: jobs of a dead worker count (cron, CI)
