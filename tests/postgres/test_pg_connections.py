@@ -70,7 +70,7 @@ def test_storage_on_a_callers_connection(parts: tuple[str, str]) -> None:
         store.setup()
         [result] = store.add_jobs([NewJob("a", '{"x": 1}')])
         [claimed] = store.claim_jobs("w", None, 5, 10_000)
-        assert store.complete_jobs([Completion(claimed.id, claimed.lease_token, '{"ok": true}')]) == [True]
+        assert store.settle_jobs([Completion(claimed.id, claimed.lease_token, '{"ok": true}')]) == [True]
         store.close()
         assert not conn.closed  # the caller's connection stays the caller's
     other = PostgresStorage(f"{database}?schema={schema}")

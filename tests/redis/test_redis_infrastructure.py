@@ -56,9 +56,9 @@ def exercise(storage: RedisStorage) -> None:
         ]
     )
     a, b, c = storage.claim_jobs("w", ["a"], 3, 1)
-    storage.complete_jobs([Completion(a.id, a.lease_token, "1")])
-    storage.fail_jobs([Failure(b.id, b.lease_token, "e", "handler_error")])
-    storage.release_jobs([Release(c.id, c.lease_token, True)])
+    storage.settle_jobs([Completion(a.id, a.lease_token, "1")])
+    storage.settle_jobs([Failure(b.id, b.lease_token, "e", "handler_error")])
+    storage.settle_jobs([Release(c.id, c.lease_token, True)])
     storage.renew_leases("w", [Lease(c.id, c.lease_token)], 1000)
     storage.retry_job(b.id)
     storage.edit_job(2, {"tags": ["q"], "priority": 3})
@@ -117,7 +117,7 @@ def test_list_walks_the_smallest_index_not_every_job(storage: RedisStorage) -> N
 def test_claim_does_not_scan_finished_jobs(storage: RedisStorage, raw: redis.Redis) -> None:
     storage.add_jobs([NewJob("t", "{}") for _ in range(500)])
     claimed = storage.claim_jobs("w", None, 500, 60_000)
-    storage.complete_jobs([Completion(j.id, j.lease_token) for j in claimed])
+    storage.settle_jobs([Completion(j.id, j.lease_token) for j in claimed])
     tag = "{" + storage.prefix + "}"
     assert raw.exists(f"{tag}:ready:t") == 0 and raw.zcard(f"{tag}:processing") == 0
     assert raw.zcard(f"{tag}:status:completed") == 500
@@ -177,7 +177,7 @@ def test_release_and_retry_wake_waiters(storage: RedisStorage) -> None:
     [job_id] = [r.job_id for r in storage.add_jobs([NewJob("t", "{}")])]
     [job] = storage.claim_jobs("w", ["t"], 1, 60_000)
     storage.wait_for_jobs(0.01, ["t"])  # eat the add's token
-    storage.release_jobs([Release(job_id, job.lease_token, False)])
+    storage.settle_jobs([Release(job_id, job.lease_token, False)])
     start = time.perf_counter()
     storage.wait_for_jobs(2.0, ["t"])
     assert time.perf_counter() - start < 0.5
