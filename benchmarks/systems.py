@@ -24,6 +24,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,7 +36,7 @@ sys.path.insert(0, str(HERE / "peers"))  # huey_sqlite_bench.py (huey's SQLite s
 
 PG_ADMIN = os.environ.get("DQFLOW_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("DQFLOW_BENCH_REDIS", "redis://127.0.0.1:6379")
-HUEY_REDIS_DB = 13
+HUEY_REDIS_DB = 14  # not 13: compare_redis.py flushes that one
 DQFLOW_REDIS_DB = 10
 
 
@@ -225,11 +226,12 @@ class DqflowRedis(Dqflow):
 
 
 def make_huey(url: str) -> tuple[Any, Any]:
-    """The huey instance of ``url`` (``redis://...`` or a SQLite file path) and its task."""
+    """The huey instance of ``url`` (``redis://...#name`` or a SQLite file path) and its task."""
     if url.startswith("redis"):
         from huey import RedisHuey
 
-        huey = RedisHuey("dqbench", url=url, results=True, blocking=True)
+        address, name = url.split("#", 1)
+        huey = RedisHuey(name, url=address, results=True, blocking=True)
     else:
         from huey import SqliteHuey
         from huey_sqlite_bench import storage_class
@@ -280,15 +282,18 @@ class HueyRedis(Huey):
     @classmethod
     @contextmanager
     def fresh(cls) -> Iterator[str]:
+        """A huey name of its own (its keys are ``huey.*.<name>``), so that other programs
+        using the same Redis database are neither disturbed nor disturbing; deleted after."""
         import redis
 
-        url = f"{REDIS}/{HUEY_REDIS_DB}"
-        client = redis.Redis.from_url(url)
-        client.flushdb()
+        name = f"dqbench_{uuid.uuid4().hex[:10]}"
+        client = redis.Redis.from_url(f"{REDIS}/{HUEY_REDIS_DB}")
         try:
-            yield url
+            yield f"{REDIS}/{HUEY_REDIS_DB}#{name}"
         finally:
-            client.flushdb()
+            keys = list(client.scan_iter(match=f"huey.*.{name}*", count=1000))
+            if keys:
+                client.delete(*keys)
             client.close()
 
 

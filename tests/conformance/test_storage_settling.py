@@ -8,8 +8,10 @@ that token, or because an earlier item of the batch is for the same job.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from helpers import add_job, add_jobs, claim_one, complete, event_types, fail, release
 
 from dqflow.record import EventType, JobStatus
@@ -45,22 +47,41 @@ def test_outcomes_of_every_kind_in_one_batch_with_flags_in_input_order(storage: 
 
 
 def test_only_the_first_outcome_of_a_job_in_a_batch_is_tried(storage: Storage) -> None:
-    first, second = add_jobs(storage, 2)
-    a, b = storage.claim_jobs("w", None, 2, LEASE_MS)
+    first, second, third = add_jobs(storage, 3)
+    a, b, c = storage.claim_jobs("w", None, 3, LEASE_MS)
     flags = storage.settle_jobs(
         [
             Completion(a.id, a.lease_token, '{"v": 3}'),
             Completion(a.id, a.lease_token, '{"v": 4}'),  # the same job again
             Failure(b.id, b.lease_token, "boom", "handler_error"),
             Completion(b.id, b.lease_token, '{"v": 5}'),  # another kind, same job
+            Release(b.id, b.lease_token, started=False),
+            Completion(c.id, c.lease_token + 1, '"stale"'),  # rejected by the fence...
+            Completion(c.id, c.lease_token, '"fresh"'),  # ...and still the job's first: this one is not tried
         ]
     )
-    assert flags == [True, False, True, False]
-    done, failed = storage.get_job(first), storage.get_job(second)
+    assert flags == [True, False, True, False, False, False, False]
+    done, failed, untouched = storage.get_job(first), storage.get_job(second), storage.get_job(third)
     assert done is not None and done.output == {"v": 3}
     assert failed is not None and failed.status is JobStatus.FAILED and failed.output is None
+    assert untouched is not None and untouched.status is JobStatus.PROCESSING and untouched.output is None
     assert event_types(storage, first) == [EventType.ADDED, EventType.PROCESSING, EventType.COMPLETED]
     assert event_types(storage, second) == [EventType.ADDED, EventType.PROCESSING, EventType.FAILED]
+
+
+def test_an_unknown_outcome_is_refused_and_changes_nothing(storage: Storage) -> None:
+    @dataclass(frozen=True)
+    class Snooze:  # a kind of outcome storage does not know (yet)
+        job_id: int
+        lease_token: int
+
+    add_job(storage)
+    job = claim_one(storage)
+    with pytest.raises(TypeError, match="Completion, Failure, Release, not Snooze"):
+        storage.settle_jobs([Completion(job.id, job.lease_token, "1"), Snooze(job.id, job.lease_token)])  # type: ignore[list-item]
+    record = storage.get_job(job.id)
+    assert record is not None and record.status is JobStatus.PROCESSING and record.output is None
+    assert event_types(storage, job.id) == [EventType.ADDED, EventType.PROCESSING]
 
 
 def test_every_outcome_is_fenced_by_the_lease_token(storage: Storage) -> None:
