@@ -185,7 +185,7 @@ def declaration_path() -> Path:
 
 def load(*, import_handlers: bool) -> Declaration:
     """Load and check the declaration (ConfigError on any problem)."""
-    return load_declaration(declaration_path(), import_handlers=import_handlers)
+    return load_declaration(declaration_path(), import_handlers=import_handlers, check_schemas=False)
 
 
 def _declaration_optional() -> bool:

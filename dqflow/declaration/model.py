@@ -130,6 +130,12 @@ class JobTypeSpec:
     isolation: Isolation = "thread"
     description: str | None = None
 
+    def check_schemas(self) -> None:
+        """Check both schemas now if loading deferred it (free once done); ConfigError naming the key."""
+        for schema in (self.payload_schema, self.output_schema):
+            if schema is not None and not schema.checked:
+                schema.check()
+
 
 # --------------------------------------------------------------------------- raw YAML shapes
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -36,7 +36,7 @@ from jsonschema.validators import validator_for
 from referencing import Registry, Resource, Specification
 from referencing.exceptions import NoSuchAnchor, PointerToNowhere, Unresolvable
 
-from dqflow.errors import ValidationFailed
+from dqflow.errors import ValidationFailed, shown
 
 __all__ = ["InvalidSchemaError", "LocalSchemaFiles", "SchemaValidator", "json_path"]
 
@@ -115,15 +115,19 @@ class LocalSchemaFiles:
 
     def __init__(self, roots: Iterable[Path]) -> None:
         self.roots: list[Path] = []
+        self._allowed: set[str | Path] = set()
         self._documents: dict[Path, Any] = {}
         for root in roots:
             self.allow(root)
 
-    def allow(self, folder: Path) -> None:
+    def allow(self, folder: str | Path) -> None:
         """Serve the files under ``folder`` too."""
-        folder = Path(folder).resolve()
-        if folder not in self.roots:
-            self.roots.append(folder)
+        if folder in self._allowed:  # as given: most schema files share a few folders
+            return
+        self._allowed.add(folder)
+        resolved = Path(folder).resolve()
+        if resolved not in self.roots:
+            self.roots.append(resolved)
 
     def read(self, uri: str) -> Any:
         """The JSON document at the ``file:`` URI ``uri``; ``_NotServed`` saying why not."""
@@ -188,10 +192,37 @@ def _message(error: ValidationError) -> str:
     return text
 
 
-class SchemaValidator:
-    """A JSON Schema checked and compiled once; cheap to call many times."""
+# Per process, by content: a schema text already checked against its metaschema, and the fast
+# validator compiled for a schema text. Many job types share schemas; each is done once.
+_METASCHEMA_OK: set[tuple[str, str]] = set()
+_FAST_BY_TEXT: dict[str, Any] = {}
 
-    __slots__ = ("_base_uri", "_cls", "_fast", "_files", "_registry", "_validator", "name", "schema")
+
+def _text_of(schema: Mapping[str, Any] | bool) -> str:
+    return json.dumps(schema, sort_keys=True, separators=(",", ":"), default=repr)
+
+
+class SchemaValidator:
+    """A JSON Schema checked and compiled once; cheap to call many times.
+
+    With ``lazy=True`` the checks (metaschema, ``$ref``s) wait for :meth:`check`
+    or the first validation, and compiling waits for the first validation, so a
+    declaration with thousands of job types costs little to load when only a
+    few of them are used. Checks and compiled validators are shared by content.
+    """
+
+    __slots__ = (
+        "_base_uri",
+        "_checked",
+        "_cls",
+        "_compiled",
+        "_files",
+        "_on_invalid",
+        "_registry",
+        "_text",
+        "name",
+        "schema",
+    )
 
     def __init__(
         self,
@@ -200,39 +231,87 @@ class SchemaValidator:
         name: str | None = None,
         base_uri: str | None = None,
         files: LocalSchemaFiles | None = None,
+        lazy: bool = False,
+        on_invalid: Callable[[InvalidSchemaError], Exception] | None = None,
     ) -> None:
-        """Check ``schema`` against its metaschema, resolve every ``$ref`` and compile it.
+        """Check ``schema`` against its metaschema and resolve every ``$ref`` (now, or later if ``lazy``).
 
         The dialect comes from ``$schema`` (Draft 2020-12 when absent); format
         checking is on. ``base_uri`` (a ``file:`` URI) is where relative
         ``$ref``s start from; ``files`` serves the files they name (none when
-        absent). Raises :class:`InvalidSchemaError` for a bad schema or a
-        ``$ref`` that cannot be resolved.
+        absent). A bad schema or a ``$ref`` that cannot be resolved raises
+        :class:`InvalidSchemaError`, or what ``on_invalid`` makes of it.
         """
         if not isinstance(schema, (Mapping, bool)):
             raise InvalidSchemaError(f"a JSON Schema must be an object or a boolean, not {type(schema).__name__}")
-        cls: Any = validator_for(schema, default=_UnknownDialect)  # type: ignore[arg-type]
-        if cls is _UnknownDialect:
-            dialect = schema.get("$schema") if isinstance(schema, Mapping) else None
-            if isinstance(schema, Mapping) and "$schema" in schema:
-                raise InvalidSchemaError(f"unknown $schema dialect {dialect!r}")
-            cls = Draft202012Validator
-        try:
-            cls.check_schema(schema)
-        except SchemaError as exc:
-            raise InvalidSchemaError(f"{json_path(exc.absolute_path)}: {exc.message}") from exc
         self.schema = schema
         self.name = name
-        self._cls = cls
         self._base_uri = base_uri or ""
         self._files = files
-        self._registry: Registry[Any] = Registry(retrieve=self._retrieve)  # type: ignore[call-arg]
-        self._check_refs()
-        self._validator: Validator = cls(schema, registry=self._registry, format_checker=cls.FORMAT_CHECKER)
-        self._fast = _fast_validator(schema)
+        self._on_invalid = on_invalid
+        self._registry: Registry[Any] | None = None
+        self._cls: Any = Draft202012Validator
+        self._text: str | None = None
+        self._checked = False
+        self._compiled: tuple[Validator, Any] | None = None
+        if not lazy:
+            self.check()
 
     def __repr__(self) -> str:
         return f"SchemaValidator({self.name or self.schema!r})"
+
+    @property
+    def checked(self) -> bool:
+        """True once the schema passed :meth:`check`."""
+        return self._checked
+
+    def check(self) -> None:
+        """Check the schema against its metaschema and resolve every ``$ref`` (once; later calls are free)."""
+        if self._checked:
+            return
+        try:
+            self._check()
+        except InvalidSchemaError as exc:
+            if self._on_invalid is not None:
+                raise self._on_invalid(exc) from exc
+            raise
+        self._checked = True
+
+    def _check(self) -> None:
+        schema = self.schema
+        cls: Any = validator_for(schema, default=_UnknownDialect)  # type: ignore[arg-type]
+        if cls is _UnknownDialect:
+            if isinstance(schema, Mapping) and "$schema" in schema:
+                raise InvalidSchemaError(f"unknown $schema dialect {shown(schema['$schema'])}")
+            cls = Draft202012Validator
+        self._cls = cls
+        self._text = _text_of(schema)
+        key = (cls.__name__, self._text)
+        if key not in _METASCHEMA_OK:
+            try:
+                cls.check_schema(schema)
+            except SchemaError as exc:
+                raise InvalidSchemaError(f"{json_path(exc.absolute_path)}: {exc.message}") from exc
+            _METASCHEMA_OK.add(key)
+        self._check_refs()
+
+    def _ready(self) -> tuple[Validator, Any]:
+        """The compiled validators, built on first use (two threads may both build: the result is the same)."""
+        compiled = self._compiled
+        if compiled is None:
+            self.check()
+            validator = self._cls(self.schema, registry=self._files_registry(), format_checker=self._cls.FORMAT_CHECKER)
+            text = self._text or _text_of(self.schema)
+            if text not in _FAST_BY_TEXT:
+                _FAST_BY_TEXT[text] = _fast_validator(self.schema)
+            compiled = self._compiled = (validator, _FAST_BY_TEXT[text])
+        return compiled
+
+    def _files_registry(self) -> Registry[Any]:
+        """Where ``$ref``s to other files are looked up (made on first need)."""
+        if self._registry is None:
+            self._registry = Registry(retrieve=self._retrieve)  # type: ignore[call-arg]
+        return self._registry
 
     def _retrieve(self, uri: str) -> Resource[Any]:
         if self._files is None:
@@ -245,7 +324,7 @@ class SchemaValidator:
         """Resolve every ``$ref`` in the schema and in the files it names; the first failure raises."""
         specification = _specification(self._cls)
         # The same resolver the validator uses: the root under its own $id (or ""), files by retrieval.
-        resolver = self._registry.resolver_with_root(specification.create_resource(self.schema))
+        resolver = self._files_registry().resolver_with_root(specification.create_resource(self.schema))
         seen: set[int] = set()
         pending: list[tuple[Any, Any, str, str]] = [(self.schema, resolver, "$", self.name or "the schema")]
         while pending:
@@ -276,19 +355,21 @@ class SchemaValidator:
 
     def is_valid(self, value: Any) -> bool:
         """True when ``value`` matches the schema (the fast path: no messages built)."""
-        if self._fast is not None:
+        validator, fast = self._compiled or self._ready()
+        if fast is not None:
             try:
-                self._fast(value)
+                fast(value)
                 return True
             except fastjsonschema.JsonSchemaException:
                 pass
-        return bool(self._validator.is_valid(value))
+        return bool(validator.is_valid(value))
 
     def errors(self, value: Any) -> list[str]:
         """Every problem with ``value``, one message each (empty when valid)."""
         if self.is_valid(value):
             return []
-        found = sorted(self._validator.iter_errors(value), key=lambda e: [str(p) for p in e.absolute_path])
+        validator, _ = self._ready()
+        found = sorted(validator.iter_errors(value), key=lambda e: [str(p) for p in e.absolute_path])
         return [_message(error) for error in found]
 
     def validate(self, value: Any, error: type[ValidationFailed] = ValidationFailed, what: str = "value") -> None:

@@ -115,6 +115,7 @@ class Worker:
         self.shutdown_grace = float(settings.shutdown_grace if shutdown_grace is None else shutdown_grace)
         self.reclaim_interval = float(reclaim_interval or max(0.5, min(5.0, self.lease / 5)))
         self.job_types = list(job_types) if job_types else None
+        queue.declaration.check_schemas(self.job_types)  # before anything runs, if loading deferred it
         if self.job_types:
             for name in self.job_types:
                 queue.job_type(name)
