@@ -41,7 +41,7 @@ from dqflow.declaration.model import (
     RetryPolicy,
     WorkerSettings,
 )
-from dqflow.declaration.schemas import InvalidSchemaError, LocalSchemaFiles, SchemaValidator
+from dqflow.declaration.schemas import DRAFTS, InvalidSchemaError, LocalSchemaFiles, SchemaValidator
 from dqflow.declaration.yaml_source import Loc, Locator, key_text, parse_yaml
 from dqflow.errors import ConfigError, DeclarationError, UnknownJobTypeError, kind_of, raise_all
 
@@ -111,6 +111,7 @@ class Declaration:
         backend: str | None = None,
         base_dir: str | Path | None = None,
         import_handlers: bool = True,
+        schema_draft: str | None = None,
     ) -> Declaration:
         """Build a declaration from Python dicts, validated exactly like ``jobs.yaml``.
 
@@ -127,6 +128,7 @@ class Declaration:
             backend=backend,
             base_dir=base_dir,
             import_handlers=import_handlers,
+            schema_draft=schema_draft,
         )
 
 
@@ -170,6 +172,7 @@ class _Context:
     base_dir: Path | None
     import_handlers: bool
     check_schemas: bool = True
+    schema_draft: str = "2020-12"  # for schemas without $schema
     schema_files: LocalSchemaFiles = field(init=False)
 
     def __post_init__(self) -> None:
@@ -253,7 +256,13 @@ def _schema_validator(
 
     try:
         validator = SchemaValidator(
-            document, name=name, base_uri=base_uri, files=ctx.schema_files, lazy=True, on_invalid=located
+            document,
+            name=name,
+            base_uri=base_uri,
+            files=ctx.schema_files,
+            lazy=True,
+            on_invalid=located,
+            draft=ctx.schema_draft,
         )
         if ctx.check_schemas:
             validator.check()
@@ -338,6 +347,9 @@ def _check_what_is_readable(data: Any, ctx: _Context, problems: list[ConfigError
 def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
     if ctx.import_handlers and ctx.base_dir is not None:
         add_import_root(ctx.base_dir)
+    draft = data.get("schema_draft") if isinstance(data, dict) else None
+    if isinstance(draft, str) and draft in DRAFTS:
+        ctx.schema_draft = draft
     try:
         raw = RawDeclaration.model_validate(data)
     except ValidationError as exc:
@@ -460,6 +472,7 @@ def build_declaration(
     backend: str | None = None,
     base_dir: str | os.PathLike[str] | None = None,
     import_handlers: bool = True,
+    schema_draft: str | None = None,
 ) -> Declaration:
     """:meth:`Declaration.build`: the same checks as ``jobs.yaml``, from Python dicts."""
 
@@ -478,6 +491,8 @@ def build_declaration(
             data[key] = plain(section)
     if backend is not None:
         data["backend"] = backend
+    if schema_draft is not None:
+        data["schema_draft"] = schema_draft
     folder = None if base_dir is None else Path(base_dir).resolve()
     ctx = _Context(file=None, locator=None, base_dir=folder, import_handlers=import_handlers)
     return _compile(data, ctx, None)

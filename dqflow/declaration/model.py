@@ -250,8 +250,12 @@ class RawLimits(_Strict):
     max_output_bytes: Annotated[int, Field(ge=1, le=MAX_SIZE_LIMIT_BYTES)] = 1_048_576
 
 
+SchemaDraft = Literal["2020-12", "2019-09", "draft-07", "draft-06", "draft-04"]
+
+
 class RawDeclaration(_Strict):
     backend: str | None = None
+    schema_draft: SchemaDraft = "2020-12"
     defaults: RawDefaults = Field(default_factory=RawDefaults)
     worker: RawWorker = Field(default_factory=RawWorker)
     limits: RawLimits = Field(default_factory=RawLimits)

@@ -19,6 +19,7 @@ Every ``$ref`` is resolved when the schema is checked: one that cannot be is an
 
 from __future__ import annotations
 
+import decimal
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -29,7 +30,7 @@ from urllib.request import url2pathname
 
 import fastjsonschema
 import referencing.jsonschema
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import SchemaError, ValidationError, best_match
 from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
@@ -38,7 +39,7 @@ from referencing.exceptions import NoSuchAnchor, PointerToNowhere, Unresolvable
 
 from dqflow.errors import ValidationFailed, shown
 
-__all__ = ["InvalidSchemaError", "LocalSchemaFiles", "SchemaValidator", "json_path"]
+__all__ = ["DRAFTS", "InvalidSchemaError", "LocalSchemaFiles", "SchemaValidator", "json_path"]
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -78,15 +79,93 @@ def _draft7_compatible(schema: Any) -> bool:
     return True
 
 
-def _fast_validator(schema: Mapping[str, Any] | bool) -> Any:
-    if not isinstance(schema, Mapping) or not _draft7_compatible(schema):
+# Dialects fastjsonschema implements itself; a 2019-09/2020-12 schema that only uses keywords meaning
+# the same in draft 7 is compiled as draft 7.
+_FAST_DIALECTS = {
+    "http://json-schema.org/draft-04/schema#",
+    "http://json-schema.org/draft-06/schema#",
+    "http://json-schema.org/draft-07/schema#",
+}
+
+
+def _uses_multiple_of(schema: Any) -> bool:
+    if isinstance(schema, Mapping):
+        return "multipleOf" in schema or any(_uses_multiple_of(value) for value in schema.values())
+    if isinstance(schema, list):
+        return any(_uses_multiple_of(item) for item in schema)
+    return False
+
+
+def _fast_formats(cls: Any) -> dict[str, Any]:
+    """Every format the full validator checks, as fastjsonschema callables: one verdict on both paths."""
+    checker = cls.FORMAT_CHECKER
+
+    def conforms(name: str) -> Any:
+        return lambda value: checker.conforms(value, name)
+
+    return {name: conforms(name) for name in checker.checkers}
+
+
+def _fast_validator(schema: Mapping[str, Any] | bool, cls: Any) -> Any:
+    """fastjsonschema's compiled function for ``schema``, or None when only the full validator is exact.
+
+    Schemas with ``multipleOf`` stay on the full validator, whose check is exact
+    (fastjsonschema divides a float by an integer divisor in floating point).
+    """
+    if not isinstance(schema, Mapping) or _uses_multiple_of(schema):
         return None
-    draft7 = {key: value for key, value in schema.items() if key != "$schema"}
-    draft7["$schema"] = "http://json-schema.org/draft-07/schema#"
+    dialect = cls.META_SCHEMA.get("$schema") or cls.META_SCHEMA.get("id")
+    if dialect in _FAST_DIALECTS:
+        document = {**schema, "$schema": dialect}
+    elif _draft7_compatible(schema):
+        document = {key: value for key, value in schema.items() if key != "$schema"}
+        document["$schema"] = "http://json-schema.org/draft-07/schema#"
+    else:
+        return None
     try:
-        return fastjsonschema.compile(draft7)
+        return fastjsonschema.compile(document, formats=_fast_formats(cls))
     except Exception:  # anything it cannot compile simply stays on the slow path
         return None
+
+
+_EXACT = decimal.Context(prec=2000, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
+
+
+def _exact_multiple_of(validator: Any, divisor: Any, instance: Any, schema: Any) -> Any:
+    """``multipleOf`` in exact decimal arithmetic: 0.07 and 19.99 are multiples of 0.01, 0.071 is not."""
+    if not validator.is_type(instance, "number"):
+        return
+    if isinstance(instance, int) and isinstance(divisor, int):
+        remainder_is_zero = instance % divisor == 0
+    else:
+        try:
+            remainder = _EXACT.remainder(_EXACT.create_decimal(repr(instance)), _EXACT.create_decimal(repr(divisor)))
+            remainder_is_zero = remainder == 0
+        except decimal.DecimalException:
+            remainder_is_zero = False
+    if not remainder_is_zero:
+        yield ValidationError(f"{instance!r} is not a multiple of {divisor!r}")
+
+
+_EXACT_VALIDATORS: dict[Any, Any] = {}
+
+
+def _exact(cls: Any) -> Any:
+    """``cls`` with an exact ``multipleOf`` (one subclass per dialect, made once)."""
+    exact = _EXACT_VALIDATORS.get(cls)
+    if exact is None:
+        exact = _EXACT_VALIDATORS[cls] = validators.extend(cls, {"multipleOf": _exact_multiple_of})  # type: ignore[no-untyped-call]
+    return exact
+
+
+DRAFTS: dict[str, str] = {
+    "2020-12": "https://json-schema.org/draft/2020-12/schema",
+    "2019-09": "https://json-schema.org/draft/2019-09/schema",
+    "draft-07": "http://json-schema.org/draft-07/schema#",
+    "draft-06": "http://json-schema.org/draft-06/schema#",
+    "draft-04": "http://json-schema.org/draft-04/schema#",
+}
+"""The JSON Schema drafts a declaration may name (``schema_draft``) for schemas without ``$schema``."""
 
 
 class InvalidSchemaError(ValueError):
@@ -216,6 +295,7 @@ class SchemaValidator:
         "_checked",
         "_cls",
         "_compiled",
+        "_draft",
         "_files",
         "_on_invalid",
         "_registry",
@@ -233,19 +313,25 @@ class SchemaValidator:
         files: LocalSchemaFiles | None = None,
         lazy: bool = False,
         on_invalid: Callable[[InvalidSchemaError], Exception] | None = None,
+        draft: str = "2020-12",
     ) -> None:
         """Check ``schema`` against its metaschema and resolve every ``$ref`` (now, or later if ``lazy``).
 
-        The dialect comes from ``$schema`` (Draft 2020-12 when absent); format
-        checking is on. ``base_uri`` (a ``file:`` URI) is where relative
+        The dialect comes from ``$schema`` (``draft`` when absent: one of
+        :data:`DRAFTS`, 2020-12 by default); formats are checked (uri, email,
+        date-time, date, uuid, ipv4, ipv6, ...) and ``multipleOf`` is exact,
+        the same on the fast and the full path. ``base_uri`` (a ``file:`` URI) is where relative
         ``$ref``s start from; ``files`` serves the files they name (none when
         absent). A bad schema or a ``$ref`` that cannot be resolved raises
         :class:`InvalidSchemaError`, or what ``on_invalid`` makes of it.
         """
         if not isinstance(schema, (Mapping, bool)):
             raise InvalidSchemaError(f"a JSON Schema must be an object or a boolean, not {type(schema).__name__}")
+        if draft not in DRAFTS:
+            raise InvalidSchemaError(f"unknown JSON Schema draft {shown(draft)} (one of: {', '.join(DRAFTS)})")
         self.schema = schema
         self.name = name
+        self._draft = draft
         self._base_uri = base_uri or ""
         self._files = files
         self._on_invalid = on_invalid
@@ -283,9 +369,9 @@ class SchemaValidator:
         if cls is _UnknownDialect:
             if isinstance(schema, Mapping) and "$schema" in schema:
                 raise InvalidSchemaError(f"unknown $schema dialect {shown(schema['$schema'])}")
-            cls = Draft202012Validator
+            cls = validator_for({"$schema": DRAFTS[self._draft]})
         self._cls = cls
-        self._text = _text_of(schema)
+        self._text = f"{self._draft}:{_text_of(schema)}"
         key = (cls.__name__, self._text)
         if key not in _METASCHEMA_OK:
             try:
@@ -300,10 +386,12 @@ class SchemaValidator:
         compiled = self._compiled
         if compiled is None:
             self.check()
-            validator = self._cls(self.schema, registry=self._files_registry(), format_checker=self._cls.FORMAT_CHECKER)
+            validator = _exact(self._cls)(
+                self.schema, registry=self._files_registry(), format_checker=self._cls.FORMAT_CHECKER
+            )
             text = self._text or _text_of(self.schema)
             if text not in _FAST_BY_TEXT:
-                _FAST_BY_TEXT[text] = _fast_validator(self.schema)
+                _FAST_BY_TEXT[text] = _fast_validator(self.schema, self._cls)
             compiled = self._compiled = (validator, _FAST_BY_TEXT[text])
         return compiled
 
