@@ -296,6 +296,7 @@ class SchemaValidator:
         "_cls",
         "_compiled",
         "_draft",
+        "_fast",
         "_files",
         "_on_invalid",
         "_registry",
@@ -340,6 +341,7 @@ class SchemaValidator:
         self._text: str | None = None
         self._checked = False
         self._compiled: tuple[Validator, Any] | None = None
+        self._fast: Any = None  # the hot path reads this one attribute
         if not lazy:
             self.check()
 
@@ -392,7 +394,8 @@ class SchemaValidator:
             text = self._text or _text_of(self.schema)
             if text not in _FAST_BY_TEXT:
                 _FAST_BY_TEXT[text] = _fast_validator(self.schema, self._cls)
-            compiled = self._compiled = (validator, _FAST_BY_TEXT[text])
+            self._fast = _FAST_BY_TEXT[text]
+            compiled = self._compiled = (validator, self._fast)
         return compiled
 
     def _files_registry(self) -> Registry[Any]:
@@ -443,13 +446,16 @@ class SchemaValidator:
 
     def is_valid(self, value: Any) -> bool:
         """True when ``value`` matches the schema (the fast path: no messages built)."""
-        validator, fast = self._compiled or self._ready()
+        fast = self._fast
+        if fast is None and self._compiled is None:  # first use: compile now
+            fast = self._ready()[1]
         if fast is not None:
             try:
                 fast(value)
                 return True
             except fastjsonschema.JsonSchemaException:
                 pass
+        validator, _ = self._compiled or self._ready()
         return bool(validator.is_valid(value))
 
     def errors(self, value: Any) -> list[str]:
