@@ -134,6 +134,16 @@ class JobNotFoundError(DqflowError):
         super().__init__(f"no job with id {job_id}")
 
 
+class WaitTimeoutError(DqflowError, TimeoutError):
+    """``Queue.wait`` gave up: the job had not finished within the timeout."""
+
+    def __init__(self, job_id: int, timeout: float, status: str) -> None:
+        self.job_id = job_id
+        self.timeout = timeout
+        self.status = status
+        super().__init__(f"job {job_id} did not finish within {timeout:g} s (still {status})")
+
+
 class InvalidJobStateError(DqflowError):
     """The job is in a state that does not allow the operation."""
 
@@ -144,3 +154,7 @@ class StorageError(DqflowError):
 
 class NotMigratedError(StorageError):
     """The database has no dqflow schema yet (or an old one)."""
+
+
+class StorageTooNewError(StorageError):
+    """The stored data was written by a newer dqflow (a storage version this code does not know)."""

@@ -12,6 +12,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from backends import BACKEND_KINDS, backend_url, drop_pg_test_database
 
+# The CLI tests' fixtures (``project``, ``dq``) live beside their helpers.
+pytest_plugins = ["cli_support"]
+
 
 @pytest.fixture(params=BACKEND_KINDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:

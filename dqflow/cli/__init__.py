@@ -14,11 +14,12 @@ from typing import Any
 
 import typer
 
-from dqflow.cli import check, jobs, migrate, worker
+from dqflow.cli import check, jobs, migrate, serve, worker, workflows
 from dqflow.cli._app import app, reset_options
+from dqflow.cli._logging import cli_logging
 from dqflow.errors import ConfigError, DqflowError
 
-__all__ = ["app", "check", "jobs", "main", "migrate", "worker"]
+__all__ = ["app", "check", "jobs", "main", "migrate", "serve", "worker", "workflows"]
 
 # Newer typer vendors click: take its exception classes from wherever typer's come from.
 _click: Any = sys.modules[typer.BadParameter.__module__]
@@ -56,6 +57,13 @@ def _usage(exc: _click.UsageError) -> str:
 def run(args: Sequence[str] | None = None) -> int:
     """Run the CLI with ``args`` (default: ``sys.argv[1:]``); return the exit code."""
     reset_options()
+    try:
+        return _run(args)
+    finally:
+        cli_logging.stop()
+
+
+def _run(args: Sequence[str] | None) -> int:
     command = typer.main.get_command(app)
     try:
         result = command.main(args=list(args) if args is not None else None, prog_name="dqflow", standalone_mode=False)

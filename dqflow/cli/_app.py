@@ -9,15 +9,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from dqflow.declaration import Declaration, find_config, load_declaration
-from dqflow.declaration.loader import CONFIG_ENV
-from dqflow.queue import Queue, resolve_backend
+from dqflow.cli._logging import LogFormat, cli_logging
+
+# The declaration and the queue are imported by the commands that use them: `dqflow --help`
+# and `dqflow add` start without pydantic models, jsonschema or SQLModel they do not need.
+if TYPE_CHECKING:
+    from dqflow.declaration import Declaration
+    from dqflow.queue import Queue
 
 BACKEND_ENV = "DQFLOW_BACKEND"
+CONFIG_ENV = "DQFLOW_CONFIG"  # dqflow.declaration.loader.CONFIG_ENV (a test keeps them equal)
 
 app = typer.Typer(
     name="dqflow",
@@ -26,6 +31,8 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
+    # Plain click help: rendering it with rich costs ~90 ms on every `--help`.
+    rich_markup_mode=None,
 )
 
 
@@ -151,28 +158,11 @@ def options() -> GlobalOptions:
     return _current
 
 
-_logging_ready = False
-
-
-def setup_logging(verbose: bool, *, default_level: int = logging.WARNING) -> None:
-    """Log to stderr through rich: DEBUG with ``-v``, else ``default_level`` for dqflow."""
-    global _logging_ready
-    from rich.console import Console
-    from rich.logging import RichHandler
-
-    dq = logging.getLogger("dqflow")
-    dq.setLevel(logging.DEBUG if verbose else default_level)
-    # The connection pool retries on its own and logs every try; its final error reaches us anyway.
-    logging.getLogger("psycopg.pool").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
-    if _logging_ready:
-        return
-    handler = RichHandler(console=Console(stderr=True), show_path=verbose, rich_tracebacks=verbose)
-    handler.setFormatter(logging.Formatter("%(message)s", datefmt="[%X]"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    if verbose:
-        root.setLevel(logging.INFO)
-    _logging_ready = True
+def setup_logging(
+    verbose: bool, *, default_level: int = logging.WARNING, log_format: LogFormat = LogFormat.TEXT
+) -> None:
+    """Log to stderr, off the caller's thread: DEBUG with ``-v``, else ``default_level`` for dqflow."""
+    cli_logging.start(verbose=verbose, default_level=default_level, log_format=log_format)
 
 
 # -- reaching the declaration and the backend ---------------------------------------------
@@ -180,11 +170,16 @@ def setup_logging(verbose: bool, *, default_level: int = logging.WARNING) -> Non
 
 def declaration_path() -> Path:
     """The jobs.yaml to load (``--config``, ``$DQFLOW_CONFIG``, ``./jobs.yaml``)."""
+    from dqflow.declaration import find_config
+
     return find_config(options().config)
 
 
 def load(*, import_handlers: bool) -> Declaration:
     """Load and check the declaration (ConfigError on any problem)."""
+    from dqflow.declaration import load_declaration
+
+    # schemas are checked per job type on first use (`run` checks all it runs before starting)
     return load_declaration(declaration_path(), import_handlers=import_handlers, check_schemas=False)
 
 
@@ -198,6 +193,9 @@ def _declaration_optional() -> bool:
 
 def backend_url(declaration: Declaration | None) -> str:
     """The backend URL, resolved like ``Queue`` does (flag, environment, YAML, default)."""
+    from dqflow.declaration import Declaration
+    from dqflow.queue import resolve_backend
+
     return str(resolve_backend(declaration or Declaration(), options().backend or None))
 
 
@@ -208,6 +206,9 @@ def open_queue(*, import_handlers: bool = False, need_declaration: bool = True) 
     Commands that only read or manage jobs (``need_declaration=False``) also work
     with just ``--backend`` where there is no jobs.yaml.
     """
+    from dqflow.declaration import Declaration
+    from dqflow.queue import Queue
+
     if not need_declaration and _declaration_optional():
         declaration = Declaration()
     else:

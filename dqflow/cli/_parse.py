@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -11,6 +12,12 @@ from typing import Any
 import typer
 
 from dqflow.durations import parse_duration
+
+# What every backend stores: ids are 64-bit, priority and attempts 32-bit integers.
+MAX_ID = 2**63 - 1
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+# Longer than any sensible delay or timeout, short enough for every backend's dates.
+MAX_DURATION_S = 10 * 365 * 86400
 
 
 def json_value(text: str, option: str = "--payload") -> Any:
@@ -23,11 +30,13 @@ def json_value(text: str, option: str = "--payload") -> Any:
             text = Path(text[1:]).read_text(encoding="utf-8")
         except OSError as exc:
             raise typer.BadParameter(f"cannot read {text[1:]}: {exc.strerror}", param_hint=option) from None
+    where = f" ({source})" if source else ""
     try:
         return json.loads(text, parse_constant=_no_constant)
     except (json.JSONDecodeError, ValueError) as exc:
-        where = f" ({source})" if source else ""
         raise typer.BadParameter(f"not valid JSON{where}: {exc}", param_hint=option) from None
+    except RecursionError:
+        raise typer.BadParameter(f"JSON nested too deeply{where}", param_hint=option) from None
 
 
 def _no_constant(name: str) -> Any:
@@ -35,13 +44,19 @@ def _no_constant(name: str) -> Any:
 
 
 def duration(text: str | None, option: str) -> float | None:
-    """``500ms``, ``30s``, ``5m``, ``2h``, ``1d`` or plain seconds → seconds."""
+    """``500ms``, ``30s``, ``5m``, ``2h``, ``1d`` or plain seconds → seconds (at most 10 years)."""
     if text is None:
         return None
     try:
-        return parse_duration(float(text) if _is_number(text) else text)
+        seconds = parse_duration(float(text) if _is_number(text) else text)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint=option) from None
+    if not math.isfinite(seconds) or seconds > MAX_DURATION_S:
+        raise typer.BadParameter(
+            f"invalid duration {text!r}: must be a finite number of at most {MAX_DURATION_S // 86400}d",
+            param_hint=option,
+        )
+    return seconds
 
 
 def _is_number(text: str) -> bool:

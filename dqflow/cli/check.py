@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
-from rich import box
-from rich.table import Table
 
 from dqflow.cli._app import backend_url, command, declaration_path, options
-from dqflow.cli._output import console, print_json, redact, seconds_text
-from dqflow.declaration import DeclarationError, JobTypeSpec, SchemaValidator, load_declaration
+from dqflow.cli._output import console, print_json, seconds_text
 from dqflow.errors import ConfigError
+from dqflow.urls import redact_url
+
+if TYPE_CHECKING:  # imported when the command runs: `dqflow --help` stays quick
+    from dqflow.declaration import JobTypeSpec, SchemaValidator
 
 
 def _schema_name(schema: SchemaValidator | None, base: Path | None) -> str:
@@ -62,7 +63,14 @@ def _report(problems: list[ConfigError]) -> NoReturn:
 
 @command("check")
 def check() -> None:
-    """Check jobs.yaml: keys, durations, schemas and handler imports. Runs nothing."""
+    """Check jobs.yaml: keys, durations, schemas, handler imports and workflow wiring. Runs nothing."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    from dqflow.declaration import DeclarationError, load_declaration
+    from dqflow.workflows.graph import graph_json, text_tree
+
     path = declaration_path()
     try:
         declaration = load_declaration(path, import_handlers=True)
@@ -71,9 +79,10 @@ def check() -> None:
     except ConfigError as exc:
         _report([exc])
     rows = [_row(job_type, declaration.base_dir) for job_type in declaration.job_types.values()]
-    backend = redact(backend_url(declaration))
+    backend = redact_url(backend_url(declaration))
     if options().json:
-        print_json({"ok": True, "config": str(path), "backend": backend, "job_types": rows})
+        workflows = [graph_json(workflow) for workflow in declaration.workflows.values()]
+        print_json({"ok": True, "config": str(path), "backend": backend, "job_types": rows, "workflows": workflows})
         return
     table = Table(box=box.SIMPLE_HEAD)
     for column in ("job type", "handler", "payload schema", "output schema", "attempts", "timeout", "retry", "tags"):
@@ -93,4 +102,11 @@ def check() -> None:
     out = console()
     out.print(f"[bold green]{path}: OK[/]")
     out.print(table)
-    out.print(f"{len(rows)} job type{'s' if len(rows) != 1 else ''}; backend {backend} (not contacted)")
+    for workflow in declaration.workflows.values():
+        out.print(text_tree(workflow), markup=False, highlight=False)
+        for warning in workflow.warnings:
+            out.print(f"[yellow]warning:[/] {escape(str(warning))}", soft_wrap=True)  # one line each, for grep
+        out.print()
+    flows = len(declaration.workflows)
+    flows_text = f"{flows} workflow{'s' if flows != 1 else ''}; " if flows else ""
+    out.print(f"{len(rows)} job type{'s' if len(rows) != 1 else ''}; {flows_text}backend {backend} (not contacted)")

@@ -2,38 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from dqflow.cli._app import command, open_queue, options
-from dqflow.cli._output import (
-    console,
-    event_json,
-    events_table,
-    job_panel,
-    jobs_table,
-    print_json,
-    record_json,
-)
-from dqflow.cli._parse import duration, json_value, timestamp
-from dqflow.record import JobRecord, JobStatus
-from dqflow.storage import TagMode
+from dqflow.cli._output import console, event_json, print_json, record_json
+from dqflow.cli._parse import INT32_MAX, INT32_MIN, MAX_ID, duration, json_value, timestamp
+from dqflow.enums import JobStatus, TagMode
 
-JobId = Annotated[int, typer.Argument(metavar="ID", help="The job's id.", show_default=False)]
+if TYPE_CHECKING:
+    from dqflow.record import JobRecord
+
+JobId = Annotated[int, typer.Argument(metavar="ID", min=1, max=MAX_ID, help="The job's id.", show_default=False)]
 PayloadOpt = Annotated[
     str | None,
     typer.Option(
         "--payload", "-p", metavar="JSON", help="The payload as JSON, @file.json, or - for stdin.", show_default=False
     ),
 ]
-PriorityOpt = Annotated[int | None, typer.Option("--priority", help="Higher runs first.", show_default=False)]
+PriorityOpt = Annotated[
+    int | None,
+    typer.Option("--priority", min=INT32_MIN, max=INT32_MAX, help="Higher runs first.", show_default=False),
+]
 RunAtOpt = Annotated[
     str | None, typer.Option("--run-at", metavar="ISO", help="Not before this time (ISO 8601).", show_default=False)
 ]
 TagOpt = Annotated[list[str] | None, typer.Option("--tag", "-t", help="A tag (repeat for more).", show_default=False)]
 MaxAttemptsOpt = Annotated[
-    int | None, typer.Option("--max-attempts", min=1, help="Attempts before the job fails.", show_default=False)
+    int | None,
+    typer.Option("--max-attempts", min=1, max=INT32_MAX, help="Attempts before the job fails.", show_default=False),
 ]
 TimeoutOpt = Annotated[
     str | None,
@@ -108,6 +106,8 @@ def show(
             document["events"] = [event_json(e) for e in history]
         print_json(document)
         return
+    from dqflow.cli._tables import events_table, job_panel
+
     out = console()
     out.print(job_panel(record))
     if history is not None:
@@ -127,7 +127,8 @@ def list_jobs(
     ] = TagMode.ALL,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000, help="At most this many.")] = 50,
     cursor: Annotated[
-        int | None, typer.Option("--cursor", help="Continue after this id (printed under the table).")
+        int | None,
+        typer.Option("--cursor", min=1, max=MAX_ID, help="Continue after this id (printed under the table)."),
     ] = None,
 ) -> None:
     """List jobs, newest first, with filters and keyset paging."""
@@ -138,6 +139,8 @@ def list_jobs(
     if options().json:
         print_json({"jobs": [record_json(r) for r in page.jobs], "next_cursor": page.next_cursor})
         return
+    from dqflow.cli._tables import jobs_table
+
     out = console()
     if not page.jobs:
         out.print("no jobs match")
@@ -156,6 +159,8 @@ def events(job_id: JobId) -> None:
     if options().json:
         print_json([event_json(e) for e in history])
     else:
+        from dqflow.cli._tables import events_table
+
         console().print(events_table(history))
 
 

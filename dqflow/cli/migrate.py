@@ -6,11 +6,10 @@ import os
 from typing import Annotated
 
 import typer
-from rich import box
-from rich.table import Table
 
 from dqflow.cli._app import BACKEND_ENV, backend_url, command, load, options
-from dqflow.cli._output import console, print_json, redact, when
+from dqflow.cli._output import console, print_json, when
+from dqflow.urls import redact_url
 
 
 def _url() -> str:
@@ -28,28 +27,28 @@ def migrate(
     """Bring the PostgreSQL schema up to date (SQLite and Redis need no migrations)."""
     if status and sql:
         raise typer.BadParameter("give --status or --sql, not both", param_hint="--sql")
+    from dqflow.queue import backend_migrations
+
     url = _url()
-    shown = redact(url)
-    scheme = url.split(":", 1)[0].lower()
-    if scheme not in ("postgresql", "postgres"):
+    shown = redact_url(url)
+    migrations = backend_migrations(url)
+    if migrations is None:
+        scheme = url.split(":", 1)[0].lower()
         kind = "SQLite" if scheme == "sqlite" else "Redis" if scheme.startswith("redis") else scheme
         if options().json:
             print_json({"backend": shown, "needed": False, "applied": []})
         else:
-            console().print(f"{kind} needs no migrations: dqflow sets it up on first use ({shown})")
+            console().print(f"{kind} needs no migrations: dqflow sets it up on first use ({shown})", markup=False)
         return
-
-    from dqflow.storage.postgres import migrations
-
     if sql:
-        text = migrations.pending_sql(url)
+        text = migrations.pending_sql()
         if options().json:
             print_json({"backend": shown, "sql": text})
         else:
             typer.echo(text if text else "-- up to date: nothing to apply")
         return
     if status:
-        rows = migrations.migration_status(url)
+        rows = migrations.status()
         if options().json:
             print_json(
                 {
@@ -60,17 +59,21 @@ def migrate(
                 }
             )
             return
+        from rich import box
+        from rich.table import Table
+        from rich.text import Text
+
         table = Table(box=box.SIMPLE_HEAD)
         table.add_column("migration")
         table.add_column("applied")
         for name, at in rows:
-            table.add_row(name, when(at) if at else "[yellow]pending[/]")
+            table.add_row(Text(name), when(at) if at else Text("pending", style="yellow"))
         console().print(table)
         return
-    applied = migrations.migrate(url)
+    applied = migrations.apply()
     if options().json:
         print_json({"backend": shown, "needed": True, "applied": applied})
     elif applied:
-        console().print(f"applied {len(applied)} migration(s): {', '.join(applied)}")
+        console().print(f"applied {len(applied)} migration(s): {', '.join(applied)}", markup=False)
     else:
         console().print("up to date: no migration to apply")

@@ -9,9 +9,9 @@ from typing import Annotated
 import typer
 
 from dqflow.cli._app import command, open_queue, options, setup_logging
+from dqflow.cli._logging import LogFormat
 from dqflow.cli._output import console, print_json
 from dqflow.cli._parse import duration
-from dqflow.worker import Worker
 
 
 @command("run")
@@ -44,21 +44,29 @@ def run(
             help="On SIGINT/SIGTERM, wait this long for running jobs before handing them back.",
         ),
     ] = None,
+    log_format: Annotated[
+        LogFormat, typer.Option("--log-format", help="text (for people) or json (one object per line).")
+    ] = LogFormat.TEXT,
 ) -> None:
     """Run jobs until stopped (Ctrl-C: finish running jobs, then exit), or with --drain until idle."""
-    setup_logging(options().verbose, default_level=logging.INFO)
+    from dqflow.worker import Worker, WorkerSettingError
+
+    setup_logging(options().verbose, default_level=logging.INFO, log_format=log_format)
     lease_s = duration(lease, "--lease")
     grace_s = duration(shutdown_grace, "--shutdown-grace")
     with open_queue(import_handlers=True) as queue:
-        worker = Worker(
-            queue,
-            concurrency=concurrency,
-            job_types=job_type or None,
-            drain=drain,
-            batch_size=batch_size,
-            lease=lease_s,
-            shutdown_grace=grace_s,
-        )
+        try:
+            worker = Worker(
+                queue,
+                concurrency=concurrency,
+                job_types=job_type or None,
+                drain=drain,
+                batch_size=batch_size,
+                lease=lease_s,
+                shutdown_grace=grace_s,
+            )
+        except WorkerSettingError as exc:
+            raise typer.BadParameter(str(exc)) from None
         started = time.monotonic()
         worker.run()
         elapsed = time.monotonic() - started

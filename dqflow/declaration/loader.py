@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.request import pathname2url
 
 import yaml
@@ -44,6 +44,10 @@ from dqflow.declaration.model import (
 from dqflow.declaration.schemas import DRAFTS, InvalidSchemaError, LocalSchemaFiles, SchemaValidator
 from dqflow.declaration.yaml_source import Loc, Locator, key_text, parse_yaml
 from dqflow.errors import ConfigError, DeclarationError, UnknownJobTypeError, kind_of, raise_all
+from dqflow.workflows.compile import compile_workflows
+
+if TYPE_CHECKING:
+    from dqflow.workflows.model import Workflow
 
 __all__ = [
     "CONFIG_ENV",
@@ -63,13 +67,14 @@ DEFAULT_CONFIG = "jobs.yaml"
 
 @dataclass(frozen=True)
 class Declaration:
-    """A whole declaration: job types, worker settings, limits, backend URL."""
+    """A whole declaration: job types, workflows, worker settings, limits, backend URL."""
 
     path: Path | None = None
     backend: str | None = None
     job_types: dict[str, JobTypeSpec] = field(default_factory=dict)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     limits: Limits = field(default_factory=Limits)
+    workflows: dict[str, Workflow] = field(default_factory=dict)
 
     @property
     def base_dir(self) -> Path | None:
@@ -111,6 +116,7 @@ class Declaration:
         backend: str | None = None,
         base_dir: str | Path | None = None,
         import_handlers: bool = True,
+        workflows: Mapping[str, Any] | None = None,
         schema_draft: str | None = None,
     ) -> Declaration:
         """Build a declaration from Python dicts, validated exactly like ``jobs.yaml``.
@@ -128,6 +134,7 @@ class Declaration:
             backend=backend,
             base_dir=base_dir,
             import_handlers=import_handlers,
+            workflows=workflows,
             schema_draft=schema_draft,
         )
 
@@ -390,6 +397,13 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
             isolation=job.isolation,
             description=job.description,
         )
+    workflows, workflow_problems = compile_workflows(
+        raw.workflows,
+        job_types,
+        problem=ctx.problem,
+        load_schema=lambda source, which, loc: _load_schema(source, which, loc, ctx, cache, problems),
+    )
+    problems += workflow_problems
     w = raw.worker
     if w.heartbeat >= w.lease:
         problems.append(
@@ -415,6 +429,7 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
             shutdown_grace=w.shutdown_grace,
         ),
         limits=Limits(max_payload_bytes=raw.limits.max_payload_bytes, max_output_bytes=raw.limits.max_output_bytes),
+        workflows=workflows,
     )
 
 
@@ -448,7 +463,8 @@ def load_declaration(
         raise ConfigError("the file is empty: declare at least `jobs:`", file=file, line=1)
     if not isinstance(node, yaml.MappingNode):
         raise ConfigError(
-            f"the top level must be a mapping (backend, defaults, worker, limits, jobs), not {kind_of(data)}",
+            "the top level must be a mapping (backend, defaults, worker, limits, jobs, workflows), "
+            f"not {kind_of(data)}",
             file=file,
             line=node.start_mark.line + 1,
         )
@@ -472,6 +488,7 @@ def build_declaration(
     backend: str | None = None,
     base_dir: str | os.PathLike[str] | None = None,
     import_handlers: bool = True,
+    workflows: Mapping[str, Any] | None = None,
     schema_draft: str | None = None,
 ) -> Declaration:
     """:meth:`Declaration.build`: the same checks as ``jobs.yaml``, from Python dicts."""
@@ -489,6 +506,8 @@ def build_declaration(
     for key, section in (("defaults", defaults), ("worker", worker), ("limits", limits)):
         if section is not None:
             data[key] = plain(section)
+    if workflows is not None:
+        data["workflows"] = plain(workflows)
     if backend is not None:
         data["backend"] = backend
     if schema_draft is not None:

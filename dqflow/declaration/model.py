@@ -260,6 +260,7 @@ class RawDeclaration(_Strict):
     worker: RawWorker = Field(default_factory=RawWorker)
     limits: RawLimits = Field(default_factory=RawLimits)
     jobs: dict[JobName, RawJob]
+    workflows: Any = None  # checked by dqflow.workflows.compile, which knows their shape
 
     _sections_none = field_validator("defaults", "worker", "limits", mode="before")(_none_is_empty)
 

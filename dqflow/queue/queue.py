@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
 from dqflow.bounds import RUN_AT_MAX, check_max_attempts, check_priority, check_run_at
 from dqflow.declaration import Declaration, JobTypeSpec, SchemaValidator, load_declaration
 from dqflow.durations import bounded_duration, parse_duration, timeout_seconds, to_ms
+from dqflow.enums import JobStatus
 from dqflow.errors import (
     JobNotFoundError,
     OutputTooLargeError,
@@ -23,11 +26,14 @@ from dqflow.errors import (
     TooLargeError,
     UnknownJobTypeError,
     ValidationFailed,
+    WaitTimeoutError,
 )
 from dqflow.json_values import dumps
 from dqflow.queue.events import JOB_ADDED, JOB_CANCELLED, JOB_EDITED, JOB_RETRIED, EventEmitter, Listener
-from dqflow.record import JobEvent, JobRecord, JobStatus
 from dqflow.storage import DEFAULT_BACKEND, JobFilter, JobPage, NewJob, Storage, TagMode, open_storage
+
+if TYPE_CHECKING:  # the records need SQLModel, which only reading jobs pays for
+    from dqflow.record import JobEvent, JobRecord
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -41,6 +47,11 @@ UNSET: Any = _Unset()
 """Marks an argument of ``Queue.edit`` that was not given."""
 
 Duration = float | int | str | timedelta
+
+# ``wait`` polls the job: quickly at first (short jobs answer fast), then backing off to
+# at most this often, so a long wait costs one cheap read per interval.
+WAIT_FIRST_POLL_S = 0.005
+WAIT_MAX_POLL_S = 0.25
 
 
 def _seconds(value: Duration | None, what: str) -> float | None:
@@ -102,6 +113,7 @@ class JobSpec:
     retry_backoff: str | None = None
     retry_max_delay: Duration | _Unset | None = UNSET
     retry_jitter: bool | None = None
+    meta: Mapping[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -226,6 +238,13 @@ class Queue:
             if not isinstance(job.idempotency_key, str):
                 raise TypeError("idempotency_key must be a string")
             _no_nul(job.idempotency_key, "idempotency_key")
+        meta_json = "{}"
+        if job.meta is not None:
+            if not isinstance(job.meta, Mapping):
+                raise TypeError(f"meta must be a JSON object (a dict), got {type(job.meta).__name__}")
+            if job.meta:
+                limit = self.declaration.limits.max_payload_bytes
+                meta_json = _checked_json(dict(job.meta), None, limit, ValidationFailed, PayloadTooLargeError, "meta")
         return NewJob(
             job_type=job.job_type,
             payload_json=payload_json,
@@ -239,6 +258,7 @@ class Queue:
             retry_jitter=retry.jitter if job.retry_jitter is None else bool(job.retry_jitter),
             tags=tags,
             idempotency_key=job.idempotency_key,
+            meta_json=meta_json,
         )
 
     # -- adding ----------------------------------------------------------------------
@@ -259,13 +279,15 @@ class Queue:
         retry_backoff: str | None = None,
         retry_max_delay: Duration | _Unset | None = UNSET,
         retry_jitter: bool | None = None,
+        meta: Mapping[str, Any] | None = None,
         connection: Any = None,
     ) -> int:
         """Validate and enqueue one job; return its id.
 
         Options left out come from the job type's declaration. A payload that
         fails its schema raises ``PayloadValidationError`` and nothing is stored.
-        A repeated ``idempotency_key`` returns the existing job's id.
+        A repeated ``idempotency_key`` returns the existing job's id. ``meta`` is a
+        JSON object kept with the job (``JobRecord.meta``, ``{}`` by default).
         ``connection`` (PostgreSQL) enqueues inside the caller's transaction.
         """
         job = JobSpec(
@@ -282,6 +304,7 @@ class Queue:
             retry_backoff=retry_backoff,
             retry_max_delay=retry_max_delay,
             retry_jitter=retry_jitter,
+            meta=meta,
         )
         return self.add_many([job], connection=connection)[0]
 
@@ -370,6 +393,41 @@ class Queue:
         """The job's persisted history, oldest first."""
         return self.storage.get_events(int(job_id))
 
+    def count_jobs(self) -> dict[tuple[str, JobStatus], int]:
+        """How many jobs there are per (job type, status); pairs with none are left out."""
+        return self.storage.count_jobs()
+
+    # -- waiting ---------------------------------------------------------------------
+
+    def wait(self, job_id: int, timeout: Duration | None = None) -> JobRecord:
+        """Block until the job is completed, failed or cancelled; return its record.
+
+        ``timeout`` (seconds, ``"30s"``, a ``timedelta``; None waits for ever) ends
+        the wait with ``WaitTimeoutError``; ``JobNotFoundError`` for an unknown id.
+        A failed attempt that will be retried is not the end: it keeps waiting.
+        """
+        deadline, limit = _deadline(timeout)
+        poll = WAIT_FIRST_POLL_S
+        while True:
+            record = self.require_job(job_id)
+            if record.is_finished:
+                return record
+            pause = _next_pause(poll, deadline, job_id, limit, record)
+            time.sleep(pause)
+            poll = min(poll * 2, WAIT_MAX_POLL_S)
+
+    async def wait_async(self, job_id: int, timeout: Duration | None = None) -> JobRecord:
+        """``wait`` for asyncio code: the reads run on a thread, the event loop never blocks."""
+        deadline, limit = _deadline(timeout)
+        poll = WAIT_FIRST_POLL_S
+        while True:
+            record = await asyncio.to_thread(self.require_job, job_id)
+            if record.is_finished:
+                return record
+            pause = _next_pause(poll, deadline, job_id, limit, record)
+            await asyncio.sleep(pause)
+            poll = min(poll * 2, WAIT_MAX_POLL_S)
+
     # -- managing --------------------------------------------------------------------
 
     def cancel(self, job_id: int) -> JobRecord:
@@ -427,6 +485,26 @@ class Queue:
         updated = self.storage.edit_job(record.id, changes)
         self.events.emit(JOB_EDITED, {"job_id": updated.id, "job_type": updated.job_type, "fields": sorted(changes)})
         return updated
+
+
+def _deadline(timeout: Duration | None) -> tuple[float | None, float]:
+    """(monotonic deadline or None, the timeout in seconds) for ``wait``."""
+    seconds = _seconds(timeout, "timeout")
+    if seconds is None:
+        return None, 0.0
+    if seconds < 0:
+        raise ValueError(f"timeout must not be negative, got {timeout!r}")
+    return time.monotonic() + seconds, seconds
+
+
+def _next_pause(poll: float, deadline: float | None, job_id: int, limit: float, record: JobRecord) -> float:
+    """How long ``wait`` sleeps before reading again; ``WaitTimeoutError`` when time is up."""
+    if deadline is None:
+        return poll
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise WaitTimeoutError(job_id, limit, record.status.value)
+    return min(poll, remaining)
 
 
 def _checked_json(

@@ -17,6 +17,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from dqflow.errors import ConfigError, StorageError
+from dqflow.urls import redact_url
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _SCHEMES = ("postgresql", "postgres")
@@ -52,11 +53,24 @@ class Settings:
         return make_conninfo(**{**self.params, "options": options})
 
     def connect(self, *, autocommit: bool = True) -> psycopg.Connection[Any]:
-        """Open one connection (``StorageError`` naming the server if it does not answer)."""
+        """Open one connection (``StorageError`` naming the server and the cause if it fails)."""
         try:
             return psycopg.connect(self.conninfo(), autocommit=autocommit)
         except psycopg.Error as exc:
-            raise StorageError(f"cannot connect to PostgreSQL at {self.display}: {exc}".strip()) from exc
+            raise StorageError(f"cannot connect to PostgreSQL at {self.display}: {connect_error(exc)}") from exc
+
+    def probe(self) -> None:
+        """Open and close one connection, so that a wrong database, user, port or
+        setting fails at once with its cause (a pool only retries and times out)."""
+        self.connect().close()
+
+
+def connect_error(exc: BaseException) -> str:
+    """libpq's reason on one line, without its generic prefixes."""
+    text = " ".join(str(exc).split())
+    for prefix in ("connection failed: ", "connection is bad: "):
+        text = text.removeprefix(prefix)
+    return text.replace("FATAL: ", "") or type(exc).__name__
 
 
 def parse_url(url: str, *, schema: str | None = None, connect_timeout: float = 5.0) -> Settings:
@@ -66,7 +80,7 @@ def parse_url(url: str, *, schema: str | None = None, connect_timeout: float = 5
     """
     parts = urlsplit(url)
     if parts.scheme.lower() not in _SCHEMES:
-        raise ConfigError(f"not a PostgreSQL URL: {_redact(url)!r} (use postgresql://...)", key="backend")
+        raise ConfigError(f"not a PostgreSQL URL: {redact_url(url)!r} (use postgresql://...)", key="backend")
     query = parse_qsl(parts.query, keep_blank_values=True)
     url_schema = next((value for key, value in query if key == "schema"), None)
     rest = [(key, value) for key, value in query if key != "schema"]
@@ -74,12 +88,12 @@ def parse_url(url: str, *, schema: str | None = None, connect_timeout: float = 5
     try:
         params: dict[str, Any] = conninfo_to_dict(libpq_url)
     except psycopg.ProgrammingError as exc:
-        raise ConfigError(f"invalid PostgreSQL URL {_redact(url)!r}: {exc}", key="backend") from exc
+        raise ConfigError(f"invalid PostgreSQL URL {redact_url(url)!r}: {exc}", key="backend") from exc
     chosen = check_schema(schema if schema is not None else url_schema)
     params.setdefault("connect_timeout", max(1, round(connect_timeout)))
     params.setdefault("application_name", "dqflow")
     params["options"] = session_options(params.get("options"), chosen)
-    return Settings(params=params, schema=chosen, display=_redact(url))
+    return Settings(params=params, schema=chosen, display=redact_url(url))
 
 
 def settings_from_connection(conn: psycopg.Connection[Any], schema: str | None) -> Settings:
@@ -112,13 +126,3 @@ def session_options(existing: str | None, schema: str | None) -> str:
     if schema:
         parts.append(f"-c search_path={schema},public")
     return " ".join(parts)
-
-
-def _redact(url: str) -> str:
-    """The URL without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit((parts.scheme, f"{user}:***@{netloc}", parts.path, parts.query, parts.fragment))
