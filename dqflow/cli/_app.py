@@ -179,7 +179,8 @@ def load(*, import_handlers: bool) -> Declaration:
     """Load and check the declaration (ConfigError on any problem)."""
     from dqflow.declaration import load_declaration
 
-    return load_declaration(declaration_path(), import_handlers=import_handlers)
+    # schemas are checked per job type on first use (`run` checks all it runs before starting)
+    return load_declaration(declaration_path(), import_handlers=import_handlers, check_schemas=False)
 
 
 def _declaration_optional() -> bool:

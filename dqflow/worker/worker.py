@@ -85,6 +85,7 @@ class Worker:
         self.shutdown_grace = settings.shutdown_grace
         self.reclaim_interval = settings.reclaim_interval
         self.job_types = runnable_types(queue.declaration, job_types)
+        queue.declaration.check_schemas(self.job_types)  # before anything runs, if loading deferred it
         self.drain = drain
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stats = WriteStats()
