@@ -17,12 +17,16 @@ from dqflow.errors import (
     JobNotFoundError,
     NotMigratedError,
     OutputParseError,
+    OutputTooLargeError,
     OutputValidationError,
     PayloadTooLargeError,
     PayloadValidationError,
     StorageError,
+    StorageTooNewError,
+    TooLargeError,
     UnknownJobTypeError,
     ValidationFailed,
+    WaitTimeoutError,
 )
 
 if TYPE_CHECKING:
@@ -31,7 +35,7 @@ if TYPE_CHECKING:
     from dqflow.queue import JobSpec, Queue
     from dqflow.record import JobEvent, JobRecord
     from dqflow.storage import JobPage
-    from dqflow.worker import JobContext, Worker, run_worker
+    from dqflow.worker import JobContext, Worker, WorkerSettingError, run_worker
 
     __version__: str
 
@@ -50,6 +54,7 @@ _LAZY = {
     "JobContext": "dqflow.worker",
     "Worker": "dqflow.worker",
     "run_worker": "dqflow.worker",
+    "WorkerSettingError": "dqflow.worker",
 }
 
 
@@ -86,15 +91,20 @@ __all__ = [
     "JobStatus",
     "NotMigratedError",
     "OutputParseError",
+    "OutputTooLargeError",
     "OutputValidationError",
     "PayloadTooLargeError",
     "PayloadValidationError",
     "Queue",
     "StorageError",
+    "StorageTooNewError",
     "TagMode",
+    "TooLargeError",
     "UnknownJobTypeError",
     "ValidationFailed",
+    "WaitTimeoutError",
     "Worker",
+    "WorkerSettingError",
     "__version__",
     "load_declaration",
     "run_worker",

@@ -2,6 +2,32 @@
 
 from __future__ import annotations
 
+MAX_MESSAGE_CHARS = 1000
+"""No single problem's message is longer than this: a huge value is cut with "…"."""
+
+MAX_PROBLEMS_LISTED = 50
+"""A ``ValidationFailed`` lists at most this many problems, then says how many more there were."""
+
+
+def shorten(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, ending with "…" when it was cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_KINDS = {str: "a string", bool: "a boolean", int: "an integer", float: "a number", list: "a list", dict: "a mapping"}
+
+
+def kind_of(value: object) -> str:
+    """What sort of value ``value`` is, for a message: "a string", "a mapping", "null", ..."""
+    if value is None:
+        return "null"
+    return _KINDS.get(type(value), type(value).__name__)
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)`` for a message, cut to ``limit`` characters."""
+    return shorten(repr(value), limit)
+
 
 class DqflowError(Exception):
     """Base class of every error dqflow raises on purpose."""
@@ -19,22 +45,48 @@ class ConfigError(DqflowError):
         self.file = file
         self.line = line
         self.key = key
-        self.reason = message
+        self.reason = shorten(message)
         where = ""
         if file:
             where = file if line is None else f"{file}:{line}"
         if key:
             where = f"{where}: {key}" if where else key
-        super().__init__(f"{where}: {message}" if where else message)
+        super().__init__(f"{where}: {self.reason}" if where else self.reason)
+
+
+class DeclarationError(ConfigError):
+    """Several problems in one declaration; ``problems`` holds one ConfigError each.
+
+    ``file``/``line``/``key`` are those of the first problem; the message lists all.
+    """
+
+    def __init__(self, problems: list[ConfigError]) -> None:
+        first = problems[0]
+        super().__init__(first.reason, file=first.file, line=first.line, key=first.key)
+        # Each problem's message is bounded already; the list of them is not cut.
+        self.reason = first.reason + "".join(f"\n{problem}" for problem in problems[1:])
+        self.args = (str(first) + "".join(f"\n{problem}" for problem in problems[1:]),)
+        self.problems = problems
+
+
+def raise_all(problems: list[ConfigError]) -> None:
+    """Raise the one problem, or a :class:`DeclarationError` listing them all in line order."""
+    problems = sorted(problems, key=lambda p: p.line if p.line is not None else 1 << 60)
+    if len(problems) == 1:
+        raise problems[0]
+    raise DeclarationError(problems)
 
 
 class ValidationFailed(DqflowError):
     """A value failed a JSON Schema or is not JSON. ``errors`` lists each problem."""
 
     def __init__(self, what: str, errors: list[str]) -> None:
-        self.what = what
-        self.errors = errors
-        super().__init__(f"{what}: " + "; ".join(errors))
+        self.what = shorten(what)
+        listed = [shorten(error) for error in errors[:MAX_PROBLEMS_LISTED]]
+        if len(errors) > MAX_PROBLEMS_LISTED:
+            listed.append(f"… and {len(errors) - MAX_PROBLEMS_LISTED} more")
+        self.errors = listed
+        super().__init__(f"{self.what}: " + "; ".join(self.errors))
 
     def located(self, where: str) -> ValidationFailed:
         """The same error with ``where`` (e.g. ``job 3``) in front of what it is about."""
@@ -58,8 +110,16 @@ class UnknownJobTypeError(PayloadValidationError):
         super().__init__("job_type", [message])
 
 
-class PayloadTooLargeError(ValidationFailed):
-    """A payload or output is larger than the configured limit."""
+class TooLargeError(ValidationFailed):
+    """A payload or output is larger than its configured limit (``limits`` in ``jobs.yaml``)."""
+
+
+class PayloadTooLargeError(TooLargeError, PayloadValidationError):
+    """A payload is larger than ``limits.max_payload_bytes``."""
+
+
+class OutputTooLargeError(TooLargeError, OutputValidationError):
+    """An output is larger than ``limits.max_output_bytes``."""
 
 
 class OutputParseError(DqflowError):
@@ -74,6 +134,16 @@ class JobNotFoundError(DqflowError):
         super().__init__(f"no job with id {job_id}")
 
 
+class WaitTimeoutError(DqflowError, TimeoutError):
+    """``Queue.wait`` gave up: the job had not finished within the timeout."""
+
+    def __init__(self, job_id: int, timeout: float, status: str) -> None:
+        self.job_id = job_id
+        self.timeout = timeout
+        self.status = status
+        super().__init__(f"job {job_id} did not finish within {timeout:g} s (still {status})")
+
+
 class InvalidJobStateError(DqflowError):
     """The job is in a state that does not allow the operation."""
 
@@ -84,3 +154,7 @@ class StorageError(DqflowError):
 
 class NotMigratedError(StorageError):
     """The database has no dqflow schema yet (or an old one)."""
+
+
+class StorageTooNewError(StorageError):
+    """The stored data was written by a newer dqflow (a storage version this code does not know)."""

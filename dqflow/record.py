@@ -68,6 +68,8 @@ class JobRecord(SQLModel):
     locked_at: datetime | None = _ts()
     lease_expires_at: datetime | None = _ts()
     lease_token: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    # added by migration 0002 (columns added later go last, as ALTER TABLE puts them)
+    meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column(_JSON, nullable=False))
 
     @classmethod
     def from_storage(cls, fields: dict[str, Any]) -> JobRecord:
@@ -103,20 +105,6 @@ class JobRecord(SQLModel):
 
 _JOB_FIELDS = frozenset(JobRecord.model_fields)
 
-TIMESTAMP_FIELDS = (
-    "run_at",
-    "created_at",
-    "updated_at",
-    "started_at",
-    "completed_at",
-    "last_failed_at",
-    "last_retried_at",
-    "cancelled_at",
-    "locked_at",
-    "lease_expires_at",
-)
-"""The ``JobRecord`` fields that hold a timestamp (backends that store numbers convert them)."""
-
 
 class JobEvent(SQLModel):
     """One entry of a job's persisted history."""
@@ -144,3 +132,16 @@ class JobEventTable(JobEvent, table=True):
     """The ``dqflow_job_events`` table."""
 
     __tablename__ = "dqflow_job_events"
+
+
+# Field lists by column type, read off the table model (never re-listed by hand).
+_COLUMNS = JobTable.__table__.columns  # type: ignore[attr-defined]
+
+TIMESTAMP_FIELDS: tuple[str, ...] = tuple(c.name for c in _COLUMNS if isinstance(c.type, DateTime))
+"""The ``JobRecord`` fields that hold a timestamp (backends that store numbers convert them)."""
+
+JSON_FIELDS: tuple[str, ...] = tuple(c.name for c in _COLUMNS if isinstance(c.type, JSON))
+"""The ``JobRecord`` fields that hold JSON (backends that store text parse them)."""
+
+BOOLEAN_FIELDS: tuple[str, ...] = tuple(c.name for c in _COLUMNS if isinstance(c.type, Boolean))
+"""The ``JobRecord`` fields that hold a boolean (backends that store integers convert them)."""

@@ -283,7 +283,7 @@ BAD_CASES: list[tuple[str, str, int, str, str]] = [
         "jobs:\n  a:\n    handler: m:f\n    max_attempts: 0\n",
         4,
         "jobs.a.max_attempts",
-        "greater than or equal to 1",
+        "max_attempts must be between 1 and 2,147,483,647, got 0",
     ),
     (
         "bad duration",
@@ -395,6 +395,76 @@ BAD_CASES: list[tuple[str, str, int, str, str]] = [
         "worker.batch_size",
         "greater than or equal to 1",
     ),
+    (
+        "huge priority",
+        "jobs:\n  a:\n    handler: m:f\n    priority: 99999999999999999999999\n",
+        4,
+        "jobs.a.priority",
+        "priority must be between -2,147,483,648 and 2,147,483,647",
+    ),
+    (
+        "priority just over int32",
+        "defaults:\n  priority: 2147483648\njobs:\n  a: {handler: m:f}\n",
+        2,
+        "defaults.priority",
+        "priority must be between -2,147,483,648 and 2,147,483,647, got 2,147,483,648",
+    ),
+    (
+        "huge max_attempts",
+        "jobs:\n  a:\n    handler: m:f\n    max_attempts: 3000000000\n",
+        4,
+        "jobs.a.max_attempts",
+        "max_attempts must be between 1 and 2,147,483,647",
+    ),
+    (
+        "huge timeout",
+        "jobs:\n  a:\n    handler: m:f\n    timeout: 99999999999999999999d\n",
+        4,
+        "jobs.a.timeout",
+        "duration '99999999999999999999d' is too long: at most 365 days",
+    ),
+    (
+        "timeout over a year",
+        "defaults:\n  timeout: 366d\njobs:\n  a: {handler: m:f}\n",
+        2,
+        "defaults.timeout",
+        "is too long: at most 365 days",
+    ),
+    (
+        "retry delay over a year",
+        "jobs:\n  a:\n    handler: m:f\n    retry: {delay: 400d}\n",
+        4,
+        "jobs.a.retry.delay",
+        "is too long: at most 365 days",
+    ),
+    (
+        "huge lease",
+        "worker:\n  lease: .inf\njobs:\n  a: {handler: m:f}\n",
+        2,
+        "worker.lease",
+        "must be finite",
+    ),
+    (
+        "concurrency of a million",
+        "worker:\n  concurrency: 1000000\njobs:\n  a: {handler: m:f}\n",
+        2,
+        "worker.concurrency",
+        "less than or equal to 1000",
+    ),
+    (
+        "timeout zero",
+        "jobs:\n  a:\n    handler: m:f\n    timeout: 0\n",
+        4,
+        "jobs.a.timeout",
+        "must be greater than 0 (use null for none)",
+    ),
+    (
+        "payload limit over 64 MiB",
+        "limits:\n  max_payload_bytes: 1000000000\njobs:\n  a: {handler: m:f}\n",
+        2,
+        "limits.max_payload_bytes",
+        "less than or equal to 67108864",
+    ),
     ("backend not a URL", "backend: queue.db\njobs:\n  a: {handler: m:f}\n", 1, "backend", "is not a URL"),
     (
         "max_delay below delay",
@@ -483,7 +553,8 @@ def test_top_level_not_a_mapping(project: Path, text: str, kind: str) -> None:
     path = write_yaml(project, text)
     error = load_error(path)
     assert error.line == 1
-    assert f"the top level must be a mapping (backend, defaults, worker, limits, jobs), not {kind}" in str(error)
+    expected = f"the top level must be a mapping (backend, defaults, worker, limits, jobs, workflows), not {kind}"
+    assert expected in str(error)
 
 
 def test_missing_file() -> None:
@@ -770,3 +841,238 @@ def test_retry_delay_for() -> None:
     jittered = RetryPolicy(delay=10.0, max_delay=None, jitter=True)
     assert jittered.delay_for(2, rand=lambda: 0.0) == 10.0
     assert jittered.delay_for(2, rand=lambda: 1.0) == 20.0
+
+
+# --------------------------------------------------------------------------- $ref between schema files
+
+
+def write_ref_schemas(folder: Path) -> None:
+    (folder / "schemas" / "defs").mkdir(parents=True, exist_ok=True)
+    (folder / "schemas" / "defs" / "common.json").write_text(
+        json.dumps({"$defs": {"id": {"type": "string", "minLength": 2}, "ids": {"items": {"$ref": "#/$defs/id"}}}})
+    )
+    (folder / "schemas" / "payload.json").write_text(
+        json.dumps(
+            {
+                "type": "object",
+                "properties": {
+                    "id": {"$ref": "defs/common.json#/$defs/id"},
+                    "more": {"$ref": "defs/common.json#/$defs/ids"},
+                },
+                "required": ["id"],
+            }
+        )
+    )
+
+
+def test_ref_to_another_schema_file_resolves_relative_to_the_referring_file(project: Path) -> None:
+    write_ref_schemas(project)
+    path = write_yaml(
+        project,
+        """
+        jobs:
+          a:
+            handler: m:f
+            payload: schemas/payload.json
+          b:
+            handler: m:f
+            payload: {$ref: "schemas/defs/common.json#/$defs/id"}
+        """,
+    )
+    declaration = load_declaration(path, import_handlers=False)
+    a = declaration.job_types["a"].payload_schema
+    b = declaration.job_types["b"].payload_schema
+    assert a is not None and b is not None
+    assert a.errors({"id": "ok", "more": ["xy"]}) == []
+    assert a.errors({"id": "x"}) == ["$.id: 'x' is too short"]
+    assert a.errors({"id": "ok", "more": ["y"]}) == ["$.more[0]: 'y' is too short"]
+    assert b.errors("ok") == [] and b.errors("x") == ["$: 'x' is too short"]
+
+
+@pytest.mark.parametrize(
+    ("ref", "reason"),
+    [
+        ("#/definitions/nope", "nothing is at '/definitions/nope'"),
+        ("https://example.com/schemas/x.json", "remote schemas are never fetched"),
+        ("http://127.0.0.1:9/x.json#/a", "remote schemas are never fetched"),
+        ("nothere.json", "not found"),
+        ("defs/common.json#/$defs/nope", "nothing is at '/$defs/nope'"),
+        ("../../outside.json", "is outside the project"),
+        ("#nope", "no anchor 'nope'"),
+    ],
+)
+def test_ref_that_cannot_resolve_is_refused_at_load(project: Path, ref: str, reason: str) -> None:
+    write_ref_schemas(project)
+    (project.parent / "outside.json").write_text("{}")
+    (project / "schemas" / "bad.json").write_text(json.dumps({"properties": {"x": {"$ref": ref}}}))
+    path = write_yaml(project, "jobs:\n  a:\n    handler: m:f\n\n    output: schemas/bad.json\n")
+    error = load_error(path, import_handlers=False)
+    assert (error.file, error.line, error.key) == (str(path), 5, "jobs.a.output")
+    assert f"$.properties.x.$ref: {ref!r} cannot be resolved" in str(error)
+    assert reason in str(error)
+
+
+def test_broken_ref_inside_a_referenced_file_is_refused(project: Path) -> None:
+    write_ref_schemas(project)
+    (project / "schemas" / "defs" / "broken.json").write_text(json.dumps({"$ref": "common.json#/$defs/missing"}))
+    path = write_yaml(project, "jobs:\n  a:\n    handler: m:f\n    payload: {$ref: schemas/defs/broken.json}\n")
+    error = load_error(path, import_handlers=False)
+    assert (error.line, error.key) == (4, "jobs.a.payload")
+    assert "'common.json#/$defs/missing' cannot be resolved" in str(error)
+    assert "broken.json" in str(error)
+
+
+def test_schema_validator_without_files_refuses_file_refs() -> None:
+    with pytest.raises(InvalidSchemaError, match="no folder to read other schema files from"):
+        SchemaValidator({"$ref": "other.json"})
+    assert SchemaValidator({"$defs": {"a": {"type": "integer"}}, "$ref": "#/$defs/a"}).errors(1) == []
+
+
+# --------------------------------------------------------------------------- aliases, keys, bounded messages
+
+
+def alias_bomb(levels: int, width: int = 9) -> str:
+    lines = ['a0: &a0 ["lol"]']
+    for level in range(1, levels + 1):
+        refs = ", ".join([f"*a{level - 1}"] * width)
+        lines.append(f"a{level}: &a{level} [{refs}]")
+    return "\n".join(lines) + f"\njobs:\n  t:\n    handler: m:f\n    tags: *a{levels}\n"
+
+
+@pytest.mark.parametrize("levels", [7, 9])
+def test_alias_bomb_is_refused_quickly_with_a_short_message(project: Path, levels: int) -> None:
+    path = write_yaml(project, alias_bomb(levels))
+    assert path.stat().st_size < 600
+    error = load_error(path, import_handlers=False)
+    assert "aliases (*name) would expand the declaration by" in str(error)
+    assert "refusing to expand it" in str(error)
+    assert len(str(error)) < 300
+
+
+def test_modest_aliases_are_fine(project: Path) -> None:
+    path = write_yaml(project, alias_bomb(3) + "    priority: 1\n")
+    error = load_error(path, import_handlers=False)  # expands (729 nodes), then fails on what it says
+    assert isinstance(error, DeclarationError)
+    assert any((p.key or "").startswith("jobs.t.tags[0]") for p in error.problems)
+    assert "would expand" not in str(error)
+
+
+def test_alias_that_contains_itself_is_refused(project: Path) -> None:
+    path = write_yaml(project, "x: &x [1, *x]\njobs:\n  t: {handler: m:f, tags: *x}\n")
+    error = load_error(path, import_handlers=False)
+    assert (error.line, "cycle") == (1, "cycle") and "cycle" in str(error)
+
+
+def test_every_message_is_bounded(project: Path) -> None:
+    huge = "x" * 200_000
+    path = write_yaml(project, f"jobs:\n  t:\n    handler: m:f\n    priority: {huge}\n    tags: [{huge}, {{}}]\n")
+    error = load_error(path, import_handlers=False)
+    assert isinstance(error, DeclarationError)
+    for problem in error.problems:
+        assert len(str(problem)) < 1200, str(problem)[:200]
+    assert "…" in str(error)
+
+
+@pytest.mark.parametrize("key", ["on", "yes", "off", "1", "null", "~", "true"])
+def test_yaml_11_words_as_keys_keep_their_name_and_line(project: Path, key: str) -> None:
+    path = write_yaml(project, f"jobs:\n  ok: {{handler: m:f}}\n  {key}:\n    handler: m:f\n    colour: blue\n")
+    error = load_error(path, import_handlers=False)
+    problems = error.problems if isinstance(error, DeclarationError) else [error]
+    assert (5, f"jobs.{key}.colour") in [(p.line, p.key) for p in problems], str(error)
+
+
+def test_a_job_type_called_on_is_a_job_type(project: Path) -> None:
+    path = write_yaml(project, "jobs:\n  on: {handler: m:f}\n  off: {handler: m:g}\n")
+    assert sorted(load_declaration(path, import_handlers=False).job_types) == ["off", "on"]
+
+
+def test_validation_messages_are_bounded() -> None:
+    validator = SchemaValidator({"type": "array", "items": {"type": "integer"}})
+    with pytest.raises(PayloadValidationError) as info:
+        validator.validate(["x" * 1_000_000] * 500, PayloadValidationError, "payload of t")
+    assert len(info.value.errors) == 51
+    assert info.value.errors[-1] == "… and 450 more"
+    assert all(len(message) <= 1000 for message in info.value.errors)
+    assert len(str(info.value)) < 60_000
+
+
+# --------------------------------------------------------------------------- isolated handlers must import
+
+
+def top_level_handler(payload: Any) -> None:
+    return None
+
+
+def make_closure() -> Any:
+    secret = 42
+
+    def closure(payload: Any) -> int:
+        return secret
+
+    return closure
+
+
+@pytest.mark.parametrize(
+    ("handler", "why"),
+    [
+        (make_closure(), "a function defined inside another function (a closure) cannot be imported"),
+        (lambda payload: None, "a lambda has no importable name"),
+    ],
+    ids=["closure", "lambda"],
+)
+def test_isolated_handler_that_a_child_cannot_import_is_refused(handler: Any, why: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Declaration.build({"ok": {"handler": top_level_handler}, "t": {"handler": handler, "isolation": "process"}})
+    assert info.value.key == "jobs.t.handler"
+    assert "cannot run with isolation: process" in str(info.value) and why in str(info.value)
+
+
+def test_isolated_top_level_handler_and_threaded_closure_are_fine() -> None:
+    declaration = Declaration.build(
+        {
+            "isolated": {"handler": top_level_handler, "isolation": "process"},
+            "threaded": {"handler": make_closure()},
+        }
+    )
+    assert declaration.job_types["isolated"].handler is top_level_handler
+
+
+def test_every_problem_is_listed_shape_errors_handlers_and_schemas(project: Path) -> None:
+    pkg = unique_package(project)
+    path = write_yaml(
+        project,
+        f"""
+        jobs:
+          a:
+            handler: {pkg}.reports:nope
+            priority: high
+          b:
+            handler: {pkg}.reports:generate_report
+            payload: schemas/missing.json
+            colour: blue
+          c:
+            handler: {pkg}.missing:f
+            output: {{type: objekt}}
+        """,
+    )
+    error = load_error(path)
+    assert isinstance(error, DeclarationError)
+    assert [(p.line, p.key) for p in error.problems] == [
+        (3, "jobs.a.handler"),
+        (4, "jobs.a.priority"),
+        (7, "jobs.b.payload"),
+        (8, "jobs.b.colour"),
+        (10, "jobs.c.handler"),
+        (11, "jobs.c.output"),
+    ]
+    assert "has no attribute 'nope'" in str(error)
+    assert "schemas/missing.json not found" in str(error)
+
+
+def test_model_does_not_import_the_loader() -> None:
+    """No import circle: the loader builds Declarations from the model, never the other way round."""
+    import dqflow.declaration.model as model
+
+    source = Path(model.__file__).read_text()
+    assert "import build_declaration" not in source and "from dqflow.declaration.loader" not in source
+    assert Declaration.__module__ == "dqflow.declaration.loader"

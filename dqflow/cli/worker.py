@@ -49,21 +49,24 @@ def run(
     ] = LogFormat.TEXT,
 ) -> None:
     """Run jobs until stopped (Ctrl-C: finish running jobs, then exit), or with --drain until idle."""
-    from dqflow.worker import Worker
+    from dqflow.worker import Worker, WorkerSettingError
 
     setup_logging(options().verbose, default_level=logging.INFO, log_format=log_format)
     lease_s = duration(lease, "--lease")
     grace_s = duration(shutdown_grace, "--shutdown-grace")
     with open_queue(import_handlers=True) as queue:
-        worker = Worker(
-            queue,
-            concurrency=concurrency,
-            job_types=job_type or None,
-            drain=drain,
-            batch_size=batch_size,
-            lease=lease_s,
-            shutdown_grace=grace_s,
-        )
+        try:
+            worker = Worker(
+                queue,
+                concurrency=concurrency,
+                job_types=job_type or None,
+                drain=drain,
+                batch_size=batch_size,
+                lease=lease_s,
+                shutdown_grace=grace_s,
+            )
+        except WorkerSettingError as exc:
+            raise typer.BadParameter(str(exc)) from None
         started = time.monotonic()
         worker.run()
         elapsed = time.monotonic() - started

@@ -1,4 +1,7 @@
-"""Load ``jobs.yaml``: YAML with line numbers → strict pydantic check → compiled :class:`Declaration`.
+"""Load ``jobs.yaml`` (or dicts in code): YAML with line numbers → strict pydantic check → :class:`Declaration`.
+
+:class:`Declaration` is defined here, beside the loader that builds it, so
+``Declaration.build`` needs no import back into this module.
 
 Every problem becomes a :class:`~dqflow.errors.ConfigError` that names the
 file, the line and the key (``jobs.generate_report.retry.delay``). When several
@@ -8,38 +11,46 @@ per line, and carries them in ``.problems``.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
-from pydantic_core import ErrorDetails
+from pydantic import ValidationError
 
-from dqflow.declaration.handlers import HandlerImportError, add_import_root, handler_ref_of, import_handler
+from dqflow.declaration.handlers import (
+    HANDLER_REF,
+    HandlerImportError,
+    add_import_root,
+    handler_ref_of,
+    import_handler,
+)
+from dqflow.declaration.messages import describe
 from dqflow.declaration.model import (
-    Declaration,
     JobTypeSpec,
     Limits,
     RawDeclaration,
     RawDefaults,
     RawJob,
-    RawLimits,
     RawRetry,
-    RawWorker,
     RetryPolicy,
     WorkerSettings,
 )
-from dqflow.declaration.schemas import InvalidSchemaError, SchemaValidator
-from dqflow.errors import ConfigError
+from dqflow.declaration.schemas import InvalidSchemaError, LocalSchemaFiles, SchemaValidator
+from dqflow.declaration.yaml_source import Loc, Locator, key_text, parse_yaml
+from dqflow.errors import ConfigError, DeclarationError, UnknownJobTypeError, kind_of, raise_all
+from dqflow.workflows.compile import compile_workflows
+
+if TYPE_CHECKING:
+    from dqflow.workflows.model import Workflow
 
 __all__ = [
     "CONFIG_ENV",
     "DEFAULT_CONFIG",
+    "Declaration",
     "DeclarationError",
     "build_declaration",
     "find_config",
@@ -49,20 +60,63 @@ __all__ = [
 CONFIG_ENV = "DQFLOW_CONFIG"
 DEFAULT_CONFIG = "jobs.yaml"
 
-Loc = tuple[str | int, ...]
+# --------------------------------------------------------------------------- the compiled declaration
 
 
-class DeclarationError(ConfigError):
-    """Several problems in one declaration; ``problems`` holds one ConfigError each.
+@dataclass(frozen=True)
+class Declaration:
+    """A whole declaration: job types, workflows, worker settings, limits, backend URL."""
 
-    ``file``/``line``/``key`` are those of the first problem; the message lists all.
-    """
+    path: Path | None = None
+    backend: str | None = None
+    job_types: dict[str, JobTypeSpec] = field(default_factory=dict)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    limits: Limits = field(default_factory=Limits)
+    workflows: dict[str, Workflow] = field(default_factory=dict)
 
-    def __init__(self, problems: list[ConfigError]) -> None:
-        first = problems[0]
-        message = first.reason + "".join(f"\n{problem}" for problem in problems[1:])
-        super().__init__(message, file=first.file, line=first.line, key=first.key)
-        self.problems = problems
+    @property
+    def base_dir(self) -> Path | None:
+        """The folder of the YAML file (schema paths and handlers are relative to it)."""
+        return None if self.path is None else self.path.parent
+
+    def job_type(self, name: str) -> JobTypeSpec:
+        """The spec of ``name``; :class:`UnknownJobTypeError` when it is not declared."""
+        try:
+            return self.job_types[name]
+        except KeyError:
+            known = ", ".join(sorted(self.job_types)) or "none"
+            raise UnknownJobTypeError(f"unknown job type {name!r} (declared: {known})") from None
+
+    @classmethod
+    def build(
+        cls,
+        jobs: Mapping[str, Mapping[str, Any]],
+        *,
+        defaults: Mapping[str, Any] | None = None,
+        worker: Mapping[str, Any] | None = None,
+        limits: Mapping[str, Any] | None = None,
+        backend: str | None = None,
+        base_dir: str | Path | None = None,
+        import_handlers: bool = True,
+        workflows: Mapping[str, Any] | None = None,
+    ) -> Declaration:
+        """Build a declaration from Python dicts, validated exactly like ``jobs.yaml``.
+
+        A job's ``handler`` may be a callable as well as ``"module:function"``;
+        ``payload``/``output`` may be a schema dict, a path (relative to
+        ``base_dir``, else the current directory) or a :class:`SchemaValidator`.
+        Errors raise :class:`~dqflow.errors.ConfigError` naming the key.
+        """
+        return build_declaration(
+            jobs,
+            defaults=defaults,
+            worker=worker,
+            limits=limits,
+            backend=backend,
+            base_dir=base_dir,
+            import_handlers=import_handlers,
+            workflows=workflows,
+        )
 
 
 # --------------------------------------------------------------------------- finding the file
@@ -91,186 +145,6 @@ def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:
     return candidate
 
 
-# --------------------------------------------------------------------------- YAML with line numbers
-
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-
-
-def _key_text(loc: Loc) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-class _Locator:
-    """Maps a key path (pydantic ``loc``) to the line of ``jobs.yaml`` where it is written."""
-
-    def __init__(self, root: yaml.Node) -> None:
-        self.root = root
-
-    def line(self, loc: Loc) -> int | None:
-        node: yaml.Node = self.root
-        line = node.start_mark.line + 1
-        for part in loc:
-            if isinstance(node, yaml.MappingNode):
-                found = None
-                for key_node, value_node in node.value:  # last wins, as in the constructed dict
-                    if isinstance(key_node, yaml.ScalarNode) and key_node.value == str(part):
-                        found = (key_node, value_node)
-                if found is None:
-                    break
-                line = found[0].start_mark.line + 1
-                node = found[1]
-            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
-                node = node.value[part]
-                line = node.start_mark.line + 1
-            else:
-                break
-        return line
-
-
-def _duplicates(node: yaml.Node, loc: Loc, file: str, seen: set[int], out: list[ConfigError]) -> None:
-    if id(node) in seen:
-        return
-    seen.add(id(node))
-    if isinstance(node, yaml.MappingNode):
-        first_line: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            if key_node.tag == _MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
-                continue
-            name = key_node.value
-            line = key_node.start_mark.line + 1
-            if name in first_line:
-                out.append(
-                    ConfigError(
-                        f"duplicate key {name!r} (first written on line {first_line[name]})",
-                        file=file,
-                        line=line,
-                        key=_key_text((*loc, name)),
-                    )
-                )
-            else:
-                first_line[name] = line
-            _duplicates(value_node, (*loc, name), file, seen, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _duplicates(item, (*loc, index), file, seen, out)
-
-
-def _parse_yaml(text: str, file: str) -> tuple[yaml.Node | None, Any]:
-    try:
-        loader = yaml.SafeLoader(text)
-    except yaml.reader.ReaderError as exc:
-        raise _reader_error(exc, text, file) from exc
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None, None
-        problems: list[ConfigError] = []
-        _duplicates(node, (), file, set(), problems)
-        if problems:
-            _raise(problems)
-        return node, loader.construct_document(node)
-    except yaml.reader.ReaderError as exc:
-        raise _reader_error(exc, text, file) from exc
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        what = exc.problem or "syntax error"
-        if exc.context:
-            where = f" (line {exc.context_mark.line + 1})" if exc.context_mark is not None else ""
-            what = f"{what}, {exc.context}{where}"
-        raise ConfigError(f"invalid YAML: {what}", file=file, line=None if mark is None else mark.line + 1) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML: {exc}", file=file) from exc
-    except RecursionError:
-        raise ConfigError("invalid YAML: nested too deeply", file=file) from None
-    finally:
-        loader.dispose()
-
-
-def _reader_error(exc: yaml.reader.ReaderError, text: str, file: str) -> ConfigError:
-    """A character YAML does not allow (a control character, say), with its line."""
-    line = text.count("\n", 0, exc.position) + 1 if isinstance(exc.position, int) else None
-    char = exc.character if isinstance(exc.character, str) else chr(exc.character)
-    return ConfigError(f"invalid YAML: character {char!r} is not allowed here", file=file, line=line)
-
-
-# --------------------------------------------------------------------------- pydantic errors → messages
-
-_KIND = {
-    "str": "a string",
-    "int": "an integer",
-    "float": "a number",
-    "bool": "a boolean",
-    "list": "a list",
-    "dict": "a mapping",
-    "NoneType": "null",
-}
-_EXPECTED = {
-    "int_type": "an integer",
-    "int_parsing": "an integer",
-    "int_from_float": "an integer",
-    "float_type": "a number",
-    "string_type": "a string",
-    "bool_type": "true or false",
-    "list_type": "a list",
-    "dict_type": "a mapping",
-    "model_type": "a mapping",
-    "model_attributes_type": "a mapping",
-}
-
-
-def _kind(value: Any) -> str:
-    return _KIND.get(type(value).__name__, type(value).__name__)
-
-
-def _model_at(loc: Loc) -> type[BaseModel] | None:
-    """The raw model whose keys live at ``loc`` (for listing allowed keys)."""
-    parts = [p for p in loc if p != "[key]"]
-    if not parts:
-        return RawDeclaration
-    head, rest = parts[0], parts[1:]
-    if head == "defaults":
-        return RawDefaults if not rest else RawRetry if rest == ["retry"] else None
-    if head == "worker" and not rest:
-        return RawWorker
-    if head == "limits" and not rest:
-        return RawLimits
-    if head == "jobs" and len(rest) == 1:
-        return RawJob
-    if head == "jobs" and len(rest) == 2 and rest[1] == "retry":
-        return RawRetry
-    return None
-
-
-def _describe(error: ErrorDetails) -> str:
-    kind = error["type"]
-    loc: Loc = tuple(error["loc"])
-    value = error.get("input")
-    if kind == "extra_forbidden":
-        name = str(loc[-1])
-        model = _model_at(loc[:-1])
-        if model is None:
-            return f"unknown key {name!r}"
-        allowed = list(model.model_fields)
-        close = difflib.get_close_matches(name, allowed, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        return f"unknown key {name!r}{hint} (allowed: {', '.join(allowed)})"
-    if kind == "missing":
-        return f"missing required key {loc[-1]!r}"
-    if kind in _EXPECTED:
-        return f"expected {_EXPECTED[kind]}, got {_kind(value)} ({value!r})"
-    message = error["msg"]
-    for prefix in ("Value error, ", "Assertion failed, "):
-        if message.startswith(prefix):
-            return message[len(prefix) :]
-    return f"{message[:1].lower()}{message[1:]} (got {value!r})"
-
-
 def _data_loc(loc: tuple[Any, ...]) -> Loc:
     return tuple(p for p in loc if p != "[key]")
 
@@ -281,20 +155,23 @@ def _data_loc(loc: tuple[Any, ...]) -> Loc:
 @dataclass
 class _Context:
     file: str | None
-    locator: _Locator | None
+    locator: Locator | None
     base_dir: Path | None
     import_handlers: bool
+    schema_files: LocalSchemaFiles = field(init=False)
+
+    def __post_init__(self) -> None:
+        # `$ref`s may name schema files under the declaration's folder (and, below, under
+        # the folder of each schema file the declaration names), never anything else.
+        self.schema_files = LocalSchemaFiles([self.folder])
+
+    @property
+    def folder(self) -> Path:
+        return self.base_dir or Path.cwd()
 
     def problem(self, message: str, loc: Loc) -> ConfigError:
         line = self.locator.line(loc) if self.locator is not None else None
-        return ConfigError(message, file=self.file, line=line, key=_key_text(loc) or None)
-
-
-def _raise(problems: list[ConfigError]) -> None:
-    problems = sorted(problems, key=lambda p: p.line if p.line is not None else 1 << 60)
-    if len(problems) == 1:
-        raise problems[0]
-    raise DeclarationError(problems)
+        return ConfigError(message, file=self.file, line=line, key=key_text(loc) or None)
 
 
 def _pick(name: str, job: RawJob, defaults: RawDefaults) -> Any:
@@ -323,14 +200,19 @@ def _load_schema(
         return source
     if isinstance(source, dict):
         try:
-            return SchemaValidator(source, name=f"{_key_text(loc)} (inline)")
+            return SchemaValidator(
+                source,
+                name=f"{key_text(loc)} (inline)",
+                base_uri=ctx.folder.resolve().as_uri() + "/",
+                files=ctx.schema_files,
+            )
         except InvalidSchemaError as exc:
             out.append(ctx.problem(f"inline {which} schema is not a valid JSON Schema: {exc}", loc))
             return None
     written = str(source)
     path = Path(written).expanduser()
     if not path.is_absolute():
-        path = (ctx.base_dir or Path.cwd()) / path
+        path = ctx.folder / path
     path = path.resolve()
     if path in cache:
         return cache[path]
@@ -346,7 +228,8 @@ def _load_schema(
         out.append(ctx.problem(f"{which} schema file {written} cannot be read: {exc}", loc))
         return None
     try:
-        validator = SchemaValidator(document, name=str(path))
+        ctx.schema_files.allow(path.parent)
+        validator = SchemaValidator(document, name=str(path), base_uri=path.as_uri(), files=ctx.schema_files)
     except InvalidSchemaError as exc:
         out.append(ctx.problem(f"{which} schema file {written} is not a valid JSON Schema: {exc}", loc))
         return None
@@ -354,15 +237,26 @@ def _load_schema(
     return validator
 
 
-def _handler(job: RawJob, loc: Loc, ctx: _Context, out: list[ConfigError]) -> tuple[str, Callable[..., Any] | None]:
-    if not isinstance(job.handler, str):
-        func: Callable[..., Any] = job.handler
-        return handler_ref_of(func), func
-    ref = job.handler
+def _handler(
+    written: Any, isolation: str, loc: Loc, ctx: _Context, out: list[ConfigError]
+) -> tuple[str, Callable[..., Any] | None]:
+    if not isinstance(written, str):
+        func: Callable[..., Any] = written
+        ref = handler_ref_of(func)
+        if isolation == "process":
+            why = _not_importable(func, ref)
+            if why is not None:
+                out.append(
+                    ctx.problem(
+                        f"handler {ref} cannot run with isolation: process: the child process imports its "
+                        f"handler by name, and {why}; define it at the top level of a module",
+                        loc,
+                    )
+                )
+        return ref, func
+    ref = written
     if not ctx.import_handlers:
         return ref, None
-    if ctx.base_dir is not None:
-        add_import_root(ctx.base_dir)
     try:
         return ref, import_handler(ref)
     except HandlerImportError as exc:
@@ -370,14 +264,60 @@ def _handler(job: RawJob, loc: Loc, ctx: _Context, out: list[ConfigError]) -> tu
         return ref, None
 
 
+def _not_importable(func: Callable[..., Any], ref: str) -> str | None:
+    """Why a child process could not import ``func`` by its name ``ref`` (None when it can)."""
+    name = getattr(func, "__qualname__", "")
+    if "<lambda>" in name:
+        return "a lambda has no importable name"
+    if "<locals>" in name:
+        return "a function defined inside another function (a closure) cannot be imported"
+    if ref.startswith("__main__:"):
+        return "a function of the script being run (__main__) is not importable by other processes"
+    try:
+        found = import_handler(ref)
+    except HandlerImportError as exc:
+        return f"importing it fails ({exc})"
+    if found is not func and getattr(found, "__wrapped__", None) is not func:
+        return f"{ref} names a different object"
+    return None
+
+
+def _check_what_is_readable(data: Any, ctx: _Context, problems: list[ConfigError]) -> None:
+    """After shape errors, still check the handlers and schemas that are written well enough to check.
+
+    So one run lists a bad key *and* a handler that does not import (each
+    problem once: a value the shape check refused is not looked at again).
+    """
+    jobs = data.get("jobs") if isinstance(data, dict) else None
+    if not isinstance(jobs, dict):
+        return
+    cache: dict[Path, SchemaValidator] = {}
+    for name, job in jobs.items():
+        if not isinstance(job, dict):
+            continue
+        base: Loc = ("jobs", name)
+        handler = job.get("handler")
+        if (isinstance(handler, str) and HANDLER_REF.match(handler)) or (handler is not None and callable(handler)):
+            isolation = job.get("isolation")
+            _handler(handler, isolation if isinstance(isolation, str) else "thread", (*base, "handler"), ctx, problems)
+        for which in ("payload", "output"):
+            source = job.get(which)
+            if isinstance(source, dict) or (isinstance(source, str) and source.strip()):
+                _load_schema(source, which, (*base, which), ctx, cache, problems)
+
+
 def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
+    if ctx.import_handlers and ctx.base_dir is not None:
+        add_import_root(ctx.base_dir)
     try:
         raw = RawDeclaration.model_validate(data)
     except ValidationError as exc:
-        _raise([ctx.problem(_describe(err), _data_loc(tuple(err["loc"]))) for err in exc.errors()])
+        problems = [ctx.problem(describe(err), _data_loc(tuple(err["loc"]))) for err in exc.errors()]
+        _check_what_is_readable(data, ctx, problems)
+        raise_all(problems)
         raise  # unreachable: _raise always raises
 
-    problems: list[ConfigError] = []
+    problems = []
     cache: dict[Path, SchemaValidator] = {}
     defaults = raw.defaults
     job_types: dict[str, JobTypeSpec] = {}
@@ -394,7 +334,7 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
             )
         payload = _load_schema(job.payload, "payload", (*base, "payload"), ctx, cache, problems)
         output = _load_schema(job.output, "output", (*base, "output"), ctx, cache, problems)
-        handler_ref, handler = _handler(job, (*base, "handler"), ctx, problems)
+        handler_ref, handler = _handler(job.handler, job.isolation, (*base, "handler"), ctx, problems)
         job_types[name] = JobTypeSpec(
             name=name,
             handler_ref=handler_ref,
@@ -409,6 +349,13 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
             isolation=job.isolation,
             description=job.description,
         )
+    workflows, workflow_problems = compile_workflows(
+        raw.workflows,
+        job_types,
+        problem=ctx.problem,
+        load_schema=lambda source, which, loc: _load_schema(source, which, loc, ctx, cache, problems),
+    )
+    problems += workflow_problems
     w = raw.worker
     if w.heartbeat >= w.lease:
         problems.append(
@@ -419,7 +366,7 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
             )
         )
     if problems:
-        _raise(problems)
+        raise_all(problems)
 
     return Declaration(
         path=path,
@@ -434,6 +381,7 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
             shutdown_grace=w.shutdown_grace,
         ),
         limits=Limits(max_payload_bytes=raw.limits.max_payload_bytes, max_output_bytes=raw.limits.max_output_bytes),
+        workflows=workflows,
     )
 
 
@@ -456,17 +404,18 @@ def load_declaration(path: str | os.PathLike[str], *, import_handlers: bool = Tr
         raise ConfigError(f"declaration not found: {source.absolute()}", file=file) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the declaration: {exc}", file=file) from exc
-    node, data = _parse_yaml(text, file)
+    node, data = parse_yaml(text, file)
     if node is None:
         raise ConfigError("the file is empty: declare at least `jobs:`", file=file, line=1)
     if not isinstance(node, yaml.MappingNode):
         raise ConfigError(
-            f"the top level must be a mapping (backend, defaults, worker, limits, jobs), not {_kind(data)}",
+            "the top level must be a mapping (backend, defaults, worker, limits, jobs, workflows), "
+            f"not {kind_of(data)}",
             file=file,
             line=node.start_mark.line + 1,
         )
     resolved = source.resolve()
-    ctx = _Context(file=file, locator=_Locator(node), base_dir=resolved.parent, import_handlers=import_handlers)
+    ctx = _Context(file=file, locator=Locator(node), base_dir=resolved.parent, import_handlers=import_handlers)
     return _compile(data, ctx, resolved)
 
 
@@ -479,6 +428,7 @@ def build_declaration(
     backend: str | None = None,
     base_dir: str | os.PathLike[str] | None = None,
     import_handlers: bool = True,
+    workflows: Mapping[str, Any] | None = None,
 ) -> Declaration:
     """:meth:`Declaration.build`: the same checks as ``jobs.yaml``, from Python dicts."""
 
@@ -495,6 +445,8 @@ def build_declaration(
     for key, section in (("defaults", defaults), ("worker", worker), ("limits", limits)):
         if section is not None:
             data[key] = plain(section)
+    if workflows is not None:
+        data["workflows"] = plain(workflows)
     if backend is not None:
         data["backend"] = backend
     folder = None if base_dir is None else Path(base_dir).resolve()

@@ -8,6 +8,7 @@ from typing import Any
 from dqflow.errors import ConfigError
 from dqflow.extras import missing_extra
 from dqflow.storage.base import (
+    FAILURE_TEXT_LIMIT,
     AddResult,
     Completion,
     Failure,
@@ -15,6 +16,7 @@ from dqflow.storage.base import (
     JobPage,
     Lease,
     NewJob,
+    Outcome,
     ReclaimedJob,
     Release,
     Storage,
@@ -22,6 +24,7 @@ from dqflow.storage.base import (
 )
 
 __all__ = [
+    "FAILURE_TEXT_LIMIT",
     "AddResult",
     "Completion",
     "Failure",
@@ -29,6 +32,7 @@ __all__ = [
     "JobPage",
     "Lease",
     "NewJob",
+    "Outcome",
     "ReclaimedJob",
     "Release",
     "Storage",

@@ -13,8 +13,8 @@ Conventions shared by every backend:
   retried, cancelled, edited, reclaimed) appends its entry to the job's event
   history in the same atomic step (transaction or Lua script) as the change
   itself. Lease renewals, progress and output writes, and shutdown hand-backs
-  (``release_jobs``) record none.
-* Worker writes (complete, fail, release, progress, output, lease renewal) are
+  (``Release``) record none.
+* Worker writes (settled outcomes, progress, output, lease renewal) are
   **fenced**: they apply only while the job is ``processing`` with the same
   ``lease_token`` the claim handed out. Each claim, reclaim, cancel and retry
   bumps the token, so a worker that lost its job can no longer touch it.
@@ -24,15 +24,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from enum import StrEnum
+from typing import Any, TypeAlias, get_args
+
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Integer, Text
 
 from dqflow.enums import JobStatus
 from dqflow.enums import TagMode as TagMode  # re-exported: the backends and dqflow.storage take it from here
-
-if TYPE_CHECKING:  # the records need SQLModel, which only reading jobs pays for
-    from dqflow.record import JobEvent, JobRecord
+from dqflow.record import JobEvent, JobRecord, JobTable
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,75 @@ class NewJob:
     retry_jitter: bool = True
     tags: tuple[str, ...] = ()
     idempotency_key: str | None = None
+    meta_json: str = "{}"
+
+
+class OptionKind(StrEnum):
+    """How a job option's value is held in ``NewJob`` (read off its ``JobRecord`` column)."""
+
+    INT32 = "int32"  # Integer column
+    INT = "int"  # BigInteger column
+    BOOL = "bool"
+    TEXT = "text"
+    TIME = "time"  # aware datetime; None means now where the column is required
+    JSON_TEXT = "json_text"  # serialised JSON (``*_json`` fields)
+    STRINGS = "strings"  # a tuple of strings stored as a JSON array (tags)
+
+
+@dataclass(frozen=True, slots=True)
+class JobOption:
+    """One field of ``NewJob``: the ``JobRecord`` column it fills and how."""
+
+    name: str  # the NewJob field, also the ``edit_job`` key
+    column: str  # the JobRecord field (``payload_json`` fills ``payload``)
+    kind: OptionKind
+    nullable: bool  # None is stored as null (else None means the column's default)
+    editable: bool
+
+
+_FIXED_AT_ADD = frozenset({"job_type", "idempotency_key"})
+
+
+def _option_kind(name: str, column: Any) -> OptionKind:
+    if name.endswith("_json"):
+        return OptionKind.JSON_TEXT
+    kinds: tuple[tuple[type, OptionKind], ...] = (
+        (BigInteger, OptionKind.INT),
+        (Integer, OptionKind.INT32),
+        (Boolean, OptionKind.BOOL),
+        (DateTime, OptionKind.TIME),
+        (JSON, OptionKind.STRINGS),
+        (Text, OptionKind.TEXT),
+    )
+    for sql_type, kind in kinds:
+        if isinstance(column.type, sql_type):
+            return kind
+    raise TypeError(f"NewJob.{name}: no option kind for column type {column.type!r}")  # pragma: no cover
+
+
+def _job_options() -> tuple[JobOption, ...]:
+    columns = JobTable.__table__.columns  # type: ignore[attr-defined]
+    options = []
+    for item in fields(NewJob):
+        column = columns[item.name.removesuffix("_json")]
+        options.append(
+            JobOption(
+                item.name,
+                column.name,
+                _option_kind(item.name, column),
+                bool(column.nullable),
+                item.name not in _FIXED_AT_ADD,
+            )
+        )
+    return tuple(options)
+
+
+JOB_OPTIONS: tuple[JobOption, ...] = _job_options()
+"""Every job option, in ``NewJob`` order: the one table backends build their inserts,
+edits and codecs from (derived from ``NewJob`` and the ``JobRecord`` columns)."""
+
+EDITABLE_FIELDS = frozenset(option.name for option in JOB_OPTIONS if option.editable)
+"""Fields ``edit_job`` accepts (values as in ``NewJob``; ``*_json`` fields are JSON text)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,15 +140,41 @@ class Completion:
     output_json: str | None = None
 
 
+FAILURE_TEXT_LIMIT = 65_536
+"""Most characters of a failure's ``error`` or ``traceback`` that storage keeps.
+
+The worker bounds both well below this; storage cuts anything longer (saying so in
+the kept text) so that no caller can put megabytes into a job's history.
+"""
+
+
+def bounded_text(text: str, limit: int = FAILURE_TEXT_LIMIT) -> str:
+    """``text`` itself, or its start plus a note of how much was cut, within ``limit``."""
+    if len(text) <= limit:
+        return text
+    keep = limit - 80  # room for the note
+    return text[:keep] + f"\n[... {len(text) - keep:,} more characters cut by dqflow storage]"
+
+
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """A fenced failed attempt. ``retry_at`` set: back to pending then; None: failed for good."""
+    """A fenced failed attempt. ``retry_at`` set: back to pending then; None: failed for good.
+
+    ``error`` and ``traceback`` are cut to ``FAILURE_TEXT_LIMIT`` characters.
+    """
 
     job_id: int
     lease_token: int
     error: str
     reason: str
     retry_at: datetime | None = None
+    traceback: str | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.error) > FAILURE_TEXT_LIMIT:
+            object.__setattr__(self, "error", bounded_text(self.error))
+        if self.traceback is not None and len(self.traceback) > FAILURE_TEXT_LIMIT:
+            object.__setattr__(self, "traceback", bounded_text(self.traceback))
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +184,36 @@ class Release:
     job_id: int
     lease_token: int
     started: bool
+
+
+Outcome: TypeAlias = Completion | Failure | Release
+"""How an attempt ended, as the worker reports it to ``Storage.settle_jobs``.
+
+A new kind of outcome (waiting, snoozed, completed-then-promote) is a new
+dataclass here plus its branch in each backend's ``settle_jobs``.
+"""
+
+OUTCOME_KINDS: tuple[type[Outcome], ...] = get_args(Outcome)
+
+
+def outcomes_by_kind(outcomes: Sequence[Outcome]) -> dict[type[Outcome], list[int]]:
+    """Input positions of the outcomes to try, grouped by kind (first kind seen first).
+
+    Only the first outcome of each job in a batch is tried; later ones are left out
+    (their flags stay False), so the result does not depend on the order in which a
+    backend writes the kinds. ``TypeError`` for an unknown kind.
+    """
+    groups: dict[type[Outcome], list[int]] = {}
+    seen: set[int] = set()
+    for position, outcome in enumerate(outcomes):
+        kind = type(outcome)
+        if kind not in OUTCOME_KINDS:
+            raise TypeError(f"settle_jobs takes {', '.join(k.__name__ for k in OUTCOME_KINDS)}, not {kind.__name__}")
+        if outcome.job_id in seen:
+            continue
+        seen.add(outcome.job_id)
+        groups.setdefault(kind, []).append(position)
+    return groups
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,23 +252,6 @@ class JobPage:
 
     jobs: list[JobRecord] = field(default_factory=list)
     next_cursor: int | None = None
-
-
-# Fields ``edit_job`` accepts (values as in ``NewJob``; ``payload_json`` is JSON text).
-EDITABLE_FIELDS = frozenset(
-    {
-        "payload_json",
-        "priority",
-        "run_at",
-        "max_attempts",
-        "timeout_ms",
-        "retry_delay_ms",
-        "retry_backoff",
-        "retry_max_delay_ms",
-        "retry_jitter",
-        "tags",
-    }
-)
 
 
 class Storage(ABC):
@@ -188,6 +297,11 @@ class Storage(ABC):
     def get_events(self, job_id: int) -> list[JobEvent]:
         """The job's history, oldest first (empty for an unknown id)."""
 
+    @abstractmethod
+    def count_jobs(self) -> dict[tuple[str, JobStatus], int]:
+        """How many jobs there are per (job type, status); pairs with none are left out.
+        For dashboards and metrics: exact, and cheap enough to ask every few seconds."""
+
     # -- managing ------------------------------------------------------------------
 
     @abstractmethod
@@ -213,7 +327,8 @@ class Storage(ABC):
     def claim_jobs(self, worker_id: str, job_types: Sequence[str] | None, limit: int, lease_ms: int) -> list[JobRecord]:
         """Atomically claim up to ``limit`` ready jobs (pending, ``run_at`` due),
         highest priority first, then oldest. Each becomes ``processing`` with
-        attempts+1, a new ``lease_token``, ``locked_by``/``locked_at``,
+        attempts+1, output and progress cleared (a new attempt starts with
+        neither), a new ``lease_token``, ``locked_by``/``locked_at``,
         ``lease_expires_at = now + lease_ms``, ``started_at`` and a
         ``processing`` event. Returns the updated records."""
 
@@ -223,20 +338,22 @@ class Storage(ABC):
         cancelled or taken over: its handler should stop)."""
 
     @abstractmethod
-    def complete_jobs(self, completions: Sequence[Completion]) -> list[bool]:
-        """Fenced: mark jobs completed (progress kept, output stored when given,
-        lease cleared, a ``completed`` event). One flag per item: applied or rejected."""
+    def settle_jobs(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        """Fenced: write a batch of outcomes atomically, each with its event; one flag
+        per item in input order: applied, or rejected (the job is no longer
+        ``processing`` under that token, or an earlier item of the batch is for the
+        same job: only a job's first outcome in a batch is tried).
 
-    @abstractmethod
-    def fail_jobs(self, failures: Sequence[Failure]) -> list[bool]:
-        """Fenced: record the error in ``error_history`` (attempt, error, reason, at),
-        set ``failure_reason`` and ``last_failed_at``; pending at ``retry_at`` when
-        given, else ``failed``. A ``failed`` event with ``will_retry``."""
-
-    @abstractmethod
-    def release_jobs(self, releases: Sequence[Release]) -> list[bool]:
-        """Fenced: hand claimed jobs back to pending, runnable now, lease cleared
-        and token bumped; the attempt is refunded when ``started`` is False."""
+        * ``Completion``: completed (progress kept, output stored when given,
+          ``failure_reason`` and lease cleared, a ``completed`` event).
+        * ``Failure``: an entry joins ``error_history`` (attempt, error, reason, at,
+          traceback, and the output and progress the attempt stored),
+          ``failure_reason`` and ``last_failed_at`` set; pending at ``retry_at`` when
+          given (output and progress cleared), else ``failed`` (both kept). A
+          ``failed`` event with ``will_retry``.
+        * ``Release``: handed back to pending, runnable now, lease cleared and token
+          bumped; the attempt is refunded when ``started`` is False. No event.
+        """
 
     @abstractmethod
     def set_progress(self, job_id: int, lease_token: int, progress: int) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from typing import Any
@@ -106,3 +107,17 @@ async def async_wait_for_cancel(payload: dict[str, Any], ctx: JobContext) -> dic
         _record(payload["seen"], f"seen {ctx.job.id} CancelledError")
         raise
     return {"n": payload["n"], "pid": os.getpid()}
+
+
+async def async_stubborn(payload: dict[str, Any], ctx: JobContext) -> None:
+    """Log '<job id> <pid>', then sleep for ever, swallowing every cancellation of its task."""
+    _record(payload["log"], f"{ctx.job.id} {os.getpid()}")
+    while True:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)
+
+
+def exit_process(payload: dict[str, Any], ctx: JobContext) -> None:
+    """Log '<job id> <pid>', then end the worker's process at once (no clean-up, like a crash)."""
+    _record(payload["log"], f"{ctx.job.id} {os.getpid()}")
+    os._exit(3)

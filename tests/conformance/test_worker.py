@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import logging
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +25,7 @@ from dqflow import (
     OutputValidationError,
     Queue,
     Worker,
+    WorkerSettingError,
 )
 
 OUTPUT_SCHEMA = {
@@ -286,6 +290,36 @@ def test_async_handler_is_cancelled_at_its_timeout(backend: str) -> None:
     assert job.failure_reason == "timeout"
 
 
+async def _swallows_cancellation(payload: Any, ctx: JobContext) -> Any:
+    while True:  # a handler that ignores every cancellation
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)
+
+
+def test_async_handler_swallowing_cancellation_loses_its_slot_at_its_timeout(backend: str) -> None:
+    queue = make_queue(
+        backend,
+        {
+            "stubborn": {"handler": _swallows_cancellation, "timeout": "300ms", "max_attempts": 1},
+            "quick": {"handler": lambda p, c: {"ok": True}},
+        },
+    )
+    stubborn = queue.add("stubborn", {}, priority=1)
+    quick = queue.add("quick", {})
+    started = time.monotonic()
+    with running_worker(queue, concurrency=1, shutdown_grace=0.5):
+        job = wait_for_status(queue, stubborn, "failed", timeout=10)
+        assert job.failure_reason == "timeout", job
+        assert wait_for_status(queue, quick, "completed", timeout=10).output == {"ok": True}
+        assert time.monotonic() - started < 5
+        second = queue.add("stubborn", {}, timeout="30s")
+        wait_until(lambda: queue.get_job(second).status is JobStatus.PROCESSING)
+        stopping = time.monotonic()
+    # the second one swallows the shutdown's cancellation too: the worker still stops within its grace
+    assert time.monotonic() - stopping < 2.5
+    assert queue.get_job(second).status is JobStatus.PENDING
+
+
 def test_cancelling_a_running_job_reaches_the_handler(backend: str) -> None:
     started = threading.Event()
     saw_cancel = threading.Event()
@@ -424,12 +458,15 @@ def test_idle_worker_starts_a_new_job_within_milliseconds(backend: str) -> None:
     assert sorted(delays)[2] < 0.1  # median well under the 5 s poll interval
 
 
-def test_no_handler_fails_without_retry(backend: str) -> None:
+def test_a_worker_without_handlers_is_refused_and_claims_nothing(backend: str) -> None:
     queue = make_queue(backend, {"t": {"handler": "tests_missing_module:nothing"}}, import_handlers=False)
     job_id = queue.add("t", {})
-    drain(queue)
+    with pytest.raises(ValueError, match="no declared job type has an imported handler"):
+        Worker(queue)
+    with pytest.raises(ValueError, match="job type 't' has no imported handler"):
+        Worker(queue, job_types=["t"])
     job = queue.get_job(job_id)
-    assert job.status is JobStatus.FAILED and job.failure_reason == "no_handler" and job.attempts == 1
+    assert job.status is JobStatus.PENDING and job.attempts == 0
 
 
 def test_processing_completed_and_failed_events(backend: str) -> None:
@@ -501,3 +538,70 @@ def test_drain_exits_when_nothing_is_ready(backend: str) -> None:
     assert time.monotonic() - started < 5
     assert queue.get_job(now).status is JobStatus.COMPLETED
     assert queue.get_job(later).status is JobStatus.PENDING
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"concurrency": 0}, "concurrency must be from 1 to 1000, got 0"),
+        ({"concurrency": -2}, "concurrency must be from 1 to 1000, got -2"),
+        ({"concurrency": 1_000_000}, "concurrency must be from 1 to 1000"),
+        ({"concurrency": 2.5}, "concurrency must be a whole number"),
+        ({"batch_size": 0}, "batch_size must be from 1 to 1000, got 0"),
+        ({"lease": 0}, "lease must be more than 0 seconds, got 0"),
+        ({"lease": -1.0}, "lease must be more than 0 seconds"),
+        ({"lease": float("nan")}, "lease must be a finite number"),
+        ({"lease": 1, "heartbeat": 5}, "heartbeat must be at most half the lease"),
+        ({"lease": 1, "heartbeat": 0.6}, "heartbeat must be at most half the lease"),
+        ({"heartbeat": 0}, "heartbeat must be more than 0 seconds"),
+        ({"poll_interval": 0}, "poll_interval must be more than 0 seconds"),
+        ({"shutdown_grace": -1}, "shutdown_grace must be 0 or more seconds"),
+        ({"reclaim_interval": 0}, "reclaim_interval must be more than 0 seconds"),
+    ],
+)
+def test_worker_settings_that_cannot_work_are_refused(options: dict[str, Any], message: str, tmp_path: Path) -> None:
+    queue = make_queue(f"sqlite:///{tmp_path / 'q.db'}", {"t": {"handler": lambda p, c: None}})
+    with pytest.raises(WorkerSettingError, match=message.replace(".", r"\.")):
+        Worker(queue, **options)
+    queue.close()
+
+
+def test_worker_settings_given_are_kept(tmp_path: Path) -> None:
+    queue = make_queue(f"sqlite:///{tmp_path / 'q.db'}", {"t": {"handler": lambda p, c: None}})
+    worker = Worker(queue, concurrency=3, lease=2, heartbeat=1, shutdown_grace=0)
+    assert (worker.concurrency, worker.batch_size, worker.lease, worker.heartbeat, worker.shutdown_grace) == (
+        3,
+        3,
+        2.0,
+        1.0,
+        0.0,
+    )
+    queue.close()
+
+
+def _raise_huge(payload: Any, ctx: JobContext) -> Any:
+    raise ValueError("x" * 5_000_000)
+
+
+def test_handler_errors_are_bounded_and_keep_their_traceback(backend: str, caplog: pytest.LogCaptureFixture) -> None:
+    failed: list[dict[str, Any]] = []
+    queue = make_queue(backend, {"huge": {"handler": _raise_huge, "max_attempts": 2}})
+    queue.on("job:failed", failed.append)
+    job_id = queue.add("huge", {})
+    with caplog.at_level(logging.WARNING, logger="dqflow.worker"), running_worker(queue):
+        job = wait_for_status(queue, job_id, "failed")
+        wait_until(lambda: len(failed) == 2)
+    assert len(job.error_history) == 2
+    for entry in job.error_history:
+        assert entry["reason"] == "handler_error"
+        assert entry["error"].startswith("ValueError: xxx") and entry["error"].endswith("more characters cut]")
+        assert len(entry["error"]) <= 8_192
+        assert entry["traceback"].startswith("Traceback (most recent call last):")
+        assert "in _raise_huge" in entry["traceback"] and len(entry["traceback"]) <= 16_384
+    assert [type(event["exception"]) for event in failed] == [ValueError, ValueError]
+    assert all(len(event["error"]) <= 8_192 for event in failed)
+    records = [r for r in caplog.records if "attempt" in r.getMessage() and "failed" in r.getMessage()]
+    assert [r.levelno for r in records] == [logging.WARNING, logging.ERROR]
+    for record in records:
+        text = record.getMessage()
+        assert "in _raise_huge" in text and len(text) < 30_000

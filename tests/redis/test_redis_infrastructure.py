@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 from backends import REDIS_URL
+from helpers import list_all_ids
 from redis.crc import key_slot
 
 from dqflow.errors import ConfigError, StorageError
@@ -55,9 +56,9 @@ def exercise(storage: RedisStorage) -> None:
         ]
     )
     a, b, c = storage.claim_jobs("w", ["a"], 3, 1)
-    storage.complete_jobs([Completion(a.id, a.lease_token, "1")])
-    storage.fail_jobs([Failure(b.id, b.lease_token, "e", "handler_error")])
-    storage.release_jobs([Release(c.id, c.lease_token, True)])
+    storage.settle_jobs([Completion(a.id, a.lease_token, "1")])
+    storage.settle_jobs([Failure(b.id, b.lease_token, "e", "handler_error")])
+    storage.settle_jobs([Release(c.id, c.lease_token, True)])
     storage.renew_leases("w", [Lease(c.id, c.lease_token)], 1000)
     storage.retry_job(b.id)
     storage.edit_job(2, {"tags": ["q"], "priority": 3})
@@ -116,7 +117,7 @@ def test_list_walks_the_smallest_index_not_every_job(storage: RedisStorage) -> N
 def test_claim_does_not_scan_finished_jobs(storage: RedisStorage, raw: redis.Redis) -> None:
     storage.add_jobs([NewJob("t", "{}") for _ in range(500)])
     claimed = storage.claim_jobs("w", None, 500, 60_000)
-    storage.complete_jobs([Completion(j.id, j.lease_token) for j in claimed])
+    storage.settle_jobs([Completion(j.id, j.lease_token) for j in claimed])
     tag = "{" + storage.prefix + "}"
     assert raw.exists(f"{tag}:ready:t") == 0 and raw.zcard(f"{tag}:processing") == 0
     assert raw.zcard(f"{tag}:status:completed") == 500
@@ -176,7 +177,7 @@ def test_release_and_retry_wake_waiters(storage: RedisStorage) -> None:
     [job_id] = [r.job_id for r in storage.add_jobs([NewJob("t", "{}")])]
     [job] = storage.claim_jobs("w", ["t"], 1, 60_000)
     storage.wait_for_jobs(0.01, ["t"])  # eat the add's token
-    storage.release_jobs([Release(job_id, job.lease_token, False)])
+    storage.settle_jobs([Release(job_id, job.lease_token, False)])
     start = time.perf_counter()
     storage.wait_for_jobs(2.0, ["t"])
     assert time.perf_counter() - start < 0.5
@@ -257,24 +258,23 @@ def test_url_forms() -> None:
     assert RedisStorage(redis.Redis(port=6390, ssl=True)).url == "rediss://localhost:6390/0"
 
 
-def test_threads_claim_each_job_once(storage: RedisStorage) -> None:
-    storage.add_jobs([NewJob("t", "{}") for _ in range(400)])
-    claimed: list[int] = []
-    lock = threading.Lock()
+# -- backend-specific limits -----------------------------------------------------------
 
-    def work() -> None:
-        while True:
-            jobs = storage.claim_jobs(threading.current_thread().name, None, 7, 60_000)
-            if not jobs:
-                return
-            flags = storage.complete_jobs([Completion(j.id, j.lease_token, "true") for j in jobs])
-            assert all(flags)
-            with lock:
-                claimed.extend(j.id for j in jobs)
 
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(claimed) == list(range(1, 401))
+def test_values_outside_what_redis_stores_are_refused_before_anything_is_stored(storage: RedisStorage) -> None:
+    from datetime import datetime
+
+    with pytest.raises(ValueError, match="priority"):
+        storage.add_jobs([NewJob("t", "{}"), NewJob("t", "{}", priority=2**40)])
+    with pytest.raises(ValueError, match="timezone-aware"):
+        storage.add_jobs([NewJob("t", "{}", run_at=datetime(2030, 1, 1))])
+    assert storage.list_jobs(JobFilter()).jobs == []
+
+
+def test_list_resumes_when_a_step_spends_its_scan_budget(storage: RedisStorage) -> None:
+    storage.add_jobs([NewJob("t", "{}", tags=("even",) if i % 2 == 0 else ()) for i in range(40)])
+    storage.list_scan_budget = 3
+    everything = list_all_ids(storage, JobFilter(limit=7))
+    assert everything == list(range(40, 0, -1))
+    none_even = list_all_ids(storage, JobFilter(tags=("even",), tag_mode=TagMode.NONE, limit=4))
+    assert none_even == list(range(40, 0, -2))

@@ -66,7 +66,7 @@ def drain_through_restart(
     for start in range(0, JOBS, 1000):
         ids += queue.add_many(
             [
-                {"job_type": "record_run", "payload": {"n": i, "log": str(log), "sleep": 0.01}}
+                {"job_type": "record_run", "payload": {"n": i, "log": str(log), "sleep": 0.03}}
                 for i in range(start, min(JOBS, start + 1000))
             ]
         )

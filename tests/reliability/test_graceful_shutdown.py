@@ -61,3 +61,40 @@ def test_sigterm_finishes_what_it_can_and_hands_back_the_rest(backend: str, tmp_
     assert sorted(runs[second.pid]) == sorted(long)
     assert completed_events(queue, short + long) == Counter({i: 1 for i in short + long})
     queue.close()
+
+
+def test_a_second_sigterm_hands_back_at_once(backend: str, tmp_path: Path, workers: Workers) -> None:
+    log = tmp_path / "runs.log"
+    queue = Queue.from_yaml(APP_CONFIG, backend=backend)
+    job_id = queue.add("slow_first_run", {"n": 1, "log": str(log), "sleep": 60})
+    worker = workers.start(backend, "--shutdown-grace", "20", name="worker")
+    wait_until(lambda: executions(log) == [job_id], 30, what="the worker runs the job")
+    worker.send_signal(signal.SIGTERM)
+    time.sleep(1.0)
+    worker.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    assert worker.wait(timeout=25) == 0
+    stopped_in = time.monotonic() - signalled
+    assert stopped_in < 3, f"the worker took {stopped_in:.1f}s after the second SIGTERM (grace 20s)"
+    job = queue.get_job(job_id)
+    assert job.status is JobStatus.PENDING and job.attempts == 0 and job.lease_expires_at is None, job
+    assert "handed back 1 running jobs" in workers.log_of(worker)
+    queue.close()
+
+
+def test_sigterm_exits_within_the_grace_even_if_an_async_handler_swallows_cancellation(
+    backend: str, tmp_path: Path, workers: Workers
+) -> None:
+    log = tmp_path / "runs.log"
+    queue = Queue.from_yaml(APP_CONFIG, backend=backend)
+    job_id = queue.add("async_stubborn", {"log": str(log)})
+    worker = workers.start(backend, "--shutdown-grace", "1", name="worker")
+    wait_until(lambda: executions(log) == [job_id], 30, what="the worker runs the job")
+    worker.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    assert worker.wait(timeout=25) == 0
+    stopped_in = time.monotonic() - signalled
+    assert stopped_in < 3.5, f"the worker took {stopped_in:.1f}s to stop with a 1s grace"
+    job = queue.get_job(job_id)
+    assert job.status is JobStatus.PENDING and job.attempts == 0, job
+    queue.close()

@@ -52,7 +52,7 @@ def queue_for(backend: str) -> Queue:
 def store_output(queue: Queue, job_id: int, value: Any) -> None:
     claimed = queue.storage.claim_jobs("roundtrip", ["anything"], 1, 60_000)
     assert [job.id for job in claimed] == [job_id]
-    assert queue.storage.complete_jobs([Completion(job_id, claimed[0].lease_token, dumps(value))]) == [True]
+    assert queue.storage.settle_jobs([Completion(job_id, claimed[0].lease_token, dumps(value))]) == [True]
 
 
 def test_any_json_payload_and_output_round_trips(backend: str) -> None:

@@ -94,3 +94,39 @@ def test_default_lease_recovers_within_30_seconds(tmp_path: Path, workers: Worke
     print(f"default settings: recovered {recovered_in:.1f}s after SIGKILL")
     assert recovered_in <= 30.0, f"with default settings recovery took {recovered_in:.1f}s (> 30 s)"
     queue.close()
+
+
+def test_drain_reclaims_the_job_of_a_killed_worker(backend: str, tmp_path: Path, workers: Workers) -> None:
+    log = tmp_path / "runs.log"
+    queue = Queue.from_yaml(APP_CONFIG, backend=backend)
+    job_id = queue.add("slow_first_run", {"n": 1, "log": str(log), "sleep": 60})
+    victim = workers.start(backend, "--lease", "1", name="victim")
+    wait_until(lambda: executions(log) == [job_id], 30, what="the victim runs the job")
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait(timeout=10)
+    time.sleep(1.5)  # past the lease: nobody is left to reclaim it but the drain below
+
+    drainer = workers.start(backend, "--drain", name="drainer")
+    assert drainer.wait(timeout=60) == 0, workers.log_of(drainer)
+    job = queue.get_job(job_id)
+    assert job.status is JobStatus.COMPLETED and job.attempts == 2, job
+    assert job.output == {"n": 1, "pid": drainer.pid}
+    assert executions(log) == [job_id, job_id]
+    queue.close()
+
+
+def test_a_handler_ending_the_process_leaves_no_traceback_from_the_warm_child(tmp_path: Path, workers: Workers) -> None:
+    log = tmp_path / "runs.log"
+    backend = f"sqlite:///{tmp_path / 'queue.db'}"
+    queue = Queue.from_yaml(APP_CONFIG, backend=backend)
+    # the declaration has isolated job types: the worker keeps a child process started and waiting
+    # the job is there first: the worker may end while its child is still starting or already waiting
+    job_id = queue.add("exit_process", {"log": str(log)})
+    worker = workers.start(backend, name="worker")
+    assert worker.wait(timeout=30) == 3
+    assert executions(log) == [job_id]
+    time.sleep(1.5)  # the orphaned child notices its parent is gone
+    output = workers.log_of(worker)
+    for noise in ("Traceback", "EOFError", "BrokenPipeError", "ConnectionResetError"):
+        assert noise not in output, output
+    queue.close()

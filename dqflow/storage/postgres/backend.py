@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import operator
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -33,6 +34,7 @@ from dqflow.errors import (
 from dqflow.record import TIMESTAMP_FIELDS, JobEvent, JobRecord, JobStatus
 from dqflow.storage.base import (
     EDITABLE_FIELDS,
+    JOB_OPTIONS,
     AddResult,
     Completion,
     Failure,
@@ -40,10 +42,12 @@ from dqflow.storage.base import (
     JobPage,
     Lease,
     NewJob,
+    OptionKind,
+    Outcome,
     ReclaimedJob,
-    Release,
     Storage,
     TagMode,
+    outcomes_by_kind,
 )
 from dqflow.storage.postgres._connect import Settings, check_schema, parse_url, settings_from_connection
 from dqflow.storage.postgres._notifier import Notifier, channel_name
@@ -59,18 +63,9 @@ _PLANNER_DEFAULTS = (
 )
 # What PostgreSQL answers when the dqflow tables (or their schema) do not exist.
 _MISSING_SCHEMA = (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName)
-_EDIT_COLUMNS = {
-    "payload_json": "payload",
-    "priority": "priority",
-    "run_at": "run_at",
-    "max_attempts": "max_attempts",
-    "timeout_ms": "timeout_ms",
-    "retry_delay_ms": "retry_delay_ms",
-    "retry_backoff": "retry_backoff",
-    "retry_max_delay_ms": "retry_max_delay_ms",
-    "retry_jitter": "retry_jitter",
-    "tags": "tags",
-}
+_OPTIONS = {option.name: option for option in JOB_OPTIONS}
+_OPTION_VALUES = operator.attrgetter(*_OPTIONS)  # a NewJob's options as a tuple, in JOB_OPTIONS order
+_TIME_POSITIONS = [i for i, option in enumerate(JOB_OPTIONS) if option.kind is OptionKind.TIME]
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -264,25 +259,13 @@ class PostgresStorage(Storage):
                 first_of_key[key] = len(sent)
             slot.append(len(sent))
             sent.append(job)
-        rows_json = json.dumps(
-            [
-                [
-                    j.job_type,
-                    j.payload_json,
-                    j.priority,
-                    _iso(j.run_at),
-                    j.max_attempts,
-                    j.timeout_ms,
-                    j.retry_delay_ms,
-                    j.retry_backoff,
-                    j.retry_max_delay_ms,
-                    j.retry_jitter,
-                    list(j.tags),
-                    j.idempotency_key,
-                ]
-                for j in sent
-            ]
-        )
+        values: list[list[Any]] = []
+        for job in sent:
+            row = list(_OPTION_VALUES(job))  # tuples (tags) become JSON arrays
+            for position in _TIME_POSITIONS:
+                row[position] = _iso(row[position])
+            values.append(row)
+        rows_json = json.dumps(values)
         keys = [j.idempotency_key for j in sent]
         params = {"jobs": rows_json, "channel": self._channel}
         if connection is not None:
@@ -371,6 +354,10 @@ class PostgresStorage(Storage):
         rows = self._rows("reading job events", self._q.get_events, {"job_id": job_id})
         return [_event(row) for row in rows]
 
+    def count_jobs(self) -> dict[tuple[str, JobStatus], int]:
+        rows = self._rows("counting jobs", self._q.count_jobs, {})
+        return {(row["job_type"], JobStatus(row["status"])): int(row["count"]) for row in rows}
+
     # -- managing --------------------------------------------------------------------
 
     def _change(self, action: str, query: str, params: dict[str, Any], allowed: str) -> JobRecord:
@@ -400,15 +387,17 @@ class PostgresStorage(Storage):
                 f"cannot edit {', '.join(sorted(unknown))}: editable fields are {', '.join(sorted(EDITABLE_FIELDS))}"
             )
         params: dict[str, Any] = {"job_id": job_id, "channel": self._channel}
-        for name, column in _EDIT_COLUMNS.items():
-            value = changes.get(name)
-            if name == "tags" and value is not None:
+        for option in JOB_OPTIONS:
+            if not option.editable:
+                continue
+            value = changes.get(option.name)
+            if option.kind is OptionKind.STRINGS and value is not None:
                 value = json.dumps(list(value))
-            elif name == "run_at":
+            elif option.kind is OptionKind.TIME:
                 value = _utc(value)
-            params[f"set_{column}"] = name in changes
-            params[column] = value
-        params["fields"] = json.dumps(sorted(_EDIT_COLUMNS[name] for name in changes))
+            params[f"set_{option.column}"] = option.name in changes
+            params[option.column] = value
+        params["fields"] = json.dumps(sorted(_OPTIONS[name].column for name in changes))
         return self._change("edited", self._q.edit_job, params, "pending")
 
     # -- working ---------------------------------------------------------------------
@@ -434,45 +423,54 @@ class PostgresStorage(Storage):
         }
         return self._ids("renewing leases", self._q.renew_leases, params)
 
-    def complete_jobs(self, completions: Sequence[Completion]) -> list[bool]:
-        if not completions:
-            return []
-        items, first = _first_per_job(completions)
-        params = {
-            "job_id": [c.job_id for c in items],
-            "lease_token": [c.lease_token for c in items],
-            "output": [c.output_json for c in items],
-        }
-        done = self._ids("completing jobs", self._q.complete_jobs, params)
-        return [is_first and c.job_id in done for c, is_first in zip(completions, first, strict=True)]
+    def settle_jobs(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        applied = [False] * len(outcomes)
+        groups = outcomes_by_kind(outcomes)
+        if not groups:
+            return applied
+        statements = [
+            (positions, *self._settle_statement(kind, [outcomes[i] for i in positions]))
+            for kind, positions in groups.items()
+        ]
+        with self._connection("settling jobs") as conn, contextlib.ExitStack() as stack:
+            # One kind: one autocommit statement (atomic by itself, one round trip);
+            # several kinds: one statement per kind, all in one transaction.
+            if len(statements) > 1:
+                stack.enter_context(conn.transaction())
+            cur = stack.enter_context(conn.cursor(row_factory=tuple_row))
+            for positions, query, params in statements:
+                cur.execute(query, params)
+                done = {int(row[0]) for row in cur.fetchall()}
+                for position in positions:
+                    applied[position] = outcomes[position].job_id in done
+        return applied
 
-    def fail_jobs(self, failures: Sequence[Failure]) -> list[bool]:
-        if not failures:
-            return []
-        items, first = _first_per_job(failures)
-        params = {
-            "job_id": [f.job_id for f in items],
-            "lease_token": [f.lease_token for f in items],
-            "error": [f.error for f in items],
-            "reason": [f.reason for f in items],
-            "retry_at": [_utc(f.retry_at) for f in items],
-            "channel": self._channel,
-        }
-        done = self._ids("recording failed attempts", self._q.fail_jobs, params)
-        return [is_first and f.job_id in done for f, is_first in zip(failures, first, strict=True)]
-
-    def release_jobs(self, releases: Sequence[Release]) -> list[bool]:
-        if not releases:
-            return []
-        items, first = _first_per_job(releases)
-        params = {
-            "job_id": [r.job_id for r in items],
-            "lease_token": [r.lease_token for r in items],
+    def _settle_statement(self, kind: type[Outcome], items: list[Any]) -> tuple[str, dict[str, Any]]:
+        """The batched statement (arrays, one element per job) writing ``items`` of one kind."""
+        ids = [item.job_id for item in items]
+        tokens = [item.lease_token for item in items]
+        if kind is Completion:
+            return self._q.complete_jobs, {
+                "job_id": ids,
+                "lease_token": tokens,
+                "output": [c.output_json for c in items],
+            }
+        if kind is Failure:
+            return self._q.fail_jobs, {
+                "job_id": ids,
+                "lease_token": tokens,
+                "error": [f.error for f in items],
+                "reason": [f.reason for f in items],
+                "retry_at": [_utc(f.retry_at) for f in items],
+                "traceback": [f.traceback for f in items],
+                "channel": self._channel,
+            }
+        return self._q.release_jobs, {
+            "job_id": ids,
+            "lease_token": tokens,
             "started": [r.started for r in items],
             "channel": self._channel,
         }
-        done = self._ids("releasing jobs", self._q.release_jobs, params)
-        return [is_first and r.job_id in done for r, is_first in zip(releases, first, strict=True)]
 
     def set_progress(self, job_id: int, lease_token: int, progress: int) -> bool:
         if not 0 <= progress <= 100:
@@ -511,18 +509,3 @@ class PostgresStorage(Storage):
         if self._closed:
             return
         self._notifier.wait(timeout, job_types)
-
-
-def _first_per_job(items: Sequence[Any]) -> tuple[list[Any], list[bool]]:
-    """The items to send (the first per job id) and, per input item, whether it was sent."""
-    seen: set[int] = set()
-    sent: list[Any] = []
-    first: list[bool] = []
-    for item in items:
-        if item.job_id in seen:
-            first.append(False)
-            continue
-        seen.add(item.job_id)
-        sent.append(item)
-        first.append(True)
-    return sent, first

@@ -20,9 +20,7 @@ _LIB = (_LUA_DIR / "_lib.lua").read_text()
 NAMES = (
     "add_many",
     "claim",
-    "complete",
-    "fail",
-    "release",
+    "settle",
     "cancel",
     "retry",
     "edit",

@@ -13,17 +13,19 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, cast
 from urllib.parse import unquote
 
 from dqflow.enums import EventType, JobStatus
 from dqflow.errors import InvalidJobStateError, JobNotFoundError, StorageError
+from dqflow.record import BOOLEAN_FIELDS, JSON_FIELDS, TIMESTAMP_FIELDS, JobEvent, JobRecord
 from dqflow.storage.base import (
     EDITABLE_FIELDS,
+    JOB_OPTIONS,
     AddResult,
     Completion,
     Failure,
@@ -31,19 +33,37 @@ from dqflow.storage.base import (
     JobPage,
     Lease,
     NewJob,
+    OptionKind,
+    Outcome,
     ReclaimedJob,
     Release,
     Storage,
     TagMode,
+    outcomes_by_kind,
 )
+from dqflow.storage.sqlite.migrations import migrate
 
-if TYPE_CHECKING:
-    from dqflow.record import JobEvent, JobRecord
-
-_SCHEMA = (Path(__file__).parent / "schema.sql").read_text()
-_JSON_FIELDS = ("payload", "output", "error_history", "tags")
-_WAIT_POLL_SECONDS = 0.004
 _loads = json.JSONDecoder().decode
+
+
+def _as_is(value: Any, now: float) -> Any:
+    return value
+
+
+# How each kind of job option is written (``now`` stands in for a missing run_at).
+_ENCODERS: dict[OptionKind, Callable[[Any, float], Any]] = {
+    **dict.fromkeys(OptionKind, _as_is),
+    OptionKind.TIME: lambda value, now: now if value is None else value.timestamp(),
+    OptionKind.BOOL: lambda value, now: int(value),
+    OptionKind.STRINGS: lambda value, now: json.dumps(list(value)),
+}
+_OPTIONS = {option.name: option for option in JOB_OPTIONS}
+_OPTION_ENCODERS = [(option.name, _ENCODERS[option.kind]) for option in JOB_OPTIONS]
+_INSERT_JOB = (
+    f"INSERT INTO dqflow_jobs ({', '.join(option.column for option in JOB_OPTIONS)}, created_at, updated_at)"
+    f" VALUES ({', '.join('?' * (len(JOB_OPTIONS) + 2))})"
+)
+_WAIT_POLL_SECONDS = 0.004
 
 
 def _epoch(value: datetime | None) -> float | None:
@@ -55,18 +75,17 @@ def _datetime(value: float | None) -> datetime | None:
 
 
 def _row_to_record(row: sqlite3.Row) -> JobRecord:
-    from dqflow.record import TIMESTAMP_FIELDS, JobRecord  # adding jobs never pays for SQLModel
-
     fields = dict(zip(row.keys(), row, strict=True))
     for name in TIMESTAMP_FIELDS:
         value = fields[name]
         if value is not None:
             fields[name] = datetime.fromtimestamp(value, UTC)
-    for name in _JSON_FIELDS:
+    for name in JSON_FIELDS:
         raw = fields[name]
         if raw is not None:
             fields[name] = _loads(raw)
-    fields["retry_jitter"] = bool(fields["retry_jitter"])
+    for name in BOOLEAN_FIELDS:
+        fields[name] = bool(fields[name])
     return JobRecord.from_storage(fields)
 
 
@@ -135,13 +154,14 @@ class SqliteStorage(Storage):
             raise StorageError(f"SQLite {self.path}: commit failed: {exc}") from exc
 
     def setup(self) -> None:
+        """Apply the pending numbered migrations (``migrations/``) under the write lock."""
         if self._ready:
             return
-        conn = self._conn()
         try:
-            conn.executescript(_SCHEMA)
+            with self._write() as conn:
+                migrate(conn, self.path)
         except sqlite3.Error as exc:
-            raise StorageError(f"cannot create the dqflow schema in {self.path}: {exc}") from exc
+            raise StorageError(f"cannot create or upgrade the dqflow schema in {self.path}: {exc}") from exc
         self._ready = True
 
     def close(self) -> None:
@@ -178,7 +198,7 @@ class SqliteStorage(Storage):
     def add_jobs(self, jobs: Sequence[NewJob], *, connection: Any = None) -> list[AddResult]:
         if connection is not None:
             raise StorageError("connection= is only supported by the PostgreSQL backend")
-        now = time.time()
+        now = round(time.time(), 6)  # whole microseconds: a created_at read back filters exactly
         results: list[AddResult] = []
         with self._write() as conn:
             for job in jobs:
@@ -189,27 +209,8 @@ class SqliteStorage(Storage):
                     if row is not None:
                         results.append(AddResult(row[0], False))
                         continue
-                cursor = conn.execute(
-                    "INSERT INTO dqflow_jobs (job_type, payload, priority, run_at, max_attempts, timeout_ms,"
-                    " retry_delay_ms, retry_backoff, retry_max_delay_ms, retry_jitter, tags, idempotency_key,"
-                    " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        job.job_type,
-                        job.payload_json,
-                        job.priority,
-                        now if job.run_at is None else job.run_at.timestamp(),
-                        job.max_attempts,
-                        job.timeout_ms,
-                        job.retry_delay_ms,
-                        job.retry_backoff,
-                        job.retry_max_delay_ms,
-                        int(job.retry_jitter),
-                        json.dumps(list(job.tags)),
-                        job.idempotency_key,
-                        now,
-                        now,
-                    ),
-                )
+                values = [encode(getattr(job, name), now) for name, encode in _OPTION_ENCODERS]
+                cursor = conn.execute(_INSERT_JOB, (*values, now, now))
                 job_id = int(cursor.lastrowid or 0)
                 self._event(conn, job_id, EventType.ADDED, now)
                 results.append(AddResult(job_id, True))
@@ -241,7 +242,7 @@ class SqliteStorage(Storage):
         tags = sorted(set(job_filter.tags))
         if tags:
             marks = ",".join("?" * len(tags))
-            matching = f"(SELECT count(*) FROM json_each(dqflow_jobs.tags) WHERE value IN ({marks}))"
+            matching = f"(SELECT count(DISTINCT value) FROM json_each(dqflow_jobs.tags) WHERE value IN ({marks}))"
             if job_filter.tag_mode is TagMode.ALL:
                 where.append(f"{matching} >= ?")
                 params.extend([*tags, len(tags)])
@@ -286,6 +287,10 @@ class SqliteStorage(Storage):
 
     # -- managing --------------------------------------------------------------------
 
+    def count_jobs(self) -> dict[tuple[str, JobStatus], int]:
+        rows = self._conn().execute("SELECT job_type, status, count(*) FROM dqflow_jobs GROUP BY job_type, status")
+        return {(job_type, JobStatus(status)): int(count) for job_type, status, count in rows}
+
     def cancel_job(self, job_id: int) -> JobRecord:
         now = time.time()
         with self._write() as conn:
@@ -325,23 +330,8 @@ class SqliteStorage(Storage):
         if unknown:
             raise InvalidJobStateError(f"cannot edit {', '.join(sorted(unknown))}")
         now = time.time()
-        columns: list[str] = []
-        values: list[Any] = []
-        for name, value in changes.items():
-            if name == "payload_json":
-                columns.append("payload = ?")
-            elif name == "run_at":
-                columns.append("run_at = ?")
-                value = now if value is None else value.timestamp()
-            elif name == "tags":
-                columns.append("tags = ?")
-                value = json.dumps(list(value))
-            elif name == "retry_jitter":
-                columns.append("retry_jitter = ?")
-                value = int(value)
-            else:
-                columns.append(f"{name} = ?")
-            values.append(value)
+        columns = [f"{_OPTIONS[name].column} = ?" for name in changes]
+        values = [_ENCODERS[_OPTIONS[name].kind](value, now) for name, value in changes.items()]
         with self._write() as conn:
             record = self._require(conn, job_id)
             if record.status is not JobStatus.PENDING:
@@ -351,7 +341,7 @@ class SqliteStorage(Storage):
                     f"UPDATE dqflow_jobs SET {', '.join(columns)}, updated_at = ? WHERE id = ?",
                     (*values, now, job_id),
                 )
-            fields = sorted("payload" if name == "payload_json" else name for name in changes)
+            fields = sorted(_OPTIONS[name].column for name in changes)
             self._event(conn, job_id, EventType.EDITED, now, {"fields": fields})
             return self._require(conn, job_id)
 
@@ -367,7 +357,8 @@ class SqliteStorage(Storage):
         params.append(limit)
         sql = (
             "UPDATE dqflow_jobs SET status = 'processing', attempts = attempts + 1, lease_token = lease_token + 1,"
-            " locked_by = ?, locked_at = ?, lease_expires_at = ?, started_at = ?, updated_at = ?"
+            " output = NULL, progress = NULL, locked_by = ?, locked_at = ?, lease_expires_at = ?, started_at = ?,"
+            " updated_at = ?"
             " WHERE id IN (SELECT id FROM dqflow_jobs INDEXED BY dqflow_jobs_ready"
             f" WHERE status = 'pending' AND run_at <= ?{type_clause}"
             " ORDER BY priority DESC, run_at, id LIMIT ?) RETURNING *"
@@ -400,84 +391,105 @@ class SqliteStorage(Storage):
                     held.add(lease.job_id)
         return held
 
-    def complete_jobs(self, completions: Sequence[Completion]) -> list[bool]:
-        if not completions:
-            return []
+    def settle_jobs(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        applied = [False] * len(outcomes)
+        groups = outcomes_by_kind(outcomes)
+        if not groups:
+            return applied
         now = time.time()
+        with self._write() as conn:
+            for kind, positions in groups.items():
+                items = [outcomes[i] for i in positions]
+                if kind is Completion:
+                    flags = self._complete(conn, cast("list[Completion]", items), now)
+                elif kind is Failure:
+                    flags = self._fail(conn, cast("list[Failure]", items), now)
+                else:
+                    flags = self._release(conn, cast("list[Release]", items), now)
+                for position, flag in zip(positions, flags, strict=True):
+                    applied[position] = flag
+        return applied
+
+    @staticmethod
+    def _complete(conn: sqlite3.Connection, completions: list[Completion], now: float) -> list[bool]:
         values = ",".join("(?,?,?)" for _ in completions)
         params: list[Any] = []
         for item in completions:
             params += (item.job_id, item.lease_token, item.output_json)
-        with self._write() as conn:
-            rows = conn.execute(
-                f"WITH done(id, token, output) AS (VALUES {values})"
-                " UPDATE dqflow_jobs SET status = 'completed', output = COALESCE(done.output, dqflow_jobs.output),"
-                " completed_at = ?, updated_at = ?, lease_expires_at = NULL FROM done"
-                " WHERE dqflow_jobs.id = done.id AND dqflow_jobs.lease_token = done.token"
-                " AND dqflow_jobs.status = 'processing' RETURNING dqflow_jobs.id",
-                (*params, now, now),
-            ).fetchall()
-            applied = {row[0] for row in rows}
-            if applied:
-                conn.executemany(
-                    "INSERT INTO dqflow_job_events (job_id, event_type, created_at) VALUES (?, 'completed', ?)",
-                    [(job_id, now) for job_id in applied],
-                )
+        rows = conn.execute(
+            f"WITH done(id, token, output) AS (VALUES {values})"
+            " UPDATE dqflow_jobs SET status = 'completed', output = COALESCE(done.output, dqflow_jobs.output),"
+            " failure_reason = NULL, completed_at = ?, updated_at = ?, lease_expires_at = NULL FROM done"
+            " WHERE dqflow_jobs.id = done.id AND dqflow_jobs.lease_token = done.token"
+            " AND dqflow_jobs.status = 'processing' RETURNING dqflow_jobs.id",
+            (*params, now, now),
+        ).fetchall()
+        applied = {row[0] for row in rows}
+        if applied:
+            conn.executemany(
+                "INSERT INTO dqflow_job_events (job_id, event_type, created_at) VALUES (?, 'completed', ?)",
+                [(job_id, now) for job_id in applied],
+            )
         return [item.job_id in applied for item in completions]
 
-    def fail_jobs(self, failures: Sequence[Failure]) -> list[bool]:
-        now = time.time()
+    def _fail(self, conn: sqlite3.Connection, failures: list[Failure], now: float) -> list[bool]:
         applied: list[bool] = []
-        with self._write() as conn:
-            for item in failures:
-                row = conn.execute(
-                    "SELECT attempts FROM dqflow_jobs WHERE id = ? AND lease_token = ? AND status = 'processing'",
-                    (item.job_id, item.lease_token),
-                ).fetchone()
-                if row is None:
-                    applied.append(False)
-                    continue
-                entry = json.dumps({"attempt": row[0], "error": item.error, "reason": item.reason, "at": _iso(now)})
-                retry = item.retry_at is not None
-                conn.execute(
-                    "UPDATE dqflow_jobs SET status = ?, run_at = COALESCE(?, run_at), failure_reason = ?,"
-                    " error_history = json_insert(error_history, '$[#]', json(?)), last_failed_at = ?,"
-                    " updated_at = ?, lease_expires_at = NULL WHERE id = ?",
-                    (
-                        "pending" if retry else "failed",
-                        _epoch(item.retry_at),
-                        item.reason,
-                        entry,
-                        now,
-                        now,
-                        item.job_id,
-                    ),
-                )
-                self._event(
-                    conn,
-                    item.job_id,
-                    EventType.FAILED,
+        for item in failures:
+            row = conn.execute(
+                "SELECT attempts, output, progress FROM dqflow_jobs"
+                " WHERE id = ? AND lease_token = ? AND status = 'processing'",
+                (item.job_id, item.lease_token),
+            ).fetchone()
+            if row is None:
+                applied.append(False)
+                continue
+            attempt, output, progress = row
+            entry = _error_entry(attempt, item.error, item.reason, now, item.traceback, output, progress)
+            retry = item.retry_at is not None
+            # a retried job starts its next attempt clean; a job failed for good keeps what it stored
+            conn.execute(
+                "UPDATE dqflow_jobs SET status = ?, run_at = COALESCE(?, run_at), failure_reason = ?,"
+                " error_history = json_insert(error_history, '$[#]', json(?)), last_failed_at = ?,"
+                " output = CASE WHEN ? THEN NULL ELSE output END, progress = CASE WHEN ? THEN NULL ELSE progress END,"
+                " updated_at = ?, lease_expires_at = NULL WHERE id = ?",
+                (
+                    "pending" if retry else "failed",
+                    _epoch(item.retry_at),
+                    item.reason,
+                    entry,
                     now,
-                    {"attempt": row[0], "error": item.error, "reason": item.reason, "will_retry": retry},
-                )
-                applied.append(True)
+                    retry,
+                    retry,
+                    now,
+                    item.job_id,
+                ),
+            )
+            self._event(
+                conn,
+                item.job_id,
+                EventType.FAILED,
+                now,
+                {"attempt": attempt, "error": item.error, "reason": item.reason, "will_retry": retry},
+            )
+            applied.append(True)
         return applied
 
-    def release_jobs(self, releases: Sequence[Release]) -> list[bool]:
-        now = time.time()
+    @staticmethod
+    def _release(conn: sqlite3.Connection, releases: list[Release], now: float) -> list[bool]:
         applied: list[bool] = []
-        with self._write() as conn:
-            for item in releases:
-                cursor = conn.execute(
-                    "UPDATE dqflow_jobs SET status = 'pending', run_at = ?, attempts = attempts - ?,"
-                    " lease_expires_at = NULL, locked_by = NULL, locked_at = NULL, lease_token = lease_token + 1,"
-                    " updated_at = ? WHERE id = ? AND lease_token = ? AND status = 'processing'",
-                    (now, 0 if item.started else 1, now, item.job_id, item.lease_token),
-                )
-                applied.append(cursor.rowcount == 1)
+        for item in releases:
+            cursor = conn.execute(
+                "UPDATE dqflow_jobs SET status = 'pending', run_at = ?, attempts = attempts - ?,"
+                " lease_expires_at = NULL, locked_by = NULL, locked_at = NULL, lease_token = lease_token + 1,"
+                " updated_at = ? WHERE id = ? AND lease_token = ? AND status = 'processing'",
+                (now, 0 if item.started else 1, now, item.job_id, item.lease_token),
+            )
+            applied.append(cursor.rowcount == 1)
         return applied
 
     def set_progress(self, job_id: int, lease_token: int, progress: int) -> bool:
+        if not 0 <= progress <= 100:
+            raise ValueError(f"progress must be between 0 and 100, not {progress}")
         return self._fenced_set("progress", job_id, lease_token, progress)
 
     def set_output(self, job_id: int, lease_token: int, output_json: str) -> bool:
@@ -498,19 +510,17 @@ class SqliteStorage(Storage):
         reclaimed: list[ReclaimedJob] = []
         with self._write() as conn:
             rows = conn.execute(
-                "SELECT id, attempts, max_attempts, locked_by FROM dqflow_jobs"
+                "SELECT id, attempts, max_attempts, locked_by, output, progress FROM dqflow_jobs"
                 " WHERE status = 'processing' AND lease_expires_at < ?",
                 (now,),
             ).fetchall()
-            for job_id, attempts, max_attempts, locked_by in rows:
+            for job_id, attempts, max_attempts, locked_by, output, progress in rows:
                 if attempts >= max_attempts:
                     error = (
                         f"worker {locked_by} stopped renewing its lease and the job has used all"
                         f" {max_attempts} attempts"
                     )
-                    entry = json.dumps(
-                        {"attempt": attempts, "error": error, "reason": "lease_expired", "at": _iso(now)}
-                    )
+                    entry = _error_entry(attempts, error, "lease_expired", now, None, output, progress)
                     conn.execute(
                         "UPDATE dqflow_jobs SET status = 'failed', failure_reason = 'lease_expired',"
                         " error_history = json_insert(error_history, '$[#]', json(?)), last_failed_at = ?,"
@@ -568,3 +578,11 @@ class SqliteStorage(Storage):
 
 def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+def _error_entry(
+    attempt: int, error: str, reason: str, now: float, traceback: str | None, output: str | None, progress: int | None
+) -> str:
+    """An ``error_history`` entry as JSON text (the attempt's output kept as stored)."""
+    head = json.dumps({"attempt": attempt, "error": error, "reason": reason, "at": _iso(now), "traceback": traceback})
+    return f'{head[:-1]}, "output": {"null" if output is None else output}, "progress": {json.dumps(progress)}}}'

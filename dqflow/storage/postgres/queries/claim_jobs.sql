@@ -1,6 +1,7 @@
 -- Claim up to `limit` ready jobs in one statement: the inner SELECT walks the
 -- partial index dqflow_jobs_ready in claim order and skips rows other workers
--- hold; each claimed job gets a new lease token and a `processing` event.
+-- hold; each claimed job gets a new lease token and a `processing` event, and
+-- starts its attempt without the output and progress of an earlier one.
 --
 -- This transaction (only this one) commits without waiting for the WAL flush
 -- (synchronous_commit off, set for the transaction): a claim lost in a server
@@ -13,6 +14,8 @@ WITH claimed AS (
     UPDATE dqflow_jobs AS j
     SET status = 'processing',
         attempts = j.attempts + 1,
+        output = NULL,
+        progress = NULL,
         lease_token = j.lease_token + 1 + floor(random() * 2147483647)::bigint,
         locked_by = %(worker_id)s::text,
         locked_at = now(),

@@ -1,5 +1,5 @@
 -- Complete a batch of jobs, fenced on status and lease token; a NULL output
--- keeps the stored one. Answers the ids that applied; each gets a `completed` event.
+-- keeps the stored one; an earlier attempt's failure reason is cleared. Answers the ids that applied; each gets a `completed` event.
 -- The batch is addressed by primary key (id = ANY) and each job's own values are
 -- looked up by its position in the arrays: no join, so the plan is always a
 -- primary-key lookup whatever the table's statistics say.
@@ -9,6 +9,7 @@ WITH completed AS (
         output = coalesce(
             ((%(output)s::text[])[array_position(%(job_id)s::bigint[], j.id)])::json, j.output
         ),
+        failure_reason = NULL,
         completed_at = now(),
         updated_at = now(),
         lease_expires_at = NULL

@@ -1,13 +1,16 @@
--- Record a batch of failed attempts, fenced on status and lease token: the
--- error joins error_history; the job goes back to pending at retry_at, or to
--- failed when retry_at is NULL. Each gets a `failed` event; retries wake workers.
+-- Record a batch of failed attempts, fenced on status and lease token: an entry
+-- (attempt, error, reason, at, traceback, and the output and progress the attempt
+-- stored) joins error_history; the job goes back to pending at retry_at with output
+-- and progress cleared, or to failed (keeping both) when retry_at is NULL. Each
+-- gets a `failed` event; retries wake workers.
 -- Addressed by primary key; each job's values sit at its position in the arrays.
 WITH input AS (
     SELECT %(job_id)s::bigint[] AS ids,
            %(lease_token)s::bigint[] AS tokens,
            %(error)s::text[] AS errors,
            %(reason)s::text[] AS reasons,
-           %(retry_at)s::timestamptz[] AS retry_ats
+           %(retry_at)s::timestamptz[] AS retry_ats,
+           %(traceback)s::text[] AS tracebacks
 ),
 failed AS (
     UPDATE dqflow_jobs AS j
@@ -18,14 +21,19 @@ failed AS (
             'attempt', j.attempts,
             'error', t.error,
             'reason', t.reason,
-            'at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
+            'at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),
+            'traceback', t.traceback,
+            'output', j.output::jsonb,
+            'progress', j.progress
         )),
+        output = CASE WHEN t.retry_at IS NULL THEN j.output END,
+        progress = CASE WHEN t.retry_at IS NULL THEN j.progress END,
         last_failed_at = now(),
         updated_at = now(),
         lease_expires_at = NULL
     FROM (
         SELECT input.ids[i] AS job_id, input.tokens[i] AS lease_token, input.errors[i] AS error,
-               input.reasons[i] AS reason, input.retry_ats[i] AS retry_at
+               input.reasons[i] AS reason, input.retry_ats[i] AS retry_at, input.tracebacks[i] AS traceback
         FROM input, generate_subscripts(input.ids, 1) AS i
     ) AS t
     WHERE j.id = ANY(%(job_id)s::bigint[])

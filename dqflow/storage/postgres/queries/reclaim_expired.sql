@@ -20,7 +20,10 @@ reclaimed AS (
                 'error', format('worker %%s stopped renewing its lease and the job has used all %%s attempts',
                                 expired.locked_by, j.max_attempts),
                 'reason', 'lease_expired',
-                'at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')))
+                'at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),
+                'traceback', NULL::text,
+                'output', j.output::jsonb,
+                'progress', j.progress))
             ELSE j.error_history END,
         last_failed_at = CASE WHEN j.attempts >= j.max_attempts THEN now() ELSE j.last_failed_at END,
         locked_by = NULL,

@@ -102,9 +102,12 @@ local function iso(us)
   return text .. '+00:00'
 end
 
-local function error_entry(attempt, err, reason, now)
+-- An error_history entry: the attempt's traceback ('=' and its text; nil or '' = none),
+-- and the output (JSON text, kept as stored) and progress it stored (false/nil = none).
+local function error_entry(attempt, err, reason, now, traceback, output, progress)
   return '{"attempt":' .. attempt .. ',"error":' .. cjson.encode(err) .. ',"reason":' .. cjson.encode(reason)
-    .. ',"at":"' .. iso(now) .. '"}'
+    .. ',"at":"' .. iso(now) .. '","traceback":' .. ((traceback and traceback ~= '') and cjson.encode(string.sub(traceback, 2)) or 'null')
+    .. ',"output":' .. (output or 'null') .. ',"progress":' .. (progress or 'null') .. '}'
 end
 
 local LEASE_FIELDS = {'locked_by', 'locked_at', 'lease_expires_at'}

@@ -55,15 +55,28 @@ for _, member in ipairs(picked) do
   local id = fmt(tonumber(rank_id(member)))
   local key = job_key(id)
   local job = CALL('HGETALL', key)
-  local status, attempts, token = nil, 1, 1
+  local status, attempts, token, earlier = nil, 1, 1, false
   for k = 1, #job, 2 do
     local name = job[k]
     if name == 'status' then status = job[k + 1]
     elseif name == 'attempts' then attempts = tonumber(job[k + 1]) + 1
     elseif name == 'lease_token' then token = tonumber(job[k + 1]) + 1
+    elseif name == 'output' or name == 'progress' then earlier = true
     end
   end
   if status == 'pending' then
+    if earlier then
+      -- a new attempt starts without the output and progress of an earlier one
+      CALL('HDEL', key, 'output', 'progress')
+      local kept = {}
+      for k = 1, #job, 2 do
+        if job[k] ~= 'output' and job[k] ~= 'progress' then
+          kept[#kept + 1] = job[k]
+          kept[#kept + 1] = job[k + 1]
+        end
+      end
+      job = kept
+    end
     local changes = {'status', 'processing', 'attempts', fmt(attempts), 'lease_token', fmt(token),
       'locked_by', worker, 'locked_at', now_s, 'lease_expires_at', expires_s, 'started_at', now_s,
       'updated_at', now_s}

@@ -9,7 +9,7 @@ for _, id in ipairs(expired) do
   local key = job_key(id)
   CALL('ZREM', P .. ':processing', id)
   local job = CALL('HMGET', key, 'status', 'attempts', 'max_attempts', 'locked_by', 'job_type', 'priority',
-    'error_history')
+    'error_history', 'output', 'progress')
   if job[1] == 'processing' then
     local attempts, worker = tonumber(job[2]), job[4] or ''
     CALL('HINCRBY', key, 'lease_token', 1)
@@ -18,7 +18,8 @@ for _, id in ipairs(expired) do
       local err = 'worker ' .. worker .. ' stopped renewing its lease and the job has used all '
         .. job[3] .. ' attempts'
       CALL('HSET', key, 'status', 'failed', 'failure_reason', 'lease_expired', 'last_failed_at', now_s,
-        'updated_at', now_s, 'error_history', append_json(job[7], error_entry(job[2], err, 'lease_expired', now)))
+        'updated_at', now_s, 'error_history', append_json(job[7],
+        error_entry(job[2], err, 'lease_expired', now, nil, job[8], job[9])))
       move_status(id, 'processing', 'failed')
       add_event(id, 'failed', now, '{"attempt":' .. job[2] .. ',"error":' .. cjson.encode(err)
         .. ',"reason":"lease_expired","will_retry":false}')

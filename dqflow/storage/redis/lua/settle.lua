@@ -1,0 +1,112 @@
+-- Fenced outcomes of attempts, in one script call. ARGV: count, then per outcome its
+-- kind and fields:
+--   c id lease_token has_output(1/0) output    completed (output kept when has_output is 0)
+--   f id lease_token error reason retry_at traceback
+--                                              failed: retry_at '' = for good (output and progress
+--                                              kept), else pending again then (in us; both cleared);
+--                                              traceback: '' = none, else '=' and its text
+--   r id lease_token started(1/0)              released to pending now (0 refunds the attempt)
+-- Each applies only while the job is processing under that token. Returns 1 (applied)
+-- or 0 (rejected) per outcome, in order. A new kind of outcome is a new branch below.
+local now = now_us()
+local now_s = fmt(now)
+local count = tonumber(ARGV[1])
+local out = {}
+local completed, zsets, seen = {}, {}, {}
+-- one INCRBY reserves an event id for every outcome of the batch
+local event_id = CALL('INCRBY', P .. ':event_id', count) - count
+
+local function event(id, event_type, data)
+  event_id = event_id + 1
+  CALL('RPUSH', P .. ':events:' .. id, event_json(event_id, event_type, now, data))
+end
+
+local function held(key, token)
+  local job = CALL('HMGET', key, 'status', 'lease_token')
+  return job[1] == 'processing' and job[2] == token
+end
+
+local function complete(id, key, has_output, output)
+  if has_output == '1' then
+    CALL('HSET', key, 'status', 'completed', 'completed_at', now_s, 'updated_at', now_s, 'output', output)
+  else
+    CALL('HSET', key, 'status', 'completed', 'completed_at', now_s, 'updated_at', now_s)
+  end
+  CALL('HDEL', key, 'lease_expires_at', 'failure_reason')
+  event(id, 'completed', nil)
+  completed[#completed + 1] = id
+  batch_add(zsets, P .. ':status:completed', tonumber(id), id)
+end
+
+local function fail(id, key, err, reason, retry_at, traceback)
+  local job = CALL('HMGET', key, 'attempts', 'error_history', 'job_type', 'priority', 'output', 'progress')
+  local history = append_json(job[2], error_entry(job[1], err, reason, now, traceback, job[5], job[6]))
+  CALL('HSET', key, 'error_history', history, 'failure_reason', reason, 'last_failed_at', now_s,
+    'updated_at', now_s)
+  CALL('HDEL', key, 'lease_expires_at')
+  CALL('ZREM', P .. ':processing', id)
+  local will_retry = retry_at ~= ''
+  if will_retry then
+    local run_at = tonumber(retry_at)
+    CALL('HSET', key, 'status', 'pending', 'run_at', fmt(run_at))
+    CALL('HDEL', key, 'output', 'progress')
+    move_status(id, 'processing', 'pending')
+    if enqueue(id, job[3], tonumber(job[4]), run_at, now) then wake(job[3], 1) end
+  else
+    CALL('HSET', key, 'status', 'failed')
+    move_status(id, 'processing', 'failed')
+  end
+  event(id, 'failed', '{"attempt":' .. job[1] .. ',"error":' .. cjson.encode(err) .. ',"reason":'
+    .. cjson.encode(reason) .. ',"will_retry":' .. (will_retry and 'true' or 'false') .. '}')
+end
+
+local function release(id, key, started)
+  local job = CALL('HMGET', key, 'job_type', 'priority')
+  if started ~= '1' then CALL('HINCRBY', key, 'attempts', -1) end
+  CALL('HINCRBY', key, 'lease_token', 1)
+  CALL('HSET', key, 'status', 'pending', 'run_at', now_s, 'updated_at', now_s)
+  CALL('HDEL', key, unpack(LEASE_FIELDS))
+  CALL('ZREM', P .. ':processing', id)
+  move_status(id, 'processing', 'pending')
+  enqueue(id, job[1], tonumber(job[2]), now, now)
+  wake(job[1], 1)
+end
+
+-- kind -> (number of fields after id and token, writer)
+local KINDS = {
+  c = {2, complete},
+  f = {4, fail},
+  r = {1, release},
+}
+
+-- check every kind before writing anything: a bad batch changes nothing
+local i = 2
+for n = 1, count do
+  local kind = KINDS[ARGV[i]]
+  if not kind then
+    return redis.error_reply('dqflow settle: unknown outcome kind ' .. tostring(ARGV[i]) .. ' at ' .. n)
+  end
+  i = i + 3 + kind[1]
+end
+
+i = 2
+for n = 1, count do
+  local kind = KINDS[ARGV[i]]
+  local id, token = ARGV[i + 1], ARGV[i + 2]
+  local key = job_key(id)
+  -- only a job's first outcome in the batch is considered (as on every backend)
+  if not seen[id] and held(key, token) then
+    kind[2](id, key, unpack(ARGV, i + 3, i + 2 + kind[1]))
+    out[n] = 1
+  else
+    out[n] = 0
+  end
+  seen[id] = true
+  i = i + 3 + kind[1]
+end
+if #completed > 0 then
+  zrem_all(P .. ':processing', completed)
+  zrem_all(P .. ':status:processing', completed)
+  flush_zadd(zsets)
+end
+return out
