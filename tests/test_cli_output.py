@@ -4,11 +4,13 @@ JSON errors under ``--json``, shell completion."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cli_support import Result, dqflow_process
+from cli_support import Result, dqflow_process, subprocess_env
 
 MARKUP_TAGS = ["[/]", "[bold red]x[/bold red]", "[link=http://x]y"]
 MARKUP_ERROR = "cannot open [/var/data/in.csv] or [bold]this[/bold]"
@@ -77,15 +79,28 @@ def test_json_errors_on_stderr(project: Path, dq: Callable[..., Result]) -> None
     assert dq("add", "ok", "-p", '{"n": 1}', "--", "--json").code == 2  # after --, --json is an argument
 
 
+def under_bash(command: str, cwd: Path, **env: str) -> Result:
+    """``python -m dqflow ...`` started by bash (typer completes for the shell it runs under)."""
+    done = subprocess.run(
+        ["bash", "-c", f"{sys.executable} -m dqflow {command}"],
+        cwd=cwd,
+        env=subprocess_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return Result(done.returncode, done.stdout, done.stderr)
+
+
 def test_shell_completion(project: Path) -> None:
-    script = dqflow_process("--show-completion", "bash", cwd=project)
-    assert script.code == 0 and "_DQFLOW_COMPLETE=complete_bash" in script.out
+    script = under_bash("--show-completion", cwd=project)
+    assert script.code == 0 and "_DQFLOW_COMPLETE=complete_bash" in script.out, script
     env = {"_DQFLOW_COMPLETE": "complete_bash", "COMP_WORDS": "dqflow li", "COMP_CWORD": "1"}
     assert dqflow_process(cwd=project, **env).out.split() == ["list"]
     env = {"_DQFLOW_COMPLETE": "complete_bash", "COMP_WORDS": "dqflow list --status c", "COMP_CWORD": "3"}
     assert dqflow_process(cwd=project, **env).out.split() == ["completed", "cancelled"]
     home = project / "home"
     home.mkdir()
-    installed = dqflow_process("--install-completion", "bash", cwd=project, HOME=str(home))
-    assert installed.code == 0, installed.err
+    installed = under_bash("--install-completion", cwd=project, HOME=str(home))
+    assert installed.code == 0, installed
     assert "dqflow" in (home / ".bashrc").read_text()
