@@ -28,7 +28,7 @@ app = typer.Typer(
     name="dqflow",
     help="Run and manage dqflow jobs: job types declared in jobs.yaml, validated payloads and outputs.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     # Plain click help: rendering it with rich costs ~90 ms on every `--help`.
