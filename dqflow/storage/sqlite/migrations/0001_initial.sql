@@ -1,5 +1,7 @@
--- dqflow embedded schema (SQLite). Timestamps are REAL seconds since the epoch (UTC);
--- JSON values are TEXT. Created on first use; every statement is idempotent.
+-- dqflow SQLite 0001: the job table, its event history and the indexes the hot path
+-- needs. Timestamps are REAL seconds since the epoch (UTC); JSON values are TEXT.
+-- IF NOT EXISTS throughout: a file created before migrations were numbered has
+-- exactly this schema, and applying this to it changes nothing.
 CREATE TABLE IF NOT EXISTS dqflow_jobs (
     id                  INTEGER PRIMARY KEY AUTOINCREMENT,
     job_type            TEXT    NOT NULL,
