@@ -44,7 +44,6 @@ from dqflow.declaration.model import (
 from dqflow.declaration.schemas import DRAFTS, InvalidSchemaError, LocalSchemaFiles, SchemaValidator
 from dqflow.declaration.yaml_source import Loc, Locator, key_text, parse_yaml
 from dqflow.errors import ConfigError, DeclarationError, UnknownJobTypeError, kind_of, raise_all
-from dqflow.workflows.compile import compile_workflows
 
 if TYPE_CHECKING:
     from dqflow.workflows.model import Workflow
@@ -124,6 +123,7 @@ class Declaration:
         A job's ``handler`` may be a callable as well as ``"module:function"``;
         ``payload``/``output`` may be a schema dict, a path (relative to
         ``base_dir``, else the current directory) or a :class:`SchemaValidator`.
+        ``workflows`` is the ``workflows:`` section (docs/WORKFLOWS.md).
         Errors raise :class:`~dqflow.errors.ConfigError` naming the key.
         """
         return build_declaration(
@@ -397,13 +397,18 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
             isolation=job.isolation,
             description=job.description,
         )
-    workflows, workflow_problems = compile_workflows(
-        raw.workflows,
-        job_types,
-        problem=ctx.problem,
-        load_schema=lambda source, which, loc: _load_schema(source, which, loc, ctx, cache, problems),
-    )
-    problems += workflow_problems
+    workflows: dict[str, Workflow] = {}
+    if raw.workflows is not None:
+        # Imported here: dqflow.workflows builds on this package, not the other way round.
+        from dqflow.workflows.compile import compile_workflows
+
+        workflows, workflow_problems = compile_workflows(
+            raw.workflows,
+            job_types,
+            problem=ctx.problem,
+            load_schema=lambda source, which, loc: _load_schema(source, which, loc, ctx, cache, problems),
+        )
+        problems += workflow_problems
     w = raw.worker
     if w.heartbeat >= w.lease:
         problems.append(
