@@ -30,6 +30,7 @@ from enum import StrEnum
 from typing import Any, TypeAlias, get_args
 
 from dqflow.record import JobEvent, JobRecord, JobStatus
+from dqflow.storage.changes import Change
 
 
 class TagMode(StrEnum):
@@ -331,3 +332,19 @@ class Storage(ABC):
     def wait_for_jobs(self, timeout: float, job_types: Sequence[str] | None) -> None:
         """Block up to ``timeout`` seconds or until new work may be ready
         (NOTIFY, a Redis wake-up key, a SQLite data change)."""
+
+    # -- change feed (live updates; see storage/changes.py) ------------------------------
+
+    @abstractmethod
+    def change_cursor(self) -> str:
+        """The cursor of the newest change: ``read_changes(after=it)`` answers only later ones."""
+
+    @abstractmethod
+    def read_changes(self, after: str, limit: int = 500) -> list[Change]:
+        """Changes after the cursor ``after``, oldest first, at most ``limit``.
+        Never skips one that a later read could still return (a change whose
+        transaction commits late is answered in order, once it has)."""
+
+    @abstractmethod
+    def wait_for_changes(self, after: str, timeout: float) -> None:
+        """Block up to ``timeout`` seconds or until changes after ``after`` may exist."""

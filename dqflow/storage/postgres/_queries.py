@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from functools import cache
 from importlib import resources
 
-_OBJECTS = re.compile(r"\b(dqflow_jobs_id_seq|dqflow_jobs|dqflow_job_events|dqflow_migrations)\b")
+_OBJECTS = re.compile(r"\b(dqflow_jobs_id_seq|dqflow_jobs|dqflow_job_events|dqflow_job_changes|dqflow_migrations)\b")
 
 
 @cache
@@ -39,6 +39,8 @@ class Queries:
     list_jobs: str
     get_events: str
     count_jobs: str
+    read_changes: str
+    newest_change: str
     cancel_job: str
     retry_job: str
     edit_job: str

@@ -55,9 +55,18 @@ end
 
 local event_json
 
+-- The change feed (storage/changes.py): a stream capped at about 10000 entries that every
+-- event (but `added`), progress and output write appends to. field: 'event' (its JSON),
+-- 'progress' (the value) or 'output' (''; readers read the job).
+local function feed(id, field, value)
+  CALL('XADD', P .. ':changes', 'MAXLEN', '~', '10000', '*', 'job', id, field, value)
+end
+
 local function add_event(id, event_type, now, data)
   local eid = CALL('INCR', P .. ':event_id')
-  CALL('RPUSH', P .. ':events:' .. id, event_json(eid, event_type, now, data))
+  local entry = event_json(eid, event_type, now, data)
+  CALL('RPUSH', P .. ':events:' .. id, entry)
+  feed(id, 'event', entry)
 end
 
 -- Wake idle workers: tokens for any-type waiters and for this type's waiters.

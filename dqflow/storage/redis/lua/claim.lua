@@ -82,8 +82,10 @@ for _, member in ipairs(picked) do
       'updated_at', now_s}
     CALL('HSET', key, unpack(changes))
     event_id = event_id + 1
-    CALL('RPUSH', P .. ':events:' .. id, event_json(event_id, 'processing', now,
-      '{"worker_id":' .. worker_json .. ',"attempt":' .. changes[4] .. '}'))
+    local entry = event_json(event_id, 'processing', now,
+      '{"worker_id":' .. worker_json .. ',"attempt":' .. changes[4] .. '}')
+    CALL('RPUSH', P .. ':events:' .. id, entry)
+    feed(id, 'event', entry)
     claimed[#claimed + 1] = id
     leases[#leases + 1] = expires
     leases[#leases + 1] = id
