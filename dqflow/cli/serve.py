@@ -54,4 +54,6 @@ def serve(
             reads = "token needed" if tokens.read_token else "open"
             where = redact_url(queue.storage.url)
             console().print(f"dqflow serve on http://{host}:{port} over {where}; reads {reads}; writes {writes}")
-        uvicorn.run(app, host=host, port=port, log_level="debug" if options().verbose else "info", access_log=True)
+        # Open event streams never end on their own: give them a few seconds on shutdown, then close them.
+        level = "debug" if options().verbose else "info"
+        uvicorn.run(app, host=host, port=port, log_level=level, access_log=True, timeout_graceful_shutdown=3)
