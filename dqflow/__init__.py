@@ -1,6 +1,15 @@
-"""dqflow: declared job types, validated payloads and outputs, on SQLite, PostgreSQL or Redis."""
+"""dqflow: declared job types, validated payloads and outputs, on SQLite, PostgreSQL or Redis.
 
-from dqflow.declaration import Declaration, load_declaration
+Names are imported on first use (PEP 562), so ``import dqflow`` and the CLI's
+start pay only for what they touch: a producer never loads the worker, and
+adding a job never loads SQLModel.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from dqflow.errors import (
     ConfigError,
     DqflowError,
@@ -8,18 +17,63 @@ from dqflow.errors import (
     JobNotFoundError,
     NotMigratedError,
     OutputParseError,
+    OutputTooLargeError,
     OutputValidationError,
     PayloadTooLargeError,
     PayloadValidationError,
     StorageError,
+    StorageTooNewError,
+    TooLargeError,
     UnknownJobTypeError,
     ValidationFailed,
     WaitTimeoutError,
 )
-from dqflow.queue import JobSpec, Queue
-from dqflow.record import EventType, FailureReason, JobEvent, JobRecord, JobStatus
-from dqflow.storage import JobPage, TagMode
-from dqflow.worker import JobContext, Worker, WorkerSettingError, run_worker
+
+if TYPE_CHECKING:
+    from dqflow.declaration import Declaration, load_declaration
+    from dqflow.enums import EventType, FailureReason, JobStatus, TagMode
+    from dqflow.queue import JobSpec, Queue
+    from dqflow.record import JobEvent, JobRecord
+    from dqflow.storage import JobPage
+    from dqflow.worker import JobContext, Worker, WorkerSettingError, run_worker
+
+    __version__: str
+
+_LAZY = {
+    "Declaration": "dqflow.declaration",
+    "load_declaration": "dqflow.declaration",
+    "EventType": "dqflow.enums",
+    "FailureReason": "dqflow.enums",
+    "JobStatus": "dqflow.enums",
+    "JobSpec": "dqflow.queue",
+    "Queue": "dqflow.queue",
+    "JobEvent": "dqflow.record",
+    "JobRecord": "dqflow.record",
+    "JobPage": "dqflow.storage",
+    "TagMode": "dqflow.enums",
+    "JobContext": "dqflow.worker",
+    "Worker": "dqflow.worker",
+    "run_worker": "dqflow.worker",
+    "WorkerSettingError": "dqflow.worker",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib.metadata import version
+
+        value: Any = version("dqflow")
+    elif name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+    else:
+        raise AttributeError(f"module 'dqflow' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY, "__version__"})
+
 
 __all__ = [
     "ConfigError",
@@ -37,17 +91,21 @@ __all__ = [
     "JobStatus",
     "NotMigratedError",
     "OutputParseError",
+    "OutputTooLargeError",
     "OutputValidationError",
     "PayloadTooLargeError",
     "PayloadValidationError",
     "Queue",
     "StorageError",
+    "StorageTooNewError",
     "TagMode",
+    "TooLargeError",
     "UnknownJobTypeError",
     "ValidationFailed",
     "WaitTimeoutError",
     "Worker",
     "WorkerSettingError",
+    "__version__",
     "load_declaration",
     "run_worker",
 ]

@@ -14,6 +14,16 @@ def shorten(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+_KINDS = {str: "a string", bool: "a boolean", int: "an integer", float: "a number", list: "a list", dict: "a mapping"}
+
+
+def kind_of(value: object) -> str:
+    """What sort of value ``value`` is, for a message: "a string", "a mapping", "null", ..."""
+    if value is None:
+        return "null"
+    return _KINDS.get(type(value), type(value).__name__)
+
+
 def shown(value: object, limit: int = 80) -> str:
     """``repr(value)`` for a message, cut to ``limit`` characters."""
     return shorten(repr(value), limit)
@@ -42,6 +52,29 @@ class ConfigError(DqflowError):
         if key:
             where = f"{where}: {key}" if where else key
         super().__init__(f"{where}: {self.reason}" if where else self.reason)
+
+
+class DeclarationError(ConfigError):
+    """Several problems in one declaration; ``problems`` holds one ConfigError each.
+
+    ``file``/``line``/``key`` are those of the first problem; the message lists all.
+    """
+
+    def __init__(self, problems: list[ConfigError]) -> None:
+        first = problems[0]
+        super().__init__(first.reason, file=first.file, line=first.line, key=first.key)
+        # Each problem's message is bounded already; the list of them is not cut.
+        self.reason = first.reason + "".join(f"\n{problem}" for problem in problems[1:])
+        self.args = (str(first) + "".join(f"\n{problem}" for problem in problems[1:]),)
+        self.problems = problems
+
+
+def raise_all(problems: list[ConfigError]) -> None:
+    """Raise the one problem, or a :class:`DeclarationError` listing them all in line order."""
+    problems = sorted(problems, key=lambda p: p.line if p.line is not None else 1 << 60)
+    if len(problems) == 1:
+        raise problems[0]
+    raise DeclarationError(problems)
 
 
 class ValidationFailed(DqflowError):
@@ -77,8 +110,16 @@ class UnknownJobTypeError(PayloadValidationError):
         super().__init__("job_type", [message])
 
 
-class PayloadTooLargeError(ValidationFailed):
-    """A payload or output is larger than the configured limit."""
+class TooLargeError(ValidationFailed):
+    """A payload or output is larger than its configured limit (``limits`` in ``jobs.yaml``)."""
+
+
+class PayloadTooLargeError(TooLargeError, PayloadValidationError):
+    """A payload is larger than ``limits.max_payload_bytes``."""
+
+
+class OutputTooLargeError(TooLargeError, OutputValidationError):
+    """An output is larger than ``limits.max_output_bytes``."""
 
 
 class OutputParseError(DqflowError):
@@ -113,3 +154,7 @@ class StorageError(DqflowError):
 
 class NotMigratedError(StorageError):
     """The database has no dqflow schema yet (or an old one)."""
+
+
+class StorageTooNewError(StorageError):
+    """The stored data was written by a newer dqflow (a storage version this code does not know)."""

@@ -8,7 +8,6 @@ PostgreSQL migrations, the SQLite schema and the Redis hash layout all follow
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -16,7 +15,10 @@ from sqlalchemy import JSON, BigInteger, Boolean, Column, DateTime, Integer, Tex
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
+from dqflow.enums import EventType, FailureReason, JobStatus
 from dqflow.errors import OutputParseError
+
+__all__ = ["TIMESTAMP_FIELDS", "EventType", "FailureReason", "JobEvent", "JobRecord", "JobStatus"]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -24,41 +26,6 @@ _JSON = JSON().with_variant(JSONB(), "postgresql")
 # Payload and output keep their JSON text exactly (PostgreSQL ``json``, not ``jsonb``,
 # which would turn 1e16 into an integer and -0.0 into 0).
 _EXACT_JSON = JSON()
-
-
-class JobStatus(StrEnum):
-    """Where a job is in its life."""
-
-    PENDING = "pending"
-    PROCESSING = "processing"
-    WAITING = "waiting"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-class FailureReason(StrEnum):
-    """Why an attempt (or the job) failed."""
-
-    HANDLER_ERROR = "handler_error"
-    TIMEOUT = "timeout"
-    INVALID_OUTPUT = "invalid_output"
-    NO_HANDLER = "no_handler"
-    LEASE_EXPIRED = "lease_expired"
-    SHUTDOWN = "shutdown"
-
-
-class EventType(StrEnum):
-    """Kinds of entries in a job's persisted history."""
-
-    ADDED = "added"
-    PROCESSING = "processing"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    RETRIED = "retried"
-    CANCELLED = "cancelled"
-    EDITED = "edited"
-    RECLAIMED = "reclaimed"
 
 
 def _ts(nullable: bool = True) -> Any:
@@ -101,6 +68,8 @@ class JobRecord(SQLModel):
     locked_at: datetime | None = _ts()
     lease_expires_at: datetime | None = _ts()
     lease_token: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    # added by migration 0002 (columns added later go last, as ALTER TABLE puts them)
+    meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column(_JSON, nullable=False))
 
     @classmethod
     def from_storage(cls, fields: dict[str, Any]) -> JobRecord:
@@ -136,20 +105,6 @@ class JobRecord(SQLModel):
 
 _JOB_FIELDS = frozenset(JobRecord.model_fields)
 
-TIMESTAMP_FIELDS = (
-    "run_at",
-    "created_at",
-    "updated_at",
-    "started_at",
-    "completed_at",
-    "last_failed_at",
-    "last_retried_at",
-    "cancelled_at",
-    "locked_at",
-    "lease_expires_at",
-)
-"""The ``JobRecord`` fields that hold a timestamp (backends that store numbers convert them)."""
-
 
 class JobEvent(SQLModel):
     """One entry of a job's persisted history."""
@@ -177,3 +132,16 @@ class JobEventTable(JobEvent, table=True):
     """The ``dqflow_job_events`` table."""
 
     __tablename__ = "dqflow_job_events"
+
+
+# Field lists by column type, read off the table model (never re-listed by hand).
+_COLUMNS = JobTable.__table__.columns  # type: ignore[attr-defined]
+
+TIMESTAMP_FIELDS: tuple[str, ...] = tuple(c.name for c in _COLUMNS if isinstance(c.type, DateTime))
+"""The ``JobRecord`` fields that hold a timestamp (backends that store numbers convert them)."""
+
+JSON_FIELDS: tuple[str, ...] = tuple(c.name for c in _COLUMNS if isinstance(c.type, JSON))
+"""The ``JobRecord`` fields that hold JSON (backends that store text parse them)."""
+
+BOOLEAN_FIELDS: tuple[str, ...] = tuple(c.name for c in _COLUMNS if isinstance(c.type, Boolean))
+"""The ``JobRecord`` fields that hold a boolean (backends that store integers convert them)."""

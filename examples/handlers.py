@@ -71,3 +71,26 @@ async def send_welcome_email(payload: WelcomeEmail) -> dict[str, str]:
     """An ``async def`` handler: runs on the worker's event loop."""
     await asyncio.sleep(0.01)  # e.g. await an HTTP call to the mail provider
     return {"messageId": uuid.uuid4().hex, "sentTo": payload.to}
+
+
+# -- the publish_album workflow: fetch_album → resize_image (one per image) → publish_page --
+
+
+def fetch_album(payload: dict[str, Any]) -> dict[str, Any]:
+    """Pretend to look an album up; its images feed the ``resize`` step's ``for_each``."""
+    album = payload["albumId"]
+    images = [{"url": f"https://img.example.com/{album}/{n}.jpg", "width": 3000 + 100 * n} for n in range(1, 4)]
+    return {"albumId": album, "title": f"Album {album}", "images": images}
+
+
+def resize_image(payload: dict[str, Any]) -> dict[str, Any]:
+    """Pretend to resize one image; one job runs per element of the fetched images."""
+    time.sleep(0.01)
+    name = payload["url"].rsplit("/", 2)
+    width = payload["width"]
+    return {"url": f"https://cdn.example.com/{width}/{name[-2]}-{name[-1]}", "width": width, "bytes": width * 120}
+
+
+def publish_page(payload: dict[str, Any]) -> dict[str, Any]:
+    """Pretend to publish a page; ``imageUrls`` are the resize outputs, in image order (fan-in)."""
+    return {"pageUrl": f"https://albums.example.com/{payload['albumId']}", "imageCount": len(payload["imageUrls"])}

@@ -1,7 +1,9 @@
-"""Helpers shared by tests: queues built in code, in-process workers, real worker processes."""
+"""Helpers shared by tests: queues built in code, in-process workers, real worker processes,
+and short forms of storage calls for the contract suite."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,10 +11,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from dqflow import Declaration, Queue, Worker
+from dqflow.record import EventType, JobRecord
+from dqflow.storage import Completion, Failure, JobFilter, NewJob, Storage
 
 TESTS = Path(__file__).parent
 APP_CONFIG = TESTS / "app" / "jobs.yaml"
@@ -92,3 +98,58 @@ def executions(log: Path) -> list[int]:
     if not log.exists():
         return []
     return [int(line.split()[0]) for line in log.read_text().splitlines() if line.strip()]
+
+
+# -- storage-level helpers (the contract suite in tests/conformance) -----------------------
+
+
+def add_jobs(storage: Storage, n: int = 1, job_type: str = "t", **options: Any) -> list[int]:
+    """Add ``n`` jobs with payload ``{"n": i}``; return their ids."""
+    jobs = [NewJob(job_type, json.dumps({"n": i}), **options) for i in range(n)]
+    return [result.job_id for result in storage.add_jobs(jobs)]
+
+
+def add_job(storage: Storage, job_type: str = "t", **options: Any) -> int:
+    """Add one job; return its id."""
+    return add_jobs(storage, 1, job_type, **options)[0]
+
+
+def claim_one(storage: Storage, worker_id: str = "w1", lease_ms: int = 30_000) -> JobRecord:
+    """Claim exactly one job (fails the test if none or several come back)."""
+    claimed = storage.claim_jobs(worker_id, None, 1, lease_ms)
+    assert len(claimed) == 1, claimed
+    return claimed[0]
+
+
+def event_types(storage: Storage, job_id: int) -> list[EventType]:
+    """The job's event types, oldest first."""
+    return [event.event_type for event in storage.get_events(job_id)]
+
+
+def list_all_ids(storage: Storage, job_filter: JobFilter) -> list[int]:
+    """Every matching id, following ``next_cursor`` page by page (full pages checked)."""
+    found: list[int] = []
+    cursor = job_filter.cursor
+    while True:
+        page = storage.list_jobs(replace(job_filter, cursor=cursor))
+        found += [job.id for job in page.jobs]
+        if page.next_cursor is None:
+            return found
+        assert len(page.jobs) == job_filter.limit
+        cursor = page.next_cursor
+
+
+def complete(storage: Storage, job: JobRecord, output_json: str | None = None) -> bool:
+    """Complete one claimed job with the token of its claim; True if applied."""
+    return storage.complete_jobs([Completion(job.id, job.lease_token, output_json)])[0]
+
+
+def fail(
+    storage: Storage,
+    job: JobRecord,
+    error: str = "boom",
+    reason: str = "handler_error",
+    retry_at: datetime | None = None,
+) -> bool:
+    """Fail one claimed job's attempt (for good unless ``retry_at``); True if applied."""
+    return storage.fail_jobs([Failure(job.id, job.lease_token, error, reason, retry_at)])[0]

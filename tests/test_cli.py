@@ -97,8 +97,8 @@ def test_check_does_not_touch_the_backend(project: Path, dq: Callable[..., Resul
 @pytest.mark.parametrize(
     ("yaml_text", "line", "key", "words"),
     [
-        ("jobs:\n  a:\n    handler: m:f\n    retyr: {}\n", 4, "jobs.a.retyr", "unknown key 'retyr'"),
-        ("jobs:\n  a:\n    handler: m:f\n    timeout: 5 minutes\n", 4, "jobs.a.timeout", "invalid duration"),
+        ("jobs:\n  a:\n    handler: json:dumps\n    retyr: {}\n", 4, "jobs.a.retyr", "unknown key 'retyr'"),
+        ("jobs:\n  a:\n    handler: json:dumps\n    timeout: 5 minutes\n", 4, "jobs.a.timeout", "invalid duration"),
         ("jobs:\n  a:\n    handler: nosuchmodule_xyz:f\n", 3, "jobs.a.handler", "nosuchmodule_xyz"),
         (
             "jobs:\n  a:\n    handler: json:dumps\n    payload: schemas/missing.json\n",
@@ -135,17 +135,19 @@ def test_bad_declaration_names_file_line_and_key(
 
 
 def test_check_lists_every_problem(tmp_path: Path, dq: Callable[..., Result]) -> None:
-    (tmp_path / "jobs.yaml").write_text("jobs:\n  a:\n    handler: m:f\n    timeout: soon\n    retyr: {}\n")
+    text = "jobs:\n  a:\n    handler: no_such_module_here:f\n    timeout: soon\n    retyr: {}\n"
+    (tmp_path / "jobs.yaml").write_text(text)
     result = dq("check", "--config", str(tmp_path / "jobs.yaml"))
     assert result.code == 1
     lines = result.err.strip().splitlines()
-    assert len(lines) == 2 and all(line.startswith("error: ") for line in lines)
-    assert ":4: jobs.a.timeout:" in lines[0] and ":5: jobs.a.retyr:" in lines[1]
+    assert len(lines) == 3 and all(line.startswith("error: ") for line in lines)
+    assert ":3: jobs.a.handler:" in lines[0] and "no_such_module_here" in lines[0]
+    assert ":4: jobs.a.timeout:" in lines[1] and ":5: jobs.a.retyr:" in lines[2]
     other = one_line_error(dq("add", "a", "--config", str(tmp_path)))
-    assert "(and 1 more problem: run `dqflow check`)" in other
+    assert "(and 1 more problem: run `dqflow check`)" in other  # add does not import handlers
     document = dq("check", "--config", str(tmp_path), "--json").json()
     assert document["ok"] is False
-    assert [p["key"] for p in document["problems"]] == ["jobs.a.timeout", "jobs.a.retyr"]
+    assert [p["key"] for p in document["problems"]] == ["jobs.a.handler", "jobs.a.timeout", "jobs.a.retyr"]
 
 
 def test_missing_declaration(tmp_path: Path, dq: Callable[..., Result], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -482,4 +484,11 @@ def test_example_project_check(dq: Callable[..., Result], monkeypatch: pytest.Mo
     result = dq("check", "--json")
     assert result.code == 0, result.err
     names = {row["name"] for row in result.json()["job_types"]}
-    assert names == {"generate_report", "process_images", "send_welcome_email"}
+    assert names == {
+        "generate_report",
+        "process_images",
+        "send_welcome_email",
+        "fetch_album",
+        "resize_image",
+        "publish_page",
+    }

@@ -283,7 +283,7 @@ BAD_CASES: list[tuple[str, str, int, str, str]] = [
         "jobs:\n  a:\n    handler: m:f\n    max_attempts: 0\n",
         4,
         "jobs.a.max_attempts",
-        "greater than or equal to 1",
+        "max_attempts must be between 1 and 2,147,483,647, got 0",
     ),
     (
         "bad duration",
@@ -395,6 +395,76 @@ BAD_CASES: list[tuple[str, str, int, str, str]] = [
         "worker.batch_size",
         "greater than or equal to 1",
     ),
+    (
+        "huge priority",
+        "jobs:\n  a:\n    handler: m:f\n    priority: 99999999999999999999999\n",
+        4,
+        "jobs.a.priority",
+        "priority must be between -2,147,483,648 and 2,147,483,647",
+    ),
+    (
+        "priority just over int32",
+        "defaults:\n  priority: 2147483648\njobs:\n  a: {handler: m:f}\n",
+        2,
+        "defaults.priority",
+        "priority must be between -2,147,483,648 and 2,147,483,647, got 2,147,483,648",
+    ),
+    (
+        "huge max_attempts",
+        "jobs:\n  a:\n    handler: m:f\n    max_attempts: 3000000000\n",
+        4,
+        "jobs.a.max_attempts",
+        "max_attempts must be between 1 and 2,147,483,647",
+    ),
+    (
+        "huge timeout",
+        "jobs:\n  a:\n    handler: m:f\n    timeout: 99999999999999999999d\n",
+        4,
+        "jobs.a.timeout",
+        "duration '99999999999999999999d' is too long: at most 365 days",
+    ),
+    (
+        "timeout over a year",
+        "defaults:\n  timeout: 366d\njobs:\n  a: {handler: m:f}\n",
+        2,
+        "defaults.timeout",
+        "is too long: at most 365 days",
+    ),
+    (
+        "retry delay over a year",
+        "jobs:\n  a:\n    handler: m:f\n    retry: {delay: 400d}\n",
+        4,
+        "jobs.a.retry.delay",
+        "is too long: at most 365 days",
+    ),
+    (
+        "huge lease",
+        "worker:\n  lease: .inf\njobs:\n  a: {handler: m:f}\n",
+        2,
+        "worker.lease",
+        "must be finite",
+    ),
+    (
+        "concurrency of a million",
+        "worker:\n  concurrency: 1000000\njobs:\n  a: {handler: m:f}\n",
+        2,
+        "worker.concurrency",
+        "less than or equal to 1000",
+    ),
+    (
+        "timeout zero",
+        "jobs:\n  a:\n    handler: m:f\n    timeout: 0\n",
+        4,
+        "jobs.a.timeout",
+        "must be greater than 0 (use null for none)",
+    ),
+    (
+        "payload limit over 64 MiB",
+        "limits:\n  max_payload_bytes: 1000000000\njobs:\n  a: {handler: m:f}\n",
+        2,
+        "limits.max_payload_bytes",
+        "less than or equal to 67108864",
+    ),
     ("backend not a URL", "backend: queue.db\njobs:\n  a: {handler: m:f}\n", 1, "backend", "is not a URL"),
     (
         "max_delay below delay",
@@ -483,7 +553,8 @@ def test_top_level_not_a_mapping(project: Path, text: str, kind: str) -> None:
     path = write_yaml(project, text)
     error = load_error(path)
     assert error.line == 1
-    assert f"the top level must be a mapping (backend, defaults, worker, limits, jobs), not {kind}" in str(error)
+    expected = f"the top level must be a mapping (backend, defaults, worker, limits, jobs, workflows), not {kind}"
+    assert expected in str(error)
 
 
 def test_missing_file() -> None:
@@ -923,3 +994,85 @@ def test_validation_messages_are_bounded() -> None:
     assert info.value.errors[-1] == "… and 450 more"
     assert all(len(message) <= 1000 for message in info.value.errors)
     assert len(str(info.value)) < 60_000
+
+
+# --------------------------------------------------------------------------- isolated handlers must import
+
+
+def top_level_handler(payload: Any) -> None:
+    return None
+
+
+def make_closure() -> Any:
+    secret = 42
+
+    def closure(payload: Any) -> int:
+        return secret
+
+    return closure
+
+
+@pytest.mark.parametrize(
+    ("handler", "why"),
+    [
+        (make_closure(), "a function defined inside another function (a closure) cannot be imported"),
+        (lambda payload: None, "a lambda has no importable name"),
+    ],
+    ids=["closure", "lambda"],
+)
+def test_isolated_handler_that_a_child_cannot_import_is_refused(handler: Any, why: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Declaration.build({"ok": {"handler": top_level_handler}, "t": {"handler": handler, "isolation": "process"}})
+    assert info.value.key == "jobs.t.handler"
+    assert "cannot run with isolation: process" in str(info.value) and why in str(info.value)
+
+
+def test_isolated_top_level_handler_and_threaded_closure_are_fine() -> None:
+    declaration = Declaration.build(
+        {
+            "isolated": {"handler": top_level_handler, "isolation": "process"},
+            "threaded": {"handler": make_closure()},
+        }
+    )
+    assert declaration.job_types["isolated"].handler is top_level_handler
+
+
+def test_every_problem_is_listed_shape_errors_handlers_and_schemas(project: Path) -> None:
+    pkg = unique_package(project)
+    path = write_yaml(
+        project,
+        f"""
+        jobs:
+          a:
+            handler: {pkg}.reports:nope
+            priority: high
+          b:
+            handler: {pkg}.reports:generate_report
+            payload: schemas/missing.json
+            colour: blue
+          c:
+            handler: {pkg}.missing:f
+            output: {{type: objekt}}
+        """,
+    )
+    error = load_error(path)
+    assert isinstance(error, DeclarationError)
+    assert [(p.line, p.key) for p in error.problems] == [
+        (3, "jobs.a.handler"),
+        (4, "jobs.a.priority"),
+        (7, "jobs.b.payload"),
+        (8, "jobs.b.colour"),
+        (10, "jobs.c.handler"),
+        (11, "jobs.c.output"),
+    ]
+    assert "has no attribute 'nope'" in str(error)
+    assert "schemas/missing.json not found" in str(error)
+
+
+def test_model_does_not_import_the_loader() -> None:
+    """No import circle: the loader builds Declarations from the model, never the other way round."""
+    import dqflow.declaration.model as model
+
+    source = Path(model.__file__).read_text()
+    assert "import build_declaration" not in source and "from dqflow.declaration.loader" not in source
+    assert Declaration.__module__ == "dqflow.declaration.loader"

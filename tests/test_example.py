@@ -104,6 +104,7 @@ def test_scripts_example(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "OK" in done.stdout  # dqflow check
+    assert "publish_album\n├─ fetch" in done.stdout and "flowchart TD" in done.stdout  # the workflow, checked and drawn
     assert done.stdout.count("completed") >= 5  # the demo's four jobs and the CLI's one
     assert "$.reportId" in done.stderr  # the refused payloads
     assert "processedUrls" in done.stdout

@@ -9,16 +9,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from dqflow.cli._logging import LogFormat, cli_logging
-from dqflow.declaration import Declaration, find_config, load_declaration
-from dqflow.declaration.loader import CONFIG_ENV
-from dqflow.queue import Queue, resolve_backend
+
+# The declaration and the queue are imported by the commands that use them: `dqflow --help`
+# and `dqflow add` start without pydantic models, jsonschema or SQLModel they do not need.
+if TYPE_CHECKING:
+    from dqflow.declaration import Declaration
+    from dqflow.queue import Queue
 
 BACKEND_ENV = "DQFLOW_BACKEND"
+CONFIG_ENV = "DQFLOW_CONFIG"  # dqflow.declaration.loader.CONFIG_ENV (a test keeps them equal)
 
 app = typer.Typer(
     name="dqflow",
@@ -27,6 +31,8 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
+    # Plain click help: rendering it with rich costs ~90 ms on every `--help`.
+    rich_markup_mode=None,
 )
 
 
@@ -164,11 +170,15 @@ def setup_logging(
 
 def declaration_path() -> Path:
     """The jobs.yaml to load (``--config``, ``$DQFLOW_CONFIG``, ``./jobs.yaml``)."""
+    from dqflow.declaration import find_config
+
     return find_config(options().config)
 
 
 def load(*, import_handlers: bool) -> Declaration:
     """Load and check the declaration (ConfigError on any problem)."""
+    from dqflow.declaration import load_declaration
+
     return load_declaration(declaration_path(), import_handlers=import_handlers)
 
 
@@ -182,6 +192,9 @@ def _declaration_optional() -> bool:
 
 def backend_url(declaration: Declaration | None) -> str:
     """The backend URL, resolved like ``Queue`` does (flag, environment, YAML, default)."""
+    from dqflow.declaration import Declaration
+    from dqflow.queue import resolve_backend
+
     return str(resolve_backend(declaration or Declaration(), options().backend or None))
 
 
@@ -192,6 +205,9 @@ def open_queue(*, import_handlers: bool = False, need_declaration: bool = True) 
     Commands that only read or manage jobs (``need_declaration=False``) also work
     with just ``--backend`` where there is no jobs.yaml.
     """
+    from dqflow.declaration import Declaration
+    from dqflow.queue import Queue
+
     if not need_declaration and _declaration_optional():
         declaration = Declaration()
     else:

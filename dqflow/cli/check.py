@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
-from rich import box
-from rich.table import Table
 
 from dqflow.cli._app import backend_url, command, declaration_path, options
 from dqflow.cli._output import console, print_json, seconds_text
-from dqflow.declaration import DeclarationError, JobTypeSpec, SchemaValidator, load_declaration
 from dqflow.errors import ConfigError
 from dqflow.urls import redact_url
+
+if TYPE_CHECKING:  # imported when the command runs: `dqflow --help` stays quick
+    from dqflow.declaration import JobTypeSpec, SchemaValidator
 
 
 def _schema_name(schema: SchemaValidator | None, base: Path | None) -> str:
@@ -29,22 +29,22 @@ def _schema_name(schema: SchemaValidator | None, base: Path | None) -> str:
     return name
 
 
-def _row(spec: JobTypeSpec, base: Path | None) -> dict[str, Any]:
+def _row(job_type: JobTypeSpec, base: Path | None) -> dict[str, Any]:
     return {
-        "name": spec.name,
-        "handler": spec.handler_ref,
-        "payload_schema": _schema_name(spec.payload_schema, base),
-        "output_schema": _schema_name(spec.output_schema, base),
-        "max_attempts": spec.max_attempts,
-        "timeout_s": spec.timeout,
+        "name": job_type.name,
+        "handler": job_type.handler_ref,
+        "payload_schema": _schema_name(job_type.payload_schema, base),
+        "output_schema": _schema_name(job_type.output_schema, base),
+        "max_attempts": job_type.max_attempts,
+        "timeout_s": job_type.timeout,
         "retry": {
-            "delay_s": spec.retry.delay,
-            "backoff": spec.retry.backoff,
-            "max_delay_s": spec.retry.max_delay,
-            "jitter": spec.retry.jitter,
+            "delay_s": job_type.retry.delay,
+            "backoff": job_type.retry.backoff,
+            "max_delay_s": job_type.retry.max_delay,
+            "jitter": job_type.retry.jitter,
         },
-        "priority": spec.priority,
-        "tags": list(spec.tags),
+        "priority": job_type.priority,
+        "tags": list(job_type.tags),
     }
 
 
@@ -63,7 +63,14 @@ def _report(problems: list[ConfigError]) -> NoReturn:
 
 @command("check")
 def check() -> None:
-    """Check jobs.yaml: keys, durations, schemas and handler imports. Runs nothing."""
+    """Check jobs.yaml: keys, durations, schemas, handler imports and workflow wiring. Runs nothing."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    from dqflow.declaration import DeclarationError, load_declaration
+    from dqflow.workflows.graph import graph_json, text_tree
+
     path = declaration_path()
     try:
         declaration = load_declaration(path, import_handlers=True)
@@ -71,10 +78,11 @@ def check() -> None:
         _report(exc.problems)
     except ConfigError as exc:
         _report([exc])
-    rows = [_row(spec, declaration.base_dir) for spec in declaration.job_types.values()]
+    rows = [_row(job_type, declaration.base_dir) for job_type in declaration.job_types.values()]
     backend = redact_url(backend_url(declaration))
     if options().json:
-        print_json({"ok": True, "config": str(path), "backend": backend, "job_types": rows})
+        workflows = [graph_json(workflow) for workflow in declaration.workflows.values()]
+        print_json({"ok": True, "config": str(path), "backend": backend, "job_types": rows, "workflows": workflows})
         return
     table = Table(box=box.SIMPLE_HEAD)
     for column in ("job type", "handler", "payload schema", "output schema", "attempts", "timeout", "retry", "tags"):
@@ -94,4 +102,11 @@ def check() -> None:
     out = console()
     out.print(f"[bold green]{path}: OK[/]")
     out.print(table)
-    out.print(f"{len(rows)} job type{'s' if len(rows) != 1 else ''}; backend {backend} (not contacted)")
+    for workflow in declaration.workflows.values():
+        out.print(text_tree(workflow), markup=False, highlight=False)
+        for warning in workflow.warnings:
+            out.print(f"[yellow]warning:[/] {escape(str(warning))}", soft_wrap=True)  # one line each, for grep
+        out.print()
+    flows = len(declaration.workflows)
+    flows_text = f"{flows} workflow{'s' if flows != 1 else ''}; " if flows else ""
+    out.print(f"{len(rows)} job type{'s' if len(rows) != 1 else ''}; {flows_text}backend {backend} (not contacted)")

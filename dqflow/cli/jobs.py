@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from dqflow.cli._app import command, open_queue, options
-from dqflow.cli._output import (
-    console,
-    event_json,
-    events_table,
-    job_panel,
-    jobs_table,
-    print_json,
-    record_json,
-)
+from dqflow.cli._output import console, event_json, print_json, record_json
 from dqflow.cli._parse import INT32_MAX, INT32_MIN, MAX_ID, duration, json_value, timestamp
-from dqflow.queue import TagMode
-from dqflow.record import JobRecord, JobStatus
+from dqflow.enums import JobStatus, TagMode
+
+if TYPE_CHECKING:
+    from dqflow.record import JobRecord
 
 JobId = Annotated[int, typer.Argument(metavar="ID", min=1, max=MAX_ID, help="The job's id.", show_default=False)]
 PayloadOpt = Annotated[
@@ -112,6 +106,8 @@ def show(
             document["events"] = [event_json(e) for e in history]
         print_json(document)
         return
+    from dqflow.cli._tables import events_table, job_panel
+
     out = console()
     out.print(job_panel(record))
     if history is not None:
@@ -143,6 +139,8 @@ def list_jobs(
     if options().json:
         print_json({"jobs": [record_json(r) for r in page.jobs], "next_cursor": page.next_cursor})
         return
+    from dqflow.cli._tables import jobs_table
+
     out = console()
     if not page.jobs:
         out.print("no jobs match")
@@ -161,6 +159,8 @@ def events(job_id: JobId) -> None:
     if options().json:
         print_json([event_json(e) for e in history])
     else:
+        from dqflow.cli._tables import events_table
+
         console().print(events_table(history))
 
 

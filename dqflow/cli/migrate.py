@@ -6,13 +6,9 @@ import os
 from typing import Annotated
 
 import typer
-from rich import box
-from rich.table import Table
-from rich.text import Text
 
 from dqflow.cli._app import BACKEND_ENV, backend_url, command, load, options
 from dqflow.cli._output import console, print_json, when
-from dqflow.queue import backend_migrations
 from dqflow.urls import redact_url
 
 
@@ -31,6 +27,8 @@ def migrate(
     """Bring the PostgreSQL schema up to date (SQLite and Redis need no migrations)."""
     if status and sql:
         raise typer.BadParameter("give --status or --sql, not both", param_hint="--sql")
+    from dqflow.queue import backend_migrations
+
     url = _url()
     shown = redact_url(url)
     migrations = backend_migrations(url)
@@ -61,6 +59,10 @@ def migrate(
                 }
             )
             return
+        from rich import box
+        from rich.table import Table
+        from rich.text import Text
+
         table = Table(box=box.SIMPLE_HEAD)
         table.add_column("migration")
         table.add_column("applied")

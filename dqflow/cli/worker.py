@@ -12,7 +12,6 @@ from dqflow.cli._app import command, open_queue, options, setup_logging
 from dqflow.cli._logging import LogFormat
 from dqflow.cli._output import console, print_json
 from dqflow.cli._parse import duration
-from dqflow.worker import Worker, WorkerSettingError
 
 
 @command("run")
@@ -50,6 +49,8 @@ def run(
     ] = LogFormat.TEXT,
 ) -> None:
     """Run jobs until stopped (Ctrl-C: finish running jobs, then exit), or with --drain until idle."""
+    from dqflow.worker import Worker, WorkerSettingError
+
     setup_logging(options().verbose, default_level=logging.INFO, log_format=log_format)
     lease_s = duration(lease, "--lease")
     grace_s = duration(shutdown_grace, "--shutdown-grace")

@@ -1,7 +1,7 @@
 """The declaration layer: ``jobs.yaml`` (or dicts in code) → validated, compiled job types."""
 
-from dqflow.declaration.loader import DeclarationError, find_config, load_declaration
-from dqflow.declaration.model import Declaration, JobTypeSpec, Limits, RetryPolicy, WorkerSettings
+from dqflow.declaration.loader import Declaration, DeclarationError, find_config, load_declaration
+from dqflow.declaration.model import JobTypeSpec, Limits, RetryPolicy, WorkerSettings
 from dqflow.declaration.schemas import SchemaValidator
 
 __all__ = [

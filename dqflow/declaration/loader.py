@@ -1,4 +1,7 @@
-"""Load ``jobs.yaml``: YAML with line numbers → strict pydantic check → compiled :class:`Declaration`.
+"""Load ``jobs.yaml`` (or dicts in code): YAML with line numbers → strict pydantic check → :class:`Declaration`.
+
+:class:`Declaration` is defined here, beside the loader that builds it, so
+``Declaration.build`` needs no import back into this module.
 
 Every problem becomes a :class:`~dqflow.errors.ConfigError` that names the
 file, the line and the key (``jobs.generate_report.retry.delay``). When several
@@ -8,38 +11,46 @@ per line, and carries them in ``.problems``.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
-from pydantic_core import ErrorDetails
+from pydantic import ValidationError
 
-from dqflow.declaration.handlers import HandlerImportError, add_import_root, handler_ref_of, import_handler
+from dqflow.declaration.handlers import (
+    HANDLER_REF,
+    HandlerImportError,
+    add_import_root,
+    handler_ref_of,
+    import_handler,
+)
+from dqflow.declaration.messages import describe
 from dqflow.declaration.model import (
-    Declaration,
     JobTypeSpec,
     Limits,
     RawDeclaration,
     RawDefaults,
     RawJob,
-    RawLimits,
     RawRetry,
-    RawWorker,
     RetryPolicy,
     WorkerSettings,
 )
 from dqflow.declaration.schemas import InvalidSchemaError, LocalSchemaFiles, SchemaValidator
-from dqflow.errors import ConfigError, shown
+from dqflow.declaration.yaml_source import Loc, Locator, key_text, parse_yaml
+from dqflow.errors import ConfigError, DeclarationError, UnknownJobTypeError, kind_of, raise_all
+from dqflow.workflows.compile import compile_workflows
+
+if TYPE_CHECKING:
+    from dqflow.workflows.model import Workflow
 
 __all__ = [
     "CONFIG_ENV",
     "DEFAULT_CONFIG",
+    "Declaration",
     "DeclarationError",
     "build_declaration",
     "find_config",
@@ -49,22 +60,63 @@ __all__ = [
 CONFIG_ENV = "DQFLOW_CONFIG"
 DEFAULT_CONFIG = "jobs.yaml"
 
-Loc = tuple[str | int, ...]
+# --------------------------------------------------------------------------- the compiled declaration
 
 
-class DeclarationError(ConfigError):
-    """Several problems in one declaration; ``problems`` holds one ConfigError each.
+@dataclass(frozen=True)
+class Declaration:
+    """A whole declaration: job types, workflows, worker settings, limits, backend URL."""
 
-    ``file``/``line``/``key`` are those of the first problem; the message lists all.
-    """
+    path: Path | None = None
+    backend: str | None = None
+    job_types: dict[str, JobTypeSpec] = field(default_factory=dict)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    limits: Limits = field(default_factory=Limits)
+    workflows: dict[str, Workflow] = field(default_factory=dict)
 
-    def __init__(self, problems: list[ConfigError]) -> None:
-        first = problems[0]
-        super().__init__(first.reason, file=first.file, line=first.line, key=first.key)
-        # Each problem's message is bounded already; the list of them is not cut.
-        self.reason = first.reason + "".join(f"\n{problem}" for problem in problems[1:])
-        self.args = (str(first) + "".join(f"\n{problem}" for problem in problems[1:]),)
-        self.problems = problems
+    @property
+    def base_dir(self) -> Path | None:
+        """The folder of the YAML file (schema paths and handlers are relative to it)."""
+        return None if self.path is None else self.path.parent
+
+    def job_type(self, name: str) -> JobTypeSpec:
+        """The spec of ``name``; :class:`UnknownJobTypeError` when it is not declared."""
+        try:
+            return self.job_types[name]
+        except KeyError:
+            known = ", ".join(sorted(self.job_types)) or "none"
+            raise UnknownJobTypeError(f"unknown job type {name!r} (declared: {known})") from None
+
+    @classmethod
+    def build(
+        cls,
+        jobs: Mapping[str, Mapping[str, Any]],
+        *,
+        defaults: Mapping[str, Any] | None = None,
+        worker: Mapping[str, Any] | None = None,
+        limits: Mapping[str, Any] | None = None,
+        backend: str | None = None,
+        base_dir: str | Path | None = None,
+        import_handlers: bool = True,
+        workflows: Mapping[str, Any] | None = None,
+    ) -> Declaration:
+        """Build a declaration from Python dicts, validated exactly like ``jobs.yaml``.
+
+        A job's ``handler`` may be a callable as well as ``"module:function"``;
+        ``payload``/``output`` may be a schema dict, a path (relative to
+        ``base_dir``, else the current directory) or a :class:`SchemaValidator`.
+        Errors raise :class:`~dqflow.errors.ConfigError` naming the key.
+        """
+        return build_declaration(
+            jobs,
+            defaults=defaults,
+            worker=worker,
+            limits=limits,
+            backend=backend,
+            base_dir=base_dir,
+            import_handlers=import_handlers,
+            workflows=workflows,
+        )
 
 
 # --------------------------------------------------------------------------- finding the file
@@ -93,260 +145,6 @@ def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:
     return candidate
 
 
-# --------------------------------------------------------------------------- YAML with line numbers
-
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-
-
-def _key_text(loc: Loc) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-class _Locator:
-    """Maps a key path (pydantic ``loc``) to the line of ``jobs.yaml`` where it is written."""
-
-    def __init__(self, root: yaml.Node) -> None:
-        self.root = root
-
-    def line(self, loc: Loc) -> int | None:
-        node: yaml.Node = self.root
-        line = node.start_mark.line + 1
-        for part in loc:
-            if isinstance(node, yaml.MappingNode):
-                found = None
-                for key_node, value_node in node.value:  # last wins, as in the constructed dict
-                    if isinstance(key_node, yaml.ScalarNode) and key_node.value == str(part):
-                        found = (key_node, value_node)
-                if found is None:
-                    break
-                line = found[0].start_mark.line + 1
-                node = found[1]
-            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
-                node = node.value[part]
-                line = node.start_mark.line + 1
-            else:
-                break
-        return line
-
-
-def _duplicates(node: yaml.Node, loc: Loc, file: str, seen: set[int], out: list[ConfigError]) -> None:
-    if id(node) in seen:
-        return
-    seen.add(id(node))
-    if isinstance(node, yaml.MappingNode):
-        first_line: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            if key_node.tag == _MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
-                continue
-            name = key_node.value
-            line = key_node.start_mark.line + 1
-            if name in first_line:
-                out.append(
-                    ConfigError(
-                        f"duplicate key {name!r} (first written on line {first_line[name]})",
-                        file=file,
-                        line=line,
-                        key=_key_text((*loc, name)),
-                    )
-                )
-            else:
-                first_line[name] = line
-            _duplicates(value_node, (*loc, name), file, seen, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _duplicates(item, (*loc, index), file, seen, out)
-
-
-MAX_ALIAS_EXPANSION = 200_000
-"""How many nodes aliases may add to a declaration once expanded (an "alias bomb" adds billions)."""
-
-
-class _DeclarationLoader(yaml.SafeLoader):
-    """YAML 1.1 as PyYAML reads it, except that a mapping key stays the text written.
-
-    ``on:``, ``yes:``, ``1:`` or ``null:`` as a key is that string, so a job type
-    called ``on`` is reported (or accepted) under its own name and line instead
-    of becoming ``True``.
-    """
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        self.flatten_mapping(node)
-        mapping: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            if isinstance(key_node, yaml.ScalarNode):
-                key: Any = key_node.value
-            else:
-                key = self.construct_object(key_node, deep=deep)
-                if not isinstance(key, Hashable):
-                    raise yaml.constructor.ConstructorError(
-                        "while constructing a mapping",
-                        node.start_mark,
-                        "found an unhashable key",
-                        key_node.start_mark,
-                    )
-            mapping[key] = self.construct_object(value_node, deep=deep)
-        return mapping
-
-
-def _children(node: yaml.Node) -> list[yaml.Node]:
-    if isinstance(node, yaml.MappingNode):
-        return [child for pair in node.value for child in pair]
-    if isinstance(node, yaml.SequenceNode):
-        return list(node.value)
-    return []
-
-
-def _check_aliases(root: yaml.Node, file: str) -> None:
-    """Refuse a node that contains itself, and aliases that expand beyond ``MAX_ALIAS_EXPANSION`` nodes.
-
-    Sizes are counted on the node graph (each node once), so the check itself
-    costs no more than the file is long, however much the aliases would expand.
-    """
-    sizes: dict[int, int] = {}
-    open_nodes: set[int] = set()
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
-    while stack:
-        node, finished = stack.pop()
-        key = id(node)
-        if finished:
-            open_nodes.discard(key)
-            sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
-            continue
-        if key in sizes:
-            continue
-        if key in open_nodes:
-            raise ConfigError(
-                "an alias refers to a node that contains it (a cycle)", file=file, line=node.start_mark.line + 1
-            )
-        open_nodes.add(key)
-        stack.append((node, True))
-        stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
-    added = sizes[id(root)] - len(sizes)
-    if added > MAX_ALIAS_EXPANSION:
-        raise ConfigError(
-            f"aliases (*name) would expand the declaration by {added:,} nodes, "
-            f"more than the {MAX_ALIAS_EXPANSION:,} allowed: refusing to expand it",
-            file=file,
-        )
-
-
-def _parse_yaml(text: str, file: str) -> tuple[yaml.Node | None, Any]:
-    try:
-        loader = _DeclarationLoader(text)
-    except yaml.reader.ReaderError as exc:
-        raise _reader_error(exc, text, file) from exc
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None, None
-        _check_aliases(node, file)
-        problems: list[ConfigError] = []
-        _duplicates(node, (), file, set(), problems)
-        if problems:
-            _raise(problems)
-        return node, loader.construct_document(node)
-    except yaml.reader.ReaderError as exc:
-        raise _reader_error(exc, text, file) from exc
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        what = exc.problem or "syntax error"
-        if exc.context:
-            where = f" (line {exc.context_mark.line + 1})" if exc.context_mark is not None else ""
-            what = f"{what}, {exc.context}{where}"
-        raise ConfigError(f"invalid YAML: {what}", file=file, line=None if mark is None else mark.line + 1) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML: {exc}", file=file) from exc
-    except RecursionError:
-        raise ConfigError("invalid YAML: nested too deeply", file=file) from None
-    finally:
-        loader.dispose()
-
-
-def _reader_error(exc: yaml.reader.ReaderError, text: str, file: str) -> ConfigError:
-    """A character YAML does not allow (a control character, say), with its line."""
-    line = text.count("\n", 0, exc.position) + 1 if isinstance(exc.position, int) else None
-    char = exc.character if isinstance(exc.character, str) else chr(exc.character)
-    return ConfigError(f"invalid YAML: character {char!r} is not allowed here", file=file, line=line)
-
-
-# --------------------------------------------------------------------------- pydantic errors → messages
-
-_KIND = {
-    "str": "a string",
-    "int": "an integer",
-    "float": "a number",
-    "bool": "a boolean",
-    "list": "a list",
-    "dict": "a mapping",
-    "NoneType": "null",
-}
-_EXPECTED = {
-    "int_type": "an integer",
-    "int_parsing": "an integer",
-    "int_from_float": "an integer",
-    "float_type": "a number",
-    "string_type": "a string",
-    "bool_type": "true or false",
-    "list_type": "a list",
-    "dict_type": "a mapping",
-    "model_type": "a mapping",
-    "model_attributes_type": "a mapping",
-}
-
-
-def _kind(value: Any) -> str:
-    return _KIND.get(type(value).__name__, type(value).__name__)
-
-
-def _model_at(loc: Loc) -> type[BaseModel] | None:
-    """The raw model whose keys live at ``loc`` (for listing allowed keys)."""
-    parts = [p for p in loc if p != "[key]"]
-    if not parts:
-        return RawDeclaration
-    head, rest = parts[0], parts[1:]
-    if head == "defaults":
-        return RawDefaults if not rest else RawRetry if rest == ["retry"] else None
-    if head == "worker" and not rest:
-        return RawWorker
-    if head == "limits" and not rest:
-        return RawLimits
-    if head == "jobs" and len(rest) == 1:
-        return RawJob
-    if head == "jobs" and len(rest) == 2 and rest[1] == "retry":
-        return RawRetry
-    return None
-
-
-def _describe(error: ErrorDetails) -> str:
-    kind = error["type"]
-    loc: Loc = tuple(error["loc"])
-    value = error.get("input")
-    if kind == "extra_forbidden":
-        name = str(loc[-1])
-        model = _model_at(loc[:-1])
-        if model is None:
-            return f"unknown key {name!r}"
-        allowed = list(model.model_fields)
-        close = difflib.get_close_matches(name, allowed, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        return f"unknown key {name!r}{hint} (allowed: {', '.join(allowed)})"
-    if kind == "missing":
-        return f"missing required key {loc[-1]!r}"
-    if kind in _EXPECTED:
-        return f"expected {_EXPECTED[kind]}, got {_kind(value)} ({shown(value)})"
-    message = error["msg"]
-    for prefix in ("Value error, ", "Assertion failed, "):
-        if message.startswith(prefix):
-            return message[len(prefix) :]
-    return f"{message[:1].lower()}{message[1:]} (got {shown(value)})"
-
-
 def _data_loc(loc: tuple[Any, ...]) -> Loc:
     return tuple(p for p in loc if p != "[key]")
 
@@ -357,7 +155,7 @@ def _data_loc(loc: tuple[Any, ...]) -> Loc:
 @dataclass
 class _Context:
     file: str | None
-    locator: _Locator | None
+    locator: Locator | None
     base_dir: Path | None
     import_handlers: bool
     schema_files: LocalSchemaFiles = field(init=False)
@@ -373,14 +171,7 @@ class _Context:
 
     def problem(self, message: str, loc: Loc) -> ConfigError:
         line = self.locator.line(loc) if self.locator is not None else None
-        return ConfigError(message, file=self.file, line=line, key=_key_text(loc) or None)
-
-
-def _raise(problems: list[ConfigError]) -> None:
-    problems = sorted(problems, key=lambda p: p.line if p.line is not None else 1 << 60)
-    if len(problems) == 1:
-        raise problems[0]
-    raise DeclarationError(problems)
+        return ConfigError(message, file=self.file, line=line, key=key_text(loc) or None)
 
 
 def _pick(name: str, job: RawJob, defaults: RawDefaults) -> Any:
@@ -411,7 +202,7 @@ def _load_schema(
         try:
             return SchemaValidator(
                 source,
-                name=f"{_key_text(loc)} (inline)",
+                name=f"{key_text(loc)} (inline)",
                 base_uri=ctx.folder.resolve().as_uri() + "/",
                 files=ctx.schema_files,
             )
@@ -446,15 +237,26 @@ def _load_schema(
     return validator
 
 
-def _handler(job: RawJob, loc: Loc, ctx: _Context, out: list[ConfigError]) -> tuple[str, Callable[..., Any] | None]:
-    if not isinstance(job.handler, str):
-        func: Callable[..., Any] = job.handler
-        return handler_ref_of(func), func
-    ref = job.handler
+def _handler(
+    written: Any, isolation: str, loc: Loc, ctx: _Context, out: list[ConfigError]
+) -> tuple[str, Callable[..., Any] | None]:
+    if not isinstance(written, str):
+        func: Callable[..., Any] = written
+        ref = handler_ref_of(func)
+        if isolation == "process":
+            why = _not_importable(func, ref)
+            if why is not None:
+                out.append(
+                    ctx.problem(
+                        f"handler {ref} cannot run with isolation: process: the child process imports its "
+                        f"handler by name, and {why}; define it at the top level of a module",
+                        loc,
+                    )
+                )
+        return ref, func
+    ref = written
     if not ctx.import_handlers:
         return ref, None
-    if ctx.base_dir is not None:
-        add_import_root(ctx.base_dir)
     try:
         return ref, import_handler(ref)
     except HandlerImportError as exc:
@@ -462,14 +264,60 @@ def _handler(job: RawJob, loc: Loc, ctx: _Context, out: list[ConfigError]) -> tu
         return ref, None
 
 
+def _not_importable(func: Callable[..., Any], ref: str) -> str | None:
+    """Why a child process could not import ``func`` by its name ``ref`` (None when it can)."""
+    name = getattr(func, "__qualname__", "")
+    if "<lambda>" in name:
+        return "a lambda has no importable name"
+    if "<locals>" in name:
+        return "a function defined inside another function (a closure) cannot be imported"
+    if ref.startswith("__main__:"):
+        return "a function of the script being run (__main__) is not importable by other processes"
+    try:
+        found = import_handler(ref)
+    except HandlerImportError as exc:
+        return f"importing it fails ({exc})"
+    if found is not func and getattr(found, "__wrapped__", None) is not func:
+        return f"{ref} names a different object"
+    return None
+
+
+def _check_what_is_readable(data: Any, ctx: _Context, problems: list[ConfigError]) -> None:
+    """After shape errors, still check the handlers and schemas that are written well enough to check.
+
+    So one run lists a bad key *and* a handler that does not import (each
+    problem once: a value the shape check refused is not looked at again).
+    """
+    jobs = data.get("jobs") if isinstance(data, dict) else None
+    if not isinstance(jobs, dict):
+        return
+    cache: dict[Path, SchemaValidator] = {}
+    for name, job in jobs.items():
+        if not isinstance(job, dict):
+            continue
+        base: Loc = ("jobs", name)
+        handler = job.get("handler")
+        if (isinstance(handler, str) and HANDLER_REF.match(handler)) or (handler is not None and callable(handler)):
+            isolation = job.get("isolation")
+            _handler(handler, isolation if isinstance(isolation, str) else "thread", (*base, "handler"), ctx, problems)
+        for which in ("payload", "output"):
+            source = job.get(which)
+            if isinstance(source, dict) or (isinstance(source, str) and source.strip()):
+                _load_schema(source, which, (*base, which), ctx, cache, problems)
+
+
 def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
+    if ctx.import_handlers and ctx.base_dir is not None:
+        add_import_root(ctx.base_dir)
     try:
         raw = RawDeclaration.model_validate(data)
     except ValidationError as exc:
-        _raise([ctx.problem(_describe(err), _data_loc(tuple(err["loc"]))) for err in exc.errors()])
+        problems = [ctx.problem(describe(err), _data_loc(tuple(err["loc"]))) for err in exc.errors()]
+        _check_what_is_readable(data, ctx, problems)
+        raise_all(problems)
         raise  # unreachable: _raise always raises
 
-    problems: list[ConfigError] = []
+    problems = []
     cache: dict[Path, SchemaValidator] = {}
     defaults = raw.defaults
     job_types: dict[str, JobTypeSpec] = {}
@@ -486,7 +334,7 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
             )
         payload = _load_schema(job.payload, "payload", (*base, "payload"), ctx, cache, problems)
         output = _load_schema(job.output, "output", (*base, "output"), ctx, cache, problems)
-        handler_ref, handler = _handler(job, (*base, "handler"), ctx, problems)
+        handler_ref, handler = _handler(job.handler, job.isolation, (*base, "handler"), ctx, problems)
         job_types[name] = JobTypeSpec(
             name=name,
             handler_ref=handler_ref,
@@ -501,6 +349,13 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
             isolation=job.isolation,
             description=job.description,
         )
+    workflows, workflow_problems = compile_workflows(
+        raw.workflows,
+        job_types,
+        problem=ctx.problem,
+        load_schema=lambda source, which, loc: _load_schema(source, which, loc, ctx, cache, problems),
+    )
+    problems += workflow_problems
     w = raw.worker
     if w.heartbeat >= w.lease:
         problems.append(
@@ -511,7 +366,7 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
             )
         )
     if problems:
-        _raise(problems)
+        raise_all(problems)
 
     return Declaration(
         path=path,
@@ -526,6 +381,7 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
             shutdown_grace=w.shutdown_grace,
         ),
         limits=Limits(max_payload_bytes=raw.limits.max_payload_bytes, max_output_bytes=raw.limits.max_output_bytes),
+        workflows=workflows,
     )
 
 
@@ -548,17 +404,18 @@ def load_declaration(path: str | os.PathLike[str], *, import_handlers: bool = Tr
         raise ConfigError(f"declaration not found: {source.absolute()}", file=file) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the declaration: {exc}", file=file) from exc
-    node, data = _parse_yaml(text, file)
+    node, data = parse_yaml(text, file)
     if node is None:
         raise ConfigError("the file is empty: declare at least `jobs:`", file=file, line=1)
     if not isinstance(node, yaml.MappingNode):
         raise ConfigError(
-            f"the top level must be a mapping (backend, defaults, worker, limits, jobs), not {_kind(data)}",
+            "the top level must be a mapping (backend, defaults, worker, limits, jobs, workflows), "
+            f"not {kind_of(data)}",
             file=file,
             line=node.start_mark.line + 1,
         )
     resolved = source.resolve()
-    ctx = _Context(file=file, locator=_Locator(node), base_dir=resolved.parent, import_handlers=import_handlers)
+    ctx = _Context(file=file, locator=Locator(node), base_dir=resolved.parent, import_handlers=import_handlers)
     return _compile(data, ctx, resolved)
 
 
@@ -571,6 +428,7 @@ def build_declaration(
     backend: str | None = None,
     base_dir: str | os.PathLike[str] | None = None,
     import_handlers: bool = True,
+    workflows: Mapping[str, Any] | None = None,
 ) -> Declaration:
     """:meth:`Declaration.build`: the same checks as ``jobs.yaml``, from Python dicts."""
 
@@ -587,6 +445,8 @@ def build_declaration(
     for key, section in (("defaults", defaults), ("worker", worker), ("limits", limits)):
         if section is not None:
             data[key] = plain(section)
+    if workflows is not None:
+        data["workflows"] = plain(workflows)
     if backend is not None:
         data["backend"] = backend
     folder = None if base_dir is None else Path(base_dir).resolve()

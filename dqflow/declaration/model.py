@@ -2,18 +2,18 @@
 
 * ``Raw*`` pydantic models mirror ``jobs.yaml`` exactly (strict types, unknown
   keys forbidden). They only say what was written; defaults are merged later.
-* The frozen dataclasses (:class:`Declaration`, :class:`JobTypeSpec`,
-  :class:`RetryPolicy`, :class:`WorkerSettings`, :class:`Limits`) are the
-  compiled result every other layer uses: durations in seconds, defaults merged,
-  schemas compiled, handlers imported.
+* The frozen dataclasses (:class:`JobTypeSpec`, :class:`RetryPolicy`,
+  :class:`WorkerSettings`, :class:`Limits`) are the compiled parts every other
+  layer uses: durations in seconds, defaults merged, schemas compiled, handlers
+  imported. The whole, :class:`~dqflow.declaration.loader.Declaration`, lives
+  with the loader that builds it.
 """
 
 from __future__ import annotations
 
-import math
 import random as _random
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -27,15 +27,21 @@ from pydantic import (
     field_validator,
 )
 
+from dqflow.bounds import (
+    MAX_BATCH_SIZE,
+    MAX_CONCURRENCY,
+    MAX_SIZE_LIMIT_BYTES,
+    check_max_attempts,
+    check_priority,
+)
 from dqflow.declaration.handlers import HANDLER_REF
 from dqflow.declaration.schemas import SchemaValidator
-from dqflow.durations import parse_duration
-from dqflow.errors import UnknownJobTypeError
+from dqflow.durations import bounded_duration, timeout_seconds
+from dqflow.errors import kind_of
 
 __all__ = [
     "JOB_TYPE_NAME",
     "Backoff",
-    "Declaration",
     "Isolation",
     "JobTypeSpec",
     "Limits",
@@ -125,84 +131,16 @@ class JobTypeSpec:
     description: str | None = None
 
 
-@dataclass(frozen=True)
-class Declaration:
-    """A whole declaration: job types, worker settings, limits, backend URL."""
-
-    path: Path | None = None
-    backend: str | None = None
-    job_types: dict[str, JobTypeSpec] = field(default_factory=dict)
-    worker: WorkerSettings = field(default_factory=WorkerSettings)
-    limits: Limits = field(default_factory=Limits)
-
-    @property
-    def base_dir(self) -> Path | None:
-        """The folder of the YAML file (schema paths and handlers are relative to it)."""
-        return None if self.path is None else self.path.parent
-
-    def job_type(self, name: str) -> JobTypeSpec:
-        """The spec of ``name``; :class:`UnknownJobTypeError` when it is not declared."""
-        try:
-            return self.job_types[name]
-        except KeyError:
-            known = ", ".join(sorted(self.job_types)) or "none"
-            raise UnknownJobTypeError(f"unknown job type {name!r} (declared: {known})") from None
-
-    @classmethod
-    def build(
-        cls,
-        jobs: Mapping[str, Mapping[str, Any]],
-        *,
-        defaults: Mapping[str, Any] | None = None,
-        worker: Mapping[str, Any] | None = None,
-        limits: Mapping[str, Any] | None = None,
-        backend: str | None = None,
-        base_dir: str | Path | None = None,
-        import_handlers: bool = True,
-    ) -> Declaration:
-        """Build a declaration from Python dicts, validated exactly like ``jobs.yaml``.
-
-        A job's ``handler`` may be a callable as well as ``"module:function"``;
-        ``payload``/``output`` may be a schema dict, a path (relative to
-        ``base_dir``, else the current directory) or a :class:`SchemaValidator`.
-        Errors raise :class:`~dqflow.errors.ConfigError` naming the key.
-        """
-        from dqflow.declaration.loader import build_declaration
-
-        return build_declaration(
-            jobs,
-            defaults=defaults,
-            worker=worker,
-            limits=limits,
-            backend=backend,
-            base_dir=base_dir,
-            import_handlers=import_handlers,
-        )
-
-
 # --------------------------------------------------------------------------- raw YAML shapes
 
 
-def _duration(value: Any) -> float:
-    seconds = parse_duration(value)
-    if not math.isfinite(seconds):
-        raise ValueError(f"invalid duration {value!r}: must be finite")
-    return seconds
-
-
 def _optional_duration(value: Any) -> float | None:
-    return None if value is None else _duration(value)
+    return None if value is None else bounded_duration(value)
 
 
 def _positive(value: float) -> float:
     if value <= 0:
         raise ValueError("must be greater than 0")
-    return value
-
-
-def _positive_or_none(value: float | None) -> float | None:
-    if value is not None and value <= 0:
-        raise ValueError("must be greater than 0 (use null for none)")
     return value
 
 
@@ -227,22 +165,16 @@ def _schema_source(value: Any) -> Any:
         return value
     if isinstance(value, Path):
         return str(value)
-    raise ValueError(f"expected a schema file path or an inline schema mapping, got {_kind(value)}")
+    raise ValueError(f"expected a schema file path or an inline schema mapping, got {kind_of(value)}")
 
 
-def _kind(value: Any) -> str:
-    names = {str: "a string", bool: "a boolean", int: "an integer", float: "a number", list: "a list"}
-    if value is None:
-        return "null"
-    if isinstance(value, dict):
-        return "a mapping"
-    return names.get(type(value), type(value).__name__)
-
-
-Duration = Annotated[float, BeforeValidator(_duration)]
-PositiveDuration = Annotated[float, BeforeValidator(_duration), AfterValidator(_positive)]
+# Durations and numbers go through the same checks as the queue API's arguments (dqflow.bounds).
+Duration = Annotated[float, BeforeValidator(bounded_duration)]
+PositiveDuration = Annotated[float, BeforeValidator(bounded_duration), AfterValidator(_positive)]
 OptionalDuration = Annotated[float | None, BeforeValidator(_optional_duration)]
-Timeout = Annotated[float | None, BeforeValidator(_optional_duration), AfterValidator(_positive_or_none)]
+Timeout = Annotated[float | None, BeforeValidator(timeout_seconds)]
+Priority = Annotated[int, AfterValidator(check_priority)]
+MaxAttempts = Annotated[int, AfterValidator(check_max_attempts)]
 Tag = Annotated[str, AfterValidator(_tag)]
 JobName = Annotated[str, AfterValidator(_job_name)]
 SchemaSource = Annotated[Any, BeforeValidator(_schema_source)]
@@ -266,10 +198,10 @@ class RawRetry(_Strict):
 class RawPolicy(_Strict):
     """Keys shared by ``defaults`` and each job type (merged key by key)."""
 
-    max_attempts: Annotated[int, Field(ge=1)] = 3
+    max_attempts: MaxAttempts = 3
     timeout: Timeout = None
     retry: RawRetry = Field(default_factory=RawRetry)
-    priority: int = 0
+    priority: Priority = 0
     tags: list[Tag] = Field(default_factory=list)
 
     _retry_none = field_validator("retry", mode="before")(_none_is_empty)
@@ -295,12 +227,12 @@ class RawJob(RawPolicy):
             return value
         if callable(value):
             return value
-        raise ValueError(f"handler must be a 'module:function' string, got {_kind(value)}")
+        raise ValueError(f"handler must be a 'module:function' string, got {kind_of(value)}")
 
 
 class RawWorker(_Strict):
-    concurrency: Annotated[int, Field(ge=1)] = 8
-    batch_size: Annotated[int | None, Field(ge=1)] = None
+    concurrency: Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)] = 8
+    batch_size: Annotated[int | None, Field(ge=1, le=MAX_BATCH_SIZE)] = None
     lease: PositiveDuration = 20.0
     heartbeat: PositiveDuration = 1.0
     poll_interval: PositiveDuration = 1.0
@@ -308,8 +240,8 @@ class RawWorker(_Strict):
 
 
 class RawLimits(_Strict):
-    max_payload_bytes: Annotated[int, Field(ge=1)] = 1_048_576
-    max_output_bytes: Annotated[int, Field(ge=1)] = 1_048_576
+    max_payload_bytes: Annotated[int, Field(ge=1, le=MAX_SIZE_LIMIT_BYTES)] = 1_048_576
+    max_output_bytes: Annotated[int, Field(ge=1, le=MAX_SIZE_LIMIT_BYTES)] = 1_048_576
 
 
 class RawDeclaration(_Strict):
@@ -318,6 +250,7 @@ class RawDeclaration(_Strict):
     worker: RawWorker = Field(default_factory=RawWorker)
     limits: RawLimits = Field(default_factory=RawLimits)
     jobs: dict[JobName, RawJob]
+    workflows: Any = None  # checked by dqflow.workflows.compile, which knows their shape
 
     _sections_none = field_validator("defaults", "worker", "limits", mode="before")(_none_is_empty)
 

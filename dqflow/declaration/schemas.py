@@ -274,6 +274,18 @@ class SchemaValidator:
                 if key not in _DATA_KEYWORDS and isinstance(value, (Mapping, list)):
                     pending.append((value, resolver, f"{path}.{key}", where))
 
+    def resolver(self) -> Any:
+        """A ``referencing`` resolver rooted at this schema (``$ref``s resolve as they do in validation).
+
+        Typed ``Any``: ``referencing`` does not export its ``Resolver`` type.
+        """
+        return self._registry.resolver_with_root(_specification(self._cls).create_resource(self.schema))
+
+    @property
+    def validator_class(self) -> Any:
+        """The ``jsonschema`` validator class of the schema's dialect."""
+        return self._cls
+
     def is_valid(self, value: Any) -> bool:
         """True when ``value`` matches the schema (the fast path: no messages built)."""
         if self._fast is not None:

@@ -5,8 +5,24 @@ Only PostgreSQL has migrations; SQLite and Redis set themselves up on first use.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+
+from dqflow.extras import missing_extra
+
+
+@contextmanager
+def _postgres_driver() -> Iterator[None]:
+    """Turn a missing ``dqflow[postgres]`` into its one-line error."""
+    try:
+        yield
+    except ImportError as exc:
+        error = missing_extra("postgres", exc)
+        if error is None:
+            raise
+        raise error from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,20 +33,20 @@ class BackendMigrations:
 
     def status(self) -> list[tuple[str, datetime | None]]:
         """Each migration with the time it was applied (None: pending), in order."""
-        from dqflow.storage.postgres.migrations import migration_status
-
+        with _postgres_driver():
+            from dqflow.storage.postgres.migrations import migration_status
         return migration_status(self.url)
 
     def pending_sql(self) -> str:
         """The SQL ``apply`` would run now (empty when up to date)."""
-        from dqflow.storage.postgres.migrations import pending_sql
-
+        with _postgres_driver():
+            from dqflow.storage.postgres.migrations import pending_sql
         return pending_sql(self.url)
 
     def apply(self) -> list[str]:
         """Apply the pending migrations in order; the names applied (empty: up to date)."""
-        from dqflow.storage.postgres.migrations import migrate
-
+        with _postgres_driver():
+            from dqflow.storage.postgres.migrations import migrate
         return migrate(self.url)
 
 

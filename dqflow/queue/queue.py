@@ -9,25 +9,31 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
+from dqflow.bounds import RUN_AT_MAX, check_max_attempts, check_priority, check_run_at
 from dqflow.declaration import Declaration, JobTypeSpec, SchemaValidator, load_declaration
-from dqflow.durations import parse_duration, to_ms
+from dqflow.durations import bounded_duration, parse_duration, timeout_seconds, to_ms
+from dqflow.enums import JobStatus
 from dqflow.errors import (
     JobNotFoundError,
+    OutputTooLargeError,
     OutputValidationError,
     PayloadTooLargeError,
     PayloadValidationError,
+    TooLargeError,
     UnknownJobTypeError,
     ValidationFailed,
     WaitTimeoutError,
 )
 from dqflow.json_values import dumps
 from dqflow.queue.events import JOB_ADDED, JOB_CANCELLED, JOB_EDITED, JOB_RETRIED, EventEmitter, Listener
-from dqflow.record import JobEvent, JobRecord, JobStatus
 from dqflow.storage import DEFAULT_BACKEND, JobFilter, JobPage, NewJob, Storage, TagMode, open_storage
+
+if TYPE_CHECKING:  # the records need SQLModel, which only reading jobs pays for
+    from dqflow.record import JobEvent, JobRecord
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -49,14 +55,21 @@ WAIT_MAX_POLL_S = 0.25
 
 
 def _seconds(value: Duration | None, what: str) -> float | None:
+    """A duration argument (at most 365 days), read exactly as ``jobs.yaml`` reads it."""
     if value is None:
         return None
-    if isinstance(value, timedelta):
-        return value.total_seconds()
     try:
-        return parse_duration(value)
+        return bounded_duration(value)
     except ValueError as exc:
         raise ValueError(f"{what}: {exc}") from None
+
+
+def _timeout(value: Duration | None) -> float | None:
+    """A timeout argument: ``None`` for none, else more than 0 (as in ``jobs.yaml``)."""
+    try:
+        return timeout_seconds(value)
+    except ValueError as exc:
+        raise ValueError(f"timeout: {exc}") from None
 
 
 def _aware(value: datetime | None, what: str) -> datetime | None:
@@ -65,6 +78,22 @@ def _aware(value: datetime | None, what: str) -> datetime | None:
     if not isinstance(value, datetime):
         raise TypeError(f"{what} must be a datetime, got {type(value).__name__}")
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _run_at(value: datetime | None) -> datetime | None:
+    aware = _aware(value, "run_at")
+    return None if aware is None else check_run_at(aware)
+
+
+def _run_after(delay: Duration) -> datetime:
+    now = datetime.now(UTC)
+    try:
+        seconds = parse_duration(delay)
+    except ValueError as exc:
+        raise ValueError(f"delay: {exc}") from None
+    if seconds > (RUN_AT_MAX - now).total_seconds():
+        raise ValueError(f"delay: {seconds:g}s from now is after {RUN_AT_MAX.isoformat()}, the latest run_at")
+    return now + timedelta(seconds=seconds)
 
 
 @dataclass(slots=True)
@@ -84,6 +113,7 @@ class JobSpec:
     retry_backoff: str | None = None
     retry_max_delay: Duration | _Unset | None = UNSET
     retry_jitter: bool | None = None
+    meta: Mapping[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -160,29 +190,36 @@ class Queue:
 
     def validate_payload(self, job_type: str, payload: Any) -> str:
         """Check ``payload`` for ``job_type`` (JSON, size, schema); return its JSON text."""
-        spec = self.job_type(job_type)
+        declared = self.job_type(job_type)
         limit = self.declaration.limits.max_payload_bytes
-        return _checked_json(payload, spec.payload_schema, limit, PayloadValidationError, f"payload of {job_type}")
+        return _checked_json(
+            payload,
+            declared.payload_schema,
+            limit,
+            PayloadValidationError,
+            PayloadTooLargeError,
+            f"payload of {job_type}",
+        )
 
     def validate_output(self, job_type: str, output: Any) -> str:
         """Check an output for ``job_type`` (JSON, size, schema); return its JSON text."""
-        spec = self.job_type(job_type)
+        declared = self.job_type(job_type)
         limit = self.declaration.limits.max_output_bytes
-        return _checked_json(output, spec.output_schema, limit, OutputValidationError, f"output of {job_type}")
+        return _checked_json(
+            output, declared.output_schema, limit, OutputValidationError, OutputTooLargeError, f"output of {job_type}"
+        )
 
     def _new_job(self, job: JobSpec) -> NewJob:
-        spec = self.job_type(job.job_type)
+        declared = self.job_type(job.job_type)
         payload_json = self.validate_payload(job.job_type, job.payload)
-        run_at = _aware(job.run_at, "run_at")
+        run_at = _run_at(job.run_at)
         if job.delay is not None:
             if run_at is not None:
                 raise ValueError("give run_at or delay, not both")
-            run_at = datetime.now(UTC) + timedelta(seconds=_seconds(job.delay, "delay") or 0.0)
-        max_attempts = spec.max_attempts if job.max_attempts is None else int(job.max_attempts)
-        if max_attempts < 1:
-            raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
-        timeout = spec.timeout if isinstance(job.timeout, _Unset) else _seconds(job.timeout, "timeout")
-        retry = spec.retry
+            run_at = _run_after(job.delay)
+        max_attempts = declared.max_attempts if job.max_attempts is None else check_max_attempts(job.max_attempts)
+        timeout = declared.timeout if isinstance(job.timeout, _Unset) else _timeout(job.timeout)
+        retry = declared.retry
         backoff = retry.backoff if job.retry_backoff is None else job.retry_backoff
         if backoff not in ("fixed", "exponential"):
             raise ValueError(f"retry_backoff must be 'fixed' or 'exponential', got {backoff!r}")
@@ -192,15 +229,22 @@ class Queue:
             if isinstance(job.retry_max_delay, _Unset)
             else _seconds(job.retry_max_delay, "retry_max_delay")
         )
-        tags = spec.tags if job.tags is None else _tags(job.tags)
+        tags = declared.tags if job.tags is None else _tags(job.tags)
         if job.idempotency_key is not None:
             if not isinstance(job.idempotency_key, str):
                 raise TypeError("idempotency_key must be a string")
             _no_nul(job.idempotency_key, "idempotency_key")
+        meta_json = "{}"
+        if job.meta is not None:
+            if not isinstance(job.meta, Mapping):
+                raise TypeError(f"meta must be a JSON object (a dict), got {type(job.meta).__name__}")
+            if job.meta:
+                limit = self.declaration.limits.max_payload_bytes
+                meta_json = _checked_json(dict(job.meta), None, limit, ValidationFailed, PayloadTooLargeError, "meta")
         return NewJob(
             job_type=job.job_type,
             payload_json=payload_json,
-            priority=spec.priority if job.priority is None else int(job.priority),
+            priority=declared.priority if job.priority is None else check_priority(job.priority),
             run_at=run_at,
             max_attempts=max_attempts,
             timeout_ms=to_ms(timeout),
@@ -210,6 +254,7 @@ class Queue:
             retry_jitter=retry.jitter if job.retry_jitter is None else bool(job.retry_jitter),
             tags=tags,
             idempotency_key=job.idempotency_key,
+            meta_json=meta_json,
         )
 
     # -- adding ----------------------------------------------------------------------
@@ -230,16 +275,18 @@ class Queue:
         retry_backoff: str | None = None,
         retry_max_delay: Duration | _Unset | None = UNSET,
         retry_jitter: bool | None = None,
+        meta: Mapping[str, Any] | None = None,
         connection: Any = None,
     ) -> int:
         """Validate and enqueue one job; return its id.
 
         Options left out come from the job type's declaration. A payload that
         fails its schema raises ``PayloadValidationError`` and nothing is stored.
-        A repeated ``idempotency_key`` returns the existing job's id.
+        A repeated ``idempotency_key`` returns the existing job's id. ``meta`` is a
+        JSON object kept with the job (``JobRecord.meta``, ``{}`` by default).
         ``connection`` (PostgreSQL) enqueues inside the caller's transaction.
         """
-        spec = JobSpec(
+        job = JobSpec(
             job_type,
             payload,
             priority=priority,
@@ -253,8 +300,9 @@ class Queue:
             retry_backoff=retry_backoff,
             retry_max_delay=retry_max_delay,
             retry_jitter=retry_jitter,
+            meta=meta,
         )
-        return self.add_many([spec], connection=connection)[0]
+        return self.add_many([job], connection=connection)[0]
 
     def add_many(self, jobs: Iterable[JobSpec | Mapping[str, Any]], *, connection: Any = None) -> list[int]:
         """Validate every job first, then enqueue them all in one round trip.
@@ -263,10 +311,10 @@ class Queue:
         and the error names its index.
         """
         new_jobs: list[NewJob] = []
-        for index, job in enumerate(jobs):
-            spec = job if isinstance(job, JobSpec) else JobSpec(**dict(job))
+        for index, given in enumerate(jobs):
+            job = given if isinstance(given, JobSpec) else JobSpec(**dict(given))
             try:
-                new_jobs.append(self._new_job(spec))
+                new_jobs.append(self._new_job(job))
             except ValidationFailed as exc:
                 if index or (isinstance(jobs, (list, tuple)) and len(jobs) > 1):
                     raise exc.located(f"job {index}") from None
@@ -411,15 +459,13 @@ class Queue:
         if not isinstance(payload, _Unset):
             changes["payload_json"] = self.validate_payload(record.job_type, payload)
         if not isinstance(priority, _Unset):
-            changes["priority"] = int(priority)
+            changes["priority"] = check_priority(priority)
         if not isinstance(run_at, _Unset):
-            changes["run_at"] = _aware(run_at, "run_at")
+            changes["run_at"] = _run_at(run_at)
         if not isinstance(max_attempts, _Unset):
-            if int(max_attempts) < 1:
-                raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
-            changes["max_attempts"] = int(max_attempts)
+            changes["max_attempts"] = check_max_attempts(max_attempts)
         if not isinstance(timeout, _Unset):
-            changes["timeout_ms"] = to_ms(_seconds(timeout, "timeout"))
+            changes["timeout_ms"] = to_ms(_timeout(timeout))
         if not isinstance(tags, _Unset):
             changes["tags"] = _tags(tags)
         if not isinstance(retry_delay, _Unset):
@@ -458,7 +504,12 @@ def _next_pause(poll: float, deadline: float | None, job_id: int, limit: float, 
 
 
 def _checked_json(
-    value: Any, schema: SchemaValidator | None, limit: int, error: type[ValidationFailed], label: str
+    value: Any,
+    schema: SchemaValidator | None,
+    limit: int,
+    error: type[ValidationFailed],
+    too_large: type[TooLargeError],
+    label: str,
 ) -> str:
     """Strict JSON text of ``value`` within ``limit`` bytes and valid against ``schema``, or ``error``."""
     if isinstance(value, BaseModel):
@@ -467,7 +518,7 @@ def _checked_json(
     if len(text) * 4 > limit:  # only then can the UTF-8 size be over the limit
         size = len(text.encode())
         if size > limit:
-            raise PayloadTooLargeError(label, [f"{size} bytes is over the limit of {limit} bytes"])
+            raise too_large(label, [f"{size} bytes is over the limit of {limit} bytes"])
     if schema is not None:
         schema.validate(value, error, label)
     return text

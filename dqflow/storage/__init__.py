@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from dqflow.errors import ConfigError
+from dqflow.extras import missing_extra
 from dqflow.storage.base import (
     FAILURE_TEXT_LIMIT,
     AddResult,
@@ -63,14 +65,27 @@ def open_storage(backend: str | Any, **options: Any) -> Storage:
 
         return SqliteStorage(backend, **options)
     if scheme in ("postgresql", "postgres"):
-        from dqflow.storage.postgres.backend import PostgresStorage
-
-        return PostgresStorage(backend, **options)
+        return _backend_class("postgres")(backend, **options)
     if scheme in ("redis", "rediss"):
-        from dqflow.storage.redis.backend import RedisStorage
-
-        return RedisStorage(backend, **options)
+        return _backend_class("redis")(backend, **options)
     raise ConfigError(
         f"unknown backend {backend!r}: use sqlite:///path, postgresql://... or redis://...",
         key="backend",
     )
+
+
+def _backend_class(extra: str) -> Callable[..., Storage]:
+    """The PostgreSQL or Redis backend; a one-line error naming the extra when its driver is missing."""
+    try:
+        if extra == "postgres":
+            from dqflow.storage.postgres.backend import PostgresStorage
+
+            return PostgresStorage
+        from dqflow.storage.redis.backend import RedisStorage
+
+        return RedisStorage
+    except ImportError as exc:
+        error = missing_extra(extra, exc)
+        if error is None:
+            raise
+        raise error from exc

@@ -24,22 +24,17 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeAlias, get_args
 
-from dqflow.record import JobEvent, JobRecord, JobStatus
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Integer, Text
+
+from dqflow.enums import JobStatus
+from dqflow.enums import TagMode as TagMode  # re-exported: the backends and dqflow.storage take it from here
+from dqflow.record import JobEvent, JobRecord, JobTable
 from dqflow.storage.changes import Change
-
-
-class TagMode(StrEnum):
-    """How ``JobFilter.tags`` is matched against a job's tags."""
-
-    ALL = "all"  # the job has every given tag
-    ANY = "any"  # the job has at least one of them
-    NONE = "none"  # the job has none of them
-    EXACT = "exact"  # the job's tag set equals the given set
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +53,75 @@ class NewJob:
     retry_jitter: bool = True
     tags: tuple[str, ...] = ()
     idempotency_key: str | None = None
+    meta_json: str = "{}"
+
+
+class OptionKind(StrEnum):
+    """How a job option's value is held in ``NewJob`` (read off its ``JobRecord`` column)."""
+
+    INT32 = "int32"  # Integer column
+    INT = "int"  # BigInteger column
+    BOOL = "bool"
+    TEXT = "text"
+    TIME = "time"  # aware datetime; None means now where the column is required
+    JSON_TEXT = "json_text"  # serialised JSON (``*_json`` fields)
+    STRINGS = "strings"  # a tuple of strings stored as a JSON array (tags)
+
+
+@dataclass(frozen=True, slots=True)
+class JobOption:
+    """One field of ``NewJob``: the ``JobRecord`` column it fills and how."""
+
+    name: str  # the NewJob field, also the ``edit_job`` key
+    column: str  # the JobRecord field (``payload_json`` fills ``payload``)
+    kind: OptionKind
+    nullable: bool  # None is stored as null (else None means the column's default)
+    editable: bool
+
+
+_FIXED_AT_ADD = frozenset({"job_type", "idempotency_key"})
+
+
+def _option_kind(name: str, column: Any) -> OptionKind:
+    if name.endswith("_json"):
+        return OptionKind.JSON_TEXT
+    kinds: tuple[tuple[type, OptionKind], ...] = (
+        (BigInteger, OptionKind.INT),
+        (Integer, OptionKind.INT32),
+        (Boolean, OptionKind.BOOL),
+        (DateTime, OptionKind.TIME),
+        (JSON, OptionKind.STRINGS),
+        (Text, OptionKind.TEXT),
+    )
+    for sql_type, kind in kinds:
+        if isinstance(column.type, sql_type):
+            return kind
+    raise TypeError(f"NewJob.{name}: no option kind for column type {column.type!r}")  # pragma: no cover
+
+
+def _job_options() -> tuple[JobOption, ...]:
+    columns = JobTable.__table__.columns  # type: ignore[attr-defined]
+    options = []
+    for item in fields(NewJob):
+        column = columns[item.name.removesuffix("_json")]
+        options.append(
+            JobOption(
+                item.name,
+                column.name,
+                _option_kind(item.name, column),
+                bool(column.nullable),
+                item.name not in _FIXED_AT_ADD,
+            )
+        )
+    return tuple(options)
+
+
+JOB_OPTIONS: tuple[JobOption, ...] = _job_options()
+"""Every job option, in ``NewJob`` order: the one table backends build their inserts,
+edits and codecs from (derived from ``NewJob`` and the ``JobRecord`` columns)."""
+
+EDITABLE_FIELDS = frozenset(option.name for option in JOB_OPTIONS if option.editable)
+"""Fields ``edit_job`` accepts (values as in ``NewJob``; ``*_json`` fields are JSON text)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,23 +253,6 @@ class JobPage:
 
     jobs: list[JobRecord] = field(default_factory=list)
     next_cursor: int | None = None
-
-
-# Fields ``edit_job`` accepts (values as in ``NewJob``; ``payload_json`` is JSON text).
-EDITABLE_FIELDS = frozenset(
-    {
-        "payload_json",
-        "priority",
-        "run_at",
-        "max_attempts",
-        "timeout_ms",
-        "retry_delay_ms",
-        "retry_backoff",
-        "retry_max_delay_ms",
-        "retry_jitter",
-        "tags",
-    }
-)
 
 
 class Storage(ABC):

@@ -1,7 +1,7 @@
 """The child side of ``isolation: process``: ``python -m dqflow.worker.child FD``.
 
 Receives ``(handler_ref, sys.path, job)`` on the socket ``FD``, runs the handler
-and sends back ``("result", value)`` or ``("raised", message)``. ``ctx`` calls
+and sends back ``("result", value)`` or ``("raised", (message, traceback))``. ``ctx`` calls
 are forwarded to the parent and answered (see ``dqflow.worker.isolation``).
 """
 
@@ -14,14 +14,14 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from typing import Any
 
 # Imported up front, while the child waits for a job, not after it arrives.
 from dqflow.declaration.handlers import import_handler
 from dqflow.errors import OutputValidationError
 from dqflow.record import JobRecord
-from dqflow.worker.handlers import inspect_handler
+from dqflow.worker._errors import error_message, traceback_text
+from dqflow.worker.handlers import handler_arguments, inspect_handler
 
 
 class _ChildContext:
@@ -61,16 +61,11 @@ def _child_main(conn: multiprocessing.connection.Connection) -> None:
     try:
         sys.path[:] = sys_path
         info = inspect_handler(import_handler(handler_ref))
-        payload: Any = job.payload
-        if info.payload_model is not None:
-            payload = info.payload_model.model_validate(payload)
-        ctx = _ChildContext(job, conn)
-        args = (payload, ctx) if info.takes_ctx else (payload,)
+        args = handler_arguments(info, job.payload, _ChildContext(job, conn))
         result = asyncio.run(info.func(*args)) if info.is_async else info.func(*args)
         _send_or_exit(conn, ("result", result))
-    except BaseException as exc:
-        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        _send_or_exit(conn, ("raised", detail))
+    except BaseException as exc:  # bounded here: a huge message never crosses the pipe
+        _send_or_exit(conn, ("raised", (error_message(exc), traceback_text(exc))))
     finally:
         conn.close()
 

@@ -46,3 +46,10 @@ def inspect_handler(func: Callable[..., Any]) -> HandlerInfo:
         if isinstance(hint, type) and issubclass(hint, BaseModel):
             model = hint
     return HandlerInfo(func=func, is_async=is_async, takes_ctx=takes_ctx, payload_model=model)
+
+
+def handler_arguments(info: HandlerInfo, payload: Any, ctx: Any) -> tuple[Any, ...]:
+    """Positional arguments for ``info.func``: the payload (a model instance if it wants one), and ``ctx``."""
+    if info.payload_model is not None:
+        payload = info.payload_model.model_validate(payload)
+    return (payload, ctx) if info.takes_ctx else (payload,)

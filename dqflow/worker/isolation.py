@@ -80,7 +80,11 @@ def _stop_warm() -> None:
 
 
 class HandlerFailed(Exception):
-    """The isolated handler raised; the message is its exception, formatted."""
+    """The isolated handler raised; the message is its exception, formatted; ``traceback`` is the child's."""
+
+    def __init__(self, message: str, traceback: str) -> None:
+        super().__init__(message)
+        self.traceback = traceback
 
 
 class ProcessKilled(Exception):
@@ -112,7 +116,8 @@ def run_in_process(handler_ref: str, job: JobRecord, ctx: JobContext) -> Any:
             if kind == "result":
                 return value
             if kind == "raised":
-                raise HandlerFailed(value)
+                message, traceback = value
+                raise HandlerFailed(message, traceback)
             parent_conn.send(_forward(ctx, kind, value))
     finally:
         if process.poll() is None:

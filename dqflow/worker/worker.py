@@ -1,84 +1,44 @@
-"""The worker: claims jobs in batches, runs handlers, writes results back in batches.
+"""``Worker``: runs the declared job types until stopped, composed of parts with one job each.
 
-One asyncio loop drives everything. ``async def`` handlers run as tasks on it,
-plain handlers on a thread pool of ``concurrency`` threads. Storage calls run on
-two dedicated threads (claims and batched completions can overlap); an idle
-worker blocks in ``Storage.wait_for_jobs`` on a thread of its own. Background
-tasks renew leases (and notice cancelled or lost jobs), reclaim expired leases
-of dead workers, and flush completions and failures in batches.
+* ``_fetcher``: claims jobs in batches (one ahead), wakes on new work, ends a drain;
+* ``_executor``: runs a handler (thread, task or child process) and turns the run
+  into one outcome, validated off the event loop;
+* ``_completer``: writes outcomes in batches with one fenced ``settle_jobs`` call;
+* ``_maintenance``: heartbeats (lease renewal) and reclaiming expired leases.
+
+One asyncio loop drives them; storage calls block threads of the part that makes
+them. This module only wires the parts, handles signals and shuts down in order:
+stop claiming, let running jobs finish within the grace, hand back the rest,
+write what is left.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import signal
 import socket
 import threading
 import time
-import traceback
 import uuid
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
-from dqflow.declaration import RetryPolicy
-from dqflow.errors import ValidationFailed
 from dqflow.queue import Queue
-from dqflow.queue.events import ERROR, JOB_COMPLETED, JOB_FAILED, JOB_PROCESSING
-from dqflow.record import FailureReason, JobRecord
-from dqflow.storage import Completion, Failure, Lease, Outcome, Release
-from dqflow.worker.context import JobContext, WriteStats
-from dqflow.worker.handlers import HandlerInfo, inspect_handler
-from dqflow.worker.isolation import HandlerFailed, prewarm, run_in_process
+from dqflow.queue.events import ERROR
+from dqflow.storage import Release
+from dqflow.worker._attempt import Attempt
+from dqflow.worker._completer import Completer
+from dqflow.worker._executor import Executor
+from dqflow.worker._fetcher import Fetcher
+from dqflow.worker._maintenance import Maintenance
+from dqflow.worker._store import WorkerStore
+from dqflow.worker.context import WriteStats
 from dqflow.worker.settings import resolve_settings
-from dqflow.worker.threads import HandlerThreads
 
 log = logging.getLogger("dqflow.worker")
-
-T = TypeVar("T")
-_MAX_BACKOFF = 5.0
-_FLUSH_LIMIT = 1000  # results written per statement at most
-
-
-@dataclass(eq=False)
-class _Running:
-    """One claimed job while this worker holds it."""
-
-    job: JobRecord
-    ctx: JobContext
-    task: asyncio.Future[Any] | None = None  # an async handler's task, to cancel it
-    timer: asyncio.TimerHandle | None = None  # fires at the job's timeout
-    settled: bool = False  # the attempt's outcome is decided (completed, failed, dropped)
-    holds_slot: bool = True  # False once its slot is freed (an abandoned task no longer holds one)
-
-    @property
-    def lease(self) -> Lease:
-        return Lease(self.job.id, self.job.lease_token)
-
-
-class _AttemptTimedOut(Exception):
-    pass
-
-
-def _arguments(info: HandlerInfo, running: _Running) -> tuple[Any, ...]:
-    payload: Any = running.job.payload
-    if info.payload_model is not None:
-        payload = info.payload_model.model_validate(payload)
-    return (payload, running.ctx) if info.takes_ctx else (payload,)
-
-
-def _call_sync(info: HandlerInfo, running: _Running) -> Any:
-    return info.func(*_arguments(info, running))
-
-
-async def _call_async(info: HandlerInfo, running: _Running) -> Any:
-    return await info.func(*_arguments(info, running))
 
 
 def _runnable_types(queue: Queue, job_types: Sequence[str] | None) -> list[str]:
@@ -107,9 +67,11 @@ def _runnable_types(queue: Queue, job_types: Sequence[str] | None) -> list[str]:
 class Worker:
     """Runs the queue's declared job types until stopped (or, with ``drain``, until idle).
 
-    Settings left out come from the declaration's ``worker`` section. ``run()``
-    blocks; ``stop()`` (thread-safe, also on SIGINT/SIGTERM) stops claiming, lets
-    running jobs finish within ``shutdown_grace`` seconds and hands the rest back.
+    Settings left out come from the declaration's ``worker`` section; a setting
+    that cannot work raises ``WorkerSettingError``. ``run()`` blocks; ``stop()``
+    (thread-safe, also on SIGINT/SIGTERM) stops claiming, lets running jobs
+    finish within ``shutdown_grace`` seconds and hands the rest back; a second
+    signal hands them back at once.
     """
 
     def __init__(
@@ -138,7 +100,6 @@ class Worker:
             reclaim_interval=reclaim_interval,
         )
         self.queue = queue
-        self.storage = queue.storage
         self.concurrency = settings.concurrency
         self.batch_size = settings.batch_size
         self.lease = settings.lease
@@ -150,15 +111,12 @@ class Worker:
         self.drain = drain
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stats = WriteStats()
-        self._handlers: dict[str, HandlerInfo] = {}
-        self._active: dict[int, _Running] = {}
-        self._unflushed: dict[int, _Running] = {}
-        self._occupied = 0
-        self._completions: list[tuple[_Running, Completion, Any]] = []
-        self._failures: list[tuple[_Running, Failure]] = []
+        self._store: WorkerStore = queue.storage
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested = threading.Event()
-        self._lease_ms = int(self.lease * 1000)
+        self._stopping: asyncio.Event | None = None
+        self._grace_cut: asyncio.Event | None = None
+        self._fetcher: Fetcher | None = None
 
     # -- public ----------------------------------------------------------------------
 
@@ -179,7 +137,6 @@ class Worker:
                 if not task.done():
                     task._log_destroy_pending = False  # type: ignore[attr-defined]  # abandoned on purpose
             loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
 
     def stop(self) -> None:
@@ -188,50 +145,73 @@ class Worker:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._wake_for_stop)
+                loop.call_soon_threadsafe(self._begin_stop)
 
     async def run_async(self) -> None:
         """Run until stopped, inside the caller's event loop."""
-        self._loop = asyncio.get_running_loop()
-        self._stopping = asyncio.Event()
-        self._capacity = asyncio.Event()
-        self._flush_wanted = asyncio.Event()
-        self._flush_idle = asyncio.Event()
-        self._flush_idle.set()
+        loop = self._loop = asyncio.get_running_loop()
+        stopping = self._stopping = asyncio.Event()
         self._grace_cut = asyncio.Event()
-        self._waiting: asyncio.Future[list[JobRecord]] | None = None
-        self._db = ThreadPoolExecutor(2, thread_name_prefix="dqflow-db")
-        self._waiter = ThreadPoolExecutor(1, thread_name_prefix="dqflow-wait")
-        self._pool: HandlerThreads[_Running] = HandlerThreads(self.concurrency, self._loop, self._threads_done)
+        completer = Completer(self._store, self.queue.events, self.stats, self._report, on_written=self._wake)
+        executor = Executor(
+            self.queue,
+            loop,
+            self.concurrency,
+            self.stats,
+            self.worker_id,
+            on_settled=completer.add,
+            on_slot_free=self._wake,
+        )
+        fetcher: Fetcher
+        maintenance = Maintenance(
+            self._store,
+            self.worker_id,
+            lease_ms=round(self.lease * 1000),
+            heartbeat=self.heartbeat,
+            reclaim_interval=self.reclaim_interval,
+            holding=lambda: [*executor.active.values(), *fetcher.holding(), *completer.holding()],
+            on_lost=executor.lost,
+            report=self._report,
+        )
+        fetcher = self._fetcher = Fetcher(
+            self._store,
+            self.worker_id,
+            self.job_types,
+            lease_ms=round(self.lease * 1000),
+            batch_size=self.batch_size,
+            poll_interval=self.poll_interval,
+            drain=self.drain,
+            executor=executor,
+            completer=completer,
+            maintenance=maintenance,
+            stopping=stopping,
+            stop_requested=self._stop_requested.is_set,
+            report=self._report,
+        )
         if self._stop_requested.is_set():
-            self._stopping.set()
+            stopping.set()
         installed = self._install_signal_handlers()
-        if any(spec.isolation == "process" for spec in self.queue.declaration.job_types.values()):
-            prewarm()
-        background = [
-            asyncio.create_task(self._flush_loop(), name="dqflow-flush"),
-            asyncio.create_task(self._heartbeat_loop(), name="dqflow-heartbeat"),
-            asyncio.create_task(self._reclaim_loop(), name="dqflow-reclaim"),
-        ]
+        writer = asyncio.create_task(completer.run(), name="dqflow-settle")
+        maintenance.start()
         log.info(
             "worker %s started: concurrency %d, job types %s, backend %s",
             self.worker_id,
             self.concurrency,
-            ", ".join(self.job_types),
-            self.storage.url,
+            _names(self.job_types),
+            self._store.url,
         )
         try:
-            await self._fetch_loop()
-            await self._shutdown()
+            await fetcher.run()
+            await self._shutdown(executor, fetcher, completer)
         finally:
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
+            writer.cancel()
+            await maintenance.stop()
+            await asyncio.gather(writer, return_exceptions=True)
             for sig in installed:
-                self._loop.remove_signal_handler(sig)
-            self._db.shutdown(wait=True)
-            self._waiter.shutdown(wait=False)
-            self._pool.shutdown()
+                loop.remove_signal_handler(sig)
+            fetcher.close()
+            completer.close()
+            executor.shutdown()
             log.info(
                 "worker %s stopped: %d completed, %d failed, %d stale writes rejected",
                 self.worker_id,
@@ -242,10 +222,15 @@ class Worker:
 
     # -- plumbing --------------------------------------------------------------------
 
-    def _wake_for_stop(self) -> None:
+    def _wake(self) -> None:
+        if self._fetcher is not None:
+            self._fetcher.wake()
+
+    def _begin_stop(self) -> None:
         self._stop_requested.set()
+        assert self._stopping is not None
         self._stopping.set()
-        self._capacity.set()
+        self._wake()
 
     def _install_signal_handlers(self) -> list[signal.Signals]:
         if threading.current_thread() is not threading.main_thread():
@@ -261,397 +246,46 @@ class Worker:
         return installed
 
     def _on_signal(self, sig: signal.Signals) -> None:
+        assert self._stopping is not None and self._grace_cut is not None
         if self._stopping.is_set():
             log.warning("second %s: handing back running jobs now", signal.Signals(sig).name)
-            self.shutdown_grace = 0.0
             self._grace_cut.set()
-            self._capacity.set()  # wakes the wait for running jobs in _shutdown
             return
         log.info(
             "%s: finishing running jobs (up to %.0fs), claiming no more",
             signal.Signals(sig).name,
             self.shutdown_grace,
         )
-        self._wake_for_stop()
-
-    async def _db_call(self, fn: Callable[..., T], *args: Any) -> T:
-        assert self._loop is not None
-        return await self._loop.run_in_executor(self._db, functools.partial(fn, *args))
+        self._begin_stop()
 
     def _report(self, where: str, exc: BaseException) -> None:
         log.error("%s: %s", where, exc)
         self.queue.events.emit(ERROR, {"error": exc, "where": where, "worker_id": self.worker_id})
 
-    # -- claiming --------------------------------------------------------------------
-
-    async def _fetch_loop(self) -> None:
-        backoff = 0.0
-        while not self._stopping.is_set():
-            free = self.concurrency - self._occupied
-            if free <= 0:
-                self._capacity.clear()
-                await self._capacity.wait()
-                continue
-            wanted = min(free, self.batch_size)
-            try:
-                jobs = await self._db_call(
-                    self.storage.claim_jobs, self.worker_id, self.job_types, wanted, self._lease_ms
-                )
-                backoff = 0.0
-            except Exception as exc:
-                backoff = min(_MAX_BACKOFF, backoff * 2 or 0.1)
-                self._report(f"claiming jobs (retrying in {backoff:.1f}s)", exc)
-                await self._sleep_unless_stopping(backoff)
-                continue
-            for job in jobs:
-                self._start(job)
-            if len(jobs) == wanted:
-                continue
-            if self.drain:
-                if self._occupied == 0 and not self._unflushed:
-                    # before deciding nothing is ready: jobs of a dead worker count (cron, CI)
-                    if await self._reclaim_once():
-                        continue
-                    return
-                self._capacity.clear()
-                await self._capacity.wait()
-                continue
-            await self._wait_for_work(wanted)
-
-    async def _wait_for_work(self, wanted: int) -> None:
-        """Block until work may be ready, then claim it on the same thread (one hand-off less)."""
-        assert self._loop is not None
-        try:
-            due = await self._db_call(self.storage.next_due_in, self.job_types)
-        except Exception as exc:
-            self._report("checking for scheduled jobs", exc)
-            due = None
-        timeout = self.poll_interval if due is None else min(self.poll_interval, due)
-        if timeout <= 0:
-            return
-        waiting: asyncio.Future[list[JobRecord]] = self._loop.run_in_executor(
-            self._waiter, self._wait_then_claim, timeout, wanted
-        )
-        self._waiting = waiting
-        stopping: asyncio.Future[Any] = asyncio.ensure_future(self._stopping.wait())
-        done, _ = await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        if waiting not in done:
-            return  # stopping: _shutdown hands back whatever this wait still claims
-        self._waiting = None
-        error = waiting.exception()
-        if error is not None:
-            self._report("waiting for jobs", error)
-            await self._sleep_unless_stopping(min(self.poll_interval, 1.0))
-            return
-        for job in waiting.result():
-            self._start(job)
-
-    def _wait_then_claim(self, timeout: float, wanted: int) -> list[JobRecord]:
-        self.storage.wait_for_jobs(timeout, self.job_types)
-        if self._stop_requested.is_set():
-            return []
-        return self.storage.claim_jobs(self.worker_id, self.job_types, wanted, self._lease_ms)
-
-    async def _sleep_unless_stopping(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-
-    # -- running ---------------------------------------------------------------------
-
-    def _start(self, job: JobRecord) -> None:
-        running = _Running(job, JobContext(self.queue, job, self.stats))
-        self._active[job.id] = running
-        self._occupied += 1
-        if self.queue.events.has_listeners(JOB_PROCESSING):
-            self.queue.events.emit(
-                JOB_PROCESSING,
-                {"job_id": job.id, "job_type": job.job_type, "attempt": job.attempts, "worker_id": self.worker_id},
-            )
-        info = self._handler_for(job.job_type)
-        if info is None:
-            running.settled = True
-            self._active.pop(job.id, None)
-            message = f"no handler is declared for job type {job.job_type!r}"
-            self._fail(running, message, FailureReason.NO_HANDLER, final=True)
-            self._free_slot(running)
-            return
-        assert self._loop is not None
-        if job.timeout_ms is not None:
-            running.timer = self._loop.call_later(job.timeout_ms / 1000, self._timed_out, running)
-        spec = self.queue.declaration.job_types[job.job_type]
-        if spec.isolation == "process":
-            self._pool.submit(running, functools.partial(run_in_process, spec.handler_ref, job, running.ctx))
-        elif info.is_async:
-            running.task = asyncio.ensure_future(_call_async(info, running))
-            running.task.add_done_callback(functools.partial(self._async_done, running))
-        else:
-            self._pool.submit(running, functools.partial(_call_sync, info, running))
-
-    def _handler_for(self, job_type: str) -> HandlerInfo | None:
-        info = self._handlers.get(job_type)
-        if info is None:
-            spec = self.queue.declaration.job_types.get(job_type)
-            if spec is None or spec.handler is None:
-                return None
-            info = self._handlers[job_type] = inspect_handler(spec.handler)
-        return info
-
-    def _async_done(self, running: _Running, task: asyncio.Future[Any]) -> None:
-        if task.cancelled():
-            self._settle(running, False, None)
-        elif task.exception() is not None:
-            self._settle(running, False, task.exception())
-        else:
-            self._settle(running, True, task.result())
-        self._free_slot(running)
-
-    def _threads_done(self, outcomes: list[tuple[_Running, bool, Any]]) -> None:
-        for running, ok, value in outcomes:
-            self._settle(running, ok, value)
-            self._free_slot(running)
-
-    def _timed_out(self, running: _Running) -> None:
-        if running.settled:
-            return
-        running.ctx.cancel("timeout")  # a thread cannot be killed: it sees ctx.cancelled; a child process is killed
-        if running.task is not None:
-            running.task.cancel()
-            # A task that swallows its cancellation keeps running, abandoned: its slot is free
-            # now (a thread cannot be abandoned: it still occupies one of the pool's threads).
-            self._free_slot(running)
-        self._settle(running, False, _AttemptTimedOut())
-
-    def _settle(self, running: _Running, ok: bool, value: Any) -> None:
-        """Decide the attempt's outcome once; later outcomes of the same attempt are ignored."""
-        if running.settled:
-            return
-        running.settled = True
-        if running.timer is not None:
-            running.timer.cancel()
-        job, ctx = running.job, running.ctx
-        self._active.pop(job.id, None)
-        try:
-            if isinstance(value, _AttemptTimedOut):
-                self._fail(running, f"timed out after {job.timeout_ms} ms", FailureReason.TIMEOUT)
-            elif ctx.cancelled or (value is None and not ok):
-                self._dropped(running)
-            elif ok:
-                self._complete(running, value)
-            else:
-                if isinstance(value, HandlerFailed):
-                    detail = str(value)
-                else:
-                    detail = "".join(traceback.format_exception_only(type(value), value)).strip()
-                self._fail(running, detail, FailureReason.HANDLER_ERROR)
-        except Exception as exc:  # a bug of ours: never lose the job silently
-            self._report(f"job {job.id}", exc)
-            self._fail(running, f"worker error: {exc}", FailureReason.HANDLER_ERROR)
-
-    def _free_slot(self, running: _Running | None = None) -> None:
-        if running is not None:
-            if not running.holds_slot:
-                return
-            running.holds_slot = False
-        self._occupied -= 1
-        self._capacity.set()
-
-    def _dropped(self, running: _Running) -> None:
-        log.info(
-            "job %s: handler stopped (%s); nothing written for this attempt",
-            running.job.id,
-            running.ctx.cancel_reason,
-        )
-
-    # -- results ---------------------------------------------------------------------
-
-    def _complete(self, running: _Running, result: Any) -> None:
-        job, ctx = running.job, running.ctx
-        output: Any = None
-        output_json: str | None = None
-        if ctx.output_was_set:
-            output_json, output = ctx.output_json, ctx.output
-        elif result is not None:
-            try:
-                output_json = self.queue.validate_output(job.job_type, result)
-            except ValidationFailed as exc:
-                self._fail(running, str(exc), FailureReason.INVALID_OUTPUT)
-                return
-            output = result
-        self._unflushed[job.id] = running
-        self._completions.append((running, Completion(job.id, job.lease_token, output_json), output))
-        self._flush_wanted.set()
-
-    def _fail(self, running: _Running, error: str, reason: FailureReason, *, final: bool = False) -> None:
-        job = running.job
-        retry_at = None
-        if not final and job.attempts < job.max_attempts:
-            policy = RetryPolicy(
-                delay=job.retry_delay_ms / 1000,
-                backoff="fixed" if job.retry_backoff == "fixed" else "exponential",
-                max_delay=None if job.retry_max_delay_ms is None else job.retry_max_delay_ms / 1000,
-                jitter=job.retry_jitter,
-            )
-            retry_at = datetime.now(UTC) + timedelta(seconds=policy.delay_for(job.attempts))
-        log.info("job %s (%s) attempt %d failed: %s: %s", job.id, job.job_type, job.attempts, reason.value, error)
-        self._unflushed[job.id] = running
-        self._failures.append((running, Failure(job.id, job.lease_token, error, reason.value, retry_at)))
-        self._flush_wanted.set()
-
-    async def _flush_loop(self) -> None:
-        backoff = 0.0
-        while True:
-            await self._flush_wanted.wait()
-            self._flush_wanted.clear()
-            self._flush_idle.clear()
-            try:
-                await self._flush_once()
-                backoff = 0.0
-                if self._completions or self._failures:
-                    self._flush_wanted.set()
-            except Exception as exc:
-                backoff = min(_MAX_BACKOFF, backoff * 2 or 0.1)
-                self._report(f"saving results (retrying in {backoff:.1f}s)", exc)
-                await asyncio.sleep(backoff)
-                self._flush_wanted.set()
-            finally:
-                if not self._completions and not self._failures:
-                    self._flush_idle.set()
-
-    async def _flush_once(self) -> None:
-        completions, self._completions = self._completions[:_FLUSH_LIMIT], self._completions[_FLUSH_LIMIT:]
-        failures, self._failures = self._failures[:_FLUSH_LIMIT], self._failures[_FLUSH_LIMIT:]
-        outcomes: list[Outcome] = [c for _, c, _ in completions]
-        outcomes += [f for _, f in failures]
-        try:
-            applied = await self._db_call(self.storage.settle_jobs, outcomes) if outcomes else []
-        except BaseException:
-            self._completions[:0] = completions
-            self._failures[:0] = failures
-            raise
-        for (running, completion, output), ok in zip(completions, applied[: len(completions)], strict=True):
-            self._unflushed.pop(completion.job_id, None)
-            job = running.job
-            if ok:
-                self.stats.completed += 1
-                if self.queue.events.has_listeners(JOB_COMPLETED):
-                    self.queue.events.emit(
-                        JOB_COMPLETED, {"job_id": job.id, "job_type": job.job_type, "output": output}
-                    )
-            else:
-                self._rejected(job, "completion")
-        for (running, failure), ok in zip(failures, applied[len(completions) :], strict=True):
-            self._unflushed.pop(failure.job_id, None)
-            job = running.job
-            if ok:
-                self.stats.failed += 1
-                self.queue.events.emit(
-                    JOB_FAILED,
-                    {
-                        "job_id": job.id,
-                        "job_type": job.job_type,
-                        "attempt": job.attempts,
-                        "error": failure.error,
-                        "reason": failure.reason,
-                        "will_retry": failure.retry_at is not None,
-                    },
-                )
-            else:
-                self._rejected(job, "failure")
-        if self.drain:
-            self._capacity.set()  # the fetch loop may be waiting for the last results to land
-
-    def _rejected(self, job: JobRecord, what: str) -> None:
-        self.stats.rejected_writes += 1
-        log.warning(
-            "job %s: %s rejected: this worker no longer holds the job (lease token %s was taken over or cancelled)",
-            job.id,
-            what,
-            job.lease_token,
-        )
-
-    # -- leases ----------------------------------------------------------------------
-
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.heartbeat)
-            holding = [r for r in (*self._active.values(), *self._unflushed.values()) if not r.ctx.cancelled]
-            if not holding:
-                continue
-            try:
-                held = await self._db_call(
-                    self.storage.renew_leases, self.worker_id, [r.lease for r in holding], self._lease_ms
-                )
-            except Exception as exc:
-                self._report("renewing leases", exc)
-                continue
-            for running in holding:
-                if running.job.id not in held and running.job.id in self._active:
-                    log.info("job %s was cancelled or taken over: stopping its handler", running.job.id)
-                    running.ctx.cancel("cancelled")
-                    if running.task is not None:
-                        running.task.cancel()
-
-    async def _reclaim_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.reclaim_interval)
-            await self._reclaim_once()
-
-    async def _reclaim_once(self) -> int:
-        """Put jobs whose lease expired back to pending (or failed); return how many."""
-        try:
-            reclaimed = await self._db_call(self.storage.reclaim_expired)
-        except Exception as exc:
-            self._report("reclaiming expired leases", exc)
-            return 0
-        for item in reclaimed:
-            log.warning("job %s: lease expired (worker gone?); now %s", item.job_id, item.status.value)
-        return len(reclaimed)
-
     # -- shutdown --------------------------------------------------------------------
 
-    async def _shutdown(self) -> None:
-        if self._active:
-            log.info("waiting up to %.0fs for %d running jobs", self.shutdown_grace, len(self._active))
+    async def _shutdown(self, executor: Executor, fetcher: Fetcher, completer: Completer) -> None:
+        assert self._grace_cut is not None
+        if executor.active:
+            log.info("waiting up to %.0fs for %d running jobs", self.shutdown_grace, len(executor.active))
             deadline = time.monotonic() + self.shutdown_grace
-            while self._active and time.monotonic() < deadline and not self._grace_cut.is_set():
-                self._capacity.clear()
-                try:
-                    await asyncio.wait_for(self._capacity.wait(), timeout=max(0.0, deadline - time.monotonic()))
-                except TimeoutError:
-                    break
-        late: list[JobRecord] = []
-        if self._waiting is not None:
-            try:
-                late = await asyncio.wait_for(self._waiting, timeout=self.poll_interval + 10)
-            except Exception as exc:  # its claim failed or hangs: leases expire instead
-                self._report("finishing the last wait for jobs", exc)
-        leftovers = list(self._active.values())
-        for running in leftovers:
-            running.settled = True  # whatever the handler still returns is dropped
-            self._active.pop(running.job.id, None)
-            running.ctx.cancel("shutdown")
-            if running.task is not None:
-                running.task.cancel()
-        if leftovers or late:
-            try:
-                released = await self._db_call(
-                    self.storage.settle_jobs,
-                    [Release(r.job.id, r.job.lease_token, started=False) for r in leftovers]
-                    + [Release(job.id, job.lease_token, started=False) for job in late],
-                )
-                log.info("handed back %d running jobs", sum(released))
-            except Exception as exc:
-                self._report("handing back jobs (their leases will expire instead)", exc)
-        deadline = time.monotonic() + max(5.0, self.lease)
-        while (self._completions or self._failures or not self._flush_idle.is_set()) and time.monotonic() < deadline:
-            self._flush_wanted.set()
-            await asyncio.sleep(0.01)
-        if self._completions or self._failures:
-            log.error(
-                "could not save %d results before stopping; those jobs run again once their leases expire",
-                len(self._completions) + len(self._failures),
-            )
+            while executor.active and time.monotonic() < deadline and not self._grace_cut.is_set():
+                await asyncio.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
+        unstarted = await fetcher.take_unstarted()
+        leftovers: list[Attempt] = executor.abandon_all()
+        releases = [Release(a.job.id, a.job.lease_token, started=False) for a in leftovers]
+        releases += [Release(job.id, job.lease_token, started=False) for job in unstarted]
+        released = await completer.release(releases)
+        if leftovers:
+            log.info("handed back %d running jobs", sum(released[: len(leftovers)]))
+        if unstarted:
+            log.info("handed back %d jobs claimed but not started", sum(released[len(leftovers) :]))
+        await completer.flush(max(5.0, self.lease))
+
+
+def _names(job_types: Sequence[str]) -> str:
+    shown = ", ".join(job_types[:10])
+    return shown if len(job_types) <= 10 else f"{shown} and {len(job_types) - 10} more"
 
 
 def run_worker(queue: Queue, **options: Any) -> Worker:

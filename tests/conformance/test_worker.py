@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -576,3 +577,31 @@ def test_worker_settings_given_are_kept(tmp_path: Path) -> None:
         0.0,
     )
     queue.close()
+
+
+def _raise_huge(payload: Any, ctx: JobContext) -> Any:
+    raise ValueError("x" * 5_000_000)
+
+
+def test_handler_errors_are_bounded_and_keep_their_traceback(backend: str, caplog: pytest.LogCaptureFixture) -> None:
+    failed: list[dict[str, Any]] = []
+    queue = make_queue(backend, {"huge": {"handler": _raise_huge, "max_attempts": 2}})
+    queue.on("job:failed", failed.append)
+    job_id = queue.add("huge", {})
+    with caplog.at_level(logging.WARNING, logger="dqflow.worker"), running_worker(queue):
+        job = wait_for_status(queue, job_id, "failed")
+        wait_until(lambda: len(failed) == 2)
+    assert len(job.error_history) == 2
+    for entry in job.error_history:
+        assert entry["reason"] == "handler_error"
+        assert entry["error"].startswith("ValueError: xxx") and entry["error"].endswith("more characters cut]")
+        assert len(entry["error"]) <= 8_192
+        assert entry["traceback"].startswith("Traceback (most recent call last):")
+        assert "in _raise_huge" in entry["traceback"] and len(entry["traceback"]) <= 16_384
+    assert [type(event["exception"]) for event in failed] == [ValueError, ValueError]
+    assert all(len(event["error"]) <= 8_192 for event in failed)
+    records = [r for r in caplog.records if "attempt" in r.getMessage() and "failed" in r.getMessage()]
+    assert [r.levelno for r in records] == [logging.WARNING, logging.ERROR]
+    for record in records:
+        text = record.getMessage()
+        assert "in _raise_huge" in text and len(text) < 30_000

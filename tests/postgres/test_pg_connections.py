@@ -1,4 +1,5 @@
-"""Caller connections and pools, transactional enqueue, NOTIFY wake-ups, lost connections."""
+"""Caller connections and pools, transactional enqueue, NOTIFY wake-ups, lost connections,
+the claim's asynchronous commit."""
 
 from __future__ import annotations
 
@@ -89,13 +90,6 @@ def test_storage_on_a_callers_pool(parts: tuple[str, str]) -> None:
         assert not pool.closed
 
 
-def test_wait_returns_after_the_timeout_without_work(storage: PostgresStorage) -> None:
-    storage.wait_for_jobs(0, None)
-    started = time.monotonic()
-    storage.wait_for_jobs(0.2, None)
-    assert 0.18 <= time.monotonic() - started < 0.5
-
-
 def test_wait_ignores_other_job_types(storage: PostgresStorage) -> None:
     storage.wait_for_jobs(0, None)
     storage.add_jobs([NewJob("other", "{}")])
@@ -172,3 +166,14 @@ def test_unreachable_server_is_a_clear_storage_error() -> None:
             store.get_job(1)
     finally:
         store.close()
+
+
+def test_only_the_claim_commits_asynchronously(storage: PostgresStorage) -> None:
+    """The claim turns synchronous_commit off for its own transaction; the session keeps it on."""
+    storage.add_jobs([NewJob("work", "{}")])
+    with storage._connection("checking") as conn:
+        assert conn.execute("SHOW synchronous_commit").fetchone() == ("on",)
+    for _ in range(3):
+        storage.claim_jobs("w", None, 1, 30_000)
+        with storage._connection("checking") as conn:
+            assert conn.execute("SHOW synchronous_commit").fetchone() == ("on",)

@@ -8,7 +8,7 @@ from datetime import datetime
 import psycopg
 import pytest
 
-from dqflow.errors import ConfigError, NotMigratedError
+from dqflow.errors import ConfigError, NotMigratedError, StorageTooNewError
 from dqflow.storage import NewJob, open_storage
 from dqflow.storage.postgres import PostgresStorage, migrate, migration_status, pending_sql
 from dqflow.storage.postgres.migrations import available
@@ -115,3 +115,34 @@ def test_invalid_schema_name_is_a_config_error(bare_url: str) -> None:
         migrate(f"{database}?schema=Bad-Name")
     with pytest.raises(ConfigError, match="schema"):
         PostgresStorage(f"{database}?schema=x;drop")
+
+
+def test_0002_adds_meta_to_existing_jobs(bare_url: str) -> None:
+    database, schema = bare_url.split("?schema=")
+    first = available()[0]
+    with psycopg.connect(database, autocommit=True) as conn:  # a database migrated by dqflow 0001 only
+        conn.execute(f"CREATE SCHEMA {schema}")
+        conn.execute(f"SET search_path TO {schema}")
+        conn.execute(first.sql.encode())
+        conn.execute("CREATE TABLE dqflow_migrations (name text PRIMARY KEY, applied_at timestamptz DEFAULT now())")
+        conn.execute("INSERT INTO dqflow_migrations (name) VALUES (%s)", (first.name,))
+        conn.execute("INSERT INTO dqflow_jobs (job_type, payload) VALUES ('old', '{\"x\": 1}')")
+    with pytest.raises(NotMigratedError, match="missing migrations 0002"):
+        PostgresStorage(bare_url).setup()
+    assert migrate(bare_url) == NAMES[1:]
+    store = PostgresStorage(bare_url)
+    try:
+        store.setup()
+        old = store.get_job(1)
+        assert old is not None and old.payload == {"x": 1} and old.meta == {}
+    finally:
+        store.close()
+
+
+def test_migrate_refuses_a_database_migrated_by_a_newer_dqflow(bare_url: str) -> None:
+    migrate(bare_url)
+    database, schema = bare_url.split("?schema=")
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute(f"INSERT INTO {schema}.dqflow_migrations (name) VALUES ('9999_future')")
+    with pytest.raises(StorageTooNewError, match=r"newer dqflow.*9999_future"):
+        migrate(bare_url)

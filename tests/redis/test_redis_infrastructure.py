@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 from backends import REDIS_URL
+from helpers import list_all_ids
 from redis.crc import key_slot
 
 from dqflow.errors import ConfigError, StorageError
@@ -257,24 +258,23 @@ def test_url_forms() -> None:
     assert RedisStorage(redis.Redis(port=6390, ssl=True)).url == "rediss://localhost:6390/0"
 
 
-def test_threads_claim_each_job_once(storage: RedisStorage) -> None:
-    storage.add_jobs([NewJob("t", "{}") for _ in range(400)])
-    claimed: list[int] = []
-    lock = threading.Lock()
+# -- backend-specific limits -----------------------------------------------------------
 
-    def work() -> None:
-        while True:
-            jobs = storage.claim_jobs(threading.current_thread().name, None, 7, 60_000)
-            if not jobs:
-                return
-            flags = storage.settle_jobs([Completion(j.id, j.lease_token, "true") for j in jobs])
-            assert all(flags)
-            with lock:
-                claimed.extend(j.id for j in jobs)
 
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(claimed) == list(range(1, 401))
+def test_values_outside_what_redis_stores_are_refused_before_anything_is_stored(storage: RedisStorage) -> None:
+    from datetime import datetime
+
+    with pytest.raises(ValueError, match="priority"):
+        storage.add_jobs([NewJob("t", "{}"), NewJob("t", "{}", priority=2**40)])
+    with pytest.raises(ValueError, match="timezone-aware"):
+        storage.add_jobs([NewJob("t", "{}", run_at=datetime(2030, 1, 1))])
+    assert storage.list_jobs(JobFilter()).jobs == []
+
+
+def test_list_resumes_when_a_step_spends_its_scan_budget(storage: RedisStorage) -> None:
+    storage.add_jobs([NewJob("t", "{}", tags=("even",) if i % 2 == 0 else ()) for i in range(40)])
+    storage.list_scan_budget = 3
+    everything = list_all_ids(storage, JobFilter(limit=7))
+    assert everything == list(range(40, 0, -1))
+    none_even = list_all_ids(storage, JobFilter(tags=("even",), tag_mode=TagMode.NONE, limit=4))
+    assert none_even == list(range(40, 0, -2))

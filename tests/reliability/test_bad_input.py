@@ -18,7 +18,7 @@ from dqflow import (
     PayloadValidationError,
     Queue,
 )
-from dqflow.errors import PayloadTooLargeError
+from dqflow.errors import OutputTooLargeError, PayloadTooLargeError
 
 pytestmark = pytest.mark.reliability
 
@@ -118,7 +118,7 @@ def test_payloads_and_outputs_over_the_size_limit_are_refused(backend: str) -> N
         if payload.get("set"):
             try:
                 ctx.set_output("x" * size)
-            except PayloadTooLargeError as exc:
+            except OutputTooLargeError as exc:  # an output error, not a payload one
                 attempts.append(str(exc))
                 return None
         return "x" * size

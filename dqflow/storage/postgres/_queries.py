@@ -1,5 +1,10 @@
 """The backend's SQL: one statement per file in ``queries/``, read once per process.
 
+Where a statement lists the job options (``add_jobs``, ``edit_job``) the file
+holds a ``$OPTION_*`` / ``$EDIT_ASSIGNMENTS`` mark, expanded here from
+``JOB_OPTIONS``, so a new option needs no SQL edit; ``add_jobs_unkeyed`` is
+composed from ``add_jobs.sql`` by its ``-- keyed`` / ``-- unkeyed`` line marks.
+
 Statements name the tables plainly (``dqflow_jobs``); for a dqflow schema they
 are qualified once at load time, so they also work on a caller's connection
 whose ``search_path`` does not include that schema.
@@ -11,6 +16,11 @@ import re
 from dataclasses import dataclass, fields
 from functools import cache
 from importlib import resources
+
+from sqlalchemy.dialects import postgresql
+
+from dqflow.record import JobTable
+from dqflow.storage.base import JOB_OPTIONS, JobOption, OptionKind
 
 _OBJECTS = re.compile(r"\b(dqflow_jobs_id_seq|dqflow_jobs|dqflow_job_events|dqflow_job_changes|dqflow_migrations)\b")
 
@@ -26,6 +36,59 @@ def qualify(sql: str, schema: str | None) -> str:
     if not schema:
         return sql
     return _OBJECTS.sub(lambda match: f"{schema}.{match.group(1)}", sql)
+
+
+def sql_type(column: str) -> str:
+    """The PostgreSQL type of a ``dqflow_jobs`` column, as the model declares it."""
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    return str(JobTable.__table__.columns[column].type.compile(dialect=dialect)).lower()  # type: ignore[attr-defined]
+
+
+def _option_field(position: int, option: JobOption) -> str:
+    """``add_jobs``: the option's value in row ``r`` of the JSON input, typed."""
+    if option.kind is OptionKind.STRINGS:
+        return f"r -> {position} AS {option.column}"
+    return f"(r ->> {position})::{sql_type(option.column)} AS {option.column}"
+
+
+def _option_value(option: JobOption) -> str:
+    """``add_jobs``: what is inserted (a missing required time means now)."""
+    if option.kind is OptionKind.TIME and not option.nullable:
+        return f"coalesce({option.column}, now())"
+    return option.column
+
+
+def _edit_assignment(option: JobOption) -> str:
+    column = option.column
+    value = f"%({column})s::{sql_type(column)}"
+    if option.kind is OptionKind.TIME and not option.nullable:
+        value = f"coalesce({value}, now())"
+    return f"{column} = CASE WHEN %(set_{column})s THEN {value} ELSE j.{column} END"
+
+
+def _variant(sql: str, keep: str, drop: str) -> str:
+    """The lines of ``sql`` not marked ``-- <drop>`` (a ``-- <keep>`` mark stays as a comment)."""
+    return "\n".join(line for line in sql.splitlines() if not line.rstrip().endswith(f"-- {drop}"))
+
+
+def _with_options(sql: str) -> str:
+    indent = ",\n           "
+    return (
+        sql.replace("$OPTION_FIELDS", indent.join(_option_field(i, o) for i, o in enumerate(JOB_OPTIONS)))
+        .replace("$OPTION_COLUMNS", ", ".join(o.column for o in JOB_OPTIONS))
+        .replace("$OPTION_VALUES", ", ".join(_option_value(o) for o in JOB_OPTIONS))
+        .replace("$EDIT_ASSIGNMENTS", ",\n        ".join(_edit_assignment(o) for o in JOB_OPTIONS if o.editable))
+    )
+
+
+@cache
+def compose(name: str) -> str:
+    """The statement ``name``: a file of ``queries/``, or a variant composed from one."""
+    if name == "add_jobs":
+        return _with_options(_variant(read("add_jobs"), "keyed", "unkeyed"))
+    if name == "add_jobs_unkeyed":
+        return _with_options(_variant(read("add_jobs"), "unkeyed", "keyed"))
+    return _with_options(read(name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,4 +121,4 @@ class Queries:
     @cache
     def load(cls, schema: str | None) -> Queries:
         """All statements for ``schema`` (cached: each file is read once)."""
-        return cls(**{f.name: qualify(read(f.name), schema) for f in fields(cls)})
+        return cls(**{f.name: qualify(compose(f.name), schema) for f in fields(cls)})

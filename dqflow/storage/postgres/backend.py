@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import operator
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -33,6 +34,7 @@ from dqflow.errors import (
 from dqflow.record import TIMESTAMP_FIELDS, JobEvent, JobRecord, JobStatus
 from dqflow.storage.base import (
     EDITABLE_FIELDS,
+    JOB_OPTIONS,
     AddResult,
     Completion,
     Failure,
@@ -40,6 +42,7 @@ from dqflow.storage.base import (
     JobPage,
     Lease,
     NewJob,
+    OptionKind,
     Outcome,
     ReclaimedJob,
     Storage,
@@ -64,18 +67,9 @@ _PLANNER_DEFAULTS = (
 )
 # What PostgreSQL answers when the dqflow tables (or their schema) do not exist.
 _MISSING_SCHEMA = (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName)
-_EDIT_COLUMNS = {
-    "payload_json": "payload",
-    "priority": "priority",
-    "run_at": "run_at",
-    "max_attempts": "max_attempts",
-    "timeout_ms": "timeout_ms",
-    "retry_delay_ms": "retry_delay_ms",
-    "retry_backoff": "retry_backoff",
-    "retry_max_delay_ms": "retry_max_delay_ms",
-    "retry_jitter": "retry_jitter",
-    "tags": "tags",
-}
+_OPTIONS = {option.name: option for option in JOB_OPTIONS}
+_OPTION_VALUES = operator.attrgetter(*_OPTIONS)  # a NewJob's options as a tuple, in JOB_OPTIONS order
+_TIME_POSITIONS = [i for i, option in enumerate(JOB_OPTIONS) if option.kind is OptionKind.TIME]
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -272,25 +266,13 @@ class PostgresStorage(Storage):
                 first_of_key[key] = len(sent)
             slot.append(len(sent))
             sent.append(job)
-        rows_json = json.dumps(
-            [
-                [
-                    j.job_type,
-                    j.payload_json,
-                    j.priority,
-                    _iso(j.run_at),
-                    j.max_attempts,
-                    j.timeout_ms,
-                    j.retry_delay_ms,
-                    j.retry_backoff,
-                    j.retry_max_delay_ms,
-                    j.retry_jitter,
-                    list(j.tags),
-                    j.idempotency_key,
-                ]
-                for j in sent
-            ]
-        )
+        values: list[list[Any]] = []
+        for job in sent:
+            row = list(_OPTION_VALUES(job))  # tuples (tags) become JSON arrays
+            for position in _TIME_POSITIONS:
+                row[position] = _iso(row[position])
+            values.append(row)
+        rows_json = json.dumps(values)
         keys = [j.idempotency_key for j in sent]
         params = {"jobs": rows_json, "channel": self._channel}
         if connection is not None:
@@ -412,15 +394,17 @@ class PostgresStorage(Storage):
                 f"cannot edit {', '.join(sorted(unknown))}: editable fields are {', '.join(sorted(EDITABLE_FIELDS))}"
             )
         params: dict[str, Any] = {"job_id": job_id, "channel": self._channel}
-        for name, column in _EDIT_COLUMNS.items():
-            value = changes.get(name)
-            if name == "tags" and value is not None:
+        for option in JOB_OPTIONS:
+            if not option.editable:
+                continue
+            value = changes.get(option.name)
+            if option.kind is OptionKind.STRINGS and value is not None:
                 value = json.dumps(list(value))
-            elif name == "run_at":
+            elif option.kind is OptionKind.TIME:
                 value = _utc(value)
-            params[f"set_{column}"] = name in changes
-            params[column] = value
-        params["fields"] = json.dumps(sorted(_EDIT_COLUMNS[name] for name in changes))
+            params[f"set_{option.column}"] = option.name in changes
+            params[option.column] = value
+        params["fields"] = json.dumps(sorted(_OPTIONS[name].column for name in changes))
         return self._change("edited", self._q.edit_job, params, "pending")
 
     # -- working ---------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""PostgreSQL's change feed: ``dqflow_job_changes`` (migration 0002), read in (txid, id) order.
+"""PostgreSQL's change feed: ``dqflow_job_changes`` (migration 0003), read in (txid, id) order.
 
 Cursors are ``"<txid>:<id>"``. Only rows of transactions older than every running
 one are read, so the order is final: a slow transaction's rows are answered once

@@ -10,7 +10,7 @@ created if missing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dqflow.errors import NotMigratedError, StorageError
+from dqflow.errors import NotMigratedError, StorageError, StorageTooNewError
 from dqflow.storage.postgres._connect import Settings, check_schema, parse_url
 from dqflow.storage.postgres._queries import qualify
 
@@ -100,12 +100,13 @@ def migrate(target: Target, *, schema: str | None = None) -> list[str]:
     """
     applied_now: list[str] = []
     try:
-        with _session(target, schema) as (conn, chosen, _display):
+        with _session(target, schema) as (conn, chosen, display):
             with conn.transaction():
                 conn.execute(_LOCK, (_lock_key(chosen),))
                 if chosen:
                     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(chosen)))
                 conn.execute(qualify(_TABLE_DDL, chosen))
+                refuse_newer(_applied(conn, chosen), f"{display} (schema {chosen})" if chosen else display)
             for migration in available():
                 with conn.transaction():
                     conn.execute(_LOCK, (_lock_key(chosen),))
@@ -155,12 +156,27 @@ def missing_migrations(conn: psycopg.Connection[Any], schema: str | None) -> lis
     return [m.name for m in available() if m.name not in applied]
 
 
+def refuse_newer(applied: Iterable[str], place: str) -> None:
+    """``StorageTooNewError`` if ``applied`` names a migration this code does not ship
+    (a newer dqflow migrated the database: this code would misread or damage it)."""
+    known = {m.name for m in available()}
+    unknown = sorted(set(applied) - known)
+    if unknown:
+        raise StorageTooNewError(
+            f"PostgreSQL {place} was migrated by a newer dqflow (migrations {', '.join(unknown)});"
+            f" this dqflow knows up to {available()[-1].name}: upgrade dqflow to use it"
+        )
+
+
 def require_migrated(conn: psycopg.Connection[Any], schema: str | None, where: str) -> None:
-    """``NotMigratedError`` (saying to run ``dqflow migrate``) unless every migration is applied."""
-    missing = missing_migrations(conn, schema)
+    """``NotMigratedError`` (saying to run ``dqflow migrate``) unless every migration is
+    applied; ``StorageTooNewError`` if the database has migrations this code does not know."""
+    place = f"{where} (schema {schema})" if schema and f"schema={schema}" not in where else where
+    applied = _applied(conn, schema)
+    refuse_newer(applied, place)
+    missing = [m.name for m in available() if m.name not in applied]
     if not missing:
         return
-    place = f"{where} (schema {schema})" if schema and f"schema={schema}" not in where else where
     if len(missing) == len(available()):
         raise NotMigratedError(
             f"PostgreSQL {place} has no dqflow tables yet: run `dqflow migrate` "

@@ -17,10 +17,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
-from dqflow.errors import ConfigError, InvalidJobStateError, JobNotFoundError, StorageError
+from dqflow.errors import ConfigError, InvalidJobStateError, JobNotFoundError, StorageError, StorageTooNewError
 from dqflow.record import JobEvent, JobRecord, JobStatus
 from dqflow.storage.base import (
     EDITABLE_FIELDS,
+    JOB_OPTIONS,
     AddResult,
     Completion,
     Failure,
@@ -28,6 +29,7 @@ from dqflow.storage.base import (
     JobPage,
     Lease,
     NewJob,
+    OptionKind,
     Outcome,
     ReclaimedJob,
     Release,
@@ -41,6 +43,7 @@ from dqflow.storage.redis.codec import (
     added_event,
     as_text,
     check_int,
+    encode_option,
     event_from_json,
     pairs_to_dict,
     record_from_hash,
@@ -54,6 +57,8 @@ from dqflow.urls import redact_url
 T = TypeVar("T")
 
 DEFAULT_PREFIX = "dqflow"
+LAYOUT_VERSION = 1
+"""The key and hash layout this code reads and writes (``docs/REDIS.md``), kept in ``P:layout``."""
 _RECLAIM_BATCH = 500
 _LIST_SCAN_BUDGET = 5_000  # candidates one list step looks at before yielding Redis
 _DEFAULT_OPTIONS: dict[str, Any] = {"socket_timeout": 30.0, "socket_connect_timeout": 5.0}
@@ -87,16 +92,24 @@ def _check_prefix(prefix: str) -> str:
     return prefix
 
 
+# Options add_many.lua places itself (ready/delayed sets, tag indexes, id, idempotency
+# index); every other option is stored as a plain hash field, whatever it is.
+_PLACED = frozenset({"job_type", "payload_json", "priority", "run_at", "tags", "idempotency_key"})
+_PLAIN_OPTIONS = [option for option in JOB_OPTIONS if option.name not in _PLACED]
+_OPTIONS = {option.name: option for option in JOB_OPTIONS}
+
+
 def _spec_of(job: NewJob) -> tuple[Any, ...]:
     """The ``add_many`` spec of a job: everything it stores except payload and idempotency key."""
-    priority, max_attempts, retry_delay = job.priority, job.max_attempts, job.retry_delay_ms
+    priority = job.priority
     # the common case in a few comparisons; anything unusual gets the full check and message
     if not (type(priority) is int and -(2**31) <= priority < 2**31):
         check_int("priority", priority, int32=True)
-    if not (type(max_attempts) is int and 0 <= max_attempts < 2**53):
-        check_int("max_attempts", max_attempts)
-    if not (type(retry_delay) is int and 0 <= retry_delay < 2**53):
-        check_int("retry_delay_ms", retry_delay)
+    plain: list[Any] = []
+    for option in _PLAIN_OPTIONS:
+        value = encode_option(option, getattr(job, option.name))
+        if value is not None:
+            plain += (option.column, value)
     tags = job.tags
     if tags:
         unique, signature = tag_set(tags)
@@ -107,13 +120,9 @@ def _spec_of(job: NewJob) -> tuple[Any, ...]:
         job.job_type,
         priority,
         "" if job.run_at is None else to_us(job.run_at, "run_at"),
-        max_attempts,
-        "" if job.timeout_ms is None else check_int("timeout_ms", job.timeout_ms),
-        retry_delay,
-        job.retry_backoff,
-        "" if job.retry_max_delay_ms is None else check_int("retry_max_delay_ms", job.retry_max_delay_ms),
-        1 if job.retry_jitter else 0,
         *tag_args,
+        len(plain) // 2,
+        *plain,
     )
 
 
@@ -224,8 +233,26 @@ class RedisStorage(Storage):
                 raise StorageError(f"Redis at {self.url} is version {version}; dqflow needs 6.2 or newer")
             for script in self._scripts.values():
                 script.load(self._client)
+            self._check_layout()
 
         self._guard("load the dqflow Lua scripts", load)
+
+    def _check_layout(self) -> None:
+        """Record the key layout version (``P:layout``); refuse data of a newer layout.
+
+        A queue written before layouts were numbered reads exactly as layout 1
+        (fields that did not exist yet, such as ``meta``, read as their defaults).
+        """
+        key = f"{self._key}:layout"
+        self._client.set(key, LAYOUT_VERSION, nx=True)
+        stored = as_text(self._client.get(key))
+        if stored is None or not str(stored).isdigit():
+            raise StorageError(f"Redis at {self.url}: {key} holds {stored!r}, not a dqflow layout version")
+        if int(stored) > LAYOUT_VERSION:
+            raise StorageTooNewError(
+                f"Redis at {self.url} holds a dqflow queue written by a newer dqflow (layout {stored});"
+                f" this dqflow knows layouts up to {LAYOUT_VERSION}: upgrade dqflow to use it"
+            )
 
     def close(self) -> None:
         if self._closed:
@@ -341,27 +368,19 @@ class RedisStorage(Storage):
         pairs: list[Any] = []
         tail: list[Any] = []
         for name, value in changes.items():
-            if name == "payload_json":
-                pairs += ["payload", value]
-            elif name == "run_at":
-                pairs += ["run_at", "now" if value is None else to_us(value, "run_at")]
-            elif name == "priority":
-                pairs += ["priority", check_int("priority", value, int32=True)]
-            elif name in ("timeout_ms", "retry_max_delay_ms"):
-                pairs += [f"-{name}", ""] if value is None else [name, check_int(name, value)]
-            elif name == "retry_jitter":
-                pairs += [name, 1 if value else 0]
-            elif name == "tags":
-                unique, signature = tag_set(value)
-                pairs += ["tags", tags_json(value)]
-                tail = [signature, len(unique), *unique]
-            elif name == "retry_backoff":
-                if not isinstance(value, str):
-                    raise ValueError(f"retry_backoff must be a string, not {value!r}")
-                pairs += [name, value]
+            option = _OPTIONS[name]
+            if option.kind is OptionKind.TIME and not option.nullable and value is None:
+                pairs += [option.column, "now"]
+                continue
+            encoded = encode_option(option, value)
+            if encoded is None:
+                pairs += [f"-{option.column}", ""]  # absent: null, or the empty default
             else:
-                pairs += [name, check_int(name, value)]
-        fields = json.dumps(sorted("payload" if name == "payload_json" else name for name in changes))
+                pairs += [option.column, encoded]
+            if option.kind is OptionKind.STRINGS:
+                unique, signature = tag_set(value)
+                tail = [signature, len(unique), *unique]
+        fields = json.dumps(sorted(_OPTIONS[name].column for name in changes))
         reply = self._run("edit", f"edit job {job_id}", job_id, fields, len(pairs) // 2, *pairs, *tail)
         return self._managed(job_id, reply, "only pending jobs can be edited")
 

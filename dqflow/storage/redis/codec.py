@@ -2,10 +2,12 @@
 
 Integers are decimal text, booleans ``1``/``0``, JSON values their text,
 timestamps integer microseconds since the epoch (UTC, exact), and a null is an
-absent field. ``attempts`` and ``lease_token`` (0) and ``error_history`` and
-``tags`` (empty) are absent too until they change, which keeps bulk inserts
-fast. ``added_event`` (id of the job's ``added`` event) and ``tagset`` are
-backend bookkeeping, not ``JobRecord`` fields. ``JobRecord`` round-trips exactly.
+absent field. An absent field reads as the ``JobRecord`` default: ``attempts``
+and ``lease_token`` (0), ``error_history`` and ``tags`` (empty), ``meta`` (``{}``)
+stay absent until they change, which keeps bulk inserts fast. Every field is
+read by its ``JobRecord`` column type: the layout follows the record, not a copy.
+``added_event`` (id of the job's ``added`` event) and ``tagset`` are backend
+bookkeeping, not ``JobRecord`` fields. ``JobRecord`` round-trips exactly.
 """
 
 from __future__ import annotations
@@ -13,9 +15,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
-from dqflow.record import JobEvent, JobRecord, JobStatus
+from pydantic_core import PydanticUndefined
+from sqlalchemy import JSON, Boolean, DateTime, Integer, Text
+
+from dqflow.record import JobEvent, JobRecord, JobTable
+from dqflow.storage.base import JOB_OPTIONS, JobOption, OptionKind
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -82,29 +89,63 @@ def tag_set(tags: Sequence[str]) -> tuple[list[str], str]:
     return unique, (json.dumps(unique, ensure_ascii=False, separators=(",", ":")) if unique else "")
 
 
-def _opt_int(value: str | None) -> int | None:
-    return None if value is None else int(value)
-
-
-def _opt_time(value: str | None) -> datetime | None:
-    return None if value is None else from_us(value)
-
-
 def pairs_to_dict(flat: Sequence[str]) -> dict[str, str]:
     """HGETALL as returned by a script (a flat list) to a dict."""
     it = iter(flat)
     return dict(zip(it, it, strict=True))
 
 
-def _json_list(text: str | None) -> Any:
-    return [] if text is None or text == "[]" else json.loads(text)
+def _json(text: str) -> Any:
+    return [] if text == "[]" else json.loads(text)
+
+
+def _decoder(name: str, column: Any) -> Callable[[str], Any]:
+    """How the hash text of ``JobRecord.<name>`` is read, by its column type."""
+    annotation = JobRecord.model_fields[name].annotation
+    if isinstance(annotation, type) and issubclass(annotation, StrEnum):
+        return {member.value: member for member in annotation}.__getitem__
+    kinds: tuple[tuple[type, Callable[[str], Any]], ...] = (
+        (Boolean, "1".__eq__),
+        (Integer, int),  # BigInteger too
+        (DateTime, from_us),
+        (JSON, _json),
+        (Text, str),
+    )
+    for sql_type, decode in kinds:
+        if isinstance(column.type, sql_type):
+            return decode
+    raise TypeError(f"JobRecord.{name}: no Redis decoding for {column.type!r}")  # pragma: no cover
+
+
+def _absent(name: str) -> Callable[[], Any]:
+    """What an absent hash field reads as: the field's default (a fresh one per record)."""
+    info = JobRecord.model_fields[name]
+    if info.default_factory is not None:
+        return info.default_factory  # type: ignore[return-value]
+    default = None if info.default is PydanticUndefined else info.default
+    return lambda: default
+
+
+_COLUMNS = JobTable.__table__.columns  # type: ignore[attr-defined]
+_FIELDS = tuple(JobRecord.model_fields)
+_CODEC = [(name, _decoder(name, _COLUMNS[name]), _absent(name)) for name in _FIELDS]
+
+
+def record_from_hash(h: Mapping[str, str]) -> JobRecord:
+    """Build the ``JobRecord`` stored in a job hash (every field, read by its column type)."""
+    get = h.get
+    fields: dict[str, Any] = {}
+    for name, decode, absent in _CODEC:
+        raw = get(name)
+        fields[name] = absent() if raw is None else decode(raw)
+    return _construct(fields)
 
 
 def _construct(fields: dict[str, Any]) -> JobRecord:
     """``JobRecord.model_construct`` without its per-field default handling (7x faster).
 
     Safe because ``fields`` holds every field of the model with a value of the
-    declared type; ``_FIELDS`` is checked against the model at import.
+    declared type (``record_from_hash`` fills each one).
     """
     record: JobRecord = JobRecord.__new__(JobRecord)
     object.__setattr__(record, "__dict__", fields)
@@ -114,85 +155,41 @@ def _construct(fields: dict[str, Any]) -> JobRecord:
     return record
 
 
-_STATUSES = {status.value: status for status in JobStatus}
+def _empty_text(option: JobOption) -> str | None:
+    """The JSON text an absent field stands for (``{}`` for meta), if the option has one."""
+    factory = JobRecord.model_fields[option.column].default_factory
+    if option.kind is OptionKind.JSON_TEXT and factory is not None:
+        return json.dumps(factory())  # type: ignore[call-arg]
+    return None
 
 
-def record_from_hash(h: Mapping[str, str]) -> JobRecord:
-    """Build the ``JobRecord`` stored in a job hash."""
-    get = h.get
-    output = get("output")
-    return _build(
-        {
-            "id": int(h["id"]),
-            "job_type": h["job_type"],
-            "payload": json.loads(h["payload"]),
-            "status": _STATUSES[h["status"]],
-            "priority": int(h["priority"]),
-            "run_at": from_us(h["run_at"]),
-            "attempts": int(get("attempts", 0)),
-            "max_attempts": int(h["max_attempts"]),
-            "timeout_ms": _opt_int(get("timeout_ms")),
-            "retry_delay_ms": int(h["retry_delay_ms"]),
-            "retry_backoff": h["retry_backoff"],
-            "retry_max_delay_ms": _opt_int(get("retry_max_delay_ms")),
-            "retry_jitter": h["retry_jitter"] == "1",
-            "progress": _opt_int(get("progress")),
-            "output": None if output is None else json.loads(output),
-            "error_history": _json_list(get("error_history")),
-            "failure_reason": get("failure_reason"),
-            "tags": _json_list(get("tags")),
-            "idempotency_key": get("idempotency_key"),
-            "created_at": from_us(h["created_at"]),
-            "updated_at": from_us(h["updated_at"]),
-            "started_at": _opt_time(get("started_at")),
-            "completed_at": _opt_time(get("completed_at")),
-            "last_failed_at": _opt_time(get("last_failed_at")),
-            "last_retried_at": _opt_time(get("last_retried_at")),
-            "cancelled_at": _opt_time(get("cancelled_at")),
-            "locked_by": get("locked_by"),
-            "locked_at": _opt_time(get("locked_at")),
-            "lease_expires_at": _opt_time(get("lease_expires_at")),
-            "lease_token": int(get("lease_token", 0)),
-        }
-    )
+_EMPTY_TEXT = {option.name: _empty_text(option) for option in JOB_OPTIONS}
 
 
-_FIELDS = (
-    "id",
-    "job_type",
-    "payload",
-    "status",
-    "priority",
-    "run_at",
-    "attempts",
-    "max_attempts",
-    "timeout_ms",
-    "retry_delay_ms",
-    "retry_backoff",
-    "retry_max_delay_ms",
-    "retry_jitter",
-    "progress",
-    "output",
-    "error_history",
-    "failure_reason",
-    "tags",
-    "idempotency_key",
-    "created_at",
-    "updated_at",
-    "started_at",
-    "completed_at",
-    "last_failed_at",
-    "last_retried_at",
-    "cancelled_at",
-    "locked_by",
-    "locked_at",
-    "lease_expires_at",
-    "lease_token",
-)
-# the fast path only while the hash layout covers exactly the model's fields
-_build: Callable[[dict[str, Any]], JobRecord] = (
-    _construct if set(_FIELDS) == set(JobRecord.model_fields) else JobRecord.from_storage
-)
+def encode_option(option: JobOption, value: Any) -> Any:
+    """The hash value of a job option, checked so Lua (doubles) holds it exactly;
+    None means the field stays absent (null, or the empty default such as ``{}``)."""
+    name = option.name
+    if value is None:
+        if not option.nullable:
+            raise ValueError(f"{name} must not be None")
+        return None
+    if value == _EMPTY_TEXT[name]:
+        return None
+    kind = option.kind
+    if kind is OptionKind.INT32:
+        return check_int(name, value, int32=True)
+    if kind is OptionKind.INT:
+        return check_int(name, value)
+    if kind is OptionKind.BOOL:
+        return 1 if value else 0
+    if kind is OptionKind.TIME:
+        return to_us(value, name)
+    if kind is OptionKind.STRINGS:
+        return tags_json(value)
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string, not {value!r}")
+    return value
 
 
 def event_from_json(job_id: int, text: str) -> JobEvent:

@@ -13,17 +13,19 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import unquote
 
+from dqflow.enums import EventType, JobStatus
 from dqflow.errors import InvalidJobStateError, JobNotFoundError, StorageError
-from dqflow.record import TIMESTAMP_FIELDS, EventType, JobEvent, JobRecord, JobStatus
+from dqflow.record import BOOLEAN_FIELDS, JSON_FIELDS, TIMESTAMP_FIELDS, JobEvent, JobRecord
 from dqflow.storage.base import (
     EDITABLE_FIELDS,
+    JOB_OPTIONS,
     AddResult,
     Completion,
     Failure,
@@ -31,6 +33,7 @@ from dqflow.storage.base import (
     JobPage,
     Lease,
     NewJob,
+    OptionKind,
     Outcome,
     ReclaimedJob,
     Release,
@@ -40,11 +43,29 @@ from dqflow.storage.base import (
 )
 from dqflow.storage.changes import Change
 from dqflow.storage.sqlite import changes
+from dqflow.storage.sqlite.migrations import migrate
 
-_SCHEMA = (Path(__file__).parent / "schema.sql").read_text()
-_JSON_FIELDS = ("payload", "output", "error_history", "tags")
-_WAIT_POLL_SECONDS = 0.004
 _loads = json.JSONDecoder().decode
+
+
+def _as_is(value: Any, now: float) -> Any:
+    return value
+
+
+# How each kind of job option is written (``now`` stands in for a missing run_at).
+_ENCODERS: dict[OptionKind, Callable[[Any, float], Any]] = {
+    **dict.fromkeys(OptionKind, _as_is),
+    OptionKind.TIME: lambda value, now: now if value is None else value.timestamp(),
+    OptionKind.BOOL: lambda value, now: int(value),
+    OptionKind.STRINGS: lambda value, now: json.dumps(list(value)),
+}
+_OPTIONS = {option.name: option for option in JOB_OPTIONS}
+_OPTION_ENCODERS = [(option.name, _ENCODERS[option.kind]) for option in JOB_OPTIONS]
+_INSERT_JOB = (
+    f"INSERT INTO dqflow_jobs ({', '.join(option.column for option in JOB_OPTIONS)}, created_at, updated_at)"
+    f" VALUES ({', '.join('?' * (len(JOB_OPTIONS) + 2))})"
+)
+_WAIT_POLL_SECONDS = 0.004
 
 
 def _epoch(value: datetime | None) -> float | None:
@@ -61,11 +82,12 @@ def _row_to_record(row: sqlite3.Row) -> JobRecord:
         value = fields[name]
         if value is not None:
             fields[name] = datetime.fromtimestamp(value, UTC)
-    for name in _JSON_FIELDS:
+    for name in JSON_FIELDS:
         raw = fields[name]
         if raw is not None:
             fields[name] = _loads(raw)
-    fields["retry_jitter"] = bool(fields["retry_jitter"])
+    for name in BOOLEAN_FIELDS:
+        fields[name] = bool(fields[name])
     return JobRecord.from_storage(fields)
 
 
@@ -134,13 +156,14 @@ class SqliteStorage(Storage):
             raise StorageError(f"SQLite {self.path}: commit failed: {exc}") from exc
 
     def setup(self) -> None:
+        """Apply the pending numbered migrations (``migrations/``) under the write lock."""
         if self._ready:
             return
-        conn = self._conn()
         try:
-            conn.executescript(_SCHEMA)
+            with self._write() as conn:
+                migrate(conn, self.path)
         except sqlite3.Error as exc:
-            raise StorageError(f"cannot create the dqflow schema in {self.path}: {exc}") from exc
+            raise StorageError(f"cannot create or upgrade the dqflow schema in {self.path}: {exc}") from exc
         self._ready = True
 
     def close(self) -> None:
@@ -177,7 +200,7 @@ class SqliteStorage(Storage):
     def add_jobs(self, jobs: Sequence[NewJob], *, connection: Any = None) -> list[AddResult]:
         if connection is not None:
             raise StorageError("connection= is only supported by the PostgreSQL backend")
-        now = time.time()
+        now = round(time.time(), 6)  # whole microseconds: a created_at read back filters exactly
         results: list[AddResult] = []
         with self._write() as conn:
             for job in jobs:
@@ -188,27 +211,8 @@ class SqliteStorage(Storage):
                     if row is not None:
                         results.append(AddResult(row[0], False))
                         continue
-                cursor = conn.execute(
-                    "INSERT INTO dqflow_jobs (job_type, payload, priority, run_at, max_attempts, timeout_ms,"
-                    " retry_delay_ms, retry_backoff, retry_max_delay_ms, retry_jitter, tags, idempotency_key,"
-                    " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        job.job_type,
-                        job.payload_json,
-                        job.priority,
-                        now if job.run_at is None else job.run_at.timestamp(),
-                        job.max_attempts,
-                        job.timeout_ms,
-                        job.retry_delay_ms,
-                        job.retry_backoff,
-                        job.retry_max_delay_ms,
-                        int(job.retry_jitter),
-                        json.dumps(list(job.tags)),
-                        job.idempotency_key,
-                        now,
-                        now,
-                    ),
-                )
+                values = [encode(getattr(job, name), now) for name, encode in _OPTION_ENCODERS]
+                cursor = conn.execute(_INSERT_JOB, (*values, now, now))
                 job_id = int(cursor.lastrowid or 0)
                 self._event(conn, job_id, EventType.ADDED, now)
                 results.append(AddResult(job_id, True))
@@ -240,7 +244,7 @@ class SqliteStorage(Storage):
         tags = sorted(set(job_filter.tags))
         if tags:
             marks = ",".join("?" * len(tags))
-            matching = f"(SELECT count(*) FROM json_each(dqflow_jobs.tags) WHERE value IN ({marks}))"
+            matching = f"(SELECT count(DISTINCT value) FROM json_each(dqflow_jobs.tags) WHERE value IN ({marks}))"
             if job_filter.tag_mode is TagMode.ALL:
                 where.append(f"{matching} >= ?")
                 params.extend([*tags, len(tags)])
@@ -264,6 +268,8 @@ class SqliteStorage(Storage):
         return JobPage(jobs, next_cursor)
 
     def get_events(self, job_id: int) -> list[JobEvent]:
+        from dqflow.record import JobEvent
+
         rows = self._conn().execute(
             "SELECT id, job_id, event_type, created_at, data FROM dqflow_job_events WHERE job_id = ? ORDER BY id",
             (job_id,),
@@ -326,23 +332,8 @@ class SqliteStorage(Storage):
         if unknown:
             raise InvalidJobStateError(f"cannot edit {', '.join(sorted(unknown))}")
         now = time.time()
-        columns: list[str] = []
-        values: list[Any] = []
-        for name, value in changes.items():
-            if name == "payload_json":
-                columns.append("payload = ?")
-            elif name == "run_at":
-                columns.append("run_at = ?")
-                value = now if value is None else value.timestamp()
-            elif name == "tags":
-                columns.append("tags = ?")
-                value = json.dumps(list(value))
-            elif name == "retry_jitter":
-                columns.append("retry_jitter = ?")
-                value = int(value)
-            else:
-                columns.append(f"{name} = ?")
-            values.append(value)
+        columns = [f"{_OPTIONS[name].column} = ?" for name in changes]
+        values = [_ENCODERS[_OPTIONS[name].kind](value, now) for name, value in changes.items()]
         with self._write() as conn:
             record = self._require(conn, job_id)
             if record.status is not JobStatus.PENDING:
@@ -352,7 +343,7 @@ class SqliteStorage(Storage):
                     f"UPDATE dqflow_jobs SET {', '.join(columns)}, updated_at = ? WHERE id = ?",
                     (*values, now, job_id),
                 )
-            fields = sorted("payload" if name == "payload_json" else name for name in changes)
+            fields = sorted(_OPTIONS[name].column for name in changes)
             self._event(conn, job_id, EventType.EDITED, now, {"fields": fields})
             return self._require(conn, job_id)
 
@@ -499,6 +490,8 @@ class SqliteStorage(Storage):
         return applied
 
     def set_progress(self, job_id: int, lease_token: int, progress: int) -> bool:
+        if not 0 <= progress <= 100:
+            raise ValueError(f"progress must be between 0 and 100, not {progress}")
         return self._fenced_set("progress", job_id, lease_token, progress)
 
     def set_output(self, job_id: int, lease_token: int, output_json: str) -> bool:

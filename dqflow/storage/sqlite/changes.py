@@ -1,4 +1,4 @@
-"""SQLite's change feed: ``dqflow_job_changes``, filled by triggers (see ``schema.sql``).
+"""SQLite's change feed: ``dqflow_job_changes``, filled by triggers (migration ``0003_change_feed.sql``).
 
 One writer at a time means row ids are handed out in commit order, so reading
 ``id > cursor`` never skips a row that commits later.

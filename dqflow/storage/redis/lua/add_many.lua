@@ -1,10 +1,10 @@
 -- Insert jobs. Jobs of one call usually share everything but their payload, so the
 -- arguments are a table of distinct "specs" followed by two values per job:
--- ARGV: spec count, then per spec: job_type, priority, run_at ('' = now), max_attempts,
--- timeout_ms ('' = none), retry_delay_ms, retry_backoff, retry_max_delay_ms ('' = none),
--- retry_jitter, tags_json, tagset signature, tag count, tags...;
--- then job count, then per job: spec number (1-based) optionally followed by
--- '=' .. idempotency key, and the payload.
+-- ARGV: spec count, then per spec: job_type, priority, run_at ('' = now), tags_json,
+-- tagset signature, tag count, tags..., then a count of plain fields and their
+-- name/value pairs (every other job option, stored as given; absent ones are null
+-- or empty); then job count, then per job: spec number (1-based) optionally
+-- followed by '=' .. idempotency key, and the payload.
 -- Returns id, created (1/0) per job, in input order.
 local now = now_us()
 -- created_at never goes backwards, so ids and created_at sort alike (list_jobs relies on it)
@@ -26,33 +26,28 @@ local specs = {}
 local i = 2
 for s = 1, tonumber(ARGV[1]) do
   local job_type, priority, run_at_s = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local ntags = tonumber(ARGV[i + 11])
+  local ntags = tonumber(ARGV[i + 5])
   local run_at, run_at_text = now, now_s
   if run_at_s ~= '' then run_at, run_at_text = tonumber(run_at_s), run_at_s end
   -- attempts, lease_token (0), error_history and tags ([]) stay absent until they change
   local fields = {'job_type', job_type, 'status', 'pending', 'priority', priority, 'run_at', run_at_text,
-    'max_attempts', ARGV[i + 3], 'retry_delay_ms', ARGV[i + 5], 'retry_backoff', ARGV[i + 6],
-    'retry_jitter', ARGV[i + 8], 'created_at', now_s, 'updated_at', now_s}
-  if ARGV[i + 4] ~= '' then
-    fields[#fields + 1] = 'timeout_ms'
-    fields[#fields + 1] = ARGV[i + 4]
-  end
-  if ARGV[i + 7] ~= '' then
-    fields[#fields + 1] = 'retry_max_delay_ms'
-    fields[#fields + 1] = ARGV[i + 7]
-  end
+    'created_at', now_s, 'updated_at', now_s}
   local tag_keys = {}
   if ntags > 0 then
     fields[#fields + 1] = 'tags'
-    fields[#fields + 1] = ARGV[i + 9]
+    fields[#fields + 1] = ARGV[i + 3]
     fields[#fields + 1] = 'tagset'
-    fields[#fields + 1] = ARGV[i + 10]
-    tag_keys[1] = P .. ':tagset:' .. ARGV[i + 10]
-    for t = 1, ntags do tag_keys[t + 1] = P .. ':tag:' .. ARGV[i + 11 + t] end
+    fields[#fields + 1] = ARGV[i + 4]
+    tag_keys[1] = P .. ':tagset:' .. ARGV[i + 4]
+    for t = 1, ntags do tag_keys[t + 1] = P .. ':tag:' .. ARGV[i + 5 + t] end
     for _, key in ipairs(tag_keys) do
       if not zsets[key] then zsets[key] = {} end
     end
   end
+  i = i + 6 + ntags
+  local nplain = tonumber(ARGV[i])
+  for f = i + 1, i + 2 * nplain do fields[#fields + 1] = ARGV[f] end
+  i = i + 1 + 2 * nplain
   local tt = per_type[job_type]
   if not tt then
     tt = {{}, {}, {}, 0}
@@ -69,7 +64,6 @@ for s = 1, tonumber(ARGV[1]) do
     due = run_at <= now,
     rank_head = string.format('%010d:%016d:', 2147483647 - tonumber(priority), run_at + 1000000000000000),
   }
-  i = i + 12 + ntags
 end
 
 local job_prefix = P .. ':job:'

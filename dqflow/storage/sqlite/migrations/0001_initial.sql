@@ -1,5 +1,7 @@
--- dqflow embedded schema (SQLite). Timestamps are REAL seconds since the epoch (UTC);
--- JSON values are TEXT. Created on first use; every statement is idempotent.
+-- dqflow SQLite 0001: the job table, its event history and the indexes the hot path
+-- needs. Timestamps are REAL seconds since the epoch (UTC); JSON values are TEXT.
+-- IF NOT EXISTS throughout: a file created before migrations were numbered has
+-- exactly this schema, and applying this to it changes nothing.
 CREATE TABLE IF NOT EXISTS dqflow_jobs (
     id                  INTEGER PRIMARY KEY AUTOINCREMENT,
     job_type            TEXT    NOT NULL,
@@ -49,37 +51,3 @@ CREATE TABLE IF NOT EXISTS dqflow_job_events (
     data        TEXT
 );
 CREATE INDEX IF NOT EXISTS dqflow_job_events_job ON dqflow_job_events (job_id, id);
-
--- The change feed (storage/changes.py): job events (but `added`) and progress and output
--- writes, appended by triggers in the writer's own transaction, so every process's
--- changes are here in commit order. Only the newest ~10000 rows are kept.
-CREATE TABLE IF NOT EXISTS dqflow_job_changes (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    job_id      INTEGER NOT NULL,
-    kind        TEXT    NOT NULL,
-    created_at  REAL    NOT NULL,
-    data        TEXT
-);
-CREATE TRIGGER IF NOT EXISTS dqflow_job_changes_event AFTER INSERT ON dqflow_job_events
-WHEN new.event_type <> 'added'
-BEGIN
-    INSERT INTO dqflow_job_changes (job_id, kind, created_at, data)
-    VALUES (new.job_id, new.event_type, new.created_at, new.data);
-END;
-CREATE TRIGGER IF NOT EXISTS dqflow_job_changes_progress AFTER UPDATE OF progress ON dqflow_jobs
-WHEN new.progress IS NOT NULL AND new.progress IS NOT old.progress
-BEGIN
-    INSERT INTO dqflow_job_changes (job_id, kind, created_at, data)
-    VALUES (new.id, 'progress', (julianday('now') - 2440587.5) * 86400.0, json_object('progress', new.progress));
-END;
-CREATE TRIGGER IF NOT EXISTS dqflow_job_changes_output AFTER UPDATE OF output ON dqflow_jobs
-WHEN new.output IS NOT NULL AND new.output IS NOT old.output
-BEGIN
-    INSERT INTO dqflow_job_changes (job_id, kind, created_at, data)
-    VALUES (new.id, 'output', (julianday('now') - 2440587.5) * 86400.0, NULL);
-END;
-CREATE TRIGGER IF NOT EXISTS dqflow_job_changes_trim AFTER INSERT ON dqflow_job_changes
-WHEN new.id % 100 = 0
-BEGIN
-    DELETE FROM dqflow_job_changes WHERE id <= new.id - 10000;
-END;

@@ -1,0 +1,160 @@
+"""Rich renderables for jobs: the record panel, the jobs table, the events table.
+
+Every value that comes from a job is a ``Text``, never markup: a tag ``[bold]``
+or an error ``cannot open [/data/in.csv]`` prints as written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.json import JSON
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from dqflow.cli._output import seconds_text, when
+from dqflow.enums import JobStatus
+from dqflow.record import JobEvent, JobRecord
+
+STATUS_STYLE = {
+    JobStatus.PENDING: "yellow",
+    JobStatus.PROCESSING: "cyan",
+    JobStatus.WAITING: "magenta",
+    JobStatus.COMPLETED: "green",
+    JobStatus.FAILED: "red",
+    JobStatus.CANCELLED: "dim",
+}
+
+
+def status_text(status: JobStatus | str) -> Text:
+    """The status, coloured."""
+    value = JobStatus(status)
+    return Text(value.value, style=STATUS_STYLE[value])
+
+
+def progress_text(progress: int | None, width: int = 10) -> Text:
+    """A small bar with the percentage, or '' when no progress was stored."""
+    if progress is None:
+        return Text("")
+    filled = round(progress / 100 * width)
+    return Text.assemble(("█" * filled, "green"), ("░" * (width - filled), "dim"), f" {progress:3d}%")
+
+
+def _json_block(value: Any) -> RenderableType:
+    if value is None:
+        return Text("null", style="dim")
+    return JSON(json.dumps(value, ensure_ascii=False, default=str))
+
+
+def _ms(value: int | None) -> str:
+    return seconds_text(None if value is None else value / 1000)
+
+
+def job_panel(record: JobRecord) -> RenderableType:
+    """The whole record: fields, payload, output and error history.
+
+    Every value from the job is a ``Text``, never markup: a tag ``[bold]`` or an
+    error ``cannot open [/data/in.csv]`` prints as written.
+    """
+    fields = Table.grid(padding=(0, 2))
+    fields.add_column(style="bold")
+    fields.add_column()
+    rows: list[tuple[str, Any]] = [
+        ("status", status_text(record.status)),
+        ("job type", record.job_type),
+        ("priority", str(record.priority)),
+        ("attempts", f"{record.attempts} of {record.max_attempts}"),
+        ("progress", progress_text(record.progress) if record.progress is not None else Text("none", style="dim")),
+        ("tags", ", ".join(record.tags) or "-"),
+        ("idempotency key", record.idempotency_key),
+        ("timeout", _ms(record.timeout_ms)),
+        (
+            "retry",
+            f"{record.retry_backoff}, delay {_ms(record.retry_delay_ms)}, max {_ms(record.retry_max_delay_ms)}"
+            + (", jitter" if record.retry_jitter else ""),
+        ),
+        ("failure reason", record.failure_reason),
+        ("run at", when(record.run_at)),
+        ("created", when(record.created_at)),
+        ("updated", when(record.updated_at)),
+        ("started", when(record.started_at)),
+        ("completed", when(record.completed_at)),
+        ("last failed", when(record.last_failed_at)),
+        ("last retried", when(record.last_retried_at)),
+        ("cancelled", when(record.cancelled_at)),
+        ("locked by", record.locked_by),
+        ("lease expires", when(record.lease_expires_at)),
+    ]
+    for label, value in rows:
+        if value is None or value == "":
+            continue
+        fields.add_row(label, value if isinstance(value, Text) else Text(value))
+    parts: list[RenderableType] = [
+        fields,
+        Text("\npayload", style="bold"),
+        _json_block(record.payload),
+        Text("\noutput", style="bold"),
+        _json_block(record.output),
+    ]
+    if record.error_history:
+        errors = Table(box=box.SIMPLE_HEAD, title="error history", title_justify="left", title_style="bold")
+        for column in ("attempt", "at", "reason", "error"):
+            errors.add_column(column, overflow="fold")
+        for entry in record.error_history:
+            at = entry.get("at")
+            errors.add_row(
+                Text(str(entry.get("attempt", ""))),
+                Text(when(datetime.fromisoformat(at)) if isinstance(at, str) else str(at or "")),
+                Text(str(entry.get("reason", ""))),
+                Text(str(entry.get("error", ""))),
+            )
+        parts += [Text(""), errors]
+    return Panel(Group(*parts), title=f"job {record.id}", title_align="left", expand=False)
+
+
+def jobs_table(records: Sequence[JobRecord]) -> Table:
+    """One row per job."""
+    table = Table(box=box.SIMPLE_HEAD)
+    for column, justify in (
+        ("id", "right"),
+        ("job type", "left"),
+        ("status", "left"),
+        ("prio", "right"),
+        ("attempts", "right"),
+        ("progress", "left"),
+        ("tags", "left"),
+        ("created", "left"),
+        ("run at", "left"),
+    ):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for record in records:
+        table.add_row(
+            str(record.id),
+            Text(record.job_type),
+            status_text(record.status),
+            str(record.priority),
+            f"{record.attempts}/{record.max_attempts}",
+            progress_text(record.progress),
+            Text(", ".join(record.tags)),
+            when(record.created_at),
+            when(record.run_at) if record.status is JobStatus.PENDING else "",
+        )
+    return table
+
+
+def events_table(events: Sequence[JobEvent]) -> Table:
+    """A job's history, oldest first."""
+    table = Table(box=box.SIMPLE_HEAD, title="events", title_justify="left", title_style="bold")
+    table.add_column("at")
+    table.add_column("event")
+    table.add_column("data", overflow="fold")
+    for event in events:
+        data = "" if not event.data else json.dumps(event.data, ensure_ascii=False, default=str)
+        table.add_row(when(event.created_at), event.event_type.value, Text(data))
+    return table

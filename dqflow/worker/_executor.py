@@ -1,0 +1,279 @@
+"""Runs attempts: a handler on a thread, as a task or in a child process, turned into ONE outcome.
+
+Everything that may be slow or is user code runs off the event loop: a sync or
+isolated handler's result is validated and encoded on its handler thread, an
+async handler's result on a small pool of threads. The loop only starts runs,
+keeps their timers and hands each settled attempt to ``on_settled`` once; the
+first thing that settles an attempt (its result, its timeout) wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from dqflow.declaration import RetryPolicy
+from dqflow.errors import ValidationFailed
+from dqflow.queue import Queue
+from dqflow.queue.events import JOB_PROCESSING
+from dqflow.record import FailureReason, JobRecord
+from dqflow.storage import Completion, Failure
+from dqflow.worker._attempt import Attempt, Settled
+from dqflow.worker._errors import ERROR_LIMIT, cut, error_message, traceback_text
+from dqflow.worker.context import JobContext, WriteStats
+from dqflow.worker.handlers import HandlerInfo, handler_arguments, inspect_handler
+from dqflow.worker.isolation import HandlerFailed, prewarm, run_in_process
+from dqflow.worker.threads import HandlerThreads
+
+log = logging.getLogger("dqflow.worker")
+
+
+class Executor:
+    """Runs up to ``concurrency`` attempts at once; reports each as one ``Settled`` (or none, if dropped)."""
+
+    def __init__(
+        self,
+        queue: Queue,
+        loop: asyncio.AbstractEventLoop,
+        concurrency: int,
+        stats: WriteStats,
+        worker_id: str,
+        on_settled: Callable[[Settled], None],
+        on_slot_free: Callable[[], None],
+    ) -> None:
+        self._queue = queue
+        self._loop = loop
+        self._stats = stats
+        self._worker_id = worker_id
+        self._on_settled = on_settled
+        self._on_slot_free = on_slot_free
+        self._concurrency = concurrency
+        self._handlers: dict[str, HandlerInfo] = {}
+        self.active: dict[int, Attempt] = {}  # running, outcome not decided yet
+        self.occupied = 0  # slots in use (an attempt settled by its timeout may still occupy a thread)
+        self._threads: HandlerThreads[Attempt] = HandlerThreads(concurrency, loop, self._threads_done)
+        # results of async handlers are validated here, never on the loop
+        self._outputs = ThreadPoolExecutor(min(4, concurrency), thread_name_prefix="dqflow-output")
+        if any(spec.isolation == "process" for spec in queue.declaration.job_types.values()):
+            prewarm()
+
+    def shutdown(self) -> None:
+        self._threads.shutdown()
+        self._outputs.shutdown(wait=False, cancel_futures=True)
+
+    # -- starting --------------------------------------------------------------------
+
+    def prepare(self, job: JobRecord) -> Attempt:
+        """The attempt for a job just claimed (it may wait in the fetcher's buffer before it starts)."""
+        return Attempt(job, JobContext(self._queue, job, self._stats))
+
+    @property
+    def free(self) -> int:
+        """Slots free now."""
+        return self._concurrency - self.occupied
+
+    def start(self, attempt: Attempt) -> None:
+        """Run the attempt's handler (the worker only claims types it has handlers for)."""
+        job = attempt.job
+        self.active[job.id] = attempt
+        self.occupied += 1
+        events = self._queue.events
+        if events.has_listeners(JOB_PROCESSING):
+            events.emit(
+                JOB_PROCESSING,
+                {"job_id": job.id, "job_type": job.job_type, "attempt": job.attempts, "worker_id": self._worker_id},
+            )
+        spec = self._queue.declaration.job_types[job.job_type]
+        info = self._handler(job.job_type)
+        if job.timeout_ms is not None:
+            attempt.timer = self._loop.call_later(job.timeout_ms / 1000, self._timed_out, attempt)
+        if spec.isolation == "process":
+            self._threads.submit(attempt, functools.partial(self._run_isolated, spec.handler_ref, attempt))
+        elif info.is_async:
+            attempt.task = asyncio.ensure_future(info.func(*handler_arguments(info, job.payload, attempt.ctx)))
+            attempt.task.add_done_callback(functools.partial(self._task_done, attempt))
+        else:
+            self._threads.submit(attempt, functools.partial(self._run_sync, info, attempt))
+
+    def _handler(self, job_type: str) -> HandlerInfo:
+        info = self._handlers.get(job_type)
+        if info is None:
+            handler = self._queue.declaration.job_types[job_type].handler
+            assert handler is not None, job_type  # Worker checked: only types with handlers are claimed
+            info = self._handlers[job_type] = inspect_handler(handler)
+        return info
+
+    # -- stopping --------------------------------------------------------------------
+
+    def lost(self, attempt: Attempt) -> None:
+        """This worker no longer holds the attempt's job (cancelled, taken over): stop its handler.
+
+        Its attempt is dropped when the handler returns; one not started yet never starts.
+        """
+        if attempt.job.id in self.active:
+            log.info("job %s was cancelled or taken over: stopping its handler", attempt.job.id)
+        attempt.ctx.cancel("cancelled")
+        if attempt.task is not None:
+            attempt.task.cancel()
+
+    def abandon_all(self) -> list[Attempt]:
+        """Shutdown: stop every running handler and settle nothing for it; return their attempts."""
+        attempts = list(self.active.values())
+        self.active.clear()
+        for attempt in attempts:
+            attempt.settled = True  # whatever the handler still returns is dropped
+            if attempt.timer is not None:
+                attempt.timer.cancel()
+            attempt.ctx.cancel("shutdown")
+            if attempt.task is not None:
+                attempt.task.cancel()
+        return attempts
+
+    def _timed_out(self, attempt: Attempt) -> None:
+        if attempt.settled:
+            return
+        attempt.ctx.cancel("timeout")  # a thread sees ctx.cancelled; a child process is killed
+        if attempt.task is not None:
+            attempt.task.cancel()
+            # A task that swallows its cancellation keeps running, abandoned: its slot is free
+            # now (a thread cannot be abandoned: it still occupies one of the pool's threads).
+            self._free_slot(attempt)
+        message = f"timed out after {attempt.job.timeout_ms} ms"
+        self._settle(attempt, _failure(attempt, FailureReason.TIMEOUT, message, TimeoutError(message)))
+
+    # -- results (handler threads and the output pool) ----------------------------------
+
+    def _run_sync(self, info: HandlerInfo, attempt: Attempt) -> Settled | None:
+        try:
+            result = info.func(*handler_arguments(info, attempt.job.payload, attempt.ctx))
+        except BaseException as exc:
+            return self._raised(attempt, exc)
+        return self._returned(attempt, result)
+
+    def _run_isolated(self, handler_ref: str, attempt: Attempt) -> Settled | None:
+        try:
+            result = run_in_process(handler_ref, attempt.job, attempt.ctx)
+        except BaseException as exc:
+            return self._raised(attempt, exc)
+        return self._returned(attempt, result)
+
+    def _returned(self, attempt: Attempt, result: Any) -> Settled | None:
+        """The handler returned: complete with its output (validated here, off the loop)."""
+        job, ctx = attempt.job, attempt.ctx
+        if ctx.cancelled:
+            return None
+        if ctx.output_was_set:
+            return Settled(attempt, Completion(job.id, job.lease_token, ctx.output_json), output=ctx.output)
+        if result is None:
+            return Settled(attempt, Completion(job.id, job.lease_token, None))
+        try:
+            output_json = self._queue.validate_output(job.job_type, result)
+        except ValidationFailed as exc:
+            return _failure(attempt, FailureReason.INVALID_OUTPUT, cut(str(exc), ERROR_LIMIT), exc)
+        return Settled(attempt, Completion(job.id, job.lease_token, output_json), output=result)
+
+    def _raised(self, attempt: Attempt, exc: BaseException) -> Settled | None:
+        if attempt.ctx.cancelled:
+            return None  # stopped on purpose (timeout, cancel, shutdown): nothing to write for it
+        if isinstance(exc, HandlerFailed):  # an isolated handler: its child formatted both
+            return _failure(attempt, FailureReason.HANDLER_ERROR, str(exc), exc, exc.traceback)
+        return _failure(attempt, FailureReason.HANDLER_ERROR, error_message(exc), exc, traceback_text(exc))
+
+    # -- back on the loop --------------------------------------------------------------
+
+    def _threads_done(self, results: list[tuple[Attempt, bool, Any]]) -> None:
+        for attempt, ok, value in results:
+            if not ok:  # a bug of ours around the handler call: never lose the job silently
+                value = _failure(attempt, FailureReason.HANDLER_ERROR, f"worker error: {error_message(value)}", value)
+            self._settle(attempt, value)
+            self._free_slot(attempt)
+
+    def _task_done(self, attempt: Attempt, task: asyncio.Future[Any]) -> None:
+        self._free_slot(attempt)
+        if attempt.settled:
+            return
+        if task.cancelled():
+            self._settle(attempt, None)
+            return
+        error = task.exception()
+        judge = (
+            functools.partial(self._raised, attempt, error)
+            if error is not None
+            else functools.partial(self._returned, attempt, task.result())
+        )
+        future = self._loop.run_in_executor(self._outputs, judge)
+        future.add_done_callback(functools.partial(self._judged, attempt))
+
+    def _judged(self, attempt: Attempt, future: asyncio.Future[Settled | None]) -> None:
+        if future.cancelled():
+            return  # the worker is shutting down
+        error = future.exception()
+        if error is not None:
+            self._settle(attempt, _failure(attempt, FailureReason.HANDLER_ERROR, f"worker error: {error}", error))
+        else:
+            self._settle(attempt, future.result())
+
+    def _settle(self, attempt: Attempt, settled: Settled | None) -> None:
+        """Decide the attempt's outcome once (None: dropped, nothing written)."""
+        if attempt.settled:
+            return
+        attempt.settled = True
+        if attempt.timer is not None:
+            attempt.timer.cancel()
+        self.active.pop(attempt.job.id, None)
+        if settled is None:
+            log.info(
+                "job %s: handler stopped (%s); nothing written for this attempt",
+                attempt.job.id,
+                attempt.ctx.cancel_reason,
+            )
+            return
+        self._on_settled(settled)
+
+    def _free_slot(self, attempt: Attempt) -> None:
+        if not attempt.holds_slot:
+            return
+        attempt.holds_slot = False
+        self.occupied -= 1
+        self._on_slot_free()
+
+
+def _failure(
+    attempt: Attempt,
+    reason: FailureReason,
+    message: str,
+    exception: BaseException | None,
+    traceback: str | None = None,
+) -> Settled:
+    """A failed attempt: back to pending after its retry delay, or failed for good; logged with its traceback."""
+    job = attempt.job
+    retry_at = None
+    if job.attempts < job.max_attempts:
+        policy = RetryPolicy(
+            delay=job.retry_delay_ms / 1000,
+            backoff="fixed" if job.retry_backoff == "fixed" else "exponential",
+            max_delay=None if job.retry_max_delay_ms is None else job.retry_max_delay_ms / 1000,
+            jitter=job.retry_jitter,
+        )
+        retry_at = datetime.now(UTC) + timedelta(seconds=policy.delay_for(job.attempts))
+    level, what = (logging.WARNING, "will retry") if retry_at is not None else (logging.ERROR, "failed for good")
+    if log.isEnabledFor(level):
+        log.log(
+            level,
+            "job %s (%s) attempt %d of %d failed, %s: %s: %s%s",
+            job.id,
+            job.job_type,
+            job.attempts,
+            job.max_attempts,
+            what,
+            reason.value,
+            message,
+            f"\n{traceback}" if traceback else "",
+        )
+    failure = Failure(job.id, job.lease_token, message, reason.value, retry_at, traceback=traceback)
+    return Settled(attempt, failure, exception=exception)

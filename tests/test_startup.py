@@ -1,0 +1,65 @@
+"""What starting dqflow costs: each entry point imports only what it uses.
+
+Checked by module, not by clock (the machine's load would make times flaky):
+``docs/CLI.md`` gives the measured times.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DRIVERS = {"psycopg", "psycopg_pool", "redis"}
+ORM = {"sqlmodel", "sqlalchemy"}
+
+
+def imported_after(code: str, cwd: Path) -> set[str]:
+    """Modules in ``sys.modules`` (with their top-level packages) after ``code`` ran in a fresh interpreter."""
+    listing = "sorted({*sys.modules, *(m.split('.')[0] for m in sys.modules)})"
+    script = f"{code}\nimport json, sys\nprint(json.dumps({listing}))"
+    done = subprocess.run([sys.executable, "-c", script], cwd=cwd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_import_dqflow_loads_no_backend_or_orm(tmp_path: Path) -> None:
+    loaded = imported_after("import dqflow", tmp_path)
+    assert not loaded & (DRIVERS | ORM | {"pydantic", "jsonschema", "yaml", "rich", "typer", "dqflow.worker"})
+
+
+def test_public_names_load_on_first_use(tmp_path: Path) -> None:
+    loaded = imported_after("import dqflow\nassert dqflow.JobRecord.__name__ == 'JobRecord'", tmp_path)
+    assert "sqlmodel" in loaded
+    done = subprocess.run(
+        [sys.executable, "-c", "import dqflow; print(dqflow.__version__, dqflow.Queue, 'Worker' in dir(dqflow))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    version, _, rest = done.stdout.partition(" ")
+    assert version[0].isdigit() and rest.strip().endswith("True"), done
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        import dqflow
+
+        dqflow.nope  # noqa: B018
+
+
+def test_help_loads_only_the_command_line(tmp_path: Path) -> None:
+    loaded = imported_after("from dqflow.cli import run\nrun(['--help'])", tmp_path)
+    assert not loaded & (DRIVERS | ORM | {"pydantic", "jsonschema", "yaml", "rich", "dqflow.worker"})
+
+
+def test_add_on_sqlite_loads_no_orm_driver_or_rich(project: Path) -> None:
+    loaded = imported_after("from dqflow.cli import run\nassert run(['add', 'ok', '-p', '{\"n\": 1}']) == 0", project)
+    assert not loaded & (DRIVERS | ORM | {"rich"})
+
+
+def test_config_env_name_matches_the_loader() -> None:
+    from dqflow.cli._app import CONFIG_ENV
+    from dqflow.declaration.loader import CONFIG_ENV as LOADER_CONFIG_ENV
+
+    assert CONFIG_ENV == LOADER_CONFIG_ENV
