@@ -1,33 +1,28 @@
-"""PostgreSQL's change feed: ``dqflow_job_changes`` (migration 0003), read in (txid, id) order.
+"""PostgreSQL's change feed: ``dqflow_job_changes`` (migration 0003), read in id order.
 
-Cursors are ``"<txid>:<id>"``. Only rows of transactions older than every running
-one are read, so the order is final: a slow transaction's rows are answered once
-it ends, never skipped. New rows are announced on ``dqflow_changes.<schema>``.
+Ids come from a sequence when a row is inserted, but rows become visible when
+their transaction commits, so a row can appear after a higher id was already
+read. A reader therefore stops at a gap in the ids and reads again once the
+missing row is there (its commit sends a NOTIFY); a gap still open after
+``GAP_GRACE_SECONDS`` is an insert that rolled back, and is passed. Every writer
+of the feed is one short statement, so a real row never takes that long.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from dqflow.storage.changes import Change
+from dqflow.storage.changes import CHANGES_KEPT, Change, int_cursor
 
 if TYPE_CHECKING:
     from dqflow.storage.postgres.backend import PostgresStorage
 
-START = "0:0"
-
-
-def parse_cursor(after: str) -> dict[str, Any]:
-    """``"<txid>:<id>"`` → query parameters; ``ValueError`` names the problem."""
-    txid, sep, row_id = str(after).partition(":")
-    if not sep or not txid.isdigit() or not row_id.isdigit():
-        raise ValueError(f"invalid change cursor {after!r}: expected '<txid>:<id>'")
-    return {"txid": txid, "id": int(row_id)}
+GAP_GRACE_SECONDS = 5.0
 
 
 def change_cursor(storage: PostgresStorage) -> str:
     row = storage._rows("reading the change feed", storage._q.newest_change, {})[0]
-    return str(row["cursor"] or START)
+    return str(row["cursor"])
 
 
 def channel(storage: PostgresStorage) -> str:
@@ -37,16 +32,24 @@ def channel(storage: PostgresStorage) -> str:
 
 
 def read_changes(storage: PostgresStorage, after: str, limit: int) -> list[Change]:
-    params = {**parse_cursor(after), "limit": max(1, limit)}
+    expected = int_cursor(after) + 1
+    params = {"after": expected - 1, "limit": max(1, limit)}
     rows = storage._rows("reading the change feed", storage._q.read_changes, params)
-    return [
-        Change(
-            cursor=f"{row['txid']}:{row['id']}",
-            job_id=int(row["job_id"]),
-            job_type=str(row["job_type"]),
-            kind=str(row["kind"]),
-            at=row["created_at"],
-            data=row["data"] or {},
+    changes: list[Change] = []
+    if rows and expected < int(rows[0]["oldest"]) and int(rows[0]["newest"]) - expected >= CHANGES_KEPT // 2:
+        expected = int(rows[0]["oldest"])  # far behind, in the trimmed part of the log: those are gone
+    for row in rows:
+        if row["id"] != expected and float(row["age"]) < GAP_GRACE_SECONDS:
+            break  # an earlier row is still being committed: answer it first, next time
+        expected = int(row["id"]) + 1
+        changes.append(
+            Change(
+                cursor=str(row["id"]),
+                job_id=int(row["job_id"]),
+                job_type=str(row["job_type"]),
+                kind=str(row["kind"]),
+                at=row["created_at"],
+                data=row["data"] or {},
+            )
         )
-        for row in rows
-    ]
+    return changes

@@ -1,26 +1,23 @@
 -- The change feed (dqflow/storage/changes.py): job events (but `added`) and progress and
--- output writes, appended by triggers in the writer's own transaction. Readers order it
--- by (txid, id) and read only rows of transactions older than every running one, so a
--- transaction that commits late can never be skipped. Only the newest ~10000 rows are
--- kept. Each insert statement notifies `dqflow_changes.<schema>` (empty payload: one
--- notification per transaction).
+-- output writes, appended by triggers in the writer's own transaction. Ids come from a
+-- sequence in insert order; a reader stops at a gap (a row still being committed) until
+-- it fills or is old enough to be a rolled-back insert (postgres/changes.py). Only the
+-- newest ~10000 rows are kept. Each insert statement notifies `dqflow_changes.<schema>`
+-- (empty payload: one notification per transaction).
 CREATE TABLE dqflow_job_changes (
     id          bigserial   PRIMARY KEY,
-    txid        xid8        NOT NULL DEFAULT pg_current_xact_id(),
     job_id      bigint      NOT NULL,
     kind        text        NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
     data        jsonb
 );
-CREATE INDEX dqflow_job_changes_order ON dqflow_job_changes (txid, id);
 
 -- Trigger functions run with the search_path they were created with (this schema), so
 -- their table names resolve for writers whose own search_path does not include it.
 CREATE FUNCTION dqflow_job_changes_from_event() RETURNS trigger
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
-    INSERT INTO dqflow_job_changes (job_id, kind, created_at, data)
-    VALUES (NEW.job_id, NEW.event_type, NEW.created_at, NEW.data);
+    INSERT INTO dqflow_job_changes (job_id, kind, data) VALUES (NEW.job_id, NEW.event_type, NEW.data);
     RETURN NULL;
 END $$;
 
