@@ -40,7 +40,11 @@ def test_a_200kb_error_message_is_logged_cut_and_quickly(huge_project: Path) -> 
     assert result.code == 0, result.err
     assert "2 failed attempts" in result.out
     assert elapsed < 15, elapsed  # rich wrapping the whole line took minutes
-    failures = [line for line in result.err.splitlines() if "failed: handler_error" in line]
+    failures = [
+        line
+        for line in result.err.splitlines()
+        if "failed, will retry: handler_error" in line or "failed for good: handler_error" in line
+    ]
     assert len(failures) == 2, result.err[:2000]
     for line in failures:
         assert "cannot parse xxx" in line and "more characters)" in line
@@ -53,7 +57,8 @@ def test_log_format_json_writes_one_object_per_line(huge_project: Path) -> None:
     assert result.code == 0, result.err
     records = [json.loads(line) for line in result.err.splitlines()]
     assert records and all(set(r) >= {"time", "level", "logger", "message"} for r in records)
-    assert any(r["level"] == "info" and "failed: handler_error" in r["message"] for r in records)
+    assert any(r["level"] == "warning" and "will retry: handler_error" in r["message"] for r in records)
+    assert any(r["level"] == "error" and "failed for good: handler_error" in r["message"] for r in records)
     assert records[0]["logger"] == "dqflow.worker" and records[0]["time"].endswith("+00:00")
 
 

@@ -261,11 +261,13 @@ def _failure(
             jitter=job.retry_jitter,
         )
         retry_at = datetime.now(UTC) + timedelta(seconds=policy.delay_for(job.attempts))
-    level, what = (logging.WARNING, "will retry") if retry_at is not None else (logging.ERROR, "failed for good")
+    level, what = (
+        (logging.WARNING, "failed, will retry") if retry_at is not None else (logging.ERROR, "failed for good")
+    )
     if log.isEnabledFor(level):
         log.log(
             level,
-            "job %s (%s) attempt %d of %d failed, %s: %s: %s%s",
+            "job %s (%s) attempt %d of %d %s: %s: %s%s",
             job.id,
             job.job_type,
             job.attempts,
