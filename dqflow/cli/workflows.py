@@ -28,8 +28,6 @@ def find_workflow(declaration: Declaration, name: str) -> Workflow:
 @command("graph")
 def graph(name: Annotated[str, typer.Argument(help="The workflow to draw.", show_default=False)]) -> None:
     """Print a workflow's graph as Mermaid (paste it into a Markdown ```mermaid block)."""
-    from dqflow.workflows.graph import graph_json, mermaid
-
     workflow = find_workflow(load(import_handlers=False), name)
     from dqflow.workflows.graph import graph_json, mermaid  # after the declaration, which loads workflows
 

@@ -34,6 +34,7 @@ from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Integer, Text
 from dqflow.enums import JobStatus
 from dqflow.enums import TagMode as TagMode  # re-exported: the backends and dqflow.storage take it from here
 from dqflow.record import JobEvent, JobRecord, JobTable
+from dqflow.storage.changes import Change
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,3 +389,19 @@ class Storage(ABC):
         over, so the job starts without another round trip)."""
         self.wait_for_jobs(timeout, job_types)
         return self.claim_jobs(worker_id, job_types, limit, lease_ms)
+
+    # -- change feed (live updates; see storage/changes.py) ------------------------------
+
+    @abstractmethod
+    def change_cursor(self) -> str:
+        """The cursor of the newest change: ``read_changes(after=it)`` answers only later ones."""
+
+    @abstractmethod
+    def read_changes(self, after: str, limit: int = 500) -> list[Change]:
+        """Changes after the cursor ``after``, oldest first, at most ``limit``.
+        Never skips one that a later read could still return (a change whose
+        transaction commits late is answered in order, once it has)."""
+
+    @abstractmethod
+    def wait_for_changes(self, after: str, timeout: float) -> None:
+        """Block up to ``timeout`` seconds or until changes after ``after`` may exist."""

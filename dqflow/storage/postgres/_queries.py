@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql
 from dqflow.record import JobTable
 from dqflow.storage.base import JOB_OPTIONS, JobOption, OptionKind
 
-_OBJECTS = re.compile(r"\b(dqflow_jobs_id_seq|dqflow_jobs|dqflow_job_events|dqflow_migrations)\b")
+_OBJECTS = re.compile(r"\b(dqflow_jobs_id_seq|dqflow_jobs|dqflow_job_events|dqflow_job_changes|dqflow_migrations)\b")
 
 
 @cache
@@ -102,6 +102,8 @@ class Queries:
     list_jobs: str
     get_events: str
     count_jobs: str
+    read_changes: str
+    newest_change: str
     cancel_job: str
     retry_job: str
     edit_job: str

@@ -37,6 +37,8 @@ from dqflow.storage.base import (
     TagMode,
     outcomes_by_kind,
 )
+from dqflow.storage.changes import Change
+from dqflow.storage.redis import changes
 from dqflow.storage.redis.codec import (
     added_event,
     as_text,
@@ -474,3 +476,14 @@ class RedisStorage(Storage):
         # BLPOP's timeout 0 means forever: never pass less than a millisecond
         seconds = max(round(timeout, 3), 0.001)
         self._guard("wait for new jobs", lambda: self._blocking.blpop(keys, timeout=seconds))
+
+    # -- change feed (redis/changes.py) -------------------------------------------------
+
+    def change_cursor(self) -> str:
+        return changes.change_cursor(self)
+
+    def read_changes(self, after: str, limit: int = 500) -> list[Change]:
+        return changes.read_changes(self, after, limit)
+
+    def wait_for_changes(self, after: str, timeout: float) -> None:
+        changes.wait_for_changes(self, after, timeout)

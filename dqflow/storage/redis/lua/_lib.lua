@@ -55,9 +55,18 @@ end
 
 local event_json
 
+-- The change feed (storage/changes.py): a stream capped at about 10000 entries that every
+-- event (but `added`), progress and output write appends to. field: 'event' (its JSON),
+-- 'progress' (the value) or 'output' (''; readers read the job).
+local function feed(id, field, value)
+  CALL('XADD', P .. ':changes', 'MAXLEN', '~', '10000', '*', 'job', id, field, value)
+end
+
 local function add_event(id, event_type, now, data)
   local eid = CALL('INCR', P .. ':event_id')
-  CALL('RPUSH', P .. ':events:' .. id, event_json(eid, event_type, now, data))
+  local entry = event_json(eid, event_type, now, data)
+  CALL('RPUSH', P .. ':events:' .. id, entry)
+  feed(id, 'event', entry)
 end
 
 -- Wake idle workers: tokens for any-type waiters and for this type's waiters.
@@ -145,8 +154,10 @@ local function claim_job(id, worker, worker_json, now, now_s, expires_s, event_i
     'locked_by', worker, 'locked_at', now_s, 'lease_expires_at', expires_s, 'started_at', now_s,
     'updated_at', now_s}
   CALL('HSET', key, unpack(changes))
-  CALL('RPUSH', P .. ':events:' .. id, event_json(event_id, 'processing', now,
-    '{"worker_id":' .. worker_json .. ',"attempt":' .. changes[4] .. '}'))
+  local entry = event_json(event_id, 'processing', now,
+    '{"worker_id":' .. worker_json .. ',"attempt":' .. changes[4] .. '}')
+  CALL('RPUSH', P .. ':events:' .. id, entry)
+  feed(id, 'event', entry)
   -- the reply is the hash before the claim plus the changed fields after it: read as
   -- name/value pairs in order, the later value of a repeated name wins
   for c = 1, #changes do job[#job + 1] = changes[c] end
