@@ -15,8 +15,11 @@ Every system is measured by this one loop (the systems live in ``benchmarks/syst
 5. the worker is stopped (SIGTERM) and the store removed.
 
 Runs are interleaved (run 1 of every system, then run 2, ...) so that a noisy moment
-hurts all alike; the table holds medians. ``--placement in-process`` and
-``--clock at-worker-start`` reproduce the older harness's choices for comparison.
+hurts all alike; the table holds medians. ``--clock worker-paused`` leaves the
+enqueue out of the clock (the warm worker is frozen with SIGSTOP while the jobs are
+enqueued, then continued as the clock starts): the worker's own rate, for peers whose
+enqueue is slower than their worker. ``--placement in-process`` and ``--clock
+at-worker-start`` reproduce the older harness's choices for comparison.
 
     .venv/bin/python benchmarks/compare.py --jobs 5000 --concurrency 1 16 --runs 3
 
@@ -155,6 +158,19 @@ def measure(key: str, jobs: int, concurrency: int, args: argparse.Namespace) -> 
                 started = time.perf_counter()
                 system.enqueue(numbers)
                 enqueue_s = time.perf_counter() - started
+            elif args.clock == "worker-paused":  # enqueue outside the clock: the worker's own rate
+                if not isinstance(worker := start_worker(), WorkerProcess):
+                    raise SystemExit("error: --clock worker-paused needs --placement own-process")
+                system.enqueue_one(WARM_N)
+                wait_for(lambda: (worker.check(), system.finished() >= 1)[1], 120, "the warm-up job")
+                time.sleep(0.5)
+                base = system.finished()
+                worker.proc.send_signal(signal.SIGSTOP)  # warm (connections open, code loaded), frozen
+                started = time.perf_counter()
+                system.enqueue(numbers)
+                enqueue_s = time.perf_counter() - started
+                started = time.perf_counter()
+                worker.proc.send_signal(signal.SIGCONT)
             else:  # the older choice: jobs queued first, the clock starts with the worker
                 base = 0
                 started = time.perf_counter()
@@ -214,6 +230,30 @@ def med(rows: list[dict[str, Any]], metric: str) -> float | None:
     return statistics.median(values) if values else None
 
 
+def method_text(args: argparse.Namespace) -> str:
+    """The report's paragraph on how the figures were measured."""
+    clock = {
+        "first-enqueue": "the clock runs from just before the enqueue of all jobs to the first time the producer,"
+        " polling the system's store every 5 ms, sees them all finished (each system's own enqueue speed is"
+        " inside the clock)",
+        "worker-paused": "the warm worker is frozen (SIGSTOP) while all jobs are enqueued; the clock runs from"
+        " continuing it (SIGCONT) to the first time the producer, polling the system's store every 5 ms,"
+        " sees them all finished (enqueue speed left out: the worker's own rate)",
+        "at-worker-start": "all jobs are queued first; the clock runs from starting the worker (start-up"
+        " included) to the first time the producer, polling every 5 ms, sees them all finished",
+    }[args.clock]
+    where = "in its own process" if args.placement == "own-process" else "inside the producer's process"
+    return (
+        f"Method (`benchmarks/compare.py`, `--placement {args.placement} --clock {args.clock}`): {args.jobs:,}"
+        ' jobs, payload `{"n": i}`, handler returns `{"n": i, "ok": true}`; each system\'s worker runs'
+        f" {where}, started and warmed up (one job seen finished, then 0.5 s idle); the jobs are enqueued"
+        " with each system's call for many jobs (dqflow `Queue.add_many`, huey `task.map`, which enqueues"
+        f" one by one, pgqueuer `Queries.enqueue` with lists); {clock}. Enqueue→start p50: 200 jobs 20 ms"
+        " apart on the idle worker, from just before the enqueue call to the handler's start."
+        f" Medians of {args.runs} runs."
+    )
+
+
 def report(args: argparse.Namespace, rows: list[dict[str, Any]], load: tuple[str, str], command: str) -> str:
     lines = [
         "# dqflow vs the best peer per backend, every system measured the same way",
@@ -226,17 +266,10 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]], load: tuple[str
         " helpers' test runs while this ran: read the figures as measured under that load (runs are"
         " interleaved, so it hurts every system alike; the per-run figures below show the spread).",
         "",
-        f"Method (`benchmarks/compare.py`): worker placement `{args.placement}`, clock `{args.clock}`."
-        f' {args.jobs:,} jobs, payload `{{"n": i}}`, handler returns `{{"n": i, "ok": true}}`; the'
-        " worker runs in its own process, started and warmed up (one job seen finished, then 0.5 s idle)"
-        " before the clock; the clock runs from just before the enqueue of all jobs (each system's call"
-        " for many jobs: dqflow `Queue.add_many`, huey `task.map`, pgqueuer `Queries.enqueue` with lists)"
-        " to the first time the producer, polling the system's store every 5 ms, sees them all finished."
-        " Enqueue→start p50: 200 jobs 20 ms apart on the idle worker, from just before the enqueue call to"
-        f" the handler's start. Medians of {args.runs} runs.",
+        method_text(args),
         "",
         "| backend | C | dqflow jobs/s | best peer jobs/s | dqflow / peer | enqueue→start p50, dqflow / peer"
-        " | enqueue jobs/s (inside the clock), dqflow / peer | load avg (1 min) at the runs |",
+        " | enqueue jobs/s, dqflow / peer | load avg (1 min) at the runs |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for backend in args.backends:
@@ -248,6 +281,7 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]], load: tuple[str
             dq_rate, peer_rate = med(dq, "jobs_per_s"), med(peer, "jobs_per_s")
             ratio = f"{dq_rate / peer_rate:.2f}x" if dq_rate and peer_rate else "-"
             loads = ", ".join(r["loadavg"].split()[0] for r in dq + peer)
+            loads += f" ({len(dq)} / {len(peer)} runs)"
             lines.append(
                 f"| {backend} | {c} | {fmt(dq_rate)} | {peer_name} {fmt(peer_rate)} | {ratio}"
                 f" | {fmt(med(dq, 'latency_p50_ms'), 2)} ms / {fmt(med(peer, 'latency_p50_ms'), 2)} ms"
@@ -284,23 +318,49 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-jobs", type=int, default=200)
     parser.add_argument("--latency-gap-ms", type=float, default=20.0)
     parser.add_argument("--placement", choices=["own-process", "in-process"], default="own-process")
-    parser.add_argument("--clock", choices=["first-enqueue", "at-worker-start"], default="first-enqueue")
+    parser.add_argument(
+        "--clock",
+        choices=["first-enqueue", "worker-paused", "at-worker-start"],
+        default="first-enqueue",
+        help="first-enqueue: from the enqueue of N jobs to the last completion (the default);"
+        " worker-paused: the warm worker is stopped (SIGSTOP) while the N jobs are enqueued and the clock"
+        " starts when it is continued (SIGCONT), so enqueue speed is left out;"
+        " at-worker-start: jobs queued first, the clock starts with the worker (the older harness)",
+    )
     parser.add_argument("--output", default=str(RESULTS / "compare.md"))
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="add to the rows already in the output's .jsonl (runs numbered on) instead of starting afresh;"
+        " the report covers them all",
+    )
     args = parser.parse_args(argv)
     command = " ".join([".venv/bin/python", "benchmarks/compare.py", *(argv if argv is not None else sys.argv[1:])])
     keys = args.systems or [k for b in args.backends for k in (f"dqflow-{b}", PEERS[b])]
     before = loadavg()
-    rows: list[dict[str, Any]] = []
     raw = Path(args.output).with_suffix(".jsonl")
-    raw.write_text("")
-    for run in range(1, args.runs + 1):
+    rows: list[dict[str, Any]] = []
+    if args.keep and raw.exists():
+        rows = [json.loads(line) for line in raw.read_text().splitlines() if line.strip()]
+    else:
+        raw.write_text("")
+    for _ in range(args.runs):
         for c in args.concurrency:
             for key in keys:
-                row = {**measure_with_retries(key, args.jobs, c, args), "run": run}
+                cls = SYSTEMS[key]
+                same = [r for r in rows if (r["system"], r["backend"], r["concurrency"]) == (cls.name, cls.backend, c)]
+                try:
+                    row = {**measure_with_retries(key, args.jobs, c, args), "run": len(same) + 1}
+                except Exception as exc:  # three attempts failed: left out of the table, said so
+                    print(f"{key} C={c}: left out: {exc!r}", file=sys.stderr, flush=True)
+                    continue
                 rows.append(row)
                 print(json.dumps(row), flush=True)
                 with open(raw, "a") as out:
                     out.write(json.dumps(row) + "\n")
+    args.backends = sorted({r["backend"] for r in rows}, key=["redis", "sqlite", "postgresql"].index)
+    args.concurrency = sorted({r["concurrency"] for r in rows})
+    args.runs = max((r["run"] for r in rows), default=0)
     text = report(args, rows, (before, loadavg()), command)
     Path(args.output).write_text(text)
     print(text)
