@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 HTTP_APP = Path(__file__).parent / "app" / "jobs.yaml"
 WRITE_TOKEN = "write-token-0123456789"
 READ_TOKEN = "read-token-0123456789"
+START_TIMEOUT = 90  # seconds: imports and a first connection take long on a loaded CI machine
 
 
 def free_port() -> int:
@@ -95,7 +96,7 @@ def serve(backend: str, log: Path, *args: str, tokens: bool = True, config: Path
         )
     server = Server(f"http://127.0.0.1:{port}", backend, log, proc)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + START_TIMEOUT
         while True:
             if proc.poll() is not None:
                 raise AssertionError(f"dqflow serve exited with {proc.returncode}:\n{server.log_text()}")
@@ -106,7 +107,7 @@ def serve(backend: str, log: Path, *args: str, tokens: bool = True, config: Path
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                raise AssertionError(f"dqflow serve did not answer within 30 s:\n{server.log_text()}")
+                raise AssertionError(f"dqflow serve did not answer within {START_TIMEOUT} s:\n{server.log_text()}")
             time.sleep(0.1)
         yield server
     finally:
