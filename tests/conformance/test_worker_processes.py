@@ -20,7 +20,7 @@ def test_several_worker_processes_complete_each_job_exactly_once(backend: str, t
     log = tmp_path / "runs.log"
     queue = Queue.from_yaml(APP_CONFIG, backend=backend)
     ids = queue.add_many(
-        [{"job_type": "record_run", "payload": {"n": i, "log": str(log), "sleep": 0.03}} for i in range(300)]
+        [{"job_type": "record_run", "payload": {"n": i, "log": str(log), "sleep": 0.1}} for i in range(300)]
         + [{"job_type": "async_record_run", "payload": {"n": i, "log": str(log)}} for i in range(300, 400)]
     )
     workers = [
