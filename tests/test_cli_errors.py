@@ -67,10 +67,14 @@ def test_huge_ids_and_cursors_are_usage_errors_on_every_backend(
 
 
 def test_deep_payload_that_was_accepted_prints_as_json(project: Path, dq: Callable[..., Result]) -> None:
-    value: object = {"leaf": True}
-    for _ in range(300):
+    from dqflow.bounds import MAX_JSON_DEPTH
+
+    value: object = True
+    for _ in range(MAX_JSON_DEPTH):  # as deep as a payload may be
         value = {"a": value}
-    job_id = dq("add", "boom", "-p", json.dumps(value)).out.strip()
+    added = dq("add", "boom", "-p", json.dumps(value))
+    assert added.code == 0, added.err
+    job_id = added.out.strip()
     assert dq("show", job_id, "--json").json()["payload"] == value
     assert dq("list", "--json").json()["jobs"][0]["payload"] == value
 
