@@ -236,14 +236,24 @@ class SqliteStorage(Storage):
     @staticmethod
     def _ready_dependents(conn: sqlite3.Connection, completed: Sequence[int], now: float) -> None:
         """Make pending the waiting dependents of ``completed`` whose dependencies have all completed."""
+        # the plain job's whole cost: one primary-key probe that finds no dependents
+        dependents = [
+            row[0]
+            for row in conn.execute(
+                "SELECT DISTINCT job_id FROM dqflow_job_dependencies"
+                f" WHERE depends_on_id IN ({','.join('?' * len(completed))})",
+                completed,
+            )
+        ]
+        if not dependents:
+            return
         rows = conn.execute(
             "UPDATE dqflow_jobs SET status = 'pending', run_at = ?, updated_at = ?"
-            " WHERE status = 'waiting' AND id IN (SELECT job_id FROM dqflow_job_dependencies"
-            f" WHERE depends_on_id IN ({','.join('?' * len(completed))}))"
+            f" WHERE status = 'waiting' AND id IN ({','.join('?' * len(dependents))})"
             " AND NOT EXISTS (SELECT 1 FROM dqflow_job_dependencies AS d JOIN dqflow_jobs AS j"
             " ON j.id = d.depends_on_id WHERE d.job_id = dqflow_jobs.id AND j.status <> 'completed')"
             " RETURNING id",
-            (now, now, *completed),
+            (now, now, *dependents),
         ).fetchall()
         if rows:
             conn.executemany(
