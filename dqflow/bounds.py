@@ -41,6 +41,13 @@ MAX_BATCH_SIZE = 1000
 MAX_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 """Largest ``limits.max_payload_bytes`` / ``max_output_bytes``: 64 MiB."""
 
+MAX_JSON_DEPTH = 100
+"""Deepest nesting of arrays and objects in a payload or output (``[[1]]`` is 2 deep).
+
+Every serializer on the way handles it with room to spare: pydantic stops at
+about 250 levels (``show --json``, the HTTP API), Lua's cjson at 1,000.
+"""
+
 
 def check_int(value: Any, what: str, low: int, high: int) -> int:
     """``value`` as an int within ``low..high``; ``ValueError``/``TypeError`` saying what is wrong."""

@@ -1,8 +1,9 @@
 """Strict JSON: what may be stored as a payload or an output.
 
 Only objects with string keys, arrays, strings, finite numbers, booleans and
-null. ``dumps`` refuses everything else (NaN, Infinity, bytes, sets, datetimes,
-cycles; tuples become arrays) with a message naming the path. Strings must be
+null, nested at most ``MAX_JSON_DEPTH`` (100) levels deep. ``dumps`` refuses
+everything else (NaN, Infinity, bytes, sets, datetimes, cycles, deeper
+nesting; tuples become arrays) with a message naming the path. Strings must be
 valid Unicode without NUL characters, which PostgreSQL cannot store: the same
 value is accepted or refused on every backend.
 """
@@ -13,20 +14,18 @@ import json
 import math
 from typing import Any
 
+from dqflow.bounds import MAX_JSON_DEPTH
 from dqflow.errors import ValidationFailed
 
 
 def json_problems(value: Any, path: str = "$") -> list[str]:
     """List why ``value`` is not strict JSON (empty when it is)."""
     problems: list[str] = []
-    try:
-        _walk(value, path, problems, set())
-    except RecursionError:
-        problems.append(f"{path}: nested too deeply")
+    _walk(value, path, problems, set(), 0)
     return problems
 
 
-def _walk(value: Any, path: str, problems: list[str], seen: set[int]) -> None:
+def _walk(value: Any, path: str, problems: list[str], seen: set[int], depth: int) -> None:
     if value is None or isinstance(value, bool):
         return
     if isinstance(value, str):
@@ -39,6 +38,9 @@ def _walk(value: Any, path: str, problems: list[str], seen: set[int]) -> None:
             problems.append(f"{path}: {value!r} is not a JSON number (NaN and Infinity are not allowed)")
         return
     if isinstance(value, (dict, list, tuple)):
+        if depth >= MAX_JSON_DEPTH:
+            problems.append(f"{path}: nested deeper than {MAX_JSON_DEPTH} levels of arrays and objects")
+            return
         if id(value) in seen:
             problems.append(f"{path}: circular reference")
             return
@@ -49,10 +51,10 @@ def _walk(value: Any, path: str, problems: list[str], seen: set[int]) -> None:
                     problems.append(f"{path}: key {key!r} is not a string")
                     continue
                 _check_text(key, f"{path} key {key!r}", problems)
-                _walk(item, f"{path}.{key}", problems, seen)
+                _walk(item, f"{path}.{key}", problems, seen, depth + 1)
         else:
             for index, item in enumerate(value):
-                _walk(item, f"{path}[{index}]", problems, seen)
+                _walk(item, f"{path}[{index}]", problems, seen, depth + 1)
         seen.discard(id(value))
         return
     problems.append(f"{path}: {type(value).__name__} is not JSON-serializable")

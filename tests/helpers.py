@@ -18,7 +18,7 @@ from typing import Any
 
 from dqflow import Declaration, Queue, Worker
 from dqflow.record import EventType, JobRecord
-from dqflow.storage import Completion, Failure, JobFilter, NewJob, Storage
+from dqflow.storage import Completion, Failure, JobFilter, NewJob, Release, Storage
 
 TESTS = Path(__file__).parent
 APP_CONFIG = TESTS / "app" / "jobs.yaml"
@@ -141,7 +141,7 @@ def list_all_ids(storage: Storage, job_filter: JobFilter) -> list[int]:
 
 def complete(storage: Storage, job: JobRecord, output_json: str | None = None) -> bool:
     """Complete one claimed job with the token of its claim; True if applied."""
-    return storage.complete_jobs([Completion(job.id, job.lease_token, output_json)])[0]
+    return storage.settle_jobs([Completion(job.id, job.lease_token, output_json)])[0]
 
 
 def fail(
@@ -150,6 +150,12 @@ def fail(
     error: str = "boom",
     reason: str = "handler_error",
     retry_at: datetime | None = None,
+    traceback: str | None = None,
 ) -> bool:
     """Fail one claimed job's attempt (for good unless ``retry_at``); True if applied."""
-    return storage.fail_jobs([Failure(job.id, job.lease_token, error, reason, retry_at)])[0]
+    return storage.settle_jobs([Failure(job.id, job.lease_token, error, reason, retry_at, traceback)])[0]
+
+
+def release(storage: Storage, job: JobRecord, *, started: bool) -> bool:
+    """Hand one claimed job back (the attempt refunded unless ``started``); True if applied."""
+    return storage.settle_jobs([Release(job.id, job.lease_token, started)])[0]

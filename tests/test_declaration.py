@@ -1076,3 +1076,45 @@ def test_model_does_not_import_the_loader() -> None:
     source = Path(model.__file__).read_text()
     assert "import build_declaration" not in source and "from dqflow.declaration.loader" not in source
     assert Declaration.__module__ == "dqflow.declaration.loader"
+
+
+# --------------------------------------------------------------------------- schemas checked on first use
+
+
+def test_deferred_schema_checks_run_on_first_use_with_file_line_and_key(project: Path, tmp_path: Path) -> None:
+    from dqflow import Queue, Worker
+
+    write_schemas(project)
+    (project / "weird.json").write_text(json.dumps({"type": "objekt"}))
+    path = write_yaml(
+        project,
+        """
+        jobs:
+          good:
+            handler: json:dumps
+            payload: schemas/report.payload.json
+          bad:
+            handler: json:dumps
+            output: weird.json
+        """,
+    )
+    with pytest.raises(ConfigError):
+        load_declaration(path)  # checked at once by default (what `dqflow check` does)
+    declaration = load_declaration(path, check_schemas=False)
+    declaration.check_schemas(["good"])
+    with pytest.raises(ConfigError) as info:
+        declaration.check_schemas()
+    assert (info.value.file, info.value.line, info.value.key) == (str(path), 7, "jobs.bad.output")
+    assert "output schema file weird.json is not a valid JSON Schema" in str(info.value)
+
+    queue = Queue(load_declaration(path, check_schemas=False), f"sqlite:///{tmp_path / 'q.db'}")
+    try:
+        assert queue.add("good", {"reportId": "r"}) > 0
+        with pytest.raises(ConfigError, match=r"jobs\.bad\.output: output schema file weird\.json"):
+            queue.add("bad", {})
+        with pytest.raises(ConfigError, match=r"jobs\.bad\.output"):
+            Worker(queue, drain=True)  # a worker checks the schemas of its job types before it starts
+        Worker(queue, job_types=["good"], drain=True).run()
+        assert [job.status.value for job in queue.list_jobs().jobs] == ["completed"]
+    finally:
+        queue.close()

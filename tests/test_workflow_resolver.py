@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -206,3 +208,10 @@ def test_the_diamond_end_to_end() -> None:
         "bottom": {"sum": [{"sum": None, "from": "left"}, {"sum": None, "from": "right"}]},
     }
     assert resolve_returns(flow, given, results) == {"all": payloads["bottom"]["sum"]}
+
+
+@pytest.mark.parametrize("module", ["dqflow.workflows", "dqflow.workflows.compat", "dqflow.workflows.resolver"])
+def test_the_runtime_can_import_workflows_first(module: str) -> None:
+    """No import cycle with the declaration package, whichever a fresh interpreter imports first."""
+    done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

@@ -7,6 +7,7 @@ codes: 0 success, 1 bad input or a failed operation (one line on stderr:
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -42,10 +43,35 @@ def one_line(exc: BaseException | str) -> str:
     return text
 
 
-def _fail(message: str, code: int) -> int:
-    sys.stderr.write(f"error: {message}\n")
+def _fail(message: str, code: int, exc: BaseException | None = None, *, as_json: bool = False) -> int:
+    """Write the one error line on stderr (under ``--json``: one JSON object) and return ``code``."""
+    if as_json:
+        document: dict[str, Any] = {"error": message, "type": _error_type(exc, code), "exit_code": code}
+        if isinstance(exc, ConfigError):
+            document.update(file=exc.file, line=exc.line, key=exc.key)
+        sys.stderr.write(json.dumps(document, ensure_ascii=False) + "\n")
+    else:
+        sys.stderr.write(f"error: {message}\n")
     sys.stderr.flush()
     return code
+
+
+def _error_type(exc: BaseException | None, code: int) -> str:
+    if code == EXIT_USAGE:
+        return "usage"
+    if code == EXIT_INTERRUPTED:
+        return "interrupted"
+    return type(exc).__name__ if exc is not None else "error"
+
+
+def _wants_json(args: Sequence[str]) -> bool:
+    """``--json`` given anywhere before ``--`` (known even when parsing failed)."""
+    for arg in args:
+        if arg == "--":
+            return False
+        if arg == "--json":
+            return True
+    return False
 
 
 def _usage(exc: _click.UsageError) -> str:
@@ -64,29 +90,32 @@ def run(args: Sequence[str] | None = None) -> int:
 
 
 def _run(args: Sequence[str] | None) -> int:
+    argv = list(args) if args is not None else sys.argv[1:]
+    as_json = _wants_json(argv)
     command = typer.main.get_command(app)
     try:
-        result = command.main(args=list(args) if args is not None else None, prog_name="dqflow", standalone_mode=False)
+        result = command.main(args=argv, prog_name="dqflow", standalone_mode=False)
     except _click.UsageError as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":  # bare `dqflow`: the help, as click shows it
             exc.show()
             return EXIT_USAGE
-        return _fail(_usage(exc), EXIT_USAGE)
+        return _fail(_usage(exc), EXIT_USAGE, exc, as_json=as_json)
     except _click.ClickException as exc:
-        return _fail(one_line(exc.format_message()), exc.exit_code or EXIT_ERROR)
+        return _fail(one_line(exc.format_message()), exc.exit_code or EXIT_ERROR, exc, as_json=as_json)
     except typer.Exit as exc:
         return int(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        return _fail("interrupted", EXIT_INTERRUPTED)
+    except (typer.Abort, KeyboardInterrupt) as exc:
+        return _fail("interrupted", EXIT_INTERRUPTED, exc, as_json=as_json)
     except DqflowError as exc:
         _debug(exc)
-        return _fail(one_line(exc), EXIT_ERROR)
+        return _fail(one_line(exc), EXIT_ERROR, exc, as_json=as_json)
     except (ValueError, TypeError, OSError) as exc:
         _debug(exc)
-        return _fail(one_line(exc), EXIT_ERROR)
+        return _fail(one_line(exc), EXIT_ERROR, exc, as_json=as_json)
     except Exception as exc:  # a bug: still one line, the traceback with -v
         _debug(exc)
-        return _fail(f"unexpected {type(exc).__name__}: {one_line(exc)} (run with -v for the traceback)", EXIT_ERROR)
+        message = f"unexpected {type(exc).__name__}: {one_line(exc)} (run with -v for the traceback)"
+        return _fail(message, EXIT_ERROR, exc, as_json=as_json)
     return result if isinstance(result, int) else 0
 
 

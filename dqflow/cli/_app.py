@@ -28,7 +28,7 @@ app = typer.Typer(
     name="dqflow",
     help="Run and manage dqflow jobs: job types declared in jobs.yaml, validated payloads and outputs.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     # Plain click help: rendering it with rich costs ~90 ms on every `--help`.
@@ -179,7 +179,8 @@ def load(*, import_handlers: bool) -> Declaration:
     """Load and check the declaration (ConfigError on any problem)."""
     from dqflow.declaration import load_declaration
 
-    return load_declaration(declaration_path(), import_handlers=import_handlers)
+    # schemas are checked per job type on first use (`run` checks all it runs before starting)
+    return load_declaration(declaration_path(), import_handlers=import_handlers, check_schemas=False)
 
 
 def _declaration_optional() -> bool:

@@ -6,6 +6,7 @@ The tables and panels live in ``_tables`` (imported by the commands that draw th
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ def console() -> Console:
     """
     from rich.console import Console
 
-    return Console(file=sys.stdout, width=None if sys.stdout.isatty() else 200)
+    return Console(file=sys.stdout, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200)
 
 
 def seconds_text(value: float | None) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from rich import box
@@ -118,34 +118,57 @@ def job_panel(record: JobRecord) -> RenderableType:
     return Panel(Group(*parts), title=f"job {record.id}", title_align="left", expand=False)
 
 
-def jobs_table(records: Sequence[JobRecord]) -> Table:
-    """One row per job."""
-    table = Table(box=box.SIMPLE_HEAD)
-    for column, justify in (
-        ("id", "right"),
-        ("job type", "left"),
-        ("status", "left"),
-        ("prio", "right"),
-        ("attempts", "right"),
-        ("progress", "left"),
-        ("tags", "left"),
-        ("created", "left"),
-        ("run at", "left"),
-    ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    for record in records:
-        table.add_row(
+# Below this width the jobs table goes compact: shorter times, the percentage without its bar,
+# and no "run at" column unless a listed job waits for a later time.
+COMPACT_WIDTH = 120
+
+
+def jobs_table(records: Sequence[JobRecord], width: int) -> Table:
+    """One row per job, fitted to ``width`` columns.
+
+    The job type and the status never wrap or shrink (they are what one scans a
+    list for); tags fold, and at narrow widths times drop their year and seconds.
+    "run at" is shown for pending jobs due later than now.
+    """
+    compact = width < COMPACT_WIDTH
+    stamp = short_when if compact else when
+    now = datetime.now(UTC)
+    run_at = [stamp(r.run_at) if r.status is JobStatus.PENDING and r.run_at > now else "" for r in records]
+    type_width = min(max((len(r.job_type) for r in records), default=8), 40)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0) if compact else (0, 1))
+    table.add_column("id", justify="right", no_wrap=True)
+    table.add_column("job type", no_wrap=True, min_width=type_width, overflow="ellipsis")
+    table.add_column("status", no_wrap=True, min_width=len("processing"))
+    table.add_column("prio", justify="right", no_wrap=True)
+    table.add_column("tries" if compact else "attempts", justify="right", no_wrap=True)
+    table.add_column("done" if compact else "progress", no_wrap=True)
+    table.add_column("tags", overflow="fold", min_width=8)
+    table.add_column("created", no_wrap=not compact)
+    show_run_at = not compact or any(run_at)
+    if show_run_at:
+        table.add_column("run at", no_wrap=not compact)
+    for record, due in zip(records, run_at, strict=True):
+        progress = record.progress
+        cells: list[RenderableType] = [
             str(record.id),
             Text(record.job_type),
             status_text(record.status),
             str(record.priority),
             f"{record.attempts}/{record.max_attempts}",
-            progress_text(record.progress),
+            Text("" if progress is None else f"{progress}%") if compact else progress_text(progress),
             Text(", ".join(record.tags)),
-            when(record.created_at),
-            when(record.run_at) if record.status is JobStatus.PENDING else "",
-        )
+            stamp(record.created_at),
+        ]
+        if show_run_at:
+            cells.append(due)
+        table.add_row(*cells)
     return table
+
+
+def short_when(value: datetime | None) -> str:
+    """A timestamp, local time, without year and seconds (``01-31 09:00``); '' for none."""
+    full = when(value)
+    return full[5:16] if full else ""
 
 
 def events_table(events: Sequence[JobEvent]) -> Table:

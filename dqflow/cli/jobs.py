@@ -145,7 +145,7 @@ def list_jobs(
     if not page.jobs:
         out.print("no jobs match")
         return
-    out.print(jobs_table(page.jobs))
+    out.print(jobs_table(page.jobs, out.width))
     if page.next_cursor is not None:
         out.print(f"[dim]more: dqflow list --cursor {page.next_cursor} (with the same filters)[/]")
 

@@ -9,7 +9,11 @@ import typer
 
 from dqflow.cli._app import command, open_queue, options, setup_logging
 from dqflow.cli._output import console
+from dqflow.errors import ConfigError
 from dqflow.urls import redact_url
+
+HTTP_MODULES = ("fastapi", "starlette", "uvicorn", "jinja2", "prometheus_client")
+"""What the ``http`` extra installs."""
 
 
 @command("serve")
@@ -43,9 +47,9 @@ def serve(
 
         from dqflow.http import create_app
     except ImportError as exc:
-        raise typer.BadParameter(
-            f"`dqflow serve` needs the http extra: pip install 'dqflow[http]' ({exc})", param_hint="serve"
-        ) from None
+        if (exc.name or "").split(".")[0] in HTTP_MODULES:
+            raise ConfigError("HTTP support is not installed: pip install 'dqflow[http]'", key="serve") from None
+        raise
     with open_queue(import_handlers=False, need_declaration=False) as queue:
         app = create_app(queue, cors_origins=cors_origin or (), max_body_bytes=max_body)
         tokens = app.state.dqflow.tokens
@@ -54,4 +58,6 @@ def serve(
             reads = "token needed" if tokens.read_token else "open"
             where = redact_url(queue.storage.url)
             console().print(f"dqflow serve on http://{host}:{port} over {where}; reads {reads}; writes {writes}")
-        uvicorn.run(app, host=host, port=port, log_level="debug" if options().verbose else "info", access_log=True)
+        # Open event streams never end on their own: give them a few seconds on shutdown, then close them.
+        level = "debug" if options().verbose else "info"
+        uvicorn.run(app, host=host, port=port, log_level=level, access_log=True, timeout_graceful_shutdown=3)

@@ -41,7 +41,7 @@ def import_handler(ref: str) -> Callable[..., Any]:
         raise HandlerImportError(f"handler {ref!r} is not of the form module:function")
     module_name, _, attr_path = ref.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        module = sys.modules.get(module_name) or importlib.import_module(module_name)
     except ImportError as exc:
         raise HandlerImportError(f"cannot import module {module_name!r}: {exc}") from exc
     except Exception as exc:

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.request import pathname2url
 
 import yaml
 from pydantic import ValidationError
@@ -39,10 +41,9 @@ from dqflow.declaration.model import (
     RetryPolicy,
     WorkerSettings,
 )
-from dqflow.declaration.schemas import InvalidSchemaError, LocalSchemaFiles, SchemaValidator
+from dqflow.declaration.schemas import DRAFTS, InvalidSchemaError, LocalSchemaFiles, SchemaValidator
 from dqflow.declaration.yaml_source import Loc, Locator, key_text, parse_yaml
 from dqflow.errors import ConfigError, DeclarationError, UnknownJobTypeError, kind_of, raise_all
-from dqflow.workflows.compile import compile_workflows
 
 if TYPE_CHECKING:
     from dqflow.workflows.model import Workflow
@@ -79,6 +80,22 @@ class Declaration:
         """The folder of the YAML file (schema paths and handlers are relative to it)."""
         return None if self.path is None else self.path.parent
 
+    def check_schemas(self, names: Iterable[str] | None = None) -> None:
+        """Check the schemas of job types ``names`` (all when None) now, if loading deferred it.
+
+        Raises the ConfigError (file, line, key) of each bad schema, all of them listed.
+        """
+        problems: list[ConfigError] = []
+        for name in self.job_types if names is None else names:
+            try:
+                self.job_type(name).check_schemas()
+            except DeclarationError as exc:
+                problems.extend(exc.problems)
+            except ConfigError as exc:
+                problems.append(exc)
+        if problems:
+            raise_all(problems)
+
     def job_type(self, name: str) -> JobTypeSpec:
         """The spec of ``name``; :class:`UnknownJobTypeError` when it is not declared."""
         try:
@@ -99,12 +116,14 @@ class Declaration:
         base_dir: str | Path | None = None,
         import_handlers: bool = True,
         workflows: Mapping[str, Any] | None = None,
+        schema_draft: str | None = None,
     ) -> Declaration:
         """Build a declaration from Python dicts, validated exactly like ``jobs.yaml``.
 
         A job's ``handler`` may be a callable as well as ``"module:function"``;
         ``payload``/``output`` may be a schema dict, a path (relative to
         ``base_dir``, else the current directory) or a :class:`SchemaValidator`.
+        ``workflows`` is the ``workflows:`` section (docs/WORKFLOWS.md).
         Errors raise :class:`~dqflow.errors.ConfigError` naming the key.
         """
         return build_declaration(
@@ -116,6 +135,7 @@ class Declaration:
             base_dir=base_dir,
             import_handlers=import_handlers,
             workflows=workflows,
+            schema_draft=schema_draft,
         )
 
 
@@ -158,6 +178,8 @@ class _Context:
     locator: Locator | None
     base_dir: Path | None
     import_handlers: bool
+    check_schemas: bool = True
+    schema_draft: str = "2020-12"  # for schemas without $schema
     schema_files: LocalSchemaFiles = field(init=False)
 
     def __post_init__(self) -> None:
@@ -168,6 +190,11 @@ class _Context:
     @property
     def folder(self) -> Path:
         return self.base_dir or Path.cwd()
+
+    @cached_property
+    def folder_uri(self) -> str:
+        """Where relative ``$ref``s of inline schemas start: the declaration's folder."""
+        return self.folder.resolve().as_uri() + "/"
 
     def problem(self, message: str, loc: Loc) -> ConfigError:
         line = self.locator.line(loc) if self.locator is not None else None
@@ -193,47 +220,65 @@ def _load_schema(
     which: str,
     loc: Loc,
     ctx: _Context,
-    cache: dict[Path, SchemaValidator],
+    cache: dict[str, SchemaValidator],
     out: list[ConfigError],
 ) -> SchemaValidator | None:
+    """The schema a job type names (read now; checked now, or on first use when ``check_schemas`` is off)."""
     if source is None or isinstance(source, SchemaValidator):
         return source
     if isinstance(source, dict):
-        try:
-            return SchemaValidator(
-                source,
-                name=f"{key_text(loc)} (inline)",
-                base_uri=ctx.folder.resolve().as_uri() + "/",
-                files=ctx.schema_files,
-            )
-        except InvalidSchemaError as exc:
-            out.append(ctx.problem(f"inline {which} schema is not a valid JSON Schema: {exc}", loc))
-            return None
+        what = f"inline {which} schema"
+        return _schema_validator(source, what, f"{key_text(loc)} (inline)", ctx.folder_uri, loc, ctx, out)
     written = str(source)
-    path = Path(written).expanduser()
-    if not path.is_absolute():
-        path = ctx.folder / path
-    path = path.resolve()
+    # Plain strings and normpath, not Path.resolve(): no system call per file (symlinks are
+    # resolved where it matters, in LocalSchemaFiles, which decides what a $ref may read).
+    path = os.path.normpath(os.path.join(ctx.folder, os.path.expanduser(written)))
     if path in cache:
         return cache[path]
-    if not path.is_file():
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document = json.load(handle)
+    except FileNotFoundError:
         out.append(ctx.problem(f"{which} schema file {written} not found (looked for {path})", loc))
         return None
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         out.append(ctx.problem(f"{which} schema file {written} is not valid JSON: {exc}", loc))
         return None
     except (OSError, UnicodeDecodeError) as exc:
         out.append(ctx.problem(f"{which} schema file {written} cannot be read: {exc}", loc))
         return None
+    ctx.schema_files.allow(os.path.dirname(path))
+    base_uri = "file://" + pathname2url(path)
+    validator = _schema_validator(document, f"{which} schema file {written}", path, base_uri, loc, ctx, out)
+    if validator is not None:
+        cache[path] = validator
+    return validator
+
+
+def _schema_validator(
+    document: Any, what: str, name: str, base_uri: str, loc: Loc, ctx: _Context, out: list[ConfigError]
+) -> SchemaValidator | None:
+    def located(exc: InvalidSchemaError) -> ConfigError:
+        return ctx.problem(f"{what} is not a valid JSON Schema: {exc}", loc)
+
     try:
-        ctx.schema_files.allow(path.parent)
-        validator = SchemaValidator(document, name=str(path), base_uri=path.as_uri(), files=ctx.schema_files)
+        validator = SchemaValidator(
+            document,
+            name=name,
+            base_uri=base_uri,
+            files=ctx.schema_files,
+            lazy=True,
+            on_invalid=located,
+            draft=ctx.schema_draft,
+        )
+        if ctx.check_schemas:
+            validator.check()
     except InvalidSchemaError as exc:
-        out.append(ctx.problem(f"{which} schema file {written} is not a valid JSON Schema: {exc}", loc))
+        out.append(located(exc))
         return None
-    cache[path] = validator
+    except ConfigError as exc:
+        out.append(exc)
+        return None
     return validator
 
 
@@ -291,7 +336,7 @@ def _check_what_is_readable(data: Any, ctx: _Context, problems: list[ConfigError
     jobs = data.get("jobs") if isinstance(data, dict) else None
     if not isinstance(jobs, dict):
         return
-    cache: dict[Path, SchemaValidator] = {}
+    cache: dict[str, SchemaValidator] = {}
     for name, job in jobs.items():
         if not isinstance(job, dict):
             continue
@@ -309,6 +354,9 @@ def _check_what_is_readable(data: Any, ctx: _Context, problems: list[ConfigError
 def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
     if ctx.import_handlers and ctx.base_dir is not None:
         add_import_root(ctx.base_dir)
+    draft = data.get("schema_draft") if isinstance(data, dict) else None
+    if isinstance(draft, str) and draft in DRAFTS:
+        ctx.schema_draft = draft
     try:
         raw = RawDeclaration.model_validate(data)
     except ValidationError as exc:
@@ -318,7 +366,7 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
         raise  # unreachable: _raise always raises
 
     problems = []
-    cache: dict[Path, SchemaValidator] = {}
+    cache: dict[str, SchemaValidator] = {}
     defaults = raw.defaults
     job_types: dict[str, JobTypeSpec] = {}
     for name, job in raw.jobs.items():
@@ -349,13 +397,18 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
             isolation=job.isolation,
             description=job.description,
         )
-    workflows, workflow_problems = compile_workflows(
-        raw.workflows,
-        job_types,
-        problem=ctx.problem,
-        load_schema=lambda source, which, loc: _load_schema(source, which, loc, ctx, cache, problems),
-    )
-    problems += workflow_problems
+    workflows: dict[str, Workflow] = {}
+    if raw.workflows is not None:
+        # Imported here: dqflow.workflows builds on this package, not the other way round.
+        from dqflow.workflows.compile import compile_workflows
+
+        workflows, workflow_problems = compile_workflows(
+            raw.workflows,
+            job_types,
+            problem=ctx.problem,
+            load_schema=lambda source, which, loc: _load_schema(source, which, loc, ctx, cache, problems),
+        )
+        problems += workflow_problems
     w = raw.worker
     if w.heartbeat >= w.lease:
         problems.append(
@@ -388,13 +441,19 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
 # --------------------------------------------------------------------------- public entry points
 
 
-def load_declaration(path: str | os.PathLike[str], *, import_handlers: bool = True) -> Declaration:
+def load_declaration(
+    path: str | os.PathLike[str], *, import_handlers: bool = True, check_schemas: bool = True
+) -> Declaration:
     """Load, check and compile a ``jobs.yaml``.
 
     Schema paths are relative to the file's folder, which is also put at the
     front of ``sys.path`` so handlers beside it import. With
     ``import_handlers=False`` handler references are checked for shape only and
-    ``JobTypeSpec.handler`` is ``None``. Raises ConfigError (file, line, key).
+    ``JobTypeSpec.handler`` is ``None``. With ``check_schemas=False`` schema files
+    are read now but checked against their metaschema (and their ``$ref``s
+    resolved) only when their job type is first used (:meth:`Declaration.check_schemas`,
+    ``Queue.add``, a worker starting): thousands of job types then cost little
+    to load. Raises ConfigError (file, line, key).
     """
     source = Path(path)
     file = str(path)
@@ -415,7 +474,13 @@ def load_declaration(path: str | os.PathLike[str], *, import_handlers: bool = Tr
             line=node.start_mark.line + 1,
         )
     resolved = source.resolve()
-    ctx = _Context(file=file, locator=Locator(node), base_dir=resolved.parent, import_handlers=import_handlers)
+    ctx = _Context(
+        file=file,
+        locator=Locator(node),
+        base_dir=resolved.parent,
+        import_handlers=import_handlers,
+        check_schemas=check_schemas,
+    )
     return _compile(data, ctx, resolved)
 
 
@@ -429,6 +494,7 @@ def build_declaration(
     base_dir: str | os.PathLike[str] | None = None,
     import_handlers: bool = True,
     workflows: Mapping[str, Any] | None = None,
+    schema_draft: str | None = None,
 ) -> Declaration:
     """:meth:`Declaration.build`: the same checks as ``jobs.yaml``, from Python dicts."""
 
@@ -449,6 +515,8 @@ def build_declaration(
         data["workflows"] = plain(workflows)
     if backend is not None:
         data["backend"] = backend
+    if schema_draft is not None:
+        data["schema_draft"] = schema_draft
     folder = None if base_dir is None else Path(base_dir).resolve()
     ctx = _Context(file=None, locator=None, base_dir=folder, import_handlers=import_handlers)
     return _compile(data, ctx, None)

@@ -130,6 +130,12 @@ class JobTypeSpec:
     isolation: Isolation = "thread"
     description: str | None = None
 
+    def check_schemas(self) -> None:
+        """Check both schemas now if loading deferred it (free once done); ConfigError naming the key."""
+        for schema in (self.payload_schema, self.output_schema):
+            if schema is not None and not schema.checked:
+                schema.check()
+
 
 # --------------------------------------------------------------------------- raw YAML shapes
 
@@ -244,8 +250,12 @@ class RawLimits(_Strict):
     max_output_bytes: Annotated[int, Field(ge=1, le=MAX_SIZE_LIMIT_BYTES)] = 1_048_576
 
 
+SchemaDraft = Literal["2020-12", "2019-09", "draft-07", "draft-06", "draft-04"]
+
+
 class RawDeclaration(_Strict):
     backend: str | None = None
+    schema_draft: SchemaDraft = "2020-12"
     defaults: RawDefaults = Field(default_factory=RawDefaults)
     worker: RawWorker = Field(default_factory=RawWorker)
     limits: RawLimits = Field(default_factory=RawLimits)

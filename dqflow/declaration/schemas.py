@@ -19,9 +19,10 @@ Every ``$ref`` is resolved when the schema is checked: one that cannot be is an
 
 from __future__ import annotations
 
+import decimal
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -29,16 +30,16 @@ from urllib.request import url2pathname
 
 import fastjsonschema
 import referencing.jsonschema
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import SchemaError, ValidationError, best_match
 from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 from referencing import Registry, Resource, Specification
 from referencing.exceptions import NoSuchAnchor, PointerToNowhere, Unresolvable
 
-from dqflow.errors import ValidationFailed
+from dqflow.errors import ValidationFailed, shown
 
-__all__ = ["InvalidSchemaError", "LocalSchemaFiles", "SchemaValidator", "json_path"]
+__all__ = ["DRAFTS", "InvalidSchemaError", "LocalSchemaFiles", "SchemaValidator", "json_path"]
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -78,15 +79,93 @@ def _draft7_compatible(schema: Any) -> bool:
     return True
 
 
-def _fast_validator(schema: Mapping[str, Any] | bool) -> Any:
-    if not isinstance(schema, Mapping) or not _draft7_compatible(schema):
+# Dialects fastjsonschema implements itself; a 2019-09/2020-12 schema that only uses keywords meaning
+# the same in draft 7 is compiled as draft 7.
+_FAST_DIALECTS = {
+    "http://json-schema.org/draft-04/schema#",
+    "http://json-schema.org/draft-06/schema#",
+    "http://json-schema.org/draft-07/schema#",
+}
+
+
+def _uses_multiple_of(schema: Any) -> bool:
+    if isinstance(schema, Mapping):
+        return "multipleOf" in schema or any(_uses_multiple_of(value) for value in schema.values())
+    if isinstance(schema, list):
+        return any(_uses_multiple_of(item) for item in schema)
+    return False
+
+
+def _fast_formats(cls: Any) -> dict[str, Any]:
+    """Every format the full validator checks, as fastjsonschema callables: one verdict on both paths."""
+    checker = cls.FORMAT_CHECKER
+
+    def conforms(name: str) -> Any:
+        return lambda value: checker.conforms(value, name)
+
+    return {name: conforms(name) for name in checker.checkers}
+
+
+def _fast_validator(schema: Mapping[str, Any] | bool, cls: Any) -> Any:
+    """fastjsonschema's compiled function for ``schema``, or None when only the full validator is exact.
+
+    Schemas with ``multipleOf`` stay on the full validator, whose check is exact
+    (fastjsonschema divides a float by an integer divisor in floating point).
+    """
+    if not isinstance(schema, Mapping) or _uses_multiple_of(schema):
         return None
-    draft7 = {key: value for key, value in schema.items() if key != "$schema"}
-    draft7["$schema"] = "http://json-schema.org/draft-07/schema#"
+    dialect = cls.META_SCHEMA.get("$schema") or cls.META_SCHEMA.get("id")
+    if dialect in _FAST_DIALECTS:
+        document = {**schema, "$schema": dialect}
+    elif _draft7_compatible(schema):
+        document = {key: value for key, value in schema.items() if key != "$schema"}
+        document["$schema"] = "http://json-schema.org/draft-07/schema#"
+    else:
+        return None
     try:
-        return fastjsonschema.compile(draft7)
+        return fastjsonschema.compile(document, formats=_fast_formats(cls))
     except Exception:  # anything it cannot compile simply stays on the slow path
         return None
+
+
+_EXACT = decimal.Context(prec=2000, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
+
+
+def _exact_multiple_of(validator: Any, divisor: Any, instance: Any, schema: Any) -> Any:
+    """``multipleOf`` in exact decimal arithmetic: 0.07 and 19.99 are multiples of 0.01, 0.071 is not."""
+    if not validator.is_type(instance, "number"):
+        return
+    if isinstance(instance, int) and isinstance(divisor, int):
+        remainder_is_zero = instance % divisor == 0
+    else:
+        try:
+            remainder = _EXACT.remainder(_EXACT.create_decimal(repr(instance)), _EXACT.create_decimal(repr(divisor)))
+            remainder_is_zero = remainder == 0
+        except decimal.DecimalException:
+            remainder_is_zero = False
+    if not remainder_is_zero:
+        yield ValidationError(f"{instance!r} is not a multiple of {divisor!r}")
+
+
+_EXACT_VALIDATORS: dict[Any, Any] = {}
+
+
+def _exact(cls: Any) -> Any:
+    """``cls`` with an exact ``multipleOf`` (one subclass per dialect, made once)."""
+    exact = _EXACT_VALIDATORS.get(cls)
+    if exact is None:
+        exact = _EXACT_VALIDATORS[cls] = validators.extend(cls, {"multipleOf": _exact_multiple_of})  # type: ignore[no-untyped-call]
+    return exact
+
+
+DRAFTS: dict[str, str] = {
+    "2020-12": "https://json-schema.org/draft/2020-12/schema",
+    "2019-09": "https://json-schema.org/draft/2019-09/schema",
+    "draft-07": "http://json-schema.org/draft-07/schema#",
+    "draft-06": "http://json-schema.org/draft-06/schema#",
+    "draft-04": "http://json-schema.org/draft-04/schema#",
+}
+"""The JSON Schema drafts a declaration may name (``schema_draft``) for schemas without ``$schema``."""
 
 
 class InvalidSchemaError(ValueError):
@@ -115,15 +194,19 @@ class LocalSchemaFiles:
 
     def __init__(self, roots: Iterable[Path]) -> None:
         self.roots: list[Path] = []
+        self._allowed: set[str | Path] = set()
         self._documents: dict[Path, Any] = {}
         for root in roots:
             self.allow(root)
 
-    def allow(self, folder: Path) -> None:
+    def allow(self, folder: str | Path) -> None:
         """Serve the files under ``folder`` too."""
-        folder = Path(folder).resolve()
-        if folder not in self.roots:
-            self.roots.append(folder)
+        if folder in self._allowed:  # as given: most schema files share a few folders
+            return
+        self._allowed.add(folder)
+        resolved = Path(folder).resolve()
+        if resolved not in self.roots:
+            self.roots.append(resolved)
 
     def read(self, uri: str) -> Any:
         """The JSON document at the ``file:`` URI ``uri``; ``_NotServed`` saying why not."""
@@ -188,10 +271,39 @@ def _message(error: ValidationError) -> str:
     return text
 
 
-class SchemaValidator:
-    """A JSON Schema checked and compiled once; cheap to call many times."""
+# Per process, by content: a schema text already checked against its metaschema, and the fast
+# validator compiled for a schema text. Many job types share schemas; each is done once.
+_METASCHEMA_OK: set[tuple[str, str]] = set()
+_FAST_BY_TEXT: dict[str, Any] = {}
 
-    __slots__ = ("_base_uri", "_cls", "_fast", "_files", "_registry", "_validator", "name", "schema")
+
+def _text_of(schema: Mapping[str, Any] | bool) -> str:
+    return json.dumps(schema, sort_keys=True, separators=(",", ":"), default=repr)
+
+
+class SchemaValidator:
+    """A JSON Schema checked and compiled once; cheap to call many times.
+
+    With ``lazy=True`` the checks (metaschema, ``$ref``s) wait for :meth:`check`
+    or the first validation, and compiling waits for the first validation, so a
+    declaration with thousands of job types costs little to load when only a
+    few of them are used. Checks and compiled validators are shared by content.
+    """
+
+    __slots__ = (
+        "_base_uri",
+        "_checked",
+        "_cls",
+        "_compiled",
+        "_draft",
+        "_fast",
+        "_files",
+        "_on_invalid",
+        "_registry",
+        "_text",
+        "name",
+        "schema",
+    )
 
     def __init__(
         self,
@@ -200,39 +312,97 @@ class SchemaValidator:
         name: str | None = None,
         base_uri: str | None = None,
         files: LocalSchemaFiles | None = None,
+        lazy: bool = False,
+        on_invalid: Callable[[InvalidSchemaError], Exception] | None = None,
+        draft: str = "2020-12",
     ) -> None:
-        """Check ``schema`` against its metaschema, resolve every ``$ref`` and compile it.
+        """Check ``schema`` against its metaschema and resolve every ``$ref`` (now, or later if ``lazy``).
 
-        The dialect comes from ``$schema`` (Draft 2020-12 when absent); format
-        checking is on. ``base_uri`` (a ``file:`` URI) is where relative
+        The dialect comes from ``$schema`` (``draft`` when absent: one of
+        :data:`DRAFTS`, 2020-12 by default); formats are checked (uri, email,
+        date-time, date, uuid, ipv4, ipv6, ...) and ``multipleOf`` is exact,
+        the same on the fast and the full path. ``base_uri`` (a ``file:`` URI) is where relative
         ``$ref``s start from; ``files`` serves the files they name (none when
-        absent). Raises :class:`InvalidSchemaError` for a bad schema or a
-        ``$ref`` that cannot be resolved.
+        absent). A bad schema or a ``$ref`` that cannot be resolved raises
+        :class:`InvalidSchemaError`, or what ``on_invalid`` makes of it.
         """
         if not isinstance(schema, (Mapping, bool)):
             raise InvalidSchemaError(f"a JSON Schema must be an object or a boolean, not {type(schema).__name__}")
-        cls: Any = validator_for(schema, default=_UnknownDialect)  # type: ignore[arg-type]
-        if cls is _UnknownDialect:
-            dialect = schema.get("$schema") if isinstance(schema, Mapping) else None
-            if isinstance(schema, Mapping) and "$schema" in schema:
-                raise InvalidSchemaError(f"unknown $schema dialect {dialect!r}")
-            cls = Draft202012Validator
-        try:
-            cls.check_schema(schema)
-        except SchemaError as exc:
-            raise InvalidSchemaError(f"{json_path(exc.absolute_path)}: {exc.message}") from exc
+        if draft not in DRAFTS:
+            raise InvalidSchemaError(f"unknown JSON Schema draft {shown(draft)} (one of: {', '.join(DRAFTS)})")
         self.schema = schema
         self.name = name
-        self._cls = cls
+        self._draft = draft
         self._base_uri = base_uri or ""
         self._files = files
-        self._registry: Registry[Any] = Registry(retrieve=self._retrieve)  # type: ignore[call-arg]
-        self._check_refs()
-        self._validator: Validator = cls(schema, registry=self._registry, format_checker=cls.FORMAT_CHECKER)
-        self._fast = _fast_validator(schema)
+        self._on_invalid = on_invalid
+        self._registry: Registry[Any] | None = None
+        self._cls: Any = Draft202012Validator
+        self._text: str | None = None
+        self._checked = False
+        self._compiled: tuple[Validator, Any] | None = None
+        self._fast: Any = None  # the hot path reads this one attribute
+        if not lazy:
+            self.check()
 
     def __repr__(self) -> str:
         return f"SchemaValidator({self.name or self.schema!r})"
+
+    @property
+    def checked(self) -> bool:
+        """True once the schema passed :meth:`check`."""
+        return self._checked
+
+    def check(self) -> None:
+        """Check the schema against its metaschema and resolve every ``$ref`` (once; later calls are free)."""
+        if self._checked:
+            return
+        try:
+            self._check()
+        except InvalidSchemaError as exc:
+            if self._on_invalid is not None:
+                raise self._on_invalid(exc) from exc
+            raise
+        self._checked = True
+
+    def _check(self) -> None:
+        schema = self.schema
+        cls: Any = validator_for(schema, default=_UnknownDialect)  # type: ignore[arg-type]
+        if cls is _UnknownDialect:
+            if isinstance(schema, Mapping) and "$schema" in schema:
+                raise InvalidSchemaError(f"unknown $schema dialect {shown(schema['$schema'])}")
+            cls = validator_for({"$schema": DRAFTS[self._draft]})
+        self._cls = cls
+        self._text = f"{self._draft}:{_text_of(schema)}"
+        key = (cls.__name__, self._text)
+        if key not in _METASCHEMA_OK:
+            try:
+                cls.check_schema(schema)
+            except SchemaError as exc:
+                raise InvalidSchemaError(f"{json_path(exc.absolute_path)}: {exc.message}") from exc
+            _METASCHEMA_OK.add(key)
+        self._check_refs()
+
+    def _ready(self) -> tuple[Validator, Any]:
+        """The compiled validators, built on first use (two threads may both build: the result is the same)."""
+        compiled = self._compiled
+        if compiled is None:
+            self.check()
+            validator = _exact(self._cls)(
+                self.schema, registry=self._files_registry(), format_checker=self._cls.FORMAT_CHECKER
+            )
+            text = self._text or _text_of(self.schema)
+            if text not in _FAST_BY_TEXT:
+                _FAST_BY_TEXT[text] = _fast_validator(self.schema, self._cls)
+            self._fast = _FAST_BY_TEXT[text]
+            compiled = self._compiled = (validator, self._fast)
+        return compiled
+
+    def _files_registry(self) -> Registry[Any]:
+        """Where ``$ref``s to other files are looked up (made on first need)."""
+        if self._registry is None:
+            self._registry = Registry(retrieve=self._retrieve)  # type: ignore[call-arg]
+        return self._registry
 
     def _retrieve(self, uri: str) -> Resource[Any]:
         if self._files is None:
@@ -245,7 +415,7 @@ class SchemaValidator:
         """Resolve every ``$ref`` in the schema and in the files it names; the first failure raises."""
         specification = _specification(self._cls)
         # The same resolver the validator uses: the root under its own $id (or ""), files by retrieval.
-        resolver = self._registry.resolver_with_root(specification.create_resource(self.schema))
+        resolver = self._files_registry().resolver_with_root(specification.create_resource(self.schema))
         seen: set[int] = set()
         pending: list[tuple[Any, Any, str, str]] = [(self.schema, resolver, "$", self.name or "the schema")]
         while pending:
@@ -279,28 +449,35 @@ class SchemaValidator:
 
         Typed ``Any``: ``referencing`` does not export its ``Resolver`` type.
         """
-        return self._registry.resolver_with_root(_specification(self._cls).create_resource(self.schema))
+        self.check()
+        return self._files_registry().resolver_with_root(_specification(self._cls).create_resource(self.schema))
 
     @property
     def validator_class(self) -> Any:
         """The ``jsonschema`` validator class of the schema's dialect."""
+        self.check()
         return self._cls
 
     def is_valid(self, value: Any) -> bool:
         """True when ``value`` matches the schema (the fast path: no messages built)."""
-        if self._fast is not None:
+        fast = self._fast
+        if fast is None and self._compiled is None:  # first use: compile now
+            fast = self._ready()[1]
+        if fast is not None:
             try:
-                self._fast(value)
+                fast(value)
                 return True
             except fastjsonschema.JsonSchemaException:
                 pass
-        return bool(self._validator.is_valid(value))
+        validator, _ = self._compiled or self._ready()
+        return bool(validator.is_valid(value))
 
     def errors(self, value: Any) -> list[str]:
         """Every problem with ``value``, one message each (empty when valid)."""
         if self.is_valid(value):
             return []
-        found = sorted(self._validator.iter_errors(value), key=lambda e: [str(p) for p in e.absolute_path])
+        validator, _ = self._ready()
+        found = sorted(validator.iter_errors(value), key=lambda e: [str(p) for p in e.absolute_path])
         return [_message(error) for error in found]
 
     def validate(self, value: Any, error: type[ValidationFailed] = ValidationFailed, what: str = "value") -> None:

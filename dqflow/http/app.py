@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from dqflow.http.auth import Authorize, TokenAuth, require_read
 from dqflow.http.errors import install_error_handlers
 from dqflow.http.limits import BodySizeLimit
+from dqflow.http.live import ChangeHub
 from dqflow.queue import Queue
 
 BODY_OVERHEAD_BYTES = 64 * 1024
@@ -26,6 +29,7 @@ class ApiSettings:
     tokens: TokenAuth
     authorize: Authorize | None
     max_body_bytes: int
+    hub: ChangeHub | None = None
 
 
 def create_app(
@@ -58,7 +62,16 @@ def create_app(
     env = TokenAuth.from_env() if tokens_from_env else TokenAuth()
     tokens = TokenAuth(write_token or env.write_token, read_token or env.read_token)
     limit = max_body_bytes or queue.declaration.limits.max_payload_bytes + BODY_OVERHEAD_BYTES
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        hub = app.state.dqflow.hub
+        if hub is not None:
+            await asyncio.to_thread(hub.close)
+
     app = FastAPI(
+        lifespan=lifespan,
         title=title,
         summary="Jobs declared in jobs.yaml: add, read, cancel and retry them; watch them live.",
         openapi_url="/api/openapi.json",
@@ -68,9 +81,10 @@ def create_app(
     app.state.dqflow = ApiSettings(queue=queue, tokens=tokens, authorize=authorize, max_body_bytes=limit)
     install_error_handlers(app)
 
-    from dqflow.http import jobs, metrics
+    from dqflow.http import events, jobs, metrics
 
     app.include_router(jobs.router)
+    app.include_router(events.router)
     app.include_router(metrics.router)
 
     @app.get("/api/health", dependencies=[Depends(require_read)], tags=["server"])

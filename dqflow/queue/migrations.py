@@ -1,6 +1,7 @@
 """Schema migrations of the backend a URL names: what ``dqflow migrate`` drives.
 
-Only PostgreSQL has migrations; SQLite and Redis set themselves up on first use.
+Only PostgreSQL's are applied by hand; SQLite applies its numbered migrations
+itself when it opens the file, and Redis records its layout version on first use.
 """
 
 from __future__ import annotations

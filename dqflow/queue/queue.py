@@ -149,8 +149,10 @@ class Queue:
         """Load ``jobs.yaml`` (``path``, ``$DQFLOW_CONFIG`` or ``./jobs.yaml``) and open its backend."""
         from dqflow.declaration import find_config
 
+        # Schemas are checked per job type on first use (a worker checks its own at start):
+        # a declaration with thousands of job types opens fast.
         declaration = load_declaration(
-            find_config(None if path is None else str(path)), import_handlers=import_handlers
+            find_config(None if path is None else str(path)), import_handlers=import_handlers, check_schemas=False
         )
         return cls(declaration, backend, **backend_options)
 
@@ -187,7 +189,9 @@ class Queue:
         if not isinstance(name, str) or name not in self.declaration.job_types:
             known = ", ".join(sorted(self.declaration.job_types)) or "none"
             raise UnknownJobTypeError(f"unknown job type {name!r} (declared: {known})")
-        return self.declaration.job_types[name]
+        declared = self.declaration.job_types[name]
+        declared.check_schemas()  # a no-op unless loading deferred it
+        return declared
 
     def validate_payload(self, job_type: str, payload: Any) -> str:
         """Check ``payload`` for ``job_type`` (JSON, size, schema); return its JSON text."""

@@ -35,6 +35,7 @@ from dqflow.enums import JobStatus
 from dqflow.enums import TagMode as TagMode  # re-exported: the backends and dqflow.storage take it from here
 from dqflow.errors import DependencyError
 from dqflow.record import JobEvent, JobRecord, JobTable
+from dqflow.storage.changes import Change
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,3 +434,29 @@ class Storage(ABC):
     def wait_for_jobs(self, timeout: float, job_types: Sequence[str] | None) -> None:
         """Block up to ``timeout`` seconds or until new work may be ready
         (NOTIFY, a Redis wake-up key, a SQLite data change)."""
+
+    def wait_and_claim(
+        self, worker_id: str, job_types: Sequence[str] | None, limit: int, lease_ms: int, timeout: float
+    ) -> list[JobRecord]:
+        """What an idle worker calls: ``wait_for_jobs(timeout)``, then ``claim_jobs`` (same
+        rules, same fencing). A backend may claim on the worker's behalf while it waits
+        (Redis: the add that makes a job ready claims it for an idle worker and hands it
+        over, so the job starts without another round trip)."""
+        self.wait_for_jobs(timeout, job_types)
+        return self.claim_jobs(worker_id, job_types, limit, lease_ms)
+
+    # -- change feed (live updates; see storage/changes.py) ------------------------------
+
+    @abstractmethod
+    def change_cursor(self) -> str:
+        """The cursor of the newest change: ``read_changes(after=it)`` answers only later ones."""
+
+    @abstractmethod
+    def read_changes(self, after: str, limit: int = 500) -> list[Change]:
+        """Changes after the cursor ``after``, oldest first, at most ``limit``.
+        Never skips one that a later read could still return (a change whose
+        transaction commits late is answered in order, once it has)."""
+
+    @abstractmethod
+    def wait_for_changes(self, after: str, timeout: float) -> None:
+        """Block up to ``timeout`` seconds or until changes after ``after`` may exist."""

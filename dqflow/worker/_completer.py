@@ -25,6 +25,7 @@ log = logging.getLogger("dqflow.worker")
 
 _MAX_BACKOFF = 5.0
 _BATCH_LIMIT = 1000  # outcomes written per call at most
+_COOLDOWN = 0.001  # seconds a write waits for more results to join it
 
 
 class Completer:
@@ -70,6 +71,8 @@ class Completer:
         backoff = 0.0
         while True:
             await self._wanted.wait()
+            # a moment for the rest of a burst of results to join this write
+            await asyncio.sleep(_COOLDOWN)
             self._wanted.clear()
             try:
                 await self._write_batch()

@@ -34,7 +34,10 @@ log = logging.getLogger("dqflow.worker")
 
 
 class Executor:
-    """Runs up to ``concurrency`` attempts at once; reports each as one ``Settled`` (or none, if dropped)."""
+    """Runs up to ``concurrency`` attempts at once; reports each as one ``Settled`` (or none, if dropped).
+
+    ``on_change`` is called on the loop when a slot frees or an attempt is dropped.
+    """
 
     def __init__(
         self,
@@ -44,14 +47,14 @@ class Executor:
         stats: WriteStats,
         worker_id: str,
         on_settled: Callable[[Settled], None],
-        on_slot_free: Callable[[], None],
+        on_change: Callable[[], None],
     ) -> None:
         self._queue = queue
         self._loop = loop
         self._stats = stats
         self._worker_id = worker_id
         self._on_settled = on_settled
-        self._on_slot_free = on_slot_free
+        self._on_change = on_change
         self._concurrency = concurrency
         self._handlers: dict[str, HandlerInfo] = {}
         self.active: dict[int, Attempt] = {}  # running, outcome not decided yet
@@ -232,6 +235,7 @@ class Executor:
                 attempt.job.id,
                 attempt.ctx.cancel_reason,
             )
+            self._on_change()  # a drain may be waiting for this attempt to end
             return
         self._on_settled(settled)
 
@@ -240,7 +244,7 @@ class Executor:
             return
         attempt.holds_slot = False
         self.occupied -= 1
-        self._on_slot_free()
+        self._on_change()
 
 
 def _failure(

@@ -7,7 +7,7 @@ order and start in that order. A buffered job is held like a running one (its
 lease is renewed; it is handed back at shutdown; a job lost meanwhile never
 starts); its timeout starts when it starts.
 
-An idle fetcher blocks in ``wait_for_jobs`` (NOTIFY, a Redis blocking pop, a
+An idle fetcher blocks in ``wait_and_claim`` (NOTIFY, a Redis blocking pop, a
 SQLite data change) and claims on that same thread as soon as it wakes.
 """
 
@@ -31,6 +31,7 @@ log = logging.getLogger("dqflow.worker")
 
 _MAX_BACKOFF = 5.0
 AHEAD = 1  # jobs claimed beyond the free slots, waiting to start
+_COOLDOWN = 0.001  # seconds a busy worker waits before claiming for less than a batch
 
 
 class Fetcher:
@@ -50,7 +51,6 @@ class Fetcher:
         completer: Completer,
         maintenance: Maintenance,
         stopping: asyncio.Event,
-        stop_requested: Callable[[], bool],
         report: Callable[[str, BaseException], None],
     ) -> None:
         self._store = store
@@ -64,7 +64,6 @@ class Fetcher:
         self._completer = completer
         self._maintenance = maintenance
         self._stopping = stopping
-        self._stop_requested = stop_requested
         self._report = report
         self._claims = Calls("claim")
         self._waits = Calls("wait")
@@ -119,7 +118,15 @@ class Fetcher:
             if room <= 0:
                 await self._wait_for_change()
                 continue
-            wanted = min(room, self._batch_size)
+            if room < self._batch_size and self._executor.occupied:
+                # Handlers end in bursts: a moment's pause lets the rest of a burst free its
+                # slots, so one claim fills them all instead of one claim per slot.
+                await asyncio.sleep(_COOLDOWN)
+                self.start_buffered()
+                room = self._executor.free + AHEAD - len(self._buffer)
+                if room <= 0:
+                    continue
+            wanted = min(room, self._batch_size + AHEAD)  # the job ahead rides along with a full batch
             try:
                 jobs = await self._claims(
                     self._store.claim_jobs, self._worker_id, self._job_types, wanted, self._lease_ms
@@ -134,7 +141,7 @@ class Fetcher:
             if len(jobs) == wanted:
                 continue
             if self._drain:
-                if self._buffer or self._executor.occupied or self._completer.busy:
+                if self._buffer or self._executor.occupied or self._executor.active or self._completer.busy:
                     await self._wait_for_change()
                     continue
                 # before deciding nothing is ready: jobs of a dead worker count (cron, CI)
@@ -179,10 +186,8 @@ class Fetcher:
         self._accept(waiting.result())
 
     def _wait_then_claim(self, timeout: float, wanted: int) -> list[JobRecord]:
-        self._store.wait_for_jobs(timeout, self._job_types)
-        if self._stop_requested():
-            return []
-        return self._store.claim_jobs(self._worker_id, self._job_types, wanted, self._lease_ms)
+        # jobs claimed after a stop was requested are handed back by take_unstarted
+        return self._store.wait_and_claim(self._worker_id, self._job_types, wanted, self._lease_ms, timeout)
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -1,4 +1,4 @@
-"""A worker's settings: what the caller gave, else the declaration's ``worker`` section; checked once.
+"""A worker's settings (given, else the declaration's ``worker`` section) and job types; checked once.
 
 A value that cannot work is refused with a ``WorkerSettingError`` naming it, never
 silently replaced: ``concurrency=0``, a lease of 0, or a heartbeat that is not
@@ -8,9 +8,11 @@ well under the lease (a job would be reclaimed from a healthy worker and run twi
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dqflow.declaration import WorkerSettings
+from dqflow.declaration import Declaration, WorkerSettings
+from dqflow.errors import UnknownJobTypeError
 
 MAX_CONCURRENCY = 1000  # each slot may be a handler thread, started up front
 MAX_BATCH_SIZE = 1000  # jobs claimed per round trip at most
@@ -93,3 +95,29 @@ def _seconds(name: str, value: object, *, zero_ok: bool = False) -> float:
         least = "0 or more" if zero_ok else "more than 0"
         raise WorkerSettingError(f"{name} must be {least} seconds, got {value!r}")
     return float(value)
+
+
+def runnable_types(declaration: Declaration, job_types: Sequence[str] | None) -> list[str]:
+    """The job types this worker claims: those asked for, or every declared type with a handler.
+
+    A worker never claims a type it cannot run: a job of a type only a newer
+    declaration knows (a rolling deploy, a queue shared by two services) waits
+    for a worker that has its handler instead of failing here.
+    """
+    declared = declaration.job_types
+    if not job_types:
+        names = [name for name, spec in declared.items() if spec.handler is not None]
+        if not names:
+            raise ValueError(
+                "no declared job type has an imported handler: nothing to run"
+                " (declare job types, and load the declaration with its handlers)"
+            )
+        return names
+    names = list(dict.fromkeys(job_types))
+    for name in names:
+        if name not in declared:
+            known = ", ".join(sorted(declared)) or "none"
+            raise UnknownJobTypeError(f"unknown job type {name!r} (declared: {known})")
+        if declared[name].handler is None:
+            raise ValueError(f"job type {name!r} has no imported handler: this worker cannot run it")
+    return names

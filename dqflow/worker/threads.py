@@ -18,17 +18,19 @@ from typing import Any, Generic, TypeVar
 K = TypeVar("K")
 
 # (key, ok, result-or-exception)
-Outcome = tuple[K, bool, Any]
+ThreadResult = tuple[K, bool, Any]
 
 
 class HandlerThreads(Generic[K]):
-    """``size`` threads running ``call()`` for ``submit(key, call)``; ``deliver(outcomes)`` on the loop."""
+    """``size`` threads running ``call()`` for ``submit(key, call)``; ``deliver(results)`` on the loop."""
 
-    def __init__(self, size: int, loop: asyncio.AbstractEventLoop, deliver: Callable[[list[Outcome[K]]], None]) -> None:
+    def __init__(
+        self, size: int, loop: asyncio.AbstractEventLoop, deliver: Callable[[list[ThreadResult[K]]], None]
+    ) -> None:
         self._loop = loop
         self._deliver = deliver
         self._inbox: SimpleQueue[tuple[K, Callable[[], Any]] | None] = SimpleQueue()
-        self._done: deque[Outcome[K]] = deque()
+        self._done: deque[ThreadResult[K]] = deque()
         self._scheduled = False
         self._threads = [
             threading.Thread(target=self._work, name=f"dqflow-handler-{i}", daemon=True) for i in range(size)
@@ -37,7 +39,7 @@ class HandlerThreads(Generic[K]):
             thread.start()
 
     def submit(self, key: K, call: Callable[[], Any]) -> None:
-        """Run ``call`` on a free thread; its outcome is delivered under ``key``."""
+        """Run ``call`` on a free thread; its result is delivered under ``key``."""
         self._inbox.put((key, call))
 
     def shutdown(self) -> None:
@@ -52,10 +54,10 @@ class HandlerThreads(Generic[K]):
                 return
             key, call = item
             try:
-                outcome: Outcome[K] = (key, True, call())
+                result: ThreadResult[K] = (key, True, call())
             except BaseException as exc:
-                outcome = (key, False, exc)
-            self._done.append(outcome)  # append first, then check: no outcome is ever stranded
+                result = (key, False, exc)
+            self._done.append(result)  # append first, then check: no result is ever stranded
             if not self._scheduled:
                 self._scheduled = True
                 try:
@@ -65,7 +67,7 @@ class HandlerThreads(Generic[K]):
 
     def _flush(self) -> None:
         self._scheduled = False
-        batch: list[Outcome[K]] = []
+        batch: list[ThreadResult[K]] = []
         while self._done:
             batch.append(self._done.popleft())
         if batch:

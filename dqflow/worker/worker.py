@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from dqflow.queue import Queue
@@ -36,32 +36,9 @@ from dqflow.worker._fetcher import Fetcher
 from dqflow.worker._maintenance import Maintenance
 from dqflow.worker._store import WorkerStore
 from dqflow.worker.context import WriteStats
-from dqflow.worker.settings import resolve_settings
+from dqflow.worker.settings import resolve_settings, runnable_types
 
 log = logging.getLogger("dqflow.worker")
-
-
-def _runnable_types(queue: Queue, job_types: Sequence[str] | None) -> list[str]:
-    """The job types this worker claims: those asked for, or every declared type with a handler.
-
-    A worker never claims a type it cannot run: a job of a type only a newer
-    declaration knows (a rolling deploy, a queue shared by two services) waits
-    for a worker that has its handler instead of failing here.
-    """
-    declared = queue.declaration.job_types
-    if not job_types:
-        names = [name for name, spec in declared.items() if spec.handler is not None]
-        if not names:
-            raise ValueError(
-                "no declared job type has an imported handler: nothing to run"
-                " (declare job types, and load the declaration with its handlers)"
-            )
-        return names
-    names = list(dict.fromkeys(job_types))
-    for name in names:
-        if queue.job_type(name).handler is None:
-            raise ValueError(f"job type {name!r} has no imported handler: this worker cannot run it")
-    return names
 
 
 class Worker:
@@ -107,7 +84,8 @@ class Worker:
         self.poll_interval = settings.poll_interval
         self.shutdown_grace = settings.shutdown_grace
         self.reclaim_interval = settings.reclaim_interval
-        self.job_types = _runnable_types(queue, job_types)
+        self.job_types = runnable_types(queue.declaration, job_types)
+        queue.declaration.check_schemas(self.job_types)  # before anything runs, if loading deferred it
         self.drain = drain
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stats = WriteStats()
@@ -122,22 +100,7 @@ class Worker:
 
     def run(self) -> None:
         """Run until stopped (blocking)."""
-        loop = asyncio.new_event_loop()
-        try:
-            loop.run_until_complete(self.run_async())
-        finally:
-            # Unlike asyncio.run, never wait for tasks still running: an async handler that
-            # swallows its cancellation would keep the process alive past the grace.
-            abandoned = [task for task in asyncio.all_tasks(loop) if not task.done()]
-            for task in abandoned:
-                task.cancel()
-            if abandoned:
-                loop.run_until_complete(asyncio.wait(abandoned, timeout=0.1))
-            for task in abandoned:
-                if not task.done():
-                    task._log_destroy_pending = False  # type: ignore[attr-defined]  # abandoned on purpose
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
+        _run_abandoning_stragglers(self.run_async())
 
     def stop(self) -> None:
         """Ask the worker to shut down gracefully (safe from any thread or a signal handler)."""
@@ -160,7 +123,7 @@ class Worker:
             self.stats,
             self.worker_id,
             on_settled=completer.add,
-            on_slot_free=self._wake,
+            on_change=self._wake,
         )
         fetcher: Fetcher
         maintenance = Maintenance(
@@ -185,7 +148,6 @@ class Worker:
             completer=completer,
             maintenance=maintenance,
             stopping=stopping,
-            stop_requested=self._stop_requested.is_set,
             report=self._report,
         )
         if self._stop_requested.is_set():
@@ -281,6 +243,28 @@ class Worker:
         if unstarted:
             log.info("handed back %d jobs claimed but not started", sum(released[len(leftovers) :]))
         await completer.flush(max(5.0, self.lease))
+
+
+def _run_abandoning_stragglers(main: Coroutine[Any, Any, None]) -> None:
+    """``asyncio.run(main)``, except that tasks still running when ``main`` ends are abandoned.
+
+    ``asyncio.run`` waits for every task it cancels: an async handler that swallows its
+    cancellation would keep the process alive past the shutdown grace.
+    """
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(main)
+    finally:
+        stragglers = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        for task in stragglers:
+            task.cancel()
+        if stragglers:
+            loop.run_until_complete(asyncio.wait(stragglers, timeout=0.1))
+        for task in stragglers:
+            if not task.done():
+                task._log_destroy_pending = False  # type: ignore[attr-defined]  # abandoned on purpose
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 def _names(job_types: Sequence[str]) -> str:

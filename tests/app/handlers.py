@@ -121,3 +121,8 @@ def exit_process(payload: dict[str, Any], ctx: JobContext) -> None:
     """Log '<job id> <pid>', then end the worker's process at once (no clean-up, like a crash)."""
     _record(payload["log"], f"{ctx.job.id} {os.getpid()}")
     os._exit(3)
+
+
+def fail_loudly(payload: dict[str, Any], ctx: JobContext) -> None:
+    """Raise with a message of ``size`` characters."""
+    raise ValueError("x" * int(payload.get("size", 1_000_000)))

@@ -101,7 +101,7 @@ def test_claims_from_many_threads_never_overlap(storage: Storage, backend: str) 
     def drain(store: Storage, worker: str) -> None:
         try:
             while batch := store.claim_jobs(worker, None, 7, LEASE_MS):
-                applied = store.complete_jobs([Completion(j.id, j.lease_token, "null") for j in batch])
+                applied = store.settle_jobs([Completion(j.id, j.lease_token, "null") for j in batch])
                 assert all(applied), applied
                 with lock:
                     claimed.extend(j.id for j in batch)

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from helpers import add_job, add_jobs, claim_one, complete, event_types, fail
+from helpers import add_job, add_jobs, claim_one, complete, event_types, fail, release
 
 from dqflow.record import EventType, JobStatus
-from dqflow.storage import Lease, Release, Storage, open_storage
+from dqflow.storage import Lease, Storage, open_storage
 
 # -- renew -------------------------------------------------------------------------------
 
@@ -152,7 +152,7 @@ def test_an_add_wakes_a_waiting_worker(storage: Storage) -> None:
 def test_a_release_or_retry_wakes_a_waiting_worker(storage: Storage) -> None:
     ids = add_jobs(storage, 2, max_attempts=1)
     first, second = storage.claim_jobs("w", None, 2, 30_000)
-    _wakes_within(storage, lambda: storage.release_jobs([Release(first.id, first.lease_token, started=False)]))
+    _wakes_within(storage, lambda: release(storage, first, started=False))
     assert fail(storage, second)
     _wakes_within(storage, lambda: storage.retry_job(second.id))
     assert {j.id for j in storage.claim_jobs("w", None, 5, 30_000)} == set(ids)

@@ -6,6 +6,7 @@ step past an edge is refused with a clear error before anything is stored.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,14 +14,16 @@ import pytest
 from helpers import make_queue
 
 from dqflow import (
+    JobStatus,
     OutputTooLargeError,
     OutputValidationError,
     PayloadTooLargeError,
     PayloadValidationError,
     Queue,
     TooLargeError,
+    Worker,
 )
-from dqflow.bounds import MAX_ATTEMPTS_MAX, PRIORITY_MAX, PRIORITY_MIN, RUN_AT_MAX, RUN_AT_MIN
+from dqflow.bounds import MAX_ATTEMPTS_MAX, MAX_JSON_DEPTH, PRIORITY_MAX, PRIORITY_MIN, RUN_AT_MAX, RUN_AT_MIN
 
 US = timedelta(microseconds=1)
 
@@ -159,5 +162,38 @@ def test_too_large_output_is_an_output_error_not_a_payload_error(backend: str) -
             queue.add("t", "x" * 200)
         assert not isinstance(payload.value, OutputValidationError)
         assert_nothing_stored(queue)
+    finally:
+        queue.close()
+
+
+def nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for level in range(depth):
+        value = [value] if level % 2 else {"k": value}
+    return value
+
+
+def deep_output(payload: dict[str, Any]) -> Any:
+    return nested(payload["depth"])
+
+
+def test_nesting_depth_is_bounded_for_payloads_and_outputs(backend: str) -> None:
+    queue = make_queue(backend, {"t": {"handler": deep_output, "max_attempts": 1}})
+    try:
+        deepest = queue.add("t", {"depth": MAX_JSON_DEPTH, "pad": nested(MAX_JSON_DEPTH - 1)})
+        too_deep_output = queue.add("t", {"depth": MAX_JSON_DEPTH + 1})
+        with pytest.raises(PayloadValidationError, match=f"nested deeper than {MAX_JSON_DEPTH} levels"):
+            queue.add("t", {"pad": nested(MAX_JSON_DEPTH)})
+        with pytest.raises(PayloadValidationError, match="nested deeper than"):
+            queue.add("t", nested(5000))  # no RecursionError, however deep
+        Worker(queue, drain=True).run()
+        done = queue.require_job(deepest)
+        assert done.status is JobStatus.COMPLETED and done.output == nested(MAX_JSON_DEPTH)
+        assert done.payload["pad"] == nested(MAX_JSON_DEPTH - 1)
+        json.loads(done.model_dump_json())  # what `show --json` and the HTTP API serialise
+        refused = queue.require_job(too_deep_output)
+        assert refused.status is JobStatus.FAILED and refused.failure_reason == "invalid_output"
+        assert f"nested deeper than {MAX_JSON_DEPTH} levels" in refused.error_history[-1]["error"]
+        assert len(queue.list_jobs().jobs) == 2
     finally:
         queue.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import make_queue, running_worker, wait_for_status, wait_until
+from helpers import APP_CONFIG, make_queue, running_worker, wait_for_status, wait_until
 from pydantic import BaseModel
 
 from dqflow import (
@@ -605,3 +605,114 @@ def test_handler_errors_are_bounded_and_keep_their_traceback(backend: str, caplo
     for record in records:
         text = record.getMessage()
         assert "in _raise_huge" in text and len(text) < 30_000
+
+
+def test_a_slow_output_check_never_stalls_heartbeats(backend: str) -> None:
+    # Each string costs the regex some 20 ms of backtracking, 200 of them several seconds in all:
+    # longer than the lease, so a check run on the event loop would stall every heartbeat.
+    runs: list[int] = []
+
+    def slow_output(payload: Any, ctx: JobContext) -> Any:
+        return ["a" * 18 + "!"] * 200
+
+    def steady(payload: Any, ctx: JobContext) -> Any:
+        runs.append(ctx.job.id)
+        time.sleep(6)
+        return {"ok": True}
+
+    queue = make_queue(
+        backend,
+        {
+            "slow_output": {
+                "handler": slow_output,
+                "output": {"type": "array", "items": {"type": "string", "pattern": "^(a+)+$"}},
+                "max_attempts": 1,
+            },
+            "steady": {"handler": steady, "max_attempts": 1},
+        },
+    )
+    steady_id = queue.add("steady", {})
+    with running_worker(queue, concurrency=2, lease=1.5):
+        wait_until(lambda: runs)
+        slow_id = queue.add("slow_output", {})
+        deadline = time.monotonic() + 20
+        while queue.get_job(steady_id).status is JobStatus.PROCESSING and time.monotonic() < deadline:
+            queue.storage.reclaim_expired()  # what any other worker does: take over expired leases
+            time.sleep(0.1)
+        wait_for_status(queue, slow_id, "failed", "completed", timeout=20)
+    job = queue.get_job(steady_id)
+    assert job.status is JobStatus.COMPLETED and job.attempts == 1, job
+    assert runs == [steady_id]
+    slow = queue.get_job(slow_id)
+    assert slow.status is JobStatus.FAILED and slow.failure_reason == "invalid_output", slow
+
+
+def test_one_slot_claims_one_job_ahead_holds_it_and_keeps_priority_order(backend: str) -> None:
+    started: list[int] = []
+    first_may_end = threading.Event()
+
+    def handler(payload: Any, ctx: JobContext) -> Any:
+        started.append(payload["n"])
+        if payload["n"] == 1:
+            first_may_end.wait(10)
+
+    queue = make_queue(backend, {"t": {"handler": handler}})
+    queue.add("t", {"n": 1}, priority=9)
+    ahead = queue.add("t", {"n": 2}, priority=5)
+    second = queue.add("t", {"n": 3}, priority=4)
+    last = queue.add("t", {"n": 4}, priority=0)
+    with running_worker(queue, concurrency=1, lease=1.0):
+        wait_until(lambda: started == [1])
+        claimed = wait_until(lambda: (j := queue.get_job(ahead)) and j.status is JobStatus.PROCESSING and j)
+        assert queue.get_job(second).status is JobStatus.PENDING  # one job ahead, no more
+        time.sleep(1.6)  # past its lease: a job waiting in the buffer is renewed like a running one
+        held = queue.get_job(ahead)
+        assert held.status is JobStatus.PROCESSING and held.lease_token == claimed.lease_token
+        queue.cancel(ahead)  # lost while it waits: it must never start
+        time.sleep(0.5)  # a few heartbeats: the worker learns it no longer holds it
+        first_may_end.set()
+        wait_for_status(queue, last, "completed")
+    assert started == [1, 3, 4]  # priority order, without the cancelled one
+    assert queue.get_job(ahead).status is JobStatus.CANCELLED
+
+
+def test_a_job_claimed_ahead_is_handed_back_at_shutdown(backend: str) -> None:
+    started = threading.Event()
+
+    def handler(payload: Any, ctx: JobContext) -> Any:
+        started.set()
+        ctx.wait_cancelled(10)
+
+    queue = make_queue(backend, {"t": {"handler": handler}})
+    running = queue.add("t", {}, priority=1)
+    ahead = queue.add("t", {})
+    with running_worker(queue, concurrency=1, shutdown_grace=0.2):
+        assert started.wait(10)
+        wait_until(lambda: queue.get_job(ahead).status is JobStatus.PROCESSING)
+    for job_id in (running, ahead):
+        job = queue.get_job(job_id)
+        assert job.status is JobStatus.PENDING and job.attempts == 0 and job.lease_expires_at is None, job
+
+
+def test_drain_waits_for_an_async_result_being_checked(backend: str) -> None:
+    async def slow_to_check(payload: Any, ctx: JobContext) -> Any:
+        return ["a" * 17 + "!"] * 30  # a few hundred ms of output checking, off the loop
+
+    schema = {"type": "array", "items": {"type": "string", "pattern": "^(a+)+$"}}
+    queue = make_queue(backend, {"t": {"handler": slow_to_check, "output": schema, "max_attempts": 1}})
+    job_id = queue.add("t", {})
+    drain(queue, shutdown_grace=0)  # the drain itself must wait: no grace period to cover for it
+    job = queue.get_job(job_id)
+    assert job.status is JobStatus.FAILED and job.failure_reason == "invalid_output", job
+
+
+def test_an_isolated_handlers_error_comes_back_bounded_with_its_traceback(backend: str) -> None:
+    queue = Queue.from_yaml(APP_CONFIG, backend=backend)
+    job_id = queue.add("fail_loudly_isolated", {"size": 3_000_000})
+    drain(queue, job_types=["fail_loudly_isolated"])
+    job = queue.get_job(job_id)
+    assert job.status is JobStatus.FAILED and job.failure_reason == "handler_error", job
+    (entry,) = job.error_history
+    assert entry["error"].startswith("ValueError: xxx") and len(entry["error"]) <= 8_192
+    assert "in fail_loudly" in entry["traceback"] and len(entry["traceback"]) <= 16_384
+    queue.close()

@@ -111,6 +111,7 @@ def test_list_open_watch_progress_cancel_and_retry(browser: Any, site: tuple[Ser
     # Open the running job and watch its progress bar move while a worker process runs it.
     page.goto(f"{server.base_url}/jobs/{watched}")
     assert page.locator("#job-status").inner_text() == "pending"
+    page.wait_for_selector('[data-page="job"][data-live="true"]')  # the event stream is open
     seen: list[int] = []
     with worker(server.backend, tmp_path / "worker.log", "--concurrency", "2"):
         deadline = time.monotonic() + 60

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -160,3 +162,17 @@ def test_the_dashboard_can_be_left_out(queue: Queue) -> None:
     with AppClient(create_app(queue, dashboard=False, tokens_from_env=False)) as client:
         assert client.get("/").status_code == 404
         assert client.get("/api/jobs").status_code == 200
+
+
+def test_serve_without_the_http_extra_names_it(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "for name in ('fastapi', 'uvicorn'): sys.modules[name] = None\n"
+        "from dqflow.cli import run\n"
+        f"sys.exit(run(['serve', '-c', {str(HTTP_APP)!r}, '-b', 'sqlite:///{tmp_path}/q.db']))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done
+    assert done.stderr.strip().splitlines() == [
+        "error: serve: HTTP support is not installed: pip install 'dqflow[http]'"
+    ]

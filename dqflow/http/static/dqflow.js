@@ -157,9 +157,33 @@
       }
     }
 
+    // Live: the server's event stream (GET /api/events) pushes every change of this job;
+    // progress and output are drawn from the event itself, other changes re-read the job.
+    let live = false;
+    if (window.EventSource) {
+      const source = new EventSource(base + "/api/events?jobId=" + encodeURIComponent(id));
+      const mark = (state) => { live = state; jobPage.dataset.live = String(state); };
+      source.addEventListener("open", () => mark(true));
+      source.addEventListener("error", () => mark(false));
+      source.addEventListener("job:progress", (event) => {
+        const progress = JSON.parse(event.data).progress || 0;
+        const bar = jobPage.querySelector(".progress");
+        bar.setAttribute("aria-valuenow", String(progress));
+        bar.firstElementChild.style.width = progress + "%";
+        el("job-progress").textContent = progress + "%";
+      });
+      source.addEventListener("job:output", (event) => {
+        el("job-output").textContent = JSON.stringify(JSON.parse(event.data).output, null, 2);
+      });
+      for (const name of ["processing", "completed", "failed", "retried", "cancelled", "edited", "reclaimed"]) {
+        source.addEventListener("job:" + name, () => refresh());
+      }
+    }
+
+    // Polling stays as a safety net: often while the stream is down, rarely while it is up.
     function poll() {
       clearTimeout(timer);
-      const slow = jobPage.dataset.finished === "true";
+      const slow = live || jobPage.dataset.finished === "true";
       timer = setTimeout(async () => { await refresh(); poll(); }, slow ? 5000 : 500);
     }
 

@@ -23,7 +23,8 @@ from dqflow.record import JobTable
 from dqflow.storage.base import JOB_OPTIONS, JobOption, OptionKind
 
 _OBJECTS = re.compile(
-    r"\b(dqflow_jobs_id_seq|dqflow_job_dependencies|dqflow_job_waits|dqflow_jobs|dqflow_job_events|dqflow_migrations)\b"
+    r"(dqflow_jobs_id_seq|dqflow_jobs|dqflow_job_events|dqflow_job_changes|dqflow_job_dependencies"
+    r"|dqflow_job_waits|dqflow_migrations)"
 )
 
 
@@ -108,6 +109,8 @@ class Queries:
     list_jobs: str
     get_events: str
     count_jobs: str
+    read_changes: str
+    newest_change: str
     cancel_job: str
     retry_job: str
     edit_job: str

@@ -50,6 +50,8 @@ from dqflow.storage.base import (
     outcomes_by_kind,
     unfinished_dependencies,
 )
+from dqflow.storage.changes import Change
+from dqflow.storage.postgres import changes
 from dqflow.storage.postgres._connect import Settings, check_schema, parse_url, settings_from_connection
 from dqflow.storage.postgres._notifier import Notifier, channel_name
 from dqflow.storage.postgres._queries import Queries
@@ -58,6 +60,8 @@ from dqflow.storage.postgres.migrations import require_migrated
 __all__ = ["PostgresStorage"]
 
 _RECLAIM_BATCH = 1000
+CHANGES_RECHECK_SECONDS = 0.25
+"""Longest ``wait_for_changes`` block: a change can become readable without a new NOTIFY."""
 _PLANNER_DEFAULTS = (
     "SET LOCAL enable_bitmapscan = on; SET LOCAL enable_seqscan = on;"
     " SET LOCAL enable_hashjoin = on; SET LOCAL enable_mergejoin = on"
@@ -149,6 +153,7 @@ class PostgresStorage(Storage):
         self._q = Queries.load(self.schema)
         self._channel = channel_name(self.schema)
         self._notifier = Notifier(self._listen_connection, self._channel, self.url, self._lost_connection)
+        self._changes_notifier: Notifier | None = None
         self._open_lock = threading.Lock()
         self._opened = not self._own_pool
         self._closed = False
@@ -239,6 +244,8 @@ class PostgresStorage(Storage):
     def close(self) -> None:
         self._closed = True
         self._notifier.close()
+        if self._changes_notifier is not None:
+            self._changes_notifier.close()
         if self._own_pool and self._pool is not None and self._opened:
             self._pool.close()
 
@@ -549,3 +556,25 @@ class PostgresStorage(Storage):
         if self._closed:
             return
         self._notifier.wait(timeout, job_types)
+
+    # -- change feed (postgres/changes.py) ----------------------------------------------
+
+    def change_cursor(self) -> str:
+        return changes.change_cursor(self)
+
+    def read_changes(self, after: str, limit: int = 500) -> list[Change]:
+        return changes.read_changes(self, after, limit)
+
+    def wait_for_changes(self, after: str, timeout: float) -> None:
+        if self._closed:
+            return
+        if self._changes_notifier is None:
+            self._changes_notifier = Notifier(
+                self._listen_connection, changes.channel(self), self.url, self._lost_connection
+            )
+        self._changes_notifier.wait(0, None)  # (re)connects and LISTENs first, so nothing slips between
+        if changes.read_changes(self, after, 1):
+            return
+        # A row may also become readable without a new notification (once the older transactions
+        # around it end): never block longer than this, the caller reads again.
+        self._changes_notifier.wait(min(timeout, CHANGES_RECHECK_SECONDS), None)

@@ -45,6 +45,8 @@ from dqflow.storage.base import (
     dependency_problem,
     outcomes_by_kind,
 )
+from dqflow.storage.changes import Change
+from dqflow.storage.redis import changes
 from dqflow.storage.redis.codec import (
     added_event,
     as_text,
@@ -405,8 +407,34 @@ class RedisStorage(Storage):
         if limit <= 0:
             return []
         types = list(job_types) if job_types else []
-        flat = self._run("claim", "claim jobs", worker_id, int(limit), int(lease_ms), len(types), *types)
+        flat = self._run("claim", "claim jobs", worker_id, int(limit), int(lease_ms), len(types), *types, "")
         return [self._record(job) for job in flat]
+
+    def wait_and_claim(
+        self, worker_id: str, job_types: Sequence[str] | None, limit: int, lease_ms: int, timeout: float
+    ) -> list[JobRecord]:
+        """Claim; if nothing is ready, register as idle and block on this worker's inbox
+        and the wake-up lists. An add of a job this worker takes claims it for the worker
+        and pushes it to the inbox (``add_many.lua``): the pop returns it, ready to run."""
+        if limit <= 0 or timeout <= 0:
+            return super().wait_and_claim(worker_id, job_types, limit, lease_ms, timeout)
+        types = list(job_types) if job_types else []
+        wait_ms = max(1, int(timeout * 1000))
+        args = (worker_id, int(limit), int(lease_ms), len(types), *types, wait_ms)
+        flat = self._run("claim", "claim jobs", *args)
+        if flat:
+            return [self._record(job) for job in flat]
+        inbox = f"{self._key}:inbox:{worker_id}"
+        wake = [f"{self._key}:wake:{t}" for t in types] if types else [f"{self._key}:wake"]
+        # BLPOP's timeout 0 means forever: never pass less than a millisecond
+        seconds = max(round(timeout, 3), 0.001)
+        popped = as_text(
+            self._guard("wait for new jobs", lambda: self._blocking.blpop([inbox, *wake], timeout=seconds))
+        )
+        if popped is not None and popped[0] == inbox:
+            return [self._record(job) for job in json.loads(popped[1])]
+        # woken or timed out: stop being idle, take a hand-off that raced the wake-up, claim
+        return self.claim_jobs(worker_id, job_types, limit, lease_ms)
 
     def renew_leases(self, worker_id: str, leases: Sequence[Lease], lease_ms: int) -> set[int]:
         if not leases:
@@ -465,3 +493,14 @@ class RedisStorage(Storage):
         # BLPOP's timeout 0 means forever: never pass less than a millisecond
         seconds = max(round(timeout, 3), 0.001)
         self._guard("wait for new jobs", lambda: self._blocking.blpop(keys, timeout=seconds))
+
+    # -- change feed (redis/changes.py) -------------------------------------------------
+
+    def change_cursor(self) -> str:
+        return changes.change_cursor(self)
+
+    def read_changes(self, after: str, limit: int = 500) -> list[Change]:
+        return changes.read_changes(self, after, limit)
+
+    def wait_for_changes(self, after: str, timeout: float) -> None:
+        changes.wait_for_changes(self, after, timeout)

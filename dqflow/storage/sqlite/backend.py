@@ -43,6 +43,8 @@ from dqflow.storage.base import (
     outcomes_by_kind,
     unfinished_dependencies,
 )
+from dqflow.storage.changes import Change
+from dqflow.storage.sqlite import changes
 from dqflow.storage.sqlite.migrations import migrate
 
 _loads = json.JSONDecoder().decode
@@ -647,6 +649,17 @@ class SqliteStorage(Storage):
             time.sleep(min(_WAIT_POLL_SECONDS, remaining))
             if conn.execute("PRAGMA data_version").fetchone()[0] != first:
                 return
+
+    # -- change feed (sqlite/changes.py) ------------------------------------------------
+
+    def change_cursor(self) -> str:
+        return changes.change_cursor(self._conn())
+
+    def read_changes(self, after: str, limit: int = 500) -> list[Change]:
+        return changes.read_changes(self._conn(), after, limit)
+
+    def wait_for_changes(self, after: str, timeout: float) -> None:
+        changes.wait_for_changes(self._conn(), after, timeout, _WAIT_POLL_SECONDS)
 
 
 def _iso(epoch: float) -> str:

@@ -55,9 +55,18 @@ end
 
 local event_json
 
+-- The change feed (storage/changes.py): a stream capped at about 10000 entries that every
+-- event (but `added`), progress and output write appends to. field: 'event' (its JSON),
+-- 'progress' (the value) or 'output' (''; readers read the job).
+local function feed(id, field, value)
+  CALL('XADD', P .. ':changes', 'MAXLEN', '~', '10000', '*', 'job', id, field, value)
+end
+
 local function add_event(id, event_type, now, data)
   local eid = CALL('INCR', P .. ':event_id')
-  CALL('RPUSH', P .. ':events:' .. id, event_json(eid, event_type, now, data))
+  local entry = event_json(eid, event_type, now, data)
+  CALL('RPUSH', P .. ':events:' .. id, entry)
+  feed(id, 'event', entry)
 end
 
 -- Wake idle workers: tokens for any-type waiters and for this type's waiters.
@@ -133,6 +142,57 @@ local function error_entry(attempt, err, reason, now, traceback, output, progres
 end
 
 local LEASE_FIELDS = {'locked_by', 'locked_at', 'lease_expires_at'}
+
+-- Claim one job for `worker` if it is pending: attempts + 1, a new lease token, the
+-- lease, output and progress of an earlier attempt cleared, a `processing` event
+-- with id `event_id`. Returns the job's hash after the claim (HGETALL form), or nil
+-- if the job is not pending. The caller moves it between the index sets.
+local function claim_job(id, worker, worker_json, now, now_s, expires_s, event_id)
+  local key = job_key(id)
+  local job = CALL('HGETALL', key)
+  local status, attempts, token, earlier = nil, 1, 1, false
+  for k = 1, #job, 2 do
+    local name = job[k]
+    if name == 'status' then status = job[k + 1]
+    elseif name == 'attempts' then attempts = tonumber(job[k + 1]) + 1
+    elseif name == 'lease_token' then token = tonumber(job[k + 1]) + 1
+    elseif name == 'output' or name == 'progress' then earlier = true
+    end
+  end
+  if status ~= 'pending' then return nil end
+  if earlier then
+    -- a new attempt starts without the output and progress of an earlier one
+    CALL('HDEL', key, 'output', 'progress')
+    local kept = {}
+    for k = 1, #job, 2 do
+      if job[k] ~= 'output' and job[k] ~= 'progress' then
+        kept[#kept + 1] = job[k]
+        kept[#kept + 1] = job[k + 1]
+      end
+    end
+    job = kept
+  end
+  local changes = {'status', 'processing', 'attempts', fmt(attempts), 'lease_token', fmt(token),
+    'locked_by', worker, 'locked_at', now_s, 'lease_expires_at', expires_s, 'started_at', now_s,
+    'updated_at', now_s}
+  CALL('HSET', key, unpack(changes))
+  local entry = event_json(event_id, 'processing', now,
+    '{"worker_id":' .. worker_json .. ',"attempt":' .. changes[4] .. '}')
+  CALL('RPUSH', P .. ':events:' .. id, entry)
+  feed(id, 'event', entry)
+  -- the reply is the hash before the claim plus the changed fields after it: read as
+  -- name/value pairs in order, the later value of a repeated name wins
+  for c = 1, #changes do job[#job + 1] = changes[c] end
+  return job
+end
+
+-- Idle workers waiting for a hand-off (see claim.lua and add_many.lua): the hash
+-- P:idle maps a worker id to its registration (JSON: until = deadline in us, lease =
+-- lease ms, limit = jobs it takes, types = its job types, [] for all); a job handed
+-- to it goes to its list P:inbox:<worker id>, already claimed for it.
+local function inbox_key(worker)
+  return P .. ':inbox:' .. worker
+end
 
 -- Batched sorted-set writes: collect (score, member) pairs per key, then one ZADD/ZREM
 -- per key (chunked to stay under Lua's unpack limit).

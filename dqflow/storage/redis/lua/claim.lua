@@ -1,12 +1,30 @@
 -- Claim up to `limit` ready jobs: priority first, then run_at, then id.
--- ARGV: worker_id, limit, lease_ms, type count, types... (no types = every type).
--- Due delayed jobs of those types are promoted to their ready sets first.
+-- ARGV: worker_id, limit, lease_ms, type count, types... (no types = every type), then
+-- wait_ms ('' = do not wait).
+-- First the worker stops being idle: jobs an add handed to it while it waited (already
+-- claimed for it, in its inbox) come first. Due delayed jobs of its types are promoted
+-- to their ready sets, then the best ready jobs are claimed. With wait_ms, a worker
+-- that got nothing registers as idle for that long, so that the next add of one of its
+-- types claims jobs for it and pushes them to its inbox (one round trip to start).
 -- Returns the claimed jobs' hashes (HGETALL form), in claim order.
 local worker, limit, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local types = {}
-for t = 1, tonumber(ARGV[4]) do types[t] = ARGV[4 + t] end
+local requested = {}
+for t = 1, tonumber(ARGV[4]) do requested[t] = ARGV[4 + t] end
+local wait_ms = ARGV[5 + #requested]
+local types = requested
 if #types == 0 then types = CALL('SMEMBERS', P .. ':types') end
 local now = now_us()
+
+local out = {}
+CALL('HDEL', P .. ':idle', worker)
+local inbox = inbox_key(worker)
+if CALL('EXISTS', inbox) == 1 then
+  for _, batch in ipairs(CALL('LRANGE', inbox, 0, -1)) do
+    for _, job in ipairs(cjson.decode(batch)) do out[#out + 1] = job end
+  end
+  CALL('DEL', inbox)
+  limit = limit - #out
+end
 
 for _, job_type in ipairs(types) do
   local delayed = P .. ':delayed:' .. job_type
@@ -25,6 +43,9 @@ for _, job_type in ipairs(types) do
 end
 
 local picked = {}
+if limit <= 0 then
+  types = {} -- the inbox filled the batch
+end
 if #types == 1 then
   local popped = CALL('ZPOPMIN', P .. ':ready:' .. types[1], limit)
   for p = 1, #popped, 2 do picked[#picked + 1] = popped[p] end
@@ -50,46 +71,15 @@ local expires = now + lease_ms * 1000
 local expires_s = fmt(expires)
 local worker_json = cjson.encode(worker)
 local event_id = CALL('INCRBY', P .. ':event_id', #picked) - #picked
-local claimed, leases, out = {}, {}, {}
+local claimed, leases = {}, {}
 for _, member in ipairs(picked) do
   local id = fmt(tonumber(rank_id(member)))
-  local key = job_key(id)
-  local job = CALL('HGETALL', key)
-  local status, attempts, token, earlier = nil, 1, 1, false
-  for k = 1, #job, 2 do
-    local name = job[k]
-    if name == 'status' then status = job[k + 1]
-    elseif name == 'attempts' then attempts = tonumber(job[k + 1]) + 1
-    elseif name == 'lease_token' then token = tonumber(job[k + 1]) + 1
-    elseif name == 'output' or name == 'progress' then earlier = true
-    end
-  end
-  if status == 'pending' then
-    if earlier then
-      -- a new attempt starts without the output and progress of an earlier one
-      CALL('HDEL', key, 'output', 'progress')
-      local kept = {}
-      for k = 1, #job, 2 do
-        if job[k] ~= 'output' and job[k] ~= 'progress' then
-          kept[#kept + 1] = job[k]
-          kept[#kept + 1] = job[k + 1]
-        end
-      end
-      job = kept
-    end
-    local changes = {'status', 'processing', 'attempts', fmt(attempts), 'lease_token', fmt(token),
-      'locked_by', worker, 'locked_at', now_s, 'lease_expires_at', expires_s, 'started_at', now_s,
-      'updated_at', now_s}
-    CALL('HSET', key, unpack(changes))
+  local job = claim_job(id, worker, worker_json, now, now_s, expires_s, event_id + 1)
+  if job then
     event_id = event_id + 1
-    CALL('RPUSH', P .. ':events:' .. id, event_json(event_id, 'processing', now,
-      '{"worker_id":' .. worker_json .. ',"attempt":' .. changes[4] .. '}'))
     claimed[#claimed + 1] = id
     leases[#leases + 1] = expires
     leases[#leases + 1] = id
-    -- the reply is the hash before the claim plus the changed fields after it: read as
-    -- name/value pairs in order, the later value of a repeated name wins
-    for c = 1, #changes do job[#job + 1] = changes[c] end
     out[#out + 1] = job
   end
 end
@@ -99,5 +89,9 @@ if #claimed > 0 then
   for _, id in ipairs(claimed) do batch_add(by_status, P .. ':status:processing', tonumber(id), id) end
   by_status[P .. ':processing'] = leases
   flush_zadd(by_status)
+end
+if #out == 0 and wait_ms ~= '' then
+  CALL('HSET', P .. ':idle', worker, cjson.encode({
+    ['until'] = now + (tonumber(wait_ms) + 1000) * 1000, lease = lease_ms, limit = limit, types = requested}))
 end
 return out

@@ -20,7 +20,9 @@ local event_id = CALL('INCRBY', P .. ':event_id', count) - count
 
 local function event(id, event_type, data)
   event_id = event_id + 1
-  CALL('RPUSH', P .. ':events:' .. id, event_json(event_id, event_type, now, data))
+  local entry = event_json(event_id, event_type, now, data)
+  CALL('RPUSH', P .. ':events:' .. id, entry)
+  feed(id, 'event', entry)
 end
 
 local function held(key, token)
@@ -54,7 +56,9 @@ end
 
 local function complete(id, key, has_output, output)
   if has_output == '1' then
+    local changed = CALL('HGET', key, 'output') ~= output
     CALL('HSET', key, 'status', 'completed', 'completed_at', now_s, 'updated_at', now_s, 'output', output)
+    if changed then feed(id, 'output', '') end
   else
     CALL('HSET', key, 'status', 'completed', 'completed_at', now_s, 'updated_at', now_s)
   end

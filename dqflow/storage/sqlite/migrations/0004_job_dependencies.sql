@@ -1,4 +1,4 @@
--- dqflow SQLite 0003: job dependencies (queue.add(..., depends_on=[ids])). One row per
+-- dqflow SQLite 0004: job dependencies (queue.add(..., depends_on=[ids])). One row per
 -- (waiting job, job it waits for); the primary key finds a job's dependents when it
 -- finishes, the index finds a job's own dependencies.
 CREATE TABLE dqflow_job_dependencies (

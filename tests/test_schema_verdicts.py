@@ -1,0 +1,172 @@
+"""One meaning of valid: the fast path (fastjsonschema) and the full validator (jsonschema) agree.
+
+Hypothesis generates schemas from the keywords both paths implement and JSON
+values to try them on; every value gets the same verdict from both. Formats,
+exact ``multipleOf`` and the declared draft are checked on both paths too.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dqflow.declaration import SchemaValidator, load_declaration
+from dqflow.errors import ConfigError
+
+# --------------------------------------------------------------------------- generated agreement
+
+JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
+    | st.sampled_from(["", "a", "ab", "abc", "2024-01-31", "2024-01-31T10:00:00Z", "x@y.z", "::1", "1.2.3.4"])
+    | st.sampled_from(["https://x.test/a", "not a uri", "12345678-1234-5678-1234-567812345678", "héllo"])
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["a", "b", "c"]), inner, max_size=3),
+    max_leaves=8,
+)
+TYPES = st.sampled_from(["null", "boolean", "integer", "number", "string", "array", "object"])
+FORMATS = st.sampled_from(["uri", "email", "date-time", "date", "uuid", "ipv4", "ipv6", "regex"])
+
+
+def leaf_schemas() -> st.SearchStrategy[dict[str, Any]]:
+    return st.one_of(
+        st.fixed_dictionaries({"type": TYPES | st.lists(TYPES, min_size=1, max_size=3, unique=True)}),
+        st.fixed_dictionaries({"minimum": st.integers(-5, 5)}),
+        st.fixed_dictionaries({"maximum": st.integers(-5, 5), "exclusiveMaximum": st.integers(-5, 5)}),
+        st.fixed_dictionaries({"minLength": st.integers(0, 3), "maxLength": st.integers(0, 4)}),
+        st.fixed_dictionaries({"pattern": st.sampled_from(["^a", "b$", "[0-9]", "^$"])}),
+        st.fixed_dictionaries({"format": FORMATS}),
+        st.fixed_dictionaries({"enum": st.lists(JSON_SCALARS, min_size=1, max_size=3)}),
+        st.fixed_dictionaries({"const": JSON_VALUES}),
+        st.fixed_dictionaries({"minItems": st.integers(0, 3), "uniqueItems": st.booleans()}),
+        st.fixed_dictionaries({"required": st.lists(st.sampled_from(["a", "b"]), max_size=2, unique=True)}),
+        st.fixed_dictionaries({"minProperties": st.integers(0, 2), "maxProperties": st.integers(0, 3)}),
+    )
+
+
+SCHEMAS = st.recursive(
+    leaf_schemas(),
+    lambda inner: st.one_of(
+        st.fixed_dictionaries({"properties": st.dictionaries(st.sampled_from(["a", "b"]), inner, max_size=2)}),
+        st.fixed_dictionaries({"additionalProperties": inner}),
+        st.fixed_dictionaries({"items": inner}),
+        st.fixed_dictionaries({"contains": inner}),
+        st.fixed_dictionaries({"anyOf": st.lists(inner, min_size=1, max_size=3)}),
+        st.fixed_dictionaries({"allOf": st.lists(inner, min_size=1, max_size=3)}),
+        st.fixed_dictionaries({"oneOf": st.lists(inner, min_size=1, max_size=3)}),
+        st.fixed_dictionaries({"not": inner}),
+        st.fixed_dictionaries({"if": inner, "then": inner, "else": inner}),
+        st.builds(lambda a, b: {**a, **b}, inner, inner),
+    ),
+    max_leaves=5,
+)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(schema=SCHEMAS, values=st.lists(JSON_VALUES, min_size=1, max_size=6))
+def test_fast_and_full_validators_give_one_verdict(schema: dict[str, Any], values: list[Any]) -> None:
+    validator = SchemaValidator(schema)
+    full, fast = validator._ready()
+    if fast is None:
+        return
+    for value in values:
+        try:
+            fast(value)
+            fast_ok = True
+        except Exception:
+            fast_ok = False
+        assert fast_ok == full.is_valid(value), (schema, value)
+
+
+# --------------------------------------------------------------------------- formats, multipleOf, drafts
+
+REF_WRAPPED = {"$defs": {}, "allOf": [{"$ref": "#/$defs/x"}]}
+
+
+def both_paths(schema: dict[str, Any]) -> list[SchemaValidator]:
+    """The schema as it is (fast path) and behind a $ref (full validator only)."""
+    fast = SchemaValidator(schema)
+    assert fast._ready()[1] is not None or "multipleOf" in str(schema)
+    slow = SchemaValidator({"$defs": {"x": schema}, "$ref": "#/$defs/x"})
+    assert slow._ready()[1] is None
+    return [fast, slow]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "good", "bad"),
+    [
+        ("uri", "https://example.test/r/1", "not a uri"),
+        ("email", "someone@example.test", "nope"),
+        ("date-time", "2024-01-31T10:00:00Z", "yesterday-ish"),
+        ("date", "2024-01-31", "2024-13-01"),
+        ("uuid", "12345678-1234-5678-1234-567812345678", "1234"),
+        ("ipv4", "192.0.2.1", "192.0.2"),
+        ("ipv6", "2001:db8::1", "2001:db8::g"),
+    ],
+)
+def test_formats_are_enforced_on_every_path(fmt: str, good: str, bad: str) -> None:
+    for validator in both_paths({"type": "object", "properties": {"v": {"type": "string", "format": fmt}}}):
+        assert validator.errors({"v": good}) == []
+        assert validator.errors({"v": bad}) == [f"$.v: {bad!r} is not a {fmt!r}"]
+
+
+def test_multiple_of_is_exact_on_every_path() -> None:
+    for schema in ({"multipleOf": 0.01}, {"type": "number", "multipleOf": 0.01}):
+        for validator in both_paths(schema):
+            assert [validator.is_valid(v) for v in (0.07, 19.99, 0.1, 7, 0)] == [True] * 5
+            assert validator.errors(0.071) == ["$: 0.071 is not a multiple of 0.01"]
+    by_three = SchemaValidator({"multipleOf": 3})
+    assert not by_three.is_valid(1e17)  # 10**17 is not a multiple of 3, though 1e17 / 3 is a whole float
+    assert by_three.is_valid(3e17) and by_three.is_valid(9)
+
+
+def test_draft_04_exclusive_minimum_is_read_as_draft_04() -> None:
+    schema = {"$schema": "http://json-schema.org/draft-04/schema#", "minimum": 10, "exclusiveMinimum": True}
+    for validator in (
+        SchemaValidator(schema),
+        SchemaValidator({**schema, "not": {"$ref": "#/definitions/n"}, "definitions": {"n": {"type": "null"}}}),
+    ):
+        assert not validator.is_valid(10) and validator.is_valid(10.5)
+    assert not SchemaValidator({"minimum": 10, "exclusiveMinimum": True}, draft="draft-04").is_valid(10)
+
+
+def test_the_declaration_names_the_draft(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """
+            schema_draft: draft-04
+            jobs:
+              t:
+                handler: json:dumps
+                payload: {minimum: 10, exclusiveMinimum: true}
+            """
+        )
+    )
+    schema = load_declaration(path).job_types["t"].payload_schema
+    assert schema is not None and not schema.is_valid(10) and schema.is_valid(11)
+    path.write_text("schema_draft: draft-5\njobs:\n  t: {handler: json:dumps}\n")
+    with pytest.raises(ConfigError) as info:
+        load_declaration(path)
+    assert (info.value.line, info.value.key) == (1, "schema_draft")
+
+
+def test_errors_name_only_the_wrong_field() -> None:
+    validator = SchemaValidator(
+        {
+            "type": "object",
+            "properties": {"price": {"type": "number", "multipleOf": 0.01}, "url": {"format": "uri"}},
+            "required": ["price"],
+        }
+    )
+    assert validator.errors({"price": 19.99, "url": "https://x.test"}) == []
+    assert validator.errors({"price": 19.991, "url": "https://x.test"}) == ["$.price: 19.991 is not a multiple of 0.01"]
