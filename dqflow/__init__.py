@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from dqflow.errors import (
     ConfigError,
+    DependencyError,
     DqflowError,
     InvalidJobStateError,
     JobNotFoundError,
@@ -78,6 +79,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "ConfigError",
     "Declaration",
+    "DependencyError",
     "DqflowError",
     "EventType",
     "FailureReason",

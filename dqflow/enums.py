@@ -30,6 +30,7 @@ class FailureReason(StrEnum):
     NO_HANDLER = "no_handler"
     LEASE_EXPIRED = "lease_expired"
     SHUTDOWN = "shutdown"
+    DEPENDENCY_FAILED = "dependency_failed"  # a job it depends on failed for good or was cancelled
 
 
 class EventType(StrEnum):
@@ -43,6 +44,7 @@ class EventType(StrEnum):
     CANCELLED = "cancelled"
     EDITED = "edited"
     RECLAIMED = "reclaimed"
+    READY = "ready"  # waiting → pending: the last of its dependencies completed
 
 
 class TagMode(StrEnum):

@@ -148,6 +148,10 @@ class InvalidJobStateError(DqflowError):
     """The job is in a state that does not allow the operation."""
 
 
+class DependencyError(DqflowError):
+    """A job's ``depends_on`` names a job that does not exist or can no longer complete."""
+
+
 class StorageError(DqflowError):
     """The backend could not be reached or refused an operation."""
 

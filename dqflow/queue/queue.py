@@ -114,6 +114,7 @@ class JobSpec:
     retry_max_delay: Duration | _Unset | None = UNSET
     retry_jitter: bool | None = None
     meta: Mapping[str, Any] | None = None
+    depends_on: Sequence[int] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -259,6 +260,7 @@ class Queue:
             tags=tags,
             idempotency_key=job.idempotency_key,
             meta_json=meta_json,
+            depends_on=_job_ids(job.depends_on),
         )
 
     # -- adding ----------------------------------------------------------------------
@@ -280,6 +282,7 @@ class Queue:
         retry_max_delay: Duration | _Unset | None = UNSET,
         retry_jitter: bool | None = None,
         meta: Mapping[str, Any] | None = None,
+        depends_on: Sequence[int] | None = None,
         connection: Any = None,
     ) -> int:
         """Validate and enqueue one job; return its id.
@@ -288,6 +291,10 @@ class Queue:
         fails its schema raises ``PayloadValidationError`` and nothing is stored.
         A repeated ``idempotency_key`` returns the existing job's id. ``meta`` is a
         JSON object kept with the job (``JobRecord.meta``, ``{}`` by default).
+        ``depends_on`` holds the job ``waiting`` until all of those jobs complete; if
+        one fails for good or is cancelled, this job is cancelled with reason
+        ``dependency_failed``. An id that does not exist, or names a failed or
+        cancelled job, raises ``DependencyError`` and nothing is stored.
         ``connection`` (PostgreSQL) enqueues inside the caller's transaction.
         """
         job = JobSpec(
@@ -305,6 +312,7 @@ class Queue:
             retry_max_delay=retry_max_delay,
             retry_jitter=retry_jitter,
             meta=meta,
+            depends_on=depends_on,
         )
         return self.add_many([job], connection=connection)[0]
 
@@ -567,3 +575,17 @@ def _tags(tags: Sequence[str]) -> tuple[str, ...]:
 def _no_nul(text: str, what: str) -> None:
     if "\x00" in text:
         raise ValueError(f"{what} must not contain NUL characters (\\u0000): {text!r}")
+
+
+def _job_ids(ids: Sequence[int] | None) -> tuple[int, ...]:
+    """``depends_on`` as a tuple of distinct job ids, in the order given."""
+    if ids is None:
+        return ()
+    if isinstance(ids, (str, bytes, int)):
+        raise TypeError(f"depends_on must be a list of job ids, got {type(ids).__name__}")
+    result: dict[int, None] = {}
+    for job_id in ids:
+        if type(job_id) is not int or job_id < 1:
+            raise ValueError(f"depends_on must hold job ids (positive integers), got {job_id!r}")
+        result[job_id] = None
+    return tuple(result)

@@ -33,6 +33,7 @@ from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Integer, Text
 
 from dqflow.enums import JobStatus
 from dqflow.enums import TagMode as TagMode  # re-exported: the backends and dqflow.storage take it from here
+from dqflow.errors import DependencyError
 from dqflow.record import JobEvent, JobRecord, JobTable
 from dqflow.storage.changes import Change
 
@@ -54,6 +55,7 @@ class NewJob:
     tags: tuple[str, ...] = ()
     idempotency_key: str | None = None
     meta_json: str = "{}"
+    depends_on: tuple[int, ...] = ()  # ids of jobs this one waits for (kept in a table of its own)
 
 
 class OptionKind(StrEnum):
@@ -80,6 +82,7 @@ class JobOption:
 
 
 _FIXED_AT_ADD = frozenset({"job_type", "idempotency_key"})
+_NOT_COLUMNS = frozenset({"depends_on"})  # NewJob fields stored outside the job row
 
 
 def _option_kind(name: str, column: Any) -> OptionKind:
@@ -103,6 +106,8 @@ def _job_options() -> tuple[JobOption, ...]:
     columns = JobTable.__table__.columns  # type: ignore[attr-defined]
     options = []
     for item in fields(NewJob):
+        if item.name in _NOT_COLUMNS:
+            continue
         column = columns[item.name.removesuffix("_json")]
         options.append(
             JobOption(
@@ -122,6 +127,36 @@ edits and codecs from (derived from ``NewJob`` and the ``JobRecord`` columns).""
 
 EDITABLE_FIELDS = frozenset(option.name for option in JOB_OPTIONS if option.editable)
 """Fields ``edit_job`` accepts (values as in ``NewJob``; ``*_json`` fields are JSON text)."""
+
+
+def dependency_problem(index: int | None, dependency: int, status: str | None, job_id: int | None = None) -> str:
+    """Why job ``index`` of a batch (or, retried, job ``job_id``) cannot wait for job
+    ``dependency`` (its status, None: no such job)."""
+    what = "does not exist" if status is None else f"is {status} and will never complete"
+    if job_id is not None:
+        return f"job {job_id} depends on job {dependency}, which {what}: retry job {dependency} first"
+    return f"job {index} of the batch: depends_on job {dependency}, which {what}"
+
+
+def unfinished_dependencies(
+    index: int | None, depends_on: Sequence[int], statuses: Mapping[int, str], *, job_id: int | None = None
+) -> list[int]:
+    """The ids of ``depends_on`` (of job ``index`` of a batch, or of job ``job_id`` being
+    retried) not completed yet, given the status of each existing one;
+    ``DependencyError`` for one missing, failed or cancelled."""
+    unfinished = []
+    for dependency in depends_on:
+        status = statuses.get(dependency)
+        if status is None or status in ("failed", "cancelled"):
+            raise DependencyError(dependency_problem(index, dependency, status, job_id))
+        if status != "completed":
+            unfinished.append(dependency)
+    return unfinished
+
+
+def dependency_cancel_data(dependency: int) -> dict[str, Any]:
+    """The data of the ``cancelled`` event of a job cancelled because ``dependency`` failed or was cancelled."""
+    return {"previous_status": "waiting", "reason": "dependency_failed", "dependency_id": dependency}
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,7 +317,23 @@ class Storage(ABC):
         result carries the existing id and ``created=False``. Each inserted job
         gets an ``added`` event. ``connection`` (PostgreSQL) runs the insert
         inside the caller's transaction. Idle workers are woken.
+
+        ``depends_on``: a job whose dependencies have not all completed is stored
+        ``waiting`` (not claimable) instead of pending. Every id must name an
+        existing job that is not failed or cancelled, else ``DependencyError``
+        and nothing of the batch is stored (a job may only depend on jobs added
+        by an earlier call).
         """
+
+    # -- dependencies ---------------------------------------------------------------
+    # Every backend writes these in the same transaction / script as the change
+    # that triggers them:
+    # * the completion of a job's last unfinished dependency makes it pending,
+    #   runnable now, with a ``ready`` event;
+    # * a job that fails for good (settled, or its lease expired on its last
+    #   attempt) or is cancelled cancels its waiting dependents, and theirs in
+    #   turn, with ``failure_reason = dependency_failed`` and a ``cancelled``
+    #   event naming the dependency.
 
     # -- reading -------------------------------------------------------------------
 
@@ -315,7 +366,11 @@ class Storage(ABC):
     def retry_job(self, job_id: int) -> JobRecord:
         """Put a failed or cancelled job back to pending, runnable now: attempts reset
         to 0; failure reason, progress, output, lease and finish timestamps cleared;
-        ``last_retried_at`` set; a ``retried`` event. Errors as ``cancel_job``."""
+        ``last_retried_at`` set; a ``retried`` event. Errors as ``cancel_job``.
+
+        A job added with ``depends_on`` whose dependencies have not all completed
+        goes back to ``waiting`` instead; if one of them is failed or cancelled,
+        ``DependencyError`` (retry that one first) and nothing changes."""
 
     @abstractmethod
     def edit_job(self, job_id: int, changes: Mapping[str, Any]) -> JobRecord:

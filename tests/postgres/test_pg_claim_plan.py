@@ -157,7 +157,12 @@ def test_hot_path_plans_hold_without_statistics(storage: PostgresStorage, pg_url
         ).fetchone()
         complete_plan = conn.execute(
             "EXPLAIN (FORMAT JSON) " + queries.complete_jobs,
-            {"job_id": [j.id for j in claimed], "lease_token": [j.lease_token for j in claimed], "output": [None] * 16},
+            {
+                "job_id": [j.id for j in claimed],
+                "lease_token": [j.lease_token for j in claimed],
+                "output": [None] * 16,
+                "channel": "dqflow",
+            },
         ).fetchone()
     assert claim_plan is not None and complete_plan is not None
     claim_nodes = _nodes(claim_plan[0][0]["Plan"])

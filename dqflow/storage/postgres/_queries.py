@@ -22,7 +22,10 @@ from sqlalchemy.dialects import postgresql
 from dqflow.record import JobTable
 from dqflow.storage.base import JOB_OPTIONS, JobOption, OptionKind
 
-_OBJECTS = re.compile(r"\b(dqflow_jobs_id_seq|dqflow_jobs|dqflow_job_events|dqflow_job_changes|dqflow_migrations)\b")
+_OBJECTS = re.compile(
+    r"\b(dqflow_jobs_id_seq|dqflow_jobs|dqflow_job_events|dqflow_job_changes|dqflow_job_dependencies"
+    r"|dqflow_job_waits|dqflow_migrations)\b"
+)
 
 
 @cache
@@ -77,6 +80,7 @@ def _with_options(sql: str) -> str:
         sql.replace("$OPTION_FIELDS", indent.join(_option_field(i, o) for i, o in enumerate(JOB_OPTIONS)))
         .replace("$OPTION_COLUMNS", ", ".join(o.column for o in JOB_OPTIONS))
         .replace("$OPTION_VALUES", ", ".join(_option_value(o) for o in JOB_OPTIONS))
+        .replace("$CANCEL_DEPENDENTS", read("cancel_dependents").strip())
         .replace("$EDIT_ASSIGNMENTS", ",\n        ".join(_edit_assignment(o) for o in JOB_OPTIONS if o.editable))
     )
 
@@ -98,6 +102,9 @@ class Queries:
     add_jobs: str
     add_jobs_unkeyed: str
     find_idempotency_keys: str
+    lock_dependencies: str
+    lock_own_dependencies: str
+    hold_dependents: str
     get_job: str
     list_jobs: str
     get_events: str

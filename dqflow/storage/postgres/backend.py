@@ -48,6 +48,7 @@ from dqflow.storage.base import (
     Storage,
     TagMode,
     outcomes_by_kind,
+    unfinished_dependencies,
 )
 from dqflow.storage.changes import Change
 from dqflow.storage.postgres import changes
@@ -273,22 +274,50 @@ class PostgresStorage(Storage):
                 row[position] = _iso(row[position])
             values.append(row)
         rows_json = json.dumps(values)
-        keys = [j.idempotency_key for j in sent]
         params = {"jobs": rows_json, "channel": self._channel}
         if connection is not None:
-            rows = self._add_on(connection, params, keys)
+            rows = self._add_on(connection, params, sent)
         else:
             with self._connection("adding jobs") as conn:
-                rows = self._add_on(conn, params, keys)
+                rows = self._add_on(conn, params, sent)
         results = [AddResult(int(job_id or 0), created) for job_id, created in rows]
         return [results[i] if i >= 0 else AddResult(results[-1 - i].job_id, False) for i in slot]
 
     def _add_on(
-        self, conn: psycopg.Connection[Any], params: dict[str, Any], keys: list[str | None]
+        self, conn: psycopg.Connection[Any], params: dict[str, Any], jobs: list[NewJob]
     ) -> list[tuple[int | None, bool]]:
         """Run the insert on ``conn`` (the caller's transaction, if it has one: no commit here)."""
         if not isinstance(conn, psycopg.Connection):
             raise TypeError(f"connection= must be a psycopg Connection, not {type(conn).__name__}")
+        if not any(job.depends_on for job in jobs):
+            return self._insert(conn, params, [job.idempotency_key for job in jobs])
+        try:
+            with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+                wanted = sorted({dependency for job in jobs for dependency in job.depends_on})
+                cur.execute(self._q.lock_dependencies, {"ids": wanted})
+                statuses: dict[int, str] = {int(job_id): status for job_id, status in cur.fetchall()}
+                unfinished = [
+                    unfinished_dependencies(index, job.depends_on, statuses) for index, job in enumerate(jobs)
+                ]
+                rows = self._insert(conn, params, [job.idempotency_key for job in jobs])
+                hold: dict[str, list[int]] = {"depends_on_id": [], "job_id": [], "waiting_id": [], "unfinished": []}
+                for (job_id, created), waits_for in zip(rows, unfinished, strict=True):
+                    if created and waits_for and job_id is not None:
+                        hold["depends_on_id"] += waits_for
+                        hold["job_id"] += [job_id] * len(waits_for)
+                        hold["waiting_id"].append(job_id)
+                        hold["unfinished"].append(len(waits_for))
+                if hold["waiting_id"]:
+                    cur.execute(self._q.hold_dependents, hold)
+                return rows
+        except DqflowError:
+            raise
+        except psycopg.Error as exc:
+            raise StorageError(f"PostgreSQL insert of jobs failed: {exc}".strip()) from exc
+
+    def _insert(
+        self, conn: psycopg.Connection[Any], params: dict[str, Any], keys: list[str | None]
+    ) -> list[tuple[int | None, bool]]:
         try:
             with conn.cursor(row_factory=tuple_row) as cur:
                 if all(key is None for key in keys):
@@ -369,8 +398,11 @@ class PostgresStorage(Storage):
 
     def _change(self, action: str, query: str, params: dict[str, Any], allowed: str) -> JobRecord:
         """Run a single-job state change answering (previous_status, job.*)."""
-        job_id = params["job_id"]
-        rows = self._rows(action, query, params)
+        return self._changed(action, params["job_id"], self._rows(action, query, params), allowed)
+
+    @staticmethod
+    def _changed(action: str, job_id: int, rows: list[dict[str, Any]], allowed: str) -> JobRecord:
+        """The record a single-job state change answered, or its error."""
         if not rows:
             raise JobNotFoundError(job_id)
         row = rows[0]
@@ -383,9 +415,16 @@ class PostgresStorage(Storage):
         return self._change("cancelled", self._q.cancel_job, {"job_id": job_id}, "pending, waiting or processing")
 
     def retry_job(self, job_id: int) -> JobRecord:
-        return self._change(
-            "retried", self._q.retry_job, {"job_id": job_id, "channel": self._channel}, "failed or cancelled"
-        )
+        with self._connection("retrying a job") as conn, conn.transaction():
+            with conn.cursor(row_factory=tuple_row) as cur:
+                cur.execute(self._q.lock_own_dependencies, {"job_id": job_id})
+                statuses: dict[int, str] = {int(dependency): status for dependency, status in cur.fetchall()}
+            waits = unfinished_dependencies(None, list(statuses), statuses, job_id=job_id)
+            params = {"job_id": job_id, "channel": self._channel, "unfinished": len(waits)}
+            with conn.cursor(row_factory=dict_row) as cur:
+                cur.execute(self._q.retry_job, params)
+                rows = cur.fetchall()
+        return self._changed("retried", job_id, rows, "failed or cancelled")
 
     def edit_job(self, job_id: int, changes: Mapping[str, Any]) -> JobRecord:
         unknown = set(changes) - EDITABLE_FIELDS
@@ -461,6 +500,7 @@ class PostgresStorage(Storage):
                 "job_id": ids,
                 "lease_token": tokens,
                 "output": [c.output_json for c in items],
+                "channel": self._channel,
             }
         if kind is Failure:
             return self._q.fail_jobs, {

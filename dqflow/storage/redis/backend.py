@@ -17,7 +17,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
-from dqflow.errors import ConfigError, InvalidJobStateError, JobNotFoundError, StorageError, StorageTooNewError
+from dqflow.errors import (
+    ConfigError,
+    DependencyError,
+    InvalidJobStateError,
+    JobNotFoundError,
+    StorageError,
+    StorageTooNewError,
+)
 from dqflow.record import JobEvent, JobRecord, JobStatus
 from dqflow.storage.base import (
     EDITABLE_FIELDS,
@@ -35,6 +42,7 @@ from dqflow.storage.base import (
     Release,
     Storage,
     TagMode,
+    dependency_problem,
     outcomes_by_kind,
 )
 from dqflow.storage.changes import Change
@@ -142,6 +150,11 @@ def _add_args(jobs: Sequence[NewJob]) -> list[Any]:
         args += spec
     args.append(len(jobs))
     args += rows
+    waiting = [(position, job.depends_on) for position, job in enumerate(jobs, 1) if job.depends_on]
+    if waiting:
+        args.append(len(waiting))
+        for position, depends_on in waiting:
+            args += (position, len(depends_on), *depends_on)
     return args
 
 
@@ -271,6 +284,8 @@ class RedisStorage(Storage):
         if not jobs:
             return []
         flat = self._run("add_many", "add jobs", *_add_args(jobs))
+        if flat and int(flat[0]) == -1:
+            raise DependencyError(dependency_problem(int(flat[1]), int(flat[2]), str(flat[3]) or None))
         return [AddResult(int(flat[k]), flat[k + 1] == 1) for k in range(0, len(flat), 2)]
 
     # -- reading ---------------------------------------------------------------------
@@ -348,6 +363,8 @@ class RedisStorage(Storage):
             raise JobNotFoundError(job_id)
         if reply[0] == "state":
             raise InvalidJobStateError(f"job {job_id} is {reply[1]}: {allowed}")
+        if reply[0] == "dependency":
+            raise DependencyError(dependency_problem(None, int(reply[1]), str(reply[2]) or None, job_id))
         return self._record(reply[1])
 
     def cancel_job(self, job_id: int) -> JobRecord:

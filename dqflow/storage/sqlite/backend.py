@@ -39,7 +39,9 @@ from dqflow.storage.base import (
     Release,
     Storage,
     TagMode,
+    dependency_cancel_data,
     outcomes_by_kind,
+    unfinished_dependencies,
 )
 from dqflow.storage.changes import Change
 from dqflow.storage.sqlite import changes
@@ -203,7 +205,7 @@ class SqliteStorage(Storage):
         now = round(time.time(), 6)  # whole microseconds: a created_at read back filters exactly
         results: list[AddResult] = []
         with self._write() as conn:
-            for job in jobs:
+            for index, job in enumerate(jobs):
                 if job.idempotency_key is not None:
                     row = conn.execute(
                         "SELECT id FROM dqflow_jobs WHERE idempotency_key = ?", (job.idempotency_key,)
@@ -211,12 +213,71 @@ class SqliteStorage(Storage):
                     if row is not None:
                         results.append(AddResult(row[0], False))
                         continue
+                unfinished = self._unfinished_dependencies(conn, index, job.depends_on) if job.depends_on else []
                 values = [encode(getattr(job, name), now) for name, encode in _OPTION_ENCODERS]
                 cursor = conn.execute(_INSERT_JOB, (*values, now, now))
                 job_id = int(cursor.lastrowid or 0)
+                if unfinished:
+                    conn.execute("UPDATE dqflow_jobs SET status = 'waiting' WHERE id = ?", (job_id,))
+                    conn.executemany(
+                        "INSERT INTO dqflow_job_dependencies (depends_on_id, job_id) VALUES (?, ?)",
+                        [(dependency, job_id) for dependency in unfinished],
+                    )
                 self._event(conn, job_id, EventType.ADDED, now)
                 results.append(AddResult(job_id, True))
         return results
+
+    @staticmethod
+    def _unfinished_dependencies(conn: sqlite3.Connection, index: int, depends_on: Sequence[int]) -> list[int]:
+        """The dependencies not completed yet; ``DependencyError`` for one that is unknown or can never complete."""
+        rows = conn.execute(
+            f"SELECT id, status FROM dqflow_jobs WHERE id IN ({','.join('?' * len(depends_on))})", depends_on
+        ).fetchall()
+        return unfinished_dependencies(index, depends_on, {row[0]: row[1] for row in rows})
+
+    @staticmethod
+    def _ready_dependents(conn: sqlite3.Connection, completed: Sequence[int], now: float) -> None:
+        """Make pending the waiting dependents of ``completed`` whose dependencies have all completed."""
+        # the plain job's whole cost: one primary-key probe that finds no dependents
+        dependents = [
+            row[0]
+            for row in conn.execute(
+                "SELECT DISTINCT job_id FROM dqflow_job_dependencies"
+                f" WHERE depends_on_id IN ({','.join('?' * len(completed))})",
+                completed,
+            )
+        ]
+        if not dependents:
+            return
+        rows = conn.execute(
+            "UPDATE dqflow_jobs SET status = 'pending', run_at = ?, updated_at = ?"
+            f" WHERE status = 'waiting' AND id IN ({','.join('?' * len(dependents))})"
+            " AND NOT EXISTS (SELECT 1 FROM dqflow_job_dependencies AS d JOIN dqflow_jobs AS j"
+            " ON j.id = d.depends_on_id WHERE d.job_id = dqflow_jobs.id AND j.status <> 'completed')"
+            " RETURNING id",
+            (now, now, *dependents),
+        ).fetchall()
+        if rows:
+            conn.executemany(
+                "INSERT INTO dqflow_job_events (job_id, event_type, created_at) VALUES (?, 'ready', ?)",
+                [(row[0], now) for row in rows],
+            )
+
+    def _cancel_dependents(self, conn: sqlite3.Connection, finished: Sequence[int], now: float) -> None:
+        """Cancel the waiting dependents of jobs that failed for good or were cancelled, and theirs in turn."""
+        frontier = list(finished)
+        while frontier:
+            dependency = frontier.pop()
+            rows = conn.execute(
+                "UPDATE dqflow_jobs SET status = 'cancelled', failure_reason = 'dependency_failed',"
+                " cancelled_at = ?, updated_at = ?, lease_token = lease_token + 1"
+                " WHERE status = 'waiting' AND id IN"
+                " (SELECT job_id FROM dqflow_job_dependencies WHERE depends_on_id = ?) RETURNING id",
+                (now, now, dependency),
+            ).fetchall()
+            for (job_id,) in rows:
+                self._event(conn, job_id, EventType.CANCELLED, now, dependency_cancel_data(dependency))
+                frontier.append(job_id)
 
     # -- reading ---------------------------------------------------------------------
 
@@ -307,6 +368,7 @@ class SqliteStorage(Storage):
                 (now, now, job_id),
             )
             self._event(conn, job_id, EventType.CANCELLED, now, {"previous_status": record.status.value})
+            self._cancel_dependents(conn, [job_id], now)
             return self._require(conn, job_id)
 
     def retry_job(self, job_id: int) -> JobRecord:
@@ -317,12 +379,19 @@ class SqliteStorage(Storage):
                 raise InvalidJobStateError(
                     f"job {job_id} is {record.status.value}: only failed or cancelled jobs can be retried"
                 )
+            rows = conn.execute(
+                "SELECT d.depends_on_id, j.status FROM dqflow_job_dependencies AS d"
+                " LEFT JOIN dqflow_jobs AS j ON j.id = d.depends_on_id WHERE d.job_id = ?",
+                (job_id,),
+            ).fetchall()
+            statuses = {row[0]: row[1] for row in rows if row[1] is not None}
+            waits = unfinished_dependencies(None, [row[0] for row in rows], statuses, job_id=job_id)
             conn.execute(
-                "UPDATE dqflow_jobs SET status = 'pending', attempts = 0, run_at = ?, failure_reason = NULL,"
+                "UPDATE dqflow_jobs SET status = ?, attempts = 0, run_at = ?, failure_reason = NULL,"
                 " progress = NULL, output = NULL, completed_at = NULL, cancelled_at = NULL, started_at = NULL,"
                 " locked_by = NULL, locked_at = NULL, lease_expires_at = NULL, lease_token = lease_token + 1,"
                 " last_retried_at = ?, updated_at = ? WHERE id = ?",
-                (now, now, now, job_id),
+                ("waiting" if waits else "pending", now, now, now, job_id),
             )
             self._event(conn, job_id, EventType.RETRIED, now, {"previous_status": record.status.value})
             return self._require(conn, job_id)
@@ -432,6 +501,7 @@ class SqliteStorage(Storage):
                 "INSERT INTO dqflow_job_events (job_id, event_type, created_at) VALUES (?, 'completed', ?)",
                 [(job_id, now) for job_id in applied],
             )
+            SqliteStorage._ready_dependents(conn, sorted(applied), now)
         return [item.job_id in applied for item in completions]
 
     def _fail(self, conn: sqlite3.Connection, failures: list[Failure], now: float) -> list[bool]:
@@ -473,6 +543,8 @@ class SqliteStorage(Storage):
                 now,
                 {"attempt": attempt, "error": item.error, "reason": item.reason, "will_retry": retry},
             )
+            if not retry:
+                self._cancel_dependents(conn, [item.job_id], now)
             applied.append(True)
         return applied
 
@@ -536,6 +608,7 @@ class SqliteStorage(Storage):
                         now,
                         {"attempt": attempts, "error": error, "reason": "lease_expired", "will_retry": False},
                     )
+                    self._cancel_dependents(conn, [job_id], now)
                     reclaimed.append(ReclaimedJob(job_id, JobStatus.FAILED))
                 else:
                     conn.execute(

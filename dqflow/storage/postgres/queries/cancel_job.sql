@@ -1,7 +1,8 @@
 -- Cancel a pending, waiting or processing job; the token bump fences off the
--- worker that may be running it. Answers the status found (no row: no such job)
+-- worker that may be running it; its waiting dependents are cancelled too
+-- (cancel_dependents.sql). Answers the status found (no row: no such job)
 -- and the updated job (NULL columns: the status did not allow it).
-WITH target AS (
+WITH RECURSIVE target AS (
     SELECT id, status FROM dqflow_jobs WHERE id = %(job_id)s FOR UPDATE
 ),
 cancelled AS (
@@ -15,6 +16,10 @@ cancelled AS (
     WHERE j.id = target.id AND target.status IN ('pending', 'waiting', 'processing')
     RETURNING j.*
 ),
+given_up AS (
+    SELECT id FROM cancelled
+),
+$CANCEL_DEPENDENTS,
 event AS (
     INSERT INTO dqflow_job_events (job_id, event_type, created_at, data)
     SELECT cancelled.id, 'cancelled', now(), jsonb_build_object('previous_status', target.status)

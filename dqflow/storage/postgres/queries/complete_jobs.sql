@@ -3,6 +3,11 @@
 -- The batch is addressed by primary key (id = ANY) and each job's own values are
 -- looked up by its position in the arrays: no join, so the plan is always a
 -- primary-key lookup whatever the table's statistics say.
+-- A waiting dependent counts its unfinished dependencies down in
+-- dqflow_job_waits; the completion that brings it to 0 makes it pending (a `ready`
+-- event, workers woken) in this same statement. Two completions racing for one
+-- dependent serialise on its dqflow_job_waits row, and the second one counts down
+-- from the first one's committed value, so exactly one of them sees 0.
 WITH completed AS (
     UPDATE dqflow_jobs AS j
     SET status = 'completed',
@@ -18,8 +23,42 @@ WITH completed AS (
       AND j.lease_token = (%(lease_token)s::bigint[])[array_position(%(job_id)s::bigint[], j.id)]
     RETURNING j.id
 ),
+done_per_dependent AS (
+    SELECT d.job_id, count(*) AS done
+    FROM dqflow_job_dependencies AS d JOIN completed ON d.depends_on_id = completed.id
+    GROUP BY d.job_id
+),
+locked AS (
+    -- in id order, so two batches completing dependencies of the same jobs cannot deadlock
+    SELECT w.job_id
+    FROM dqflow_job_waits AS w JOIN done_per_dependent AS c ON c.job_id = w.job_id
+    ORDER BY w.job_id
+    FOR UPDATE OF w
+),
+counted AS (
+    UPDATE dqflow_job_waits AS w
+    SET unfinished = w.unfinished - c.done
+    FROM done_per_dependent AS c JOIN locked ON locked.job_id = c.job_id
+    WHERE w.job_id = c.job_id
+    RETURNING w.job_id, w.unfinished
+),
+ready AS (
+    UPDATE dqflow_jobs AS r
+    SET status = 'pending', run_at = now(), updated_at = now()
+    FROM counted
+    WHERE r.id = counted.job_id AND counted.unfinished = 0 AND r.status = 'waiting'
+    RETURNING r.id, r.job_type
+),
+ready_events AS (
+    INSERT INTO dqflow_job_events (job_id, event_type, created_at)
+    SELECT id, 'ready', now() FROM ready
+),
+woken AS (
+    SELECT count(pg_notify(%(channel)s, job_type)) AS notified
+    FROM (SELECT DISTINCT job_type FROM ready) AS types
+),
 events AS (
     INSERT INTO dqflow_job_events (job_id, event_type, created_at)
     SELECT id, 'completed', now() FROM completed
 )
-SELECT id FROM completed
+SELECT id FROM completed CROSS JOIN woken

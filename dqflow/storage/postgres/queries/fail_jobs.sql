@@ -3,8 +3,9 @@
 -- stored) joins error_history; the job goes back to pending at retry_at with output
 -- and progress cleared, or to failed (keeping both) when retry_at is NULL. Each
 -- gets a `failed` event; retries wake workers.
+-- A job failed for good cancels its waiting dependents (cancel_dependents.sql).
 -- Addressed by primary key; each job's values sit at its position in the arrays.
-WITH input AS (
+WITH RECURSIVE input AS (
     SELECT %(job_id)s::bigint[] AS ids,
            %(lease_token)s::bigint[] AS tokens,
            %(error)s::text[] AS errors,
@@ -48,6 +49,10 @@ events AS (
         'attempt', attempts, 'error', error, 'reason', reason, 'will_retry', will_retry)
     FROM failed
 ),
+given_up AS (
+    SELECT id FROM failed WHERE NOT will_retry
+),
+$CANCEL_DEPENDENTS,
 woken AS (
     SELECT count(pg_notify(%(channel)s, job_type)) AS notified
     FROM (SELECT DISTINCT job_type FROM failed WHERE will_retry) AS types

@@ -1,7 +1,8 @@
 -- Jobs whose lease expired (their worker died or stalled): back to pending
 -- with a `reclaimed` event, or failed with reason lease_expired when their
--- attempts are used up. The token bump fences off the old worker either way.
-WITH expired AS (
+-- attempts are used up (cancelling its waiting dependents, cancel_dependents.sql).
+-- The token bump fences off the old worker either way.
+WITH RECURSIVE expired AS (
     SELECT id, locked_by
     FROM dqflow_jobs
     WHERE status = 'processing' AND lease_expires_at < now()
@@ -51,6 +52,10 @@ events AS (
            END
     FROM reclaimed
 ),
+given_up AS (
+    SELECT id FROM reclaimed WHERE status = 'failed'
+),
+$CANCEL_DEPENDENTS,
 woken AS (
     SELECT count(pg_notify(%(channel)s, job_type)) AS notified
     FROM (SELECT DISTINCT job_type FROM reclaimed WHERE status = 'pending') AS types

@@ -1,11 +1,13 @@
 -- Put a failed or cancelled job back to pending, runnable now, with a fresh
--- attempt count; wakes idle workers. Answers like cancel_job.
+-- attempt count; wakes idle workers. Answers like cancel_job. A job with
+-- unfinished dependencies goes back to waiting instead (%(unfinished)s of them,
+-- counted by the caller under a share lock: its dqflow_job_waits row is reset).
 WITH target AS (
     SELECT id, status FROM dqflow_jobs WHERE id = %(job_id)s FOR UPDATE
 ),
 retried AS (
     UPDATE dqflow_jobs AS j
-    SET status = 'pending',
+    SET status = CASE WHEN %(unfinished)s::integer > 0 THEN 'waiting' ELSE 'pending' END,
         attempts = 0,
         run_at = now(),
         failure_reason = NULL,
@@ -29,8 +31,12 @@ event AS (
     SELECT retried.id, 'retried', now(), jsonb_build_object('previous_status', target.status)
     FROM retried CROSS JOIN target
 ),
+waits AS (
+    UPDATE dqflow_job_waits SET unfinished = %(unfinished)s::integer
+    WHERE job_id = (SELECT id FROM retried)
+),
 woken AS (
-    SELECT count(pg_notify(%(channel)s, job_type)) AS notified FROM retried
+    SELECT count(pg_notify(%(channel)s, job_type)) AS notified FROM retried WHERE status = 'pending'
 )
 SELECT target.status AS previous_status, retried.*
 FROM target LEFT JOIN retried ON true CROSS JOIN woken

@@ -82,6 +82,28 @@ local function wake(job_type, n)
   end
 end
 
+-- Cancel, with reason dependency_failed, the waiting dependents of job `root` (it failed
+-- for good or was cancelled), and theirs in turn, each with a `cancelled` event.
+local function cancel_dependents(root, now)
+  local now_s = fmt(now)
+  local frontier = {root}
+  while #frontier > 0 do
+    local dependency = table.remove(frontier)
+    for _, id in ipairs(CALL('SMEMBERS', P .. ':dependents:' .. dependency)) do
+      local key = job_key(id)
+      if CALL('HGET', key, 'status') == 'waiting' then
+        CALL('HINCRBY', key, 'lease_token', 1)
+        CALL('HSET', key, 'status', 'cancelled', 'failure_reason', 'dependency_failed', 'cancelled_at', now_s,
+          'updated_at', now_s)
+        move_status(id, 'waiting', 'cancelled')
+        add_event(id, 'cancelled', now, '{"previous_status":"waiting","reason":"dependency_failed","dependency_id":'
+          .. dependency .. '}')
+        frontier[#frontier + 1] = id
+      end
+    end
+  end
+end
+
 local function append_json(list_text, item)
   if list_text == nil or list_text == '[]' or list_text == false then
     return '[' .. item .. ']'

@@ -4,8 +4,14 @@
 -- tagset signature, tag count, tags..., then a count of plain fields and their
 -- name/value pairs (every other job option, stored as given; absent ones are null
 -- or empty); then job count, then per job: spec number (1-based) optionally
--- followed by '=' .. idempotency key, and the payload.
--- Returns id, created (1/0) per job, in input order.
+-- followed by '=' .. idempotency key, and the payload; then, optionally, the jobs with
+-- dependencies (depends_on): their count, then per job its number (1-based), the count
+-- of its dependencies and their ids.
+-- Returns id, created (1/0) per job, in input order; or, when a dependency does not
+-- exist or is failed or cancelled, -1, the job's index (0-based), the dependency and
+-- its status ('' = none), having written nothing.
+-- A job with unfinished dependencies is stored waiting (in no ready set); P:depends_on:<id>
+-- holds those dependencies and P:dependents:<dependency> the jobs waiting for it.
 local now = now_us()
 -- created_at never goes backwards, so ids and created_at sort alike (list_jobs relies on it)
 local last = tonumber(CALL('GET', P .. ':clock') or '0')
@@ -67,8 +73,28 @@ for s = 1, tonumber(ARGV[1]) do
 end
 
 local job_prefix = P .. ':job:'
+
+
+-- every dependency is checked before anything is written: a bad one stores nothing
+local unfinished_of = {}
+local d = i + 2 * tonumber(ARGV[i]) + 1
+for _ = 1, tonumber(ARGV[d] or '0') do
+  local n, ndeps = tonumber(ARGV[d + 1]), tonumber(ARGV[d + 2])
+  local unfinished = {}
+  for k = d + 3, d + 2 + ndeps do
+    local dep = ARGV[k]
+    local status = CALL('HGET', job_prefix .. dep, 'status')
+    if not status or status == 'failed' or status == 'cancelled' then
+      return {-1, n - 1, tonumber(dep), status or ''}
+    end
+    if status ~= 'completed' then unfinished[#unfinished + 1] = dep end
+  end
+  if #unfinished > 0 then unfinished_of[n] = unfinished end
+  d = d + 3 + ndeps
+end
+
 local out = {}
-for _ = 1, tonumber(ARGV[i]) do
+for n = 1, tonumber(ARGV[i]) do
   local head, payload = ARGV[i + 1], ARGV[i + 2]
   i = i + 2
   local idem = nil
@@ -101,19 +127,28 @@ for _ = 1, tonumber(ARGV[i]) do
       entries[#entries + 1] = id
       entries[#entries + 1] = ids
     end
-    local n = #all_ids
-    all_ids[n + 1], all_ids[n + 2] = id, ids
-    pending[n + 1], pending[n + 2] = id, ids
+    local k = #all_ids
+    all_ids[k + 1], all_ids[k + 2] = id, ids
     local tt = spec.type
     local by_type = tt[1]
     by_type[#by_type + 1] = id
     by_type[#by_type + 1] = ids
-    if spec.due then
+    local unfinished = unfinished_of[n]
+    if unfinished then
+      CALL('HSET', key, 'status', 'waiting')
+      CALL('ZADD', P .. ':status:waiting', id, ids)
+      CALL('SADD', P .. ':depends_on:' .. ids, unpack(unfinished))
+      for _, dep in ipairs(unfinished) do CALL('SADD', P .. ':dependents:' .. dep, ids) end
+    elseif spec.due then
+      local p = #pending
+      pending[p + 1], pending[p + 2] = id, ids
       local ready = tt[2]
       ready[#ready + 1] = 0
       ready[#ready + 1] = spec.rank_head .. string.format('%016d', id)
       tt[4] = tt[4] + 1
     else
+      local p = #pending
+      pending[p + 1], pending[p + 2] = id, ids
       local delayed = tt[3]
       delayed[#delayed + 1] = spec.run_at
       delayed[#delayed + 1] = ids

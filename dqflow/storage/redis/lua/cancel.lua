@@ -1,5 +1,5 @@
 -- Cancel a pending, waiting or processing job; bumps the lease token so a running
--- worker's writes are rejected. ARGV: id.
+-- worker's writes are rejected; its waiting dependents are cancelled too. ARGV: id.
 -- Returns {'ok', hash} | {'missing'} | {'state', status}.
 local id = ARGV[1]
 local key = job_key(id)
@@ -21,4 +21,5 @@ CALL('HSET', key, 'status', 'cancelled', 'cancelled_at', now_s, 'updated_at', no
 CALL('HDEL', key, 'lease_expires_at')
 move_status(id, status, 'cancelled')
 add_event(id, 'cancelled', now, '{"previous_status":"' .. status .. '"}')
+cancel_dependents(id, now)
 return {'ok', CALL('HGETALL', key)}

@@ -1,5 +1,5 @@
 -- Jobs whose lease expired: back to pending (a `reclaimed` event), or failed with
--- reason lease_expired once attempts are used up. Token bumped either way.
+-- reason lease_expired once attempts are used up (cancelling its waiting dependents). Token bumped either way.
 -- ARGV: limit. Returns id, status pairs.
 local now = now_us()
 local now_s = fmt(now)
@@ -23,6 +23,7 @@ for _, id in ipairs(expired) do
       move_status(id, 'processing', 'failed')
       add_event(id, 'failed', now, '{"attempt":' .. job[2] .. ',"error":' .. cjson.encode(err)
         .. ',"reason":"lease_expired","will_retry":false}')
+      cancel_dependents(id, now)
       out[#out + 1] = id
       out[#out + 1] = 'failed'
     else
