@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from helpers import make_queue, running_worker, wait_for_status
 
 from dqflow import JobContext, JobStatus
 from dqflow.record import JobRecord
-from dqflow.storage import FAILURE_TEXT_LIMIT, Completion, Failure, NewJob, Storage, open_storage
+from dqflow.storage import FAILURE_TEXT_LIMIT, Completion, Failure, NewJob, Storage
 
 ENTRY_KEYS = {"attempt", "error", "reason", "at", "traceback", "output", "progress"}
-
-
-@pytest.fixture
-def storage(backend: str) -> Iterator[Storage]:
-    store = open_storage(backend)
-    store.setup()
-    yield store
-    store.close()
 
 
 def claim_one(storage: Storage) -> JobRecord:

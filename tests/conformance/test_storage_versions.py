@@ -16,14 +16,6 @@ from dqflow.storage.base import EDITABLE_FIELDS, JOB_OPTIONS
 
 
 @pytest.fixture
-def storage(backend: str) -> Iterator[Storage]:
-    store = open_storage(backend)
-    store.setup()
-    yield store
-    store.close()
-
-
-@pytest.fixture
 def queue(backend: str) -> Iterator[Queue]:
     q = make_queue(backend, {"echo": {"handler": lambda payload: payload}})
     yield q

@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from dqflow import JobStatus
 from dqflow.record import JobRecord
-from dqflow.storage import Completion, NewJob, Storage, open_storage
-
-
-@pytest.fixture
-def storage(backend: str) -> Iterator[Storage]:
-    store = open_storage(backend)
-    store.setup()
-    yield store
-    store.close()
+from dqflow.storage import Completion, NewJob, Storage
 
 
 def wait_in_thread(storage: Storage, job_types: list[str] | None, timeout: float) -> tuple[threading.Thread, list[Any]]:
