@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
+from dqflow.declaration.model import JOB_TYPE_NAME
 from dqflow.declaration.schemas import SchemaValidator
 from dqflow.workflows.references import Ref, Template
 
@@ -29,7 +30,7 @@ __all__ = [
 ]
 
 STEP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-WORKFLOW_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]*$")
+WORKFLOW_NAME = JOB_TYPE_NAME  # workflows are named like job types
 
 
 # --------------------------------------------------------------------------- compiled shapes
