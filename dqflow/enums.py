@@ -44,7 +44,8 @@ class EventType(StrEnum):
     CANCELLED = "cancelled"
     EDITED = "edited"
     RECLAIMED = "reclaimed"
-    READY = "ready"  # waiting → pending: the last of its dependencies completed
+    READY = "ready"  # waiting → pending: the last of its dependencies completed, a sleep ended, a token came
+    WAITING = "waiting"  # a durable handler waits (ctx.sleep, ctx.wait_for_token): no worker holds it
 
 
 class TagMode(StrEnum):

@@ -162,3 +162,35 @@ class NotMigratedError(StorageError):
 
 class StorageTooNewError(StorageError):
     """The stored data was written by a newer dqflow (a storage version this code does not know)."""
+
+
+class StepError(DqflowError):
+    """A durable handler misused ``ctx.step`` (a name used twice in one run, a result that is not JSON)."""
+
+
+class TokenError(DqflowError):
+    """A wait token cannot be used as asked; the subclasses say why. Nothing was changed."""
+
+
+class TokenNotFoundError(TokenError):
+    """No token has this id."""
+
+    def __init__(self, token_id: str) -> None:
+        super().__init__(f"token {shorten(token_id, 100)!r} not found")
+        self.token_id = token_id
+
+
+class TokenAlreadyCompletedError(TokenError):
+    """The token was completed before: its data is kept, the new data is refused."""
+
+
+class TokenExpiredError(TokenError):
+    """The token's timeout passed (its job resumed without the data), or its job is finished."""
+
+
+class TokenTimeout(DqflowError):  # noqa: N818 - the name the issue gives it
+    """Raised at ``ctx.wait_for_token`` when the token timed out before anyone completed it."""
+
+    def __init__(self, token_id: str) -> None:
+        super().__init__(f"token {token_id} timed out before it was completed")
+        self.token_id = token_id

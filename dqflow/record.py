@@ -15,6 +15,7 @@ from sqlalchemy import JSON, BigInteger, Boolean, Column, DateTime, Integer, Tex
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
+from dqflow.durable.model import JobStep, JobWait, durable_fields
 from dqflow.enums import EventType, FailureReason, JobStatus
 from dqflow.errors import OutputParseError
 
@@ -70,6 +71,11 @@ class JobRecord(SQLModel):
     lease_token: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     # added by migration 0002 (columns added later go last, as ALTER TABLE puts them)
     meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column(_JSON, nullable=False))
+    # added by migration 0006 (durable handlers): completed ctx.step results by name, the
+    # current wait of a waiting durable job, and when it wakes (indexed; None: not sleeping)
+    steps: dict[str, JobStep] = Field(default_factory=dict, sa_column=Column(_EXACT_JSON, nullable=False))
+    wait: JobWait | None = Field(default=None, sa_column=Column(_JSON, nullable=True))
+    wake_at: datetime | None = _ts()
 
     @classmethod
     def from_storage(cls, fields: dict[str, Any]) -> JobRecord:
@@ -79,6 +85,8 @@ class JobRecord(SQLModel):
         faster than ``model_construct`` (which fills in defaults for the rest).
         """
         fields["status"] = JobStatus(fields["status"])
+        if fields.get("steps") or fields.get("wait") is not None:
+            durable_fields(fields)
         if fields.keys() != _JOB_FIELDS:
             return cls.model_construct(**fields)
         record = object.__new__(cls)

@@ -21,6 +21,7 @@ from dqflow.storage.base import (
     Release,
     Storage,
     TagMode,
+    Wait,
 )
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "Release",
     "Storage",
     "TagMode",
+    "Wait",
     "open_storage",
 ]
 

@@ -22,6 +22,7 @@ Conventions shared by every backend:
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -31,6 +32,7 @@ from typing import Any, TypeAlias, get_args
 
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Integer, Text
 
+from dqflow.durable.model import NewToken, TokenRecord, iso
 from dqflow.enums import JobStatus
 from dqflow.enums import TagMode as TagMode  # re-exported: the backends and dqflow.storage take it from here
 from dqflow.errors import DependencyError
@@ -222,7 +224,33 @@ class Release:
     started: bool
 
 
-Outcome: TypeAlias = Completion | Failure | Release
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """A fenced wait of a durable handler: the job becomes ``waiting`` until ``until``
+    (a sleep), or until token ``token_id`` is completed (or times out at ``until``;
+    None: no timeout). The attempt is refunded."""
+
+    job_id: int
+    lease_token: int
+    until: datetime | None
+    token_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.until is None and self.token_id is None:
+            raise ValueError(f"job {self.job_id}: a wait needs a time (until) or a token")
+
+    @property
+    def kind(self) -> str:
+        """``sleep`` or ``token``."""
+        return "sleep" if self.token_id is None else "token"
+
+    def wait_json(self) -> str:
+        """The job's stored ``wait`` (``JobWait``) as JSON text."""
+        until = None if self.until is None else iso(self.until)
+        return json.dumps({"kind": self.kind, "until": until, "token_id": self.token_id})
+
+
+Outcome: TypeAlias = Completion | Failure | Release | Wait
 """How an attempt ended, as the worker reports it to ``Storage.settle_jobs``.
 
 A new kind of outcome (waiting, snoozed, completed-then-promote) is a new
@@ -363,10 +391,11 @@ class Storage(ABC):
         ``InvalidJobStateError`` otherwise. Returns the updated record."""
 
     @abstractmethod
-    def retry_job(self, job_id: int) -> JobRecord:
+    def retry_job(self, job_id: int, *, reset_steps: bool = False) -> JobRecord:
         """Put a failed or cancelled job back to pending, runnable now: attempts reset
-        to 0; failure reason, progress, output, lease and finish timestamps cleared;
-        ``last_retried_at`` set; a ``retried`` event. Errors as ``cancel_job``.
+        to 0; failure reason, progress, output, wait, lease and finish timestamps
+        cleared; ``last_retried_at`` set; a ``retried`` event. Completed durable steps
+        are kept unless ``reset_steps``. Errors as ``cancel_job``.
 
         A job added with ``depends_on`` whose dependencies have not all completed
         goes back to ``waiting`` instead; if one of them is failed or cancelled,
@@ -409,6 +438,11 @@ class Storage(ABC):
           ``failed`` event with ``will_retry``.
         * ``Release``: handed back to pending, runnable now, lease cleared and token
           bumped; the attempt is refunded when ``started`` is False. No event.
+        * ``Wait``: ``waiting`` with ``wait`` set and ``wake_at = until``, the attempt
+          refunded, lease cleared and token bumped, a ``waiting`` event (the ``wait``);
+          idle workers woken (their next due time may be earlier now). A token wait
+          whose token is no longer pending (completed meanwhile, or expired) is made
+          pending at once instead (a ``ready`` event).
         """
 
     @abstractmethod
@@ -419,6 +453,36 @@ class Storage(ABC):
     def set_output(self, job_id: int, lease_token: int, output_json: str) -> bool:
         """Fenced output write (last write wins)."""
 
+    # -- durable handlers (dqflow/durable; docs/DURABLE.md) -----------------------------
+
+    @abstractmethod
+    def save_step(self, job_id: int, lease_token: int, name: str, step_json: str) -> bool:
+        """Fenced: store the entry ``step_json`` (``{"result", "completed_at"}``) as step
+        ``name`` of the job (a step already stored under that name is replaced)."""
+
+    @abstractmethod
+    def create_token(self, job_id: int, lease_token: int, name: str, step_json: str, token: NewToken) -> bool:
+        """Fenced: insert the pending token and store step ``name`` (the token's id) in one
+        atomic step; False (nothing stored) when the job is no longer held."""
+
+    @abstractmethod
+    def get_token(self, token_id: str) -> TokenRecord | None:
+        """The token, or None."""
+
+    @abstractmethod
+    def complete_token(self, token_id: str, data_json: str) -> TokenRecord:
+        """Store the data of a pending token (already validated) and, if its job waits for
+        it, make the job pending now (a ``ready`` event, workers woken), atomically.
+        ``TokenNotFoundError``; ``TokenAlreadyCompletedError``; ``TokenExpiredError``
+        when it expired, its timeout passed, or its job is finished (cancelled). Nothing
+        changes on an error. Returns the completed token."""
+
+    @abstractmethod
+    def wake_due_jobs(self) -> int:
+        """Make pending every waiting durable job whose ``wake_at`` is due (a ``ready``
+        event; ``wait`` and ``wake_at`` cleared); a token wait's pending token is marked
+        expired in the same atomic step. Returns how many woke."""
+
     @abstractmethod
     def reclaim_expired(self) -> list[ReclaimedJob]:
         """Jobs ``processing`` whose lease expired: back to pending (a ``reclaimed``
@@ -427,8 +491,8 @@ class Storage(ABC):
 
     @abstractmethod
     def next_due_in(self, job_types: Sequence[str] | None) -> float | None:
-        """Seconds until the earliest pending job is due (0 if one is ready now),
-        None if nothing is pending."""
+        """Seconds until the earliest pending job is due, or a waiting durable job's
+        ``wake_at`` (0 if one is ready now), None if there is neither."""
 
     @abstractmethod
     def wait_for_jobs(self, timeout: float, job_types: Sequence[str] | None) -> None:

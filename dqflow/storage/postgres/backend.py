@@ -30,7 +30,11 @@ from dqflow.errors import (
     JobNotFoundError,
     NotMigratedError,
     StorageError,
+    TokenAlreadyCompletedError,
+    TokenExpiredError,
+    TokenNotFoundError,
 )
+from dqflow.durable.model import NewToken, TokenRecord
 from dqflow.record import TIMESTAMP_FIELDS, JobEvent, JobRecord, JobStatus
 from dqflow.storage.base import (
     EDITABLE_FIELDS,
@@ -47,6 +51,7 @@ from dqflow.storage.base import (
     ReclaimedJob,
     Storage,
     TagMode,
+    Wait,
     outcomes_by_kind,
     unfinished_dependencies,
 )
@@ -93,6 +98,27 @@ def _record(row: dict[str, Any]) -> JobRecord:
         if value is not None and value.tzinfo is not UTC:
             row[name] = value.astimezone(UTC)
     return JobRecord.from_storage(row)
+
+
+def _token(row: dict[str, Any]) -> TokenRecord:
+    for name in ("timeout_at", "created_at", "completed_at"):
+        row[name] = _utc(row[name])
+    return TokenRecord.from_storage(row)
+
+
+def check_completable(token_id: str, found: dict[str, Any] | None) -> None:
+    """Raise the ``TokenError`` that says why the locked token (``lock_token.sql``) cannot be completed."""
+    if found is None:
+        raise TokenNotFoundError(token_id)
+    if found["status"] == "completed":
+        raise TokenAlreadyCompletedError(f"token {token_id} was already completed: its data is kept")
+    if found["status"] == "expired" or found["timed_out"]:
+        raise TokenExpiredError(
+            f"token {token_id} expired (its timeout passed): job {found['job_id']} went on without it"
+        )
+    if found["job_status"] not in ("pending", "processing", "waiting"):
+        status = found["job_status"] or "gone"
+        raise TokenExpiredError(f"token {token_id} can no longer be completed: its job {found['job_id']} is {status}")
 
 
 def _event(row: dict[str, Any]) -> JobEvent:
@@ -414,13 +440,18 @@ class PostgresStorage(Storage):
     def cancel_job(self, job_id: int) -> JobRecord:
         return self._change("cancelled", self._q.cancel_job, {"job_id": job_id}, "pending, waiting or processing")
 
-    def retry_job(self, job_id: int) -> JobRecord:
+    def retry_job(self, job_id: int, *, reset_steps: bool = False) -> JobRecord:
         with self._connection("retrying a job") as conn, conn.transaction():
             with conn.cursor(row_factory=tuple_row) as cur:
                 cur.execute(self._q.lock_own_dependencies, {"job_id": job_id})
                 statuses: dict[int, str] = {int(dependency): status for dependency, status in cur.fetchall()}
             waits = unfinished_dependencies(None, list(statuses), statuses, job_id=job_id)
-            params = {"job_id": job_id, "channel": self._channel, "unfinished": len(waits)}
+            params = {
+                "job_id": job_id,
+                "channel": self._channel,
+                "unfinished": len(waits),
+                "reset_steps": reset_steps,
+            }
             with conn.cursor(row_factory=dict_row) as cur:
                 cur.execute(self._q.retry_job, params)
                 rows = cur.fetchall()
@@ -480,8 +511,8 @@ class PostgresStorage(Storage):
         ]
         with self._connection("settling jobs") as conn, contextlib.ExitStack() as stack:
             # One kind: one autocommit statement (atomic by itself, one round trip);
-            # several kinds: one statement per kind, all in one transaction.
-            if len(statements) > 1:
+            # several kinds (or waits: two statements): all in one transaction.
+            if len(statements) > 1 or Wait in groups:
                 stack.enter_context(conn.transaction())
             cur = stack.enter_context(conn.cursor(row_factory=tuple_row))
             for positions, query, params in statements:
@@ -489,6 +520,9 @@ class PostgresStorage(Storage):
                 done = {int(row[0]) for row in cur.fetchall()}
                 for position in positions:
                     applied[position] = outcomes[position].job_id in done
+                if query is self._q.wait_jobs and any(getattr(outcomes[p], "token_id", None) for p in positions):
+                    # its own statement, so it sees a token completed while the first one waited
+                    cur.execute(self._q.wait_ready, {"job_id": sorted(done), "channel": self._channel})
         return applied
 
     def _settle_statement(self, kind: type[Outcome], items: list[Any]) -> tuple[str, dict[str, Any]]:
@@ -510,6 +544,14 @@ class PostgresStorage(Storage):
                 "reason": [f.reason for f in items],
                 "retry_at": [_utc(f.retry_at) for f in items],
                 "traceback": [f.traceback for f in items],
+                "channel": self._channel,
+            }
+        if kind is Wait:
+            return self._q.wait_jobs, {
+                "job_id": ids,
+                "lease_token": tokens,
+                "wait": [w.wait_json() for w in items],
+                "wake_at": [_utc(w.until) for w in items],
                 "channel": self._channel,
             }
         return self._q.release_jobs, {
@@ -551,6 +593,49 @@ class PostgresStorage(Storage):
         if row is None or row[0] is None:
             return None
         return max(0.0, float(row[0]))
+
+    # -- durable handlers ----------------------------------------------------------------
+
+    def save_step(self, job_id: int, lease_token: int, name: str, step_json: str) -> bool:
+        params = {"job_id": job_id, "lease_token": lease_token, "member": f"{json.dumps(name)}:{step_json}"}
+        return bool(self._ids("saving a step", self._q.save_step, params))
+
+    def create_token(self, job_id: int, lease_token: int, name: str, step_json: str, token: NewToken) -> bool:
+        params = {
+            "job_id": job_id,
+            "lease_token": lease_token,
+            "member": f"{json.dumps(name)}:{step_json}",
+            "token_id": token.id,
+            "signal": token.signal,
+            "schema": token.schema_json,
+            "timeout_at": _utc(token.timeout_at),
+        }
+        return bool(self._ids("creating a token", self._q.create_token, params))
+
+    def get_token(self, token_id: str) -> TokenRecord | None:
+        rows = self._rows("reading a token", self._q.get_token, {"token_id": token_id})
+        return _token(rows[0]) if rows else None
+
+    def complete_token(self, token_id: str, data_json: str) -> TokenRecord:
+        params = {"token_id": token_id, "data": data_json, "channel": self._channel}
+        with self._connection("completing a token") as conn, conn.transaction():
+            with conn.cursor(row_factory=dict_row) as cur:
+                cur.execute(self._q.lock_token, params)
+                found = cur.fetchone()
+                check_completable(token_id, found)
+                cur.execute(self._q.complete_token, params)
+                row = cur.fetchone()
+        assert row is not None
+        return _token(row)
+
+    def wake_due_jobs(self) -> int:
+        woken = 0
+        while True:
+            params = {"limit": _RECLAIM_BATCH, "channel": self._channel}
+            batch = len(self._ids("waking due jobs", self._q.wake_due_jobs, params))
+            woken += batch
+            if batch < _RECLAIM_BATCH:
+                return woken
 
     def wait_for_jobs(self, timeout: float, job_types: Sequence[str] | None) -> None:
         if self._closed:

@@ -24,7 +24,11 @@ from dqflow.errors import (
     JobNotFoundError,
     StorageError,
     StorageTooNewError,
+    TokenAlreadyCompletedError,
+    TokenExpiredError,
+    TokenNotFoundError,
 )
+from dqflow.durable.model import NewToken, TokenRecord
 from dqflow.record import JobEvent, JobRecord, JobStatus
 from dqflow.storage.base import (
     EDITABLE_FIELDS,
@@ -42,6 +46,7 @@ from dqflow.storage.base import (
     Release,
     Storage,
     TagMode,
+    Wait,
     dependency_problem,
     outcomes_by_kind,
 )
@@ -53,6 +58,7 @@ from dqflow.storage.redis.codec import (
     check_int,
     encode_option,
     event_from_json,
+    from_us,
     pairs_to_dict,
     record_from_hash,
     tag_set,
@@ -70,6 +76,25 @@ LAYOUT_VERSION = 1
 _RECLAIM_BATCH = 500
 _LIST_SCAN_BUDGET = 5_000  # candidates one list step looks at before yielding Redis
 _DEFAULT_OPTIONS: dict[str, Any] = {"socket_timeout": 30.0, "socket_connect_timeout": 5.0}
+
+
+def _token(token_id: str, fields: Mapping[str, str]) -> TokenRecord:
+    """A ``TokenRecord`` from a token hash (times in us, JSON as text, absent = null)."""
+    times = {name: from_us(fields[name]) if name in fields else None for name in _TOKEN_TIMES}
+    json_values = {name: json.loads(fields[name]) if name in fields else None for name in ("schema", "data")}
+    return TokenRecord.from_storage(
+        {
+            "id": token_id,
+            "job_id": int(fields["job_id"]),
+            "status": fields["status"],
+            "signal": fields.get("signal"),
+            **json_values,
+            **times,
+        }
+    )
+
+
+_TOKEN_TIMES = ("timeout_at", "created_at", "completed_at")
 
 
 def _split_url(url: str) -> tuple[str, str | None, str]:
@@ -372,9 +397,9 @@ class RedisStorage(Storage):
         reply = self._run("cancel", f"cancel job {job_id}", job_id)
         return self._managed(job_id, reply, "only pending, waiting or processing jobs can be cancelled")
 
-    def retry_job(self, job_id: int) -> JobRecord:
+    def retry_job(self, job_id: int, *, reset_steps: bool = False) -> JobRecord:
         job_id = int(job_id)
-        reply = self._run("retry", f"retry job {job_id}", job_id)
+        reply = self._run("retry", f"retry job {job_id}", job_id, 1 if reset_steps else 0)
         return self._managed(job_id, reply, "only failed or cancelled jobs can be retried")
 
     def edit_job(self, job_id: int, changes: Mapping[str, Any]) -> JobRecord:
@@ -460,6 +485,9 @@ class RedisStorage(Storage):
                 args += ["f", item.job_id, item.lease_token, item.error, item.reason, retry_at, traceback]
             elif isinstance(item, Release):
                 args += ["r", item.job_id, item.lease_token, 1 if item.started else 0]
+            elif isinstance(item, Wait):
+                wake_at = "" if item.until is None else to_us(item.until, "until")
+                args += ["w", item.job_id, item.lease_token, item.wait_json(), wake_at, item.token_id or ""]
             else:
                 outcomes_by_kind([item])  # raises the TypeError naming the accepted kinds
         return [flag == 1 for flag in self._run("settle", "settle jobs", *args)]
@@ -485,6 +513,42 @@ class RedisStorage(Storage):
         types = list(job_types) if job_types else []
         micros = int(self._run("next_due", "find the next due job", len(types), *types))
         return None if micros < 0 else micros / 1_000_000
+
+    # -- durable handlers ----------------------------------------------------------------
+
+    def save_step(self, job_id: int, lease_token: int, name: str, step_json: str) -> bool:
+        member = f"{json.dumps(name)}:{step_json}"
+        return bool(self._run("step", f"store a step of job {job_id}", job_id, lease_token, member, "", "", "", "") == 1)
+
+    def create_token(self, job_id: int, lease_token: int, name: str, step_json: str, token: NewToken) -> bool:
+        member = f"{json.dumps(name)}:{step_json}"
+        timeout_at = "" if token.timeout_at is None else to_us(token.timeout_at, "timeout_at")
+        args = (job_id, lease_token, member, token.id, token.signal or "", token.schema_json or "", timeout_at)
+        return bool(self._run("step", f"create a token for job {job_id}", *args) == 1)
+
+    def get_token(self, token_id: str) -> TokenRecord | None:
+        fields = self._guard(f"read token {token_id}", lambda: self._client.hgetall(f"{self._key}:token:{token_id}"))
+        return _token(token_id, fields if self._decoded else as_text(fields)) if fields else None
+
+    def complete_token(self, token_id: str, data_json: str) -> TokenRecord:
+        reply = self._run("complete_token", f"complete token {token_id}", token_id, data_json)
+        if reply[0] == "ok":
+            return _token(token_id, pairs_to_dict(reply[1]))
+        if reply[0] == "missing":
+            raise TokenNotFoundError(token_id)
+        if reply[0] == "completed":
+            raise TokenAlreadyCompletedError(f"token {token_id} was already completed: its data is kept")
+        if reply[0] == "expired":
+            raise TokenExpiredError(f"token {token_id} expired (its timeout passed): job {reply[1]} went on without it")
+        raise TokenExpiredError(f"token {token_id} can no longer be completed: its job {reply[1]} is {reply[2]}")
+
+    def wake_due_jobs(self) -> int:
+        woken = 0
+        while True:
+            batch = int(self._run("wake", "wake due jobs", _RECLAIM_BATCH))
+            woken += batch
+            if batch < _RECLAIM_BATCH:
+                return woken
 
     def wait_for_jobs(self, timeout: float, job_types: Sequence[str] | None) -> None:
         if timeout <= 0:

@@ -21,6 +21,7 @@ from typing import Any
 from pydantic_core import PydanticUndefined
 from sqlalchemy import JSON, Boolean, DateTime, Integer, Text
 
+from dqflow.durable.model import durable_fields
 from dqflow.record import JobEvent, JobRecord, JobTable
 from dqflow.storage.base import JOB_OPTIONS, JobOption, OptionKind
 
@@ -138,6 +139,8 @@ def record_from_hash(h: Mapping[str, str]) -> JobRecord:
     for name, decode, absent in _CODEC:
         raw = get(name)
         fields[name] = absent() if raw is None else decode(raw)
+    if fields["steps"] or fields["wait"] is not None:
+        durable_fields(fields)
     return _construct(fields)
 
 

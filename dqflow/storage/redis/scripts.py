@@ -30,6 +30,9 @@ NAMES = (
     "renew",
     "next_due",
     "list",
+    "step",
+    "complete_token",
+    "wake",
 )
 
 

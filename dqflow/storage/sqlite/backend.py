@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import unquote
 
+from dqflow.durable.model import NewToken, TokenRecord
 from dqflow.enums import EventType, JobStatus
 from dqflow.errors import InvalidJobStateError, JobNotFoundError, StorageError
 from dqflow.record import BOOLEAN_FIELDS, JSON_FIELDS, TIMESTAMP_FIELDS, JobEvent, JobRecord
@@ -39,12 +40,13 @@ from dqflow.storage.base import (
     Release,
     Storage,
     TagMode,
+    Wait,
     dependency_cancel_data,
     outcomes_by_kind,
     unfinished_dependencies,
 )
 from dqflow.storage.changes import Change
-from dqflow.storage.sqlite import changes
+from dqflow.storage.sqlite import _durable, changes
 from dqflow.storage.sqlite.migrations import migrate
 
 _loads = json.JSONDecoder().decode
@@ -371,7 +373,7 @@ class SqliteStorage(Storage):
             self._cancel_dependents(conn, [job_id], now)
             return self._require(conn, job_id)
 
-    def retry_job(self, job_id: int) -> JobRecord:
+    def retry_job(self, job_id: int, *, reset_steps: bool = False) -> JobRecord:
         now = time.time()
         with self._write() as conn:
             record = self._require(conn, job_id)
@@ -390,8 +392,9 @@ class SqliteStorage(Storage):
                 "UPDATE dqflow_jobs SET status = ?, attempts = 0, run_at = ?, failure_reason = NULL,"
                 " progress = NULL, output = NULL, completed_at = NULL, cancelled_at = NULL, started_at = NULL,"
                 " locked_by = NULL, locked_at = NULL, lease_expires_at = NULL, lease_token = lease_token + 1,"
+                " wait = NULL, wake_at = NULL, steps = CASE WHEN ? THEN '{}' ELSE steps END,"
                 " last_retried_at = ?, updated_at = ? WHERE id = ?",
-                ("waiting" if waits else "pending", now, now, now, job_id),
+                ("waiting" if waits else "pending", now, reset_steps, now, now, job_id),
             )
             self._event(conn, job_id, EventType.RETRIED, now, {"previous_status": record.status.value})
             return self._require(conn, job_id)
@@ -475,6 +478,8 @@ class SqliteStorage(Storage):
                     flags = self._complete(conn, cast("list[Completion]", items), now)
                 elif kind is Failure:
                     flags = self._fail(conn, cast("list[Failure]", items), now)
+                elif kind is Wait:
+                    flags = _durable.settle_waits(conn, cast("list[Wait]", items), now)
                 else:
                     flags = self._release(conn, cast("list[Release]", items), now)
                 for position, flag in zip(positions, flags, strict=True):
@@ -628,15 +633,42 @@ class SqliteStorage(Storage):
         return reclaimed
 
     def next_due_in(self, job_types: Sequence[str] | None) -> float | None:
-        sql = "SELECT min(run_at) FROM dqflow_jobs WHERE status = 'pending'"
+        type_clause = ""
         params: list[Any] = []
         if job_types:
-            sql += f" AND job_type IN ({','.join('?' * len(job_types))})"
+            type_clause = f" AND job_type IN ({','.join('?' * len(job_types))})"
             params.extend(job_types)
-        row = self._conn().execute(sql, params).fetchone()
-        if row is None or row[0] is None:
+        sql = (
+            f"SELECT min(run_at) FROM dqflow_jobs WHERE status = 'pending'{type_clause}"
+            " UNION ALL SELECT min(wake_at) FROM dqflow_jobs INDEXED BY dqflow_jobs_wake"
+            f" WHERE status = 'waiting' AND wake_at IS NOT NULL{type_clause}"
+        )
+        found = [row[0] for row in self._conn().execute(sql, params + params) if row[0] is not None]
+        if not found:
             return None
-        return max(0.0, float(row[0]) - time.time())
+        return max(0.0, float(min(found)) - time.time())
+
+    # -- durable handlers (sqlite/_durable.py) --------------------------------------------
+
+    def save_step(self, job_id: int, lease_token: int, name: str, step_json: str) -> bool:
+        with self._write() as conn:
+            return _durable.save_step(conn, job_id, lease_token, _durable.step_member(name, step_json), time.time())
+
+    def create_token(self, job_id: int, lease_token: int, name: str, step_json: str, token: NewToken) -> bool:
+        member = _durable.step_member(name, step_json)
+        with self._write() as conn:
+            return _durable.create_token(conn, job_id, lease_token, member, token, time.time())
+
+    def get_token(self, token_id: str) -> TokenRecord | None:
+        return _durable.get_token(self._conn(), token_id)
+
+    def complete_token(self, token_id: str, data_json: str) -> TokenRecord:
+        with self._write() as conn:
+            return _durable.complete_token(conn, token_id, data_json, time.time())
+
+    def wake_due_jobs(self) -> int:
+        with self._write() as conn:
+            return _durable.wake_due_jobs(conn, time.time())
 
     def wait_for_jobs(self, timeout: float, job_types: Sequence[str] | None) -> None:
         conn = self._conn()

@@ -20,6 +20,9 @@ retried AS (
         locked_at = NULL,
         lease_expires_at = NULL,
         lease_token = j.lease_token + 1,
+        wait = NULL,
+        wake_at = NULL,
+        steps = CASE WHEN %(reset_steps)s::boolean THEN '{}'::json ELSE j.steps END,
         last_retried_at = now(),
         updated_at = now()
     FROM target

@@ -1,5 +1,6 @@
 -- Put a failed or cancelled job back to pending, runnable now: attempts 0; failure
--- reason, progress, output, lease and finish times cleared; token bumped. ARGV: id.
+-- reason, progress, output, wait, lease and finish times cleared; token bumped. ARGV: id,
+-- reset_steps ('1': a durable handler's completed steps are cleared too; else kept).
 -- A job added with depends_on whose dependencies have not all completed goes back to
 -- waiting instead; one of them failed or cancelled refuses the retry.
 -- Returns {'ok', hash} | {'missing'} | {'state', status} | {'dependency', id, status ('' = none)}.
@@ -23,7 +24,9 @@ CALL('HINCRBY', key, 'lease_token', 1)
 CALL('HSET', key, 'status', waits and 'waiting' or 'pending', 'attempts', '0', 'run_at', now_s, 'last_retried_at', now_s,
   'updated_at', now_s)
 CALL('HDEL', key, 'failure_reason', 'progress', 'output', 'completed_at', 'cancelled_at', 'started_at',
-  'locked_by', 'locked_at', 'lease_expires_at')
+  'locked_by', 'locked_at', 'lease_expires_at', 'wait', 'wake_at')
+if ARGV[2] == '1' then CALL('HDEL', key, 'steps') end
+CALL('ZREM', P .. ':waits', id)
 if waits then
   move_status(id, status, 'waiting')
 else

@@ -6,6 +6,10 @@
 --                                              kept), else pending again then (in us; both cleared);
 --                                              traceback: '' = none, else '=' and its text
 --   r id lease_token started(1/0)              released to pending now (0 refunds the attempt)
+--   w id lease_token wait wake_at token_id     waiting (a durable handler's wait, JSON): wakes at
+--                                              wake_at (us, '' = only its token wakes it); the
+--                                              attempt refunded; token_id '' = a sleep; a token no
+--                                              longer pending makes the job pending at once
 -- Each applies only while the job is processing under that token. Returns 1 (applied)
 -- or 0 (rejected) per outcome, in order. A new kind of outcome is a new branch below.
 -- A completion makes pending each waiting dependent whose dependencies have now all
@@ -104,11 +108,37 @@ local function release(id, key, started)
   wake(job[1], 1)
 end
 
+local function wait(id, key, wait_json, wake_at, token_id)
+  local job = CALL('HMGET', key, 'job_type', 'priority')
+  CALL('HINCRBY', key, 'attempts', -1)
+  CALL('HINCRBY', key, 'lease_token', 1)
+  CALL('HSET', key, 'status', 'waiting', 'wait', wait_json, 'updated_at', now_s)
+  CALL('HDEL', key, unpack(LEASE_FIELDS))
+  CALL('ZREM', P .. ':processing', id)
+  move_status(id, 'processing', 'waiting')
+  event(id, 'waiting', wait_json)
+  local token_status = 'pending'
+  if token_id ~= '' then token_status = CALL('HGET', P .. ':token:' .. token_id, 'status') or 'missing' end
+  if token_status ~= 'pending' then
+    CALL('HSET', key, 'status', 'pending', 'run_at', now_s)
+    CALL('HDEL', key, 'wait')
+    move_status(id, 'waiting', 'pending')
+    enqueue(id, job[1], tonumber(job[2]), now, now)
+    add_event(id, 'ready', now, '{"token_id":' .. cjson.encode(token_id) .. ',"reason":"token_'
+      .. token_status .. '"}')
+  elseif wake_at ~= '' then
+    CALL('HSET', key, 'wake_at', wake_at)
+    CALL('ZADD', P .. ':waits', wake_at, id)
+  end
+  wake(job[1], 1)
+end
+
 -- kind -> (number of fields after id and token, writer)
 local KINDS = {
   c = {2, complete},
   f = {4, fail},
   r = {1, release},
+  w = {3, wait},
 }
 
 -- check every kind before writing anything: a bad batch changes nothing

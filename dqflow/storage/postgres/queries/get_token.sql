@@ -1,0 +1,1 @@
+SELECT * FROM dqflow_tokens WHERE id = %(token_id)s
