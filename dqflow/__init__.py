@@ -22,8 +22,14 @@ from dqflow.errors import (
     OutputValidationError,
     PayloadTooLargeError,
     PayloadValidationError,
+    StepError,
     StorageError,
     StorageTooNewError,
+    TokenAlreadyCompletedError,
+    TokenError,
+    TokenExpiredError,
+    TokenNotFoundError,
+    TokenTimeout,
     TooLargeError,
     UnknownJobTypeError,
     ValidationFailed,
@@ -32,6 +38,7 @@ from dqflow.errors import (
 
 if TYPE_CHECKING:
     from dqflow.declaration import Declaration, load_declaration
+    from dqflow.durable.model import TokenRecord
     from dqflow.enums import EventType, FailureReason, JobStatus, TagMode
     from dqflow.queue import JobSpec, Queue
     from dqflow.record import JobEvent, JobRecord
@@ -52,6 +59,7 @@ _LAZY = {
     "JobRecord": "dqflow.record",
     "JobPage": "dqflow.storage",
     "TagMode": "dqflow.enums",
+    "TokenRecord": "dqflow.durable.model",
     "JobContext": "dqflow.worker",
     "Worker": "dqflow.worker",
     "run_worker": "dqflow.worker",
@@ -98,9 +106,16 @@ __all__ = [
     "PayloadTooLargeError",
     "PayloadValidationError",
     "Queue",
+    "StepError",
     "StorageError",
     "StorageTooNewError",
     "TagMode",
+    "TokenAlreadyCompletedError",
+    "TokenError",
+    "TokenExpiredError",
+    "TokenNotFoundError",
+    "TokenRecord",
+    "TokenTimeout",
     "TooLargeError",
     "UnknownJobTypeError",
     "ValidationFailed",

@@ -74,6 +74,8 @@ class Declaration:
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     limits: Limits = field(default_factory=Limits)
     workflows: dict[str, Workflow] = field(default_factory=dict)
+    signals: dict[str, SchemaValidator] = field(default_factory=dict)
+    """``signals:``: JSON Schemas of the data that completes a wait token, by name (docs/DURABLE.md)."""
 
     @property
     def base_dir(self) -> Path | None:
@@ -117,13 +119,15 @@ class Declaration:
         import_handlers: bool = True,
         workflows: Mapping[str, Any] | None = None,
         schema_draft: str | None = None,
+        signals: Mapping[str, Any] | None = None,
     ) -> Declaration:
         """Build a declaration from Python dicts, validated exactly like ``jobs.yaml``.
 
         A job's ``handler`` may be a callable as well as ``"module:function"``;
         ``payload``/``output`` may be a schema dict, a path (relative to
         ``base_dir``, else the current directory) or a :class:`SchemaValidator`.
-        ``workflows`` is the ``workflows:`` section (docs/WORKFLOWS.md).
+        ``workflows`` is the ``workflows:`` section (docs/WORKFLOWS.md); ``signals`` the
+        ``signals:`` section (token data schemas, docs/DURABLE.md).
         Errors raise :class:`~dqflow.errors.ConfigError` naming the key.
         """
         return build_declaration(
@@ -136,6 +140,7 @@ class Declaration:
             import_handlers=import_handlers,
             workflows=workflows,
             schema_draft=schema_draft,
+            signals=signals,
         )
 
 
@@ -397,6 +402,11 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
             isolation=job.isolation,
             description=job.description,
         )
+    signals: dict[str, SchemaValidator] = {}
+    for name, source in raw.signals.items():
+        signal = _load_schema(source, "signal", ("signals", name), ctx, cache, problems)
+        if signal is not None:
+            signals[name] = signal
     workflows: dict[str, Workflow] = {}
     if raw.workflows is not None:
         # Imported here: dqflow.workflows builds on this package, not the other way round.
@@ -435,6 +445,7 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
         ),
         limits=Limits(max_payload_bytes=raw.limits.max_payload_bytes, max_output_bytes=raw.limits.max_output_bytes),
         workflows=workflows,
+        signals=signals,
     )
 
 
@@ -495,6 +506,7 @@ def build_declaration(
     import_handlers: bool = True,
     workflows: Mapping[str, Any] | None = None,
     schema_draft: str | None = None,
+    signals: Mapping[str, Any] | None = None,
 ) -> Declaration:
     """:meth:`Declaration.build`: the same checks as ``jobs.yaml``, from Python dicts."""
 
@@ -513,6 +525,8 @@ def build_declaration(
             data[key] = plain(section)
     if workflows is not None:
         data["workflows"] = plain(workflows)
+    if signals is not None:
+        data["signals"] = plain(signals)
     if backend is not None:
         data["backend"] = backend
     if schema_draft is not None:

@@ -261,6 +261,9 @@ class RawDeclaration(_Strict):
     limits: RawLimits = Field(default_factory=RawLimits)
     jobs: dict[JobName, RawJob]
     workflows: Any = None  # checked by dqflow.workflows.compile, which knows their shape
+    signals: dict[JobName, SchemaSource] = Field(default_factory=dict)  # token data schemas, by name
+
+    _signals_none = field_validator("signals", mode="before")(_none_is_empty)
 
     _sections_none = field_validator("defaults", "worker", "limits", mode="before")(_none_is_empty)
 

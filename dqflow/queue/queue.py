@@ -23,16 +23,19 @@ from dqflow.errors import (
     OutputValidationError,
     PayloadTooLargeError,
     PayloadValidationError,
+    TokenNotFoundError,
     TooLargeError,
     UnknownJobTypeError,
     ValidationFailed,
     WaitTimeoutError,
 )
+from dqflow.durable.tokens import token_data_json
 from dqflow.json_values import dumps
 from dqflow.queue.events import JOB_ADDED, JOB_CANCELLED, JOB_EDITED, JOB_RETRIED, EventEmitter, Listener
 from dqflow.storage import DEFAULT_BACKEND, JobFilter, JobPage, NewJob, Storage, TagMode, open_storage
 
 if TYPE_CHECKING:  # the records need SQLModel, which only reading jobs pays for
+    from dqflow.durable.model import TokenRecord
     from dqflow.record import JobEvent, JobRecord
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -444,11 +447,30 @@ class Queue:
         self.events.emit(JOB_CANCELLED, {"job_id": record.id, "job_type": record.job_type})
         return record
 
-    def retry(self, job_id: int) -> JobRecord:
-        """Run a failed or cancelled job again from scratch (attempts reset)."""
-        record = self.storage.retry_job(int(job_id))
+    def retry(self, job_id: int, *, reset_steps: bool = False) -> JobRecord:
+        """Run a failed or cancelled job again (attempts reset). A durable handler's completed
+        steps are kept (replayed, not run again) unless ``reset_steps``."""
+        record = self.storage.retry_job(int(job_id), reset_steps=reset_steps)
         self.events.emit(JOB_RETRIED, {"job_id": record.id, "job_type": record.job_type})
         return record
+
+    # -- wait tokens (docs/DURABLE.md) ------------------------------------------------------
+
+    def get_token(self, token_id: str) -> TokenRecord | None:
+        """The wait token (its job, status, schema, data), or None."""
+        return self.storage.get_token(str(token_id))
+
+    def complete_token(self, token_id: str, data: Any = None) -> TokenRecord:
+        """Complete a wait token with ``data``: its waiting handler resumes with it.
+
+        ``data`` must match the token's schema (``PayloadValidationError``, nothing changes).
+        ``TokenNotFoundError``; ``TokenAlreadyCompletedError`` the second time;
+        ``TokenExpiredError`` after its timeout or once its job is finished (cancelled)."""
+        token = self.storage.get_token(str(token_id))
+        if token is None:
+            raise TokenNotFoundError(str(token_id))
+        text = token_data_json(self.declaration, token, data)
+        return self.storage.complete_token(token.id, text)
 
     def edit(
         self,

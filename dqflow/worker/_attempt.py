@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dqflow.record import JobRecord
-from dqflow.storage import Completion, Failure, Lease
+from dqflow.storage import Completion, Failure, Lease, Wait
 from dqflow.worker.context import JobContext
 
 
@@ -32,6 +32,6 @@ class Settled:
     """How an attempt ended, ready to write: its outcome, and what listeners are told about it."""
 
     attempt: Attempt
-    outcome: Completion | Failure
+    outcome: Completion | Failure | Wait
     output: Any = None  # completed: the output stored (for ``job:completed``)
     exception: BaseException | None = None  # failed: what the handler raised, or why it failed

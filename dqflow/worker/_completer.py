@@ -15,8 +15,8 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from dqflow.queue.events import JOB_COMPLETED, JOB_FAILED, EventEmitter
-from dqflow.storage import Completion, Outcome, Release
+from dqflow.queue.events import JOB_COMPLETED, JOB_FAILED, JOB_WAITING, EventEmitter
+from dqflow.storage import Completion, Outcome, Release, Wait
 from dqflow.worker._attempt import Attempt, Settled
 from dqflow.worker._store import Calls, WorkerStore
 from dqflow.worker.context import WriteStats
@@ -140,6 +140,12 @@ class Completer:
             if self._events.has_listeners(JOB_COMPLETED):
                 self._events.emit(JOB_COMPLETED, {"job_id": job.id, "job_type": job.job_type, "output": settled.output})
             return
+        if isinstance(outcome, Wait):
+            self._stats.waited += 1
+            if self._events.has_listeners(JOB_WAITING):
+                wait = {"kind": outcome.kind, "until": outcome.until, "token_id": outcome.token_id}
+                self._events.emit(JOB_WAITING, {"job_id": job.id, "job_type": job.job_type, **wait})
+            return
         self._stats.failed += 1
         if self._events.has_listeners(JOB_FAILED):
             self._events.emit(
@@ -157,7 +163,7 @@ class Completer:
 
     def _rejected(self, settled: Settled) -> None:
         job = settled.attempt.job
-        what = "completion" if isinstance(settled.outcome, Completion) else "failure"
+        what = {Completion: "completion", Wait: "wait"}.get(type(settled.outcome), "failure")
         self._stats.rejected_writes += 1
         log.warning(
             "job %s: %s rejected: this worker no longer holds the job (lease token %s was taken over or cancelled)",

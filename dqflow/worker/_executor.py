@@ -22,7 +22,8 @@ from dqflow.errors import ValidationFailed
 from dqflow.queue import Queue
 from dqflow.queue.events import JOB_PROCESSING
 from dqflow.record import FailureReason, JobRecord
-from dqflow.storage import Completion, Failure
+from dqflow.durable.context import WaitRequested
+from dqflow.storage import Completion, Failure, Wait
 from dqflow.worker._attempt import Attempt, Settled
 from dqflow.worker._errors import ERROR_LIMIT, cut, error_message, traceback_text
 from dqflow.worker.context import JobContext, WriteStats
@@ -183,6 +184,9 @@ class Executor:
     def _raised(self, attempt: Attempt, exc: BaseException) -> Settled | None:
         if attempt.ctx.cancelled:
             return None  # stopped on purpose (timeout, cancel, shutdown): nothing to write for it
+        if isinstance(exc, WaitRequested):  # a durable handler waits: its slot frees, no attempt counted
+            job = attempt.job
+            return Settled(attempt, Wait(job.id, job.lease_token, exc.until, exc.token_id))
         if isinstance(exc, HandlerFailed):  # an isolated handler: its child formatted both
             return _failure(attempt, FailureReason.HANDLER_ERROR, str(exc), exc, exc.traceback)
         return _failure(attempt, FailureReason.HANDLER_ERROR, error_message(exc), exc, traceback_text(exc))

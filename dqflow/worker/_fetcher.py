@@ -169,8 +169,12 @@ class Fetcher:
             due = None
         timeout = self._poll_interval if due is None else min(self._poll_interval, due)
         if timeout <= 0:
+            # due now but not claimed: a sleeping durable job's wake time has come (or a race)
+            await self._wake_due()
             return
-        waiting = self._waits.submit(self._wait_then_claim, timeout, wanted)
+        # a wait that ends at a due time may end at a durable job's wake-up: wake it, then claim
+        wake_due = due is not None and due <= self._poll_interval
+        waiting = self._waits.submit(self._wait_then_claim, timeout, wanted, wake_due)
         self._waiting = waiting
         stopping: asyncio.Future[Any] = asyncio.ensure_future(self._stopping.wait())
         await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -185,9 +189,19 @@ class Fetcher:
             return
         self._accept(waiting.result())
 
-    def _wait_then_claim(self, timeout: float, wanted: int) -> list[JobRecord]:
+    def _wait_then_claim(self, timeout: float, wanted: int, wake_due: bool) -> list[JobRecord]:
         # jobs claimed after a stop was requested are handed back by take_unstarted
-        return self._store.wait_and_claim(self._worker_id, self._job_types, wanted, self._lease_ms, timeout)
+        jobs = self._store.wait_and_claim(self._worker_id, self._job_types, wanted, self._lease_ms, timeout)
+        if not jobs and wake_due and self._store.wake_due_jobs():
+            jobs = self._store.claim_jobs(self._worker_id, self._job_types, wanted, self._lease_ms)
+        return jobs
+
+    async def _wake_due(self) -> None:
+        try:
+            await self._claims(self._store.wake_due_jobs)
+        except Exception as exc:
+            self._report("waking sleeping jobs", exc)
+            await self._sleep_unless_stopping(min(self._poll_interval, 1.0))
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -3,7 +3,8 @@
 * heartbeat: renews the leases of every job this worker holds (running, claimed
   ahead, or settled but not written yet) and stops the handlers of jobs it lost
   (cancelled, or taken over after a stall);
-* reclaim: puts jobs whose lease expired (their worker died) back to pending.
+* reclaim: puts jobs whose lease expired (their worker died) back to pending, and
+  wakes sleeping durable jobs whose time has come (when the fetcher is too busy to).
 
 Periodic work to come (a cron scheduler, a pruner of old jobs and events) joins
 here as further loops. Each loop calls storage on threads of its own, so a slow
@@ -63,15 +64,17 @@ class Maintenance:
         self._reclaim_calls.shutdown(wait=False)
 
     async def reclaim_once(self) -> int:
-        """Put jobs whose lease expired back to pending (or failed); return how many."""
+        """Put jobs whose lease expired back to pending (or failed), and wake sleeping durable
+        jobs that are due (a busy fetcher never waits for their wake time); return how many."""
         try:
+            woken = await self._reclaim_calls(self._store.wake_due_jobs)
             reclaimed = await self._reclaim_calls(self._store.reclaim_expired)
         except Exception as exc:
             self._report("reclaiming expired leases", exc)
             return 0
         for item in reclaimed:
             log.warning("job %s: lease expired (worker gone?); now %s", item.job_id, item.status.value)
-        return len(reclaimed)
+        return woken + len(reclaimed)
 
     async def _heartbeat_loop(self) -> None:
         while True:

@@ -40,6 +40,8 @@ class WorkerStore(Protocol):
 
     def reclaim_expired(self) -> list[ReclaimedJob]: ...
 
+    def wake_due_jobs(self) -> int: ...
+
 
 class Calls:
     """Blocking storage calls on ``threads`` threads of their own, awaited from the loop."""

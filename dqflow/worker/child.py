@@ -18,6 +18,8 @@ from typing import Any
 
 # Imported up front, while the child waits for a job, not after it arrives.
 from dqflow.declaration.handlers import import_handler
+from dqflow.durable.context import Durable, WaitRequested
+from dqflow.durable.model import NewToken, TokenRecord
 from dqflow.errors import OutputValidationError
 from dqflow.record import JobRecord
 from dqflow.worker._errors import error_message, traceback_text
@@ -30,16 +32,41 @@ class _ChildContext:
     def __init__(self, job: JobRecord, conn: multiprocessing.connection.Connection) -> None:
         self.job = job
         self._conn = conn
+        self._lock = threading.Lock()  # an async handler's steps may ask at once
         self.cancelled = False  # the parent kills the child instead of signalling it
+        self._durable: Durable | None = None
 
-    def _call(self, kind: str, value: Any) -> None:
-        self._conn.send((kind, value))
-        status, detail = self._conn.recv()
+    def _call(self, kind: str, value: Any) -> Any:
+        with self._lock:
+            self._conn.send((kind, value))
+            status, detail = self._conn.recv()
         if status == "invalid":
             what, errors = detail
             raise OutputValidationError(what, errors)
         if status == "error":
             raise ValueError(detail)
+        return detail
+
+    @property
+    def durable(self) -> Durable:
+        if self._durable is None:
+            self._durable = Durable(_PipeStore(self))
+        return self._durable
+
+    def step(self, name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return self.durable.step(name, fn, *args, **kwargs)
+
+    def sleep(self, duration: Any) -> Any:
+        return self.durable.sleep(duration)
+
+    def sleep_until(self, when: Any) -> Any:
+        return self.durable.sleep_until(when)
+
+    def create_token(self, timeout: Any = None, schema: Any = None) -> Any:
+        return self.durable.create_token(timeout, schema)
+
+    def wait_for_token(self, token: Any, default: Any = ...) -> Any:
+        return self.durable.wait_for_token(token, default)
 
     def set_progress(self, progress: int | float) -> None:
         self._call("progress", progress)
@@ -53,6 +80,36 @@ class _ChildContext:
         return False
 
 
+class _PipeStore:
+    """The child's ``DurableStore``: stored steps came with the job; writes are made by the parent."""
+
+    def __init__(self, ctx: _ChildContext) -> None:
+        self._ctx = ctx
+        self._limit: int | None = None
+
+    def stored_steps(self) -> dict[str, Any]:
+        return {name: step.result for name, step in self._ctx.job.steps.items()}
+
+    def save_step(self, name: str, entry_json: str) -> bool:
+        return bool(self._ctx._call("durable", ("save_step", (name, entry_json))))
+
+    def create_token(self, name: str, entry_json: str, token: NewToken) -> bool:
+        return bool(self._ctx._call("durable", ("create_token", (name, entry_json, token))))
+
+    def get_token(self, token_id: str) -> TokenRecord | None:
+        found: TokenRecord | None = self._ctx._call("durable", ("get_token", (token_id,)))
+        return found
+
+    def token_schema(self, schema: str | dict[str, Any] | None) -> tuple[str | None, str | None]:
+        signal, schema_json = self._ctx._call("durable", ("token_schema", (schema,)))
+        return signal, schema_json
+
+    def step_limit(self) -> int:
+        if self._limit is None:
+            self._limit = int(self._ctx._call("durable", ("step_limit", ())))
+        return self._limit
+
+
 def _child_main(conn: multiprocessing.connection.Connection) -> None:
     try:
         handler_ref, sys_path, job = conn.recv()
@@ -64,6 +121,8 @@ def _child_main(conn: multiprocessing.connection.Connection) -> None:
         args = handler_arguments(info, job.payload, _ChildContext(job, conn))
         result = asyncio.run(info.func(*args)) if info.is_async else info.func(*args)
         _send_or_exit(conn, ("result", result))
+    except WaitRequested as exc:  # a durable handler waits: the parent settles the wait
+        _send_or_exit(conn, ("wait", (exc.until, exc.token_id)))
     except BaseException as exc:  # bounded here: a huge message never crosses the pipe
         _send_or_exit(conn, ("raised", (error_message(exc), traceback_text(exc))))
     finally:

@@ -7,12 +7,16 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
+from dqflow.durable.context import Durable, WaitToken
 from dqflow.errors import ValidationFailed
 from dqflow.queue.events import ERROR, JOB_OUTPUT, JOB_PROGRESS
 from dqflow.record import JobRecord
 
 if TYPE_CHECKING:
+    from datetime import datetime, timedelta
+
     from dqflow.queue import Queue
+    from dqflow.worker._durable import QueueDurableStore
 
 log = logging.getLogger("dqflow.worker")
 
@@ -35,6 +39,7 @@ class JobContext:
         self._cancel_event: threading.Event | None = None  # made only if a handler waits on it
         self.cancel_reason: str | None = None
         self._output_json: str | None = None
+        self._durable: Durable | None = None  # made on a handler's first durable call
 
     # -- cancellation ----------------------------------------------------------------
 
@@ -61,6 +66,42 @@ class JobContext:
             self._cancelled = True
             if self._cancel_event is not None:
                 self._cancel_event.set()
+
+    # -- durable handlers (docs/DURABLE.md; in async handlers, await each call) -----------
+
+    @property
+    def durable(self) -> Durable:
+        """The job's durable state for this run (steps replayed, waits, tokens)."""
+        if self._durable is None:
+            self._durable = Durable(self.durable_store)
+        return self._durable
+
+    @property
+    def durable_store(self) -> QueueDurableStore:
+        """Where this attempt's steps and tokens are read and written (fenced by its lease)."""
+        from dqflow.worker._durable import QueueDurableStore
+
+        return QueueDurableStore(self._queue, self.job, self)
+
+    def step(self, name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` once and store its JSON result; a re-run returns it without calling ``fn``."""
+        return self.durable.step(name, fn, *args, **kwargs)
+
+    def sleep(self, duration: float | timedelta) -> Any:
+        """Stop the handler; it runs again from the top after ``duration`` (no worker slot held meanwhile)."""
+        return self.durable.sleep(duration)
+
+    def sleep_until(self, when: datetime) -> Any:
+        """Stop the handler until ``when`` (aware datetime); a time already past goes on at once."""
+        return self.durable.sleep_until(when)
+
+    def create_token(self, timeout: float | timedelta | None = None, schema: str | dict[str, Any] | None = None) -> Any:
+        """A token to be completed from outside (``queue.complete_token``); a re-run gets the same one."""
+        return self.durable.create_token(timeout, schema)
+
+    def wait_for_token(self, token: WaitToken | str, default: Any = ...) -> Any:
+        """The token's data; waits (the handler stops) until it is completed or times out."""
+        return self.durable.wait_for_token(token, default)
 
     # -- progress and output ---------------------------------------------------------
 
@@ -135,3 +176,4 @@ class WriteStats:
         self.rejected_writes = 0
         self.completed = 0
         self.failed = 0
+        self.waited = 0  # durable handlers that stopped to wait (ctx.sleep, ctx.wait_for_token)

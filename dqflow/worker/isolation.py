@@ -11,7 +11,10 @@ interpreter's start-up never counts against a job's timeout.
 The child talks to the parent over a pipe: ``set_progress`` and
 ``set_output`` are forwarded to the parent's real ``JobContext`` (so the
 same validation, fencing and events apply) and answered, so an invalid
-``set_output`` still raises inside the handler.
+``set_output`` still raises inside the handler. Durable calls work the same way:
+the child gets the job's stored steps with the job, and each new step or token
+is written by the parent, fenced by its lease, before the child goes on; a wait
+comes back as ``("wait", (until, token_id))``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import sys
 import threading
 from typing import Any
 
-from dqflow.errors import ValidationFailed
+from dqflow.durable.context import WaitRequested
+from dqflow.errors import DqflowError, ValidationFailed
 from dqflow.record import JobRecord
 from dqflow.worker.context import JobContext
 
@@ -118,6 +122,8 @@ def run_in_process(handler_ref: str, job: JobRecord, ctx: JobContext) -> Any:
             if kind == "raised":
                 message, traceback = value
                 raise HandlerFailed(message, traceback)
+            if kind == "wait":
+                raise WaitRequested(*value)
             parent_conn.send(_forward(ctx, kind, value))
     finally:
         if process.poll() is None:
@@ -126,14 +132,22 @@ def run_in_process(handler_ref: str, job: JobRecord, ctx: JobContext) -> Any:
         parent_conn.close()
 
 
+_DURABLE_CALLS = frozenset({"save_step", "create_token", "get_token", "token_schema", "step_limit"})
+
+
 def _forward(ctx: JobContext, kind: str, value: Any) -> tuple[str, Any]:
     try:
+        if kind == "durable":
+            method, args = value
+            if method not in _DURABLE_CALLS:
+                return ("error", f"unknown durable call {method!r}")
+            return ("ok", getattr(ctx.durable_store, method)(*args))
         if kind == "progress":
             ctx.set_progress(value)
         else:
             ctx.set_output(value)
     except ValidationFailed as exc:
         return ("invalid", (exc.what, exc.errors))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, DqflowError) as exc:
         return ("error", str(exc))
     return ("ok", None)
