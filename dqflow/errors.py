@@ -188,7 +188,7 @@ class TokenExpiredError(TokenError):
     """The token's timeout passed (its job resumed without the data), or its job is finished."""
 
 
-class TokenTimeout(DqflowError):  # noqa: N818 - the name the issue gives it
+class TokenTimeout(DqflowError):
     """Raised at ``ctx.wait_for_token`` when the token timed out before anyone completed it."""
 
     def __init__(self, token_id: str) -> None:

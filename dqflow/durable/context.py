@@ -28,7 +28,7 @@ MAX_STEP_NAME = 200
 """Longest step name, in characters."""
 
 
-class WaitRequested(BaseException):  # noqa: N818 - control flow, not an error
+class WaitRequested(BaseException):
     """Raised by ``ctx.sleep`` / ``ctx.wait_for_token`` to stop the handler; the worker catches it
     and reports a ``Wait``. A ``BaseException``, so that ``except Exception`` in a handler lets it through."""
 
@@ -38,7 +38,7 @@ class WaitRequested(BaseException):  # noqa: N818 - control flow, not an error
         self.token_id = token_id
 
 
-class LeaseLost(BaseException):  # noqa: N818 - control flow, not an error
+class LeaseLost(BaseException):
     """Raised in a handler whose step could not be stored: this worker no longer holds the job."""
 
 

@@ -26,8 +26,8 @@ def iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat()
 
 
-def _time(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text).astimezone(UTC)
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
 
 
 class JobStep(BaseModel):
@@ -41,7 +41,7 @@ class JobStep(BaseModel):
         """From the stored entry ``{"result": ..., "completed_at": "<iso>"}`` (trusted, not validated)."""
         if isinstance(value, JobStep):
             return value
-        return cls.model_construct(result=value.get("result"), completed_at=_time(value.get("completed_at")))
+        return cls.model_construct(result=value.get("result"), completed_at=_time(value["completed_at"]))
 
 
 def step_json(result_json: str, completed_at: datetime) -> str:
@@ -61,9 +61,7 @@ class JobWait(BaseModel):
         """From the stored ``{"kind", "until", "token_id"}`` (trusted, not validated)."""
         if isinstance(value, JobWait):
             return value
-        return cls.model_construct(
-            kind=value["kind"], until=_time(value.get("until")), token_id=value.get("token_id")
-        )
+        return cls.model_construct(kind=value["kind"], until=_time(value.get("until")), token_id=value.get("token_id"))
 
 
 def durable_fields(fields: dict[str, Any]) -> None:

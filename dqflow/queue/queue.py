@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from dqflow.bounds import RUN_AT_MAX, check_max_attempts, check_priority, check_run_at
 from dqflow.declaration import Declaration, JobTypeSpec, SchemaValidator, load_declaration
+from dqflow.durable.tokens import token_data_json
 from dqflow.durations import bounded_duration, parse_duration, timeout_seconds, to_ms
 from dqflow.enums import JobStatus
 from dqflow.errors import (
@@ -29,7 +30,6 @@ from dqflow.errors import (
     ValidationFailed,
     WaitTimeoutError,
 )
-from dqflow.durable.tokens import token_data_json
 from dqflow.json_values import dumps
 from dqflow.queue.events import JOB_ADDED, JOB_CANCELLED, JOB_EDITED, JOB_RETRIED, EventEmitter, Listener
 from dqflow.storage import DEFAULT_BACKEND, JobFilter, JobPage, NewJob, Storage, TagMode, open_storage

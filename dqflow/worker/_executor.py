@@ -18,11 +18,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dqflow.declaration import RetryPolicy
+from dqflow.durable.context import WaitRequested
 from dqflow.errors import ValidationFailed
 from dqflow.queue import Queue
 from dqflow.queue.events import JOB_PROCESSING
 from dqflow.record import FailureReason, JobRecord
-from dqflow.durable.context import WaitRequested
 from dqflow.storage import Completion, Failure, Wait
 from dqflow.worker._attempt import Attempt, Settled
 from dqflow.worker._errors import ERROR_LIMIT, cut, error_message, traceback_text

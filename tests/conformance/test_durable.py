@@ -334,5 +334,7 @@ def test_wait_is_fenced_refunds_the_attempt_and_wakes_when_due(backend: str) -> 
     assert storage.wake_due_jobs() == 1
     again = claim_one(storage)
     assert again.id == job_id and again.attempts == 1 and again.wait is None
-    assert not storage.save_step(job_id, job.lease_token, "late", '{"result":1,"completed_at":"2026-01-01T00:00:00+00:00"}')
+    assert not storage.save_step(
+        job_id, job.lease_token, "late", '{"result":1,"completed_at":"2026-01-01T00:00:00+00:00"}'
+    )
     storage.close()

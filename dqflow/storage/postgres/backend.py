@@ -24,6 +24,7 @@ import psycopg
 from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from dqflow.durable.model import NewToken, TokenRecord
 from dqflow.errors import (
     DqflowError,
     InvalidJobStateError,
@@ -34,7 +35,6 @@ from dqflow.errors import (
     TokenExpiredError,
     TokenNotFoundError,
 )
-from dqflow.durable.model import NewToken, TokenRecord
 from dqflow.record import TIMESTAMP_FIELDS, JobEvent, JobRecord, JobStatus
 from dqflow.storage.base import (
     EDITABLE_FIELDS,
@@ -618,13 +618,15 @@ class PostgresStorage(Storage):
 
     def complete_token(self, token_id: str, data_json: str) -> TokenRecord:
         params = {"token_id": token_id, "data": data_json, "channel": self._channel}
-        with self._connection("completing a token") as conn, conn.transaction():
-            with conn.cursor(row_factory=dict_row) as cur:
-                cur.execute(self._q.lock_token, params)
-                found = cur.fetchone()
-                check_completable(token_id, found)
-                cur.execute(self._q.complete_token, params)
-                row = cur.fetchone()
+        with (
+            self._connection("completing a token") as conn,
+            conn.transaction(),
+            conn.cursor(row_factory=dict_row) as cur,
+        ):
+            cur.execute(self._q.lock_token, params)
+            check_completable(token_id, cur.fetchone())
+            cur.execute(self._q.complete_token, params)
+            row = cur.fetchone()
         assert row is not None
         return _token(row)
 

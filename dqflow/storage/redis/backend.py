@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
+from dqflow.durable.model import NewToken, TokenRecord
 from dqflow.errors import (
     ConfigError,
     DependencyError,
@@ -28,7 +29,6 @@ from dqflow.errors import (
     TokenExpiredError,
     TokenNotFoundError,
 )
-from dqflow.durable.model import NewToken, TokenRecord
 from dqflow.record import JobEvent, JobRecord, JobStatus
 from dqflow.storage.base import (
     EDITABLE_FIELDS,
@@ -518,7 +518,9 @@ class RedisStorage(Storage):
 
     def save_step(self, job_id: int, lease_token: int, name: str, step_json: str) -> bool:
         member = f"{json.dumps(name)}:{step_json}"
-        return bool(self._run("step", f"store a step of job {job_id}", job_id, lease_token, member, "", "", "", "") == 1)
+        return bool(
+            self._run("step", f"store a step of job {job_id}", job_id, lease_token, member, "", "", "", "") == 1
+        )
 
     def create_token(self, job_id: int, lease_token: int, name: str, step_json: str, token: NewToken) -> bool:
         member = f"{json.dumps(name)}:{step_json}"

@@ -19,7 +19,9 @@ from dqflow.storage.base import Wait
 _FINISHED = ("completed", "failed", "cancelled")
 
 # Appends the member text ?1 ('"name":{...}') to a job's steps object.
-STEPS_APPEND = "CASE WHEN steps = '{}' THEN '{' || ?1 || '}' ELSE substr(steps, 1, length(steps) - 1) || ',' || ?1 || '}' END"
+STEPS_APPEND = (
+    "CASE WHEN steps = '{}' THEN '{' || ?1 || '}' ELSE substr(steps, 1, length(steps) - 1) || ',' || ?1 || '}' END"
+)
 
 
 def step_member(name: str, step_json: str) -> str:
