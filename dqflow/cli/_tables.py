@@ -56,6 +56,30 @@ def _ms(value: int | None) -> str:
     return seconds_text(None if value is None else value / 1000)
 
 
+def _wait_text(record: JobRecord) -> str | None:
+    """A waiting durable job's wait: ``sleep until ...`` or ``token tok_... (times out ...)``."""
+    wait = record.wait
+    if wait is None or record.status is not JobStatus.WAITING:
+        return None
+    if wait.kind == "sleep":
+        return f"sleep until {when(wait.until)}"
+    timeout = f" (times out {when(wait.until)})" if wait.until is not None else " (no timeout)"
+    return f"token {wait.token_id}{timeout}"
+
+
+def _steps_table(record: JobRecord) -> Table:
+    """A durable handler's completed steps, in the order they were stored, with their results."""
+    steps = Table(box=box.SIMPLE_HEAD, title="steps", title_justify="left", title_style="bold")
+    for column in ("step", "completed", "result"):
+        steps.add_column(column, overflow="fold")
+    for name, step in record.steps.items():
+        result = json.dumps(step.result, ensure_ascii=False)
+        steps.add_row(
+            Text(name), Text(when(step.completed_at)), Text(result if len(result) <= 200 else result[:199] + "…")
+        )
+    return steps
+
+
 def job_panel(record: JobRecord) -> RenderableType:
     """The whole record: fields, payload, output and error history.
 
@@ -90,6 +114,7 @@ def job_panel(record: JobRecord) -> RenderableType:
         ("cancelled", when(record.cancelled_at)),
         ("locked by", record.locked_by),
         ("lease expires", when(record.lease_expires_at)),
+        ("waits for", _wait_text(record)),
     ]
     for label, value in rows:
         if value is None or value == "":
@@ -115,6 +140,8 @@ def job_panel(record: JobRecord) -> RenderableType:
                 Text(str(entry.get("error", ""))),
             )
         parts += [Text(""), errors]
+    if record.steps:
+        parts += [Text(""), _steps_table(record)]
     return Panel(Group(*parts), title=f"job {record.id}", title_align="left", expand=False)
 
 

@@ -174,11 +174,16 @@ def cancel(job_id: JobId) -> None:
 
 
 @command("retry")
-def retry(job_id: JobId) -> None:
-    """Run a failed or cancelled job again (attempts start over)."""
+def retry(
+    job_id: JobId,
+    reset_steps: Annotated[
+        bool, typer.Option("--reset-steps", help="Also forget a durable handler's completed steps (run them again).")
+    ] = False,
+) -> None:
+    """Run a failed or cancelled job again (attempts start over; completed durable steps are kept)."""
     with open_queue(need_declaration=False) as queue:
         queue.require_job(job_id)
-        record = queue.retry(job_id)
+        record = queue.retry(job_id, reset_steps=reset_steps)
     _done(record, "queued again")
 
 

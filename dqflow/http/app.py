@@ -82,8 +82,10 @@ def create_app(
     install_error_handlers(app)
 
     from dqflow.http import events, jobs, metrics
+    from dqflow.http import tokens as token_routes
 
     app.include_router(jobs.router)
+    app.include_router(token_routes.router)
     app.include_router(events.router)
     app.include_router(metrics.router)
 

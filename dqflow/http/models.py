@@ -17,6 +17,21 @@ class ApiModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
 
+class Step(ApiModel):
+    """A durable handler's completed step (``ctx.step``): its JSON result and when it was stored."""
+
+    result: Any
+    completed_at: datetime
+
+
+class Wait(ApiModel):
+    """What a waiting durable job waits for: ``sleep`` until a time, or a ``token`` (until its timeout)."""
+
+    kind: str
+    until: datetime | None
+    token_id: str | None
+
+
 class Job(ApiModel):
     """A job as the API shows it (every ``JobRecord`` field but the internal lease token)."""
 
@@ -49,10 +64,19 @@ class Job(ApiModel):
     locked_by: str | None
     locked_at: datetime | None
     lease_expires_at: datetime | None
+    steps: dict[str, Step] = Field(default_factory=dict)
+    wait: Wait | None = None
 
     @classmethod
     def of(cls, record: JobRecord) -> Job:
         fields = {name: getattr(record, name) for name in cls.model_fields}
+        fields["steps"] = {
+            name: Step.model_construct(result=step.result, completed_at=step.completed_at)
+            for name, step in record.steps.items()
+        }
+        wait = record.wait
+        if wait is not None:
+            fields["wait"] = Wait.model_construct(kind=wait.kind, until=wait.until, token_id=wait.token_id)
         return cls.model_construct(**fields)
 
 

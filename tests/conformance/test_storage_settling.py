@@ -77,7 +77,7 @@ def test_an_unknown_outcome_is_refused_and_changes_nothing(storage: Storage) -> 
 
     add_job(storage)
     job = claim_one(storage)
-    with pytest.raises(TypeError, match="Completion, Failure, Release, not Snooze"):
+    with pytest.raises(TypeError, match="Completion, Failure, Release, Wait, not Snooze"):
         storage.settle_jobs([Completion(job.id, job.lease_token, "1"), Snooze(job.id, job.lease_token)])  # type: ignore[list-item]
     record = storage.get_job(job.id)
     assert record is not None and record.status is JobStatus.PROCESSING and record.output is None

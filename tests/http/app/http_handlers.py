@@ -26,3 +26,9 @@ def steps(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
 def boom(payload: dict[str, Any]) -> None:
     """Always fails."""
     raise RuntimeError("boom: " + str(payload.get("why", "no reason")))
+
+
+def approve(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """A durable handler: wait for an `approval` token, return its data."""
+    token = ctx.create_token(timeout=60, schema="approval")
+    return {"decision": ctx.wait_for_token(token)}
