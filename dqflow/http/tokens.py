@@ -21,7 +21,7 @@ TokenId = Annotated[str, Path(min_length=1, max_length=200, description="The tok
 router = APIRouter(
     prefix="/api/tokens",
     tags=["tokens"],
-    responses={code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 413, 422)},  # type: ignore[misc]
+    responses={code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 413, 422)},
 )
 
 
