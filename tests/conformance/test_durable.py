@@ -179,9 +179,11 @@ def test_cancelling_a_sleeping_job(queue: Queue) -> None:
     job_id = queue.add("sleep_once", {"sleep": 0.5})
     with running_worker(queue):
         wait_for_status(queue, job_id, "waiting")
-        assert queue.cancel(job_id).status is JobStatus.CANCELLED
+        cancelled = queue.cancel(job_id)
+        assert cancelled.status is JobStatus.CANCELLED and cancelled.wait is None and cancelled.wake_at is None
         time.sleep(1.0)  # past its wake time: it stays cancelled
         assert queue.require_job(job_id).status is JobStatus.CANCELLED
+        assert queue.storage.next_due_in(None) is None, "a cancelled sleeper wakes no worker"
 
 
 def test_a_thousand_sleeping_jobs_hold_no_slot(backend: str) -> None:

@@ -126,6 +126,7 @@ class Queries:
     save_step: str
     create_token: str
     get_token: str
+    lock_token_job: str
     lock_token: str
     complete_token: str
     wait_jobs: str

@@ -623,6 +623,7 @@ class PostgresStorage(Storage):
             conn.transaction(),
             conn.cursor(row_factory=dict_row) as cur,
         ):
+            cur.execute(self._q.lock_token_job, params)
             cur.execute(self._q.lock_token, params)
             check_completable(token_id, cur.fetchone())
             cur.execute(self._q.complete_token, params)

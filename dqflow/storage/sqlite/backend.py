@@ -366,7 +366,7 @@ class SqliteStorage(Storage):
                 )
             conn.execute(
                 "UPDATE dqflow_jobs SET status = 'cancelled', cancelled_at = ?, updated_at = ?,"
-                " lease_expires_at = NULL, lease_token = lease_token + 1 WHERE id = ?",
+                " lease_expires_at = NULL, lease_token = lease_token + 1, wait = NULL, wake_at = NULL WHERE id = ?",
                 (now, now, job_id),
             )
             self._event(conn, job_id, EventType.CANCELLED, now, {"previous_status": record.status.value})

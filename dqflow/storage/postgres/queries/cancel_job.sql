@@ -11,7 +11,9 @@ cancelled AS (
         cancelled_at = now(),
         updated_at = now(),
         lease_expires_at = NULL,
-        lease_token = j.lease_token + 1
+        lease_token = j.lease_token + 1,
+        wait = NULL,
+        wake_at = NULL
     FROM target
     WHERE j.id = target.id AND target.status IN ('pending', 'waiting', 'processing')
     RETURNING j.*

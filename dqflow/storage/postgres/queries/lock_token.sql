@@ -1,14 +1,6 @@
--- complete_token, first: lock the token's job, then the token (the order every writer
--- of both keeps: the wait settle and the wake-up lock the job first), and answer both.
-WITH job AS (
-    SELECT j.id, j.status, j.wait
-    FROM dqflow_jobs AS j
-    WHERE j.id = (SELECT job_id FROM dqflow_tokens WHERE id = %(token_id)s)
-    FOR UPDATE OF j
-),
-token AS (
-    SELECT * FROM dqflow_tokens WHERE id = %(token_id)s FOR UPDATE
-)
-SELECT token.*, job.status AS job_status, job.wait ->> 'token_id' AS job_waits_for,
-       (token.timeout_at IS NOT NULL AND token.timeout_at <= now()) AS timed_out
-FROM token LEFT JOIN job ON true
+-- complete_token, second (its job already locked by lock_token_job.sql): lock the token and
+-- answer it with what the caller checks (its job's status, whether its timeout passed).
+SELECT t.*, j.status AS job_status, (t.timeout_at IS NOT NULL AND t.timeout_at <= now()) AS timed_out
+FROM dqflow_tokens AS t LEFT JOIN dqflow_jobs AS j ON j.id = t.job_id
+WHERE t.id = %(token_id)s
+FOR UPDATE OF t

@@ -15,10 +15,12 @@ if status == 'pending' then
   dequeue(id, job[2], tonumber(job[3]), tonumber(job[4]))
 elseif status == 'processing' then
   CALL('ZREM', P .. ':processing', id)
+else
+  CALL('ZREM', P .. ':waits', id)  -- a sleeping durable job: no wake-up any more
 end
 CALL('HINCRBY', key, 'lease_token', 1)
 CALL('HSET', key, 'status', 'cancelled', 'cancelled_at', now_s, 'updated_at', now_s)
-CALL('HDEL', key, 'lease_expires_at')
+CALL('HDEL', key, 'lease_expires_at', 'wait', 'wake_at')
 move_status(id, status, 'cancelled')
 add_event(id, 'cancelled', now, '{"previous_status":"' .. status .. '"}')
 cancel_dependents(id, now)
