@@ -38,6 +38,7 @@ from dqflow.errors import (
 
 if TYPE_CHECKING:
     from dqflow.declaration import Declaration, load_declaration
+    from dqflow.durable.context import WaitToken
     from dqflow.durable.model import TokenRecord
     from dqflow.enums import EventType, FailureReason, JobStatus, TagMode
     from dqflow.queue import JobSpec, Queue
@@ -60,6 +61,7 @@ _LAZY = {
     "JobPage": "dqflow.storage",
     "TagMode": "dqflow.enums",
     "TokenRecord": "dqflow.durable.model",
+    "WaitToken": "dqflow.durable.context",
     "JobContext": "dqflow.worker",
     "Worker": "dqflow.worker",
     "run_worker": "dqflow.worker",
@@ -120,6 +122,7 @@ __all__ = [
     "UnknownJobTypeError",
     "ValidationFailed",
     "WaitTimeoutError",
+    "WaitToken",
     "Worker",
     "WorkerSettingError",
     "__version__",

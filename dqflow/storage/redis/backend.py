@@ -52,6 +52,7 @@ from dqflow.storage.base import (
 )
 from dqflow.storage.changes import Change
 from dqflow.storage.redis import changes
+from dqflow.storage.redis._alarm import Alarm
 from dqflow.storage.redis.codec import (
     added_event,
     as_text,
@@ -210,6 +211,7 @@ class RedisStorage(Storage):
             self.url = self._describe(url_or_client)
         self.prefix = _check_prefix(prefix if prefix is not None else DEFAULT_PREFIX)
         self._key = "{" + self.prefix + "}"
+        self._alarm = Alarm(self._key)  # ends short waits on time (redis/_alarm.py)
         self._scripts: dict[str, Script] = load_all()
         self._closed = False
         #: candidates one list step may look at before it hands Redis back (then resumes)
@@ -451,10 +453,10 @@ class RedisStorage(Storage):
             return [self._record(job) for job in flat]
         inbox = f"{self._key}:inbox:{worker_id}"
         wake = [f"{self._key}:wake:{t}" for t in types] if types else [f"{self._key}:wake"]
-        # BLPOP's timeout 0 means forever: never pass less than a millisecond
-        seconds = max(round(timeout, 3), 0.001)
         popped = as_text(
-            self._guard("wait for new jobs", lambda: self._blocking.blpop([inbox, *wake], timeout=seconds))
+            self._guard(
+                "wait for new jobs", lambda: self._alarm.blpop(self._blocking, self._client, [inbox, *wake], timeout)
+            )
         )
         if popped is not None and popped[0] == inbox:
             return [self._record(job) for job in json.loads(popped[1])]
@@ -556,9 +558,7 @@ class RedisStorage(Storage):
         if timeout <= 0:
             return
         keys = [f"{self._key}:wake:{t}" for t in job_types] if job_types else [f"{self._key}:wake"]
-        # BLPOP's timeout 0 means forever: never pass less than a millisecond
-        seconds = max(round(timeout, 3), 0.001)
-        self._guard("wait for new jobs", lambda: self._blocking.blpop(keys, timeout=seconds))
+        self._guard("wait for new jobs", lambda: self._alarm.blpop(self._blocking, self._client, keys, timeout))
 
     # -- change feed (redis/changes.py) -------------------------------------------------
 
