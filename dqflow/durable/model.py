@@ -61,7 +61,10 @@ class JobWait(BaseModel):
         """From the stored ``{"kind", "until", "token_id"}`` (trusted, not validated)."""
         if isinstance(value, JobWait):
             return value
-        return cls.model_construct(kind=value["kind"], until=_time(value.get("until")), token_id=value.get("token_id"))
+        until = value.get("until")
+        return cls.model_construct(
+            kind=value["kind"], until=None if until is None else _time(until), token_id=value.get("token_id")
+        )
 
 
 def durable_fields(fields: dict[str, Any]) -> None:
