@@ -28,6 +28,7 @@ from dqflow.errors import (
     UnknownWorkflowError,
     WorkflowRunNotFoundError,
 )
+from dqflow.record import JobRecord
 from dqflow.storage.base import Completion
 from dqflow.worker import JobContext
 from dqflow.workflow_record import WorkflowRun
@@ -450,6 +451,14 @@ JOIN = {
 }
 
 
+def _settle_together(
+    queue: Queue, job: JobRecord, output: str, barrier: threading.Barrier, results: list[list[bool]]
+) -> None:
+    completion = Completion(job.id, job.lease_token, output, job.workflow_run_id)
+    barrier.wait()
+    results.append(queue.storage.settle_jobs([completion]))
+
+
 def test_two_parents_completed_at_the_same_moment_create_the_join_once(backend: str, closing: list[Queue]) -> None:
     queue = _queue(backend, JOIN)
     other = _queue(backend, JOIN)  # the second "worker process": its own connections
@@ -460,14 +469,11 @@ def test_two_parents_completed_at_the_same_moment_create_the_join_once(backend: 
         assert len(claimed) == 2
         barrier = threading.Barrier(2)
         results: list[list[bool]] = []
-
-        def settle(target: Queue, job: Any) -> None:
-            output = '{"n": %d}' % (n * 2 if job.job_type == "double" else n + 1)
-            completion = Completion(job.id, job.lease_token, output, job.workflow_run_id)
-            barrier.wait()
-            results.append(target.storage.settle_jobs([completion]))
-
-        threads = [threading.Thread(target=settle, args=pair) for pair in zip((queue, other), claimed, strict=True)]
+        outputs = {"double": f'{{"n": {n * 2}}}', "add_one": f'{{"n": {n + 1}}}'}
+        threads = [
+            threading.Thread(target=_settle_together, args=(target, job, outputs[job.job_type], barrier, results))
+            for target, job in zip((queue, other), claimed, strict=True)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
