@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy.dialects import postgresql
 from sqlmodel import SQLModel
 
-import dqflow.record  # noqa: F401  (registers the table models)
-import dqflow.workflow_record  # noqa: F401
+import dqflow.record
+import dqflow.workflow_record  # noqa: F401  (both register their table models)
 
 _QUERY = """
 SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull
