@@ -15,6 +15,7 @@ from dqflow.errors import (
     DependencyError,
     DqflowError,
     InvalidJobStateError,
+    InvalidWorkflowStateError,
     JobNotFoundError,
     NotMigratedError,
     OutputParseError,
@@ -32,19 +33,22 @@ from dqflow.errors import (
     TokenTimeout,
     TooLargeError,
     UnknownJobTypeError,
+    UnknownWorkflowError,
     ValidationFailed,
     WaitTimeoutError,
+    WorkflowRunNotFoundError,
 )
 
 if TYPE_CHECKING:
     from dqflow.declaration import Declaration, load_declaration
     from dqflow.durable.context import WaitToken
     from dqflow.durable.model import TokenRecord
-    from dqflow.enums import EventType, FailureReason, JobStatus, TagMode
+    from dqflow.enums import EventType, FailureReason, JobStatus, StepStatus, TagMode, WorkflowStatus
     from dqflow.queue import JobSpec, Queue
     from dqflow.record import JobEvent, JobRecord
     from dqflow.storage import JobPage
     from dqflow.worker import JobContext, Worker, WorkerSettingError, run_worker
+    from dqflow.workflow_record import WorkflowPage, WorkflowRun, WorkflowStepRecord
 
     __version__: str
 
@@ -62,6 +66,11 @@ _LAZY = {
     "TagMode": "dqflow.enums",
     "TokenRecord": "dqflow.durable.model",
     "WaitToken": "dqflow.durable.context",
+    "StepStatus": "dqflow.enums",
+    "WorkflowStatus": "dqflow.enums",
+    "WorkflowPage": "dqflow.workflow_record",
+    "WorkflowRun": "dqflow.workflow_record",
+    "WorkflowStepRecord": "dqflow.workflow_record",
     "JobContext": "dqflow.worker",
     "Worker": "dqflow.worker",
     "run_worker": "dqflow.worker",
@@ -94,6 +103,7 @@ __all__ = [
     "EventType",
     "FailureReason",
     "InvalidJobStateError",
+    "InvalidWorkflowStateError",
     "JobContext",
     "JobEvent",
     "JobNotFoundError",
@@ -109,6 +119,7 @@ __all__ = [
     "PayloadValidationError",
     "Queue",
     "StepError",
+    "StepStatus",
     "StorageError",
     "StorageTooNewError",
     "TagMode",
@@ -120,11 +131,17 @@ __all__ = [
     "TokenTimeout",
     "TooLargeError",
     "UnknownJobTypeError",
+    "UnknownWorkflowError",
     "ValidationFailed",
     "WaitTimeoutError",
     "WaitToken",
     "Worker",
     "WorkerSettingError",
+    "WorkflowPage",
+    "WorkflowRun",
+    "WorkflowRunNotFoundError",
+    "WorkflowStatus",
+    "WorkflowStepRecord",
     "__version__",
     "load_declaration",
     "run_worker",

@@ -194,3 +194,22 @@ class TokenTimeout(DqflowError):
     def __init__(self, token_id: str) -> None:
         super().__init__(f"token {token_id} timed out before it was completed")
         self.token_id = token_id
+
+
+class UnknownWorkflowError(PayloadValidationError):
+    """A workflow name that the declaration does not declare (refused like a bad input)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("workflow", [message])
+
+
+class WorkflowRunNotFoundError(DqflowError):
+    """No workflow run has the given id."""
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        super().__init__(f"no workflow run with id {run_id}")
+
+
+class InvalidWorkflowStateError(DqflowError):
+    """The workflow run is in a state that does not allow the operation (nothing was changed)."""
