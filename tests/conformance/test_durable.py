@@ -340,3 +340,45 @@ def test_wait_is_fenced_refunds_the_attempt_and_wakes_when_due(backend: str) -> 
         job_id, job.lease_token, "late", '{"result":1,"completed_at":"2026-01-01T00:00:00+00:00"}'
     )
     storage.close()
+
+
+# -- a workflow step may be a durable handler ---------------------------------------------------
+
+
+def _approve_step(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    quote = ctx.step("quote", lambda: payload["n"] * 10)
+    ctx.sleep(0.2)
+    decision = ctx.wait_for_token(ctx.create_token(timeout=60))
+    return {"n": quote + decision["extra"]}
+
+
+def test_a_workflow_step_that_waits_holds_its_run_running_but_no_worker(backend: str) -> None:
+    from dqflow import WorkflowStatus
+
+    n_schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    workflows = {
+        "approval": {
+            "input": n_schema,
+            "steps": {
+                "approve": {"job": "approve", "payload": {"n": "${input.n}"}},
+                "after": {"job": "quick", "needs": ["approve"], "payload": {"n": "${steps.approve.output.n}"}},
+            },
+            "returns": {"n": "${steps.after.output.n}"},
+        }
+    }
+    jobs = {"approve": {"handler": _approve_step, "max_attempts": 1}, "quick": {"handler": dh.quick}}
+    queue = make_queue(backend, jobs, workflows=workflows)
+    run_id = queue.start_workflow("approval", {"n": 4})
+    with running_worker(queue, concurrency=1):
+        step_job = wait_until(
+            lambda: next((j for j in queue.list_jobs(job_type="approve").jobs if "dqflow:token:1" in j.steps), None)
+        )
+        wait_for_status(queue, step_job.id, "waiting")
+        assert queue.require_workflow(run_id).status is WorkflowStatus.RUNNING
+        other = queue.add("quick", {"n": 1})
+        wait_for_status(queue, other, "completed")  # the one slot is free while the step waits
+        queue.complete_token(str(step_job.steps["dqflow:token:1"].result["token_id"]), {"extra": 2})
+        wait_until(lambda: queue.require_workflow(run_id).is_finished, timeout=30)
+    run = queue.require_workflow(run_id)
+    assert run.status is WorkflowStatus.COMPLETED and run.output == {"n": 42}
+    queue.close()
