@@ -1,6 +1,8 @@
 -- Make pending the waiting durable jobs whose wake time is due (a `ready` event, workers
 -- woken); the pending token of a token wait is marked expired in the same statement.
 -- Rows another writer holds (complete_token) are skipped: the next call takes them.
+-- Commits without waiting for the WAL flush, like the claim: a wake-up lost in a server
+-- crash leaves the job waiting with its wake time past, and the next call wakes it again.
 WITH due AS (
     SELECT id, wait ->> 'token_id' AS token_id
     FROM dqflow_jobs
@@ -33,4 +35,5 @@ woken AS (
     SELECT count(pg_notify(%(channel)s, job_type)) AS notified
     FROM (SELECT DISTINCT job_type FROM woken_jobs) AS types
 )
-SELECT id FROM woken_jobs CROSS JOIN woken
+SELECT id
+FROM woken_jobs CROSS JOIN woken CROSS JOIN (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
