@@ -117,11 +117,12 @@ def test_a_step_runs_once_across_a_sigkill_of_the_worker(backend: str, tmp_path:
     queue.close()
 
 
-def test_steps_of_an_isolated_handler_are_stored_by_the_worker(backend: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("job_type", ["durable_isolated", "durable_isolated_async"])
+def test_steps_of_an_isolated_handler_are_stored_by_the_worker(backend: str, tmp_path: Path, job_type: str) -> None:
     log = str(tmp_path / "steps.log")
     queue = Queue.from_yaml(APP_CONFIG, backend=backend)
-    job_id = queue.add("durable_isolated", {"log": log, "sleep": 0.3})
-    with running_worker(queue, job_types=["durable_isolated"]):
+    job_id = queue.add(job_type, {"log": log, "sleep": 0.3})
+    with running_worker(queue, job_types=[job_type]):
         job = wait_for_status(queue, job_id, "completed", timeout=60)
     assert job.output == {"first": 1, "second": 1}
     assert dh.runs(log, job_id, "call_api") == 1 and dh.runs(log, job_id, "send_mail") == 1
