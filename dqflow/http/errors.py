@@ -34,6 +34,10 @@ class InvalidInput(Exception):
     """A query or body value the queue refused (422); the message says which and why."""
 
 
+class NotFound(Exception):
+    """Something the request names does not exist (404); the message says what."""
+
+
 def error_response(
     status: int, error: str, details: list[dict[str, str]] | None = None, *, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
@@ -105,6 +109,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ValidationFailed)
     async def invalid_payload(request: Request, exc: ValidationFailed) -> JSONResponse:
         return error_response(422, str(exc), [_split(p) for p in exc.errors])
+
+    @app.exception_handler(NotFound)
+    async def missing(request: Request, exc: NotFound) -> JSONResponse:
+        return error_response(404, str(exc))
 
     @app.exception_handler(InvalidInput)
     async def invalid_input(request: Request, exc: InvalidInput) -> JSONResponse:

@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic.alias_generators import to_camel
@@ -47,6 +47,7 @@ class LiveEvent:
     job_id: int
     job_type: str
     data: str
+    run_id: int | None = None
 
     def encode(self) -> bytes:
         return f"id: {self.id}\nevent: {self.event}\ndata: {self.data}\n\n".encode()
@@ -59,12 +60,15 @@ class Subscriber:
     loop: asyncio.AbstractEventLoop
     job_id: int | None = None
     job_type: str | None = None
+    run_id: int | None = None
     queue: asyncio.Queue[Any] = field(default_factory=lambda: asyncio.Queue(CLIENT_BUFFER))
     closed: bool = False
 
     def wants(self, event: LiveEvent) -> bool:
-        return (self.job_id is None or event.job_id == self.job_id) and (
-            self.job_type is None or event.job_type == self.job_type
+        return (
+            (self.job_id is None or event.job_id == self.job_id)
+            and (self.job_type is None or event.job_type == self.job_type)
+            and (self.run_id is None or event.run_id == self.run_id)
         )
 
     def offer(self, item: Any) -> None:
@@ -103,6 +107,34 @@ def to_live_events(queue: Queue, changes: list[Change]) -> list[LiveEvent]:
     return events
 
 
+RUN_CACHE_SIZE = 50_000
+"""Jobs whose workflow run the hub remembers (for ``runId`` filters) before it starts over."""
+
+
+class RunLookup:
+    """Which workflow run each job belongs to (``None``: a plain job), read once per job."""
+
+    def __init__(self, queue: Queue) -> None:
+        self.queue = queue
+        self._runs: dict[int, int | None] = {}
+        self._lock = threading.Lock()
+
+    def attach(self, events: list[LiveEvent]) -> list[LiveEvent]:
+        """The events with ``run_id`` filled in."""
+        with self._lock:
+            missing = {e.job_id for e in events if e.job_id not in self._runs}
+        found: dict[int, int | None] = {}
+        for job_id in missing:
+            record = self.queue.get_job(job_id)
+            found[job_id] = None if record is None else record.workflow_run_id
+        with self._lock:
+            if len(self._runs) + len(found) > RUN_CACHE_SIZE:
+                self._runs.clear()
+            self._runs.update(found)
+            runs = {e.job_id: self._runs.get(e.job_id, found.get(e.job_id)) for e in events}
+        return [replace(e, run_id=runs[e.job_id]) if runs[e.job_id] is not None else e for e in events]
+
+
 class ChangeHub:
     """Follows the feed on one thread (started with the first client) and fans changes out."""
 
@@ -113,6 +145,7 @@ class ChangeHub:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._started = threading.Event()
+        self.runs = RunLookup(queue)
 
     def subscribe(self, subscriber: Subscriber) -> None:
         with self._lock:
@@ -162,6 +195,8 @@ class ChangeHub:
     def _publish(self, events: list[LiveEvent]) -> None:
         with self._lock:
             subscribers = list(self._subscribers)
+        if any(s.run_id is not None for s in subscribers):
+            events = self.runs.attach(events)
         for subscriber in subscribers:
             wanted = [event for event in events if subscriber.wants(event)]
             if wanted and not subscriber.loop.is_closed():
@@ -177,6 +212,8 @@ async def stream(hub: ChangeHub, subscriber: Subscriber, last_event_id: str | No
         sent: set[str] = set()
         if last_event_id:
             missed = await asyncio.to_thread(_missed, hub.queue, last_event_id)
+            if subscriber.run_id is not None:
+                missed = await asyncio.to_thread(hub.runs.attach, missed)
             for event in missed:
                 if subscriber.wants(event):
                     sent.add(event.id)

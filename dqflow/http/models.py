@@ -137,3 +137,82 @@ class ErrorResponse(ApiModel):
 
     error: str
     details: list[ErrorDetail] | None = None
+
+
+# -- workflows --------------------------------------------------------------------------
+
+
+class WorkflowStep(ApiModel):
+    """One step of a run: its status, its jobs (one, or one per element of a fan-out) and outputs."""
+
+    name: str
+    status: str = Field(description="waiting, running, completed, failed, skipped or cancelled.")
+    job_ids: list[int]
+    output: Any = Field(description="A one-job step's output (null for a fan-out step or before it completes).")
+    outputs: list[Any] | None = Field(description="A fan-out step's outputs, in element order.")
+    skipped_reason: str | None
+    started_at: datetime | None
+    completed_at: datetime | None
+
+    @classmethod
+    def of(cls, step: Any) -> WorkflowStep:
+        fields = {name: getattr(step, name, None) for name in cls.model_fields}
+        fields["status"] = str(getattr(step.status, "value", step.status))
+        fields["job_ids"] = list(step.job_ids or ())
+        return cls.model_construct(**fields)
+
+
+class WorkflowRun(ApiModel):
+    """A workflow run: its input, status, steps and (once completed) its output."""
+
+    id: int
+    name: str
+    status: str = Field(description="running, completed, failed or cancelled.")
+    input: Any
+    output: Any
+    tags: list[str]
+    idempotency_key: str | None
+    failure_reason: str | None
+    error: Any
+    created_at: datetime
+    completed_at: datetime | None
+    steps: list[WorkflowStep]
+
+    @classmethod
+    def of(cls, run: Any) -> WorkflowRun:
+        fields = {name: getattr(run, name, None) for name in cls.model_fields}
+        fields["status"] = str(getattr(run.status, "value", run.status))
+        fields["tags"] = list(run.tags or ())
+        fields["steps"] = [WorkflowStep.of(step) for step in run.steps]
+        return cls.model_construct(**fields)
+
+
+class WorkflowRunResponse(ApiModel):
+    """``GET /api/workflows/runs/{id}`` (and the answer to cancel and retry)."""
+
+    run: WorkflowRun
+
+
+class WorkflowRunListResponse(ApiModel):
+    """``GET /api/workflows/runs``: one page, newest first."""
+
+    runs: list[WorkflowRun]
+    has_more: bool
+    next_cursor: int | None = Field(description="Pass as `cursor` for the next page (null on the last page).")
+
+
+class StartWorkflowRequest(ApiModel):
+    """``POST /api/workflows/{name}/runs``: the input is checked against the workflow's input schema."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: Any = None
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=1000)
+    tags: list[str] | None = Field(default=None, max_length=100)
+
+
+class StartWorkflowResponse(ApiModel):
+    """The new (or, with a repeated idempotency key, the existing) run."""
+
+    id: int
+    run: WorkflowRun
