@@ -19,6 +19,7 @@ from rich.tree import Tree
 from dqflow.cli._output import when
 from dqflow.cli._tables import progress_text
 from dqflow.record import JobRecord
+from dqflow.workflow_record import WorkflowRun, WorkflowStepRecord
 
 RUN_STYLE = {"running": "cyan", "completed": "green", "failed": "red", "cancelled": "dim"}
 STEP_STYLE = {
@@ -49,13 +50,13 @@ def _value(value: Any) -> Text:
 
 def _ids(job_ids: Sequence[int]) -> str:
     if not job_ids:
-        return "no jobs"
+        return "no jobs yet"
     shown = ", ".join(str(i) for i in job_ids[:MAX_IDS_SHOWN])
     more = f", … ({len(job_ids)} jobs)" if len(job_ids) > MAX_IDS_SHOWN else ""
     return f"job{'s' if len(job_ids) > 1 else ''} {shown}{more}"
 
 
-def _step_node(step: Any, jobs: Mapping[int, JobRecord]) -> Text:
+def _step_node(step: WorkflowStepRecord, jobs: Mapping[int, JobRecord]) -> Text:
     line = Text.assemble((step.name, "bold"), "  ", _status(step.status, STEP_STYLE), "  ", _ids(step.job_ids))
     records = [jobs[i] for i in step.job_ids if i in jobs]
     if len(step.job_ids) == 1 and records and records[0].progress is not None:
@@ -71,7 +72,7 @@ def _step_node(step: Any, jobs: Mapping[int, JobRecord]) -> Text:
     return line
 
 
-def run_tree(run: Any, jobs: Mapping[int, JobRecord]) -> RenderableType:
+def run_tree(run: WorkflowRun, jobs: Mapping[int, JobRecord]) -> RenderableType:
     """The run: a header line, its input, one node per step (status, jobs, progress, output), its output."""
     header = Text.assemble(
         (f"run {run.id}", "bold"),
@@ -91,18 +92,20 @@ def run_tree(run: Any, jobs: Mapping[int, JobRecord]) -> RenderableType:
             node.add(Text.assemble("outputs ", _value(step.outputs)))
         elif step.output is not None:
             node.add(Text.assemble("output ", _value(step.output)))
+        if step.error:
+            node.add(Text.assemble(("error ", "red"), Text(step.error)))
     if run.output is not None:
         tree.add(Text.assemble(("output ", "bold"), _value(run.output)))
     if run.failure_reason or run.error:
-        reason = Text.assemble(("failed: ", "red"), Text(str(run.failure_reason or "")))
-        if run.error:
-            reason.append(" ")
-            reason.append_text(_value(run.error) if not isinstance(run.error, str) else Text(run.error))
-        tree.add(reason)
+        tree.add(
+            Text.assemble(
+                (f"{run.status.value}: ", "red"), Text(" ".join(filter(None, [run.failure_reason, run.error])))
+            )
+        )
     return tree
 
 
-def runs_table(runs: Sequence[Any]) -> Table:
+def runs_table(runs: Sequence[WorkflowRun]) -> Table:
     """One row per run, newest first."""
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     table.add_column("run", justify="right", no_wrap=True)
@@ -113,7 +116,7 @@ def runs_table(runs: Sequence[Any]) -> Table:
     table.add_column("created", no_wrap=True)
     table.add_column("finished", no_wrap=True)
     for run in runs:
-        done = sum(1 for s in run.steps if str(getattr(s.status, "value", s.status)) in ("completed", "skipped"))
+        done = sum(1 for s in run.steps if s.is_over)
         table.add_row(
             str(run.id),
             Text(run.name),

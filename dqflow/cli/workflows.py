@@ -10,12 +10,14 @@ import typer
 from dqflow.cli._app import app, command, load, open_queue, options
 from dqflow.cli._output import console, print_json
 from dqflow.cli._parse import MAX_ID, json_value
+from dqflow.enums import WorkflowStatus
 from dqflow.errors import ConfigError
 
 if TYPE_CHECKING:  # imported when the command runs: `dqflow --help` stays quick
     from dqflow.declaration import Declaration
     from dqflow.record import JobRecord
-    from dqflow.workflows import Workflow, WorkflowRun
+    from dqflow.workflow_record import WorkflowRun
+    from dqflow.workflows import Workflow
 
 workflow_app = typer.Typer(
     name="workflow",
@@ -92,7 +94,6 @@ def start(
     """Start a workflow run (its input is validated first) and print its id."""
     value: Any = {} if input_ is None else json_value(input_, "--input")
     with open_queue() as queue:
-        find_workflow(queue.declaration, name)
         run_id = queue.start_workflow(name, value, idempotency_key=idempotency_key, tags=tag or None)
     if options().json:
         print_json({"id": run_id, "workflow": name})
@@ -129,13 +130,8 @@ def _step_jobs(get_job: Any, run: WorkflowRun) -> dict[int, JobRecord]:
 def list_runs(
     name: Annotated[str | None, typer.Option("--name", help="Only runs of this workflow.")] = None,
     status: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--status",
-            "-s",
-            help="Only these statuses: running, completed, failed, cancelled (repeat for more).",
-            show_default=False,
-        ),
+        list[WorkflowStatus] | None,
+        typer.Option("--status", "-s", help="Only these statuses (repeat for more).", show_default=False),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000, help="At most this many.")] = 50,
     cursor: Annotated[
@@ -171,7 +167,7 @@ def cancel(run_id: RunId) -> None:
 
 @command("retry", group=workflow_app)
 def retry(run_id: RunId) -> None:
-    """Run a failed or cancelled workflow's unfinished steps again and carry on."""
+    """Run a failed or cancelled run on: its failed and cancelled steps run again, then the rest."""
     with open_queue() as queue:
         queue.require_workflow(run_id)
         run = queue.retry_workflow(run_id)

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dqflow.errors import (
     InvalidJobStateError,
+    InvalidWorkflowStateError,
     JobNotFoundError,
     PayloadTooLargeError,
     StorageError,
@@ -96,6 +97,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(InvalidJobStateError)
     async def conflict(request: Request, exc: InvalidJobStateError) -> JSONResponse:
+        return error_response(409, str(exc))
+
+    @app.exception_handler(InvalidWorkflowStateError)
+    async def run_conflict(request: Request, exc: InvalidWorkflowStateError) -> JSONResponse:
         return error_response(409, str(exc))
 
     @app.exception_handler(PayloadTooLargeError)

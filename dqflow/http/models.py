@@ -8,7 +8,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from dqflow.enums import StepStatus, WorkflowStatus
 from dqflow.record import JobEvent, JobRecord, JobStatus
+from dqflow.workflow_record import WorkflowRun as WorkflowRunRecord
+from dqflow.workflow_record import WorkflowStepRecord
 
 
 class ApiModel(BaseModel):
@@ -146,19 +149,19 @@ class WorkflowStep(ApiModel):
     """One step of a run: its status, its jobs (one, or one per element of a fan-out) and outputs."""
 
     name: str
-    status: str = Field(description="waiting, running, completed, failed, skipped or cancelled.")
-    job_ids: list[int]
+    job: str = Field(description="The job type the step runs.")
+    status: StepStatus
+    job_ids: list[int] = Field(description="The step's jobs, in fan-out element order.")
     output: Any = Field(description="A one-job step's output (null for a fan-out step or before it completes).")
     outputs: list[Any] | None = Field(description="A fan-out step's outputs, in element order.")
     skipped_reason: str | None
+    error: str | None = Field(description="Why a failed step failed.")
     started_at: datetime | None
     completed_at: datetime | None
 
     @classmethod
-    def of(cls, step: Any) -> WorkflowStep:
-        fields = {name: getattr(step, name, None) for name in cls.model_fields}
-        fields["status"] = str(getattr(step.status, "value", step.status))
-        fields["job_ids"] = list(step.job_ids or ())
+    def of(cls, step: WorkflowStepRecord) -> WorkflowStep:
+        fields: dict[str, Any] = {name: getattr(step, name) for name in cls.model_fields}
         return cls.model_construct(**fields)
 
 
@@ -167,22 +170,21 @@ class WorkflowRun(ApiModel):
 
     id: int
     name: str
-    status: str = Field(description="running, completed, failed or cancelled.")
+    status: WorkflowStatus
     input: Any
-    output: Any
+    output: Any = Field(description="What `returns` built, once the run completed.")
     tags: list[str]
     idempotency_key: str | None
     failure_reason: str | None
-    error: Any
+    error: str | None = Field(description="Which step failed and why.")
     created_at: datetime
+    updated_at: datetime
     completed_at: datetime | None
     steps: list[WorkflowStep]
 
     @classmethod
-    def of(cls, run: Any) -> WorkflowRun:
-        fields = {name: getattr(run, name, None) for name in cls.model_fields}
-        fields["status"] = str(getattr(run.status, "value", run.status))
-        fields["tags"] = list(run.tags or ())
+    def of(cls, run: WorkflowRunRecord) -> WorkflowRun:
+        fields: dict[str, Any] = {name: getattr(run, name) for name in cls.model_fields}
         fields["steps"] = [WorkflowStep.of(step) for step in run.steps]
         return cls.model_construct(**fields)
 

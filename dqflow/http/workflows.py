@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, status
 
@@ -17,6 +17,7 @@ from dqflow.http.models import (
     WorkflowRunResponse,
 )
 from dqflow.queue import Queue
+from dqflow.workflow_record import WorkflowRun as WorkflowRunRecord
 
 RUN_NOT_FOUND = "Workflow run not found"
 
@@ -25,7 +26,7 @@ RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="The run's id.")]
 router = APIRouter(prefix="/api/workflows", tags=["workflows"], responses=ERRORS)  # type: ignore[arg-type]
 
 
-def _run(queue: Queue, run_id: int) -> Any:
+def _run(queue: Queue, run_id: int) -> WorkflowRunRecord:
     """The run, or a 404."""
     run = queue.get_workflow(run_id)
     if run is None:
