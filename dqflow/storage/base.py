@@ -176,11 +176,17 @@ class AddResult:
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """A fenced completion. ``output_json=None`` leaves the stored output as it is."""
+    """A fenced completion. ``output_json=None`` leaves the stored output as it is.
+
+    ``workflow_run_id``: the job's run, for a workflow step job (``JobRecord.workflow_run_id``).
+    The worker gives it so that a backend can lock the run first (and plain jobs skip
+    that work); a backend still finds the run of a step job settled without it.
+    """
 
     job_id: int
     lease_token: int
     output_json: str | None = None
+    workflow_run_id: int | None = None
 
 
 FAILURE_TEXT_LIMIT = 65_536
@@ -212,6 +218,7 @@ class Failure:
     reason: str
     retry_at: datetime | None = None
     traceback: str | None = None
+    workflow_run_id: int | None = None  # as in ``Completion``
 
     def __post_init__(self) -> None:
         if len(self.error) > FAILURE_TEXT_LIMIT:

@@ -12,8 +12,8 @@ import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from functools import partial
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from dqflow.enums import WorkflowStatus
