@@ -179,8 +179,9 @@ class Completion:
     """A fenced completion. ``output_json=None`` leaves the stored output as it is.
 
     ``workflow_run_id``: the job's run, for a workflow step job (``JobRecord.workflow_run_id``).
-    The worker gives it so that a backend can lock the run first (and plain jobs skip
-    that work); a backend still finds the run of a step job settled without it.
+    The worker always gives it: a backend locks the run first (PostgreSQL) or reads it
+    beforehand (Redis, which needs it), and plain jobs skip that work. SQLite and
+    PostgreSQL also move the run of a step job settled without it.
     """
 
     job_id: int

@@ -17,6 +17,8 @@ Keys (all under the queue's ``{prefix}``): ``P:wfrun:<id>`` (hash: the
 from __future__ import annotations
 
 import json
+import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -40,8 +42,9 @@ from dqflow.workflow_record import WorkflowPage, WorkflowRun
 if TYPE_CHECKING:
     from dqflow.storage.redis.backend import RedisStorage
 
-MAX_ATTEMPTS = 50
-"""How often a change is computed again after a conflict before it gives up."""
+MAX_ATTEMPTS = 200
+"""How often a change is computed again after a conflict before it gives up (each conflict
+means another change of the run went through: the runs always make progress)."""
 
 _PLACED = frozenset({"job_type", "payload_json", "priority", "run_at", "tags", "idempotency_key"})
 
@@ -78,6 +81,8 @@ class RedisWorkflows:
     def __init__(self, storage: RedisStorage) -> None:
         self._storage = storage
         self._key = storage._key
+        #: how many computed changes were refused as stale and computed again (diagnostics)
+        self.conflicts = 0
 
     # -- reading ---------------------------------------------------------------------
 
@@ -162,10 +167,13 @@ class RedisWorkflows:
         return list(self._storage._run("workflow", "move workflow runs", json.dumps(plan)))
 
     def _until_applied(self, attempt: Callable[[], list[Any] | None], what: str) -> list[Any]:
-        for _ in range(MAX_ATTEMPTS):
+        for tries in range(MAX_ATTEMPTS):
             reply = attempt()
             if reply is not None and reply[0] != "conflict":
                 return reply
+            self.conflicts += 1
+            if tries >= 2:  # many writers on one run: step aside a little, at random
+                time.sleep(random.uniform(0, min(0.02, 0.001 * tries)))
         raise StorageError(f"Redis at {self._storage.url}: {what} kept conflicting with other changes; try again")
 
     # -- the contract's operations ----------------------------------------------------------
