@@ -269,6 +269,7 @@ def measure(bench: Any, system: str, chains: int, chords: int, plain: bool) -> R
         plain_s = bench.plain_jobs(3 * chains)
         result["plain_jobs_per_s"] = 3 * chains / plain_s
         result["step_cost"] = result["plain_jobs_per_s"] / result["linear_steps_per_s"]
+        result["fan_step_cost"] = result["plain_jobs_per_s"] / result["fan_steps_per_s"]
     return result
 
 
@@ -283,6 +284,7 @@ def one_repetition(systems: list[str], args: argparse.Namespace) -> list[Result]
                     results.append(measure(bench, system, args.chains, args.chords, plain=False))
                 finally:
                     bench.close()
+                print(json.dumps(results[-1]), flush=True)
                 continue
             with dqflow_store(system.split("-", 1)[1]) as url:
                 bench = DqflowBench(url, folder, args.concurrency)
@@ -309,8 +311,8 @@ def report(all_results: list[Result], systems: list[str], args: argparse.Namespa
         f"process, warm, started before the clock. Medians of {args.runs}.",
         "",
         "| system | linear runs/s | linear steps/s | fan-out runs/s | fan-out steps/s | steps/s vs Celery "
-        "(linear, fan-out) | plain jobs/s | step cost (plain ÷ step) | one linear run, idle (ms) "
-        "| one fan-out-100 + fan-in, idle (ms) |",
+        "(linear, fan-out) | plain jobs/s | step cost: plain jobs/s ÷ steps/s (linear, fan-out) "
+        "| one linear run, idle (ms) | one fan-out-100 + fan-in, idle (ms) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     c_linear = median(celery, "linear_steps_per_s")
@@ -323,7 +325,7 @@ def report(all_results: list[Result], systems: list[str], args: argparse.Namespa
         lines.append(
             f"| {system} | {fmt(median(results, 'linear_runs_per_s'), 1)} | {fmt(linear)} "
             f"| {fmt(median(results, 'fan_runs_per_s'), 2)} | {fmt(fan)} | {ratio} "
-            f"| {fmt(median(results, 'plain_jobs_per_s'))} | {fmt(median(results, 'step_cost'), 2)} "
+            f"| {fmt(median(results, 'plain_jobs_per_s'))} | {_pair(results, 'step_cost', 'fan_step_cost')} "
             f"| {fmt(median(results, 'linear_latency_ms'), 1)} | {fmt(median(results, 'fan_latency_ms'), 1)} |"
         )
     lines += [
@@ -335,7 +337,17 @@ def report(all_results: list[Result], systems: list[str], args: argparse.Namespa
     return "\n".join(lines)
 
 
+def _pair(results: list[Result], first: str, second: str) -> str:
+    a, b = median(results, first), median(results, second)
+    return "-" if a is None or b is None else f"{a:.2f}, {b:.2f}"
+
+
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(f"stopped by signal {signum}")  # unwinds: workers stopped, stores removed
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--chains", type=int, default=300, help="Linear runs per repetition.")
     parser.add_argument("--chords", type=int, default=10, help="Fan-out runs per repetition.")
