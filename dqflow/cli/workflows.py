@@ -55,9 +55,25 @@ def graph(name: Annotated[str, typer.Argument(help="The workflow to draw.", show
 
 
 def run_json(run: WorkflowRun) -> dict[str, Any]:
-    """A run as JSON-ready data, its steps included."""
-    document: dict[str, Any] = run.model_dump(mode="json")
-    document["steps"] = [step.model_dump(mode="json") for step in run.steps]
+    """A run as JSON-ready data, its steps included, in field order.
+
+    The user's JSON (input, outputs) is copied as stored: pydantic's serializer
+    refuses values nested deeper than its own limit, which a payload may be.
+    """
+    dumped = run.model_dump(mode="json", exclude={"input", "output", "steps"})
+    document: dict[str, Any] = {}
+    for name in type(run).model_fields:
+        if name == "steps":
+            document[name] = [
+                {
+                    **step.model_dump(mode="json", exclude={"output", "outputs"}),
+                    "output": step.output,
+                    "outputs": step.outputs,
+                }
+                for step in run.steps
+            ]
+        else:
+            document[name] = getattr(run, name) if name in ("input", "output") else dumped[name]
     return document
 
 
