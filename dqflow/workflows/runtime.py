@@ -9,7 +9,6 @@ that validates each payload like ``Queue.add``. It does no I/O.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -50,6 +49,14 @@ def initial_steps(workflow: Workflow) -> list[dict[str, Any]]:
         }
         for name, step in workflow.steps.items()
     ]
+
+
+def _copied(step: dict[str, Any]) -> dict[str, Any]:
+    """A step's state to change: the lists changed in place are copied, values are shared."""
+    copied = {**step, "done": list(step["done"])}
+    if step["outputs"] is not None:
+        copied["outputs"] = list(step["outputs"])
+    return copied
 
 
 class WorkflowRuntime:
@@ -135,7 +142,7 @@ class _Work:
         self.workflow = workflow
         self.run = run
         self.new_job = new_job
-        self.steps: dict[str, dict[str, Any]] = {step["name"]: step for step in copy.deepcopy(run.steps)}
+        self.steps: dict[str, dict[str, Any]] = {step["name"]: _copied(step) for step in run.steps}
         self.status = run.status
         self.output_json: str | None = None
         self.failure_reason: str | None = None

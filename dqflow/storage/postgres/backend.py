@@ -526,7 +526,10 @@ class PostgresStorage(Storage):
                 if kind is not Release:
                     ends += ends_of(rows, "complete" if kind is Completion else "fail")
             if ends and self.workflow_advancer is not None:
-                with conn.transaction():  # a savepoint, or a transaction of its own for undeclared runs
+                # in settle's transaction; a step job settled without its run id (autocommitted
+                # already) moves its run in a transaction of its own
+                in_transaction = len(statements) > 1 or bool(run_ids)
+                with contextlib.nullcontext() if in_transaction else conn.transaction():
                     missing = sorted({run_id for run_id, _ in ends} - states.keys())
                     states.update(self._workflows.lock(conn, missing))
                     self._workflows.jobs_ended(conn, states, ends, notices)

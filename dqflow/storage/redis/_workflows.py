@@ -236,8 +236,11 @@ class RedisWorkflows:
         job_ids: Sequence[int],
         notices: list[RunNotice],
         what: str,
+        run_ids: Sequence[int] = (),
     ) -> list[bool]:
         """End step jobs and move their runs in one script, retried on a conflict.
+
+        ``run_ids``: the runs the jobs are expected to belong to (read with the jobs).
 
         ``ops`` gets each job's hash fields (by id) and answers per job the script op,
         the run id and the ``JobEnd``, or None for a job it leaves alone (not held).
@@ -248,21 +251,28 @@ class RedisWorkflows:
         fields = ("status", "lease_token", "workflow_run_id", "workflow_step", "workflow_item", "output")
         client = self._storage._client
 
+        known = sorted(set(run_ids))
+
         def attempt() -> list[Any]:
-            def read() -> list[Any]:
+            def read() -> list[Any]:  # the jobs and the runs they are expected to belong to: one round trip
                 pipe = client.pipeline(transaction=False)
                 for job_id in job_ids:
                     pipe.hmget(f"{self._key}:job:{job_id}", *fields)
+                for run_id in known:
+                    pipe.hgetall(f"{self._key}:wfrun:{run_id}")
                 return list(pipe.execute())
 
-            rows = [as_text(row) for row in self._storage._guard("read step jobs", read)]
+            replies = as_text(self._storage._guard("read step jobs", read))
+            rows, hashes = replies[: len(job_ids)], replies[len(job_ids) :]
             jobs = {job_id: dict(zip(fields, row, strict=True)) for job_id, row in zip(job_ids, rows, strict=True)}
+            states = {run_id: state_from_fields(h) for run_id, h in zip(known, hashes, strict=True) if h}
             planned = ops(jobs)
             flags[:] = [item is not None for item in planned]
             chosen = [item for item in planned if item is not None]
             if not chosen:
                 return ["ok"]
-            states = self._states([run_id for _, run_id, _ in chosen])
+            states = {run_id: states[run_id] for _, run_id, _ in chosen if run_id in states}
+            states.update(self._states([run_id for _, run_id, _ in chosen if run_id not in states]))
             by_run: dict[int, list[JobEnd]] = {}
             for _, run_id, end in chosen:
                 by_run.setdefault(run_id, []).append(end)

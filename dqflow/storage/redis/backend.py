@@ -480,7 +480,10 @@ class RedisStorage(Storage):
                 rest.append(position)
         notices: list[RunNotice] = []
         items = [cast("Completion | Failure", outcomes[p]) for p in steps]
-        flags = self._workflows.jobs_ended(settle_ops(items), [i.job_id for i in items], notices, "settle step jobs")
+        runs = [i.workflow_run_id for i in items if i.workflow_run_id is not None]
+        flags = self._workflows.jobs_ended(
+            settle_ops(items), [i.job_id for i in items], notices, "settle step jobs", runs
+        )
         for position, flag in zip(steps, flags, strict=True):
             applied[position] = flag
         if rest:
