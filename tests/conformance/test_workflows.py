@@ -539,3 +539,15 @@ def test_retry_plans_a_refused_step_again_from_the_current_declaration(backend: 
     assert fixed.retry_workflow(run_id).step("only").status is StepStatus.RUNNING
     (done,) = _finish(fixed, run_id)
     assert done.status is WorkflowStatus.COMPLETED and done.output == 100
+
+
+def test_the_change_feed_names_the_run_of_each_step_job(backend: str, closing: list[Queue]) -> None:
+    queue = _queue(backend, LINEAR)
+    closing.append(queue)
+    cursor = queue.storage.change_cursor()
+    plain = queue.add("double", {"n": 1})
+    (run,) = _finish(queue, queue.start_workflow("linear", {"n": 1}))
+    changes = queue.storage.read_changes(cursor, 1000)
+    step_jobs = {job_id for step in run.steps for job_id in step.job_ids}
+    completed = {c.job_id: c.workflow_run_id for c in changes if c.kind == "completed"}
+    assert completed == {plain: None, **dict.fromkeys(step_jobs, run.id)}
