@@ -109,10 +109,15 @@ class RedisWorkflows:
         return self._record(found) if found else None
 
     def page(self, run_filter: WorkflowFilter) -> WorkflowPage:
-        """Newest first from the name index (or every run), statuses filtered as they come."""
+        """Newest first from the name index (or one status's, or every run's), the rest filtered as they come."""
         client = self._storage._client
-        index = f"{self._key}:wfruns" if run_filter.name is None else f"{self._key}:wfruns:name:{run_filter.name}"
         wanted = {status.value for status in run_filter.statuses}
+        if run_filter.name is not None:
+            index = f"{self._key}:wfruns:name:{run_filter.name}"
+        elif len(wanted) == 1:
+            index = f"{self._key}:wfruns:status:{next(iter(wanted))}"
+        else:
+            index = f"{self._key}:wfruns"
         top = "+inf" if run_filter.cursor is None else f"({run_filter.cursor}"
         runs: list[WorkflowRun] = []
         more = False
