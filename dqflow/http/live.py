@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic.alias_generators import to_camel
@@ -99,40 +99,16 @@ def to_live_events(queue: Queue, changes: list[Change]) -> list[LiveEvent]:
     events = []
     for change in changes:
         body: dict[str, Any] = {"jobId": change.job_id, "jobType": change.job_type, "at": change.at.isoformat()}
+        if change.workflow_run_id is not None:
+            body["runId"] = change.workflow_run_id
         body.update(_camel(change.data))
         if change.kind == OUTPUT:
             body["output"] = outputs.get(change.job_id)
         text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-        events.append(LiveEvent(change.cursor, f"job:{change.kind}", change.job_id, change.job_type, text))
+        events.append(
+            LiveEvent(change.cursor, f"job:{change.kind}", change.job_id, change.job_type, text, change.workflow_run_id)
+        )
     return events
-
-
-RUN_CACHE_SIZE = 50_000
-"""Jobs whose workflow run the hub remembers (for ``runId`` filters) before it starts over."""
-
-
-class RunLookup:
-    """Which workflow run each job belongs to (``None``: a plain job), read once per job."""
-
-    def __init__(self, queue: Queue) -> None:
-        self.queue = queue
-        self._runs: dict[int, int | None] = {}
-        self._lock = threading.Lock()
-
-    def attach(self, events: list[LiveEvent]) -> list[LiveEvent]:
-        """The events with ``run_id`` filled in."""
-        with self._lock:
-            missing = {e.job_id for e in events if e.job_id not in self._runs}
-        found: dict[int, int | None] = {}
-        for job_id in missing:
-            record = self.queue.get_job(job_id)
-            found[job_id] = None if record is None else record.workflow_run_id
-        with self._lock:
-            if len(self._runs) + len(found) > RUN_CACHE_SIZE:
-                self._runs.clear()
-            self._runs.update(found)
-            runs = {e.job_id: self._runs.get(e.job_id, found.get(e.job_id)) for e in events}
-        return [replace(e, run_id=runs[e.job_id]) if runs[e.job_id] is not None else e for e in events]
 
 
 class ChangeHub:
@@ -145,7 +121,6 @@ class ChangeHub:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._started = threading.Event()
-        self.runs = RunLookup(queue)
 
     def subscribe(self, subscriber: Subscriber) -> None:
         with self._lock:
@@ -195,8 +170,6 @@ class ChangeHub:
     def _publish(self, events: list[LiveEvent]) -> None:
         with self._lock:
             subscribers = list(self._subscribers)
-        if any(s.run_id is not None for s in subscribers):
-            events = self.runs.attach(events)
         for subscriber in subscribers:
             wanted = [event for event in events if subscriber.wants(event)]
             if wanted and not subscriber.loop.is_closed():
@@ -212,8 +185,6 @@ async def stream(hub: ChangeHub, subscriber: Subscriber, last_event_id: str | No
         sent: set[str] = set()
         if last_event_id:
             missed = await asyncio.to_thread(_missed, hub.queue, last_event_id)
-            if subscriber.run_id is not None:
-                missed = await asyncio.to_thread(hub.runs.attach, missed)
             for event in missed:
                 if subscriber.wants(event):
                     sent.add(event.id)

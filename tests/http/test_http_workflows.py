@@ -221,6 +221,7 @@ def test_events_filtered_by_run(wf_server: Server, tmp_path: Path) -> None:
     own_jobs = {job_id for step in run["steps"] for job_id in step["jobIds"]}
     assert len(own_jobs) == 5  # split, three counts, total
     assert {e["data"]["jobId"] for e in collected} <= own_jobs
+    assert {e["data"]["runId"] for e in collected} == {watched}
     assert {e["data"]["jobId"] for e in collected if e["event"] == "job:completed"} == own_jobs
     other_jobs = {job_id for step in _finished(wf_server, other)["steps"] for job_id in step["jobIds"]}
     assert not other_jobs & {e["data"]["jobId"] for e in collected}
