@@ -551,3 +551,16 @@ def test_the_change_feed_names_the_run_of_each_step_job(backend: str, closing: l
     step_jobs = {job_id for step in run.steps for job_id in step.job_ids}
     completed = {c.job_id: c.workflow_run_id for c in changes if c.kind == "completed"}
     assert completed == {plain: None, **dict.fromkeys(step_jobs, run.id)}
+
+
+def test_a_run_of_a_workflow_no_longer_declared_can_be_cancelled_not_retried(
+    backend: str, closing: list[Queue]
+) -> None:
+    queue = _queue(backend, LINEAR)
+    later = _queue(backend, FAN)  # the next deploy dropped `linear`
+    closing += [queue, later]
+    run_id = queue.start_workflow("linear", {"n": 1})
+    assert later.cancel_workflow(run_id).status is WorkflowStatus.CANCELLED
+    with pytest.raises(UnknownWorkflowError, match="workflow 'linear' is not declared \\(declared: fan\\)"):
+        later.retry_workflow(run_id)
+    assert later.require_workflow(run_id).status is WorkflowStatus.CANCELLED
