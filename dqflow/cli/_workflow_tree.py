@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from enum import StrEnum
 from typing import Any
 
 from rich import box
@@ -35,9 +36,8 @@ MAX_VALUE_CHARS = 300
 MAX_IDS_SHOWN = 8
 
 
-def _status(value: Any, styles: Mapping[str, str]) -> Text:
-    text = str(getattr(value, "value", value))
-    return Text(text, style=styles.get(text, ""))
+def _status(value: StrEnum, styles: Mapping[str, str]) -> Text:
+    return Text(value.value, style=styles.get(value.value, ""))
 
 
 def _value(value: Any) -> Text:
@@ -67,7 +67,7 @@ def _step_node(step: WorkflowStepRecord, jobs: Mapping[int, JobRecord]) -> Text:
         line.append("  ")
         line.append_text(progress_text(round(done / len(step.job_ids) * 100)))
         line.append(f" ({done}/{len(step.job_ids)} done)")
-    if getattr(step, "skipped_reason", None):
+    if step.skipped_reason:
         line.append(f"  ({step.skipped_reason})", style="dim")
     return line
 

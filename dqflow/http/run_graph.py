@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+
+from dqflow.workflow_record import WorkflowStepRecord
 
 NODE_WIDTH = 180
 NODE_HEIGHT = 66
@@ -59,12 +60,8 @@ class RunGraph:
     edges: tuple[Edge, ...]
 
 
-def _status(value: Any) -> str:
-    return str(getattr(value, "value", value))
-
-
 def layout(
-    steps: Sequence[Any],
+    steps: Sequence[WorkflowStepRecord],
     needs: Mapping[str, Sequence[str]] | None,
     jobs: Mapping[str, str],
     done: Mapping[str, int],
@@ -93,7 +90,7 @@ def layout(
             Node(
                 name=step.name,
                 job=jobs.get(step.name, ""),
-                status=_status(step.status),
+                status=step.status.value,
                 job_ids=tuple(step.job_ids or ()),
                 done=done.get(step.name, 0),
                 x=MARGIN + column * (NODE_WIDTH + GAP_X),

@@ -7,6 +7,7 @@ change to one of the run's step jobs, so it updates live.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -17,6 +18,7 @@ from dqflow.http.dashboard import PAGE_SIZE, _page, _readable, templates
 from dqflow.http.jobs import MAX_ID, queue_of
 from dqflow.http.run_graph import NODE_HEIGHT, NODE_WIDTH, RunGraph, layout
 from dqflow.queue import Queue
+from dqflow.workflow_record import WorkflowRun
 
 RUN_STATUSES = ("running", "completed", "failed", "cancelled")
 FINISHED_RUN = {"completed", "failed", "cancelled"}
@@ -26,8 +28,8 @@ MAX_JOBS_COUNTED = 500
 router = APIRouter(include_in_schema=False)
 
 
-def _value(status: Any) -> str:
-    return str(getattr(status, "value", status))
+def _value(status: StrEnum) -> str:
+    return status.value
 
 
 @router.get("/workflows", response_class=HTMLResponse)
@@ -61,11 +63,11 @@ async def runs_page(
     )
 
 
-def _steps_done(run: Any) -> int:
-    return sum(1 for step in run.steps if _value(step.status) in ("completed", "skipped"))
+def _steps_done(run: WorkflowRun) -> int:
+    return sum(1 for step in run.steps if step.is_over)
 
 
-def _graph(queue: Queue, run: Any) -> RunGraph:
+def _graph(queue: Queue, run: WorkflowRun) -> RunGraph:
     """The run's layout: needs and job types from the declared workflow, finished jobs counted."""
     workflow = queue.declaration.workflows.get(run.name)
     needs = None if workflow is None else {name: step.needs for name, step in workflow.steps.items()}
@@ -81,10 +83,10 @@ def _graph(queue: Queue, run: Any) -> RunGraph:
     return layout(run.steps, needs, jobs, done)
 
 
-async def _read_run(request: Request, run_id: int) -> tuple[Any, RunGraph] | None:
+async def _read_run(request: Request, run_id: int) -> tuple[WorkflowRun, RunGraph] | None:
     queue = queue_of(request)
 
-    def read() -> tuple[Any, RunGraph] | None:
+    def read() -> tuple[WorkflowRun, RunGraph] | None:
         run = queue.get_workflow(run_id)
         return None if run is None else (run, _graph(queue, run))
 
@@ -116,7 +118,7 @@ async def run_fragment(request: Request, run_id: int) -> Response:
     return templates.TemplateResponse(request, "_run_live.html", context)
 
 
-def _run_context(run: Any, graph: RunGraph) -> dict[str, Any]:
+def _run_context(run: WorkflowRun, graph: RunGraph) -> dict[str, Any]:
     status = _value(run.status)
     return {
         "run": run,
