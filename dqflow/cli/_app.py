@@ -113,7 +113,7 @@ def _root(
 def command(
     name: str | None = None, *, group: typer.Typer | None = None, **kwargs: Any
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a command (of ``group``, e.g. ``token``, else top-level) that also accepts the
+    """Register a command (on ``app``, or on a sub-command ``group``) that also accepts the
     global options after its name.
 
     The wrapped function reads them with :func:`options`.
