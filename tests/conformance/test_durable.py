@@ -383,3 +383,32 @@ def test_a_workflow_step_that_waits_holds_its_run_running_but_no_worker(backend:
     run = queue.require_workflow(run_id)
     assert run.status is WorkflowStatus.COMPLETED and run.output == {"n": 42}
     queue.close()
+
+
+def test_a_wait_settled_in_one_batch_with_a_step_job_end(backend: str) -> None:
+    n_schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    workflows = {
+        "pair": {
+            "input": n_schema,
+            "steps": {
+                "a": {"job": "quick", "payload": {"n": "${input.n}"}},
+                "b": {"job": "quick", "payload": {"n": "${input.n}"}},
+            },
+        }
+    }
+    queue = make_queue(backend, {"quick": {"handler": dh.quick}}, workflows=workflows)
+    run_id = queue.start_workflow("pair", {"n": 1})
+    first, second = queue.storage.claim_jobs("w", None, 2, 30_000)
+    until = datetime.now(UTC) + timedelta(seconds=30)
+    flags = queue.storage.settle_jobs(
+        [
+            Completion(first.id, first.lease_token, '{"n": 1}', first.workflow_run_id),
+            Wait(second.id, second.lease_token, until),
+        ]
+    )
+    assert flags == [True, True]
+    assert queue.require_job(first.id).status is JobStatus.COMPLETED
+    waiting = queue.require_job(second.id)
+    assert waiting.status is JobStatus.WAITING and waiting.wait is not None and waiting.wait.kind == "sleep"
+    assert queue.require_workflow(run_id).status.value == "running"
+    queue.close()
