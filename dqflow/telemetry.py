@@ -229,7 +229,7 @@ class Tracing:
 
     def end_run(self, span: Span, outcome: str, reason: str | None = None) -> None:
         """End a ``dqflow.run`` span: ``outcome`` is ``completed``, ``retrying``, ``failed``, ``dropped``
-        (the handler was stopped: cancelled, lost, timed out while dropped) or ``abandoned`` (shutdown)."""
+        (the handler was stopped: the job was cancelled or its lease lost) or ``abandoned`` (shutdown)."""
         span.set_attribute("dqflow.job.outcome", outcome)
         if reason is not None:
             span.set_attribute("dqflow.job.failure_reason", reason)
