@@ -229,13 +229,15 @@ class Tracing:
 
     def end_run(self, span: Span, outcome: str, reason: str | None = None) -> None:
         """End a ``dqflow.run`` span: ``outcome`` is ``completed``, ``retrying``, ``failed``, ``dropped``
-        (the handler was stopped: the job was cancelled or its lease lost) or ``abandoned`` (shutdown)."""
+        (the handler was stopped: the job was cancelled or its lease lost) or ``abandoned`` (shutdown);
+        ``reason`` the failure reason, or why the handler was stopped."""
         span.set_attribute("dqflow.job.outcome", outcome)
-        if reason is not None:
-            span.set_attribute("dqflow.job.failure_reason", reason)
         if outcome in ("retrying", "failed"):
+            span.set_attribute("dqflow.job.failure_reason", reason or "handler_error")
             span.set_attribute("error.type", reason or "handler_error")
             span.set_status(self._status(self._status_error, reason or "handler_error"))
+        elif reason is not None:
+            span.set_attribute("dqflow.job.stop_reason", reason)
         span.end()
 
     def settled(

@@ -13,6 +13,7 @@ import asyncio
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,14 @@ def _flaky(payload: Any, ctx: JobContext) -> Any:
     return None
 
 
+def _until_cancelled(payload: Any, ctx: JobContext) -> Any:
+    deadline = time.monotonic() + 30
+    while not ctx.cancelled and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 JOBS: dict[str, dict[str, Any]] = {
+    "until_cancelled": {"handler": _until_cancelled, "max_attempts": 1},
     "double": {"handler": _double, "max_attempts": 1},
     "async_double": {"handler": _async_double, "max_attempts": 1},
     "flaky": {"handler": _flaky, "max_attempts": 2},
@@ -175,6 +183,18 @@ def test_each_attempt_has_a_run_span_with_its_outcome(queue: Queue, spans: InMem
     assert second.attributes["dqflow.job.attempt"] == 2 and second.attributes["dqflow.job.outcome"] == "completed"
     for run in (first, second):  # both attempts are children of the one add
         assert run.parent is not None and run.parent.span_id == _ids(add)[1] and _ids(run)[0] == _ids(add)[0]
+
+
+def test_a_run_stopped_by_a_cancel_is_dropped(tmp_path: Path, spans: InMemorySpanExporter) -> None:
+    with make_queue(f"sqlite:///{tmp_path / 'q.db'}", JOBS) as queue:
+        job_id = queue.add("until_cancelled")
+        with running_worker(queue):
+            wait_until(lambda: queue.require_job(job_id).status.value == "processing", timeout=30)
+            queue.cancel(job_id)
+            wait_until(lambda: _named(spans, "dqflow.run"), timeout=30)
+    run = _one(spans, "dqflow.run")
+    assert (run.attributes["dqflow.job.outcome"], run.attributes["dqflow.job.stop_reason"]) == ("dropped", "cancelled")
+    assert "dqflow.job.failure_reason" not in run.attributes and run.status.status_code is StatusCode.UNSET
 
 
 def test_a_workflow_run_is_one_trace_across_its_step_jobs(queue: Queue, spans: InMemorySpanExporter) -> None:
