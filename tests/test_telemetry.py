@@ -10,6 +10,7 @@ on every backend. Off, nothing is recorded and OpenTelemetry is never imported.
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import textwrap
@@ -31,6 +32,7 @@ from dqflow.errors import ConfigError
 from dqflow.worker import JobContext
 
 TESTS = Path(__file__).parent
+APP_CONFIG = TESTS / "app" / "jobs.yaml"
 _EXPORTER = InMemorySpanExporter()
 _PROVIDER = TracerProvider()
 _PROVIDER.add_span_processor(SimpleSpanProcessor(_EXPORTER))
@@ -219,6 +221,39 @@ def test_a_workflow_run_is_one_trace_across_its_step_jobs(queue: Queue, spans: I
         assert queue.require_job(job_id).meta["traceparent"].split("-")[1] == f"{trace_id:032x}"
     inner = _named(spans, "handler.inner")
     assert len(inner) == 3 and {_ids(s)[0] for s in inner} == {trace_id}
+
+
+def test_the_trace_crosses_into_a_worker_process(backend: str, spans: InMemorySpanExporter, tmp_path: Path) -> None:
+    """The add here, the run in a real worker process with an SDK of its own: one trace."""
+    exported = tmp_path / "spans.jsonl"
+    script = textwrap.dedent(
+        f"""
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+
+        provider = TracerProvider()
+        out = open({str(exported)!r}, "w")
+        exporter = ConsoleSpanExporter(out=out, formatter=lambda span: span.to_json(indent=None) + "\\n")
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        from dqflow import Queue
+        from dqflow.worker import run_worker
+
+        with Queue.from_yaml({str(APP_CONFIG)!r}, backend={backend!r}) as queue:
+            run_worker(queue, drain=True, job_types=["echo"])
+        provider.shutdown()
+        """
+    )
+    with Queue.from_yaml(APP_CONFIG, backend=backend) as queue:
+        job_id = queue.add("echo", {"n": 1})
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert queue.require_job(job_id).output == {"n": 1, "ok": True}
+    trace_id, add_span_id = _ids(_one(spans, "dqflow.add"))
+    runs = [span for line in exported.read_text().splitlines() if (span := json.loads(line))["name"] == "dqflow.run"]
+    assert len(runs) == 1 and runs[0]["attributes"]["dqflow.job.id"] == job_id
+    assert (runs[0]["context"]["trace_id"], runs[0]["parent_id"]) == (f"0x{trace_id:032x}", f"0x{add_span_id:016x}")
 
 
 def test_a_traceparent_given_in_meta_is_kept(tmp_path: Path, spans: InMemorySpanExporter) -> None:
