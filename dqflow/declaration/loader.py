@@ -41,6 +41,7 @@ from dqflow.declaration.model import (
     RetryPolicy,
     WorkerSettings,
 )
+from dqflow.declaration.schedules import Schedule, compile_schedules
 from dqflow.declaration.schemas import DRAFTS, InvalidSchemaError, LocalSchemaFiles, SchemaValidator
 from dqflow.declaration.yaml_source import Loc, Locator, key_text, parse_yaml
 from dqflow.errors import ConfigError, DeclarationError, UnknownJobTypeError, kind_of, raise_all
@@ -66,7 +67,7 @@ DEFAULT_CONFIG = "jobs.yaml"
 
 @dataclass(frozen=True)
 class Declaration:
-    """A whole declaration: job types, workflows, worker settings, limits, backend URL."""
+    """A whole declaration: job types, workflows, schedules, worker settings, limits, backend URL."""
 
     path: Path | None = None
     backend: str | None = None
@@ -74,6 +75,7 @@ class Declaration:
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     limits: Limits = field(default_factory=Limits)
     workflows: dict[str, Workflow] = field(default_factory=dict)
+    schedules: dict[str, Schedule] = field(default_factory=dict)
 
     @property
     def base_dir(self) -> Path | None:
@@ -117,13 +119,15 @@ class Declaration:
         import_handlers: bool = True,
         workflows: Mapping[str, Any] | None = None,
         schema_draft: str | None = None,
+        schedules: Mapping[str, Any] | None = None,
     ) -> Declaration:
         """Build a declaration from Python dicts, validated exactly like ``jobs.yaml``.
 
         A job's ``handler`` may be a callable as well as ``"module:function"``;
         ``payload``/``output`` may be a schema dict, a path (relative to
         ``base_dir``, else the current directory) or a :class:`SchemaValidator`.
-        ``workflows`` is the ``workflows:`` section (docs/WORKFLOWS.md).
+        ``workflows`` is the ``workflows:`` section (docs/WORKFLOWS.md), ``schedules``
+        the ``schedules:`` one (docs/SCHEDULES.md).
         Errors raise :class:`~dqflow.errors.ConfigError` naming the key.
         """
         return build_declaration(
@@ -136,6 +140,7 @@ class Declaration:
             import_handlers=import_handlers,
             workflows=workflows,
             schema_draft=schema_draft,
+            schedules=schedules,
         )
 
 
@@ -409,6 +414,14 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
             load_schema=lambda source, which, loc: _load_schema(source, which, loc, ctx, cache, problems),
         )
         problems += workflow_problems
+    schedules, schedule_problems = compile_schedules(
+        raw.schedules,
+        job_types,
+        workflows,
+        problem=ctx.problem,
+        declared_workflows=frozenset(raw.workflows) if isinstance(raw.workflows, dict) else frozenset(),
+    )
+    problems += schedule_problems
     w = raw.worker
     if w.heartbeat >= w.lease:
         problems.append(
@@ -435,6 +448,7 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
         ),
         limits=Limits(max_payload_bytes=raw.limits.max_payload_bytes, max_output_bytes=raw.limits.max_output_bytes),
         workflows=workflows,
+        schedules=schedules,
     )
 
 
@@ -468,7 +482,7 @@ def load_declaration(
         raise ConfigError("the file is empty: declare at least `jobs:`", file=file, line=1)
     if not isinstance(node, yaml.MappingNode):
         raise ConfigError(
-            "the top level must be a mapping (backend, defaults, worker, limits, jobs, workflows), "
+            "the top level must be a mapping (backend, defaults, worker, limits, jobs, workflows, schedules), "
             f"not {kind_of(data)}",
             file=file,
             line=node.start_mark.line + 1,
@@ -495,6 +509,7 @@ def build_declaration(
     import_handlers: bool = True,
     workflows: Mapping[str, Any] | None = None,
     schema_draft: str | None = None,
+    schedules: Mapping[str, Any] | None = None,
 ) -> Declaration:
     """:meth:`Declaration.build`: the same checks as ``jobs.yaml``, from Python dicts."""
 
@@ -513,6 +528,8 @@ def build_declaration(
             data[key] = plain(section)
     if workflows is not None:
         data["workflows"] = plain(workflows)
+    if schedules is not None:
+        data["schedules"] = plain(schedules)
     if backend is not None:
         data["backend"] = backend
     if schema_draft is not None:

@@ -261,6 +261,7 @@ class RawDeclaration(_Strict):
     limits: RawLimits = Field(default_factory=RawLimits)
     jobs: dict[JobName, RawJob]
     workflows: Any = None  # checked by dqflow.workflows.compile, which knows their shape
+    schedules: Any = None  # checked by dqflow.declaration.schedules
 
     _sections_none = field_validator("defaults", "worker", "limits", mode="before")(_none_is_empty)
 

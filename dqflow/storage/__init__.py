@@ -19,8 +19,11 @@ from dqflow.storage.base import (
     Outcome,
     ReclaimedJob,
     Release,
+    ScheduleState,
     Storage,
     TagMode,
+    TickResult,
+    TickVerdict,
 )
 
 __all__ = [
@@ -35,8 +38,11 @@ __all__ = [
     "Outcome",
     "ReclaimedJob",
     "Release",
+    "ScheduleState",
     "Storage",
     "TagMode",
+    "TickResult",
+    "TickVerdict",
     "open_storage",
 ]
 

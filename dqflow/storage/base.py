@@ -282,6 +282,38 @@ class JobFilter:
     cursor: int | None = None  # only ids below this one
 
 
+class TickVerdict(StrEnum):
+    """What ``claim_tick`` did with a schedule's tick."""
+
+    ENQUEUED = "enqueued"  # its job was added now
+    TAKEN = "taken"  # this tick (or a later one) was claimed before: nothing done
+    PAUSED = "paused"  # the schedule is paused: recorded, no job
+    OVERLAP = "overlap"  # the previous tick's job is unfinished: recorded, no job
+    SKIPPED = "skipped"  # recorded without a job (a missed tick not caught up)
+
+
+@dataclass(frozen=True, slots=True)
+class TickResult:
+    """Outcome of ``claim_tick``: the verdict and, when a job was added, its id."""
+
+    verdict: TickVerdict
+    job_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleState:
+    """What storage keeps of a schedule: its last claimed tick, the job of its last run, paused or not."""
+
+    name: str
+    last_tick: datetime | None = None
+    last_job_id: int | None = None
+    paused: bool = False
+
+
+UNFINISHED_STATUSES = frozenset({JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.WAITING})
+"""The statuses of a job still to run (``claim_tick(skip_while_unfinished=True)`` skips a tick then)."""
+
+
 @dataclass(slots=True)
 class JobPage:
     """One page of ``list_jobs``; pass ``next_cursor`` back for the next page."""
@@ -444,6 +476,31 @@ class Storage(ABC):
         over, so the job starts without another round trip)."""
         self.wait_for_jobs(timeout, job_types)
         return self.claim_jobs(worker_id, job_types, limit, lease_ms)
+
+    # -- schedules (dqflow/schedules; docs/SCHEDULES.md) ---------------------------------
+
+    @abstractmethod
+    def claim_tick(
+        self, schedule: str, tick: datetime, job: NewJob | None, *, skip_while_unfinished: bool = False
+    ) -> TickResult:
+        """Claim ``tick`` of ``schedule`` once for all workers, atomically (one transaction / script).
+
+        ``TAKEN`` (nothing changes) when the schedule's last claimed tick is ``tick`` or
+        later. Otherwise ``tick`` becomes its last tick and: ``PAUSED`` when it is
+        paused; ``SKIPPED`` when ``job`` is None; ``OVERLAP`` when
+        ``skip_while_unfinished`` and the job of its last run is still pending,
+        waiting or processing; else ``job`` is added (``add_jobs`` rules; its
+        idempotency key, if any, also guards the tick) and becomes the last run:
+        ``ENQUEUED`` with its id (``TAKEN`` with the existing id if the key matched).
+        A schedule storage has not seen starts unpaused with no last tick."""
+
+    @abstractmethod
+    def schedule_states(self) -> dict[str, ScheduleState]:
+        """Every schedule storage has a state for, by name."""
+
+    @abstractmethod
+    def set_schedule_paused(self, schedule: str, paused: bool) -> ScheduleState:
+        """Pause or resume ``schedule`` (kept until changed); its state after the change."""
 
     # -- change feed (live updates; see storage/changes.py) ------------------------------
 

@@ -24,7 +24,7 @@ from dqflow.storage.base import JOB_OPTIONS, JobOption, OptionKind
 
 _OBJECTS = re.compile(
     r"\b(dqflow_jobs_id_seq|dqflow_jobs|dqflow_job_events|dqflow_job_changes|dqflow_job_dependencies"
-    r"|dqflow_job_waits|dqflow_migrations)\b"
+    r"|dqflow_job_waits|dqflow_schedules|dqflow_migrations)\b"
 )
 
 
@@ -123,6 +123,10 @@ class Queries:
     set_output: str
     reclaim_expired: str
     next_due_in: str
+    lock_schedule: str
+    record_tick: str
+    schedule_states: str
+    set_schedule_paused: str
 
     @classmethod
     @cache

@@ -45,13 +45,15 @@ from dqflow.storage.base import (
     OptionKind,
     Outcome,
     ReclaimedJob,
+    ScheduleState,
     Storage,
     TagMode,
+    TickResult,
     outcomes_by_kind,
     unfinished_dependencies,
 )
 from dqflow.storage.changes import Change
-from dqflow.storage.postgres import changes
+from dqflow.storage.postgres import _schedules, changes
 from dqflow.storage.postgres._connect import Settings, check_schema, parse_url, settings_from_connection
 from dqflow.storage.postgres._notifier import Notifier, channel_name
 from dqflow.storage.postgres._queries import Queries
@@ -556,6 +558,21 @@ class PostgresStorage(Storage):
         if self._closed:
             return
         self._notifier.wait(timeout, job_types)
+
+    # -- schedules (postgres/_schedules.py) ----------------------------------------------
+
+    def claim_tick(
+        self, schedule: str, tick: datetime, job: NewJob | None, *, skip_while_unfinished: bool = False
+    ) -> TickResult:
+        with self._connection("claiming a schedule tick") as conn, conn.transaction():
+            return _schedules.claim_tick(conn, self._q, self.add_jobs, schedule, tick, job, skip_while_unfinished)
+
+    def schedule_states(self) -> dict[str, ScheduleState]:
+        return _schedules.schedule_states(self._rows("reading schedules", self._q.schedule_states, {}))
+
+    def set_schedule_paused(self, schedule: str, paused: bool) -> ScheduleState:
+        rows = self._rows("pausing a schedule", self._q.set_schedule_paused, {"name": schedule, "paused": paused})
+        return _schedules.state_of(rows[0])
 
     # -- change feed (postgres/changes.py) ----------------------------------------------
 

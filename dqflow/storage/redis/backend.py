@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -40,13 +41,15 @@ from dqflow.storage.base import (
     Outcome,
     ReclaimedJob,
     Release,
+    ScheduleState,
     Storage,
     TagMode,
+    TickResult,
     dependency_problem,
     outcomes_by_kind,
 )
 from dqflow.storage.changes import Change
-from dqflow.storage.redis import changes
+from dqflow.storage.redis import _schedules, changes
 from dqflow.storage.redis.codec import (
     added_event,
     as_text,
@@ -495,6 +498,23 @@ class RedisStorage(Storage):
         self._guard("wait for new jobs", lambda: self._blocking.blpop(keys, timeout=seconds))
 
     # -- change feed (redis/changes.py) -------------------------------------------------
+
+    # -- schedules (redis/_schedules.py) ------------------------------------------------
+
+    def claim_tick(
+        self, schedule: str, tick: datetime, job: NewJob | None, *, skip_while_unfinished: bool = False
+    ) -> TickResult:
+        add_args = [] if job is None else _add_args([job])
+        args = _schedules.claim_args(schedule, tick, job, skip_while_unfinished, add_args)
+        return _schedules.tick_result(self._run("claim_tick", f"claim a tick of schedule {schedule}", *args))
+
+    def schedule_states(self) -> dict[str, ScheduleState]:
+        entries = self._guard("read schedules", lambda: self._client.hgetall(f"{self._key}:schedules"))
+        return _schedules.states(as_text(entries))
+
+    def set_schedule_paused(self, schedule: str, paused: bool) -> ScheduleState:
+        text = self._run("set_paused", f"pause or resume schedule {schedule}", schedule, int(paused))
+        return _schedules.state_of(schedule, str(text))
 
     def change_cursor(self) -> str:
         return changes.change_cursor(self)

@@ -37,14 +37,16 @@ from dqflow.storage.base import (
     Outcome,
     ReclaimedJob,
     Release,
+    ScheduleState,
     Storage,
     TagMode,
+    TickResult,
     dependency_cancel_data,
     outcomes_by_kind,
     unfinished_dependencies,
 )
 from dqflow.storage.changes import Change
-from dqflow.storage.sqlite import changes
+from dqflow.storage.sqlite import _schedules, changes
 from dqflow.storage.sqlite.migrations import migrate
 
 _loads = json.JSONDecoder().decode
@@ -203,28 +205,32 @@ class SqliteStorage(Storage):
         if connection is not None:
             raise StorageError("connection= is only supported by the PostgreSQL backend")
         now = round(time.time(), 6)  # whole microseconds: a created_at read back filters exactly
-        results: list[AddResult] = []
         with self._write() as conn:
-            for index, job in enumerate(jobs):
-                if job.idempotency_key is not None:
-                    row = conn.execute(
-                        "SELECT id FROM dqflow_jobs WHERE idempotency_key = ?", (job.idempotency_key,)
-                    ).fetchone()
-                    if row is not None:
-                        results.append(AddResult(row[0], False))
-                        continue
-                unfinished = self._unfinished_dependencies(conn, index, job.depends_on) if job.depends_on else []
-                values = [encode(getattr(job, name), now) for name, encode in _OPTION_ENCODERS]
-                cursor = conn.execute(_INSERT_JOB, (*values, now, now))
-                job_id = int(cursor.lastrowid or 0)
-                if unfinished:
-                    conn.execute("UPDATE dqflow_jobs SET status = 'waiting' WHERE id = ?", (job_id,))
-                    conn.executemany(
-                        "INSERT INTO dqflow_job_dependencies (depends_on_id, job_id) VALUES (?, ?)",
-                        [(dependency, job_id) for dependency in unfinished],
-                    )
-                self._event(conn, job_id, EventType.ADDED, now)
-                results.append(AddResult(job_id, True))
+            return self._insert_jobs(conn, jobs, now)
+
+    def _insert_jobs(self, conn: sqlite3.Connection, jobs: Sequence[NewJob], now: float) -> list[AddResult]:
+        """``add_jobs`` inside the caller's write transaction."""
+        results: list[AddResult] = []
+        for index, job in enumerate(jobs):
+            if job.idempotency_key is not None:
+                row = conn.execute(
+                    "SELECT id FROM dqflow_jobs WHERE idempotency_key = ?", (job.idempotency_key,)
+                ).fetchone()
+                if row is not None:
+                    results.append(AddResult(row[0], False))
+                    continue
+            unfinished = self._unfinished_dependencies(conn, index, job.depends_on) if job.depends_on else []
+            values = [encode(getattr(job, name), now) for name, encode in _OPTION_ENCODERS]
+            cursor = conn.execute(_INSERT_JOB, (*values, now, now))
+            job_id = int(cursor.lastrowid or 0)
+            if unfinished:
+                conn.execute("UPDATE dqflow_jobs SET status = 'waiting' WHERE id = ?", (job_id,))
+                conn.executemany(
+                    "INSERT INTO dqflow_job_dependencies (depends_on_id, job_id) VALUES (?, ?)",
+                    [(dependency, job_id) for dependency in unfinished],
+                )
+            self._event(conn, job_id, EventType.ADDED, now)
+            results.append(AddResult(job_id, True))
         return results
 
     @staticmethod
@@ -649,6 +655,22 @@ class SqliteStorage(Storage):
             time.sleep(min(_WAIT_POLL_SECONDS, remaining))
             if conn.execute("PRAGMA data_version").fetchone()[0] != first:
                 return
+
+    # -- schedules -------------------------------------------------------------------
+
+    def claim_tick(
+        self, schedule: str, tick: datetime, job: NewJob | None, *, skip_while_unfinished: bool = False
+    ) -> TickResult:
+        with self._write() as conn:
+            now = round(time.time(), 6)
+            return _schedules.claim_tick(conn, self._insert_jobs, now, schedule, tick, job, skip_while_unfinished)
+
+    def schedule_states(self) -> dict[str, ScheduleState]:
+        return _schedules.schedule_states(self._conn())
+
+    def set_schedule_paused(self, schedule: str, paused: bool) -> ScheduleState:
+        with self._write() as conn:
+            return _schedules.set_paused(conn, time.time(), schedule, paused)
 
     # -- change feed (sqlite/changes.py) ------------------------------------------------
 

@@ -1,0 +1,11 @@
+-- dqflow 0007: cron schedules (docs/SCHEDULES.md). One row per schedule a worker has
+-- claimed a tick of or someone paused: the last claimed tick (a tick is claimed once,
+-- for all workers, by moving it forward under the row lock), the job of the last run
+-- (for `overlap: skip`) and the paused flag.
+CREATE TABLE dqflow_schedules (
+    name         text        PRIMARY KEY,
+    last_tick    timestamptz,
+    last_job_id  bigint,
+    paused       boolean     NOT NULL DEFAULT false,
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
