@@ -214,6 +214,10 @@ class Queue:
             output, declared.output_schema, limit, OutputValidationError, OutputTooLargeError, f"output of {job_type}"
         )
 
+    def new_job(self, job: JobSpec) -> NewJob:
+        """``job`` checked and completed from its declaration, as ``add`` would store it (nothing stored)."""
+        return self._new_job(job)
+
     def _new_job(self, job: JobSpec) -> NewJob:
         declared = self.job_type(job.job_type)
         payload_json = self.validate_payload(job.job_type, job.payload)
