@@ -314,6 +314,21 @@ UNFINISHED_STATUSES = frozenset({JobStatus.PENDING, JobStatus.PROCESSING, JobSta
 """The statuses of a job still to run (``claim_tick(skip_while_unfinished=True)`` skips a tick then)."""
 
 
+FINISHED_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+"""The statuses clean-up may delete (``delete_finished_jobs``): a job in any other is live."""
+
+
+def finished_statuses(statuses: Sequence[JobStatus | str]) -> tuple[JobStatus, ...]:
+    """``statuses`` checked: each completed, failed or cancelled (``ValueError`` naming a live one)."""
+    checked = []
+    for status in statuses:
+        value = JobStatus(status)
+        if value not in FINISHED_STATUSES:
+            raise ValueError(f"clean-up deletes only completed, failed or cancelled jobs, not {value.value} ones")
+        checked.append(value)
+    return tuple(dict.fromkeys(checked))
+
+
 @dataclass(slots=True)
 class JobPage:
     """One page of ``list_jobs``; pass ``next_cursor`` back for the next page."""
@@ -501,6 +516,26 @@ class Storage(ABC):
     @abstractmethod
     def set_schedule_paused(self, schedule: str, paused: bool) -> ScheduleState:
         """Pause or resume ``schedule`` (kept until changed); its state after the change."""
+
+    # -- clean-up (worker/_pruner.py, dqflow cleanup) ----------------------------------------
+    # A job's finish time is when it became completed, failed or cancelled (its
+    # ``completed_at``, ``last_failed_at`` or ``cancelled_at``). A job still needed by
+    # a ``waiting`` dependent is never deleted.
+
+    @abstractmethod
+    def delete_finished_jobs(
+        self, statuses: Sequence[JobStatus], before: datetime, *, job_type: str | None = None, limit: int = 500
+    ) -> int:
+        """Delete up to ``limit`` jobs in ``statuses`` (from ``FINISHED_STATUSES``) that
+        finished before ``before`` (of ``job_type`` only, when given), oldest finish
+        first, with their events and dependency links, in one short transaction or
+        script; how many were deleted. Call again while it returns ``limit``."""
+
+    @abstractmethod
+    def count_finished_jobs(
+        self, statuses: Sequence[JobStatus], before: datetime, *, job_type: str | None = None
+    ) -> int:
+        """How many jobs ``delete_finished_jobs`` would delete with no limit (a dry run)."""
 
     # -- change feed (live updates; see storage/changes.py) ------------------------------
 

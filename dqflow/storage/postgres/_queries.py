@@ -127,6 +127,8 @@ class Queries:
     record_tick: str
     schedule_states: str
     set_schedule_paused: str
+    delete_finished_jobs: str
+    count_finished_jobs: str
 
     @classmethod
     @cache

@@ -49,6 +49,7 @@ from dqflow.storage.base import (
     Storage,
     TagMode,
     TickResult,
+    finished_statuses,
     outcomes_by_kind,
     unfinished_dependencies,
 )
@@ -573,6 +574,31 @@ class PostgresStorage(Storage):
     def set_schedule_paused(self, schedule: str, paused: bool) -> ScheduleState:
         rows = self._rows("pausing a schedule", self._q.set_schedule_paused, {"name": schedule, "paused": paused})
         return _schedules.state_of(rows[0])
+
+    # -- clean-up --------------------------------------------------------------------------
+
+    def delete_finished_jobs(
+        self, statuses: Sequence[JobStatus], before: datetime, *, job_type: str | None = None, limit: int = 500
+    ) -> int:
+        params = self._cleanup_params(statuses, before, job_type)
+        if limit <= 0 or not params["statuses"]:
+            return 0
+        return self._rowcount("deleting finished jobs", self._q.delete_finished_jobs, {**params, "limit": limit})
+
+    def count_finished_jobs(
+        self, statuses: Sequence[JobStatus], before: datetime, *, job_type: str | None = None
+    ) -> int:
+        params = self._cleanup_params(statuses, before, job_type)
+        rows = self._rows("counting finished jobs", self._q.count_finished_jobs, params)
+        return int(rows[0]["count"])
+
+    @staticmethod
+    def _cleanup_params(statuses: Sequence[JobStatus], before: datetime, job_type: str | None) -> dict[str, Any]:
+        return {
+            "statuses": [status.value for status in finished_statuses(statuses)],
+            "before": before,
+            "job_type": job_type,
+        }
 
     # -- change feed (postgres/changes.py) ----------------------------------------------
 

@@ -46,6 +46,7 @@ from dqflow.storage.base import (
     TagMode,
     TickResult,
     dependency_problem,
+    finished_statuses,
     outcomes_by_kind,
 )
 from dqflow.storage.changes import Change
@@ -515,6 +516,30 @@ class RedisStorage(Storage):
     def set_schedule_paused(self, schedule: str, paused: bool) -> ScheduleState:
         text = self._run("set_paused", f"pause or resume schedule {schedule}", schedule, int(paused))
         return _schedules.state_of(schedule, str(text))
+
+    # -- clean-up (lua/prune.lua) -----------------------------------------------------------
+
+    def delete_finished_jobs(
+        self, statuses: Sequence[JobStatus], before: datetime, *, job_type: str | None = None, limit: int = 500
+    ) -> int:
+        wanted = [status.value for status in finished_statuses(statuses)]
+        if limit <= 0 or not wanted:
+            return 0
+        args = (to_us(before, "before"), limit, job_type or "", "delete", 0, *wanted)
+        return int(self._run("prune", "delete finished jobs", *args)[0])
+
+    def count_finished_jobs(
+        self, statuses: Sequence[JobStatus], before: datetime, *, job_type: str | None = None
+    ) -> int:
+        wanted = [status.value for status in finished_statuses(statuses)]
+        total, offset = 0, 0
+        while wanted and offset >= 0:  # a page per call: no long script
+            page = self._run(
+                "prune", "count finished jobs", to_us(before, "before"), 1000, job_type or "", "count", offset, *wanted
+            )
+            total += int(page[0])
+            offset = int(page[1])
+        return total
 
     def change_cursor(self) -> str:
         return changes.change_cursor(self)

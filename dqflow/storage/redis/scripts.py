@@ -34,6 +34,7 @@ NAMES = (
     "list",
     "claim_tick",
     "set_paused",
+    "prune",
 )
 
 COMPOSED = {"claim_tick": ("add_many",)}

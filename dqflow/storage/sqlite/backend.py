@@ -42,11 +42,12 @@ from dqflow.storage.base import (
     TagMode,
     TickResult,
     dependency_cancel_data,
+    finished_statuses,
     outcomes_by_kind,
     unfinished_dependencies,
 )
 from dqflow.storage.changes import Change
-from dqflow.storage.sqlite import _schedules, changes
+from dqflow.storage.sqlite import _cleanup, _schedules, changes
 from dqflow.storage.sqlite.migrations import migrate
 
 _loads = json.JSONDecoder().decode
@@ -671,6 +672,20 @@ class SqliteStorage(Storage):
     def set_schedule_paused(self, schedule: str, paused: bool) -> ScheduleState:
         with self._write() as conn:
             return _schedules.set_paused(conn, time.time(), schedule, paused)
+
+    # -- clean-up (sqlite/_cleanup.py) ---------------------------------------------------
+
+    def delete_finished_jobs(
+        self, statuses: Sequence[JobStatus], before: datetime, *, job_type: str | None = None, limit: int = 500
+    ) -> int:
+        checked = finished_statuses(statuses)
+        with self._write() as conn:
+            return _cleanup.delete_finished(conn, checked, before, job_type, limit)
+
+    def count_finished_jobs(
+        self, statuses: Sequence[JobStatus], before: datetime, *, job_type: str | None = None
+    ) -> int:
+        return _cleanup.count_finished(self._conn(), finished_statuses(statuses), before, job_type)
 
     # -- change feed (sqlite/changes.py) ------------------------------------------------
 

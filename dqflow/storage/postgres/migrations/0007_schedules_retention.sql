@@ -9,3 +9,9 @@ CREATE TABLE dqflow_schedules (
     paused       boolean     NOT NULL DEFAULT false,
     updated_at   timestamptz NOT NULL DEFAULT now()
 );
+
+-- Clean-up (retention, `dqflow cleanup`): finished jobs by finish time, oldest first. Partial,
+-- and on columns only a status change writes (which is never a HOT update anyway: status is
+-- indexed), so progress, output and lease writes stay HOT.
+CREATE INDEX dqflow_jobs_finished ON dqflow_jobs ((coalesce(completed_at, cancelled_at, last_failed_at)))
+    WHERE status IN ('completed', 'failed', 'cancelled');

@@ -9,3 +9,9 @@ CREATE TABLE dqflow_schedules (
     paused       INTEGER NOT NULL DEFAULT 0,
     updated_at   REAL    NOT NULL
 ) WITHOUT ROWID;
+
+-- Clean-up (retention, `dqflow cleanup`): finished jobs by finish time, oldest first. Partial,
+-- and on columns only a status change writes, so progress, output and lease writes do not
+-- maintain it.
+CREATE INDEX dqflow_jobs_finished ON dqflow_jobs (coalesce(completed_at, cancelled_at, last_failed_at))
+    WHERE status IN ('completed', 'failed', 'cancelled');
