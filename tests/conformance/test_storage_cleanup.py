@@ -82,9 +82,11 @@ def test_only_jobs_finished_before_the_cutoff_of_the_type_given(storage: Storage
 
 
 def test_a_job_a_waiting_dependent_needs_is_kept(storage: Storage) -> None:
-    [dependency] = _finish(storage, 1, "completed")
+    [dependency] = add_jobs(storage, 1, "t")
     [other] = add_jobs(storage, 1, "other")
-    [dependent] = [r.job_id for r in storage.add_jobs([NewJob("t", "{}", depends_on=(dependency, other))])]
+    [dependent] = [r.job_id for r in storage.add_jobs([NewJob("after", "{}", depends_on=(dependency, other))])]
+    [claimed] = storage.claim_jobs("w", ["t"], 1, 30_000)
+    assert complete(storage, claimed)
     assert storage.get_job(dependent).status is JobStatus.WAITING  # type: ignore[union-attr]
     assert storage.count_finished_jobs(DONE, _soon()) == 0
     assert storage.delete_finished_jobs(DONE, _soon()) == 0
@@ -94,6 +96,8 @@ def test_a_job_a_waiting_dependent_needs_is_kept(storage: Storage) -> None:
     assert storage.get_job(dependent).status is JobStatus.PENDING  # type: ignore[union-attr]
     assert storage.delete_finished_jobs(DONE, _soon()) == 2
     assert storage.get_job(dependency) is None and storage.get_job(other) is None
+    [claimed] = storage.claim_jobs("w", ["after"], 1, 30_000)
+    assert claimed.id == dependent and complete(storage, claimed)
 
 
 def test_a_retried_job_is_live_again_and_a_deleted_key_is_free(storage: Storage) -> None:

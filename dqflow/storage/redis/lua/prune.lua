@@ -23,7 +23,8 @@ end
 local function matches(id)
   local job = CALL('HMGET', job_key(id), 'status', 'job_type')
   if not job[1] then return nil end
-  return wanted[job[1]] and (job_type == '' or job[2] == job_type) and not needed(id)
+  if not wanted[job[1]] or (job_type ~= '' and job[2] ~= job_type) then return false end
+  return not needed(id)
 end
 
 local function delete(id)
