@@ -37,7 +37,9 @@ from dqflow.declaration.model import (
     RawDeclaration,
     RawDefaults,
     RawJob,
+    RawRetention,
     RawRetry,
+    Retention,
     RetryPolicy,
     WorkerSettings,
 )
@@ -210,6 +212,14 @@ def _pick(name: str, job: RawJob, defaults: RawDefaults) -> Any:
     if name in job.model_fields_set:
         return getattr(job, name)
     return getattr(defaults, name)
+
+
+def _retention(*layers: RawRetention) -> Retention:
+    values: dict[str, Any] = {}
+    for layer in layers:
+        for name in layer.model_fields_set:
+            values[name] = getattr(layer, name)
+    return Retention(**values)
 
 
 def _retry(*layers: RawRetry) -> RetryPolicy:
@@ -401,6 +411,7 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
             tags=tuple(dict.fromkeys(_pick("tags", job, defaults))),
             isolation=job.isolation,
             description=job.description,
+            retention=_retention(defaults.retention, job.retention),
         )
     workflows: dict[str, Workflow] = {}
     if raw.workflows is not None:

@@ -7,20 +7,24 @@
 * schedule: enqueues the due ticks of the declared schedules (``dqflow/schedules``),
   woken at the next tick; every worker runs it, storage decides each tick once.
 
-Periodic work to come (a pruner of old jobs and events) joins here as further
-loops. Each loop calls storage on threads of its own, so a slow
-claim or write never delays a heartbeat.
+* prune: deletes finished jobs older than their type's ``retention`` window, a small
+  batch per type and status at a time (``_pruner.py``).
+
+Each loop calls storage on threads of its own, so a slow claim or write never
+delays a heartbeat.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Callable
 
 from dqflow.schedules.scheduler import Scheduler, Tick
 from dqflow.storage.base import TickVerdict
 from dqflow.worker._attempt import Attempt
+from dqflow.worker._pruner import Pruner
 from dqflow.worker._store import Calls, WorkerStore
 
 log = logging.getLogger("dqflow.worker")
@@ -28,6 +32,8 @@ log = logging.getLogger("dqflow.worker")
 _RECHECK = 30.0
 """Most real seconds the scheduler sleeps between passes (a paused schedule resumed is seen by then)."""
 _LEAST_WAIT = 0.005
+PRUNE_INTERVAL = 60.0
+"""Real seconds between prune passes (1 s while a pass leaves more to delete)."""
 
 
 class Maintenance:
@@ -45,6 +51,8 @@ class Maintenance:
         on_lost: Callable[[Attempt], None],
         report: Callable[[str, BaseException], None],
         scheduler: Scheduler | None = None,
+        pruner: Pruner | None = None,
+        prune_interval: float = PRUNE_INTERVAL,
     ) -> None:
         self._store = store
         self._worker_id = worker_id
@@ -58,6 +66,9 @@ class Maintenance:
         self._reclaim_calls = Calls("reclaim")
         self._scheduler = scheduler
         self._schedule_calls = Calls("schedule")
+        self._pruner = pruner
+        self._prune_interval = prune_interval
+        self._prune_calls = Calls("prune")
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -67,6 +78,8 @@ class Maintenance:
         ]
         if self._scheduler is not None and self._scheduler.schedules:
             self._tasks.append(asyncio.create_task(self._schedule_loop(self._scheduler), name="dqflow-schedule"))
+        if self._pruner is not None and self._pruner.plan:
+            self._tasks.append(asyncio.create_task(self._prune_loop(self._pruner), name="dqflow-prune"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -75,6 +88,7 @@ class Maintenance:
         self._heartbeat_calls.shutdown(wait=False)
         self._reclaim_calls.shutdown(wait=False)
         self._schedule_calls.shutdown(wait=False)
+        self._prune_calls.shutdown(wait=False)
 
     async def reclaim_once(self) -> int:
         """Put jobs whose lease expired back to pending (or failed); return how many."""
@@ -134,3 +148,17 @@ class Maintenance:
                 if upcoming is not None:
                     wait = min(max(scheduler.clock.seconds_until(upcoming), _LEAST_WAIT), _RECHECK)
             await asyncio.sleep(wait)
+
+    async def _prune_loop(self, pruner: Pruner) -> None:
+        # a random first wait: workers started together do not prune in step
+        await asyncio.sleep(random.uniform(0, self._prune_interval))
+        while True:
+            more = False
+            try:
+                deleted, more = await self._prune_calls(pruner.prune_once)
+            except Exception as exc:
+                self._report("deleting finished jobs past their retention", exc)
+            else:
+                if deleted:
+                    log.info("pruned %d finished jobs past their retention", deleted)
+            await asyncio.sleep(1.0 if more else self._prune_interval)

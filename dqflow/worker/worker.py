@@ -36,6 +36,7 @@ from dqflow.worker._completer import Completer
 from dqflow.worker._executor import Executor
 from dqflow.worker._fetcher import Fetcher
 from dqflow.worker._maintenance import Maintenance
+from dqflow.worker._pruner import Pruner
 from dqflow.worker._store import WorkerStore
 from dqflow.worker.context import WriteStats
 from dqflow.worker.settings import WorkerSettingError, resolve_settings, runnable_types
@@ -139,6 +140,7 @@ class Worker:
             on_lost=executor.lost,
             report=self._report,
             scheduler=self._scheduler,
+            pruner=Pruner(self.queue.declaration, self.queue.storage),
         )
         fetcher = self._fetcher = Fetcher(
             self._store,
