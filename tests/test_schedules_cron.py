@@ -14,7 +14,9 @@ BERLIN = ZoneInfo("Europe/Berlin")
 
 def _ticks(cron: str, start: datetime, end: datetime, zone: ZoneInfo = BERLIN) -> list[str]:
     """The ticks in (start, end] as local wall times with their offset."""
-    return [t.astimezone(zone).strftime("%m-%d %H:%M%z") for t in CronTimes(cron, zone).between(start, end, newest=1000)]
+    return [
+        t.astimezone(zone).strftime("%m-%d %H:%M%z") for t in CronTimes(cron, zone).between(start, end, newest=1000)
+    ]
 
 
 def test_a_daily_time_in_the_skipped_hour_runs_once_shifted_by_the_gap() -> None:
@@ -52,11 +54,14 @@ def test_next_after_and_at_or_before_agree() -> None:
     upcoming = cron.next_after(at)
     assert upcoming.astimezone(BERLIN).strftime("%a %H:%M") == "Mon 09:00"
     assert cron.at_or_before(upcoming) == upcoming
-    assert cron.at_or_before(upcoming - timedelta(microseconds=1)).astimezone(BERLIN).strftime("%a %H:%M") == "Fri 17:45"
+    assert (
+        cron.at_or_before(upcoming - timedelta(microseconds=1)).astimezone(BERLIN).strftime("%a %H:%M") == "Fri 17:45"
+    )
 
 
 @pytest.mark.parametrize(
-    ("alias", "fields"), [("@hourly", "0 * * * *"), ("@daily", "0 0 * * *"), ("@weekly", "0 0 * * 0"), ("@YEARLY", "0 0 1 1 *")]
+    ("alias", "fields"),
+    [("@hourly", "0 * * * *"), ("@daily", "0 0 * * *"), ("@weekly", "0 0 * * 0"), ("@YEARLY", "0 0 1 1 *")],
 )
 def test_aliases(alias: str, fields: str) -> None:
     assert CronTimes(alias, BERLIN).fields == fields

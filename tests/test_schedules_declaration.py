@@ -63,7 +63,12 @@ def test_a_good_schedules_section_compiles(tmp_path: Path) -> None:
     assert (daily.job, daily.payload, daily.overlap, daily.catch_up) == ("report", {"day": 1}, "skip", "all")
     assert (daily.tags, daily.priority, daily.timezone, daily.target) == (("cron",), 5, "Europe/Berlin", "job report")
     flow = schedules["flow"]
-    assert (flow.workflow, flow.input, flow.timezone, flow.target) == ("nightly_flow", {"region": "eu"}, "UTC", "workflow nightly_flow")
+    assert (flow.workflow, flow.input, flow.timezone, flow.target) == (
+        "nightly_flow",
+        {"region": "eu"},
+        "UTC",
+        "workflow nightly_flow",
+    )
 
 
 def test_bad_schedules_are_refused_each_with_file_line_and_key(tmp_path: Path) -> None:

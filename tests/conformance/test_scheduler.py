@@ -37,7 +37,9 @@ def test_first_pass_enqueues_only_a_tick_of_the_grace_window(backend: str) -> No
     [tick] = scheduler.run_due(T0 + timedelta(hours=1, seconds=5))
     assert tick.tick == T0 + timedelta(hours=1) and tick.result.verdict is TickVerdict.ENQUEUED
     job = queue.get_job(tick.result.job_id or 0)
-    assert job.payload == {"n": 1} and job.idempotency_key == tick_key("s", tick.tick) == "schedule:s:2030-05-01T13:00:00Z"
+    assert (
+        job.payload == {"n": 1} and job.idempotency_key == tick_key("s", tick.tick) == "schedule:s:2030-05-01T13:00:00Z"
+    )
     assert job.meta == {"schedule": "s", "tick": "2030-05-01T13:00:00Z"}
     assert scheduler.run_due(T0 + timedelta(hours=1, seconds=30)) == []  # already claimed: not asked again
     queue.close()

@@ -54,7 +54,9 @@ def test_three_worker_processes_enqueue_each_tick_once(backend: str, tmp_path: P
             )
     try:
         # at least two simulated minutes of ticks after every worker is up
-        wait_until(lambda: all("worker ready" in log.read_text() for log in logs if log.exists()) and len(logs) == 3, 60)
+        wait_until(
+            lambda: all("worker ready" in log.read_text() for log in logs if log.exists()) and len(logs) == 3, 60
+        )
         ready = len(_added(logs))
         wait_until(lambda: len(_added(logs)) >= ready + 3, timeout=90, interval=0.2)
     finally:
