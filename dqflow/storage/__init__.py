@@ -24,6 +24,7 @@ from dqflow.storage.base import (
     TagMode,
     TickResult,
     TickVerdict,
+    UniqueRule,
 )
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "TagMode",
     "TickResult",
     "TickVerdict",
+    "UniqueRule",
     "open_storage",
 ]
 

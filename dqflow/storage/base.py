@@ -282,6 +282,26 @@ class JobFilter:
     cursor: int | None = None  # only ids below this one
 
 
+@dataclass(frozen=True, slots=True)
+class UniqueRule:
+    """When a job with the same unique ``key`` blocks a new one (``add_unique``).
+
+    The newest job added with ``key`` is a duplicate while its status is one of
+    ``statuses`` (empty: any) and it was added less than ``within_ms`` ago (None: ever).
+    """
+
+    key: str
+    within_ms: int | None = None
+    statuses: tuple[JobStatus, ...] = ()
+
+
+def is_duplicate(rule: UniqueRule, status: str, age_ms: float) -> bool:
+    """Whether the newest job of ``rule.key`` (its status, its age) blocks a new one."""
+    if rule.statuses and status not in {s.value for s in rule.statuses}:
+        return False
+    return rule.within_ms is None or age_ms < rule.within_ms
+
+
 class TickVerdict(StrEnum):
     """What ``claim_tick`` did with a schedule's tick."""
 
@@ -371,6 +391,12 @@ class Storage(ABC):
         and nothing of the batch is stored (a job may only depend on jobs added
         by an earlier call).
         """
+
+    @abstractmethod
+    def add_unique(self, job: NewJob, rule: UniqueRule) -> AddResult:
+        """Add ``job`` unless a duplicate under ``rule`` exists, atomically (one transaction /
+        script): then the duplicate's id with ``created=False``. Otherwise as ``add_jobs``
+        (its idempotency key is honoured too), and the new job becomes ``rule.key``'s newest."""
 
     # -- dependencies ---------------------------------------------------------------
     # Every backend writes these in the same transaction / script as the change

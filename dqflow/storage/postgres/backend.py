@@ -49,6 +49,7 @@ from dqflow.storage.base import (
     Storage,
     TagMode,
     TickResult,
+    UniqueRule,
     finished_statuses,
     outcomes_by_kind,
     unfinished_dependencies,
@@ -285,6 +286,10 @@ class PostgresStorage(Storage):
                 rows = self._add_on(conn, params, sent)
         results = [AddResult(int(job_id or 0), created) for job_id, created in rows]
         return [results[i] if i >= 0 else AddResult(results[-1 - i].job_id, False) for i in slot]
+
+    def add_unique(self, job: NewJob, rule: UniqueRule) -> AddResult:
+        with self._connection("adding a unique job") as conn, conn.transaction():
+            return _schedules.add_unique(conn, self._q, self.add_jobs, job, rule)
 
     def _add_on(
         self, conn: psycopg.Connection[Any], params: dict[str, Any], jobs: list[NewJob]

@@ -45,6 +45,7 @@ from dqflow.storage.base import (
     Storage,
     TagMode,
     TickResult,
+    UniqueRule,
     dependency_problem,
     finished_statuses,
     outcomes_by_kind,
@@ -291,6 +292,14 @@ class RedisStorage(Storage):
         if flat and int(flat[0]) == -1:
             raise DependencyError(dependency_problem(int(flat[1]), int(flat[2]), str(flat[3]) or None))
         return [AddResult(int(flat[k]), flat[k + 1] == 1) for k in range(0, len(flat), 2)]
+
+    def add_unique(self, job: NewJob, rule: UniqueRule) -> AddResult:
+        statuses = ",".join(status.value for status in rule.statuses)
+        within = "" if rule.within_ms is None else rule.within_ms
+        flat = self._run("add_unique", "add a unique job", rule.key, within, statuses, *_add_args([job]))
+        if int(flat[0]) == -1:
+            raise DependencyError(dependency_problem(int(flat[1]), int(flat[2]), str(flat[3]) or None))
+        return AddResult(int(flat[0]), flat[1] == 1)
 
     # -- reading ---------------------------------------------------------------------
 

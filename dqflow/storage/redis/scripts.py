@@ -35,9 +35,10 @@ NAMES = (
     "claim_tick",
     "set_paused",
     "prune",
+    "add_unique",
 )
 
-COMPOSED = {"claim_tick": ("add_many",)}
+COMPOSED = {"claim_tick": ("add_many",), "add_unique": ("add_many",)}
 """Scripts that call others: each named one is included as ``local function NAME(ARGV) ... end``."""
 
 

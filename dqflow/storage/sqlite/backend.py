@@ -41,13 +41,14 @@ from dqflow.storage.base import (
     Storage,
     TagMode,
     TickResult,
+    UniqueRule,
     dependency_cancel_data,
     finished_statuses,
     outcomes_by_kind,
     unfinished_dependencies,
 )
 from dqflow.storage.changes import Change
-from dqflow.storage.sqlite import _cleanup, _schedules, changes
+from dqflow.storage.sqlite import _cleanup, _schedules, _unique, changes
 from dqflow.storage.sqlite.migrations import migrate
 
 _loads = json.JSONDecoder().decode
@@ -208,6 +209,11 @@ class SqliteStorage(Storage):
         now = round(time.time(), 6)  # whole microseconds: a created_at read back filters exactly
         with self._write() as conn:
             return self._insert_jobs(conn, jobs, now)
+
+    def add_unique(self, job: NewJob, rule: UniqueRule) -> AddResult:
+        now = round(time.time(), 6)
+        with self._write() as conn:
+            return _unique.add_unique(conn, self._insert_jobs, now, job, rule)
 
     def _insert_jobs(self, conn: sqlite3.Connection, jobs: Sequence[NewJob], now: float) -> list[AddResult]:
         """``add_jobs`` inside the caller's write transaction."""

@@ -15,3 +15,12 @@ CREATE TABLE dqflow_schedules (
 -- indexed), so progress, output and lease writes stay HOT.
 CREATE INDEX dqflow_jobs_finished ON dqflow_jobs ((coalesce(completed_at, cancelled_at, last_failed_at)))
     WHERE status IN ('completed', 'failed', 'cancelled');
+
+-- Unique jobs (job types' `unique`, Queue.add(unique=...)): each unique key → the newest
+-- job added with it, which decides whether a new one is a duplicate. Its row is the lock
+-- that makes the check and the insert one step (queries/lock_unique_key.sql).
+CREATE TABLE dqflow_unique_keys (
+    key     text   PRIMARY KEY,
+    job_id  bigint NOT NULL
+);
+CREATE INDEX dqflow_unique_keys_job ON dqflow_unique_keys (job_id);  -- clean-up drops the keys of deleted jobs

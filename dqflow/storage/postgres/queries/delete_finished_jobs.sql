@@ -1,7 +1,7 @@
 -- Clean-up: up to %(limit)s finished jobs of the given statuses (and type) that finished
 -- before %(before)s, oldest first through the partial index dqflow_jobs_finished (its
 -- expression and condition are repeated word for word), skipping rows another transaction
--- holds and jobs a waiting dependent still needs; deleted with their events and links.
+-- holds and jobs a waiting dependent still needs; deleted with their events, links and unique keys.
 WITH doomed AS (
     SELECT id FROM dqflow_jobs AS j
     WHERE status IN ('completed', 'failed', 'cancelled')
@@ -24,5 +24,8 @@ links AS (
 ),
 waits AS (
     DELETE FROM dqflow_job_waits WHERE job_id IN (SELECT id FROM doomed)
+),
+unique_keys AS (
+    DELETE FROM dqflow_unique_keys WHERE job_id IN (SELECT id FROM doomed)
 )
 DELETE FROM dqflow_jobs WHERE id IN (SELECT id FROM doomed)

@@ -29,12 +29,13 @@ end
 
 local function delete(id)
   local key = job_key(id)
-  local job = CALL('HMGET', key, 'status', 'job_type', 'tags', 'tagset', 'idempotency_key')
+  local job = CALL('HMGET', key, 'status', 'job_type', 'tags', 'tagset', 'idempotency_key', 'unique_key')
   if job[3] then
     for _, tag in ipairs(cjson.decode(job[3])) do CALL('ZREM', P .. ':tag:' .. tag, id) end
   end
   if job[4] then CALL('ZREM', P .. ':tagset:' .. job[4], id) end
   if job[5] then CALL('HDEL', P .. ':idempotency', job[5]) end
+  if job[6] and CALL('HGET', P .. ':unique', job[6]) == id then CALL('HDEL', P .. ':unique', job[6]) end
   for _, dependent in ipairs(CALL('SMEMBERS', P .. ':dependents:' .. id)) do
     CALL('SREM', P .. ':depends_on:' .. dependent, id)
   end

@@ -15,3 +15,11 @@ CREATE TABLE dqflow_schedules (
 -- maintain it.
 CREATE INDEX dqflow_jobs_finished ON dqflow_jobs (coalesce(completed_at, cancelled_at, last_failed_at))
     WHERE status IN ('completed', 'failed', 'cancelled');
+
+-- Unique jobs (job types' `unique`, Queue.add(unique=...)): each unique key → the newest
+-- job added with it, which decides whether a new one is a duplicate.
+CREATE TABLE dqflow_unique_keys (
+    key     TEXT    PRIMARY KEY,
+    job_id  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX dqflow_unique_keys_job ON dqflow_unique_keys (job_id);  -- clean-up drops the keys of deleted jobs
