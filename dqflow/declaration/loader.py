@@ -45,6 +45,7 @@ from dqflow.declaration.model import (
 )
 from dqflow.declaration.schedules import Schedule, compile_schedules
 from dqflow.declaration.schemas import DRAFTS, InvalidSchemaError, LocalSchemaFiles, SchemaValidator
+from dqflow.declaration.unique import UniqueSpec, parse_unique, schema_problems
 from dqflow.declaration.yaml_source import Loc, Locator, key_text, parse_yaml
 from dqflow.errors import ConfigError, DeclarationError, UnknownJobTypeError, kind_of, raise_all
 
@@ -212,6 +213,21 @@ def _pick(name: str, job: RawJob, defaults: RawDefaults) -> Any:
     if name in job.model_fields_set:
         return getattr(job, name)
     return getattr(defaults, name)
+
+
+def _unique(
+    written: Any, payload: SchemaValidator | None, loc: Loc, ctx: _Context, out: list[ConfigError]
+) -> UniqueSpec | None:
+    if written is None:
+        return None
+    try:
+        spec = parse_unique(written)
+    except ValueError as exc:
+        out.append(ctx.problem(str(exc), loc))
+        return None
+    if payload is not None:
+        out.extend(ctx.problem(message, (*loc, "key")) for message in schema_problems(spec, payload.schema))
+    return spec
 
 
 def _retention(*layers: RawRetention) -> Retention:
@@ -412,6 +428,7 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
             isolation=job.isolation,
             description=job.description,
             retention=_retention(defaults.retention, job.retention),
+            unique=_unique(job.unique, payload, (*base, "unique"), ctx, problems),
         )
     workflows: dict[str, Workflow] = {}
     if raw.workflows is not None:

@@ -36,6 +36,7 @@ from dqflow.bounds import (
 )
 from dqflow.declaration.handlers import HANDLER_REF
 from dqflow.declaration.schemas import SchemaValidator
+from dqflow.declaration.unique import UniqueSpec
 from dqflow.durations import bounded_duration, timeout_seconds
 from dqflow.errors import kind_of
 
@@ -153,6 +154,7 @@ class JobTypeSpec:
     isolation: Isolation = "thread"
     description: str | None = None
     retention: Retention = field(default_factory=Retention)
+    unique: UniqueSpec | None = None
 
     def check_schemas(self) -> None:
         """Check both schemas now if loading deferred it (free once done); ConfigError naming the key."""
@@ -259,6 +261,7 @@ class RawDefaults(RawPolicy):
 
 class RawJob(RawPolicy):
     handler: Any
+    unique: Any = None  # checked by the loader (dqflow.declaration.unique), which locates its problems
     payload: SchemaSource = None
     output: SchemaSource = None
     description: str | None = None
