@@ -23,14 +23,16 @@ def test_defaults_and_types_merge_key_by_key(tmp_path: Path) -> None:
         tmp_path,
         """\
 defaults:
-  retention: {completed: 7d, failed: 30d}
+  retention: {completed: 7d, failed: 30d, events: 2d}
 jobs:
   a: {handler: 'svc:run'}
   b: {handler: 'svc:run', retention: {completed: 1h, cancelled: 2d}}
   c: {handler: 'svc:run', retention: {completed: null}}
 """,
     )
-    types = load_declaration(path).job_types
+    declaration = load_declaration(path)
+    types = declaration.job_types
+    assert declaration.events_retention == 2 * 86400
     assert types["a"].retention == Retention(completed=7 * 86400, failed=30 * 86400)
     assert types["b"].retention == Retention(completed=3600, failed=30 * 86400, cancelled=2 * 86400)
     assert types["c"].retention == Retention(failed=30 * 86400)
@@ -58,3 +60,11 @@ jobs:
     assert "unknown key 'pending'" in found["jobs.a.retention.pending"][1]
     assert "completed, failed, cancelled" in found["jobs.a.retention.pending"][1]
     assert "greater than 0" in found["jobs.a.retention.failed"][1]
+
+
+def test_events_retention_belongs_to_the_defaults(tmp_path: Path) -> None:
+    path = _write(tmp_path, "jobs:\n  a:\n    handler: 'svc:run'\n    retention: {events: 1d}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_declaration(path)
+    assert (caught.value.line, caught.value.key) == (4, "jobs.a.retention.events")
+    assert "set it under defaults.retention" in str(caught.value)

@@ -79,6 +79,7 @@ class Declaration:
     limits: Limits = field(default_factory=Limits)
     workflows: dict[str, Workflow] = field(default_factory=dict)
     schedules: dict[str, Schedule] = field(default_factory=dict)
+    events_retention: float | None = None  # seconds a finished job keeps its history (None: as long as the job)
 
     @property
     def base_dir(self) -> Path | None:
@@ -233,7 +234,7 @@ def _unique(
 def _retention(*layers: RawRetention) -> Retention:
     values: dict[str, Any] = {}
     for layer in layers:
-        for name in layer.model_fields_set:
+        for name in layer.model_fields_set - {"events"}:
             values[name] = getattr(layer, name)
     return Retention(**values)
 
@@ -411,6 +412,13 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
                     where,
                 )
             )
+        if "events" in job.retention.model_fields_set:
+            problems.append(
+                ctx.problem(
+                    "events retention applies to every job's history: set it under defaults.retention",
+                    (*base, "retention", "events"),
+                )
+            )
         payload = _load_schema(job.payload, "payload", (*base, "payload"), ctx, cache, problems)
         output = _load_schema(job.output, "output", (*base, "output"), ctx, cache, problems)
         handler_ref, handler = _handler(job.handler, job.isolation, (*base, "handler"), ctx, problems)
@@ -477,6 +485,7 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
         limits=Limits(max_payload_bytes=raw.limits.max_payload_bytes, max_output_bytes=raw.limits.max_output_bytes),
         workflows=workflows,
         schedules=schedules,
+        events_retention=defaults.retention.events,
     )
 
 

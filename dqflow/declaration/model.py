@@ -240,6 +240,7 @@ class RawRetention(_Strict):
     completed: RetentionWindow = None
     failed: RetentionWindow = None
     cancelled: RetentionWindow = None
+    events: RetentionWindow = None  # defaults only: the history of every finished job
 
 
 class RawPolicy(_Strict):

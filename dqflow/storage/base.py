@@ -558,6 +558,13 @@ class Storage(ABC):
         script; how many were deleted. Call again while it returns ``limit``."""
 
     @abstractmethod
+    def delete_old_events(self, before: datetime, *, limit: int = 500) -> int:
+        """Delete the events (the history) of up to ``limit`` jobs that finished before
+        ``before``; the jobs stay. Jobs are taken by finish time from where the last call
+        stopped (a position kept in storage), so each history is deleted once; how many
+        jobs were visited (``limit``: call again)."""
+
+    @abstractmethod
     def count_finished_jobs(
         self, statuses: Sequence[JobStatus], before: datetime, *, job_type: str | None = None
     ) -> int:

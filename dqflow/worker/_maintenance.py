@@ -78,7 +78,7 @@ class Maintenance:
         ]
         if self._scheduler is not None and self._scheduler.schedules:
             self._tasks.append(asyncio.create_task(self._schedule_loop(self._scheduler), name="dqflow-schedule"))
-        if self._pruner is not None and self._pruner.plan:
+        if self._pruner is not None and self._pruner.has_work:
             self._tasks.append(asyncio.create_task(self._prune_loop(self._pruner), name="dqflow-prune"))
 
     async def stop(self) -> None:

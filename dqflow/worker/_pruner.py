@@ -1,4 +1,5 @@
-"""The pruner: deletes finished jobs older than their type's ``retention`` window, in small batches.
+"""The pruner: deletes finished jobs older than their type's ``retention`` window, and the
+history of jobs finished longer ago than ``defaults.retention.events``, in small batches.
 
 Each pass asks storage for at most one batch (``BATCH`` jobs) per job type and
 status with a window, so a pass is short and holds no long lock; a full batch
@@ -22,7 +23,9 @@ BATCH = 500
 
 
 class PruneStore(Protocol):
-    """The storage call the pruner makes (``Storage`` has it)."""
+    """The storage calls the pruner makes (``Storage`` has them)."""
+
+    def delete_old_events(self, before: datetime, *, limit: int = 500) -> int: ...
 
     def delete_finished_jobs(
         self, statuses: Sequence[JobStatus], before: datetime, *, job_type: str | None = None, limit: int = 500
@@ -42,13 +45,24 @@ class Pruner:
             for name, spec in declaration.job_types.items()
             for status, seconds in spec.retention.windows().items()
         ]
+        events = declaration.events_retention
+        self.events_window = None if events is None else timedelta(seconds=events)
+
+    @property
+    def has_work(self) -> bool:
+        """Whether anything is declared to prune."""
+        return bool(self.plan) or self.events_window is not None
 
     def prune_once(self) -> tuple[int, bool]:
-        """Delete one batch per (type, status) at most; how many were deleted, and whether more are left."""
+        """Delete one batch per (type, status) at most, and one batch of histories; how many jobs
+        were deleted, and whether more is left."""
         now = self._now()
         deleted, more = 0, False
         for job_type, status, window in self.plan:
             count = self._store.delete_finished_jobs([status], now - window, job_type=job_type, limit=BATCH)
             deleted += count
             more = more or count >= BATCH
+        if self.events_window is not None:
+            visited = self._store.delete_old_events(now - self.events_window, limit=BATCH)
+            more = more or visited >= BATCH
         return deleted, more

@@ -16,7 +16,10 @@ JOBS = {
     "short": {"handler": lambda payload: None, "retention": {"completed": "1h"}},
     "plain": {"handler": lambda payload: None},
 }
-DEFAULTS = {"retention": {"completed": "7d", "failed": "30d"}, "retry": {"delay": "50ms", "jitter": False}}
+DEFAULTS = {
+    "retention": {"completed": "7d", "failed": "30d", "events": "1d"},
+    "retry": {"delay": "50ms", "jitter": False},
+}
 
 
 def _finish(queue: Queue, job_type: str, n: int, *, failed: bool = False) -> list[int]:
@@ -47,6 +50,11 @@ def test_the_pruner_follows_each_types_windows_in_bounded_batches(backend: str) 
     assert pruner.prune_once() == (BATCH, True)  # one bounded batch, more left
     assert pruner.prune_once() == (20, False)
     assert _alive(queue, short) == 0 and _alive(queue, plain + plain_failed + kept) == 9
+    assert queue.get_events(kept[0]) != []
+    at = now + timedelta(days=2)  # past the events window: histories go, the jobs stay
+    assert pruner.prune_once() == (0, False)
+    assert queue.get_events(kept[0]) == [] and _alive(queue, kept + plain + plain_failed) == 9
+    assert queue.get_events(pending) != []
     at = now + timedelta(days=8)
     assert pruner.prune_once() == (4, False)  # plain's completed: the defaults' 7d
     assert _alive(queue, plain_failed) == 2  # failed: 30d
@@ -55,7 +63,6 @@ def test_the_pruner_follows_each_types_windows_in_bounded_batches(backend: str) 
     at = now + timedelta(days=3650)
     assert pruner.prune_once() == (0, False)
     assert _alive(queue, kept) == 3 and queue.get_job(pending) is not None  # kept for ever; live
-    assert queue.get_events(kept[0]) != []
     queue.close()
 
 

@@ -117,3 +117,27 @@ def test_live_statuses_are_refused(storage: Storage) -> None:
         storage.delete_finished_jobs([JobStatus.PENDING], _soon())
     with pytest.raises(ValueError, match="not processing ones"):
         storage.count_finished_jobs([JobStatus.COMPLETED, JobStatus.PROCESSING], _soon())
+
+
+def test_old_events_go_once_each_and_the_jobs_stay(storage: Storage) -> None:
+    first = _finish(storage, 5, "completed")
+    [live] = add_jobs(storage, 1, "live")
+    time.sleep(0.02)
+    cutoff = datetime.now(UTC)
+    time.sleep(0.02)
+    later = _finish(storage, 2, "cancelled")
+    assert storage.delete_old_events(cutoff, limit=3) == 3
+    assert storage.delete_old_events(cutoff, limit=3) == 2
+    assert storage.delete_old_events(cutoff, limit=3) == 0  # the kept position: not visited again
+    for job_id in first:
+        job = storage.get_job(job_id)
+        assert job is not None and job.status is JobStatus.COMPLETED and storage.get_events(job_id) == []
+    assert all(storage.get_events(job_id) != [] for job_id in [live, *later])
+    assert storage.delete_old_events(_soon()) == 2
+    assert all(storage.get_events(job_id) == [] for job_id in later) and storage.get_events(live) != []
+    # a job retried and finished again gets a new history, deleted in its turn
+    storage.retry_job(later[0])
+    storage.cancel_job(later[0])
+    assert [e.event_type.value for e in storage.get_events(later[0])] == ["retried", "cancelled"]
+    assert storage.delete_old_events(_soon()) == 1
+    assert storage.get_events(later[0]) == []

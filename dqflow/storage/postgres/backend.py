@@ -590,6 +590,12 @@ class PostgresStorage(Storage):
             return 0
         return self._rowcount("deleting finished jobs", self._q.delete_finished_jobs, {**params, "limit": limit})
 
+    def delete_old_events(self, before: datetime, *, limit: int = 500) -> int:
+        if limit <= 0:
+            return 0
+        rows = self._rows("deleting old job events", self._q.delete_old_events, {"before": before, "limit": limit})
+        return int(rows[0]["count"])
+
     def count_finished_jobs(
         self, statuses: Sequence[JobStatus], before: datetime, *, job_type: str | None = None
     ) -> int:

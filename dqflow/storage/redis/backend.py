@@ -537,6 +537,11 @@ class RedisStorage(Storage):
         args = (to_us(before, "before"), limit, job_type or "", "delete", 0, *wanted)
         return int(self._run("prune", "delete finished jobs", *args)[0])
 
+    def delete_old_events(self, before: datetime, *, limit: int = 500) -> int:
+        if limit <= 0:
+            return 0
+        return int(self._run("prune_events", "delete old job events", to_us(before, "before"), limit))
+
     def count_finished_jobs(
         self, statuses: Sequence[JobStatus], before: datetime, *, job_type: str | None = None
     ) -> int:

@@ -36,6 +36,7 @@ NAMES = (
     "set_paused",
     "prune",
     "add_unique",
+    "prune_events",
 )
 
 COMPOSED = {"claim_tick": ("add_many",), "add_unique": ("add_many",)}

@@ -62,3 +62,25 @@ def count_finished(
         return 0
     where, params = _where(statuses, before, job_type)
     return int(conn.execute(f"SELECT count(*) {where}", params).fetchone()[0])
+
+
+def delete_old_events(conn: sqlite3.Connection, before: datetime, limit: int) -> int:
+    """Delete the events of up to ``limit`` jobs finished before ``before``, after the kept position."""
+    row = conn.execute("SELECT position FROM dqflow_cleanup_state WHERE name = 'events'").fetchone()
+    after = float("-inf") if row is None else float(row[0])
+    rows = conn.execute(
+        f"SELECT id, {_FINISHED_AT} FROM dqflow_jobs"
+        f" WHERE status IN ('completed', 'failed', 'cancelled') AND {_FINISHED_AT} < ? AND {_FINISHED_AT} > ?"
+        f" ORDER BY {_FINISHED_AT} LIMIT ?",
+        (before.timestamp(), after, limit),
+    ).fetchall()
+    if not rows:
+        return 0
+    ids = [row[0] for row in rows]
+    conn.execute(f"DELETE FROM dqflow_job_events WHERE job_id IN ({', '.join('?' * len(ids))})", ids)
+    conn.execute(
+        "INSERT INTO dqflow_cleanup_state (name, position) VALUES ('events', ?)"
+        " ON CONFLICT (name) DO UPDATE SET position = max(position, excluded.position)",
+        (rows[-1][1],),
+    )
+    return len(ids)

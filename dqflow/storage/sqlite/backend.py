@@ -688,6 +688,10 @@ class SqliteStorage(Storage):
         with self._write() as conn:
             return _cleanup.delete_finished(conn, checked, before, job_type, limit)
 
+    def delete_old_events(self, before: datetime, *, limit: int = 500) -> int:
+        with self._write() as conn:
+            return _cleanup.delete_old_events(conn, before, limit)
+
     def count_finished_jobs(
         self, statuses: Sequence[JobStatus], before: datetime, *, job_type: str | None = None
     ) -> int:

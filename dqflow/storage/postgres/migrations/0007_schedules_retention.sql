@@ -24,3 +24,10 @@ CREATE TABLE dqflow_unique_keys (
     job_id  bigint NOT NULL
 );
 CREATE INDEX dqflow_unique_keys_job ON dqflow_unique_keys (job_id);  -- clean-up drops the keys of deleted jobs
+
+-- Clean-up positions: `events` is the finish time up to which finished jobs have had their
+-- history deleted (retention.events), so each pass starts where the last one stopped.
+CREATE TABLE dqflow_cleanup_state (
+    name      text PRIMARY KEY,
+    position  timestamptz NOT NULL
+);

@@ -23,3 +23,10 @@ CREATE TABLE dqflow_unique_keys (
     job_id  INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX dqflow_unique_keys_job ON dqflow_unique_keys (job_id);  -- clean-up drops the keys of deleted jobs
+
+-- Clean-up positions: `events` is the finish time up to which finished jobs have had their
+-- history deleted (retention.events), so each pass starts where the last one stopped.
+CREATE TABLE dqflow_cleanup_state (
+    name      TEXT PRIMARY KEY,
+    position  REAL NOT NULL
+);
