@@ -37,6 +37,7 @@ NAMES = (
     "prune",
     "add_unique",
     "prune_events",
+    "workflow",
 )
 
 COMPOSED = {"claim_tick": ("add_many",), "add_unique": ("add_many",)}
