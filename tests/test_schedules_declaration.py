@@ -135,3 +135,10 @@ def test_schedules_must_be_a_mapping_of_names(tmp_path: Path) -> None:
     assert (line, key) == (10, "schedules") and "expected a mapping" in reason
     [(line, key, reason)] = _problems(tmp_path, "  'bad name!': {cron: '@daily', job: report, payload: {day: 1}}\n")
     assert (line, key) == (11, "schedules.bad name!") and "invalid schedule name" in reason
+
+
+def test_overlap_skip_is_for_job_schedules(tmp_path: Path) -> None:
+    [(line, key, reason)] = _problems(
+        tmp_path, "  flow:\n    cron: '@daily'\n    workflow: nightly_flow\n    input: {region: eu}\n    overlap: skip\n"
+    )
+    assert (line, key) == (15, "schedules.flow.overlap") and "job schedules only" in reason

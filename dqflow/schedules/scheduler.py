@@ -6,6 +6,8 @@ them with ``Storage.claim_tick``, which decides each tick exactly once however m
 workers ask (by the tick's time, never the asking worker's clock, so skewed clocks
 cannot duplicate). The tick's job carries the idempotency key
 ``schedule:NAME:<tick, ISO UTC>`` and the meta ``{"schedule": NAME, "tick": ...}``.
+A workflow schedule starts a run with that idempotency key (``Queue.start_workflow``),
+then records the tick: the key keeps it to one run per tick.
 
 Missed ticks (no worker ran): a tick is on time while it is at most
 ``MISFIRE_GRACE`` old; older ones are handled by ``catch_up``: ``none`` drops them,
@@ -24,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from dqflow.declaration.schedules import CATCH_UP_LIMIT, Schedule
 from dqflow.queue.queue import JobSpec, Queue
 from dqflow.schedules.clock import Clock
-from dqflow.storage.base import NewJob, ScheduleState, TickResult
+from dqflow.storage.base import NewJob, ScheduleState, TickResult, TickVerdict
 
 __all__ = ["MISFIRE_GRACE", "Scheduler", "Tick", "tick_key"]
 
@@ -54,21 +56,12 @@ class Tick:
 
 
 class Scheduler:
-    """Claims the due ticks of ``queue``'s job schedules; ``run_due`` is one pass (blocking)."""
+    """Claims the due ticks of ``queue``'s schedules; ``run_due`` is one pass (blocking)."""
 
     def __init__(self, queue: Queue, clock: Clock | None = None) -> None:
         self.queue = queue
         self.clock = clock or Clock()
-        self.schedules: list[Schedule] = []
-        for schedule in queue.declaration.schedules.values():
-            if schedule.job is None:
-                log.warning(
-                    "schedule %s (%s) does not run: this dqflow cannot start workflows from a schedule yet",
-                    schedule.name,
-                    schedule.target,
-                )
-            else:
-                self.schedules.append(schedule)
+        self.schedules: list[Schedule] = list(queue.declaration.schedules.values())
 
     def run_due(self, now: datetime | None = None) -> list[Tick]:
         """Claim every due tick (as of ``now``, default the clock's); the ticks claimed, oldest first per schedule."""
@@ -105,6 +98,8 @@ class Scheduler:
         if not chosen:  # record the newest due tick as passed, so it is not considered again
             result = storage.claim_tick(schedule.name, due[-1], None)
             return [Tick(schedule.name, due[-1], result)]
+        if schedule.workflow is not None:
+            return [self._start_run(schedule, tick) for tick in chosen]
         ticks = []
         for tick in chosen:
             result = storage.claim_tick(
@@ -113,6 +108,19 @@ class Scheduler:
             log.debug("schedule %s: tick %s %s", schedule.name, tick_text(tick), result.verdict.value)
             ticks.append(Tick(schedule.name, tick, result))
         return ticks
+
+    def _start_run(self, schedule: Schedule, tick: datetime) -> Tick:
+        """Start the tick's workflow run, then record the tick. The run's idempotency key
+        makes the start once per tick however many workers (or retries after a crash
+        between the two steps) ask; ``TAKEN`` when another worker recorded it first."""
+        assert schedule.workflow is not None
+        run_id = self.queue.start_workflow(
+            schedule.workflow, schedule.input, idempotency_key=tick_key(schedule.name, tick)
+        )
+        recorded = self.queue.storage.claim_tick(schedule.name, tick, None)
+        verdict = TickVerdict.ENQUEUED if recorded.verdict is TickVerdict.SKIPPED else TickVerdict.TAKEN
+        log.debug("schedule %s: tick %s run %s %s", schedule.name, tick_text(tick), run_id, verdict.value)
+        return Tick(schedule.name, tick, TickResult(verdict, run_id))
 
     def _job(self, schedule: Schedule, tick: datetime) -> NewJob:
         assert schedule.job is not None

@@ -133,7 +133,10 @@ class Maintenance:
             return []
         for tick in ticks:
             if tick.result.job_id is not None and tick.result.verdict is TickVerdict.ENQUEUED:
-                log.info("schedule %s: tick %s added job %s", tick.schedule, tick.tick.isoformat(), tick.result.job_id)
+                what = "job" if self._scheduler.queue.declaration.schedules[tick.schedule].job else "workflow run"
+                log.info(
+                    "schedule %s: tick %s added %s %s", tick.schedule, tick.tick.isoformat(), what, tick.result.job_id
+                )
         return ticks
 
     async def _schedule_loop(self, scheduler: Scheduler) -> None:

@@ -13,7 +13,7 @@ from helpers import make_queue
 from dqflow import Queue
 from dqflow.schedules.control import schedule_rows, set_paused
 from dqflow.schedules.scheduler import Scheduler, tick_key
-from dqflow.storage import Completion, TickVerdict
+from dqflow.storage import Completion, TickResult, TickVerdict
 
 T0 = datetime(2030, 5, 1, 12, 0, tzinfo=UTC)
 JOBS = {"report": {"handler": lambda payload: None, "payload": {"type": "object", "required": ["n"]}}}
@@ -134,5 +134,33 @@ def test_several_schedulers_with_skewed_clocks_enqueue_each_tick_once(backend: s
             enqueued += [t.tick for t in scheduler.run_due(now) if t.result.verdict is TickVerdict.ENQUEUED]
     assert sorted(enqueued) == [T0 + timedelta(minutes=m) for m in range(6)]
     assert len(_ticks(queues[0])) == 6
+    for queue in queues:
+        queue.close()
+
+
+def test_a_workflow_schedule_starts_one_run_per_tick(backend: str) -> None:
+    workflows = {
+        "flow": {
+            "input": {"type": "object", "required": ["n"]},
+            "steps": {"one": {"job": "report", "payload": {"n": "${input.n}"}}},
+        }
+    }
+    body = {"cron": "0 * * * *", "workflow": "flow", "input": {"n": 5}, "catch_up": "all"}
+    queues = [make_queue(backend, JOBS, workflows=workflows, schedules={"s": body}) for _ in range(2)]
+    first, second = (Scheduler(queue) for queue in queues)
+    [tick] = first.run_due(T0 + timedelta(seconds=1))
+    assert tick.result.verdict is TickVerdict.ENQUEUED and tick.result.job_id is not None
+    assert second.run_due(T0 + timedelta(seconds=2)) == []  # recorded: not asked again
+    # a worker that read the schedule's state before the tick was recorded starts the same run
+    assert second._start_run(second.schedules[0], T0).result == TickResult(TickVerdict.TAKEN, tick.result.job_id)
+    run = queues[0].get_workflow(tick.result.job_id)
+    assert run is not None and run.input == {"n": 5} and run.idempotency_key == "schedule:s:2030-05-01T12:00:00Z"
+    set_paused(queues[1], "s", True)
+    [paused] = first.run_due(T0 + timedelta(hours=1, seconds=1))
+    assert paused.result.verdict is TickVerdict.PAUSED
+    set_paused(queues[1], "s", False)
+    done = first.run_due(T0 + timedelta(hours=2, seconds=1))
+    assert [t.result.verdict for t in done] == [TickVerdict.ENQUEUED]
+    assert len(queues[0].list_workflows(limit=100).runs) == 2
     for queue in queues:
         queue.close()
