@@ -138,7 +138,6 @@ def test_schedules_must_be_a_mapping_of_names(tmp_path: Path) -> None:
 
 
 def test_overlap_skip_is_for_job_schedules(tmp_path: Path) -> None:
-    [(line, key, reason)] = _problems(
-        tmp_path, "  flow:\n    cron: '@daily'\n    workflow: nightly_flow\n    input: {region: eu}\n    overlap: skip\n"
-    )
+    flow = "  flow:\n    cron: '@daily'\n    workflow: nightly_flow\n    input: {region: eu}\n    overlap: skip\n"
+    [(line, key, reason)] = _problems(tmp_path, flow)
     assert (line, key) == (15, "schedules.flow.overlap") and "job schedules only" in reason
