@@ -12,7 +12,7 @@ from dqflow.errors import ConfigError
 
 
 def _write(tmp_path: Path, text: str) -> Path:
-    (tmp_path / "svc.py").write_text("def run(payload):\n    return None\n")
+    (tmp_path / "retention_decl_svc.py").write_text("def run(payload):\n    return None\n")
     path = tmp_path / "jobs.yaml"
     path.write_text(text)
     return path
@@ -25,9 +25,9 @@ def test_defaults_and_types_merge_key_by_key(tmp_path: Path) -> None:
 defaults:
   retention: {completed: 7d, failed: 30d, events: 2d}
 jobs:
-  a: {handler: 'svc:run'}
-  b: {handler: 'svc:run', retention: {completed: 1h, cancelled: 2d}}
-  c: {handler: 'svc:run', retention: {completed: null}}
+  a: {handler: 'retention_decl_svc:run'}
+  b: {handler: 'retention_decl_svc:run', retention: {completed: 1h, cancelled: 2d}}
+  c: {handler: 'retention_decl_svc:run', retention: {completed: null}}
 """,
     )
     declaration = load_declaration(path)
@@ -47,7 +47,7 @@ defaults:
   retention: {completed: soon}
 jobs:
   a:
-    handler: 'svc:run'
+    handler: 'retention_decl_svc:run'
     retention: {pending: 1d, failed: 0s}
 """,
     )
@@ -63,7 +63,7 @@ jobs:
 
 
 def test_events_retention_belongs_to_the_defaults(tmp_path: Path) -> None:
-    path = _write(tmp_path, "jobs:\n  a:\n    handler: 'svc:run'\n    retention: {events: 1d}\n")
+    path = _write(tmp_path, "jobs:\n  a:\n    handler: 'retention_decl_svc:run'\n    retention: {events: 1d}\n")
     with pytest.raises(ConfigError) as caught:
         load_declaration(path)
     assert (caught.value.line, caught.value.key) == (4, "jobs.a.retention.events")

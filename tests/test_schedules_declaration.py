@@ -12,7 +12,7 @@ from dqflow.errors import ConfigError
 HEAD = """\
 jobs:
   report:
-    handler: svc:report
+    handler: sched_decl_svc:report
     payload: {type: object, required: [day], properties: {day: {type: integer}}}
 workflows:
   nightly_flow:
@@ -24,7 +24,7 @@ schedules:
 
 
 def _load(tmp_path: Path, schedules: str) -> object:
-    (tmp_path / "svc.py").write_text("def report(payload):\n    return None\n")
+    (tmp_path / "sched_decl_svc.py").write_text("def report(payload):\n    return None\n")
     path = tmp_path / "jobs.yaml"
     path.write_text(HEAD + schedules)
     return load_declaration(path)

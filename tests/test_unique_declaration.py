@@ -11,20 +11,20 @@ from dqflow.errors import ConfigError
 
 
 def test_bad_unique_declarations_are_located(tmp_path: Path) -> None:
-    (tmp_path / "svc.py").write_text("def run(payload):\n    return None\n")
+    (tmp_path / "unique_decl_svc.py").write_text("def run(payload):\n    return None\n")
     path = tmp_path / "jobs.yaml"
     path.write_text(
         """\
 jobs:
   a:
-    handler: 'svc:run'
+    handler: 'unique_decl_svc:run'
     payload: {type: object, properties: {customer: {type: object, properties: {id: {type: integer}}}}}
     unique: {key: "${payload.customer.idd}"}
   b:
-    handler: 'svc:run'
+    handler: 'unique_decl_svc:run'
     unique: {key: "${input.x}", for: 0s}
   c:
-    handler: 'svc:run'
+    handler: 'unique_decl_svc:run'
     unique: {while: [pending, done]}
 """
     )

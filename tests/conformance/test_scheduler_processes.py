@@ -21,7 +21,7 @@ from dqflow.schedules.clock import CLOCK_ENV
 CONFIG = """\
 worker: {concurrency: 2, lease: 3s, heartbeat: 200ms, poll_interval: 200ms, shutdown_grace: 2s}
 jobs:
-  tick: {handler: 'svc:tick'}
+  tick: {handler: 'sched_proc_svc:tick'}
 schedules:
   every_minute: {cron: '* * * * *', job: tick, catch_up: all}
 """
@@ -34,7 +34,7 @@ def _added(logs: list[Path]) -> list[tuple[str, int]]:
 
 
 def test_three_worker_processes_enqueue_each_tick_once(backend: str, tmp_path: Path) -> None:
-    (tmp_path / "svc.py").write_text("def tick(payload):\n    return None\n")
+    (tmp_path / "sched_proc_svc.py").write_text("def tick(payload):\n    return None\n")
     config = tmp_path / "jobs.yaml"
     config.write_text(CONFIG)
     anchor = time.time()
