@@ -15,12 +15,24 @@ from typing import Any
 
 import typer
 
-from dqflow.cli import check, jobs, migrate, serve, tokens, worker, workflows
+from dqflow.cli import check, cleanup, jobs, migrate, schedules, serve, tokens, worker, workflows
 from dqflow.cli._app import app, reset_options
 from dqflow.cli._logging import cli_logging
 from dqflow.errors import ConfigError, DqflowError
 
-__all__ = ["app", "check", "jobs", "main", "migrate", "serve", "tokens", "worker", "workflows"]
+__all__ = [
+    "app",
+    "check",
+    "cleanup",
+    "jobs",
+    "main",
+    "migrate",
+    "schedules",
+    "serve",
+    "tokens",
+    "worker",
+    "workflows",
+]
 
 # Newer typer vendors click: take its exception classes from wherever typer's come from.
 _click: Any = sys.modules[typer.BadParameter.__module__]

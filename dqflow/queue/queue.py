@@ -6,7 +6,7 @@ import asyncio
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -32,8 +32,10 @@ from dqflow.errors import (
 )
 from dqflow.json_values import dumps
 from dqflow.queue.events import JOB_ADDED, JOB_CANCELLED, JOB_EDITED, JOB_RETRIED, EventEmitter, Listener
+from dqflow.queue.unique import unique_rule
 from dqflow.queue.workflows import WorkflowMethods
-from dqflow.storage import DEFAULT_BACKEND, JobFilter, JobPage, NewJob, Storage, TagMode, open_storage
+from dqflow.storage import DEFAULT_BACKEND, JobFilter, JobPage, NewJob, Storage, TagMode, UniqueRule, open_storage
+from dqflow.telemetry import Tracing, tracing_from_env, with_trace
 
 if TYPE_CHECKING:  # the records need SQLModel, which only reading jobs pays for
     from dqflow.durable.model import TokenRecord
@@ -119,6 +121,7 @@ class JobSpec:
     retry_jitter: bool | None = None
     meta: Mapping[str, Any] | None = None
     depends_on: Sequence[int] | None = None
+    unique: Any = None  # None: the job type's `unique`; False: none; a mapping as in jobs.yaml
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -128,12 +131,14 @@ class Queue(WorkflowMethods):
     ``Queue.from_yaml("jobs.yaml")`` is the usual way in; ``Queue(Declaration.build(...))``
     builds one in code. The backend is, in order: the ``backend`` argument, the
     ``DQFLOW_BACKEND`` environment variable, the declaration's ``backend``, or
-    ``sqlite:///.dqflow/queue.db``.
+    ``sqlite:///.dqflow/queue.db``. ``DQFLOW_OTEL=1`` turns on OpenTelemetry spans
+    (``dqflow.telemetry``; ``tracing`` is None when off).
     """
 
     def __init__(self, declaration: Declaration, backend: str | Any | None = None, **backend_options: Any) -> None:
         self.declaration = declaration
         self.events = EventEmitter()
+        self.tracing: Tracing | None = tracing_from_env()
         self.storage: Storage = open_storage(resolve_backend(declaration, backend), **backend_options)
         try:
             self.storage.setup()
@@ -219,6 +224,10 @@ class Queue(WorkflowMethods):
             output, declared.output_schema, limit, OutputValidationError, OutputTooLargeError, f"output of {job_type}"
         )
 
+    def new_job(self, job: JobSpec) -> NewJob:
+        """``job`` checked and completed from its declaration, as ``add`` would store it (nothing stored)."""
+        return self._new_job(job)
+
     def _new_job(self, job: JobSpec) -> NewJob:
         declared = self.job_type(job.job_type)
         payload_json = self.validate_payload(job.job_type, job.payload)
@@ -288,6 +297,7 @@ class Queue(WorkflowMethods):
         retry_jitter: bool | None = None,
         meta: Mapping[str, Any] | None = None,
         depends_on: Sequence[int] | None = None,
+        unique: Mapping[str, Any] | bool | None = None,
         connection: Any = None,
     ) -> int:
         """Validate and enqueue one job; return its id.
@@ -300,7 +310,10 @@ class Queue(WorkflowMethods):
         one fails for good or is cancelled, this job is cancelled with reason
         ``dependency_failed``. An id that does not exist, or names a failed or
         cancelled job, raises ``DependencyError`` and nothing is stored.
-        ``connection`` (PostgreSQL) enqueues inside the caller's transaction.
+        ``unique`` (``{"key": ..., "for": ..., "while": [...]}``, as in jobs.yaml; False:
+        none; default: the job type's) returns the id of a duplicate instead of adding
+        (docs/SCHEDULES.md). ``connection`` (PostgreSQL) enqueues inside the caller's
+        transaction (not with a uniqueness rule).
         """
         job = JobSpec(
             job_type,
@@ -318,6 +331,7 @@ class Queue(WorkflowMethods):
             retry_jitter=retry_jitter,
             meta=meta,
             depends_on=depends_on,
+            unique=unique,
         )
         return self.add_many([job], connection=connection)[0]
 
@@ -325,20 +339,44 @@ class Queue(WorkflowMethods):
         """Validate every job first, then enqueue them all in one round trip.
 
         Returns the ids in input order. If any job is invalid nothing is stored
-        and the error names its index.
+        and the error names its index. A batch with unique jobs (a job type's
+        ``unique``, or ``unique=`` given) is added job by job, each unique one
+        checked and added in one step.
         """
+        many = isinstance(jobs, (list, tuple)) and len(jobs) > 1
+        specs = [given if isinstance(given, JobSpec) else JobSpec(**dict(given)) for given in jobs]
+        if self.tracing is None:
+            return self._add_specs(specs, many, connection)
+        with self.tracing.adding([spec.job_type for spec in specs]) as adding:
+            traced = [replace(spec, meta=with_trace(spec.meta, adding.carrier)) for spec in specs]
+            ids = self._add_specs(traced, many, connection)
+            adding.added(ids)
+            return ids
+
+    def _add_specs(self, specs: list[JobSpec], many: bool, connection: Any) -> list[int]:
         new_jobs: list[NewJob] = []
-        for index, given in enumerate(jobs):
-            job = given if isinstance(given, JobSpec) else JobSpec(**dict(given))
+        rules: list[UniqueRule | None] = []
+        for index, job in enumerate(specs):
             try:
                 new_jobs.append(self._new_job(job))
             except ValidationFailed as exc:
-                if index or (isinstance(jobs, (list, tuple)) and len(jobs) > 1):
+                if index or many:
                     raise exc.located(f"job {index}") from None
                 raise
+            declared = self.declaration.job_types[job.job_type]  # known: _new_job checked it
+            plain = job.unique is None and declared.unique is None
+            rules.append(None if plain else unique_rule(declared, job.payload, job.unique))
         if not new_jobs:
             return []
-        results = self.storage.add_jobs(new_jobs, connection=connection)
+        if any(rules):
+            if connection is not None:
+                raise ValueError("unique jobs cannot be added inside a caller's transaction (connection=)")
+            results = [
+                self.storage.add_jobs([new])[0] if rule is None else self.storage.add_unique(new, rule)
+                for new, rule in zip(new_jobs, rules, strict=True)
+            ]
+        else:
+            results = self.storage.add_jobs(new_jobs, connection=connection)
         if self.events.has_listeners(JOB_ADDED):
             for new, result in zip(new_jobs, results, strict=True):
                 if result.created:
