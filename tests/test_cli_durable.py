@@ -26,7 +26,7 @@ def approve(payload, ctx):
 JOBS_YAML = """
 backend: sqlite:///.dqflow/queue.db
 defaults: {{max_attempts: 1}}
-worker: {{poll_interval: 100ms, heartbeat: 100ms, lease: 3s}}
+worker: {{poll_interval: 100ms, heartbeat: 500ms, lease: 30s}}
 signals:
   approval: {{type: object, required: [approved], properties: {{approved: {{type: boolean}}}}}}
 jobs:
@@ -50,7 +50,7 @@ def test_show_token_complete_and_retry_reset_steps(durable_project: Path, dq: Ca
     queue = Queue.from_yaml(durable_project / "jobs.yaml")
     job_id = int(dq("add", "approve").out.strip())
     with running_worker(queue):
-        wait_for_status(queue, job_id, "waiting")
+        wait_for_status(queue, job_id, "waiting", timeout=60)
         token_id = str(queue.require_job(job_id).steps["dqflow:token:1"].result["token_id"])
         shown = dq("show", str(job_id))
         assert shown.code == 0, shown.err
@@ -70,11 +70,11 @@ def test_show_token_complete_and_retry_reset_steps(durable_project: Path, dq: Ca
         again = dq("token", "complete", token_id, "--data", '{"approved": true}')
         assert "already completed" in one_line_error(again)
         assert "not found" in one_line_error(dq("token", "complete", "tok_missing"))
-        failed = wait_for_status(queue, job_id, "failed")
+        failed = wait_for_status(queue, job_id, "failed", timeout=60)
         assert failed.error_history[-1]["error"].endswith("refused")
 
         retried = dq("retry", str(job_id), "--reset-steps", "--json")
         assert retried.code == 0 and retried.json()["steps"] == {}
-        wait_until(lambda: "dqflow:token:1" in queue.require_job(job_id).steps)
+        wait_until(lambda: "dqflow:token:1" in queue.require_job(job_id).steps, timeout=60)
         assert queue.require_job(job_id).steps["dqflow:token:1"].result["token_id"] != token_id
     queue.close()
