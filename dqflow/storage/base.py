@@ -24,18 +24,18 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, TypeAlias, get_args
-
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Integer, Text
+from typing import TYPE_CHECKING, Any, TypeAlias, get_args
 
 from dqflow.enums import JobStatus
 from dqflow.enums import TagMode as TagMode  # re-exported: the backends and dqflow.storage take it from here
 from dqflow.errors import DependencyError
-from dqflow.record import JobEvent, JobRecord, JobTable
 from dqflow.storage.changes import Change
+
+if TYPE_CHECKING:  # the records are SQLModel models: loaded by backends when they build one
+    from dqflow.record import JobEvent, JobRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +59,7 @@ class NewJob:
 
 
 class OptionKind(StrEnum):
-    """How a job option's value is held in ``NewJob`` (read off its ``JobRecord`` column)."""
+    """How a job option's value is held in ``NewJob`` (matches its ``JobRecord`` column type)."""
 
     INT32 = "int32"  # Integer column
     INT = "int"  # BigInteger column
@@ -81,49 +81,30 @@ class JobOption:
     editable: bool
 
 
-_FIXED_AT_ADD = frozenset({"job_type", "idempotency_key"})
-_NOT_COLUMNS = frozenset({"depends_on"})  # NewJob fields stored outside the job row
+def _option(name: str, kind: OptionKind, *, nullable: bool = False, editable: bool = True) -> JobOption:
+    return JobOption(name, name.removesuffix("_json"), kind, nullable, editable)
 
 
-def _option_kind(name: str, column: Any) -> OptionKind:
-    if name.endswith("_json"):
-        return OptionKind.JSON_TEXT
-    kinds: tuple[tuple[type, OptionKind], ...] = (
-        (BigInteger, OptionKind.INT),
-        (Integer, OptionKind.INT32),
-        (Boolean, OptionKind.BOOL),
-        (DateTime, OptionKind.TIME),
-        (JSON, OptionKind.STRINGS),
-        (Text, OptionKind.TEXT),
-    )
-    for sql_type, kind in kinds:
-        if isinstance(column.type, sql_type):
-            return kind
-    raise TypeError(f"NewJob.{name}: no option kind for column type {column.type!r}")  # pragma: no cover
-
-
-def _job_options() -> tuple[JobOption, ...]:
-    columns = JobTable.__table__.columns  # type: ignore[attr-defined]
-    options = []
-    for item in fields(NewJob):
-        if item.name in _NOT_COLUMNS:
-            continue
-        column = columns[item.name.removesuffix("_json")]
-        options.append(
-            JobOption(
-                item.name,
-                column.name,
-                _option_kind(item.name, column),
-                bool(column.nullable),
-                item.name not in _FIXED_AT_ADD,
-            )
-        )
-    return tuple(options)
-
-
-JOB_OPTIONS: tuple[JobOption, ...] = _job_options()
+_K = OptionKind
+JOB_OPTIONS: tuple[JobOption, ...] = (
+    _option("job_type", _K.TEXT, editable=False),
+    _option("payload_json", _K.JSON_TEXT),
+    _option("priority", _K.INT32),
+    _option("run_at", _K.TIME),
+    _option("max_attempts", _K.INT32),
+    _option("timeout_ms", _K.INT, nullable=True),
+    _option("retry_delay_ms", _K.INT),
+    _option("retry_backoff", _K.TEXT),
+    _option("retry_max_delay_ms", _K.INT, nullable=True),
+    _option("retry_jitter", _K.BOOL),
+    _option("tags", _K.STRINGS),
+    _option("idempotency_key", _K.TEXT, nullable=True, editable=False),
+    _option("meta_json", _K.JSON_TEXT),
+)
 """Every job option, in ``NewJob`` order: the one table backends build their inserts,
-edits and codecs from (derived from ``NewJob`` and the ``JobRecord`` columns)."""
+edits and codecs from. A literal, so that importing the contract does not load
+SQLAlchemy; ``tests/test_job_options.py`` proves it matches ``NewJob`` and the
+``JobRecord`` columns (a new option: a ``NewJob`` field, a column, a row here)."""
 
 EDITABLE_FIELDS = frozenset(option.name for option in JOB_OPTIONS if option.editable)
 """Fields ``edit_job`` accepts (values as in ``NewJob``; ``*_json`` fields are JSON text)."""

@@ -17,12 +17,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote
 
 from dqflow.enums import EventType, JobStatus
 from dqflow.errors import InvalidJobStateError, JobNotFoundError, StorageError
-from dqflow.record import BOOLEAN_FIELDS, JSON_FIELDS, TIMESTAMP_FIELDS, JobEvent, JobRecord
 from dqflow.storage.base import (
     EDITABLE_FIELDS,
     JOB_OPTIONS,
@@ -46,6 +45,9 @@ from dqflow.storage.base import (
 from dqflow.storage.changes import Change
 from dqflow.storage.sqlite import changes
 from dqflow.storage.sqlite.migrations import migrate
+
+if TYPE_CHECKING:
+    from dqflow.record import JobEvent, JobRecord
 
 _loads = json.JSONDecoder().decode
 
@@ -79,6 +81,9 @@ def _datetime(value: float | None) -> datetime | None:
 
 
 def _row_to_record(row: sqlite3.Row) -> JobRecord:
+    # Imported here: SQLModel loads only once a record is read (``dqflow add`` never does).
+    from dqflow.record import BOOLEAN_FIELDS, JSON_FIELDS, TIMESTAMP_FIELDS, JobRecord
+
     fields = dict(zip(row.keys(), row, strict=True))
     for name in TIMESTAMP_FIELDS:
         value = fields[name]
