@@ -47,7 +47,7 @@ def test_job_options_match_new_job_and_the_job_columns() -> None:
     missing = [o.name for o in expected if o not in JOB_OPTIONS]
     extra = [o.name for o in JOB_OPTIONS if o not in expected]
     assert not missing and not extra, f"JOB_OPTIONS drifted: fix rows {missing} / remove {extra} in storage/base.py"
-    assert JOB_OPTIONS == expected  # and in NewJob order
+    assert expected == JOB_OPTIONS  # and in NewJob order
 
 
 def test_editable_fields_are_the_options_but_type_and_key() -> None:

@@ -29,7 +29,7 @@ from dqflow.errors import (
     WaitTimeoutError,
 )
 from dqflow.json_values import dumps
-from dqflow.queue.events import JOB_ADDED, JOB_CANCELLED, JOB_EDITED, JOB_RETRIED, EventEmitter, Listener
+from dqflow.queue.events import JOB_ADDED, JOB_CANCELLED, JOB_EDITED, JOB_RETRIED, EventEmitter, EventName, Listener
 from dqflow.storage import DEFAULT_BACKEND, JobFilter, JobPage, NewJob, Storage, TagMode, open_storage
 
 if TYPE_CHECKING:  # the records need SQLModel, which only reading jobs pays for
@@ -170,15 +170,15 @@ class Queue:
 
     # -- events ----------------------------------------------------------------------
 
-    def on(self, event: str, listener: Listener) -> Listener:
+    def on(self, event: EventName, listener: Listener) -> Listener:
         """Call ``listener(data)`` on every ``event`` (``job:added``, ``job:completed``, ...)."""
         return self.events.on(event, listener)
 
-    def once(self, event: str, listener: Listener) -> Listener:
+    def once(self, event: EventName, listener: Listener) -> Listener:
         """Call ``listener(data)`` on the next ``event`` only."""
         return self.events.once(event, listener)
 
-    def off(self, event: str, listener: Listener | None = None) -> None:
+    def off(self, event: EventName, listener: Listener | None = None) -> None:
         """Stop calling ``listener`` (or every listener) for ``event``."""
         self.events.off(event, listener)
 
@@ -339,6 +339,50 @@ class Queue:
                 if result.created:
                     self.events.emit(JOB_ADDED, {"job_id": result.job_id, "job_type": new.job_type})
         return [result.job_id for result in results]
+
+    async def add_async(
+        self,
+        job_type: str,
+        payload: Any = None,
+        *,
+        priority: int | None = None,
+        run_at: datetime | None = None,
+        delay: Duration | None = None,
+        timeout: Duration | _Unset | None = UNSET,
+        max_attempts: int | None = None,
+        tags: Sequence[str] | None = None,
+        idempotency_key: str | None = None,
+        retry_delay: Duration | None = None,
+        retry_backoff: str | None = None,
+        retry_max_delay: Duration | _Unset | None = UNSET,
+        retry_jitter: bool | None = None,
+        meta: Mapping[str, Any] | None = None,
+        depends_on: Sequence[int] | None = None,
+    ) -> int:
+        """``add`` for asyncio code: validation and the insert run on a thread, so the
+        event loop never blocks. Same options, same errors."""
+        job = JobSpec(
+            job_type,
+            payload,
+            priority=priority,
+            run_at=run_at,
+            delay=delay,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            tags=tags,
+            idempotency_key=idempotency_key,
+            retry_delay=retry_delay,
+            retry_backoff=retry_backoff,
+            retry_max_delay=retry_max_delay,
+            retry_jitter=retry_jitter,
+            meta=meta,
+            depends_on=depends_on,
+        )
+        return (await self.add_many_async([job]))[0]
+
+    async def add_many_async(self, jobs: Iterable[JobSpec | Mapping[str, Any]]) -> list[int]:
+        """``add_many`` for asyncio code (on a thread, like ``add_async``)."""
+        return await asyncio.to_thread(self.add_many, list(jobs))
 
     # -- reading ---------------------------------------------------------------------
 
