@@ -44,6 +44,7 @@ from dqflow.storage.base import (
 )
 from dqflow.storage.changes import Change
 from dqflow.storage.sqlite import changes
+from dqflow.storage.sqlite._memory import MEMORY_PATH, throwaway_database
 from dqflow.storage.sqlite.migrations import migrate
 
 if TYPE_CHECKING:
@@ -103,17 +104,25 @@ def _path_from_url(url: str) -> str:
     if not url.startswith("sqlite:///"):
         raise StorageError(f"not a SQLite URL: {url!r} (use sqlite:///relative/path.db or sqlite:////abs/path.db)")
     path = unquote(url[len("sqlite:///") :].split("?", 1)[0])
-    if path in ("", ":memory:"):
-        raise StorageError("SQLite needs a file (sqlite:///path/to/queue.db): workers share it")
+    if not path:
+        raise StorageError(f"SQLite needs a file (sqlite:///path/to/queue.db) or {MEMORY_URL}, got {url!r}")
     return path
 
 
+MEMORY_URL = f"sqlite:///{MEMORY_PATH}"
+
+
 class SqliteStorage(Storage):
-    """Jobs in one SQLite file. URL: ``sqlite:///relative/path.db`` or ``sqlite:////abs/path.db``."""
+    """Jobs in one SQLite file. URL: ``sqlite:///relative/path.db`` or ``sqlite:////abs/path.db``;
+    ``sqlite:///:memory:`` is a private database of this object, gone when it is closed
+    (for tests: see ``dqflow.testing``)."""
 
     def __init__(self, url: str, *, busy_timeout_ms: int = 30_000) -> None:
         self.url = url
         self.path = _path_from_url(url)
+        self._throwaway: Callable[[], object] | None = None
+        if self.path == MEMORY_PATH:
+            self.path, self._throwaway = throwaway_database(self)
         self._busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
@@ -180,6 +189,9 @@ class SqliteStorage(Storage):
                     conn.close()
             self._connections.clear()
         self._local = threading.local()
+        if self._throwaway is not None:  # a :memory: database ends with its storage
+            self._throwaway()
+            self._ready = False
 
     # -- helpers ---------------------------------------------------------------------
 
