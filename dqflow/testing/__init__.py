@@ -30,7 +30,7 @@ from dqflow.storage.sqlite.backend import MEMORY_URL
 if TYPE_CHECKING:
     from dqflow.record import JobRecord
 
-__all__ = ["ANY", "MEMORY_URL", "MemoryQueue", "DeclarationSource"]
+__all__ = ["ANY", "MEMORY_URL", "DeclarationSource", "MemoryQueue"]
 
 DeclarationSource = Declaration | str | os.PathLike[str] | Mapping[str, Mapping[str, Any]] | None
 """What ``MemoryQueue`` is built from: a ``Declaration``, a ``jobs.yaml`` path, the ``jobs``
