@@ -21,6 +21,7 @@ from dqflow.storage.base import (
     Release,
     Storage,
     TagMode,
+    WorkerInfo,
 )
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "Release",
     "Storage",
     "TagMode",
+    "WorkerInfo",
     "open_storage",
 ]
 

@@ -271,6 +271,27 @@ class JobPage:
     next_cursor: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A worker as it registers itself in storage (``dqflow stats``, ``dqflow health``).
+
+    ``last_seen`` is set by the storage (its clock) on every beat; ignored when writing.
+    """
+
+    worker_id: str
+    host: str
+    pid: int
+    started_at: datetime
+    concurrency: int
+    job_types: tuple[str, ...]
+    last_seen: datetime | None = None
+
+
+WORKER_FORGET_AFTER_S = 86_400
+"""A worker not seen for this long (it died without unregistering) leaves the registry
+at the next beat of any worker."""
+
+
 class Storage(ABC):
     """Where jobs live. Implementations must be safe to call from several threads."""
 
@@ -334,6 +355,25 @@ class Storage(ABC):
     def count_jobs(self) -> dict[tuple[str, JobStatus], int]:
         """How many jobs there are per (job type, status); pairs with none are left out.
         For dashboards and metrics: exact, and cheap enough to ask every few seconds."""
+
+    @abstractmethod
+    def oldest_pending(self) -> JobRecord | None:
+        """The pending job added first (lowest id), or None: how far behind the queue is."""
+
+    # -- workers (a registry for operators; never on the job path) -------------------
+
+    @abstractmethod
+    def beat_worker(self, worker: WorkerInfo) -> None:
+        """Record that ``worker`` is alive: insert or replace its entry with ``last_seen``
+        = now; entries not seen for ``WORKER_FORGET_AFTER_S`` are removed in the same step."""
+
+    @abstractmethod
+    def remove_worker(self, worker_id: str) -> None:
+        """Drop a worker's entry (it stopped cleanly). Unknown ids are ignored."""
+
+    @abstractmethod
+    def list_workers(self) -> list[WorkerInfo]:
+        """Every registered worker, the most recently seen first."""
 
     # -- managing ------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from dqflow.storage.base import JOB_OPTIONS, JobOption, OptionKind
 
 _OBJECTS = re.compile(
     r"\b(dqflow_jobs_id_seq|dqflow_jobs|dqflow_job_events|dqflow_job_changes|dqflow_job_dependencies"
-    r"|dqflow_job_waits|dqflow_migrations)\b"
+    r"|dqflow_job_waits|dqflow_workers|dqflow_migrations)\b"
 )
 
 
@@ -109,6 +109,10 @@ class Queries:
     list_jobs: str
     get_events: str
     count_jobs: str
+    oldest_pending: str
+    beat_worker: str
+    remove_worker: str
+    list_workers: str
     read_changes: str
     newest_change: str
     cancel_job: str

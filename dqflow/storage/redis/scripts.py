@@ -30,6 +30,8 @@ NAMES = (
     "renew",
     "next_due",
     "list",
+    "worker_beat",
+    "worker_remove",
 )
 
 

@@ -38,12 +38,13 @@ from dqflow.storage.base import (
     Release,
     Storage,
     TagMode,
+    WorkerInfo,
     dependency_cancel_data,
     outcomes_by_kind,
     unfinished_dependencies,
 )
 from dqflow.storage.changes import Change
-from dqflow.storage.sqlite import changes
+from dqflow.storage.sqlite import _workers, changes
 from dqflow.storage.sqlite._memory import MEMORY_PATH, throwaway_database
 from dqflow.storage.sqlite.migrations import migrate
 
@@ -370,6 +371,25 @@ class SqliteStorage(Storage):
     def count_jobs(self) -> dict[tuple[str, JobStatus], int]:
         rows = self._conn().execute("SELECT job_type, status, count(*) FROM dqflow_jobs GROUP BY job_type, status")
         return {(job_type, JobStatus(status)): int(count) for job_type, status, count in rows}
+
+    def oldest_pending(self) -> JobRecord | None:
+        row = self._conn().execute("SELECT * FROM dqflow_jobs WHERE status = 'pending' ORDER BY id LIMIT 1").fetchone()
+        return None if row is None else _row_to_record(row)
+
+    # -- workers ---------------------------------------------------------------------
+
+    def beat_worker(self, worker: WorkerInfo) -> None:
+        with self._write() as conn:
+            _workers.beat(conn, worker)
+
+    def remove_worker(self, worker_id: str) -> None:
+        with self._write() as conn:
+            _workers.remove(conn, worker_id)
+
+    def list_workers(self) -> list[WorkerInfo]:
+        return _workers.listed(self._conn())
+
+    # -- managing --------------------------------------------------------------------
 
     def cancel_job(self, job_id: int) -> JobRecord:
         now = time.time()
