@@ -28,7 +28,13 @@ def test_beat_list_and_remove(storage: Storage) -> None:
     workers = storage.list_workers()
     assert [w.worker_id for w in workers] == ["w2", "w1"]  # the most recently seen first
     w2, w1 = workers
-    assert (w1.host, w1.pid, w1.concurrency, w1.job_types, w1.started_at) == ("host-a", 4242, 8, ("report", "email"), STARTED)
+    assert (w1.host, w1.pid, w1.concurrency, w1.job_types, w1.started_at) == (
+        "host-a",
+        4242,
+        8,
+        ("report", "email"),
+        STARTED,
+    )
     assert (w2.host, w2.pid, w2.concurrency, w2.job_types) == ("host-b", 7, 1, ())
     assert w1.last_seen is not None and before < w1.last_seen < datetime.now(UTC) + timedelta(seconds=5)
     storage.beat_worker(info("w1", concurrency=16))  # a later beat replaces the entry

@@ -100,7 +100,7 @@ def _row_to_record(row: sqlite3.Row) -> JobRecord:
     return JobRecord.from_storage(fields)
 
 
-def _path_from_url(url: str) -> str:
+def path_from_url(url: str) -> str:
     """``sqlite:///relative.db`` → ``relative.db``; ``sqlite:////abs/q.db`` → ``/abs/q.db``."""
     if not url.startswith("sqlite:///"):
         raise StorageError(f"not a SQLite URL: {url!r} (use sqlite:///relative/path.db or sqlite:////abs/path.db)")
@@ -120,7 +120,7 @@ class SqliteStorage(Storage):
 
     def __init__(self, url: str, *, busy_timeout_ms: int = 30_000) -> None:
         self.url = url
-        self.path = _path_from_url(url)
+        self.path = path_from_url(url)
         self._throwaway: Callable[[], object] | None = None
         if self.path == MEMORY_PATH:
             self.path, self._throwaway = throwaway_database(self)
