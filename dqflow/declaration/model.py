@@ -35,6 +35,7 @@ from dqflow.bounds import (
     check_priority,
 )
 from dqflow.declaration.handlers import HANDLER_REF
+from dqflow.declaration.models import is_model
 from dqflow.declaration.schemas import SchemaValidator
 from dqflow.durations import bounded_duration, timeout_seconds
 from dqflow.errors import kind_of
@@ -163,7 +164,7 @@ def _job_name(value: str) -> str:
 
 
 def _schema_source(value: Any) -> Any:
-    if value is None or isinstance(value, (dict, SchemaValidator)):
+    if value is None or isinstance(value, (dict, SchemaValidator)) or is_model(value):
         return value
     if isinstance(value, str):
         if not value.strip():
@@ -171,7 +172,10 @@ def _schema_source(value: Any) -> Any:
         return value
     if isinstance(value, Path):
         return str(value)
-    raise ValueError(f"expected a schema file path or an inline schema mapping, got {kind_of(value)}")
+    raise ValueError(
+        f"expected a schema file path, a module:Model reference, an inline schema mapping or a pydantic model,"
+        f" got {kind_of(value)}"
+    )
 
 
 # Durations and numbers go through the same checks as the queue API's arguments (dqflow.bounds).
