@@ -15,6 +15,7 @@ from dqflow.errors import (
     DependencyError,
     DqflowError,
     InvalidJobStateError,
+    JobFailedError,
     JobNotFoundError,
     NotMigratedError,
     OutputParseError,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from dqflow.queue import JobSpec, Queue
     from dqflow.record import JobEvent, JobRecord
     from dqflow.storage import JobPage
+    from dqflow.typed import JobRef, TypedJob
     from dqflow.worker import JobContext, Worker, WorkerSettingError, run_worker
 
     __version__: str
@@ -51,6 +53,8 @@ _LAZY = {
     "JobEvent": "dqflow.record",
     "JobRecord": "dqflow.record",
     "JobPage": "dqflow.storage",
+    "JobRef": "dqflow.typed",
+    "TypedJob": "dqflow.typed",
     "TagMode": "dqflow.enums",
     "JobContext": "dqflow.worker",
     "Worker": "dqflow.worker",
@@ -86,9 +90,11 @@ __all__ = [
     "InvalidJobStateError",
     "JobContext",
     "JobEvent",
+    "JobFailedError",
     "JobNotFoundError",
     "JobPage",
     "JobRecord",
+    "JobRef",
     "JobSpec",
     "JobStatus",
     "NotMigratedError",
@@ -102,6 +108,7 @@ __all__ = [
     "StorageTooNewError",
     "TagMode",
     "TooLargeError",
+    "TypedJob",
     "UnknownJobTypeError",
     "ValidationFailed",
     "WaitTimeoutError",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -62,7 +62,18 @@ def _report(problems: list[ConfigError]) -> NoReturn:
 
 
 @command("check")
-def check() -> None:
+def check(
+    generated: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--generated",
+            "-g",
+            metavar="FILE",
+            help="A module written by `dqflow codegen`: report it when out of date (repeat for more).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
     """Check jobs.yaml: keys, durations, schemas, handler imports and workflow wiring. Runs nothing."""
     from rich import box
     from rich.markup import escape
@@ -78,6 +89,12 @@ def check() -> None:
         _report(exc.problems)
     except ConfigError as exc:
         _report([exc])
+    if generated:
+        from dqflow.codegen import staleness
+
+        stale = [(module, staleness(declaration, module)) for module in generated]
+        if any(problem for _, problem in stale):
+            _report([ConfigError(problem, file=str(module)) for module, problem in stale if problem])
     rows = [_row(job_type, declaration.base_dir) for job_type in declaration.job_types.values()]
     backend = redact_url(backend_url(declaration))
     if options().json:
