@@ -95,11 +95,26 @@ def check(
         stale = [(module, staleness(declaration, module)) for module in generated]
         if any(problem for _, problem in stale):
             _report([ConfigError(problem, file=str(module)) for module, problem in stale if problem])
+    from dqflow.declaration.handler_models import check_handler_models
+
+    model_problems, model_warnings = check_handler_models(declaration, path)
+    if model_problems:
+        _report(model_problems)
     rows = [_row(job_type, declaration.base_dir) for job_type in declaration.job_types.values()]
     backend = redact_url(backend_url(declaration))
     if options().json:
         workflows = [graph_json(workflow) for workflow in declaration.workflows.values()]
-        print_json({"ok": True, "config": str(path), "backend": backend, "job_types": rows, "workflows": workflows})
+        warnings = [{"file": w.file, "line": w.line, "key": w.key, "message": w.message} for w in model_warnings]
+        print_json(
+            {
+                "ok": True,
+                "config": str(path),
+                "backend": backend,
+                "job_types": rows,
+                "workflows": workflows,
+                "warnings": warnings,
+            }
+        )
         return
     table = Table(box=box.SIMPLE_HEAD)
     for column in ("job type", "handler", "payload schema", "output schema", "attempts", "timeout", "retry", "tags"):
@@ -119,6 +134,8 @@ def check(
     out = console()
     out.print(f"[bold green]{path}: OK[/]")
     out.print(table)
+    for warning in model_warnings:
+        out.print(f"[yellow]warning:[/] {escape(str(warning))}", soft_wrap=True)
     for workflow in declaration.workflows.values():
         out.print(text_tree(workflow), markup=False, highlight=False)
         for warning in workflow.warnings:
