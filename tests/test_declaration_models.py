@@ -101,5 +101,5 @@ def test_a_bad_model_reference_names_file_and_line(tmp_path: Path, payload: str,
 
 
 def test_build_refuses_other_objects_with_the_choices() -> None:
-    with pytest.raises(ConfigError, match="a pydantic model, got"):
+    with pytest.raises(ConfigError, match=r"also a pydantic model class\), got an integer"):
         Declaration.build({"a": {"handler": _render, "payload": 42}})

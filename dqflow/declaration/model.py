@@ -173,8 +173,8 @@ def _schema_source(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise ValueError(
-        f"expected a schema file path, a module:Model reference, an inline schema mapping or a pydantic model,"
-        f" got {kind_of(value)}"
+        "expected a schema file path or an inline schema mapping (or a module:Model reference;"
+        f" in Declaration.build also a pydantic model class), got {kind_of(value)}"
     )
 
 
