@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote
 
@@ -82,22 +83,35 @@ def _datetime(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
-def _row_to_record(row: sqlite3.Row) -> JobRecord:
-    # Imported here: SQLModel loads only once a record is read (``dqflow add`` never does).
-    from dqflow.record import BOOLEAN_FIELDS, JSON_FIELDS, TIMESTAMP_FIELDS, JobRecord
+_record_module: ModuleType | None = None
 
+
+def _records() -> ModuleType:
+    """``dqflow.record``, imported on the first read: SQLModel loads only once a record is
+    built (``dqflow add`` never does)."""
+    global _record_module
+    if _record_module is None:
+        import dqflow.record
+
+        _record_module = dqflow.record
+    return _record_module
+
+
+def _row_to_record(row: sqlite3.Row) -> JobRecord:
+    records = _record_module or _records()
     fields = dict(zip(row.keys(), row, strict=True))
-    for name in TIMESTAMP_FIELDS:
+    for name in records.TIMESTAMP_FIELDS:
         value = fields[name]
         if value is not None:
             fields[name] = datetime.fromtimestamp(value, UTC)
-    for name in JSON_FIELDS:
+    for name in records.JSON_FIELDS:
         raw = fields[name]
         if raw is not None:
             fields[name] = _loads(raw)
-    for name in BOOLEAN_FIELDS:
+    for name in records.BOOLEAN_FIELDS:
         fields[name] = bool(fields[name])
-    return JobRecord.from_storage(fields)
+    record: JobRecord = records.JobRecord.from_storage(fields)
+    return record
 
 
 def path_from_url(url: str) -> str:
