@@ -32,6 +32,7 @@ NAMES = (
     "list",
     "worker_beat",
     "worker_remove",
+    "workflow",
 )
 
 
