@@ -31,10 +31,12 @@ def beat(conn: sqlite3.Connection, worker: WorkerInfo) -> None:
 
 
 def remove(conn: sqlite3.Connection, worker_id: str) -> None:
+    """Drop a worker's row (inside the caller's write)."""
     conn.execute("DELETE FROM dqflow_workers WHERE worker_id = ?", (worker_id,))
 
 
 def listed(conn: sqlite3.Connection) -> list[WorkerInfo]:
+    """Every registered worker, the most recently seen first."""
     rows = conn.execute(f"SELECT {_COLUMNS} FROM dqflow_workers ORDER BY last_seen DESC, worker_id").fetchall()
     return [
         WorkerInfo(
