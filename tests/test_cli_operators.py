@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from backends import pg_test_database
-from cli_support import Result, dqflow_process
+from cli_support import Result
 
 from dqflow.storage import WorkerInfo, open_storage
 
@@ -96,10 +96,3 @@ def test_health_on_an_unmigrated_or_unreachable_backend(dq: Callable[..., Result
     gone = dq("health", "--backend", "redis://127.0.0.1:1/0")
     assert gone.code == 1 and gone.out.startswith("FAIL storage: Redis at redis://127.0.0.1:1/0 is not reachable")
 
-
-def test_shell_completion(tmp_path: Path) -> None:
-    script = dqflow_process("--show-completion", "bash", cwd=tmp_path)
-    assert script.code == 0 and "_dqflow_completion" in script.out
-    env = {"_DQFLOW_COMPLETE": "complete_bash", "COMP_WORDS": "dqflow hea", "COMP_CWORD": "1"}
-    completed = dqflow_process(cwd=tmp_path, **env)
-    assert completed.out.split() == ["health"]
