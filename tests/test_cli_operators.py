@@ -95,4 +95,3 @@ def test_health_on_an_unmigrated_or_unreachable_backend(dq: Callable[..., Result
     assert "dqflow migrate" in checks["migrations"]["detail"] and "workers" not in checks
     gone = dq("health", "--backend", "redis://127.0.0.1:1/0")
     assert gone.code == 1 and gone.out.startswith("FAIL storage: Redis at redis://127.0.0.1:1/0 is not reachable")
-

@@ -64,6 +64,17 @@ def add(
     ] = None,
     max_attempts: MaxAttemptsOpt = None,
     timeout: TimeoutOpt = None,
+    depends_on: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--depends-on",
+            metavar="ID",
+            min=1,
+            max=MAX_ID,
+            help="Wait until this job completes (repeat for more); cancelled if it fails for good.",
+            show_default=False,
+        ),
+    ] = None,
     wait_for_it: Annotated[
         bool, typer.Option("--wait", "-w", help="Wait until the job finishes and print its output.")
     ] = False,
@@ -99,6 +110,7 @@ def add(
             tags=tag or None,
             idempotency_key=idempotency_key,
             max_attempts=max_attempts,
+            depends_on=depends_on or None,
             **kwargs,
         )
         if wait_for_it:
