@@ -19,8 +19,12 @@ from dqflow.storage.base import (
     Outcome,
     ReclaimedJob,
     Release,
+    ScheduleState,
     Storage,
     TagMode,
+    TickResult,
+    TickVerdict,
+    UniqueRule,
     WorkerInfo,
 )
 
@@ -36,8 +40,12 @@ __all__ = [
     "Outcome",
     "ReclaimedJob",
     "Release",
+    "ScheduleState",
     "Storage",
     "TagMode",
+    "TickResult",
+    "TickVerdict",
+    "UniqueRule",
     "WorkerInfo",
     "open_storage",
 ]
