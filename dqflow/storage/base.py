@@ -56,6 +56,8 @@ class NewJob:
     idempotency_key: str | None = None
     meta_json: str = "{}"
     depends_on: tuple[int, ...] = ()  # ids of jobs this one waits for (kept in a table of its own)
+    concurrency_key: str | None = None  # with concurrency_limit: at most that many such jobs processing at once
+    concurrency_limit: int | None = None
 
 
 class OptionKind(StrEnum):
@@ -81,7 +83,7 @@ class JobOption:
     editable: bool
 
 
-_FIXED_AT_ADD = frozenset({"job_type", "idempotency_key"})
+_FIXED_AT_ADD = frozenset({"job_type", "idempotency_key", "concurrency_key", "concurrency_limit"})
 _NOT_COLUMNS = frozenset({"depends_on"})  # NewJob fields stored outside the job row
 
 

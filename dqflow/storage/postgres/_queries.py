@@ -24,7 +24,7 @@ from dqflow.storage.base import JOB_OPTIONS, JobOption, OptionKind
 
 _OBJECTS = re.compile(
     r"\b(dqflow_jobs_id_seq|dqflow_jobs|dqflow_job_events|dqflow_job_changes|dqflow_job_dependencies"
-    r"|dqflow_job_waits|dqflow_migrations)\b"
+    r"|dqflow_job_waits|dqflow_concurrency_slots|dqflow_migrations)\b"
 )
 
 
@@ -81,6 +81,7 @@ def _with_options(sql: str) -> str:
         .replace("$OPTION_COLUMNS", ", ".join(o.column for o in JOB_OPTIONS))
         .replace("$OPTION_VALUES", ", ".join(_option_value(o) for o in JOB_OPTIONS))
         .replace("$CANCEL_DEPENDENTS", read("cancel_dependents").strip())
+        .replace("$FREE_SLOTS", read("free_slots").strip())
         .replace("$EDIT_ASSIGNMENTS", ",\n        ".join(_edit_assignment(o) for o in JOB_OPTIONS if o.editable))
     )
 

@@ -44,7 +44,7 @@ from dqflow.storage.base import (
     unfinished_dependencies,
 )
 from dqflow.storage.changes import Change
-from dqflow.storage.sqlite import changes
+from dqflow.storage.sqlite import changes, flow
 from dqflow.storage.sqlite.migrations import migrate
 
 _loads = json.JSONDecoder().decode
@@ -68,6 +68,11 @@ _INSERT_JOB = (
     f" VALUES ({', '.join('?' * (len(JOB_OPTIONS) + 2))})"
 )
 _WAIT_POLL_SECONDS = 0.004
+# any pending job with a concurrency key? (a partial index answers; none: the plain claim)
+_ANY_KEYED_PENDING = (
+    "SELECT 1 FROM dqflow_jobs INDEXED BY dqflow_jobs_concurrency_pending"
+    " WHERE status = 'pending' AND concurrency_key IS NOT NULL LIMIT 1"
+)
 
 
 def _epoch(value: datetime | None) -> float | None:
@@ -426,16 +431,25 @@ class SqliteStorage(Storage):
             type_clause = f" AND job_type IN ({','.join('?' * len(job_types))})"
             params.extend(job_types)
         params.append(limit)
-        sql = (
+        claim = (
             "UPDATE dqflow_jobs SET status = 'processing', attempts = attempts + 1, lease_token = lease_token + 1,"
             " output = NULL, progress = NULL, locked_by = ?, locked_at = ?, lease_expires_at = ?, started_at = ?,"
             " updated_at = ?"
-            " WHERE id IN (SELECT id FROM dqflow_jobs INDEXED BY dqflow_jobs_ready"
+        )
+        sql = (
+            f"{claim} WHERE id IN (SELECT id FROM dqflow_jobs INDEXED BY dqflow_jobs_ready"
             f" WHERE status = 'pending' AND run_at <= ?{type_clause}"
             " ORDER BY priority DESC, run_at, id LIMIT ?) RETURNING *"
         )
         with self._write() as conn:
-            records = [_row_to_record(row) for row in conn.execute(sql, params).fetchall()]
+            if conn.execute(_ANY_KEYED_PENDING).fetchone() is None:
+                rows = conn.execute(sql, params).fetchall()
+            else:
+                ids = flow.pick_keyed(conn, now, type_clause, params[6:-1], limit)
+                rows = conn.execute(
+                    f"{claim} WHERE id IN (SELECT value FROM json_each(?)) RETURNING *", [*params[:5], json.dumps(ids)]
+                ).fetchall()
+            records = [_row_to_record(row) for row in rows]
             if records:
                 worker = json.dumps(worker_id)
                 conn.executemany(
@@ -628,7 +642,7 @@ class SqliteStorage(Storage):
         return reclaimed
 
     def next_due_in(self, job_types: Sequence[str] | None) -> float | None:
-        sql = "SELECT min(run_at) FROM dqflow_jobs WHERE status = 'pending'"
+        sql = f"SELECT min(run_at) FROM dqflow_jobs AS c WHERE status = 'pending' AND {flow.NOT_HELD_BACK}"
         params: list[Any] = []
         if job_types:
             sql += f" AND job_type IN ({','.join('?' * len(job_types))})"

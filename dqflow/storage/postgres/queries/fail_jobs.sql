@@ -4,6 +4,7 @@
 -- and progress cleared, or to failed (keeping both) when retry_at is NULL. Each
 -- gets a `failed` event; retries wake workers.
 -- A job failed for good cancels its waiting dependents (cancel_dependents.sql).
+-- The jobs' concurrency slots are given back (free_slots.sql).
 -- Addressed by primary key; each job's values sit at its position in the arrays.
 WITH RECURSIVE input AS (
     SELECT %(job_id)s::bigint[] AS ids,
@@ -41,8 +42,13 @@ failed AS (
       AND j.id = t.job_id
       AND j.status = 'processing'
       AND j.lease_token = t.lease_token
-    RETURNING j.id, j.job_type, j.attempts, t.error, t.reason, t.retry_at IS NOT NULL AS will_retry
+    RETURNING j.id, j.job_type, j.attempts, t.error, t.reason, t.retry_at IS NOT NULL AS will_retry,
+              j.concurrency_key
 ),
+left_processing AS (
+    SELECT concurrency_key AS key, job_type FROM failed
+),
+$FREE_SLOTS,
 events AS (
     INSERT INTO dqflow_job_events (job_id, event_type, created_at, data)
     SELECT id, 'failed', now(), jsonb_build_object(
@@ -57,4 +63,4 @@ woken AS (
     SELECT count(pg_notify(%(channel)s, job_type)) AS notified
     FROM (SELECT DISTINCT job_type FROM failed WHERE will_retry) AS types
 )
-SELECT id FROM failed CROSS JOIN woken
+SELECT id FROM failed CROSS JOIN woken CROSS JOIN slots_woken

@@ -1,7 +1,8 @@
 -- Jobs whose lease expired (their worker died or stalled): back to pending
 -- with a `reclaimed` event, or failed with reason lease_expired when their
 -- attempts are used up (cancelling its waiting dependents, cancel_dependents.sql).
--- The token bump fences off the old worker either way.
+-- The token bump fences off the old worker either way; the jobs' concurrency slots
+-- are given back (free_slots.sql).
 WITH RECURSIVE expired AS (
     SELECT id, locked_by
     FROM dqflow_jobs
@@ -34,8 +35,13 @@ reclaimed AS (
         updated_at = now()
     FROM expired
     WHERE j.id = expired.id
-    RETURNING j.id, j.job_type, j.status, j.attempts, j.max_attempts, expired.locked_by AS previous_worker
+    RETURNING j.id, j.job_type, j.status, j.attempts, j.max_attempts, expired.locked_by AS previous_worker,
+              j.concurrency_key
 ),
+left_processing AS (
+    SELECT concurrency_key AS key, job_type FROM reclaimed
+),
+$FREE_SLOTS,
 events AS (
     INSERT INTO dqflow_job_events (job_id, event_type, created_at, data)
     SELECT id,
@@ -60,4 +66,4 @@ woken AS (
     SELECT count(pg_notify(%(channel)s, job_type)) AS notified
     FROM (SELECT DISTINCT job_type FROM reclaimed WHERE status = 'pending') AS types
 )
-SELECT id, status FROM reclaimed CROSS JOIN woken ORDER BY id
+SELECT id, status FROM reclaimed CROSS JOIN woken CROSS JOIN slots_woken ORDER BY id

@@ -143,23 +143,44 @@ end
 
 local LEASE_FIELDS = {'locked_by', 'locked_at', 'lease_expires_at'}
 
+-- Concurrency keys (docs/FLOW_CONTROL.md): the hash P:conc:active counts the processing
+-- jobs of each key. A ready job popped while its key's slots are all taken is parked in
+-- P:parked:<key> (its ready-set member, same order) instead of claimed; each slot that
+-- frees (free_slot) puts the best parked job of its key back in its ready set.
+
 -- Claim one job for `worker` if it is pending: attempts + 1, a new lease token, the
 -- lease, output and progress of an earlier attempt cleared, a `processing` event
--- with id `event_id`. Returns the job's hash after the claim (HGETALL form), or nil
--- if the job is not pending. The caller moves it between the index sets.
-local function claim_job(id, worker, worker_json, now, now_s, expires_s, event_id)
+-- with id `event_id`. Returns the job's hash after the claim (HGETALL form), nil
+-- if the job is not pending (or `member`, the ready-set entry it was popped from, is
+-- stale: an older copy of a parked job's entry), or false if it was parked. The
+-- caller moves it between the index sets.
+local function claim_job(id, worker, worker_json, now, now_s, expires_s, event_id, member)
   local key = job_key(id)
   local job = CALL('HGETALL', key)
   local status, attempts, token, earlier = nil, 1, 1, false
+  local slot_key, slot_limit, priority, run_at = nil, nil, nil, nil
   for k = 1, #job, 2 do
     local name = job[k]
     if name == 'status' then status = job[k + 1]
     elseif name == 'attempts' then attempts = tonumber(job[k + 1]) + 1
     elseif name == 'lease_token' then token = tonumber(job[k + 1]) + 1
     elseif name == 'output' or name == 'progress' then earlier = true
+    elseif name == 'concurrency_key' then slot_key = job[k + 1]
+    elseif name == 'concurrency_limit' then slot_limit = tonumber(job[k + 1])
+    elseif name == 'priority' then priority = tonumber(job[k + 1])
+    elseif name == 'run_at' then run_at = tonumber(job[k + 1])
     end
   end
   if status ~= 'pending' then return nil end
+  if slot_key then
+    local current = rank(priority, run_at, tonumber(id))
+    if member and member ~= current then return nil end
+    if tonumber(CALL('HGET', P .. ':conc:active', slot_key) or '0') >= slot_limit then
+      CALL('ZADD', P .. ':parked:' .. slot_key, 0, current)
+      return false
+    end
+    CALL('HINCRBY', P .. ':conc:active', slot_key, 1)
+  end
   if earlier then
     -- a new attempt starts without the output and progress of an earlier one
     CALL('HDEL', key, 'output', 'progress')
@@ -184,6 +205,27 @@ local function claim_job(id, worker, worker_json, now, now_s, expires_s, event_i
   -- name/value pairs in order, the later value of a repeated name wins
   for c = 1, #changes do job[#job + 1] = changes[c] end
   return job
+end
+
+-- Give back the concurrency slot of job `id` (leaving processing), if it has a key: the
+-- best parked job of that key that is still pending goes back to its ready set.
+local function free_slot(id)
+  local slot_key = CALL('HGET', job_key(id), 'concurrency_key')
+  if not slot_key then return end
+  if CALL('HINCRBY', P .. ':conc:active', slot_key, -1) <= 0 then
+    CALL('HDEL', P .. ':conc:active', slot_key)
+  end
+  local parked = P .. ':parked:' .. slot_key
+  while true do
+    local popped = CALL('ZPOPMIN', parked, 1)
+    if #popped == 0 then return end
+    local job = CALL('HMGET', job_key(fmt(tonumber(rank_id(popped[1])))), 'status', 'job_type')
+    if job[1] == 'pending' then
+      CALL('ZADD', P .. ':ready:' .. job[2], 0, popped[1])
+      wake(job[2], 1)
+      return
+    end
+  end
 end
 
 -- Idle workers waiting for a hand-off (see claim.lua and add_many.lua): the hash

@@ -1,5 +1,6 @@
 -- Jobs whose lease expired: back to pending (a `reclaimed` event), or failed with
--- reason lease_expired once attempts are used up (cancelling its waiting dependents). Token bumped either way.
+-- reason lease_expired once attempts are used up (cancelling its waiting dependents). Token bumped
+-- and the concurrency slot given back either way.
 -- ARGV: limit. Returns id, status pairs.
 local now = now_us()
 local now_s = fmt(now)
@@ -14,6 +15,7 @@ for _, id in ipairs(expired) do
     local attempts, worker = tonumber(job[2]), job[4] or ''
     CALL('HINCRBY', key, 'lease_token', 1)
     CALL('HDEL', key, 'lease_expires_at')
+    free_slot(id)
     if attempts >= tonumber(job[3]) then
       local err = 'worker ' .. worker .. ' stopped renewing its lease and the job has used all '
         .. job[3] .. ' attempts'

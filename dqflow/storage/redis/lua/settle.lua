@@ -10,6 +10,7 @@
 -- or 0 (rejected) per outcome, in order. A new kind of outcome is a new branch below.
 -- A completion makes pending each waiting dependent whose dependencies have now all
 -- completed (a `ready` event); a failure for good cancels the waiting dependents.
+-- Every outcome gives back the job's concurrency slot (free_slot).
 local now = now_us()
 local now_s = fmt(now)
 local count = tonumber(ARGV[1])
@@ -67,6 +68,7 @@ local function complete(id, key, has_output, output)
   completed[#completed + 1] = id
   batch_add(zsets, P .. ':status:completed', tonumber(id), id)
   ready_dependents(id)
+  free_slot(id)
 end
 
 local function fail(id, key, err, reason, retry_at, traceback)
@@ -76,6 +78,7 @@ local function fail(id, key, err, reason, retry_at, traceback)
     'updated_at', now_s)
   CALL('HDEL', key, 'lease_expires_at')
   CALL('ZREM', P .. ':processing', id)
+  free_slot(id)
   local will_retry = retry_at ~= ''
   if will_retry then
     local run_at = tonumber(retry_at)
@@ -100,6 +103,7 @@ local function release(id, key, started)
   CALL('HDEL', key, unpack(LEASE_FIELDS))
   CALL('ZREM', P .. ':processing', id)
   move_status(id, 'processing', 'pending')
+  free_slot(id)
   enqueue(id, job[1], tonumber(job[2]), now, now)
   wake(job[1], 1)
 end

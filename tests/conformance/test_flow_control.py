@@ -1,0 +1,200 @@
+"""Contract: concurrency keys (``NewJob.concurrency_key`` / ``concurrency_limit``) on every backend.
+
+At most ``concurrency_limit`` jobs with one key are processing at once; the limit is
+enforced inside ``claim_jobs`` (batch claims included), a held-back job stays pending
+without holding back other keys' jobs, and every way out of processing frees its slot.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+from helpers import add_job, add_jobs
+
+from dqflow.record import JobStatus
+from dqflow.storage import Completion, Failure, Release, Storage, open_storage
+
+LEASE_MS = 30_000
+
+
+def _keys(jobs: list[object]) -> Counter[str | None]:
+    return Counter(job.concurrency_key for job in jobs)  # type: ignore[attr-defined]
+
+
+def test_the_key_and_limit_are_stored_with_the_job(storage: Storage) -> None:
+    job_id = add_job(storage, concurrency_key="t:acme", concurrency_limit=2)
+    plain = add_job(storage)
+    job = storage.get_job(job_id)
+    assert job is not None and job.concurrency_key == "t:acme" and job.concurrency_limit == 2
+    other = storage.get_job(plain)
+    assert other is not None and other.concurrency_key is None and other.concurrency_limit is None
+
+
+def test_a_batch_claim_takes_at_most_the_limit_per_key(storage: Storage) -> None:
+    add_jobs(storage, 6, concurrency_key="a", concurrency_limit=2)
+    add_jobs(storage, 6, concurrency_key="b", concurrency_limit=1)
+    plain = add_jobs(storage, 2)
+    claimed = storage.claim_jobs("w", None, 50, LEASE_MS)
+    assert _keys(claimed) == Counter({"a": 2, "b": 1, None: 2})
+    assert {j.id for j in claimed} >= set(plain)
+    assert storage.claim_jobs("w2", None, 50, LEASE_MS) == []
+    assert storage.next_due_in(None) is None  # held-back jobs are not "due": no busy polling
+
+
+def test_held_back_jobs_do_not_hold_back_other_keys(storage: Storage) -> None:
+    now = datetime.now(UTC)
+    # 30 jobs of key "busy" come first in claim order, then one of key "free"
+    add_jobs(storage, 30, concurrency_key="busy", concurrency_limit=1, run_at=now - timedelta(seconds=10))
+    free = add_job(storage, concurrency_key="free", concurrency_limit=1, run_at=now - timedelta(seconds=5))
+    first = storage.claim_jobs("w", None, 1, LEASE_MS)
+    assert _keys(first) == Counter({"busy": 1})
+    # the busy key's 29 others are passed over, in one claim of one job
+    [second] = storage.claim_jobs("w", None, 1, LEASE_MS)
+    assert second.id == free
+    assert storage.claim_jobs("w", None, 5, LEASE_MS) == []
+
+
+def test_priority_then_age_order_holds_among_claimable_jobs(storage: Storage) -> None:
+    now = datetime.now(UTC)
+    low = add_job(storage, concurrency_key="k", concurrency_limit=1, priority=1, run_at=now - timedelta(seconds=3))
+    high = add_job(storage, concurrency_key="k", concurrency_limit=1, priority=5, run_at=now - timedelta(seconds=1))
+    old = add_job(storage, concurrency_key="j", concurrency_limit=1, run_at=now - timedelta(seconds=9))
+    claimed = storage.claim_jobs("w", None, 10, LEASE_MS)
+    assert [j.id for j in claimed] == [high, old]
+    [done] = [j for j in claimed if j.id == high]
+    assert storage.settle_jobs([Completion(done.id, done.lease_token)]) == [True]
+    assert [j.id for j in storage.claim_jobs("w", None, 10, LEASE_MS)] == [low]
+
+
+def _freed_by(storage: Storage, finish: str) -> None:
+    add_jobs(storage, 3, concurrency_key="k", concurrency_limit=1)
+    [held] = storage.claim_jobs("w", None, 10, LEASE_MS)
+    assert storage.claim_jobs("w", None, 10, LEASE_MS) == []
+    if finish == "complete":
+        assert storage.settle_jobs([Completion(held.id, held.lease_token)]) == [True]
+    elif finish == "fail":
+        assert storage.settle_jobs([Failure(held.id, held.lease_token, "boom", "handler_error")]) == [True]
+    elif finish == "retry":
+        retry_at = datetime.now(UTC) + timedelta(hours=1)
+        failure = Failure(held.id, held.lease_token, "boom", "handler_error", retry_at=retry_at)
+        assert storage.settle_jobs([failure]) == [True]
+    elif finish == "release":
+        assert storage.settle_jobs([Release(held.id, held.lease_token, started=True)]) == [True]
+    elif finish == "cancel":
+        assert storage.cancel_job(held.id).status is JobStatus.CANCELLED
+    assert storage.next_due_in(None) == 0.0
+    [after] = storage.claim_jobs("w", None, 10, LEASE_MS)
+    assert after.concurrency_key == "k"
+    assert storage.claim_jobs("w", None, 10, LEASE_MS) == []
+
+
+def test_a_completion_frees_the_slot(storage: Storage) -> None:
+    _freed_by(storage, "complete")
+
+
+def test_a_failure_for_good_frees_the_slot(storage: Storage) -> None:
+    _freed_by(storage, "fail")
+
+
+def test_a_failure_that_retries_later_frees_the_slot(storage: Storage) -> None:
+    _freed_by(storage, "retry")
+
+
+def test_a_release_frees_the_slot(storage: Storage) -> None:
+    _freed_by(storage, "release")
+
+
+def test_cancelling_a_processing_job_frees_the_slot(storage: Storage) -> None:
+    _freed_by(storage, "cancel")
+
+
+def test_a_reclaimed_lease_frees_the_slot(storage: Storage) -> None:
+    first, second = add_jobs(storage, 2, concurrency_key="k", concurrency_limit=1, max_attempts=1)
+    [held] = storage.claim_jobs("w", None, 10, 50)
+    assert held.id == first
+    time.sleep(0.2)
+    assert [(r.job_id, r.status) for r in storage.reclaim_expired()] == [(first, JobStatus.FAILED)]
+    [after] = storage.claim_jobs("w", None, 10, LEASE_MS)
+    assert after.id == second
+
+
+def test_a_reclaimed_job_back_to_pending_frees_its_slot_for_itself(storage: Storage) -> None:
+    job_id = add_job(storage, concurrency_key="k", concurrency_limit=1, max_attempts=3)
+    storage.claim_jobs("w", None, 1, 50)
+    time.sleep(0.2)
+    assert [r.status for r in storage.reclaim_expired()] == [JobStatus.PENDING]
+    [again] = storage.claim_jobs("w", None, 1, LEASE_MS)
+    assert again.id == job_id and again.attempts == 2
+
+
+def test_a_cancelled_held_back_job_is_never_claimed(storage: Storage) -> None:
+    first, second, third = add_jobs(storage, 3, concurrency_key="k", concurrency_limit=1)
+    [held] = storage.claim_jobs("w", None, 10, LEASE_MS)
+    assert held.id == first
+    storage.cancel_job(second)
+    storage.settle_jobs([Completion(held.id, held.lease_token)])
+    assert [j.id for j in storage.claim_jobs("w", None, 10, LEASE_MS)] == [third]
+
+
+def test_a_type_filter_and_a_key_shared_by_two_types(storage: Storage) -> None:
+    # a group: one key across job types
+    a = add_job(storage, "a", concurrency_key="group:g", concurrency_limit=1)
+    b = add_job(storage, "b", concurrency_key="group:g", concurrency_limit=1)
+    [first] = storage.claim_jobs("w", ["a"], 5, LEASE_MS)
+    assert first.id == a
+    assert storage.claim_jobs("w", ["b"], 5, LEASE_MS) == []
+    storage.settle_jobs([Completion(first.id, first.lease_token)])
+    assert [j.id for j in storage.claim_jobs("w", ["b"], 5, LEASE_MS)] == [b]
+
+
+def test_concurrent_claimers_never_exceed_the_limit(backend: str, storage: Storage) -> None:
+    """Eight threads, each with its own storage, claim and complete in batches."""
+    keys = [f"k{n}" for n in range(4)]
+    for key in keys:
+        add_jobs(storage, 40, concurrency_key=key, concurrency_limit=2)
+    lock = threading.Lock()
+    running: Counter[str] = Counter()
+    peak: Counter[str] = Counter()
+    done: list[int] = []
+    errors: list[BaseException] = []
+
+    def claimer(n: int) -> None:
+        store = open_storage(backend)
+        store.setup()
+        try:
+            idle_since = time.monotonic()
+            while time.monotonic() - idle_since < 1.0:
+                jobs = store.claim_jobs(f"w{n}", None, 5, LEASE_MS)
+                if not jobs:
+                    time.sleep(0.005)
+                    continue
+                idle_since = time.monotonic()
+                with lock:
+                    for job in jobs:
+                        running[job.concurrency_key or ""] += 1
+                        key = job.concurrency_key or ""
+                        peak[key] = max(peak[key], running[key])
+                time.sleep(0.002)
+                with lock:
+                    for job in jobs:
+                        running[job.concurrency_key or ""] -= 1
+                # a job's slot is free once settled: count it out first
+                assert all(store.settle_jobs([Completion(j.id, j.lease_token) for j in jobs]))
+                with lock:
+                    done.extend(j.id for j in jobs)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=claimer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors
+    assert len(done) == len(set(done)) == 160
+    assert peak == Counter(dict.fromkeys(keys, 2))
