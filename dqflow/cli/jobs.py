@@ -63,6 +63,12 @@ def add(
     ] = None,
     max_attempts: MaxAttemptsOpt = None,
     timeout: TimeoutOpt = None,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            "--group", metavar="GROUP", help="A concurrency group: jobs of one group share its limit.", show_default=False
+        ),
+    ] = None,
 ) -> None:
     """Add a job (its payload is validated first) and print its id."""
     value: Any = {} if payload is None else json_value(payload)
@@ -83,6 +89,7 @@ def add(
             tags=tag or None,
             idempotency_key=idempotency_key,
             max_attempts=max_attempts,
+            group=group,
             **kwargs,
         )
     if options().json:

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from dqflow.bounds import RUN_AT_MAX, check_max_attempts, check_priority, check_run_at
 from dqflow.declaration import Declaration, JobTypeSpec, SchemaValidator, load_declaration
+from dqflow.declaration.flow import flow_options
 from dqflow.durations import bounded_duration, parse_duration, timeout_seconds, to_ms
 from dqflow.enums import JobStatus
 from dqflow.errors import (
@@ -115,6 +116,7 @@ class JobSpec:
     retry_jitter: bool | None = None
     meta: Mapping[str, Any] | None = None
     depends_on: Sequence[int] | None = None
+    group: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -261,6 +263,7 @@ class Queue:
             idempotency_key=job.idempotency_key,
             meta_json=meta_json,
             depends_on=_job_ids(job.depends_on),
+            **flow_options(declared, payload_json, job.group),
         )
 
     # -- adding ----------------------------------------------------------------------
@@ -283,6 +286,7 @@ class Queue:
         retry_jitter: bool | None = None,
         meta: Mapping[str, Any] | None = None,
         depends_on: Sequence[int] | None = None,
+        group: str | None = None,
         connection: Any = None,
     ) -> int:
         """Validate and enqueue one job; return its id.
@@ -295,6 +299,9 @@ class Queue:
         one fails for good or is cancelled, this job is cancelled with reason
         ``dependency_failed``. An id that does not exist, or names a failed or
         cancelled job, raises ``DependencyError`` and nothing is stored.
+        ``group`` puts the job in a concurrency group: at most the type's
+        ``group_concurrency`` (else ``concurrency.limit``) jobs of that group run at once,
+        whatever their types (docs/FLOW_CONTROL.md).
         ``connection`` (PostgreSQL) enqueues inside the caller's transaction.
         """
         job = JobSpec(
@@ -313,6 +320,7 @@ class Queue:
             retry_jitter=retry_jitter,
             meta=meta,
             depends_on=depends_on,
+            group=group,
         )
         return self.add_many([job], connection=connection)[0]
 

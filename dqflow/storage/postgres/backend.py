@@ -412,9 +412,8 @@ class PostgresStorage(Storage):
         return _record(row)
 
     def cancel_job(self, job_id: int) -> JobRecord:
-        return self._change(
-            "cancelled", self._q.cancel_job, {"job_id": job_id, "channel": self._channel}, "pending, waiting or processing"
-        )
+        params = {"job_id": job_id, "channel": self._channel}
+        return self._change("cancelled", self._q.cancel_job, params, "pending, waiting or processing")
 
     def retry_job(self, job_id: int) -> JobRecord:
         with self._connection("retrying a job") as conn, conn.transaction():
