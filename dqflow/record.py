@@ -74,6 +74,10 @@ class JobRecord(SQLModel):
     # concurrency_key are processing at once (both null: no limit)
     concurrency_key: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     concurrency_limit: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    # at most rate_limit starts per fixed window of rate_window_ms (aligned to the epoch) per rate_key
+    rate_key: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    rate_limit: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    rate_window_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
     @classmethod
     def from_storage(cls, fields: dict[str, Any]) -> JobRecord:

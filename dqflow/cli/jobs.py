@@ -66,7 +66,10 @@ def add(
     group: Annotated[
         str | None,
         typer.Option(
-            "--group", metavar="GROUP", help="A concurrency group: jobs of one group share its limit.", show_default=False
+            "--group",
+            metavar="GROUP",
+            help="A concurrency group: jobs of one group share its limit.",
+            show_default=False,
         ),
     ] = None,
 ) -> None:

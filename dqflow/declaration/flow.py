@@ -264,6 +264,10 @@ def flow_options(spec: JobTypeSpec, payload_json: str, group: str | None) -> dic
         elif concurrency is not None:
             options["concurrency_key"] = concurrency.key_of(payload, spec.name)
             options["concurrency_limit"] = concurrency.limit
+        if rate is not None:
+            options["rate_key"] = rate.key_of(payload, spec.name)
+            options["rate_limit"] = rate.limit
+            options["rate_window_ms"] = rate.window_ms
     except KeyValueError as exc:
         raise PayloadValidationError(f"payload of {spec.name}", [str(exc)]) from None
     return options

@@ -58,6 +58,9 @@ class NewJob:
     depends_on: tuple[int, ...] = ()  # ids of jobs this one waits for (kept in a table of its own)
     concurrency_key: str | None = None  # with concurrency_limit: at most that many such jobs processing at once
     concurrency_limit: int | None = None
+    rate_key: str | None = None  # with rate_limit, rate_window_ms: at most that many starts per window
+    rate_limit: int | None = None
+    rate_window_ms: int | None = None
 
 
 class OptionKind(StrEnum):
@@ -83,7 +86,8 @@ class JobOption:
     editable: bool
 
 
-_FIXED_AT_ADD = frozenset({"job_type", "idempotency_key", "concurrency_key", "concurrency_limit"})
+_FLOW_FIELDS = frozenset({"concurrency_key", "concurrency_limit", "rate_key", "rate_limit", "rate_window_ms"})
+_FIXED_AT_ADD = frozenset({"job_type", "idempotency_key"}) | _FLOW_FIELDS
 _NOT_COLUMNS = frozenset({"depends_on"})  # NewJob fields stored outside the job row
 
 

@@ -198,3 +198,94 @@ def test_concurrent_claimers_never_exceed_the_limit(backend: str, storage: Stora
     assert not errors, errors
     assert len(done) == len(set(done)) == 160
     assert peak == Counter(dict.fromkeys(keys, 2))
+
+
+# -- rate limits ------------------------------------------------------------------------
+
+
+def _window_left(window_ms: int) -> float:
+    """Seconds left in the current fixed window of ``window_ms`` (windows are aligned to the epoch)."""
+    window = window_ms / 1000
+    return window - time.time() % window
+
+
+def _fresh_window(window_ms: int, room: float) -> None:
+    """Wait for a new window if less than ``room`` seconds are left in this one."""
+    left = _window_left(window_ms)
+    if left < room:
+        time.sleep(left + 0.01)
+
+
+def test_a_rate_limit_caps_starts_per_window_then_lets_the_rest_start(storage: Storage) -> None:
+    window_ms = 2_000
+    _fresh_window(window_ms, 1.5)
+    add_jobs(storage, 5, rate_key="r", rate_limit=2, rate_window_ms=window_ms)
+    first = storage.claim_jobs("w", None, 10, LEASE_MS)
+    assert len(first) == 2 and {j.rate_key for j in first} == {"r"}
+    # completing them does not give starts back: the window counts starts
+    assert all(storage.settle_jobs([Completion(j.id, j.lease_token) for j in first]))
+    assert storage.claim_jobs("w", None, 10, LEASE_MS) == []
+    due = storage.next_due_in(None)
+    assert due is not None and 0 < due <= _window_left(window_ms) + 0.05
+    time.sleep(due + 0.02)
+    assert len(storage.claim_jobs("w", None, 10, LEASE_MS)) == 2
+    time.sleep(_window_left(window_ms) + 0.02)
+    assert len(storage.claim_jobs("w", None, 10, LEASE_MS)) == 1
+
+
+def test_a_full_rate_window_does_not_hold_back_other_keys_or_plain_jobs(storage: Storage) -> None:
+    window_ms = 60_000
+    _fresh_window(window_ms, 10)
+    now = datetime.now(UTC)
+    add_jobs(storage, 20, rate_key="slow", rate_limit=1, rate_window_ms=window_ms, run_at=now - timedelta(seconds=9))
+    other = add_job(
+        storage, rate_key="other", rate_limit=1, rate_window_ms=window_ms, run_at=now - timedelta(seconds=5)
+    )
+    plain = add_job(storage, run_at=now - timedelta(seconds=4))
+    first = storage.claim_jobs("w", None, 1, LEASE_MS)
+    assert [j.rate_key for j in first] == ["slow"]
+    assert [j.id for j in storage.claim_jobs("w", None, 1, LEASE_MS)] == [other]
+    assert [j.id for j in storage.claim_jobs("w", None, 5, LEASE_MS)] == [plain]
+    due = storage.next_due_in(None)
+    assert due is not None and due > 5  # the held-back jobs are due when their window ends
+
+
+def test_a_job_with_a_rate_limit_and_a_concurrency_key_needs_both(storage: Storage) -> None:
+    window_ms = 60_000
+    _fresh_window(window_ms, 10)
+    options = {"rate_key": "r", "rate_limit": 3, "rate_window_ms": window_ms}
+    add_jobs(storage, 5, concurrency_key="k", concurrency_limit=1, **options)
+    [held] = storage.claim_jobs("w", None, 10, LEASE_MS)
+    assert storage.claim_jobs("w", None, 10, LEASE_MS) == []
+    for _ in range(2):
+        storage.settle_jobs([Completion(held.id, held.lease_token)])
+        [held] = storage.claim_jobs("w", None, 10, LEASE_MS)
+    storage.settle_jobs([Completion(held.id, held.lease_token)])
+    # three starts used the window up; the slot is free but the rate is not
+    assert storage.claim_jobs("w", None, 10, LEASE_MS) == []
+
+
+def test_concurrent_claimers_never_start_more_than_the_rate(backend: str, storage: Storage) -> None:
+    window_ms = 60_000
+    _fresh_window(window_ms, 15)
+    add_jobs(storage, 60, rate_key="r", rate_limit=7, rate_window_ms=window_ms)
+    claimed: list[int] = []
+    lock = threading.Lock()
+
+    def claimer(n: int) -> None:
+        store = open_storage(backend)
+        store.setup()
+        try:
+            for _ in range(20):
+                jobs = store.claim_jobs(f"w{n}", None, 3, LEASE_MS)
+                with lock:
+                    claimed.extend(j.id for j in jobs)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=claimer, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(claimed) == len(set(claimed)) == 7

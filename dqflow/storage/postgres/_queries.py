@@ -24,7 +24,7 @@ from dqflow.storage.base import JOB_OPTIONS, JobOption, OptionKind
 
 _OBJECTS = re.compile(
     r"\b(dqflow_jobs_id_seq|dqflow_jobs|dqflow_job_events|dqflow_job_changes|dqflow_job_dependencies"
-    r"|dqflow_job_waits|dqflow_concurrency_slots|dqflow_migrations)\b"
+    r"|dqflow_job_waits|dqflow_concurrency_slots|dqflow_rate_windows|dqflow_migrations)\b"
 )
 
 

@@ -68,11 +68,6 @@ _INSERT_JOB = (
     f" VALUES ({', '.join('?' * (len(JOB_OPTIONS) + 2))})"
 )
 _WAIT_POLL_SECONDS = 0.004
-# any pending job with a concurrency key? (a partial index answers; none: the plain claim)
-_ANY_KEYED_PENDING = (
-    "SELECT 1 FROM dqflow_jobs INDEXED BY dqflow_jobs_concurrency_pending"
-    " WHERE status = 'pending' AND concurrency_key IS NOT NULL LIMIT 1"
-)
 
 
 def _epoch(value: datetime | None) -> float | None:
@@ -442,10 +437,10 @@ class SqliteStorage(Storage):
             " ORDER BY priority DESC, run_at, id LIMIT ?) RETURNING *"
         )
         with self._write() as conn:
-            if conn.execute(_ANY_KEYED_PENDING).fetchone() is None:
+            if conn.execute(flow.ANY_LIMITED_PENDING).fetchone() is None:
                 rows = conn.execute(sql, params).fetchall()
             else:
-                ids = flow.pick_keyed(conn, now, type_clause, params[6:-1], limit)
+                ids = flow.pick_limited(conn, now, type_clause, params[6:-1], limit)
                 rows = conn.execute(
                     f"{claim} WHERE id IN (SELECT value FROM json_each(?)) RETURNING *", [*params[:5], json.dumps(ids)]
                 ).fetchall()
@@ -642,10 +637,10 @@ class SqliteStorage(Storage):
         return reclaimed
 
     def next_due_in(self, job_types: Sequence[str] | None) -> float | None:
-        sql = f"SELECT min(run_at) FROM dqflow_jobs AS c WHERE status = 'pending' AND {flow.NOT_HELD_BACK}"
-        params: list[Any] = []
+        sql = flow.NEXT_DUE
+        params: list[Any] = [time.time()]
         if job_types:
-            sql += f" AND job_type IN ({','.join('?' * len(job_types))})"
+            sql += f" AND c.job_type IN ({','.join('?' * len(job_types))})"
             params.extend(job_types)
         row = self._conn().execute(sql, params).fetchone()
         if row is None or row[0] is None:

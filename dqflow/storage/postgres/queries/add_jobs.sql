@@ -30,6 +30,12 @@ slots AS (
     SELECT DISTINCT concurrency_key FROM input WHERE concurrency_key IS NOT NULL ORDER BY concurrency_key
     ON CONFLICT (key) DO NOTHING
 ),
+rate_windows AS (
+    -- a rate key's window row (claim_jobs.sql), created with its first job
+    INSERT INTO dqflow_rate_windows (key)
+    SELECT DISTINCT rate_key FROM input WHERE rate_key IS NOT NULL ORDER BY rate_key
+    ON CONFLICT (key) DO NOTHING
+),
 added AS (
     INSERT INTO dqflow_job_events (job_id, event_type, created_at)
     SELECT id, 'added', now() FROM inserted

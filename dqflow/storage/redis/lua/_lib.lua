@@ -143,10 +143,14 @@ end
 
 local LEASE_FIELDS = {'locked_by', 'locked_at', 'lease_expires_at'}
 
--- Concurrency keys (docs/FLOW_CONTROL.md): the hash P:conc:active counts the processing
--- jobs of each key. A ready job popped while its key's slots are all taken is parked in
--- P:parked:<key> (its ready-set member, same order) instead of claimed; each slot that
--- frees (free_slot) puts the best parked job of its key back in its ready set.
+-- Flow control (docs/FLOW_CONTROL.md). Concurrency keys: the hash P:conc:active counts the
+-- processing jobs of each key. A ready job popped while its key's slots are all taken is
+-- parked in P:parked:<key> (its ready-set member, same order) instead of claimed; each
+-- slot that frees (free_slot) puts the best parked job of its key back in its ready set.
+-- Rate limits: the hashes P:rate:end and P:rate:starts hold each rate key's current fixed
+-- window (its end, in us; windows are aligned to the epoch) and the starts counted in it.
+-- A ready job popped while its window is full goes to its delayed set until the window
+-- ends (its run_at unchanged).
 
 -- Claim one job for `worker` if it is pending: attempts + 1, a new lease token, the
 -- lease, output and progress of an earlier attempt cleared, a `processing` event
@@ -158,7 +162,8 @@ local function claim_job(id, worker, worker_json, now, now_s, expires_s, event_i
   local key = job_key(id)
   local job = CALL('HGETALL', key)
   local status, attempts, token, earlier = nil, 1, 1, false
-  local slot_key, slot_limit, priority, run_at = nil, nil, nil, nil
+  local slot_key, slot_limit, priority, run_at, job_type = nil, nil, nil, nil, nil
+  local rate_key, rate_limit, rate_us = nil, nil, nil
   for k = 1, #job, 2 do
     local name = job[k]
     if name == 'status' then status = job[k + 1]
@@ -169,17 +174,40 @@ local function claim_job(id, worker, worker_json, now, now_s, expires_s, event_i
     elseif name == 'concurrency_limit' then slot_limit = tonumber(job[k + 1])
     elseif name == 'priority' then priority = tonumber(job[k + 1])
     elseif name == 'run_at' then run_at = tonumber(job[k + 1])
+    elseif name == 'job_type' then job_type = job[k + 1]
+    elseif name == 'rate_key' then rate_key = job[k + 1]
+    elseif name == 'rate_limit' then rate_limit = tonumber(job[k + 1])
+    elseif name == 'rate_window_ms' then rate_us = tonumber(job[k + 1]) * 1000
     end
   end
   if status ~= 'pending' then return nil end
-  if slot_key then
+  if slot_key or rate_key then
     local current = rank(priority, run_at, tonumber(id))
     if member and member ~= current then return nil end
-    if tonumber(CALL('HGET', P .. ':conc:active', slot_key) or '0') >= slot_limit then
-      CALL('ZADD', P .. ':parked:' .. slot_key, 0, current)
-      return false
+    local window_end, starts = 0, 0
+    if rate_key then
+      window_end = tonumber(CALL('HGET', P .. ':rate:end', rate_key) or '0')
+      if window_end > now then
+        starts = tonumber(CALL('HGET', P .. ':rate:starts', rate_key) or '0')
+      else
+        window_end = (math.floor(now / rate_us) + 1) * rate_us
+      end
+      if starts >= rate_limit then
+        CALL('ZADD', P .. ':delayed:' .. job_type, window_end, id)
+        return false
+      end
     end
-    CALL('HINCRBY', P .. ':conc:active', slot_key, 1)
+    if slot_key then
+      if tonumber(CALL('HGET', P .. ':conc:active', slot_key) or '0') >= slot_limit then
+        CALL('ZADD', P .. ':parked:' .. slot_key, 0, current)
+        return false
+      end
+      CALL('HINCRBY', P .. ':conc:active', slot_key, 1)
+    end
+    if rate_key then
+      CALL('HSET', P .. ':rate:end', rate_key, fmt(window_end))
+      CALL('HSET', P .. ':rate:starts', rate_key, fmt(starts + 1))
+    end
   end
   if earlier then
     -- a new attempt starts without the output and progress of an earlier one

@@ -33,9 +33,11 @@ for _, job_type in ipairs(types) do
     local ready = P .. ':ready:' .. job_type
     for d = 1, #due, 2 do
       local id = due[d]
-      local priority = CALL('HGET', job_key(id), 'priority')
-      if priority then
-        CALL('ZADD', ready, 0, rank(tonumber(priority), tonumber(due[d + 1]), tonumber(id)))
+      -- ranked by the job's own run_at: a job held back by a full rate window waits here
+      -- until the window ends, with its run_at unchanged
+      local job = CALL('HMGET', job_key(id), 'priority', 'run_at')
+      if job[1] then
+        CALL('ZADD', ready, 0, rank(tonumber(job[1]), tonumber(job[2]), tonumber(id)))
       end
       CALL('ZREM', delayed, id)
     end
