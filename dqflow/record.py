@@ -78,6 +78,9 @@ class JobRecord(SQLModel):
     rate_key: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     rate_limit: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
     rate_window_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    # the job added (in the same atomic step) when this one fails for good: its job_type and
+    # options ({"job_type", "priority", "max_attempts", "timeout_ms", "retry_*"}), or null
+    dead_letter: dict[str, Any] | None = Field(default=None, sa_column=Column(_JSON, nullable=True))
 
     @classmethod
     def from_storage(cls, fields: dict[str, Any]) -> JobRecord:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from dqflow.bounds import INT32_MAX
 from dqflow.declaration.schemas import SchemaValidator
-from dqflow.durations import bounded_duration
+from dqflow.durations import bounded_duration, to_ms
 from dqflow.errors import ConfigError, PayloadValidationError
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ __all__ = [
     "RawConcurrency",
     "RawRateLimit",
     "check_key_paths",
+    "dead_letter_spec",
     "flow_options",
     "group_key",
 ]
@@ -271,3 +272,22 @@ def flow_options(spec: JobTypeSpec, payload_json: str, group: str | None) -> dic
     except KeyValueError as exc:
         raise PayloadValidationError(f"payload of {spec.name}", [str(exc)]) from None
     return options
+
+
+def dead_letter_spec(target: JobTypeSpec) -> str:
+    """``NewJob.dead_letter_json`` for a job whose dead-letter type is ``target``: its type
+    and the options its declaration gives (the payload is the envelope storage builds)."""
+    retry = target.retry
+    return json.dumps(
+        {
+            "job_type": target.name,
+            "priority": target.priority,
+            "max_attempts": target.max_attempts,
+            "timeout_ms": to_ms(target.timeout),
+            "retry_delay_ms": to_ms(retry.delay),
+            "retry_backoff": retry.backoff,
+            "retry_max_delay_ms": to_ms(retry.max_delay),
+            "retry_jitter": retry.jitter,
+        },
+        separators=(",", ":"),
+    )

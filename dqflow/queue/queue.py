@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from dqflow.bounds import RUN_AT_MAX, check_max_attempts, check_priority, check_run_at
 from dqflow.declaration import Declaration, JobTypeSpec, SchemaValidator, load_declaration
-from dqflow.declaration.flow import flow_options
+from dqflow.declaration.flow import dead_letter_spec, flow_options
 from dqflow.durations import bounded_duration, parse_duration, timeout_seconds, to_ms
 from dqflow.enums import JobStatus
 from dqflow.errors import (
@@ -132,6 +132,7 @@ class Queue:
     def __init__(self, declaration: Declaration, backend: str | Any | None = None, **backend_options: Any) -> None:
         self.declaration = declaration
         self.events = EventEmitter()
+        self._dead_letter_specs: dict[str, str] = {}
         self.storage: Storage = open_storage(resolve_backend(declaration, backend), **backend_options)
         try:
             self.storage.setup()
@@ -263,8 +264,18 @@ class Queue:
             idempotency_key=job.idempotency_key,
             meta_json=meta_json,
             depends_on=_job_ids(job.depends_on),
+            dead_letter_json=self._dead_letter(declared),
             **flow_options(declared, payload_json, job.group),
         )
+
+    def _dead_letter(self, declared: JobTypeSpec) -> str | None:
+        """``NewJob.dead_letter_json`` of a job of ``declared`` (built once per type)."""
+        if declared.dead_letter is None:
+            return None
+        spec = self._dead_letter_specs.get(declared.name)
+        if spec is None:
+            spec = self._dead_letter_specs[declared.name] = dead_letter_spec(self.job_type(declared.dead_letter))
+        return spec
 
     # -- adding ----------------------------------------------------------------------
 

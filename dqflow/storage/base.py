@@ -61,6 +61,7 @@ class NewJob:
     rate_key: str | None = None  # with rate_limit, rate_window_ms: at most that many starts per window
     rate_limit: int | None = None
     rate_window_ms: int | None = None
+    dead_letter_json: str | None = None  # the job to add when this one fails for good (DeadLetter.spec_json)
 
 
 class OptionKind(StrEnum):
@@ -86,7 +87,9 @@ class JobOption:
     editable: bool
 
 
-_FLOW_FIELDS = frozenset({"concurrency_key", "concurrency_limit", "rate_key", "rate_limit", "rate_window_ms"})
+_FLOW_FIELDS = frozenset(
+    {"concurrency_key", "concurrency_limit", "rate_key", "rate_limit", "rate_window_ms", "dead_letter_json"}
+)
 _FIXED_AT_ADD = frozenset({"job_type", "idempotency_key"}) | _FLOW_FIELDS
 _NOT_COLUMNS = frozenset({"depends_on"})  # NewJob fields stored outside the job row
 
@@ -158,6 +161,19 @@ def unfinished_dependencies(
         if status != "completed":
             unfinished.append(dependency)
     return unfinished
+
+
+DEAD_LETTER_FIELDS = (
+    "job_type",
+    "priority",
+    "max_attempts",
+    "timeout_ms",
+    "retry_delay_ms",
+    "retry_backoff",
+    "retry_max_delay_ms",
+    "retry_jitter",
+)
+"""The keys of ``NewJob.dead_letter_json``: the ``NewJob`` fields of the dead-letter job."""
 
 
 def dependency_cancel_data(dependency: int) -> dict[str, Any]:
@@ -340,6 +356,22 @@ class Storage(ABC):
     #   attempt) or is cancelled cancels its waiting dependents, and theirs in
     #   turn, with ``failure_reason = dependency_failed`` and a ``cancelled``
     #   event naming the dependency.
+
+    # -- flow control (docs/FLOW_CONTROL.md) ------------------------------------------
+    # * ``concurrency_key``: ``claim_jobs`` never lets more than ``concurrency_limit`` jobs
+    #   with one key be processing; every way out of processing (settled, reclaimed,
+    #   cancelled, released) frees the slot in the same atomic step.
+    # * ``rate_key``: ``claim_jobs`` starts at most ``rate_limit`` jobs with one key per
+    #   fixed window of ``rate_window_ms`` (windows aligned to the epoch).
+    # * A job held back by either stays pending and does not hold back other jobs (claim
+    #   order holds among the claimable ones). ``next_due_in`` leaves out jobs waiting
+    #   for a slot (a freed slot wakes workers) and counts one waiting for a window as
+    #   due when the window ends.
+    # * ``dead_letter_json``: a job that fails for good (a settled ``Failure`` without
+    #   ``retry_at``, or its lease expired on its last attempt) adds, in the same atomic
+    #   step, a pending job of ``DEAD_LETTER_FIELDS`` from it whose payload is the
+    #   envelope ``dqflow/schemas/dead_letter.json`` (original_id, job_type, payload,
+    #   error_history, failure_reason, failed_at, attempts), with an ``added`` event.
 
     # -- reading -------------------------------------------------------------------
 

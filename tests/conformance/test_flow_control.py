@@ -1,21 +1,26 @@
-"""Contract: concurrency keys (``NewJob.concurrency_key`` / ``concurrency_limit``) on every backend.
+"""Contract: flow control on every backend (docs/FLOW_CONTROL.md).
 
-At most ``concurrency_limit`` jobs with one key are processing at once; the limit is
-enforced inside ``claim_jobs`` (batch claims included), a held-back job stays pending
-without holding back other keys' jobs, and every way out of processing frees its slot.
+Concurrency keys: at most ``concurrency_limit`` jobs with one key are processing at
+once, enforced inside ``claim_jobs`` (batch claims included); a held-back job stays
+pending without holding back other keys' jobs, and every way out of processing frees
+its slot. Rate limits: at most ``rate_limit`` starts per fixed window per key.
+Dead-letter: a job that fails for good adds its dead-letter job in the same step.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import jsonschema
 from helpers import add_job, add_jobs
 
-from dqflow.record import JobStatus
-from dqflow.storage import Completion, Failure, Release, Storage, open_storage
+from dqflow.declaration.dead_letter import envelope_schema
+from dqflow.record import EventType, JobRecord, JobStatus
+from dqflow.storage import Completion, Failure, JobFilter, NewJob, Release, Storage, open_storage
 
 LEASE_MS = 30_000
 
@@ -289,3 +294,97 @@ def test_concurrent_claimers_never_start_more_than_the_rate(backend: str, storag
     for thread in threads:
         thread.join(60)
     assert len(claimed) == len(set(claimed)) == 7
+
+
+# -- dead-letter ------------------------------------------------------------------------
+
+DEAD_LETTER = json.dumps(
+    {
+        "job_type": "dlq",
+        "priority": 7,
+        "max_attempts": 5,
+        "timeout_ms": 2500,
+        "retry_delay_ms": 1000,
+        "retry_backoff": "fixed",
+        "retry_max_delay_ms": None,
+        "retry_jitter": False,
+    }
+)
+
+
+def _dead_letter_of(storage: Storage, job_id: int) -> JobRecord:
+    page = storage.list_jobs(JobFilter(job_type="dlq"))
+    assert len(page.jobs) == 1, page.jobs
+    [letter] = page.jobs
+    assert letter.payload["original_id"] == job_id
+    return letter
+
+
+def _check_envelope(storage: Storage, job_id: int, letter: JobRecord, reason: str) -> None:
+    failed = storage.get_job(job_id)
+    assert failed is not None and failed.status is JobStatus.FAILED
+    envelope = letter.payload
+    assert set(envelope) == {
+        "original_id",
+        "job_type",
+        "payload",
+        "error_history",
+        "failure_reason",
+        "failed_at",
+        "attempts",
+    }
+    assert envelope["job_type"] == "t"
+    assert envelope["payload"] == {"n": 0, "big": 10**16, "text": "é\u2028"}
+    assert envelope["error_history"] == failed.error_history
+    assert envelope["failure_reason"] == reason == failed.failure_reason
+    assert envelope["attempts"] == failed.attempts
+    failed_at = datetime.fromisoformat(envelope["failed_at"])
+    assert abs((failed_at - datetime.now(UTC)).total_seconds()) < 30
+    jsonschema.validate(envelope, envelope_schema())
+    # the dead-letter job takes the options it was given, is pending now and has an `added` event
+    assert letter.status is JobStatus.PENDING and letter.priority == 7 and letter.max_attempts == 5
+    assert letter.timeout_ms == 2500 and letter.retry_delay_ms == 1000 and letter.retry_backoff == "fixed"
+    assert letter.retry_jitter is False and letter.retry_max_delay_ms is None and letter.dead_letter is None
+    assert [e.event_type for e in storage.get_events(letter.id)] == [EventType.ADDED]
+    assert storage.next_due_in(["dlq"]) == 0.0
+
+
+def _add_failing(storage: Storage, **options: object) -> int:
+    payload = '{"n": 0, "big": 10000000000000000, "text": "\\u00e9\\u2028"}'
+    [result] = storage.add_jobs([NewJob("t", payload, dead_letter_json=DEAD_LETTER, **options)])  # type: ignore[arg-type]
+    return result.job_id
+
+
+def test_a_job_that_fails_for_good_adds_its_dead_letter_job(storage: Storage) -> None:
+    job_id = _add_failing(storage, max_attempts=2)
+    [job] = storage.claim_jobs("w", ["t"], 1, LEASE_MS)
+    retry_at = datetime.now(UTC) - timedelta(seconds=1)
+    assert storage.settle_jobs([Failure(job.id, job.lease_token, "first", "handler_error", retry_at=retry_at)])
+    assert storage.list_jobs(JobFilter(job_type="dlq")).jobs == []  # a retry is not a dead letter
+    [job] = storage.claim_jobs("w", ["t"], 1, LEASE_MS)
+    assert storage.settle_jobs([Failure(job.id, job.lease_token, "second", "timeout", traceback="tb")]) == [True]
+    letter = _dead_letter_of(storage, job_id)
+    _check_envelope(storage, job_id, letter, "timeout")
+    assert [entry["error"] for entry in letter.payload["error_history"]] == ["first", "second"]
+    [claimed] = storage.claim_jobs("w", ["dlq"], 5, LEASE_MS)
+    assert claimed.id == letter.id
+
+
+def test_a_lease_expiring_on_the_last_attempt_adds_the_dead_letter_job(storage: Storage) -> None:
+    job_id = _add_failing(storage, max_attempts=1)
+    storage.claim_jobs("w", ["t"], 1, 50)
+    time.sleep(0.2)
+    assert [(r.job_id, r.status) for r in storage.reclaim_expired()] == [(job_id, JobStatus.FAILED)]
+    _check_envelope(storage, job_id, _dead_letter_of(storage, job_id), "lease_expired")
+
+
+def test_completed_cancelled_and_plain_failed_jobs_add_no_dead_letter(storage: Storage) -> None:
+    done = _add_failing(storage)
+    cancelled = _add_failing(storage)
+    add_job(storage, max_attempts=1)
+    jobs = {j.id: j for j in storage.claim_jobs("w", ["t"], 3, LEASE_MS)}
+    assert storage.settle_jobs([Completion(done, jobs[done].lease_token)]) == [True]
+    storage.cancel_job(cancelled)
+    [plain] = [j for i, j in jobs.items() if i not in (done, cancelled)]
+    assert storage.settle_jobs([Failure(plain.id, plain.lease_token, "boom", "handler_error")]) == [True]
+    assert storage.list_jobs(JobFilter(job_type="dlq")).jobs == []

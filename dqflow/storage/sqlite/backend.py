@@ -24,6 +24,7 @@ from dqflow.enums import EventType, JobStatus
 from dqflow.errors import InvalidJobStateError, JobNotFoundError, StorageError
 from dqflow.record import BOOLEAN_FIELDS, JSON_FIELDS, TIMESTAMP_FIELDS, JobEvent, JobRecord
 from dqflow.storage.base import (
+    DEAD_LETTER_FIELDS,
     EDITABLE_FIELDS,
     JOB_OPTIONS,
     AddResult,
@@ -226,6 +227,19 @@ class SqliteStorage(Storage):
                 self._event(conn, job_id, EventType.ADDED, now)
                 results.append(AddResult(job_id, True))
         return results
+
+    def _add_dead_letter(self, conn: sqlite3.Connection, job_id: int, spec_json: str, now: float) -> None:
+        """Add the dead-letter job of ``job_id`` (just failed for good), with its ``added`` event."""
+        job_type, payload, history, reason, attempts = conn.execute(
+            "SELECT job_type, payload, error_history, failure_reason, attempts FROM dqflow_jobs WHERE id = ?",
+            (job_id,),
+        ).fetchone()
+        spec = json.loads(spec_json)
+        body = flow.envelope(job_id, job_type, payload, history, reason, _iso(now), attempts)
+        job = NewJob(payload_json=body, **{name: spec[name] for name in DEAD_LETTER_FIELDS if name in spec})
+        values = [encode(getattr(job, name), now) for name, encode in _OPTION_ENCODERS]
+        cursor = conn.execute(_INSERT_JOB, (*values, now, now))
+        self._event(conn, int(cursor.lastrowid or 0), EventType.ADDED, now)
 
     @staticmethod
     def _unfinished_dependencies(conn: sqlite3.Connection, index: int, depends_on: Sequence[int]) -> list[int]:
@@ -517,14 +531,14 @@ class SqliteStorage(Storage):
         applied: list[bool] = []
         for item in failures:
             row = conn.execute(
-                "SELECT attempts, output, progress FROM dqflow_jobs"
+                "SELECT attempts, output, progress, dead_letter FROM dqflow_jobs"
                 " WHERE id = ? AND lease_token = ? AND status = 'processing'",
                 (item.job_id, item.lease_token),
             ).fetchone()
             if row is None:
                 applied.append(False)
                 continue
-            attempt, output, progress = row
+            attempt, output, progress, dead_letter = row
             entry = _error_entry(attempt, item.error, item.reason, now, item.traceback, output, progress)
             retry = item.retry_at is not None
             # a retried job starts its next attempt clean; a job failed for good keeps what it stored
@@ -554,6 +568,8 @@ class SqliteStorage(Storage):
             )
             if not retry:
                 self._cancel_dependents(conn, [item.job_id], now)
+                if dead_letter is not None:
+                    self._add_dead_letter(conn, item.job_id, dead_letter, now)
             applied.append(True)
         return applied
 
@@ -593,11 +609,11 @@ class SqliteStorage(Storage):
         reclaimed: list[ReclaimedJob] = []
         with self._write() as conn:
             rows = conn.execute(
-                "SELECT id, attempts, max_attempts, locked_by, output, progress FROM dqflow_jobs"
+                "SELECT id, attempts, max_attempts, locked_by, output, progress, dead_letter FROM dqflow_jobs"
                 " WHERE status = 'processing' AND lease_expires_at < ?",
                 (now,),
             ).fetchall()
-            for job_id, attempts, max_attempts, locked_by, output, progress in rows:
+            for job_id, attempts, max_attempts, locked_by, output, progress, dead_letter in rows:
                 if attempts >= max_attempts:
                     error = (
                         f"worker {locked_by} stopped renewing its lease and the job has used all"
@@ -618,6 +634,8 @@ class SqliteStorage(Storage):
                         {"attempt": attempts, "error": error, "reason": "lease_expired", "will_retry": False},
                     )
                     self._cancel_dependents(conn, [job_id], now)
+                    if dead_letter is not None:
+                        self._add_dead_letter(conn, job_id, dead_letter, now)
                     reclaimed.append(ReclaimedJob(job_id, JobStatus.FAILED))
                 else:
                     conn.execute(

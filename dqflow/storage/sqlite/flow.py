@@ -137,3 +137,13 @@ def pick_limited(
             break
     counts.save_windows()
     return picked
+
+
+def envelope(job_id: int, job_type: str, payload: str, history: str, reason: str | None, at: str, attempts: int) -> str:
+    """The dead-letter payload (dqflow/schemas/dead_letter.json) as JSON text, the original
+    payload and history kept as stored."""
+    return (
+        f'{{"original_id":{job_id},"job_type":{json.dumps(job_type)},"payload":{payload},'
+        f'"error_history":{history},"failure_reason":{json.dumps(reason)},"failed_at":{json.dumps(at)},'
+        f'"attempts":{attempts}}}'
+    )

@@ -7,6 +7,8 @@ ALTER TABLE dqflow_jobs ADD COLUMN concurrency_limit integer;
 ALTER TABLE dqflow_jobs ADD COLUMN rate_key text;
 ALTER TABLE dqflow_jobs ADD COLUMN rate_limit integer;
 ALTER TABLE dqflow_jobs ADD COLUMN rate_window_ms bigint;
+-- dead-letter: the job type and options of the job added when this one fails for good
+ALTER TABLE dqflow_jobs ADD COLUMN dead_letter jsonb;
 
 -- One row per concurrency key (written by add_jobs.sql): `active` counts its processing
 -- jobs. The claim raises it with a row-locked UPDATE (so two concurrent claims, each

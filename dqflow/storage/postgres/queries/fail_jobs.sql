@@ -4,7 +4,8 @@
 -- and progress cleared, or to failed (keeping both) when retry_at is NULL. Each
 -- gets a `failed` event; retries wake workers.
 -- A job failed for good cancels its waiting dependents (cancel_dependents.sql).
--- The jobs' concurrency slots are given back (free_slots.sql).
+-- The jobs' concurrency slots are given back (free_slots.sql); a job failed for good
+-- with a dead_letter adds its dead-letter job (add_dead_letters.sql).
 -- Addressed by primary key; each job's values sit at its position in the arrays.
 WITH RECURSIVE input AS (
     SELECT %(job_id)s::bigint[] AS ids,
@@ -43,8 +44,13 @@ failed AS (
       AND j.status = 'processing'
       AND j.lease_token = t.lease_token
     RETURNING j.id, j.job_type, j.attempts, t.error, t.reason, t.retry_at IS NOT NULL AS will_retry,
-              j.concurrency_key
+              j.concurrency_key, j.payload, j.error_history AS history, j.failure_reason, j.dead_letter
 ),
+dead AS (
+    SELECT id, job_type, payload, history, failure_reason, attempts, dead_letter
+    FROM failed WHERE NOT will_retry AND dead_letter IS NOT NULL
+),
+$ADD_DEAD_LETTERS,
 left_processing AS (
     SELECT concurrency_key AS key, job_type FROM failed
 ),
@@ -63,4 +69,4 @@ woken AS (
     SELECT count(pg_notify(%(channel)s, job_type)) AS notified
     FROM (SELECT DISTINCT job_type FROM failed WHERE will_retry) AS types
 )
-SELECT id FROM failed CROSS JOIN woken CROSS JOIN slots_woken
+SELECT id FROM failed CROSS JOIN woken CROSS JOIN slots_woken CROSS JOIN dead_letters_woken

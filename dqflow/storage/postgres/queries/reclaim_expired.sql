@@ -2,7 +2,8 @@
 -- with a `reclaimed` event, or failed with reason lease_expired when their
 -- attempts are used up (cancelling its waiting dependents, cancel_dependents.sql).
 -- The token bump fences off the old worker either way; the jobs' concurrency slots
--- are given back (free_slots.sql).
+-- are given back (free_slots.sql); a job failed with a dead_letter adds its dead-letter
+-- job (add_dead_letters.sql).
 WITH RECURSIVE expired AS (
     SELECT id, locked_by
     FROM dqflow_jobs
@@ -36,8 +37,13 @@ reclaimed AS (
     FROM expired
     WHERE j.id = expired.id
     RETURNING j.id, j.job_type, j.status, j.attempts, j.max_attempts, expired.locked_by AS previous_worker,
-              j.concurrency_key
+              j.concurrency_key, j.payload, j.error_history AS history, j.failure_reason, j.dead_letter
 ),
+dead AS (
+    SELECT id, job_type, payload, history, failure_reason, attempts, dead_letter
+    FROM reclaimed WHERE status = 'failed' AND dead_letter IS NOT NULL
+),
+$ADD_DEAD_LETTERS,
 left_processing AS (
     SELECT concurrency_key AS key, job_type FROM reclaimed
 ),
@@ -66,4 +72,4 @@ woken AS (
     SELECT count(pg_notify(%(channel)s, job_type)) AS notified
     FROM (SELECT DISTINCT job_type FROM reclaimed WHERE status = 'pending') AS types
 )
-SELECT id, status FROM reclaimed CROSS JOIN woken CROSS JOIN slots_woken ORDER BY id
+SELECT id, status FROM reclaimed CROSS JOIN woken CROSS JOIN slots_woken CROSS JOIN dead_letters_woken ORDER BY id

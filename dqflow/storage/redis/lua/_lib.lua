@@ -256,6 +256,45 @@ local function free_slot(id)
   end
 end
 
+-- Add the dead-letter job of job `id`, which has just failed for good, if it has a
+-- dead_letter (JSON: the new job's type and options): a pending job whose payload is the
+-- envelope of dqflow/schemas/dead_letter.json (the original payload kept as stored), indexed
+-- as add_many.lua indexes a job, its `added` event id in the hash, workers woken.
+local function add_dead_letter(id, now)
+  local job = CALL('HMGET', job_key(id), 'dead_letter', 'job_type', 'payload', 'error_history', 'failure_reason',
+    'attempts')
+  if not job[1] then return end
+  local spec = cjson.decode(job[1])
+  local last = tonumber(CALL('GET', P .. ':clock') or '0')
+  if now < last then now = last end
+  local now_s = fmt(now)
+  CALL('SET', P .. ':clock', now_s)
+  local new_id = fmt(CALL('INCR', P .. ':id'))
+  local payload = '{"original_id":' .. id .. ',"job_type":' .. cjson.encode(job[2]) .. ',"payload":' .. job[3]
+    .. ',"error_history":' .. (job[4] or '[]') .. ',"failure_reason":' .. (job[5] and cjson.encode(job[5]) or 'null')
+    .. ',"failed_at":"' .. iso(now) .. '","attempts":' .. (job[6] or '0') .. '}'
+  local job_type, priority = spec.job_type, tonumber(spec.priority or 0)
+  local fields = {'id', new_id, 'job_type', job_type, 'status', 'pending', 'priority', fmt(priority),
+    'run_at', now_s, 'created_at', now_s, 'updated_at', now_s, 'payload', payload,
+    'added_event', fmt(CALL('INCR', P .. ':event_id')),
+    'max_attempts', fmt(spec.max_attempts or 3), 'retry_delay_ms', fmt(spec.retry_delay_ms or 10000),
+    'retry_backoff', spec.retry_backoff or 'exponential', 'retry_jitter', spec.retry_jitter == false and '0' or '1'}
+  for _, name in ipairs({'timeout_ms', 'retry_max_delay_ms'}) do
+    if type(spec[name]) == 'number' then
+      fields[#fields + 1] = name
+      fields[#fields + 1] = fmt(spec[name])
+    end
+  end
+  CALL('HSET', job_key(new_id), unpack(fields))
+  local n = tonumber(new_id)
+  CALL('ZADD', P .. ':jobs', n, new_id)
+  CALL('ZADD', P .. ':status:pending', n, new_id)
+  CALL('ZADD', P .. ':type:' .. job_type, n, new_id)
+  CALL('SADD', P .. ':types', job_type)
+  enqueue(new_id, job_type, priority, now, now)
+  wake(job_type, 1)
+end
+
 -- Idle workers waiting for a hand-off (see claim.lua and add_many.lua): the hash
 -- P:idle maps a worker id to its registration (JSON: until = deadline in us, lease =
 -- lease ms, limit = jobs it takes, types = its job types, [] for all); a job handed

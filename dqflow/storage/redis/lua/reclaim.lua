@@ -1,5 +1,6 @@
 -- Jobs whose lease expired: back to pending (a `reclaimed` event), or failed with
--- reason lease_expired once attempts are used up (cancelling its waiting dependents). Token bumped
+-- reason lease_expired once attempts are used up (cancelling its waiting dependents, adding
+-- its dead-letter job). Token bumped
 -- and the concurrency slot given back either way.
 -- ARGV: limit. Returns id, status pairs.
 local now = now_us()
@@ -26,6 +27,7 @@ for _, id in ipairs(expired) do
       add_event(id, 'failed', now, '{"attempt":' .. job[2] .. ',"error":' .. cjson.encode(err)
         .. ',"reason":"lease_expired","will_retry":false}')
       cancel_dependents(id, now)
+      add_dead_letter(id, now)
       out[#out + 1] = id
       out[#out + 1] = 'failed'
     else

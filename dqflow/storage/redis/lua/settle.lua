@@ -9,7 +9,8 @@
 -- Each applies only while the job is processing under that token. Returns 1 (applied)
 -- or 0 (rejected) per outcome, in order. A new kind of outcome is a new branch below.
 -- A completion makes pending each waiting dependent whose dependencies have now all
--- completed (a `ready` event); a failure for good cancels the waiting dependents.
+-- completed (a `ready` event); a failure for good cancels the waiting dependents and
+-- adds the job's dead-letter job, if it has a dead_letter.
 -- Every outcome gives back the job's concurrency slot (free_slot).
 local now = now_us()
 local now_s = fmt(now)
@@ -90,6 +91,7 @@ local function fail(id, key, err, reason, retry_at, traceback)
     CALL('HSET', key, 'status', 'failed')
     move_status(id, 'processing', 'failed')
     cancel_dependents(id, now)
+    add_dead_letter(id, now)
   end
   event(id, 'failed', '{"attempt":' .. job[1] .. ',"error":' .. cjson.encode(err) .. ',"reason":'
     .. cjson.encode(reason) .. ',"will_retry":' .. (will_retry and 'true' or 'false') .. '}')

@@ -9,6 +9,8 @@ ALTER TABLE dqflow_jobs ADD COLUMN concurrency_limit INTEGER;
 ALTER TABLE dqflow_jobs ADD COLUMN rate_key TEXT;
 ALTER TABLE dqflow_jobs ADD COLUMN rate_limit INTEGER;
 ALTER TABLE dqflow_jobs ADD COLUMN rate_window_ms INTEGER;
+-- dead-letter: the job type and options of the job added when this one fails for good (JSON)
+ALTER TABLE dqflow_jobs ADD COLUMN dead_letter TEXT;
 CREATE INDEX dqflow_jobs_concurrency_processing ON dqflow_jobs (concurrency_key)
     WHERE status = 'processing' AND concurrency_key IS NOT NULL;
 -- answers "is any pending job limited?" (none: the claim takes its plain path)
