@@ -127,6 +127,7 @@ class Fetcher:
                 if room <= 0:
                     continue
             wanted = min(room, self._batch_size + AHEAD)  # the job ahead rides along with a full batch
+            written = self._completer.batches_written
             try:
                 jobs = await self._claims(
                     self._store.claim_jobs, self._worker_id, self._job_types, wanted, self._lease_ms
@@ -144,6 +145,8 @@ class Fetcher:
                 if self._buffer or self._executor.occupied or self._executor.active or self._completer.busy:
                     await self._wait_for_change()
                     continue
+                if self._completer.batches_written != written:
+                    continue  # results written during the claim may have made jobs claimable
                 # before deciding nothing is ready: jobs of a dead worker count (cron, CI)
                 if await self._maintenance.reclaim_once():
                     continue
