@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import pytest
-from helpers import make_queue
+from helpers import make_queue, running_worker, wait_for_status, wait_until
 
 from dqflow import JobStatus, Worker
 from dqflow.errors import PayloadValidationError
@@ -114,15 +114,15 @@ def test_a_job_that_fails_for_good_is_handed_to_its_dead_letter_type(backend: st
             "priority": 3,
             "max_attempts": 3,
             "timeout_ms": None,
-            "retry_delay_ms": 10_000,
+            "retry_delay_ms": 10,
             "retry_backoff": "exponential",
             "retry_max_delay_ms": 600_000,
             "retry_jitter": True,
         }
-        Worker(queue, drain=True).run()
-        assert queue.get_job(job_id).status is JobStatus.FAILED
-        [letter] = queue.list_jobs(JobFilter(job_type="dead")).jobs
-        assert letter.status is JobStatus.COMPLETED and letter.dead_letter is None
+        with running_worker(queue):
+            assert wait_for_status(queue, job_id, "failed").failure_reason == "handler_error"
+            letters = wait_until(lambda: queue.storage.list_jobs(JobFilter(job_type="dead")).jobs)
+            assert wait_for_status(queue, letters[0].id, "completed").dead_letter is None
     [envelope] = seen
     assert envelope["original_id"] == job_id and envelope["payload"] == {"customer": "acme"}
     assert envelope["attempts"] == 2 and envelope["failure_reason"] == "handler_error"
