@@ -1,15 +1,21 @@
-"""Concurrency keys under real load: 4 worker processes x concurrency 8, 500 jobs on 5 keys, limit 2.
+"""Flow control under real load, with real worker processes.
 
+Concurrency keys: 4 worker processes x concurrency 8, 500 jobs on 5 keys, limit 2.
 Each handler counts itself in and out of its key in a file shared by every process
 (under ``flock``), between its claim and its settle, so the peak it records can only
 be lower than what storage allowed, never higher.
+
+Rate limits: the starts storage records (``started_at``, on the clock the claim's
+window is computed on) never exceed the limit in any window.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import textwrap
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -45,6 +51,10 @@ def _update(key, step):
         fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def rated(payload):
+    return None
+
+
 def limited(payload):
     _update(payload["customer"], 1)
     try:
@@ -69,6 +79,17 @@ jobs:
       required: [customer, sleep]
     concurrency:
       limit: 2
+      key: "${payload.customer}"
+  rated:
+    handler: flow_handlers:rated
+    payload:
+      type: object
+      properties:
+        customer: {type: string}
+      required: [customer]
+    rate_limit:
+      limit: 4
+      per: 1s
       key: "${payload.customer}"
 """
 
@@ -109,3 +130,25 @@ def test_at_most_the_limit_per_key_runs_at_once_across_worker_processes(
     assert recorded["peak"] == dict.fromkeys(customers, 2), recorded
     assert recorded["running"] == dict.fromkeys(customers, 0)
     assert elapsed < 60
+
+
+def test_rate_limited_starts_never_exceed_the_limit_per_window(
+    backend: str, tmp_path: Path, workers: Workers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config, state = _project(tmp_path)
+    monkeypatch.setenv("DQFLOW_TEST_FLOW_STATE", str(state))
+    with Queue.from_yaml(config, backend=backend) as queue:
+        ids = queue.add_many([{"job_type": "rated", "payload": {"customer": f"c{n % 2}"}} for n in range(24)])
+        for _ in range(3):
+            workers.start(backend, "--concurrency", "8", config=config)
+        wait_until(
+            lambda: queue.count_jobs().get(("rated", JobStatus.COMPLETED), 0) == 24, 30, what="all 24 jobs complete"
+        )
+        jobs = [queue.get_job(job_id) for job_id in ids]
+    per_window = Counter((job.payload["customer"], math.floor(job.started_at.timestamp())) for job in jobs)
+    assert max(per_window.values()) <= 4, per_window
+    # 12 jobs per key at 4 per window: at least three windows each, every full one used up
+    for customer in ("c0", "c1"):
+        windows = sorted(w for (c, w) in per_window if c == customer)
+        assert windows[-1] - windows[0] >= 2, per_window
+        assert sum(per_window[(customer, w)] for w in windows) == 12
