@@ -424,7 +424,8 @@ class Storage(ABC):
         attempts+1, output and progress cleared (a new attempt starts with
         neither), a new ``lease_token``, ``locked_by``/``locked_at``,
         ``lease_expires_at = now + lease_ms``, ``started_at`` and a
-        ``processing`` event. Returns the updated records."""
+        ``processing`` event. Jobs held back by their concurrency key or rate
+        window are passed over (see "flow control" above). Returns the updated records."""
 
     @abstractmethod
     def renew_leases(self, worker_id: str, leases: Sequence[Lease], lease_ms: int) -> set[int]:
@@ -466,7 +467,8 @@ class Storage(ABC):
     @abstractmethod
     def next_due_in(self, job_types: Sequence[str] | None) -> float | None:
         """Seconds until the earliest pending job is due (0 if one is ready now),
-        None if nothing is pending."""
+        None if nothing is pending. A job waiting for a concurrency slot is left out;
+        one waiting for its rate window is due when the window ends."""
 
     @abstractmethod
     def wait_for_jobs(self, timeout: float, job_types: Sequence[str] | None) -> None:
