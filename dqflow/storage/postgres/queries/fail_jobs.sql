@@ -44,7 +44,8 @@ failed AS (
       AND j.status = 'processing'
       AND j.lease_token = t.lease_token
     RETURNING j.id, j.job_type, j.attempts, t.error, t.reason, t.retry_at IS NOT NULL AS will_retry,
-              j.concurrency_key, j.payload, j.error_history AS history, j.failure_reason, j.dead_letter
+              j.concurrency_key, j.payload, j.error_history AS history, j.failure_reason, j.dead_letter,
+              j.workflow_run_id, j.workflow_step, j.workflow_item
 ),
 dead AS (
     SELECT id, job_type, payload, history, failure_reason, attempts, dead_letter
@@ -69,4 +70,5 @@ woken AS (
     SELECT count(pg_notify(%(channel)s, job_type)) AS notified
     FROM (SELECT DISTINCT job_type FROM failed WHERE will_retry) AS types
 )
-SELECT id FROM failed CROSS JOIN woken CROSS JOIN slots_woken CROSS JOIN dead_letters_woken
+SELECT id, workflow_run_id, workflow_step, workflow_item, will_retry, reason, error
+FROM failed CROSS JOIN woken CROSS JOIN slots_woken CROSS JOIN dead_letters_woken

@@ -37,7 +37,8 @@ reclaimed AS (
     FROM expired
     WHERE j.id = expired.id
     RETURNING j.id, j.job_type, j.status, j.attempts, j.max_attempts, expired.locked_by AS previous_worker,
-              j.concurrency_key, j.payload, j.error_history AS history, j.failure_reason, j.dead_letter
+              j.concurrency_key, j.payload, j.error_history AS history, j.failure_reason, j.dead_letter,
+              j.workflow_run_id, j.workflow_step, j.workflow_item
 ),
 dead AS (
     SELECT id, job_type, payload, history, failure_reason, attempts, dead_letter
@@ -72,4 +73,7 @@ woken AS (
     SELECT count(pg_notify(%(channel)s, job_type)) AS notified
     FROM (SELECT DISTINCT job_type FROM reclaimed WHERE status = 'pending') AS types
 )
-SELECT id, status FROM reclaimed CROSS JOIN woken CROSS JOIN slots_woken CROSS JOIN dead_letters_woken ORDER BY id
+SELECT id, status, workflow_run_id, workflow_step, workflow_item,
+       format('worker %%s stopped renewing its lease and the job has used all %%s attempts',
+              previous_worker, max_attempts) AS error
+FROM reclaimed CROSS JOIN woken CROSS JOIN slots_woken CROSS JOIN dead_letters_woken ORDER BY id
