@@ -136,3 +136,67 @@ def test_a_key_value_the_schema_does_not_guarantee_is_refused_at_add(backend: st
         assert queue.get_job(queue.add("send", {"customer": 12})).concurrency_key == "send:12"
         with pytest.raises(PayloadValidationError):
             queue.add("send", {"customer": None})
+
+
+def test_workflow_step_jobs_take_their_job_types_limits(backend: str) -> None:
+    """A fan-out of 12 step jobs whose type allows 2 at once per key: never more run."""
+    lock = threading.Lock()
+    running = [0]
+    peak = [0]
+
+    def double(payload: Any) -> Any:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.02)
+        with lock:
+            running[0] -= 1
+        return {"n": payload["n"] * 2}
+
+    n_payload = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    jobs = {"double": {"handler": double, "payload": n_payload, "concurrency": {"limit": 2}, "dead_letter": "dead"}}
+    jobs["dead"] = {"handler": _noop}
+    workflows = {
+        "fan": {
+            "input": {
+                "type": "object",
+                "properties": {"values": {"type": "array", "items": {"type": "integer"}}},
+                "required": ["values"],
+            },
+            "steps": {"each": {"job": "double", "for_each": "${input.values}", "payload": {"n": "${item}"}}},
+            "returns": {"doubled": "${steps.each.outputs[*].n}"},
+        }
+    }
+    with make_queue(backend, jobs, workflows=workflows) as queue:
+        run_id = queue.start_workflow("fan", {"values": list(range(12))})
+        step_jobs = [queue.get_job(job_id) for job_id in queue.require_workflow(run_id).step("each").job_ids]
+        assert {(j.concurrency_key, j.concurrency_limit) for j in step_jobs} == {("double", 2)}
+        assert all(j.dead_letter is not None and j.dead_letter["job_type"] == "dead" for j in step_jobs)
+        with running_worker(queue, concurrency=8):
+            wait_until(lambda: queue.require_workflow(run_id).is_finished, 30)
+        assert queue.require_workflow(run_id).output == {"doubled": [2 * n for n in range(12)]}
+    assert peak[0] == 2
+
+
+def test_a_workflow_step_job_that_fails_for_good_is_dead_lettered(backend: str) -> None:
+    def boom(payload: Any) -> Any:
+        raise RuntimeError("step broke")
+
+    jobs = {
+        "step": {"handler": boom, "max_attempts": 1, "dead_letter": "dead", "concurrency": {"limit": 1}},
+        "dead": {"handler": _noop},
+    }
+    workflows = {"one": {"input": {"type": "object"}, "steps": {"only": {"job": "step", "payload": {}}}}}
+    with make_queue(backend, jobs, workflows=workflows) as queue:
+        run_id = queue.start_workflow("one", {})
+        [job_id] = queue.require_workflow(run_id).step("only").job_ids
+        with running_worker(queue):
+            wait_until(lambda: queue.require_workflow(run_id).is_finished, 30)
+            letters = wait_until(lambda: queue.storage.list_jobs(JobFilter(job_type="dead")).jobs)
+            wait_for_status(queue, letters[0].id, "completed")
+        assert letters[0].payload["original_id"] == job_id
+        assert letters[0].payload["error_history"][0]["error"] == "RuntimeError: step broke"
+        # its slot was given back: another job of the type starts
+        other = queue.add("step", {})
+        with running_worker(queue):
+            wait_for_status(queue, other, "failed")
