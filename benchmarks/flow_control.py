@@ -42,13 +42,13 @@ def handler(payload: dict[str, Any]) -> None:
     """The benchmark's job: nothing."""
 
 
-def declaration() -> Declaration:
-    """``plain`` and ``keyed``: the same job type, the second with a concurrency key."""
-    spec = {"handler": handler, "payload": PAYLOAD, "max_attempts": 1}
-    return Declaration.build(
-        {"plain": spec, "keyed": {**spec, "concurrency": {"limit": 1, "key": "${payload.k}"}}},
-        worker={"heartbeat": "1s", "lease": "30s", "poll_interval": "100ms"},
-    )
+def declaration(job_type: str) -> Declaration:
+    """``plain``, or ``keyed``: the same job type with a concurrency key (``plain`` alone
+    also loads on a dqflow without flow control, for ``--plain-only`` against another tree)."""
+    spec: dict[str, Any] = {"handler": handler, "payload": PAYLOAD, "max_attempts": 1}
+    if job_type == "keyed":
+        spec["concurrency"] = {"limit": 1, "key": "${payload.k}"}
+    return Declaration.build({job_type: spec}, worker={"heartbeat": "1s", "lease": "30s", "poll_interval": "100ms"})
 
 
 def _fill(queue: Queue, job_type: str, jobs: int) -> None:
@@ -57,7 +57,7 @@ def _fill(queue: Queue, job_type: str, jobs: int) -> None:
 
 def claim_rate(url: str, job_type: str, jobs: int, batch: int) -> float:
     """Jobs per second claimed and completed in batches straight on the storage."""
-    with Queue(declaration(), url) as queue:
+    with Queue(declaration(job_type), url) as queue:
         _fill(queue, job_type, jobs)
         storage = queue.storage
         done = 0
@@ -73,7 +73,7 @@ def claim_rate(url: str, job_type: str, jobs: int, batch: int) -> float:
 
 def worker_rate(url: str, job_type: str, jobs: int, concurrency: int) -> float:
     """Jobs per second a draining worker completes."""
-    with Queue(declaration(), url) as queue:
+    with Queue(declaration(job_type), url) as queue:
         _fill(queue, job_type, jobs)
         worker = Worker(queue, concurrency=concurrency, drain=True, job_types=[job_type])
         start = time.perf_counter()
@@ -85,17 +85,24 @@ def worker_rate(url: str, job_type: str, jobs: int, concurrency: int) -> float:
         return jobs / elapsed
 
 
-def measure(url: str, jobs: int, runs: int, batch: int, concurrency: int) -> dict[str, Any]:
+def measure(url: str, jobs: int, runs: int, batch: int, concurrency: int, plain_only: bool) -> dict[str, Any]:
     """Medians per mode and the keyed/plain ratios on one backend."""
-    rates: dict[str, dict[str, list[float]]] = {m: {"claim": [], "worker": []} for m in ("plain", "keyed")}
+    all_modes = ("plain",) if plain_only else ("plain", "keyed")
+    rates: dict[str, dict[str, list[float]]] = {m: {"claim": [], "worker": []} for m in all_modes}
     for run in range(runs):
-        modes = ("plain", "keyed") if run % 2 == 0 else ("keyed", "plain")
+        modes = all_modes if run % 2 == 0 else all_modes[::-1]
         for mode in modes:
             with fresh_backend(url) as fresh:
                 rates[mode]["claim"].append(claim_rate(fresh, mode, jobs, batch))
             with fresh_backend(url) as fresh:
                 rates[mode]["worker"].append(worker_rate(fresh, mode, jobs, concurrency))
     medians = {mode: {what: statistics.median(values) for what, values in m.items()} for mode, m in rates.items()}
+    ratios = {}
+    if not plain_only:
+        ratios = {
+            "claim_keyed_vs_plain": round(medians["keyed"]["claim"] / medians["plain"]["claim"], 3),
+            "worker_keyed_vs_plain": round(medians["keyed"]["worker"] / medians["plain"]["worker"], 3),
+        }
     return {
         "backend": kind_of(url),
         "jobs": jobs,
@@ -104,8 +111,7 @@ def measure(url: str, jobs: int, runs: int, batch: int, concurrency: int) -> dic
         "concurrency": concurrency,
         "claim_jobs_per_s": {mode: round(m["claim"]) for mode, m in medians.items()},
         "worker_jobs_per_s": {mode: round(m["worker"]) for mode, m in medians.items()},
-        "claim_keyed_vs_plain": round(medians["keyed"]["claim"] / medians["plain"]["claim"], 3),
-        "worker_keyed_vs_plain": round(medians["keyed"]["worker"] / medians["plain"]["worker"], 3),
+        **ratios,
         "all_runs": {
             mode: {what: [round(v) for v in values] for what, values in m.items()} for mode, m in rates.items()
         },
@@ -119,11 +125,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--plain-only", action="store_true", help="only plain jobs (runs on any dqflow tree)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     for backend in args.backend:
         url = "sqlite:///unused.db" if backend == "sqlite" else backend
-        print(json.dumps(measure(url, args.jobs, args.runs, args.batch, args.concurrency)), flush=True)
+        result = measure(url, args.jobs, args.runs, args.batch, args.concurrency, args.plain_only)
+        print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":
