@@ -63,6 +63,17 @@ def add(
     ] = None,
     max_attempts: MaxAttemptsOpt = None,
     timeout: TimeoutOpt = None,
+    depends_on: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--depends-on",
+            metavar="ID",
+            min=1,
+            max=MAX_ID,
+            help="Wait until this job completes (repeat for more); cancelled if it fails for good.",
+            show_default=False,
+        ),
+    ] = None,
     group: Annotated[
         str | None,
         typer.Option(
@@ -92,6 +103,7 @@ def add(
             tags=tag or None,
             idempotency_key=idempotency_key,
             max_attempts=max_attempts,
+            depends_on=depends_on or None,
             group=group,
             **kwargs,
         )

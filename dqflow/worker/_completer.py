@@ -50,7 +50,6 @@ class Completer:
         self._wanted = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self.batches_written = 0  # a write may make jobs claimable (a freed slot, a ready dependent)
 
     @property
     def busy(self) -> bool:
@@ -131,7 +130,6 @@ class Completer:
                 self._announce(settled)
             else:
                 self._rejected(settled)
-        self.batches_written += 1
         self._on_written()
 
     def _announce(self, settled: Settled) -> None:

@@ -127,7 +127,7 @@ class Fetcher:
                 if room <= 0:
                     continue
             wanted = min(room, self._batch_size + AHEAD)  # the job ahead rides along with a full batch
-            written = self._completer.batches_written
+            self._changed.clear()  # set again while the claim runs: results were written meanwhile
             try:
                 jobs = await self._claims(
                     self._store.claim_jobs, self._worker_id, self._job_types, wanted, self._lease_ms
@@ -142,11 +142,13 @@ class Fetcher:
             if len(jobs) == wanted:
                 continue
             if self._drain:
+                if self._changed.is_set():
+                    # results written during the claim may have made jobs ready (a dependent, a
+                    # workflow's next step) that the claim could not see yet: look again
+                    continue
                 if self._buffer or self._executor.occupied or self._executor.active or self._completer.busy:
                     await self._wait_for_change()
                     continue
-                if self._completer.batches_written != written:
-                    continue  # results written during the claim may have made jobs claimable
                 # before deciding nothing is ready: jobs of a dead worker count (cron, CI)
                 if await self._maintenance.reclaim_once():
                     continue

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dqflow.enums import FailureReason, StepStatus, WorkflowStatus
-from dqflow.errors import InvalidWorkflowStateError, OutputValidationError, ValidationFailed
+from dqflow.errors import InvalidWorkflowStateError, OutputValidationError, UnknownWorkflowError, ValidationFailed
 from dqflow.json_values import dumps
 from dqflow.storage.base import NewJob
 from dqflow.storage.workflows import Advance, JobEnd, RunNotice, RunState
@@ -77,12 +77,12 @@ class WorkflowRuntime:
         self._notify = notify
 
     def workflow(self, name: str) -> Workflow:
-        """The declared workflow ``name`` (``KeyError`` naming the declared ones)."""
+        """The declared workflow ``name``; ``UnknownWorkflowError`` naming the declared ones."""
         try:
             return self._workflows[name]
         except KeyError:
             known = ", ".join(sorted(self._workflows)) or "none"
-            raise KeyError(f"workflow {name!r} is not declared (declared: {known})") from None
+            raise UnknownWorkflowError(f"workflow {name!r} is not declared (declared: {known})") from None
 
     # -- WorkflowAdvancer ----------------------------------------------------------------
 
@@ -119,7 +119,7 @@ class WorkflowRuntime:
             raise InvalidWorkflowStateError(
                 f"workflow run {run.id} is {run.status.value}: only a running run can be cancelled"
             )
-        work = _Work(self.workflow(run.name), run, self._new_job)
+        work = _Work(self._workflows.get(run.name), run, self._new_job)  # no longer declared: cancelled all the same
         work.stop(WorkflowStatus.CANCELLED, "cancelled", "cancelled by a user", FailureReason.WORKFLOW_CANCELLED)
         return work.advance()
 
@@ -138,8 +138,8 @@ class WorkflowRuntime:
 class _Work:
     """One run's state being changed (a copy: the caller's RunState is left alone)."""
 
-    def __init__(self, workflow: Workflow, run: RunState, new_job: JobFactory) -> None:
-        self.workflow = workflow
+    def __init__(self, workflow: Workflow | None, run: RunState, new_job: JobFactory) -> None:
+        self._workflow = workflow
         self.run = run
         self.new_job = new_job
         self.steps: dict[str, dict[str, Any]] = {step["name"]: _copied(step) for step in run.steps}
@@ -154,6 +154,13 @@ class _Work:
         self.notices: list[WorkflowStatus] = []
         self.changed = False
         self.now = datetime.now(UTC).isoformat()
+
+    @property
+    def workflow(self) -> Workflow:
+        """The run's declared workflow (only ``stop`` works without one)."""
+        if self._workflow is None:
+            raise UnknownWorkflowError(f"workflow {self.run.name!r} of run {self.run.id} is not declared")
+        return self._workflow
 
     def advance(self) -> Advance:
         return Advance(

@@ -486,3 +486,81 @@ def test_two_parents_completed_at_the_same_moment_create_the_join_once(backend: 
         assert [job.id for job in totals] == run.step("both").job_ids
         assert totals[0].payload == {"values": [n * 2, n + 1]}
         queue.cancel_workflow(run_id)
+
+
+def test_retry_runs_again_only_the_fan_out_elements_that_did_not_complete(backend: str, closing: list[Queue]) -> None:
+    broken = {3}
+    calls: list[int] = []
+
+    def picky(payload: Any, ctx: JobContext) -> Any:
+        calls.append(payload["n"])
+        if payload["n"] in broken:
+            raise ValueError(f"cannot take {payload['n']}")
+        return {"n": payload["n"] * 2}
+
+    workflows = {
+        "fan": {
+            **FAN["fan"],
+            "steps": {**FAN["fan"]["steps"], "each": {**FAN["fan"]["steps"]["each"], "job": "picky"}},
+        }
+    }
+    queue = _queue(backend, workflows, {"picky": {"handler": picky, "max_attempts": 1}})
+    closing.append(queue)
+    (run,) = _finish(queue, queue.start_workflow("fan", {"values": [1, 2, 3, 4]}))
+    assert run.status is WorkflowStatus.FAILED and "cannot take 3" in (run.error or "")
+    assert run.step("each").status is StepStatus.FAILED and run.step("sum").status is StepStatus.CANCELLED
+    assert sorted(calls) == [1, 2, 3, 4]
+    broken.clear()
+    calls.clear()
+    queue.retry_workflow(run.id)
+    (done,) = _finish(queue, run.id)
+    assert calls == [3]  # the completed elements keep their outputs
+    assert done.status is WorkflowStatus.COMPLETED and done.output == {"doubled": [2, 4, 6, 8], "sum": 20}
+
+
+def test_retry_plans_a_refused_step_again_from_the_current_declaration(backend: str, closing: list[Queue]) -> None:
+    strict = {"type": "object", "properties": {"n": {"type": "integer", "maximum": 10}}, "required": ["n"]}
+    workflows = {
+        "capped": {
+            "input": OBJECT,
+            "steps": {"only": {"job": "capped", "payload": {"n": "${input.n}"}}},
+            "returns": "${steps.only.output.n}",
+        }
+    }
+    queue = _queue(backend, workflows, {"capped": {"handler": _double, "payload": strict}})
+    closing.append(queue)
+    run_id = queue.start_workflow("capped", {"n": 50})
+    run = queue.require_workflow(run_id)
+    assert run.status is WorkflowStatus.FAILED and run.failure_reason == "invalid_payload"
+    assert queue.list_jobs().jobs == []
+    relaxed = {**strict, "properties": {"n": {"type": "integer"}}}
+    fixed = _queue(backend, workflows, {"capped": {"handler": _double, "payload": relaxed}})
+    closing.append(fixed)
+    assert fixed.retry_workflow(run_id).step("only").status is StepStatus.RUNNING
+    (done,) = _finish(fixed, run_id)
+    assert done.status is WorkflowStatus.COMPLETED and done.output == 100
+
+
+def test_the_change_feed_names_the_run_of_each_step_job(backend: str, closing: list[Queue]) -> None:
+    queue = _queue(backend, LINEAR)
+    closing.append(queue)
+    cursor = queue.storage.change_cursor()
+    plain = queue.add("double", {"n": 1})
+    (run,) = _finish(queue, queue.start_workflow("linear", {"n": 1}))
+    changes = queue.storage.read_changes(cursor, 1000)
+    step_jobs = {job_id for step in run.steps for job_id in step.job_ids}
+    completed = {c.job_id: c.workflow_run_id for c in changes if c.kind == "completed"}
+    assert completed == {plain: None, **dict.fromkeys(step_jobs, run.id)}
+
+
+def test_a_run_of_a_workflow_no_longer_declared_can_be_cancelled_not_retried(
+    backend: str, closing: list[Queue]
+) -> None:
+    queue = _queue(backend, LINEAR)
+    later = _queue(backend, FAN)  # the next deploy dropped `linear`
+    closing += [queue, later]
+    run_id = queue.start_workflow("linear", {"n": 1})
+    assert later.cancel_workflow(run_id).status is WorkflowStatus.CANCELLED
+    with pytest.raises(UnknownWorkflowError, match="workflow 'linear' is not declared \\(declared: fan\\)"):
+        later.retry_workflow(run_id)
+    assert later.require_workflow(run_id).status is WorkflowStatus.CANCELLED

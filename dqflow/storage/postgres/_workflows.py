@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg.rows import dict_row, tuple_row
 
+from dqflow.enums import WorkflowStatus
 from dqflow.errors import WorkflowRunNotFoundError
 from dqflow.storage.workflows import (
     Advance,
@@ -104,7 +105,11 @@ class PgWorkflows:
                     raise WorkflowRunNotFoundError(0)  # pragma: no cover - a run is never deleted
                 return int(existing[0]), False
         run_id = int(row[0])
-        self.change(conn, run_id, plan, notices)
+        # the row is ours until the commit: its state is what was just inserted
+        state = RunState(
+            run_id, run.name, WorkflowStatus.RUNNING, json.loads(run.input_json), list(run.tags), run.steps, 0
+        )
+        self.write(conn, [(state, plan(state))], notices)
         return run_id, True
 
     def change(self, conn: Connection, run_id: int, change: RunChange, notices: list[RunNotice]) -> None:
@@ -112,7 +117,7 @@ class PgWorkflows:
         state = self.lock(conn, [run_id]).get(run_id)
         if state is None:
             raise WorkflowRunNotFoundError(run_id)
-        self.write(conn, state, change(state), notices)
+        self.write(conn, [(state, change(state))], notices)
 
     def jobs_ended(
         self,
@@ -128,40 +133,52 @@ class PgWorkflows:
         by_run: dict[int, list[JobEnd]] = {}
         for run_id, end in ends:
             by_run.setdefault(run_id, []).append(end)
-        for run_id in sorted(by_run):
-            state = states.get(run_id)
-            if state is not None:
-                self.write(conn, state, advancer.job_ended(state, by_run[run_id]), notices)
+        moved = [
+            (states[run_id], advancer.job_ended(states[run_id], by_run[run_id]))
+            for run_id in sorted(by_run)
+            if run_id in states
+        ]
+        self.write(conn, moved, notices)
 
-    def write(self, conn: Connection, state: RunState, advance: Advance, notices: list[RunNotice]) -> None:
-        if not advance.changed:
+    def write(self, conn: Connection, moved: Sequence[tuple[RunState, Advance]], notices: list[RunNotice]) -> None:
+        """Write the advances of several locked runs: one statement per kind of change, whatever their number."""
+        changed = [(state, advance) for state, advance in moved if advance.changed]
+        if not changed:
             return
         storage = self._storage
+        jobs = [replace(job, workflow_run_id=state.id) for state, advance in changed for job in advance.new_jobs]
         new_ids: list[int] = []
-        if advance.new_jobs:
-            jobs = [replace(job, workflow_run_id=state.id) for job in advance.new_jobs]
+        if jobs:
             params = {"jobs": storage._jobs_json(jobs), "channel": storage._channel}
             new_ids = [int(job_id or 0) for job_id, _ in storage._insert(conn, params, [None] * len(jobs))]
-        with conn.cursor(row_factory=tuple_row) as cur:
+        cancels: dict[str, list[int]] = {}
+        for _, advance in changed:
             if advance.cancel_job_ids:
+                cancels.setdefault(advance.cancel_reason, []).extend(advance.cancel_job_ids)
+        retries = [job_id for _, advance in changed for job_id in advance.retry_job_ids]
+        update: dict[str, list[Any]] = {name: [] for name in _UPDATE_COLUMNS}
+        taken = 0
+        for state, advance in changed:
+            count = len(advance.new_jobs)
+            update["run_id"].append(state.id)
+            update["status"].append(advance.status.value)
+            update["output"].append(advance.output_json)
+            update["failure_reason"].append(advance.failure_reason)
+            update["error"].append(advance.error)
+            update["steps"].append(advance.steps_json(new_ids[taken : taken + count]))
+            taken += count
+            notices.extend(RunNotice(state.id, state.name, s, advance.failure_reason) for s in advance.notices)
+        with conn.cursor(row_factory=tuple_row) as cur:
+            for reason, ids in cancels.items():
                 cur.execute(
-                    storage._q.workflow_cancel_jobs,
-                    {"ids": advance.cancel_job_ids, "reason": advance.cancel_reason, "channel": storage._channel},
+                    storage._q.workflow_cancel_jobs, {"ids": ids, "reason": reason, "channel": storage._channel}
                 )
-            if advance.retry_job_ids:
-                cur.execute(storage._q.workflow_retry_jobs, {"ids": advance.retry_job_ids, "channel": storage._channel})
-            cur.execute(
-                storage._q.workflow_update_run,
-                {
-                    "run_id": state.id,
-                    "status": advance.status.value,
-                    "output": advance.output_json,
-                    "failure_reason": advance.failure_reason,
-                    "error": advance.error,
-                    "steps": advance.steps_json(new_ids),
-                },
-            )
-        notices.extend(RunNotice(state.id, state.name, status, advance.failure_reason) for status in advance.notices)
+            if retries:
+                cur.execute(storage._q.workflow_retry_jobs, {"ids": retries, "channel": storage._channel})
+            cur.execute(storage._q.workflow_update_run, update)
+
+
+_UPDATE_COLUMNS = ("run_id", "status", "output", "failure_reason", "error", "steps")
 
 
 def ends_of(rows: Sequence[tuple[Any, ...]], kind: str) -> list[tuple[int, JobEnd]]:

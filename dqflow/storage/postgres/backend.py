@@ -58,7 +58,15 @@ from dqflow.storage.postgres._notifier import Notifier, channel_name
 from dqflow.storage.postgres._queries import Queries
 from dqflow.storage.postgres._workflows import PgWorkflows, ends_of
 from dqflow.storage.postgres.migrations import require_migrated
-from dqflow.storage.workflows import JobEnd, NewWorkflowRun, RunChange, RunNotice, WorkflowFilter
+from dqflow.storage.workflows import (
+    JobEnd,
+    NewWorkflowRun,
+    RunChange,
+    RunNotice,
+    RunState,
+    WorkflowFilter,
+    state_from_fields,
+)
 from dqflow.workflow_record import WorkflowPage, WorkflowRun
 
 __all__ = ["PostgresStorage"]
@@ -509,13 +517,15 @@ class PostgresStorage(Storage):
         run_ids = sorted(
             {o.workflow_run_id for o in outcomes if not isinstance(o, Release) and o.workflow_run_id is not None}
         )
+        if run_ids:
+            return self._settle_steps(outcomes, statements, run_ids)
         notices: list[RunNotice] = []
         with self._connection("settling jobs") as conn, contextlib.ExitStack() as stack:
             # One kind: one autocommit statement (atomic by itself, one round trip);
-            # several kinds or step jobs: all in one transaction.
-            if len(statements) > 1 or run_ids:
+            # several kinds: all in one transaction.
+            if len(statements) > 1:
                 stack.enter_context(conn.transaction())
-            states = self._workflows.lock(conn, run_ids)
+            states: dict[int, RunState] = {}
             cur = stack.enter_context(conn.cursor(row_factory=tuple_row))
             ends: list[tuple[int, JobEnd]] = []
             for kind, positions, query, params in statements:
@@ -529,11 +539,47 @@ class PostgresStorage(Storage):
             if ends and self.workflow_advancer is not None:
                 # in settle's transaction; a step job settled without its run id (autocommitted
                 # already) moves its run in a transaction of its own
-                in_transaction = len(statements) > 1 or bool(run_ids)
-                with contextlib.nullcontext() if in_transaction else conn.transaction():
+                with contextlib.nullcontext() if len(statements) > 1 else conn.transaction():
                     missing = sorted({run_id for run_id, _ in ends} - states.keys())
                     states.update(self._workflows.lock(conn, missing))
                     self._workflows.jobs_ended(conn, states, ends, notices)
+        self._committed(notices)
+        return applied
+
+    def _settle_steps(
+        self, outcomes: Sequence[Outcome], statements: list[tuple[Any, ...]], run_ids: list[int]
+    ) -> list[bool]:
+        """Settle a batch with step jobs in one transaction, pipelined: BEGIN, the runs' lock and
+        the settle statements go in one round trip; the advance's inserts in one more; its
+        other writes and COMMIT in a last one."""
+        applied = [False] * len(outcomes)
+        notices: list[RunNotice] = []
+        with (
+            self._connection("settling step jobs") as conn,
+            conn.pipeline(),
+            conn.transaction(),
+            contextlib.ExitStack() as stack,
+        ):
+            lock = stack.enter_context(conn.cursor(row_factory=dict_row))
+            lock.execute(self._q.workflow_lock_runs, {"ids": run_ids})  # the runs before their jobs
+            sent = []
+            for kind, positions, query, params in statements:
+                cur = stack.enter_context(conn.cursor(row_factory=tuple_row))
+                cur.execute(query, params)
+                sent.append((kind, positions, cur))
+            states = {int(row["id"]): state_from_fields(row) for row in lock.fetchall()}
+            ends: list[tuple[int, JobEnd]] = []
+            for kind, positions, cur in sent:
+                rows = cur.fetchall()
+                done = {int(row[0]) for row in rows}
+                for position in positions:
+                    applied[position] = outcomes[position].job_id in done
+                if kind is not Release:
+                    ends += ends_of(rows, "complete" if kind is Completion else "fail")
+            if ends:
+                missing = sorted({run_id for run_id, _ in ends} - states.keys())
+                states.update(self._workflows.lock(conn, missing))
+                self._workflows.jobs_ended(conn, states, ends, notices)
         self._committed(notices)
         return applied
 

@@ -109,10 +109,15 @@ class RedisWorkflows:
         return self._record(found) if found else None
 
     def page(self, run_filter: WorkflowFilter) -> WorkflowPage:
-        """Newest first from the name index (or every run), statuses filtered as they come."""
+        """Newest first from the name index (or one status's, or every run's), the rest filtered as they come."""
         client = self._storage._client
-        index = f"{self._key}:wfruns" if run_filter.name is None else f"{self._key}:wfruns:name:{run_filter.name}"
         wanted = {status.value for status in run_filter.statuses}
+        if run_filter.name is not None:
+            index = f"{self._key}:wfruns:name:{run_filter.name}"
+        elif len(wanted) == 1:
+            index = f"{self._key}:wfruns:status:{next(iter(wanted))}"
+        else:
+            index = f"{self._key}:wfruns"
         top = "+inf" if run_filter.cursor is None else f"({run_filter.cursor}"
         runs: list[WorkflowRun] = []
         more = False
@@ -147,8 +152,9 @@ class RedisWorkflows:
         last = int(self._storage._guard("draw job ids", lambda: self._storage._client.incrby(f"{self._key}:id", count)))
         return list(range(last - count + 1, last + 1))
 
-    def _run_entry(self, state: RunState, advance: Advance) -> dict[str, Any]:
-        ids = self._draw_ids(len(advance.new_jobs))
+    def _run_entry(self, state: RunState, advance: Advance, ids: list[int] | None = None) -> dict[str, Any]:
+        """The plan of one run; ``ids``: its new jobs' ids, drawn already (else drawn here)."""
+        ids = self._draw_ids(len(advance.new_jobs)) if ids is None else ids
         jobs = [replace(job, workflow_run_id=state.id) for job in advance.new_jobs]
         return {
             "id": str(state.id),
@@ -276,16 +282,20 @@ class RedisWorkflows:
             by_run: dict[int, list[JobEnd]] = {}
             for _, run_id, end in chosen:
                 by_run.setdefault(run_id, []).append(end)
+            moved = [
+                (states[run_id], advancer.job_ended(states[run_id], ends))
+                for run_id, ends in sorted(by_run.items())
+                if run_id in states and advancer is not None
+            ]
+            moved = [(state, advance) for state, advance in moved if advance.changed]
+            ids = self._draw_ids(sum(len(advance.new_jobs) for _, advance in moved))  # one INCRBY for the batch
             runs = []
             found.clear()
-            for run_id, ends in sorted(by_run.items()):
-                state = states.get(run_id)
-                if state is None or advancer is None:
-                    continue
-                advance = advancer.job_ended(state, ends)
-                if advance.changed:
-                    runs.append(self._run_entry(state, advance))
-                    found.extend(RunNotice(run_id, state.name, s, advance.failure_reason) for s in advance.notices)
+            for state, advance in moved:
+                count = len(advance.new_jobs)
+                runs.append(self._run_entry(state, advance, ids[:count]))
+                ids = ids[count:]
+                found.extend(RunNotice(state.id, state.name, s, advance.failure_reason) for s in advance.notices)
             guards = {
                 "runs": [[str(run_id), str(state.version)] for run_id, state in states.items()],
                 "jobs": [

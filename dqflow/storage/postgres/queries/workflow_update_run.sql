@@ -1,11 +1,13 @@
--- Write a run's new state (storage/workflows.py: Advance).
-UPDATE dqflow_workflow_runs
-SET status = %(status)s,
-    output = %(output)s::json,
-    failure_reason = %(failure_reason)s,
-    error = %(error)s,
-    steps = %(steps)s::json,
-    version = version + 1,
+-- Write runs' new states (storage/workflows.py: Advance), one array element per run.
+UPDATE dqflow_workflow_runs AS r
+SET status = u.status,
+    output = u.output::json,
+    failure_reason = u.failure_reason,
+    error = u.error,
+    steps = u.steps::json,
+    version = r.version + 1,
     updated_at = now(),
-    completed_at = CASE WHEN %(status)s = 'running' THEN NULL ELSE now() END
-WHERE id = %(run_id)s
+    completed_at = CASE WHEN u.status = 'running' THEN NULL ELSE now() END
+FROM unnest(%(run_id)s::bigint[], %(status)s::text[], %(output)s::text[], %(failure_reason)s::text[],
+            %(error)s::text[], %(steps)s::text[]) AS u(run_id, status, output, failure_reason, error, steps)
+WHERE r.id = u.run_id
