@@ -6,7 +6,7 @@ import asyncio
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -34,6 +34,7 @@ from dqflow.queue.events import JOB_ADDED, JOB_CANCELLED, JOB_EDITED, JOB_RETRIE
 from dqflow.queue.unique import unique_rule
 from dqflow.queue.workflows import WorkflowMethods
 from dqflow.storage import DEFAULT_BACKEND, JobFilter, JobPage, NewJob, Storage, TagMode, UniqueRule, open_storage
+from dqflow.telemetry import Tracing, tracing_from_env, with_trace
 
 if TYPE_CHECKING:  # the records need SQLModel, which only reading jobs pays for
     from dqflow.record import JobEvent, JobRecord
@@ -129,13 +130,15 @@ class Queue(WorkflowMethods):
     ``Queue.from_yaml("jobs.yaml")`` is the usual way in; ``Queue(Declaration.build(...))``
     builds one in code. The backend is, in order: the ``backend`` argument, the
     ``DQFLOW_BACKEND`` environment variable, the declaration's ``backend``, or
-    ``sqlite:///.dqflow/queue.db``.
+    ``sqlite:///.dqflow/queue.db``. ``DQFLOW_OTEL=1`` turns on OpenTelemetry spans
+    (``dqflow.telemetry``; ``tracing`` is None when off).
     """
 
     def __init__(self, declaration: Declaration, backend: str | Any | None = None, **backend_options: Any) -> None:
         self.declaration = declaration
         self.events = EventEmitter()
         self._dead_letter_specs: dict[str, str] = {}
+        self.tracing: Tracing | None = tracing_from_env()
         self.storage: Storage = open_storage(resolve_backend(declaration, backend), **backend_options)
         try:
             self.storage.setup()
@@ -356,14 +359,24 @@ class Queue(WorkflowMethods):
         ``unique``, or ``unique=`` given) is added job by job, each unique one
         checked and added in one step.
         """
+        many = isinstance(jobs, (list, tuple)) and len(jobs) > 1
+        specs = [given if isinstance(given, JobSpec) else JobSpec(**dict(given)) for given in jobs]
+        if self.tracing is None:
+            return self._add_specs(specs, many, connection)
+        with self.tracing.adding([spec.job_type for spec in specs]) as adding:
+            traced = [replace(spec, meta=with_trace(spec.meta, adding.carrier)) for spec in specs]
+            ids = self._add_specs(traced, many, connection)
+            adding.added(ids)
+            return ids
+
+    def _add_specs(self, specs: list[JobSpec], many: bool, connection: Any) -> list[int]:
         new_jobs: list[NewJob] = []
         rules: list[UniqueRule | None] = []
-        for index, given in enumerate(jobs):
-            job = given if isinstance(given, JobSpec) else JobSpec(**dict(given))
+        for index, job in enumerate(specs):
             try:
                 new_jobs.append(self._new_job(job))
             except ValidationFailed as exc:
-                if index or (isinstance(jobs, (list, tuple)) and len(jobs) > 1):
+                if index or many:
                     raise exc.located(f"job {index}") from None
                 raise
             declared = self.declaration.job_types[job.job_type]  # known: _new_job checked it

@@ -119,7 +119,10 @@ class Worker:
         loop = self._loop = asyncio.get_running_loop()
         stopping = self._stopping = asyncio.Event()
         self._grace_cut = asyncio.Event()
-        completer = Completer(self._store, self.queue.events, self.stats, self._report, on_written=self._wake)
+        tracing = self.queue.tracing
+        completer = Completer(
+            self._store, self.queue.events, self.stats, self._report, on_written=self._wake, tracing=tracing
+        )
         executor = Executor(
             self.queue,
             loop,
@@ -155,6 +158,7 @@ class Worker:
             maintenance=maintenance,
             stopping=stopping,
             report=self._report,
+            tracing=tracing,
         )
         if self._stop_requested.is_set():
             stopping.set()
