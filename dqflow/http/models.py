@@ -105,6 +105,14 @@ class OkResponse(ApiModel):
     ok: bool = True
 
 
+class GroupRequest(ApiModel):
+    """dataqueue's ``group``: its ``id`` is the concurrency group (docs/FLOW_CONTROL.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=512)
+
+
 class AddJobRequest(ApiModel):
     """``POST /api/jobs``: the payload is checked against the job type's schema."""
 
@@ -119,6 +127,9 @@ class AddJobRequest(ApiModel):
     timeout_ms: int | None = Field(default=None, ge=1)
     tags: list[str] | None = Field(default=None, max_length=100)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=1000)
+    group: GroupRequest | None = Field(
+        default=None, description="A concurrency group `{id}`: jobs of one group share its limit."
+    )
 
 
 class AddJobResponse(ApiModel):

@@ -25,7 +25,7 @@ from dqflow.storage.base import JOB_OPTIONS, JobOption, OptionKind
 _OBJECTS = re.compile(
     r"\b(dqflow_jobs_id_seq|dqflow_jobs|dqflow_job_events|dqflow_job_changes|dqflow_job_dependencies"
     r"|dqflow_job_waits|dqflow_schedules|dqflow_unique_keys|dqflow_cleanup_state|dqflow_migrations"
-    r"|dqflow_workflow_runs|dqflow_workers)\b"
+    r"|dqflow_workflow_runs|dqflow_workers|dqflow_concurrency_slots|dqflow_rate_windows)\b"
 )
 
 
@@ -82,6 +82,8 @@ def _with_options(sql: str) -> str:
         .replace("$OPTION_COLUMNS", ", ".join(o.column for o in JOB_OPTIONS))
         .replace("$OPTION_VALUES", ", ".join(_option_value(o) for o in JOB_OPTIONS))
         .replace("$CANCEL_DEPENDENTS", read("cancel_dependents").strip())
+        .replace("$FREE_SLOTS", read("free_slots").strip())
+        .replace("$ADD_DEAD_LETTERS", read("add_dead_letters").strip())
         .replace("$EDIT_ASSIGNMENTS", ",\n        ".join(_edit_assignment(o) for o in JOB_OPTIONS if o.editable))
     )
 

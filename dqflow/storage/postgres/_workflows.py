@@ -170,7 +170,9 @@ class PgWorkflows:
             notices.extend(RunNotice(state.id, state.name, s, advance.failure_reason) for s in advance.notices)
         with conn.cursor(row_factory=tuple_row) as cur:
             for reason, ids in cancels.items():
-                cur.execute(storage._q.workflow_cancel_jobs, {"ids": ids, "reason": reason})
+                cur.execute(
+                    storage._q.workflow_cancel_jobs, {"ids": ids, "reason": reason, "channel": storage._channel}
+                )
             if retries:
                 cur.execute(storage._q.workflow_retry_jobs, {"ids": retries, "channel": storage._channel})
             cur.execute(storage._q.workflow_update_run, update)
