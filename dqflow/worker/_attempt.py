@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dqflow.record import JobRecord
 from dqflow.storage import Completion, Failure, Lease
 from dqflow.worker.context import JobContext
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 
 @dataclass(eq=False)
@@ -21,6 +24,7 @@ class Attempt:
     timer: asyncio.TimerHandle | None = None  # fires at the job's timeout
     settled: bool = False  # the attempt's outcome is decided: later results of its handler are ignored
     holds_slot: bool = True  # False once its slot is free (an abandoned task holds none)
+    span: Span | None = None  # its ``dqflow.run`` span, when tracing is on
 
     @property
     def lease(self) -> Lease:

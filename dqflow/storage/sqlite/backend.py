@@ -17,12 +17,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote
 
 from dqflow.enums import EventType, JobStatus
 from dqflow.errors import InvalidJobStateError, JobNotFoundError, StorageError
-from dqflow.record import BOOLEAN_FIELDS, JSON_FIELDS, TIMESTAMP_FIELDS, JobEvent, JobRecord
 from dqflow.storage.base import (
     EDITABLE_FIELDS,
     JOB_OPTIONS,
@@ -42,16 +42,21 @@ from dqflow.storage.base import (
     TagMode,
     TickResult,
     UniqueRule,
+    WorkerInfo,
     dependency_cancel_data,
     finished_statuses,
     outcomes_by_kind,
     unfinished_dependencies,
 )
 from dqflow.storage.changes import Change
-from dqflow.storage.sqlite import _cleanup, _schedules, _unique, _workflows, changes
+from dqflow.storage.sqlite import _cleanup, _schedules, _unique, _workers, _workflows, changes
+from dqflow.storage.sqlite._memory import MEMORY_PATH, throwaway_database
 from dqflow.storage.sqlite.migrations import migrate
 from dqflow.storage.workflows import JobEnd, NewWorkflowRun, RunChange, RunNotice, WorkflowFilter
-from dqflow.workflow_record import WorkflowPage, WorkflowRun
+
+if TYPE_CHECKING:  # SQLModel models: loaded only when a record is built (``dqflow add`` never does)
+    from dqflow.record import JobEvent, JobRecord
+    from dqflow.workflow_record import WorkflowPage, WorkflowRun
 
 _loads = json.JSONDecoder().decode
 
@@ -84,37 +89,61 @@ def _datetime(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
+_record_module: ModuleType | None = None
+
+
+def _records() -> ModuleType:
+    """``dqflow.record``, imported on the first read: SQLModel loads only once a record is
+    built (``dqflow add`` never does)."""
+    global _record_module
+    if _record_module is None:
+        import dqflow.record
+
+        _record_module = dqflow.record
+    return _record_module
+
+
 def _row_to_record(row: sqlite3.Row) -> JobRecord:
+    records = _record_module or _records()
     fields = dict(zip(row.keys(), row, strict=True))
-    for name in TIMESTAMP_FIELDS:
+    for name in records.TIMESTAMP_FIELDS:
         value = fields[name]
         if value is not None:
             fields[name] = datetime.fromtimestamp(value, UTC)
-    for name in JSON_FIELDS:
+    for name in records.JSON_FIELDS:
         raw = fields[name]
         if raw is not None:
             fields[name] = _loads(raw)
-    for name in BOOLEAN_FIELDS:
+    for name in records.BOOLEAN_FIELDS:
         fields[name] = bool(fields[name])
-    return JobRecord.from_storage(fields)
+    record: JobRecord = records.JobRecord.from_storage(fields)
+    return record
 
 
-def _path_from_url(url: str) -> str:
+def path_from_url(url: str) -> str:
     """``sqlite:///relative.db`` → ``relative.db``; ``sqlite:////abs/q.db`` → ``/abs/q.db``."""
     if not url.startswith("sqlite:///"):
         raise StorageError(f"not a SQLite URL: {url!r} (use sqlite:///relative/path.db or sqlite:////abs/path.db)")
     path = unquote(url[len("sqlite:///") :].split("?", 1)[0])
-    if path in ("", ":memory:"):
-        raise StorageError("SQLite needs a file (sqlite:///path/to/queue.db): workers share it")
+    if not path:
+        raise StorageError(f"SQLite needs a file (sqlite:///path/to/queue.db) or {MEMORY_URL}, got {url!r}")
     return path
 
 
+MEMORY_URL = f"sqlite:///{MEMORY_PATH}"
+
+
 class SqliteStorage(Storage):
-    """Jobs in one SQLite file. URL: ``sqlite:///relative/path.db`` or ``sqlite:////abs/path.db``."""
+    """Jobs in one SQLite file. URL: ``sqlite:///relative/path.db`` or ``sqlite:////abs/path.db``;
+    ``sqlite:///:memory:`` is a private database of this object, gone when it is closed
+    (for tests: see ``dqflow.testing``)."""
 
     def __init__(self, url: str, *, busy_timeout_ms: int = 30_000) -> None:
         self.url = url
-        self.path = _path_from_url(url)
+        self.path = path_from_url(url)
+        self._throwaway: Callable[[], object] | None = None
+        if self.path == MEMORY_PATH:
+            self.path, self._throwaway = throwaway_database(self)
         self._busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
@@ -181,6 +210,9 @@ class SqliteStorage(Storage):
                     conn.close()
             self._connections.clear()
         self._local = threading.local()
+        if self._throwaway is not None:  # a :memory: database ends with its storage
+            self._throwaway()
+            self._ready = False
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -368,6 +400,25 @@ class SqliteStorage(Storage):
     def count_jobs(self) -> dict[tuple[str, JobStatus], int]:
         rows = self._conn().execute("SELECT job_type, status, count(*) FROM dqflow_jobs GROUP BY job_type, status")
         return {(job_type, JobStatus(status)): int(count) for job_type, status, count in rows}
+
+    def oldest_pending(self) -> JobRecord | None:
+        row = self._conn().execute("SELECT * FROM dqflow_jobs WHERE status = 'pending' ORDER BY id LIMIT 1").fetchone()
+        return None if row is None else _row_to_record(row)
+
+    # -- workers ---------------------------------------------------------------------
+
+    def beat_worker(self, worker: WorkerInfo) -> None:
+        with self._write() as conn:
+            _workers.beat(conn, worker)
+
+    def remove_worker(self, worker_id: str) -> None:
+        with self._write() as conn:
+            _workers.remove(conn, worker_id)
+
+    def list_workers(self) -> list[WorkerInfo]:
+        return _workers.listed(self._conn())
+
+    # -- managing --------------------------------------------------------------------
 
     def cancel_job(self, job_id: int) -> JobRecord:
         now = time.time()
