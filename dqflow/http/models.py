@@ -52,6 +52,12 @@ class Job(ApiModel):
     locked_by: str | None
     locked_at: datetime | None
     lease_expires_at: datetime | None
+    workflow_run_id: int | None = None
+    """The workflow run of a step job (``null`` for a plain job)."""
+    workflow_step: str | None = None
+    """The step of that run the job belongs to."""
+    workflow_item: int | None = None
+    """A ``for_each`` step job's index in the fanned-out array (``null`` otherwise)."""
 
     @classmethod
     def of(cls, record: JobRecord) -> Job:

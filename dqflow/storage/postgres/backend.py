@@ -761,7 +761,7 @@ class PostgresStorage(Storage):
 
     def create_workflow_run(self, run: NewWorkflowRun, plan: RunChange) -> tuple[int, bool]:
         notices: list[RunNotice] = []
-        with self._connection("starting a workflow run") as conn, conn.transaction():
+        with self._connection("starting a workflow run") as conn:  # one statement: atomic by itself
             result = self._workflows.create(conn, run, plan, notices)
         self._committed(notices)
         return result
