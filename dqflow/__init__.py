@@ -16,6 +16,7 @@ from dqflow.errors import (
     DqflowError,
     InvalidJobStateError,
     InvalidWorkflowStateError,
+    JobFailedError,
     JobNotFoundError,
     NotMigratedError,
     OutputParseError,
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from dqflow.queue import JobSpec, Queue
     from dqflow.record import JobEvent, JobRecord
     from dqflow.storage import JobPage
+    from dqflow.typed import JobRef, TypedJob
     from dqflow.worker import JobContext, Worker, WorkerSettingError, run_worker
     from dqflow.workflow_record import WorkflowPage, WorkflowRun, WorkflowStepRecord
 
@@ -63,6 +65,8 @@ _LAZY = {
     "JobEvent": "dqflow.record",
     "JobRecord": "dqflow.record",
     "JobPage": "dqflow.storage",
+    "JobRef": "dqflow.typed",
+    "TypedJob": "dqflow.typed",
     "TagMode": "dqflow.enums",
     "TokenRecord": "dqflow.durable.model",
     "WaitToken": "dqflow.durable.context",
@@ -106,9 +110,11 @@ __all__ = [
     "InvalidWorkflowStateError",
     "JobContext",
     "JobEvent",
+    "JobFailedError",
     "JobNotFoundError",
     "JobPage",
     "JobRecord",
+    "JobRef",
     "JobSpec",
     "JobStatus",
     "NotMigratedError",
@@ -130,6 +136,7 @@ __all__ = [
     "TokenRecord",
     "TokenTimeout",
     "TooLargeError",
+    "TypedJob",
     "UnknownJobTypeError",
     "UnknownWorkflowError",
     "ValidationFailed",

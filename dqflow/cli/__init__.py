@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-from dqflow.cli import check, cleanup, jobs, migrate, schedules, serve, tokens, worker, workflows
+from dqflow.cli import check, cleanup, codegen, jobs, migrate, operators, schedules, serve, tokens, worker, workflows
 from dqflow.cli._app import app, reset_options
 from dqflow.cli._logging import cli_logging
 from dqflow.errors import ConfigError, DqflowError
@@ -24,9 +24,11 @@ __all__ = [
     "app",
     "check",
     "cleanup",
+    "codegen",
     "jobs",
     "main",
     "migrate",
+    "operators",
     "schedules",
     "serve",
     "tokens",

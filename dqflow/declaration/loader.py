@@ -23,6 +23,8 @@ from urllib.request import pathname2url
 import yaml
 from pydantic import ValidationError
 
+from dqflow.declaration.dead_letter import dead_letter_problems
+from dqflow.declaration.flow import check_key_paths
 from dqflow.declaration.handlers import (
     HANDLER_REF,
     HandlerImportError,
@@ -43,6 +45,7 @@ from dqflow.declaration.model import (
     RetryPolicy,
     WorkerSettings,
 )
+from dqflow.declaration.models import MODEL_REF, ModelSchemaError, import_model, is_model, model_ref, model_schema
 from dqflow.declaration.schedules import Schedule, compile_schedules
 from dqflow.declaration.schemas import DRAFTS, InvalidSchemaError, LocalSchemaFiles, SchemaValidator
 from dqflow.declaration.unique import UniqueSpec, parse_unique, schema_problems
@@ -132,7 +135,9 @@ class Declaration:
 
         A job's ``handler`` may be a callable as well as ``"module:function"``;
         ``payload``/``output`` may be a schema dict, a path (relative to
-        ``base_dir``, else the current directory) or a :class:`SchemaValidator`.
+        ``base_dir``, else the current directory), a :class:`SchemaValidator`, or
+        a pydantic model class (or ``"module:Model"``): its ``model_json_schema()``
+        validates.
         ``workflows`` is the ``workflows:`` section (docs/WORKFLOWS.md), ``schedules``
         the ``schedules:`` one (docs/SCHEDULES.md), ``signals`` the ``signals:`` one
         (token data schemas, docs/DURABLE.md).
@@ -221,6 +226,13 @@ def _pick(name: str, job: RawJob, defaults: RawDefaults) -> Any:
     return getattr(defaults, name)
 
 
+def _dead_letter(name: str, job: RawJob, defaults: RawDefaults) -> str | None:
+    """The type's dead-letter type; a default never applies to the type it names."""
+    if "dead_letter" in job.model_fields_set:
+        return job.dead_letter
+    return None if defaults.dead_letter == name else defaults.dead_letter
+
+
 def _unique(
     written: Any, payload: SchemaValidator | None, loc: Loc, ctx: _Context, out: list[ConfigError]
 ) -> UniqueSpec | None:
@@ -263,6 +275,8 @@ def _load_schema(
     """The schema a job type names (read now; checked now, or on first use when ``check_schemas`` is off)."""
     if source is None or isinstance(source, SchemaValidator):
         return source
+    if is_model(source) or (isinstance(source, str) and MODEL_REF.match(source)):
+        return _model_validator(source, which, loc, ctx, cache, out)
     if isinstance(source, dict):
         what = f"inline {which} schema"
         return _schema_validator(source, what, f"{key_text(loc)} (inline)", ctx.folder_uri, loc, ctx, out)
@@ -289,6 +303,29 @@ def _load_schema(
     validator = _schema_validator(document, f"{which} schema file {written}", path, base_uri, loc, ctx, out)
     if validator is not None:
         cache[path] = validator
+    return validator
+
+
+def _model_validator(
+    source: Any, which: str, loc: Loc, ctx: _Context, cache: dict[str, SchemaValidator], out: list[ConfigError]
+) -> SchemaValidator | None:
+    """The validator of a pydantic model given as a class or as ``module:Model`` (imported now,
+    whatever ``import_handlers`` says: validation needs the schema)."""
+    ref = source if isinstance(source, str) else model_ref(source)
+    if ref in cache:
+        return cache[ref]
+    try:
+        if isinstance(source, str):
+            if ctx.base_dir is not None:
+                add_import_root(ctx.base_dir)
+            source = import_model(source)
+        document = model_schema(source)
+    except ModelSchemaError as exc:
+        out.append(ctx.problem(f"{which} model {ref}: {exc}", loc))
+        return None
+    validator = _schema_validator(document, f"{which} model {ref}", ref, ctx.folder_uri, loc, ctx, out)
+    if validator is not None:
+        cache[ref] = validator
     return validator
 
 
@@ -440,9 +477,17 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
             tags=tuple(dict.fromkeys(_pick("tags", job, defaults))),
             isolation=job.isolation,
             description=job.description,
+            concurrency=None if job.concurrency is None else job.concurrency.compiled(),
+            rate_limit=None if job.rate_limit is None else job.rate_limit.compiled(),
+            group_concurrency=_pick("group_concurrency", job, defaults),
+            dead_letter=_dead_letter(name, job, defaults),
             retention=_retention(defaults.retention, job.retention),
             unique=_unique(job.unique, payload, (*base, "unique"), ctx, problems),
         )
+        for which, limit in (("concurrency", job.concurrency), ("rate_limit", job.rate_limit)):
+            if limit is not None:
+                problems += check_key_paths(limit.key, payload, (*base, which, "key"), ctx.problem)
+    problems += dead_letter_problems(raw, job_types, ctx.problem)
     signals: dict[str, SchemaValidator] = {}
     for name, source in raw.signals.items():
         signal = _load_schema(source, "signal", ("signals", name), ctx, cache, problems)

@@ -34,7 +34,9 @@ from dqflow.bounds import (
     check_max_attempts,
     check_priority,
 )
+from dqflow.declaration.flow import ConcurrencyLimit, GroupConcurrency, RateLimit, RawConcurrency, RawRateLimit
 from dqflow.declaration.handlers import HANDLER_REF
+from dqflow.declaration.models import is_model
 from dqflow.declaration.schemas import SchemaValidator
 from dqflow.declaration.unique import UniqueSpec
 from dqflow.durations import bounded_duration, timeout_seconds
@@ -153,6 +155,10 @@ class JobTypeSpec:
     tags: tuple[str, ...] = ()
     isolation: Isolation = "thread"
     description: str | None = None
+    concurrency: ConcurrencyLimit | None = None
+    rate_limit: RateLimit | None = None
+    group_concurrency: int | None = None  # the limit of a job added with group=..., else concurrency.limit
+    dead_letter: str | None = None  # the job type a job failed for good is handed to
     retention: Retention = field(default_factory=Retention)
     unique: UniqueSpec | None = None
 
@@ -195,7 +201,7 @@ def _job_name(value: str) -> str:
 
 
 def _schema_source(value: Any) -> Any:
-    if value is None or isinstance(value, (dict, SchemaValidator)):
+    if value is None or isinstance(value, (dict, SchemaValidator)) or is_model(value):
         return value
     if isinstance(value, str):
         if not value.strip():
@@ -203,7 +209,10 @@ def _schema_source(value: Any) -> Any:
         return value
     if isinstance(value, Path):
         return str(value)
-    raise ValueError(f"expected a schema file path or an inline schema mapping, got {kind_of(value)}")
+    raise ValueError(
+        "expected a schema file path or an inline schema mapping (or a module:Model reference;"
+        f" in Declaration.build also a pydantic model class), got {kind_of(value)}"
+    )
 
 
 # Durations and numbers go through the same checks as the queue API's arguments (dqflow.bounds).
@@ -251,6 +260,8 @@ class RawPolicy(_Strict):
     retry: RawRetry = Field(default_factory=RawRetry)
     priority: Priority = 0
     tags: list[Tag] = Field(default_factory=list)
+    group_concurrency: GroupConcurrency | None = None
+    dead_letter: JobName | None = None
     retention: RawRetention = Field(default_factory=RawRetention)
 
     _retry_none = field_validator("retry", "retention", mode="before")(_none_is_empty)
@@ -267,6 +278,8 @@ class RawJob(RawPolicy):
     output: SchemaSource = None
     description: str | None = None
     isolation: Isolation = "thread"
+    concurrency: RawConcurrency | None = None
+    rate_limit: RawRateLimit | None = None
 
     @field_validator("handler", mode="before")
     @classmethod

@@ -67,6 +67,12 @@ class Job(ApiModel):
     locked_by: str | None
     locked_at: datetime | None
     lease_expires_at: datetime | None
+    workflow_run_id: int | None = None
+    """The workflow run of a step job (``null`` for a plain job)."""
+    workflow_step: str | None = None
+    """The step of that run the job belongs to."""
+    workflow_item: int | None = None
+    """A ``for_each`` step job's index in the fanned-out array (``null`` otherwise)."""
     steps: dict[str, Step] = Field(default_factory=dict)
     wait: Wait | None = None
 
@@ -129,6 +135,14 @@ class OkResponse(ApiModel):
     ok: bool = True
 
 
+class GroupRequest(ApiModel):
+    """dataqueue's ``group``: its ``id`` is the concurrency group (docs/FLOW_CONTROL.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=512)
+
+
 class AddJobRequest(ApiModel):
     """``POST /api/jobs``: the payload is checked against the job type's schema."""
 
@@ -143,6 +157,9 @@ class AddJobRequest(ApiModel):
     timeout_ms: int | None = Field(default=None, ge=1)
     tags: list[str] | None = Field(default=None, max_length=100)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=1000)
+    group: GroupRequest | None = Field(
+        default=None, description="A concurrency group `{id}`: jobs of one group share its limit."
+    )
 
 
 class AddJobResponse(ApiModel):

@@ -9,12 +9,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from pydantic import BaseModel
 
 from dqflow.bounds import RUN_AT_MAX, check_max_attempts, check_priority, check_run_at
 from dqflow.declaration import Declaration, JobTypeSpec, SchemaValidator, load_declaration
+from dqflow.declaration.flow import dead_letter_spec, flow_options
 from dqflow.durable.tokens import token_data_json
 from dqflow.durations import bounded_duration, parse_duration, timeout_seconds, to_ms
 from dqflow.enums import JobStatus
@@ -31,7 +32,7 @@ from dqflow.errors import (
     WaitTimeoutError,
 )
 from dqflow.json_values import dumps
-from dqflow.queue.events import JOB_ADDED, JOB_CANCELLED, JOB_EDITED, JOB_RETRIED, EventEmitter, Listener
+from dqflow.queue.events import JOB_ADDED, JOB_CANCELLED, JOB_EDITED, JOB_RETRIED, EventEmitter, EventName, Listener
 from dqflow.queue.unique import unique_rule
 from dqflow.queue.workflows import WorkflowMethods
 from dqflow.storage import DEFAULT_BACKEND, JobFilter, JobPage, NewJob, Storage, TagMode, UniqueRule, open_storage
@@ -121,6 +122,7 @@ class JobSpec:
     retry_jitter: bool | None = None
     meta: Mapping[str, Any] | None = None
     depends_on: Sequence[int] | None = None
+    group: str | None = None
     unique: Any = None  # None: the job type's `unique`; False: none; a mapping as in jobs.yaml
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -138,6 +140,7 @@ class Queue(WorkflowMethods):
     def __init__(self, declaration: Declaration, backend: str | Any | None = None, **backend_options: Any) -> None:
         self.declaration = declaration
         self.events = EventEmitter()
+        self._dead_letter_specs: dict[str, str] = {}
         self.tracing: Tracing | None = tracing_from_env()
         self.storage: Storage = open_storage(resolve_backend(declaration, backend), **backend_options)
         try:
@@ -172,7 +175,7 @@ class Queue(WorkflowMethods):
         """Close the backend's connections."""
         self.storage.close()
 
-    def __enter__(self) -> Queue:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -180,15 +183,15 @@ class Queue(WorkflowMethods):
 
     # -- events ----------------------------------------------------------------------
 
-    def on(self, event: str, listener: Listener) -> Listener:
+    def on(self, event: EventName, listener: Listener) -> Listener:
         """Call ``listener(data)`` on every ``event`` (``job:added``, ``job:completed``, ...)."""
         return self.events.on(event, listener)
 
-    def once(self, event: str, listener: Listener) -> Listener:
+    def once(self, event: EventName, listener: Listener) -> Listener:
         """Call ``listener(data)`` on the next ``event`` only."""
         return self.events.once(event, listener)
 
-    def off(self, event: str, listener: Listener | None = None) -> None:
+    def off(self, event: EventName, listener: Listener | None = None) -> None:
         """Stop calling ``listener`` (or every listener) for ``event``."""
         self.events.off(event, listener)
 
@@ -275,7 +278,18 @@ class Queue(WorkflowMethods):
             idempotency_key=job.idempotency_key,
             meta_json=meta_json,
             depends_on=_job_ids(job.depends_on),
+            dead_letter_json=self._dead_letter(declared),
+            **flow_options(declared, payload_json, job.group),
         )
+
+    def _dead_letter(self, declared: JobTypeSpec) -> str | None:
+        """``NewJob.dead_letter_json`` of a job of ``declared`` (built once per type)."""
+        if declared.dead_letter is None:
+            return None
+        spec = self._dead_letter_specs.get(declared.name)
+        if spec is None:
+            spec = self._dead_letter_specs[declared.name] = dead_letter_spec(self.job_type(declared.dead_letter))
+        return spec
 
     # -- adding ----------------------------------------------------------------------
 
@@ -297,6 +311,7 @@ class Queue(WorkflowMethods):
         retry_jitter: bool | None = None,
         meta: Mapping[str, Any] | None = None,
         depends_on: Sequence[int] | None = None,
+        group: str | None = None,
         unique: Mapping[str, Any] | bool | None = None,
         connection: Any = None,
     ) -> int:
@@ -310,6 +325,9 @@ class Queue(WorkflowMethods):
         one fails for good or is cancelled, this job is cancelled with reason
         ``dependency_failed``. An id that does not exist, or names a failed or
         cancelled job, raises ``DependencyError`` and nothing is stored.
+        ``group`` puts the job in a concurrency group: at most the type's
+        ``group_concurrency`` (else ``concurrency.limit``) jobs of that group run at once,
+        whatever their types (docs/FLOW_CONTROL.md).
         ``unique`` (``{"key": ..., "for": ..., "while": [...]}``, as in jobs.yaml; False:
         none; default: the job type's) returns the id of a duplicate instead of adding
         (docs/SCHEDULES.md). ``connection`` (PostgreSQL) enqueues inside the caller's
@@ -331,6 +349,7 @@ class Queue(WorkflowMethods):
             retry_jitter=retry_jitter,
             meta=meta,
             depends_on=depends_on,
+            group=group,
             unique=unique,
         )
         return self.add_many([job], connection=connection)[0]
@@ -382,6 +401,50 @@ class Queue(WorkflowMethods):
                 if result.created:
                     self.events.emit(JOB_ADDED, {"job_id": result.job_id, "job_type": new.job_type})
         return [result.job_id for result in results]
+
+    async def add_async(
+        self,
+        job_type: str,
+        payload: Any = None,
+        *,
+        priority: int | None = None,
+        run_at: datetime | None = None,
+        delay: Duration | None = None,
+        timeout: Duration | _Unset | None = UNSET,
+        max_attempts: int | None = None,
+        tags: Sequence[str] | None = None,
+        idempotency_key: str | None = None,
+        retry_delay: Duration | None = None,
+        retry_backoff: str | None = None,
+        retry_max_delay: Duration | _Unset | None = UNSET,
+        retry_jitter: bool | None = None,
+        meta: Mapping[str, Any] | None = None,
+        depends_on: Sequence[int] | None = None,
+    ) -> int:
+        """``add`` for asyncio code: validation and the insert run on a thread, so the
+        event loop never blocks. Same options, same errors."""
+        job = JobSpec(
+            job_type,
+            payload,
+            priority=priority,
+            run_at=run_at,
+            delay=delay,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            tags=tags,
+            idempotency_key=idempotency_key,
+            retry_delay=retry_delay,
+            retry_backoff=retry_backoff,
+            retry_max_delay=retry_max_delay,
+            retry_jitter=retry_jitter,
+            meta=meta,
+            depends_on=depends_on,
+        )
+        return (await self.add_many_async([job]))[0]
+
+    async def add_many_async(self, jobs: Iterable[JobSpec | Mapping[str, Any]]) -> list[int]:
+        """``add_many`` for asyncio code (on a thread, like ``add_async``)."""
+        return await asyncio.to_thread(self.add_many, list(jobs))
 
     # -- reading ---------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from dqflow.storage.base import (
     TickVerdict,
     UniqueRule,
     Wait,
+    WorkerInfo,
 )
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "TickVerdict",
     "UniqueRule",
     "Wait",
+    "WorkerInfo",
     "open_storage",
 ]
 

@@ -25,22 +25,20 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeAlias, get_args
-
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Integer, Text
 
 from dqflow.durable.model import NewToken, TokenRecord, iso
 from dqflow.enums import JobStatus
 from dqflow.enums import TagMode as TagMode  # re-exported: the backends and dqflow.storage take it from here
 from dqflow.errors import DependencyError
-from dqflow.record import JobEvent, JobRecord, JobTable
 from dqflow.storage.changes import Change
 from dqflow.storage.workflows import NewWorkflowRun, RunChange, WorkflowAdvancer, WorkflowFilter
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the records are SQLModel models: loaded by backends when they build one
+    from dqflow.record import JobEvent, JobRecord
     from dqflow.workflow_record import WorkflowPage, WorkflowRun
 
 
@@ -65,10 +63,16 @@ class NewJob:
     workflow_step: str | None = None
     workflow_item: int | None = None
     depends_on: tuple[int, ...] = ()  # ids of jobs this one waits for (kept in a table of its own)
+    concurrency_key: str | None = None  # with concurrency_limit: at most that many such jobs processing at once
+    concurrency_limit: int | None = None
+    rate_key: str | None = None  # with rate_limit, rate_window_ms: at most that many starts per window
+    rate_limit: int | None = None
+    rate_window_ms: int | None = None
+    dead_letter_json: str | None = None  # the job to add when this one fails for good (DeadLetter.spec_json)
 
 
 class OptionKind(StrEnum):
-    """How a job option's value is held in ``NewJob`` (read off its ``JobRecord`` column)."""
+    """How a job option's value is held in ``NewJob`` (matches its ``JobRecord`` column type)."""
 
     INT32 = "int32"  # Integer column
     INT = "int"  # BigInteger column
@@ -90,49 +94,39 @@ class JobOption:
     editable: bool
 
 
-_FIXED_AT_ADD = frozenset({"job_type", "idempotency_key", "workflow_run_id", "workflow_step", "workflow_item"})
-_NOT_COLUMNS = frozenset({"depends_on"})  # NewJob fields stored outside the job row
+def _option(name: str, kind: OptionKind, *, nullable: bool = False, editable: bool = True) -> JobOption:
+    return JobOption(name, name.removesuffix("_json"), kind, nullable, editable)
 
 
-def _option_kind(name: str, column: Any) -> OptionKind:
-    if name.endswith("_json"):
-        return OptionKind.JSON_TEXT
-    kinds: tuple[tuple[type, OptionKind], ...] = (
-        (BigInteger, OptionKind.INT),
-        (Integer, OptionKind.INT32),
-        (Boolean, OptionKind.BOOL),
-        (DateTime, OptionKind.TIME),
-        (JSON, OptionKind.STRINGS),
-        (Text, OptionKind.TEXT),
-    )
-    for sql_type, kind in kinds:
-        if isinstance(column.type, sql_type):
-            return kind
-    raise TypeError(f"NewJob.{name}: no option kind for column type {column.type!r}")  # pragma: no cover
-
-
-def _job_options() -> tuple[JobOption, ...]:
-    columns = JobTable.__table__.columns  # type: ignore[attr-defined]
-    options = []
-    for item in fields(NewJob):
-        if item.name in _NOT_COLUMNS:
-            continue
-        column = columns[item.name.removesuffix("_json")]
-        options.append(
-            JobOption(
-                item.name,
-                column.name,
-                _option_kind(item.name, column),
-                bool(column.nullable),
-                item.name not in _FIXED_AT_ADD,
-            )
-        )
-    return tuple(options)
-
-
-JOB_OPTIONS: tuple[JobOption, ...] = _job_options()
+_K = OptionKind
+JOB_OPTIONS: tuple[JobOption, ...] = (
+    _option("job_type", _K.TEXT, editable=False),
+    _option("payload_json", _K.JSON_TEXT),
+    _option("priority", _K.INT32),
+    _option("run_at", _K.TIME),
+    _option("max_attempts", _K.INT32),
+    _option("timeout_ms", _K.INT, nullable=True),
+    _option("retry_delay_ms", _K.INT),
+    _option("retry_backoff", _K.TEXT),
+    _option("retry_max_delay_ms", _K.INT, nullable=True),
+    _option("retry_jitter", _K.BOOL),
+    _option("tags", _K.STRINGS),
+    _option("idempotency_key", _K.TEXT, nullable=True, editable=False),
+    _option("meta_json", _K.JSON_TEXT),
+    _option("workflow_run_id", _K.INT, nullable=True, editable=False),  # a workflow step job: its run,
+    _option("workflow_step", _K.TEXT, nullable=True, editable=False),  # step
+    _option("workflow_item", _K.INT32, nullable=True, editable=False),  # and fan-out index
+    _option("concurrency_key", _K.TEXT, nullable=True, editable=False),  # flow control (migration 0008)
+    _option("concurrency_limit", _K.INT32, nullable=True, editable=False),
+    _option("rate_key", _K.TEXT, nullable=True, editable=False),
+    _option("rate_limit", _K.INT32, nullable=True, editable=False),
+    _option("rate_window_ms", _K.INT, nullable=True, editable=False),
+    _option("dead_letter_json", _K.JSON_TEXT, nullable=True, editable=False),
+)
 """Every job option, in ``NewJob`` order: the one table backends build their inserts,
-edits and codecs from (derived from ``NewJob`` and the ``JobRecord`` columns)."""
+edits and codecs from. A literal, so that importing the contract does not load
+SQLAlchemy; ``tests/test_job_options.py`` proves it matches ``NewJob`` and the
+``JobRecord`` columns (a new option: a ``NewJob`` field, a column, a row here)."""
 
 EDITABLE_FIELDS = frozenset(option.name for option in JOB_OPTIONS if option.editable)
 """Fields ``edit_job`` accepts (values as in ``NewJob``; ``*_json`` fields are JSON text)."""
@@ -161,6 +155,19 @@ def unfinished_dependencies(
         if status != "completed":
             unfinished.append(dependency)
     return unfinished
+
+
+DEAD_LETTER_FIELDS = (
+    "job_type",
+    "priority",
+    "max_attempts",
+    "timeout_ms",
+    "retry_delay_ms",
+    "retry_backoff",
+    "retry_max_delay_ms",
+    "retry_jitter",
+)
+"""The keys of ``NewJob.dead_letter_json``: the ``NewJob`` fields of the dead-letter job."""
 
 
 def dependency_cancel_data(dependency: int) -> dict[str, Any]:
@@ -400,6 +407,27 @@ class JobPage:
     next_cursor: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A worker as it registers itself in storage (``dqflow stats``, ``dqflow health``).
+
+    ``last_seen`` is set by the storage (its clock) on every beat; ignored when writing.
+    """
+
+    worker_id: str
+    host: str
+    pid: int
+    started_at: datetime
+    concurrency: int
+    job_types: tuple[str, ...]
+    last_seen: datetime | None = None
+
+
+WORKER_FORGET_AFTER_S = 86_400
+"""A worker not seen for this long (it died without unregistering) leaves the registry
+at the next beat of any worker."""
+
+
 class Storage(ABC):
     """Where jobs live. Implementations must be safe to call from several threads."""
 
@@ -454,6 +482,22 @@ class Storage(ABC):
     #   turn, with ``failure_reason = dependency_failed`` and a ``cancelled``
     #   event naming the dependency.
 
+    # -- flow control (docs/FLOW_CONTROL.md) ------------------------------------------
+    # * ``concurrency_key``: ``claim_jobs`` never lets more than ``concurrency_limit`` jobs
+    #   with one key be processing; every way out of processing (settled, reclaimed,
+    #   cancelled, released) frees the slot in the same atomic step.
+    # * ``rate_key``: ``claim_jobs`` starts at most ``rate_limit`` jobs with one key per
+    #   fixed window of ``rate_window_ms`` (windows aligned to the epoch).
+    # * A job held back by either stays pending and does not hold back other jobs (claim
+    #   order holds among the claimable ones). ``next_due_in`` leaves out jobs waiting
+    #   for a slot (a freed slot wakes workers) and counts one waiting for a window as
+    #   due when the window ends.
+    # * ``dead_letter_json``: a job that fails for good (a settled ``Failure`` without
+    #   ``retry_at``, or its lease expired on its last attempt) adds, in the same atomic
+    #   step, a pending job of ``DEAD_LETTER_FIELDS`` from it whose payload is the
+    #   envelope ``dqflow/schemas/dead_letter.json`` (original_id, job_type, payload,
+    #   error_history, failure_reason, failed_at, attempts), with an ``added`` event.
+
     # -- reading -------------------------------------------------------------------
 
     @abstractmethod
@@ -472,6 +516,25 @@ class Storage(ABC):
     def count_jobs(self) -> dict[tuple[str, JobStatus], int]:
         """How many jobs there are per (job type, status); pairs with none are left out.
         For dashboards and metrics: exact, and cheap enough to ask every few seconds."""
+
+    @abstractmethod
+    def oldest_pending(self) -> JobRecord | None:
+        """The pending job added first (lowest id), or None: how far behind the queue is."""
+
+    # -- workers (a registry for operators; never on the job path) -------------------
+
+    @abstractmethod
+    def beat_worker(self, worker: WorkerInfo) -> None:
+        """Record that ``worker`` is alive: insert or replace its entry with ``last_seen``
+        = now; entries not seen for ``WORKER_FORGET_AFTER_S`` are removed in the same step."""
+
+    @abstractmethod
+    def remove_worker(self, worker_id: str) -> None:
+        """Drop a worker's entry (it stopped cleanly). Unknown ids are ignored."""
+
+    @abstractmethod
+    def list_workers(self) -> list[WorkerInfo]:
+        """Every registered worker, the most recently seen first."""
 
     # -- managing ------------------------------------------------------------------
 
@@ -506,7 +569,8 @@ class Storage(ABC):
         attempts+1, output and progress cleared (a new attempt starts with
         neither), a new ``lease_token``, ``locked_by``/``locked_at``,
         ``lease_expires_at = now + lease_ms``, ``started_at`` and a
-        ``processing`` event. Returns the updated records."""
+        ``processing`` event. Jobs held back by their concurrency key or rate
+        window are passed over (see "flow control" above). Returns the updated records."""
 
     @abstractmethod
     def renew_leases(self, worker_id: str, leases: Sequence[Lease], lease_ms: int) -> set[int]:
@@ -583,7 +647,8 @@ class Storage(ABC):
     @abstractmethod
     def next_due_in(self, job_types: Sequence[str] | None) -> float | None:
         """Seconds until the earliest pending job is due, or a waiting durable job's
-        ``wake_at`` (0 if one is ready now), None if there is neither."""
+        ``wake_at`` (0 if one is ready now), None if there is neither. A job waiting for a
+        concurrency slot is left out; one waiting for its rate window is due when the window ends."""
 
     @abstractmethod
     def wait_for_jobs(self, timeout: float, job_types: Sequence[str] | None) -> None:

@@ -39,6 +39,7 @@ from dqflow.record import TIMESTAMP_FIELDS, JobEvent, JobRecord, JobStatus
 from dqflow.storage.base import (
     EDITABLE_FIELDS,
     JOB_OPTIONS,
+    WORKER_FORGET_AFTER_S,
     AddResult,
     Completion,
     Failure,
@@ -56,6 +57,7 @@ from dqflow.storage.base import (
     TickResult,
     UniqueRule,
     Wait,
+    WorkerInfo,
     finished_statuses,
     outcomes_by_kind,
     unfinished_dependencies,
@@ -445,6 +447,41 @@ class PostgresStorage(Storage):
         rows = self._rows("counting jobs", self._q.count_jobs, {})
         return {(row["job_type"], JobStatus(row["status"])): int(row["count"]) for row in rows}
 
+    def oldest_pending(self) -> JobRecord | None:
+        rows = self._rows("reading the oldest pending job", self._q.oldest_pending, {})
+        return _record(rows[0]) if rows else None
+
+    # -- workers ---------------------------------------------------------------------
+
+    def beat_worker(self, worker: WorkerInfo) -> None:
+        params = {
+            "worker_id": worker.worker_id,
+            "host": worker.host,
+            "pid": worker.pid,
+            "started_at": worker.started_at,
+            "concurrency": worker.concurrency,
+            "job_types": json.dumps(list(worker.job_types)),
+            "forget_after_s": WORKER_FORGET_AFTER_S,
+        }
+        self._rowcount("recording a worker's beat", self._q.beat_worker, params)
+
+    def remove_worker(self, worker_id: str) -> None:
+        self._rowcount("removing a worker", self._q.remove_worker, {"worker_id": worker_id})
+
+    def list_workers(self) -> list[WorkerInfo]:
+        return [
+            WorkerInfo(
+                worker_id=row["worker_id"],
+                host=row["host"],
+                pid=row["pid"],
+                started_at=row["started_at"].astimezone(UTC),
+                last_seen=row["last_seen"].astimezone(UTC),
+                concurrency=row["concurrency"],
+                job_types=tuple(row["job_types"]),
+            )
+            for row in self._rows("listing workers", self._q.list_workers, {})
+        ]
+
     # -- managing --------------------------------------------------------------------
 
     def _change(self, action: str, query: str, params: dict[str, Any], allowed: str) -> JobRecord:
@@ -464,8 +501,9 @@ class PostgresStorage(Storage):
 
     def cancel_job(self, job_id: int) -> JobRecord:
         allowed = "pending, waiting or processing"
+        params = {"job_id": job_id, "channel": self._channel}
         if self.workflow_advancer is None:
-            return self._change("cancelled", self._q.cancel_job, {"job_id": job_id}, allowed)
+            return self._change("cancelled", self._q.cancel_job, params, allowed)
         notices: list[RunNotice] = []
         with self._connection("cancelling a job") as conn, conn.transaction():
             with conn.cursor(row_factory=tuple_row) as cur:
@@ -474,7 +512,7 @@ class PostgresStorage(Storage):
             run_id = None if found is None or found[0] is None else int(found[0])
             states = self._workflows.lock(conn, [run_id] if run_id is not None else [])  # the run before its job
             with conn.cursor(row_factory=dict_row) as cur:
-                cur.execute(self._q.cancel_job, {"job_id": job_id})
+                cur.execute(self._q.cancel_job, params)
                 record = self._changed("cancelled", job_id, cur.fetchall(), allowed)
             if run_id is not None:
                 end = JobEnd(job_id, record.workflow_step or "", record.workflow_item, "cancelled", reason="cancelled")
@@ -821,7 +859,7 @@ class PostgresStorage(Storage):
 
     def create_workflow_run(self, run: NewWorkflowRun, plan: RunChange) -> tuple[int, bool]:
         notices: list[RunNotice] = []
-        with self._connection("starting a workflow run") as conn, conn.transaction():
+        with self._connection("starting a workflow run") as conn:  # one statement: atomic by itself
             result = self._workflows.create(conn, run, plan, notices)
         self._committed(notices)
         return result

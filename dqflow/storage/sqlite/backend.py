@@ -17,14 +17,15 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote
 
 from dqflow.durable.model import NewToken, TokenRecord
 from dqflow.enums import EventType, JobStatus
 from dqflow.errors import InvalidJobStateError, JobNotFoundError, StorageError
-from dqflow.record import BOOLEAN_FIELDS, JSON_FIELDS, TIMESTAMP_FIELDS, JobEvent, JobRecord
 from dqflow.storage.base import (
+    DEAD_LETTER_FIELDS,
     EDITABLE_FIELDS,
     JOB_OPTIONS,
     AddResult,
@@ -44,16 +45,21 @@ from dqflow.storage.base import (
     TickResult,
     UniqueRule,
     Wait,
+    WorkerInfo,
     dependency_cancel_data,
     finished_statuses,
     outcomes_by_kind,
     unfinished_dependencies,
 )
 from dqflow.storage.changes import Change
-from dqflow.storage.sqlite import _cleanup, _durable, _schedules, _unique, _workflows, changes
+from dqflow.storage.sqlite import _cleanup, _durable, _schedules, _unique, _workers, _workflows, changes, flow
+from dqflow.storage.sqlite._memory import MEMORY_PATH, throwaway_database
 from dqflow.storage.sqlite.migrations import migrate
 from dqflow.storage.workflows import JobEnd, NewWorkflowRun, RunChange, RunNotice, WorkflowFilter
-from dqflow.workflow_record import WorkflowPage, WorkflowRun
+
+if TYPE_CHECKING:  # SQLModel models: loaded only when a record is built (``dqflow add`` never does)
+    from dqflow.record import JobEvent, JobRecord
+    from dqflow.workflow_record import WorkflowPage, WorkflowRun
 
 _loads = json.JSONDecoder().decode
 
@@ -86,37 +92,61 @@ def _datetime(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
+_record_module: ModuleType | None = None
+
+
+def _records() -> ModuleType:
+    """``dqflow.record``, imported on the first read: SQLModel loads only once a record is
+    built (``dqflow add`` never does)."""
+    global _record_module
+    if _record_module is None:
+        import dqflow.record
+
+        _record_module = dqflow.record
+    return _record_module
+
+
 def _row_to_record(row: sqlite3.Row) -> JobRecord:
+    records = _record_module or _records()
     fields = dict(zip(row.keys(), row, strict=True))
-    for name in TIMESTAMP_FIELDS:
+    for name in records.TIMESTAMP_FIELDS:
         value = fields[name]
         if value is not None:
             fields[name] = datetime.fromtimestamp(value, UTC)
-    for name in JSON_FIELDS:
+    for name in records.JSON_FIELDS:
         raw = fields[name]
         if raw is not None:
             fields[name] = _loads(raw)
-    for name in BOOLEAN_FIELDS:
+    for name in records.BOOLEAN_FIELDS:
         fields[name] = bool(fields[name])
-    return JobRecord.from_storage(fields)
+    record: JobRecord = records.JobRecord.from_storage(fields)
+    return record
 
 
-def _path_from_url(url: str) -> str:
+def path_from_url(url: str) -> str:
     """``sqlite:///relative.db`` → ``relative.db``; ``sqlite:////abs/q.db`` → ``/abs/q.db``."""
     if not url.startswith("sqlite:///"):
         raise StorageError(f"not a SQLite URL: {url!r} (use sqlite:///relative/path.db or sqlite:////abs/path.db)")
     path = unquote(url[len("sqlite:///") :].split("?", 1)[0])
-    if path in ("", ":memory:"):
-        raise StorageError("SQLite needs a file (sqlite:///path/to/queue.db): workers share it")
+    if not path:
+        raise StorageError(f"SQLite needs a file (sqlite:///path/to/queue.db) or {MEMORY_URL}, got {url!r}")
     return path
 
 
+MEMORY_URL = f"sqlite:///{MEMORY_PATH}"
+
+
 class SqliteStorage(Storage):
-    """Jobs in one SQLite file. URL: ``sqlite:///relative/path.db`` or ``sqlite:////abs/path.db``."""
+    """Jobs in one SQLite file. URL: ``sqlite:///relative/path.db`` or ``sqlite:////abs/path.db``;
+    ``sqlite:///:memory:`` is a private database of this object, gone when it is closed
+    (for tests: see ``dqflow.testing``)."""
 
     def __init__(self, url: str, *, busy_timeout_ms: int = 30_000) -> None:
         self.url = url
-        self.path = _path_from_url(url)
+        self.path = path_from_url(url)
+        self._throwaway: Callable[[], object] | None = None
+        if self.path == MEMORY_PATH:
+            self.path, self._throwaway = throwaway_database(self)
         self._busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
@@ -183,6 +213,9 @@ class SqliteStorage(Storage):
                     conn.close()
             self._connections.clear()
         self._local = threading.local()
+        if self._throwaway is not None:  # a :memory: database ends with its storage
+            self._throwaway()
+            self._ready = False
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -243,6 +276,19 @@ class SqliteStorage(Storage):
             self._event(conn, job_id, EventType.ADDED, now)
             results.append(AddResult(job_id, True))
         return results
+
+    def _add_dead_letter(self, conn: sqlite3.Connection, job_id: int, spec_json: str, now: float) -> None:
+        """Add the dead-letter job of ``job_id`` (just failed for good), with its ``added`` event."""
+        job_type, payload, history, reason, attempts = conn.execute(
+            "SELECT job_type, payload, error_history, failure_reason, attempts FROM dqflow_jobs WHERE id = ?",
+            (job_id,),
+        ).fetchone()
+        spec = json.loads(spec_json)
+        body = flow.envelope(job_id, job_type, payload, history, reason, _iso(now), attempts)
+        job = NewJob(payload_json=body, **{name: spec[name] for name in DEAD_LETTER_FIELDS if name in spec})
+        values = [encode(getattr(job, name), now) for name, encode in _OPTION_ENCODERS]
+        cursor = conn.execute(_INSERT_JOB, (*values, now, now))
+        self._event(conn, int(cursor.lastrowid or 0), EventType.ADDED, now)
 
     @staticmethod
     def _unfinished_dependencies(conn: sqlite3.Connection, index: int, depends_on: Sequence[int]) -> list[int]:
@@ -371,6 +417,25 @@ class SqliteStorage(Storage):
         rows = self._conn().execute("SELECT job_type, status, count(*) FROM dqflow_jobs GROUP BY job_type, status")
         return {(job_type, JobStatus(status)): int(count) for job_type, status, count in rows}
 
+    def oldest_pending(self) -> JobRecord | None:
+        row = self._conn().execute("SELECT * FROM dqflow_jobs WHERE status = 'pending' ORDER BY id LIMIT 1").fetchone()
+        return None if row is None else _row_to_record(row)
+
+    # -- workers ---------------------------------------------------------------------
+
+    def beat_worker(self, worker: WorkerInfo) -> None:
+        with self._write() as conn:
+            _workers.beat(conn, worker)
+
+    def remove_worker(self, worker_id: str) -> None:
+        with self._write() as conn:
+            _workers.remove(conn, worker_id)
+
+    def list_workers(self) -> list[WorkerInfo]:
+        return _workers.listed(self._conn())
+
+    # -- managing --------------------------------------------------------------------
+
     def cancel_job(self, job_id: int) -> JobRecord:
         now = time.time()
         notices: list[RunNotice] = []
@@ -451,16 +516,25 @@ class SqliteStorage(Storage):
             type_clause = f" AND job_type IN ({','.join('?' * len(job_types))})"
             params.extend(job_types)
         params.append(limit)
-        sql = (
+        claim = (
             "UPDATE dqflow_jobs SET status = 'processing', attempts = attempts + 1, lease_token = lease_token + 1,"
             " output = NULL, progress = NULL, locked_by = ?, locked_at = ?, lease_expires_at = ?, started_at = ?,"
             " updated_at = ?"
-            " WHERE id IN (SELECT id FROM dqflow_jobs INDEXED BY dqflow_jobs_ready"
+        )
+        sql = (
+            f"{claim} WHERE id IN (SELECT id FROM dqflow_jobs INDEXED BY dqflow_jobs_ready"
             f" WHERE status = 'pending' AND run_at <= ?{type_clause}"
             " ORDER BY priority DESC, run_at, id LIMIT ?) RETURNING *"
         )
         with self._write() as conn:
-            records = [_row_to_record(row) for row in conn.execute(sql, params).fetchall()]
+            if conn.execute(flow.ANY_LIMITED_PENDING).fetchone() is None:
+                rows = conn.execute(sql, params).fetchall()
+            else:
+                ids = flow.pick_limited(conn, now, type_clause, params[6:-1], limit)
+                rows = conn.execute(
+                    f"{claim} WHERE id IN (SELECT value FROM json_each(?)) RETURNING *", [*params[:5], json.dumps(ids)]
+                ).fetchall()
+            records = [_row_to_record(row) for row in rows]
             if records:
                 worker = json.dumps(worker_id)
                 conn.executemany(
@@ -550,14 +624,15 @@ class SqliteStorage(Storage):
         applied: list[bool] = []
         for item in failures:
             row = conn.execute(
-                "SELECT attempts, output, progress, workflow_run_id, workflow_step, workflow_item FROM dqflow_jobs"
+                "SELECT attempts, output, progress, dead_letter, workflow_run_id, workflow_step, workflow_item"
+                " FROM dqflow_jobs"
                 " WHERE id = ? AND lease_token = ? AND status = 'processing'",
                 (item.job_id, item.lease_token),
             ).fetchone()
             if row is None:
                 applied.append(False)
                 continue
-            attempt, output, progress, run_id, step, index = row
+            attempt, output, progress, dead_letter, run_id, step, index = row
             entry = _error_entry(attempt, item.error, item.reason, now, item.traceback, output, progress)
             retry = item.retry_at is not None
             # a retried job starts its next attempt clean; a job failed for good keeps what it stored
@@ -587,6 +662,8 @@ class SqliteStorage(Storage):
             )
             if not retry:
                 self._cancel_dependents(conn, [item.job_id], now)
+                if dead_letter is not None:
+                    self._add_dead_letter(conn, item.job_id, dead_letter, now)
                 if run_id is not None:
                     ends.append((run_id, JobEnd(item.job_id, step, index, "failed", None, item.reason, item.error)))
             applied.append(True)
@@ -630,11 +707,11 @@ class SqliteStorage(Storage):
         notices: list[RunNotice] = []
         with self._write() as conn:
             rows = conn.execute(
-                "SELECT id, attempts, max_attempts, locked_by, output, progress, workflow_run_id, workflow_step,"
-                " workflow_item FROM dqflow_jobs WHERE status = 'processing' AND lease_expires_at < ?",
+                "SELECT id, attempts, max_attempts, locked_by, output, progress, dead_letter, workflow_run_id,"
+                " workflow_step, workflow_item FROM dqflow_jobs WHERE status = 'processing' AND lease_expires_at < ?",
                 (now,),
             ).fetchall()
-            for job_id, attempts, max_attempts, locked_by, output, progress, run_id, step, index in rows:
+            for job_id, attempts, max_attempts, locked_by, output, progress, dead_letter, run_id, step, index in rows:
                 if attempts >= max_attempts:
                     error = (
                         f"worker {locked_by} stopped renewing its lease and the job has used all"
@@ -655,6 +732,8 @@ class SqliteStorage(Storage):
                         {"attempt": attempts, "error": error, "reason": "lease_expired", "will_retry": False},
                     )
                     self._cancel_dependents(conn, [job_id], now)
+                    if dead_letter is not None:
+                        self._add_dead_letter(conn, job_id, dead_letter, now)
                     if run_id is not None:
                         ends.append((run_id, JobEnd(job_id, step, index, "failed", None, "lease_expired", error)))
                     reclaimed.append(ReclaimedJob(job_id, JobStatus.FAILED))
@@ -678,17 +757,20 @@ class SqliteStorage(Storage):
         return reclaimed
 
     def next_due_in(self, job_types: Sequence[str] | None) -> float | None:
-        type_clause = ""
-        params: list[Any] = []
-        if job_types:
-            type_clause = f" AND job_type IN ({','.join('?' * len(job_types))})"
-            params.extend(job_types)
-        sql = (
-            f"SELECT min(run_at) FROM dqflow_jobs WHERE status = 'pending'{type_clause}"
-            " UNION ALL SELECT min(wake_at) FROM dqflow_jobs INDEXED BY dqflow_jobs_wake"
-            f" WHERE status = 'waiting' AND wake_at IS NOT NULL{type_clause}"
+        sql = flow.NEXT_DUE
+        wake_sql = (
+            "SELECT min(wake_at) FROM dqflow_jobs INDEXED BY dqflow_jobs_wake"
+            " WHERE status = 'waiting' AND wake_at IS NOT NULL"  # a sleeping durable job's wake-up
         )
-        found = [row[0] for row in self._conn().execute(sql, params + params) if row[0] is not None]
+        params: list[Any] = [time.time()]
+        if job_types:
+            marks = ",".join("?" * len(job_types))
+            sql += f" AND c.job_type IN ({marks})"
+            wake_sql += f" AND job_type IN ({marks})"
+            params.extend(job_types)
+        conn = self._conn()
+        rows = (conn.execute(sql, params).fetchone(), conn.execute(wake_sql, params[1:]).fetchone())
+        found = [row[0] for row in rows if row is not None and row[0] is not None]
         if not found:
             return None
         return max(0.0, float(min(found)) - time.time())
