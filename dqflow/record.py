@@ -75,6 +75,11 @@ class JobRecord(SQLModel):
     workflow_run_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     workflow_step: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     workflow_item: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    # added by migration 0006 (durable handlers): completed ctx.step results by name, the
+    # current wait of a waiting durable job, and when it wakes (indexed; None: not sleeping)
+    steps: dict[str, JobStep] = Field(default_factory=dict, sa_column=Column(_EXACT_JSON, nullable=False))
+    wait: JobWait | None = Field(default=None, sa_column=Column(_JSON, nullable=True))
+    wake_at: datetime | None = _ts()
     # added by migration 0008 (flow control): at most concurrency_limit jobs with the same
     # concurrency_key are processing at once (both null: no limit)
     concurrency_key: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
@@ -86,11 +91,6 @@ class JobRecord(SQLModel):
     # the job added (in the same atomic step) when this one fails for good: its job_type and
     # options ({"job_type", "priority", "max_attempts", "timeout_ms", "retry_*"}), or null
     dead_letter: dict[str, Any] | None = Field(default=None, sa_column=Column(_JSON, nullable=True))
-    # added by migration 0006 (durable handlers): completed ctx.step results by name, the
-    # current wait of a waiting durable job, and when it wakes (indexed; None: not sleeping)
-    steps: dict[str, JobStep] = Field(default_factory=dict, sa_column=Column(_EXACT_JSON, nullable=False))
-    wait: JobWait | None = Field(default=None, sa_column=Column(_JSON, nullable=True))
-    wake_at: datetime | None = _ts()
 
     @classmethod
     def from_storage(cls, fields: dict[str, Any]) -> JobRecord:
