@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from helpers import make_queue, running_worker, wait_for_status, wait_until
 
 from dqflow import JobStatus, Worker
 from dqflow.errors import PayloadValidationError
-from dqflow.storage import JobFilter
+from dqflow.storage import JobFilter, Wait
 
 CUSTOMER = {
     "type": "object",
@@ -200,3 +201,19 @@ def test_a_workflow_step_job_that_fails_for_good_is_dead_lettered(backend: str) 
         other = queue.add("step", {})
         with running_worker(queue):
             wait_for_status(queue, other, "failed")
+
+
+def test_a_waiting_job_gives_back_its_concurrency_slot(backend: str) -> None:
+    """A durable handler that sleeps holds no slot while it waits: another job of its
+    key runs meanwhile, and the sleeper claims a slot again when it wakes."""
+    with make_queue(backend, {"a": {"handler": _noop, "concurrency": {"limit": 1}}}) as queue:
+        sleeper_id = queue.add("a", {})
+        other_id = queue.add("a", {})
+        [sleeper] = queue.storage.claim_jobs("w", ["a"], 10, 30_000)
+        assert sleeper.id == sleeper_id
+        assert queue.storage.claim_jobs("w", ["a"], 10, 30_000) == []  # the key's one slot is taken
+        wake = datetime.now(UTC) + timedelta(seconds=1)
+        assert queue.storage.settle_jobs([Wait(sleeper.id, sleeper.lease_token, wake)]) == [True]
+        [other] = queue.storage.claim_jobs("w", ["a"], 10, 30_000)
+        assert other.id == other_id
+        assert queue.storage.claim_jobs("w", ["a"], 10, 30_000) == []  # the other one holds it now

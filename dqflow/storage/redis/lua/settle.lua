@@ -99,6 +99,7 @@ local function wait(id, key, wait_json, wake_at, token_id)
   CALL('HDEL', key, unpack(LEASE_FIELDS))
   CALL('ZREM', P .. ':processing', id)
   move_status(id, 'processing', 'waiting')
+  free_slot(id)  -- a waiting job holds no concurrency slot; its wake-up claims one again
   event(id, 'waiting', wait_json)
   local token_status = 'pending'
   if token_id ~= '' then token_status = CALL('HGET', P .. ':token:' .. token_id, 'status') or 'missing' end
