@@ -137,7 +137,7 @@ def test_schedules_must_be_a_mapping_of_names(tmp_path: Path) -> None:
     assert (line, key) == (11, "schedules.bad name!") and "invalid schedule name" in reason
 
 
-def test_overlap_skip_is_for_job_schedules(tmp_path: Path) -> None:
+def test_overlap_skip_is_allowed_on_workflow_schedules(tmp_path: Path) -> None:
     flow = "  flow:\n    cron: '@daily'\n    workflow: nightly_flow\n    input: {region: eu}\n    overlap: skip\n"
-    [(line, key, reason)] = _problems(tmp_path, flow)
-    assert (line, key) == (15, "schedules.flow.overlap") and "job schedules only" in reason
+    declaration = _load(tmp_path, flow)
+    assert declaration.schedules["flow"].overlap == "skip"  # type: ignore[attr-defined]

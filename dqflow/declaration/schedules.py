@@ -214,10 +214,6 @@ def _compile_one(
             )
         if raw.tags is not None or raw.priority is not None:
             errors.append(problem("`tags` and `priority` apply to job schedules only", base))
-        if raw.overlap == "skip":
-            errors.append(
-                problem("`overlap: skip` applies to job schedules only (not yet to workflows)", (*base, "overlap"))
-            )
         workflow = workflows.get(str(raw.workflow))
         if workflow is None and raw.workflow in declared_workflows:
             pass  # declared but broken: its own problems are reported already

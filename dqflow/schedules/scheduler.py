@@ -7,7 +7,9 @@ workers ask (by the tick's time, never the asking worker's clock, so skewed cloc
 cannot duplicate). The tick's job carries the idempotency key
 ``schedule:NAME:<tick, ISO UTC>`` and the meta ``{"schedule": NAME, "tick": ...}``.
 A workflow schedule starts a run with that idempotency key (``Queue.start_workflow``),
-then records the tick: the key keeps it to one run per tick.
+then records the tick: the key keeps it to one run per tick. With ``overlap: skip`` it
+first looks for a running run of an earlier tick of the schedule (by that key) and
+records the tick as an overlap instead.
 
 Missed ticks (no worker ran): a tick is on time while it is at most
 ``MISFIRE_GRACE`` old; older ones are handled by ``catch_up``: ``none`` drops them,
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from dqflow.declaration.schedules import CATCH_UP_LIMIT, Schedule
+from dqflow.enums import WorkflowStatus
 from dqflow.queue.queue import JobSpec, Queue
 from dqflow.schedules.clock import Clock
 from dqflow.storage.base import NewJob, ScheduleState, TickResult, TickVerdict
@@ -114,6 +117,11 @@ class Scheduler:
         makes the start once per tick however many workers (or retries after a crash
         between the two steps) ask; ``TAKEN`` when another worker recorded it first."""
         assert schedule.workflow is not None
+        if schedule.overlap == "skip" and self._earlier_run_unfinished(schedule, tick):
+            recorded = self.queue.storage.claim_tick(schedule.name, tick, None)
+            verdict = TickVerdict.OVERLAP if recorded.verdict is TickVerdict.SKIPPED else TickVerdict.TAKEN
+            log.debug("schedule %s: tick %s %s", schedule.name, tick_text(tick), verdict.value)
+            return Tick(schedule.name, tick, TickResult(verdict))
         run_id = self.queue.start_workflow(
             schedule.workflow, schedule.input, idempotency_key=tick_key(schedule.name, tick)
         )
@@ -121,6 +129,23 @@ class Scheduler:
         verdict = TickVerdict.ENQUEUED if recorded.verdict is TickVerdict.SKIPPED else TickVerdict.TAKEN
         log.debug("schedule %s: tick %s run %s %s", schedule.name, tick_text(tick), run_id, verdict.value)
         return Tick(schedule.name, tick, TickResult(verdict, run_id))
+
+    def _earlier_run_unfinished(self, schedule: Schedule, tick: datetime) -> bool:
+        """Whether a run of an earlier tick of ``schedule`` is still running (a run of
+        ``tick`` itself, started by another worker, does not count)."""
+        prefix, own = f"schedule:{schedule.name}:", tick_key(schedule.name, tick)
+        cursor: int | None = None
+        while True:
+            page = self.queue.list_workflows(
+                name=schedule.workflow, statuses=(WorkflowStatus.RUNNING,), limit=100, cursor=cursor
+            )
+            for run in page.runs:
+                key = run.idempotency_key or ""
+                if key.startswith(prefix) and key != own:
+                    return True
+            if page.next_cursor is None:
+                return False
+            cursor = page.next_cursor
 
     def _job(self, schedule: Schedule, tick: datetime) -> NewJob:
         assert schedule.job is not None

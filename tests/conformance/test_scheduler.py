@@ -164,3 +164,30 @@ def test_a_workflow_schedule_starts_one_run_per_tick(backend: str) -> None:
     assert len(queues[0].list_workflows(limit=100).runs) == 2
     for queue in queues:
         queue.close()
+
+
+def test_overlap_skip_on_a_workflow_schedule_waits_for_the_previous_run(backend: str) -> None:
+    workflows = {
+        "flow": {
+            "input": {"type": "object", "required": ["n"]},
+            "steps": {"one": {"job": "report", "payload": {"n": "${input.n}"}}},
+        }
+    }
+    body = {"cron": "0 * * * *", "workflow": "flow", "input": {"n": 5}, "overlap": "skip"}
+    queue = make_queue(backend, JOBS, workflows=workflows, schedules={"s": body})
+    scheduler = Scheduler(queue)
+    [first] = scheduler.run_due(T0 + timedelta(seconds=1))
+    assert first.result.verdict is TickVerdict.ENQUEUED
+    # a run of the same tick started by another worker is not an earlier run
+    assert scheduler._start_run(scheduler.schedules[0], T0).result.verdict is TickVerdict.TAKEN
+    [tick] = scheduler.run_due(T0 + timedelta(hours=1, seconds=1))
+    assert tick.result == TickResult(TickVerdict.OVERLAP)  # 12:00's run is still running
+    assert len(queue.list_workflows(limit=100).runs) == 1
+    [claimed] = queue.storage.claim_jobs("w", ["report"], 1, 30_000)
+    outcome = Completion(claimed.id, claimed.lease_token, workflow_run_id=claimed.workflow_run_id)
+    assert queue.storage.settle_jobs([outcome]) == [True]
+    assert queue.require_workflow(first.result.job_id or 0).status == "completed"
+    [tick] = scheduler.run_due(T0 + timedelta(hours=2, seconds=1))
+    assert tick.result.verdict is TickVerdict.ENQUEUED
+    assert len(queue.list_workflows(limit=100).runs) == 2
+    queue.close()
