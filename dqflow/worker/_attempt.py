@@ -21,6 +21,7 @@ class Attempt:
     timer: asyncio.TimerHandle | None = None  # fires at the job's timeout
     settled: bool = False  # the attempt's outcome is decided: later results of its handler are ignored
     holds_slot: bool = True  # False once its slot is free (an abandoned task holds none)
+    started_at: float = 0.0  # time.monotonic() when its handler started
 
     @property
     def lease(self) -> Lease:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,8 @@ from dqflow.worker.isolation import HandlerFailed, prewarm, run_in_process
 from dqflow.worker.threads import HandlerThreads
 
 log = logging.getLogger("dqflow.worker")
+
+_SMOOTHING = 0.2  # weight of the newest sample in a moving average
 
 
 class Executor:
@@ -59,6 +62,7 @@ class Executor:
         self._handlers: dict[str, HandlerInfo] = {}
         self.active: dict[int, Attempt] = {}  # running, outcome not decided yet
         self.occupied = 0  # slots in use (an attempt settled by its timeout may still occupy a thread)
+        self.run_time: float | None = None  # seconds a slot is held per job, a moving average (None: none ran)
         self._threads: HandlerThreads[Attempt] = HandlerThreads(concurrency, loop, self._threads_done)
         # results of async handlers are validated here, never on the loop
         self._outputs = ThreadPoolExecutor(min(4, concurrency), thread_name_prefix="dqflow-output")
@@ -80,11 +84,17 @@ class Executor:
         """Slots free now."""
         return self._concurrency - self.occupied
 
+    @property
+    def concurrency(self) -> int:
+        """Slots in all."""
+        return self._concurrency
+
     def start(self, attempt: Attempt) -> None:
         """Run the attempt's handler (the worker only claims types it has handlers for)."""
         job = attempt.job
         self.active[job.id] = attempt
         self.occupied += 1
+        attempt.started_at = time.monotonic()
         events = self._queue.events
         if events.has_listeners(JOB_PROCESSING):
             events.emit(
@@ -244,6 +254,8 @@ class Executor:
             return
         attempt.holds_slot = False
         self.occupied -= 1
+        held = time.monotonic() - attempt.started_at
+        self.run_time = held if self.run_time is None else self.run_time + _SMOOTHING * (held - self.run_time)
         self._on_change()
 
 

@@ -1,11 +1,16 @@
-"""Claims jobs for the executor: in batches, one job ahead, woken by new work; decides when a drain is done.
+"""Claims jobs for the executor: in batches, ahead of the free slots, woken by new work; decides when a drain is done.
 
-The fetcher keeps free slots filled and one claimed job waiting in a buffer, so
-that the next job starts the moment a slot frees, even at concurrency 1, and the
-claim of the one after overlaps with the handler. Claims come back in priority
-order and start in that order. A buffered job is held like a running one (its
-lease is renewed; it is handed back at shutdown; a job lost meanwhile never
-starts); its timeout starts when it starts.
+The fetcher keeps free slots filled and claimed jobs waiting in a buffer, so that
+the next job starts the moment a slot frees, even at concurrency 1, and the claim
+of the ones after overlaps with the handlers. How many wait ahead adapts: one
+while jobs take longer than a claim (or none has run yet); with short jobs, as
+many as the slots get through during one claim's round trip (up to
+``_MAX_AHEAD``), so that a claim never leaves a slot idle and each claim carries
+several jobs. Claims come back in priority order and start in that order; a job
+added meanwhile with a higher priority waits at most for the buffered ones, about
+one claim's time. A buffered job is held like a running one (its lease is
+renewed; it is handed back at shutdown; a job lost meanwhile never starts); its
+timeout starts when it starts.
 
 An idle fetcher blocks in ``wait_and_claim`` (NOTIFY, a Redis blocking pop, a
 SQLite data change) and claims on that same thread as soon as it wakes.
@@ -16,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -30,7 +37,8 @@ from dqflow.worker._store import Calls, WorkerStore
 log = logging.getLogger("dqflow.worker")
 
 _MAX_BACKOFF = 5.0
-AHEAD = 1  # jobs claimed beyond the free slots, waiting to start
+_MAX_AHEAD = 32  # jobs claimed beyond the free slots, waiting to start, at most
+_SMOOTHING = 0.2  # weight of the newest sample in a moving average
 _COOLDOWN = 0.001  # seconds a busy worker waits before claiming for less than a batch
 
 
@@ -68,6 +76,7 @@ class Fetcher:
         self._claims = Calls("claim")
         self._waits = Calls("wait")
         self._buffer: deque[Attempt] = deque()
+        self._claim_time: float | None = None  # seconds per claim call, a moving average
         self._changed = asyncio.Event()  # a slot freed or results were written: look again
         self._waiting: asyncio.Future[list[JobRecord]] | None = None
 
@@ -107,6 +116,16 @@ class Fetcher:
         self._claims.shutdown(wait=True)
         self._waits.shutdown(wait=False)  # may be blocked in a wait until its timeout
 
+    @property
+    def ahead(self) -> int:
+        """Jobs to keep claimed beyond the free slots: enough for the slots to run through
+        two claims' round trips (one while no job or claim has been timed)."""
+        run_time, claim_time = self._executor.run_time, self._claim_time
+        if run_time is None or claim_time is None:
+            return 1
+        wanted = math.ceil(2 * claim_time * self._executor.concurrency / max(run_time, 1e-6))
+        return max(1, min(wanted, _MAX_AHEAD))
+
     # -- the loop ----------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -114,7 +133,8 @@ class Fetcher:
         backoff = 0.0
         while not self._stopping.is_set():
             self.start_buffered()
-            room = self._executor.free + AHEAD - len(self._buffer)
+            ahead = self.ahead
+            room = self._executor.free + ahead - len(self._buffer)
             if room <= 0:
                 await self._wait_for_change()
                 continue
@@ -123,14 +143,18 @@ class Fetcher:
                 # slots, so one claim fills them all instead of one claim per slot.
                 await asyncio.sleep(_COOLDOWN)
                 self.start_buffered()
-                room = self._executor.free + AHEAD - len(self._buffer)
+                room = self._executor.free + ahead - len(self._buffer)
                 if room <= 0:
                     continue
-            wanted = min(room, self._batch_size + AHEAD)  # the job ahead rides along with a full batch
+            wanted = min(room, self._batch_size + ahead)  # the jobs ahead ride along with a full batch
             try:
+                began = time.monotonic()
                 jobs = await self._claims(
                     self._store.claim_jobs, self._worker_id, self._job_types, wanted, self._lease_ms
                 )
+                took = time.monotonic() - began
+                claim_time = self._claim_time
+                self._claim_time = took if claim_time is None else claim_time + _SMOOTHING * (took - claim_time)
                 backoff = 0.0
             except Exception as exc:
                 backoff = min(_MAX_BACKOFF, backoff * 2 or 0.1)

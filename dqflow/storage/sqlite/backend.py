@@ -113,6 +113,9 @@ class SqliteStorage(Storage):
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        # One writer at a time in this process: threads queue here, woken the moment the
+        # lock frees, instead of in SQLite's busy handler, which sleeps 1 ms and more.
+        self._write_lock = threading.RLock()
         self._ready = False
 
     # -- connections -----------------------------------------------------------------
@@ -142,6 +145,10 @@ class SqliteStorage(Storage):
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn()
+        with self._write_lock:
+            yield from self._transaction(conn)
+
+    def _transaction(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
