@@ -78,19 +78,35 @@ def _datetime(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
-def _row_to_record(row: sqlite3.Row) -> JobRecord:
-    fields = dict(zip(row.keys(), row, strict=True))
-    for name in TIMESTAMP_FIELDS:
-        value = fields[name]
-        if value is not None:
-            fields[name] = datetime.fromtimestamp(value, UTC)
-    for name in JSON_FIELDS:
-        raw = fields[name]
-        if raw is not None:
-            fields[name] = _loads(raw)
-    for name in BOOLEAN_FIELDS:
-        fields[name] = bool(fields[name])
-    return JobRecord.from_storage(fields)
+def _json_text(raw: str) -> Any:
+    return [] if raw == "[]" else {} if raw == "{}" else _loads(raw)
+
+
+def _timestamp(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+# How a stored column is read back (columns not listed here are read as they are).
+_DECODERS: dict[str, Callable[[Any], Any]] = {
+    **dict.fromkeys(TIMESTAMP_FIELDS, _timestamp),
+    **dict.fromkeys(JSON_FIELDS, _json_text),
+    **dict.fromkeys(BOOLEAN_FIELDS, bool),
+}
+
+
+def _records(cursor: sqlite3.Cursor) -> list[JobRecord]:
+    """The job rows of ``cursor`` as records (the column names are looked up once, not per row)."""
+    names = [column[0] for column in cursor.description or ()]
+    decoders = [(name, _DECODERS[name]) for name in names if name in _DECODERS]
+    records: list[JobRecord] = []
+    for row in cursor.fetchall():
+        fields = dict(zip(names, row, strict=True))
+        for name, decode in decoders:
+            value = fields[name]
+            if value is not None:
+                fields[name] = decode(value)
+        records.append(JobRecord.from_storage(fields))
+    return records
 
 
 def _path_from_url(url: str) -> str:
@@ -195,8 +211,8 @@ class SqliteStorage(Storage):
         )
 
     def _fetch(self, conn: sqlite3.Connection, job_id: int) -> JobRecord | None:
-        row = conn.execute("SELECT * FROM dqflow_jobs WHERE id = ?", (job_id,)).fetchone()
-        return None if row is None else _row_to_record(row)
+        records = _records(conn.execute("SELECT * FROM dqflow_jobs WHERE id = ?", (job_id,)))
+        return records[0] if records else None
 
     def _require(self, conn: sqlite3.Connection, job_id: int) -> JobRecord:
         record = self._fetch(conn, job_id)
@@ -330,9 +346,9 @@ class SqliteStorage(Storage):
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
         params.append(job_filter.limit + 1)
-        rows = self._conn().execute(sql, params).fetchall()
-        jobs = [_row_to_record(row) for row in rows[: job_filter.limit]]
-        next_cursor = jobs[-1].id if len(rows) > job_filter.limit and jobs else None
+        found = _records(self._conn().execute(sql, params))
+        jobs = found[: job_filter.limit]
+        next_cursor = jobs[-1].id if len(found) > job_filter.limit and jobs else None
         return JobPage(jobs, next_cursor)
 
     def get_events(self, job_id: int) -> list[JobEvent]:
@@ -442,7 +458,7 @@ class SqliteStorage(Storage):
             " ORDER BY priority DESC, run_at, id LIMIT ?) RETURNING *"
         )
         with self._write() as conn:
-            records = [_row_to_record(row) for row in conn.execute(sql, params).fetchall()]
+            records = _records(conn.execute(sql, params))
             if records:
                 worker = json.dumps(worker_id)
                 conn.executemany(
