@@ -135,7 +135,9 @@ class Fetcher:
             self.start_buffered()
             ahead = self.ahead
             room = self._executor.free + ahead - len(self._buffer)
-            if room <= 0:
+            if room <= 0 or (not self._executor.free and room < (ahead + 1) // 2):
+                # every slot busy and at least half the jobs ahead still waiting: claim
+                # later, for more at once, instead of one claim per job that starts
                 await self._wait_for_change()
                 continue
             if room < self._batch_size and self._executor.occupied:
