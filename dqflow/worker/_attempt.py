@@ -22,6 +22,7 @@ class Attempt:
     settled: bool = False  # the attempt's outcome is decided: later results of its handler are ignored
     holds_slot: bool = True  # False once its slot is free (an abandoned task holds none)
     started_at: float = 0.0  # time.monotonic() when its handler started
+    on_thread: bool = False  # a plain sync handler: a handler thread may take it from the buffer itself
 
     @property
     def lease(self) -> Lease:

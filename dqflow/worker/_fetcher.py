@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -76,6 +77,8 @@ class Fetcher:
         self._claims = Calls("claim")
         self._waits = Calls("wait")
         self._buffer: deque[Attempt] = deque()
+        self._taking = threading.Lock()  # the loop and handler threads both take from the buffer
+        executor.pull_from(self.take_for_thread)
         self._claim_time: float | None = None  # seconds per claim call, a moving average
         self._changed = asyncio.Event()  # a slot freed or results were written: look again
         self._waiting: asyncio.Future[list[JobRecord]] | None = None
@@ -84,7 +87,8 @@ class Fetcher:
 
     def holding(self) -> list[Attempt]:
         """Claimed jobs waiting to start (their leases are renewed too)."""
-        return list(self._buffer)
+        with self._taking:
+            return list(self._buffer)
 
     def wake(self) -> None:
         """A slot is free or results were written: start a buffered job, look for more."""
@@ -94,16 +98,31 @@ class Fetcher:
     def start_buffered(self) -> None:
         """Start buffered jobs, in claim order, while slots are free (a lost one is dropped)."""
         while self._buffer and self._executor.free > 0 and not self._stopping.is_set():
-            attempt = self._buffer.popleft()
+            with self._taking:
+                if not self._buffer:
+                    return
+                attempt = self._buffer.popleft()
             if attempt.ctx.cancelled:
                 log.info("job %s was cancelled or taken over before it started", attempt.job.id)
                 continue
             self._executor.start(attempt)
 
+    def take_for_thread(self) -> Attempt | None:
+        """On a handler thread that just finished a job: the next buffered job, for that thread to
+        run at once in the same slot, if it is one a thread may start (``on_thread``, not lost)."""
+        with self._taking:
+            if not self._buffer or self._stopping.is_set():
+                return None
+            attempt = self._buffer[0]
+            if not attempt.on_thread or attempt.ctx.cancelled:
+                return None  # the loop starts it (or drops it) when the slot frees
+            return self._buffer.popleft()
+
     async def take_unstarted(self) -> list[JobRecord]:
         """Shutdown: the jobs claimed but not started (buffered, or claimed by a last wait), to hand back."""
-        jobs = [attempt.job for attempt in self._buffer]
-        self._buffer.clear()
+        with self._taking:
+            jobs = [attempt.job for attempt in self._buffer]
+            self._buffer.clear()
         if self._waiting is not None:
             try:
                 jobs += await asyncio.wait_for(self._waiting, timeout=self._poll_interval + 10)
@@ -177,8 +196,9 @@ class Fetcher:
             await self._wait_for_work(wanted)
 
     def _accept(self, jobs: list[JobRecord]) -> None:
-        for job in jobs:
-            self._buffer.append(self._executor.prepare(job))
+        attempts = [self._executor.prepare(job) for job in jobs]
+        with self._taking:
+            self._buffer.extend(attempts)
         self.start_buffered()
 
     async def _wait_for_change(self) -> None:
