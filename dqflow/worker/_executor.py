@@ -63,6 +63,7 @@ class Executor:
         self.active: dict[int, Attempt] = {}  # running, outcome not decided yet
         self.occupied = 0  # slots in use (an attempt settled by its timeout may still occupy a thread)
         self.run_time: float | None = None  # seconds a slot is held per job, a moving average (None: none ran)
+        self.last_turn = 0.0  # time.monotonic() when a job last started or ended
         self._source: Callable[[], Attempt | None] = lambda: None
         self._threads: HandlerThreads[Attempt] = HandlerThreads(concurrency, loop, self._threads_done, self._pull)
         # results of async handlers are validated here, never on the loop
@@ -101,7 +102,7 @@ class Executor:
         """Run the attempt's handler (the worker only claims types it has handlers for)."""
         job = attempt.job
         self.occupied += 1
-        attempt.started_at = time.monotonic()
+        attempt.started_at = self.last_turn = time.monotonic()
         self._began(attempt)
         spec = self._queue.declaration.job_types[job.job_type]
         info = self._handler(job.job_type)
@@ -286,7 +287,12 @@ class Executor:
         self._note_run_time(attempt, time.monotonic())
         self._on_change()
 
+    def slowed(self, seconds: float) -> None:
+        """Every slot has been held ``seconds`` with no job ending: jobs take that long now."""
+        self.run_time = max(self.run_time or 0.0, seconds)
+
     def _note_run_time(self, attempt: Attempt, ended: float) -> None:
+        self.last_turn = ended
         held = ended - attempt.started_at
         self.run_time = held if self.run_time is None else self.run_time + _SMOOTHING * (held - self.run_time)
 

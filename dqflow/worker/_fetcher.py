@@ -8,7 +8,10 @@ many as the slots get through during one claim's round trip (up to
 ``_MAX_AHEAD``), so that a claim never leaves a slot idle and each claim carries
 several jobs. Claims come back in priority order and start in that order; a job
 added meanwhile with a higher priority waits at most for the buffered ones, about
-one claim's time. A buffered job is held like a running one (its lease is
+one claim's time. When short jobs give way to a long one, the jobs ahead would
+wait for it: once every slot has been busy for ``_PATIENCE`` with no job ending,
+all but one are handed back (pending again, for any worker) and fewer are claimed
+ahead from then on. A buffered job is held like a running one (its lease is
 renewed; it is handed back at shutdown; a job lost meanwhile never starts); its
 timeout starts when it starts.
 
@@ -29,6 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from dqflow.record import JobRecord
+from dqflow.storage import Release
 from dqflow.worker._attempt import Attempt
 from dqflow.worker._completer import Completer
 from dqflow.worker._executor import Executor
@@ -41,6 +45,7 @@ _MAX_BACKOFF = 5.0
 _MAX_AHEAD = 32  # jobs claimed beyond the free slots, waiting to start, at most
 _SMOOTHING = 0.2  # weight of the newest sample in a moving average
 _COOLDOWN = 0.001  # seconds a busy worker waits before claiming for less than a batch
+_PATIENCE = 0.05  # seconds every slot may stay busy with no job ending before the jobs ahead but one go back
 
 
 class Fetcher:
@@ -157,7 +162,14 @@ class Fetcher:
             if room <= 0 or (not self._executor.free and room < (ahead + 1) // 2):
                 # every slot busy and at least half the jobs ahead still waiting: claim
                 # later, for more at once, instead of one claim per job that starts
-                await self._wait_for_change()
+                if len(self._buffer) > 1 and not self._executor.free:
+                    stalled = time.monotonic() - self._executor.last_turn
+                    if stalled >= _PATIENCE:
+                        await self._hand_back_surplus(stalled)
+                    else:
+                        await self._wait_for_change(_PATIENCE - stalled)
+                else:
+                    await self._wait_for_change()
                 continue
             if room < self._batch_size and self._executor.occupied:
                 # Handlers end in bursts: a moment's pause lets the rest of a burst free its
@@ -201,10 +213,25 @@ class Fetcher:
             self._buffer.extend(attempts)
         self.start_buffered()
 
-    async def _wait_for_change(self) -> None:
+    async def _wait_for_change(self, timeout: float | None = None) -> None:
         # no await between the caller's look and this clear: no wake-up is missed
         self._changed.clear()
+        timer = None if timeout is None else asyncio.get_running_loop().call_later(timeout, self._changed.set)
         await self._changed.wait()  # set by wake(): a slot freed, results written, stopping
+        if timer is not None:
+            timer.cancel()
+
+    async def _hand_back_surplus(self, stalled: float) -> None:
+        """Every slot has been busy for ``stalled`` seconds: hand back the jobs ahead but the
+        first (the next to start), so that other workers can run them, and claim fewer ahead."""
+        with self._taking:
+            if len(self._buffer) <= 1:
+                return
+            surplus = [self._buffer.pop() for _ in range(len(self._buffer) - 1)][::-1]
+        self._executor.slowed(stalled)
+        releases = [Release(a.job.id, a.job.lease_token, started=False) for a in surplus]
+        handed = sum(await self._completer.release(releases))
+        log.info("handed back %d jobs claimed ahead: every slot has been busy for %.2fs", handed, stalled)
 
     async def _wait_for_work(self, wanted: int) -> None:
         """Block until work may be ready, then claim it on the same thread (one hand-off less)."""
