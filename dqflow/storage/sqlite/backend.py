@@ -578,7 +578,8 @@ class SqliteStorage(Storage):
             cursor = conn.execute(
                 "UPDATE dqflow_jobs SET status = 'pending', run_at = CASE WHEN ? THEN ? ELSE run_at END,"
                 " attempts = attempts - ?, lease_expires_at = NULL, locked_by = NULL, locked_at = NULL,"
-                " lease_token = lease_token + 1, updated_at = ? WHERE id = ? AND lease_token = ? AND status = 'processing'",
+                " lease_token = lease_token + 1, updated_at = ?"
+                " WHERE id = ? AND lease_token = ? AND status = 'processing'",
                 (item.started, now, 0 if item.started else 1, now, item.job_id, item.lease_token),
             )
             applied.append(cursor.rowcount == 1)
