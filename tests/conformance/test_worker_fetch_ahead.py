@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from helpers import add_job, make_queue, release, running_worker, wait_for_status, wait_until
 
 from dqflow import JobContext, JobSpec, JobStatus
@@ -51,9 +50,10 @@ def test_one_slot_runs_short_jobs_claimed_ahead_in_priority_order(backend: str) 
         assert job.status is JobStatus.COMPLETED and job.attempts == 1 and job.output == job.payload, job
 
 
-def test_jobs_claimed_ahead_go_back_when_a_long_job_holds_the_slot(
-    backend: str, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_jobs_claimed_ahead_go_back_when_a_long_job_holds_the_slot(backend: str) -> None:
+    # Short jobs first: the worker claims many ahead (how many depends on its timings). Then a
+    # long one holds the only slot: of the jobs claimed behind it, all but the next go back to
+    # pending, untouched, so that any worker can run them; the order stays priority, then FIFO.
     long_may_end = threading.Event()
     order: list[int] = []
 
@@ -63,18 +63,21 @@ def test_jobs_claimed_ahead_go_back_when_a_long_job_holds_the_slot(
             long_may_end.wait(20)
 
     queue = make_queue(backend, {"t": {"handler": handler, "max_attempts": 1}})
-    queue.add_many([JobSpec("t", {"n": n}, priority=9) for n in range(400)])  # short: many are claimed ahead
+    queue.add_many([JobSpec("t", {"n": n}, priority=9) for n in range(400)])
     long_id = queue.add("t", {"n": -1}, priority=5)
     after = queue.add_many([JobSpec("t", {"n": 1000 + n}, priority=1) for n in range(60)])
-    caplog.set_level(logging.INFO, logger="dqflow.worker")
+
+    def held_behind() -> int:
+        return sum(queue.get_job(i).status is JobStatus.PROCESSING for i in after)
+
     with running_worker(queue, concurrency=1):
         wait_until(lambda: order[-1:] == [-1], timeout=60)
-        # the slot is stuck: every job claimed ahead but the next one goes back to pending, untouched
-        wait_until(lambda: sum(queue.get_job(i).status is JobStatus.PROCESSING for i in after) <= 1, timeout=10)
-        handed_back = [queue.get_job(i) for i in after[1:]]
-        assert all(j.status is JobStatus.PENDING and j.attempts == 0 for j in handed_back), handed_back
+        wait_until(lambda: held_behind() <= 1, timeout=10)
+        time.sleep(0.3)  # and it stays so while the slot is held
+        assert held_behind() <= 1
+        waiting = [queue.get_job(i) for i in after]
+        assert all(j.status is JobStatus.PENDING and j.attempts == 0 for j in waiting if j.id != after[0]), waiting
         long_may_end.set()
         wait_for_status(queue, after[-1], "completed", timeout=30)
     assert queue.get_job(long_id).status is JobStatus.COMPLETED
-    assert order == [*range(400), -1, *range(1000, 1060)]  # priority order, each job once
-    assert any("handed back" in r.getMessage() and "claimed ahead" in r.getMessage() for r in caplog.records)
+    assert order == [*range(400), -1, *range(1000, 1060)]  # each job once, in priority then FIFO order
