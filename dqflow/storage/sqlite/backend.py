@@ -9,6 +9,7 @@ connection commits, so they wake within milliseconds without taking a lock.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import threading
@@ -82,13 +83,9 @@ def _json_text(raw: str) -> Any:
     return [] if raw == "[]" else {} if raw == "{}" else _loads(raw)
 
 
-def _timestamp(value: float) -> datetime:
-    return datetime.fromtimestamp(value, UTC)
-
-
 # How a stored column is read back (columns not listed here are read as they are).
 _DECODERS: dict[str, Callable[[Any], Any]] = {
-    **dict.fromkeys(TIMESTAMP_FIELDS, _timestamp),
+    **dict.fromkeys(TIMESTAMP_FIELDS, functools.partial(datetime.fromtimestamp, tz=UTC)),
     **dict.fromkeys(JSON_FIELDS, _json_text),
     **dict.fromkeys(BOOLEAN_FIELDS, bool),
 }
