@@ -15,6 +15,7 @@ from dqflow.errors import (
     DependencyError,
     DqflowError,
     InvalidJobStateError,
+    InvalidWorkflowStateError,
     JobNotFoundError,
     NotMigratedError,
     OutputParseError,
@@ -26,17 +27,20 @@ from dqflow.errors import (
     StorageTooNewError,
     TooLargeError,
     UnknownJobTypeError,
+    UnknownWorkflowError,
     ValidationFailed,
     WaitTimeoutError,
+    WorkflowRunNotFoundError,
 )
 
 if TYPE_CHECKING:
     from dqflow.declaration import Declaration, load_declaration
-    from dqflow.enums import EventType, FailureReason, JobStatus, TagMode
+    from dqflow.enums import EventType, FailureReason, JobStatus, StepStatus, TagMode, WorkflowStatus
     from dqflow.queue import JobSpec, Queue
     from dqflow.record import JobEvent, JobRecord
     from dqflow.storage import JobPage
     from dqflow.worker import JobContext, Worker, WorkerSettingError, run_worker
+    from dqflow.workflow_record import WorkflowPage, WorkflowRun, WorkflowStepRecord
 
     __version__: str
 
@@ -52,6 +56,11 @@ _LAZY = {
     "JobRecord": "dqflow.record",
     "JobPage": "dqflow.storage",
     "TagMode": "dqflow.enums",
+    "StepStatus": "dqflow.enums",
+    "WorkflowStatus": "dqflow.enums",
+    "WorkflowPage": "dqflow.workflow_record",
+    "WorkflowRun": "dqflow.workflow_record",
+    "WorkflowStepRecord": "dqflow.workflow_record",
     "JobContext": "dqflow.worker",
     "Worker": "dqflow.worker",
     "run_worker": "dqflow.worker",
@@ -84,6 +93,7 @@ __all__ = [
     "EventType",
     "FailureReason",
     "InvalidJobStateError",
+    "InvalidWorkflowStateError",
     "JobContext",
     "JobEvent",
     "JobNotFoundError",
@@ -98,15 +108,22 @@ __all__ = [
     "PayloadTooLargeError",
     "PayloadValidationError",
     "Queue",
+    "StepStatus",
     "StorageError",
     "StorageTooNewError",
     "TagMode",
     "TooLargeError",
     "UnknownJobTypeError",
+    "UnknownWorkflowError",
     "ValidationFailed",
     "WaitTimeoutError",
     "Worker",
     "WorkerSettingError",
+    "WorkflowPage",
+    "WorkflowRun",
+    "WorkflowRunNotFoundError",
+    "WorkflowStatus",
+    "WorkflowStepRecord",
     "__version__",
     "load_declaration",
     "run_worker",

@@ -1,4 +1,4 @@
-"""The job record's enumerations (statuses, failure reasons, event types) and ``TagMode``.
+"""The records' enumerations (job, workflow run and step statuses, failure reasons, event types) and ``TagMode``.
 
 They live apart from ``dqflow.record`` so that code which only needs a status
 (the CLI's options, a backend adding jobs) does not import SQLModel and
@@ -31,6 +31,9 @@ class FailureReason(StrEnum):
     LEASE_EXPIRED = "lease_expired"
     SHUTDOWN = "shutdown"
     DEPENDENCY_FAILED = "dependency_failed"  # a job it depends on failed for good or was cancelled
+    INVALID_PAYLOAD = "invalid_payload"  # a workflow step's payload failed its schema when the step became ready
+    WORKFLOW_FAILED = "workflow_failed"  # a step job cancelled because another step of its run failed
+    WORKFLOW_CANCELLED = "workflow_cancelled"  # a step job cancelled with its run (cancel_workflow)
 
 
 class EventType(StrEnum):
@@ -45,6 +48,26 @@ class EventType(StrEnum):
     EDITED = "edited"
     RECLAIMED = "reclaimed"
     READY = "ready"  # waiting → pending: the last of its dependencies completed
+
+
+class WorkflowStatus(StrEnum):
+    """Where a workflow run is in its life."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class StepStatus(StrEnum):
+    """Where one step of a workflow run is."""
+
+    WAITING = "waiting"  # a step it needs is not over yet
+    RUNNING = "running"  # its jobs exist
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
 
 
 class TagMode(StrEnum):

@@ -162,3 +162,22 @@ class NotMigratedError(StorageError):
 
 class StorageTooNewError(StorageError):
     """The stored data was written by a newer dqflow (a storage version this code does not know)."""
+
+
+class UnknownWorkflowError(PayloadValidationError):
+    """A workflow name that the declaration does not declare (refused like a bad input)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("workflow", [message])
+
+
+class WorkflowRunNotFoundError(DqflowError):
+    """No workflow run has the given id."""
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        super().__init__(f"no workflow run with id {run_id}")
+
+
+class InvalidWorkflowStateError(DqflowError):
+    """The workflow run is in a state that does not allow the operation (nothing was changed)."""

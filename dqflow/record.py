@@ -70,6 +70,10 @@ class JobRecord(SQLModel):
     lease_token: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     # added by migration 0002 (columns added later go last, as ALTER TABLE puts them)
     meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column(_JSON, nullable=False))
+    # added by migration 0005: the workflow run, step and fan-out index of a step job (else None)
+    workflow_run_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    workflow_step: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    workflow_item: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
 
     @classmethod
     def from_storage(cls, fields: dict[str, Any]) -> JobRecord:

@@ -60,6 +60,30 @@ def test_demo_completes_every_job_with_the_declared_outputs(backend: str) -> Non
     assert "payload of generate_report" in result["refused"] and "$.reportId" in result["refused"]
 
 
+def test_publish_album_runs_end_to_end(backend: str) -> None:
+    """The example workflow on each backend: fan-out over the fetched images, fan-in into one page."""
+    sys.path.insert(0, str(REPO))
+    try:
+        from dqflow import Queue, Worker, WorkflowStatus
+
+        with Queue.from_yaml(REPO / "jobs.yaml", backend) as queue:
+            published = queue.start_workflow("publish_album", {"albumId": "a1", "width": 640, "publish": True})
+            skipped = queue.start_workflow("publish_album", {"albumId": "a2", "width": 320, "publish": False})
+            Worker(queue, drain=True).run()
+            run = queue.require_workflow(published)
+            assert run.status is WorkflowStatus.COMPLETED, (run.failure_reason, run.error)
+            jsonschema.validate(run.output, schema("publish_album.output.json"))
+            urls = [f"https://cdn.example.com/640/a1-{n}.jpg" for n in (1, 2, 3)]
+            assert run.output == {"resized": urls, "bytes": [640 * 120] * 3, "pageUrl": "https://albums.example.com/a1"}
+            assert len(run.step("resize").job_ids) == 3
+            assert run.step("publish").output == {"pageUrl": "https://albums.example.com/a1", "imageCount": 3}
+            other = queue.require_workflow(skipped)
+            assert other.status is WorkflowStatus.COMPLETED
+            assert other.step("publish").status.value == "skipped" and other.output["pageUrl"] is None
+    finally:
+        sys.path.remove(str(REPO))
+
+
 def test_handlers_follow_the_seed_semantics(tmp_path: Path) -> None:
     """process_images stores output with set_output (its return value is None); the others return it."""
     sys.path.insert(0, str(REPO))
@@ -108,3 +132,9 @@ def test_scripts_example(tmp_path: Path) -> None:
     assert done.stdout.count("completed") >= 5  # the demo's four jobs and the CLI's one
     assert "$.reportId" in done.stderr  # the refused payloads
     assert "processedUrls" in done.stdout
+    # the workflow run: started, drained, shown as a tree of completed steps with the run's output
+    tree = done.stdout[done.stdout.index("$ dqflow workflow show") :]
+    assert "publish_album  completed" in tree
+    for step in ("fetch  completed  job", "resize  completed  jobs", "(3/3 done)", "publish  completed  job"):
+        assert step in tree
+    assert '"pageUrl": "https://albums.example.com/summer"' in tree

@@ -110,8 +110,11 @@ def _root(
     _root_options = GlobalOptions(config, backend, json_output, verbose)
 
 
-def command(name: str | None = None, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a command that also accepts the global options after its name.
+def command(
+    name: str | None = None, *, group: typer.Typer | None = None, **kwargs: Any
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a command (on ``app``, or on a sub-command ``group``) that also accepts the
+    global options after its name.
 
     The wrapped function reads them with :func:`options`.
     """
@@ -135,7 +138,7 @@ def command(name: str | None = None, **kwargs: Any) -> Callable[[Callable[..., A
         wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
             parameters=[*signature.parameters.values(), *_GLOBAL_PARAMS]
         )
-        app.command(name, **kwargs)(wrapper)
+        (group or app).command(name, **kwargs)(wrapper)
         return func
 
     return register

@@ -63,6 +63,17 @@ def add(
     ] = None,
     max_attempts: MaxAttemptsOpt = None,
     timeout: TimeoutOpt = None,
+    depends_on: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--depends-on",
+            metavar="ID",
+            min=1,
+            max=MAX_ID,
+            help="Wait until this job completes (repeat for more); cancelled if it fails for good.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Add a job (its payload is validated first) and print its id."""
     value: Any = {} if payload is None else json_value(payload)
@@ -83,6 +94,7 @@ def add(
             tags=tag or None,
             idempotency_key=idempotency_key,
             max_attempts=max_attempts,
+            depends_on=depends_on or None,
             **kwargs,
         )
     if options().json:

@@ -81,9 +81,10 @@ def create_app(
     app.state.dqflow = ApiSettings(queue=queue, tokens=tokens, authorize=authorize, max_body_bytes=limit)
     install_error_handlers(app)
 
-    from dqflow.http import events, jobs, metrics
+    from dqflow.http import events, jobs, metrics, workflows
 
     app.include_router(jobs.router)
+    app.include_router(workflows.router)
     app.include_router(events.router)
     app.include_router(metrics.router)
 
@@ -96,8 +97,10 @@ def create_app(
         from fastapi.staticfiles import StaticFiles
 
         from dqflow.http import dashboard as pages
+        from dqflow.http import workflow_pages
 
         app.include_router(pages.router)
+        app.include_router(workflow_pages.router)
         app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
 
     app.add_middleware(BodySizeLimit, max_bytes=limit)

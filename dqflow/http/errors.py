@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dqflow.errors import (
     InvalidJobStateError,
+    InvalidWorkflowStateError,
     JobNotFoundError,
     PayloadTooLargeError,
     StorageError,
@@ -32,6 +33,10 @@ JOB_NOT_FOUND = "Job not found"  # dataqueue's exact message
 
 class InvalidInput(Exception):
     """A query or body value the queue refused (422); the message says which and why."""
+
+
+class NotFound(Exception):
+    """Something the request names does not exist (404); the message says what."""
 
 
 def error_response(
@@ -94,6 +99,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def conflict(request: Request, exc: InvalidJobStateError) -> JSONResponse:
         return error_response(409, str(exc))
 
+    @app.exception_handler(InvalidWorkflowStateError)
+    async def run_conflict(request: Request, exc: InvalidWorkflowStateError) -> JSONResponse:
+        return error_response(409, str(exc))
+
     @app.exception_handler(PayloadTooLargeError)
     async def too_large(request: Request, exc: PayloadTooLargeError) -> JSONResponse:
         return error_response(413, str(exc), [_split(p) for p in exc.errors])
@@ -105,6 +114,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ValidationFailed)
     async def invalid_payload(request: Request, exc: ValidationFailed) -> JSONResponse:
         return error_response(422, str(exc), [_split(p) for p in exc.errors])
+
+    @app.exception_handler(NotFound)
+    async def missing(request: Request, exc: NotFound) -> JSONResponse:
+        return error_response(404, str(exc))
 
     @app.exception_handler(InvalidInput)
     async def invalid_input(request: Request, exc: InvalidInput) -> JSONResponse:

@@ -35,6 +35,9 @@ async def events(
     request: Request,
     job_id: Annotated[int | None, Query(alias="jobId", ge=1, le=MAX_ID)] = None,
     job_type: Annotated[str | None, Query(alias="jobType", min_length=1, max_length=200)] = None,
+    run_id: Annotated[
+        int | None, Query(alias="runId", ge=1, le=MAX_ID, description="Only the step jobs of this workflow run.")
+    ] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=100)] = None,
     resume_after: Annotated[
         str | None, Query(alias="lastEventId", max_length=100, description="Like the Last-Event-ID header.")
@@ -55,7 +58,7 @@ async def events(
             await asyncio.to_thread(queue.storage.read_changes, after, 1)
         except ValueError as exc:
             raise InvalidInput(f"Last-Event-ID: {exc}") from None
-    subscriber = Subscriber(asyncio.get_running_loop(), job_id=job_id, job_type=job_type)
+    subscriber = Subscriber(asyncio.get_running_loop(), job_id=job_id, job_type=job_type, run_id=run_id)
     return StreamingResponse(
         stream(hub_of(request), subscriber, after),
         media_type="text/event-stream",

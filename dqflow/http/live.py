@@ -47,6 +47,7 @@ class LiveEvent:
     job_id: int
     job_type: str
     data: str
+    run_id: int | None = None
 
     def encode(self) -> bytes:
         return f"id: {self.id}\nevent: {self.event}\ndata: {self.data}\n\n".encode()
@@ -59,12 +60,15 @@ class Subscriber:
     loop: asyncio.AbstractEventLoop
     job_id: int | None = None
     job_type: str | None = None
+    run_id: int | None = None
     queue: asyncio.Queue[Any] = field(default_factory=lambda: asyncio.Queue(CLIENT_BUFFER))
     closed: bool = False
 
     def wants(self, event: LiveEvent) -> bool:
-        return (self.job_id is None or event.job_id == self.job_id) and (
-            self.job_type is None or event.job_type == self.job_type
+        return (
+            (self.job_id is None or event.job_id == self.job_id)
+            and (self.job_type is None or event.job_type == self.job_type)
+            and (self.run_id is None or event.run_id == self.run_id)
         )
 
     def offer(self, item: Any) -> None:
@@ -95,11 +99,15 @@ def to_live_events(queue: Queue, changes: list[Change]) -> list[LiveEvent]:
     events = []
     for change in changes:
         body: dict[str, Any] = {"jobId": change.job_id, "jobType": change.job_type, "at": change.at.isoformat()}
+        if change.workflow_run_id is not None:
+            body["runId"] = change.workflow_run_id
         body.update(_camel(change.data))
         if change.kind == OUTPUT:
             body["output"] = outputs.get(change.job_id)
         text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-        events.append(LiveEvent(change.cursor, f"job:{change.kind}", change.job_id, change.job_type, text))
+        events.append(
+            LiveEvent(change.cursor, f"job:{change.kind}", change.job_id, change.job_type, text, change.workflow_run_id)
+        )
     return events
 
 

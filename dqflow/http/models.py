@@ -8,7 +8,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from dqflow.enums import StepStatus, WorkflowStatus
 from dqflow.record import JobEvent, JobRecord, JobStatus
+from dqflow.workflow_record import WorkflowRun as WorkflowRunRecord
+from dqflow.workflow_record import WorkflowStepRecord
 
 
 class ApiModel(BaseModel):
@@ -137,3 +140,81 @@ class ErrorResponse(ApiModel):
 
     error: str
     details: list[ErrorDetail] | None = None
+
+
+# -- workflows --------------------------------------------------------------------------
+
+
+class WorkflowStep(ApiModel):
+    """One step of a run: its status, its jobs (one, or one per element of a fan-out) and outputs."""
+
+    name: str
+    job: str = Field(description="The job type the step runs.")
+    status: StepStatus
+    job_ids: list[int] = Field(description="The step's jobs, in fan-out element order.")
+    output: Any = Field(description="A one-job step's output (null for a fan-out step or before it completes).")
+    outputs: list[Any] | None = Field(description="A fan-out step's outputs, in element order.")
+    skipped_reason: str | None
+    error: str | None = Field(description="Why a failed step failed.")
+    started_at: datetime | None
+    completed_at: datetime | None
+
+    @classmethod
+    def of(cls, step: WorkflowStepRecord) -> WorkflowStep:
+        fields: dict[str, Any] = {name: getattr(step, name) for name in cls.model_fields}
+        return cls.model_construct(**fields)
+
+
+class WorkflowRun(ApiModel):
+    """A workflow run: its input, status, steps and (once completed) its output."""
+
+    id: int
+    name: str
+    status: WorkflowStatus
+    input: Any
+    output: Any = Field(description="What `returns` built, once the run completed.")
+    tags: list[str]
+    idempotency_key: str | None
+    failure_reason: str | None
+    error: str | None = Field(description="Which step failed and why.")
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    steps: list[WorkflowStep]
+
+    @classmethod
+    def of(cls, run: WorkflowRunRecord) -> WorkflowRun:
+        fields: dict[str, Any] = {name: getattr(run, name) for name in cls.model_fields}
+        fields["steps"] = [WorkflowStep.of(step) for step in run.steps]
+        return cls.model_construct(**fields)
+
+
+class WorkflowRunResponse(ApiModel):
+    """``GET /api/workflows/runs/{id}`` (and the answer to cancel and retry)."""
+
+    run: WorkflowRun
+
+
+class WorkflowRunListResponse(ApiModel):
+    """``GET /api/workflows/runs``: one page, newest first."""
+
+    runs: list[WorkflowRun]
+    has_more: bool
+    next_cursor: int | None = Field(description="Pass as `cursor` for the next page (null on the last page).")
+
+
+class StartWorkflowRequest(ApiModel):
+    """``POST /api/workflows/{name}/runs``: the input is checked against the workflow's input schema."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: Any = None
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=1000)
+    tags: list[str] | None = Field(default=None, max_length=100)
+
+
+class StartWorkflowResponse(ApiModel):
+    """The new (or, with a repeated idempotency key, the existing) run."""
+
+    id: int
+    run: WorkflowRun

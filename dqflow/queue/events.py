@@ -25,6 +25,10 @@ JOB_EDITED: Final = "job:edited"
 JOB_WAITING: Final = "job:waiting"
 JOB_PROGRESS: Final = "job:progress"
 JOB_OUTPUT: Final = "job:output"
+WORKFLOW_STARTED: Final = "workflow:started"
+WORKFLOW_COMPLETED: Final = "workflow:completed"
+WORKFLOW_FAILED: Final = "workflow:failed"
+WORKFLOW_CANCELLED: Final = "workflow:cancelled"
 ERROR: Final = "error"
 
 EVENT_NAMES: Final = frozenset(
@@ -39,6 +43,10 @@ EVENT_NAMES: Final = frozenset(
         JOB_WAITING,
         JOB_PROGRESS,
         JOB_OUTPUT,
+        WORKFLOW_STARTED,
+        WORKFLOW_COMPLETED,
+        WORKFLOW_FAILED,
+        WORKFLOW_CANCELLED,
         ERROR,
     }
 )

@@ -30,6 +30,7 @@ from dqflow.errors import (
 )
 from dqflow.json_values import dumps
 from dqflow.queue.events import JOB_ADDED, JOB_CANCELLED, JOB_EDITED, JOB_RETRIED, EventEmitter, Listener
+from dqflow.queue.workflows import WorkflowMethods
 from dqflow.storage import DEFAULT_BACKEND, JobFilter, JobPage, NewJob, Storage, TagMode, open_storage
 
 if TYPE_CHECKING:  # the records need SQLModel, which only reading jobs pays for
@@ -118,7 +119,7 @@ class JobSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class Queue:
+class Queue(WorkflowMethods):
     """A job queue: a declaration (job types, schemas, defaults) bound to a storage backend.
 
     ``Queue.from_yaml("jobs.yaml")`` is the usual way in; ``Queue(Declaration.build(...))``
@@ -136,6 +137,7 @@ class Queue:
         except BaseException:
             self.storage.close()
             raise
+        self._attach_workflows()
 
     @classmethod
     def from_yaml(

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, TypeAlias, get_args
+from typing import TYPE_CHECKING, Any, TypeAlias, get_args
 
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Integer, Text
 
@@ -36,6 +36,10 @@ from dqflow.enums import TagMode as TagMode  # re-exported: the backends and dqf
 from dqflow.errors import DependencyError
 from dqflow.record import JobEvent, JobRecord, JobTable
 from dqflow.storage.changes import Change
+from dqflow.storage.workflows import NewWorkflowRun, RunChange, WorkflowAdvancer, WorkflowFilter
+
+if TYPE_CHECKING:
+    from dqflow.workflow_record import WorkflowPage, WorkflowRun
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +59,9 @@ class NewJob:
     tags: tuple[str, ...] = ()
     idempotency_key: str | None = None
     meta_json: str = "{}"
+    workflow_run_id: int | None = None  # a workflow step job: its run, step and fan-out index
+    workflow_step: str | None = None
+    workflow_item: int | None = None
     depends_on: tuple[int, ...] = ()  # ids of jobs this one waits for (kept in a table of its own)
 
 
@@ -81,7 +88,7 @@ class JobOption:
     editable: bool
 
 
-_FIXED_AT_ADD = frozenset({"job_type", "idempotency_key"})
+_FIXED_AT_ADD = frozenset({"job_type", "idempotency_key", "workflow_run_id", "workflow_step", "workflow_item"})
 _NOT_COLUMNS = frozenset({"depends_on"})  # NewJob fields stored outside the job row
 
 
@@ -169,11 +176,18 @@ class AddResult:
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """A fenced completion. ``output_json=None`` leaves the stored output as it is."""
+    """A fenced completion. ``output_json=None`` leaves the stored output as it is.
+
+    ``workflow_run_id``: the job's run, for a workflow step job (``JobRecord.workflow_run_id``).
+    The worker always gives it: a backend locks the run first (PostgreSQL) or reads it
+    beforehand (Redis, which needs it), and plain jobs skip that work. SQLite and
+    PostgreSQL also move the run of a step job settled without it.
+    """
 
     job_id: int
     lease_token: int
     output_json: str | None = None
+    workflow_run_id: int | None = None
 
 
 FAILURE_TEXT_LIMIT = 65_536
@@ -205,6 +219,7 @@ class Failure:
     reason: str
     retry_at: datetime | None = None
     traceback: str | None = None
+    workflow_run_id: int | None = None  # as in ``Completion``
 
     def __post_init__(self) -> None:
         if len(self.error) > FAILURE_TEXT_LIMIT:
@@ -298,6 +313,9 @@ class Storage(ABC):
 
     #: display form of the backend URL (no password)
     url: str
+
+    #: moves workflow runs when their step jobs end (set by the Queue: ``set_workflow_advancer``)
+    workflow_advancer: WorkflowAdvancer | None = None
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -463,3 +481,34 @@ class Storage(ABC):
     @abstractmethod
     def wait_for_changes(self, after: str, timeout: float) -> None:
         """Block up to ``timeout`` seconds or until changes after ``after`` may exist."""
+
+    # -- workflows (storage/workflows.py) -------------------------------------------------
+    # A step job (``workflow_run_id`` set) that completes, fails for good (settled, or its
+    # lease expired on its last attempt) or is cancelled moves its run in the same atomic
+    # step: the backend locks the run, calls ``workflow_advancer.job_ended`` and writes the
+    # ``Advance``; after the commit it calls ``workflow_advancer.committed``. Plain jobs
+    # pay nothing for this (no extra round trip).
+
+    def set_workflow_advancer(self, advancer: WorkflowAdvancer | None) -> None:
+        """Give the storage what moves workflow runs (the ``Queue`` does, when it opens it)."""
+        self.workflow_advancer = advancer
+
+    @abstractmethod
+    def create_workflow_run(self, run: NewWorkflowRun, plan: RunChange) -> tuple[int, bool]:
+        """Store a new run and what ``plan`` (called with its state) returns, atomically;
+        ``(run id, True)``. With an ``idempotency_key`` that a run already has:
+        ``(that run's id, False)`` and nothing is written."""
+
+    @abstractmethod
+    def change_workflow_run(self, run_id: int, change: RunChange) -> WorkflowRun:
+        """Lock the run, call ``change`` with its state, write the ``Advance`` atomically;
+        return the updated run. ``WorkflowRunNotFoundError`` for an unknown id; whatever
+        ``change`` raises leaves everything as it was."""
+
+    @abstractmethod
+    def get_workflow_run(self, run_id: int) -> WorkflowRun | None:
+        """The run, or None."""
+
+    @abstractmethod
+    def list_workflow_runs(self, run_filter: WorkflowFilter) -> WorkflowPage:
+        """Runs matching the filter, newest first, with keyset paging."""

@@ -33,7 +33,8 @@ class Change:
     ``failed``, ...). ``data`` is the event's data, ``{"progress": n}`` for a
     progress write, and empty for an output write (read the job for the
     output: a feed entry never copies it). ``cursor`` is opaque and ordered:
-    pass it back as ``after`` to read what came next.
+    pass it back as ``after`` to read what came next. ``workflow_run_id`` is the
+    run of a workflow step job (None for a plain job): follow one run's jobs by it.
     """
 
     cursor: str
@@ -42,6 +43,7 @@ class Change:
     kind: str
     at: datetime
     data: dict[str, Any] = field(default_factory=dict)
+    workflow_run_id: int | None = None
 
 
 def int_cursor(after: str) -> int:

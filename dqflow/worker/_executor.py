@@ -205,14 +205,16 @@ class Executor:
         if ctx.cancelled:
             return None
         if ctx.output_was_set:
-            return Settled(attempt, Completion(job.id, job.lease_token, ctx.output_json), output=ctx.output)
+            return Settled(
+                attempt, Completion(job.id, job.lease_token, ctx.output_json, job.workflow_run_id), output=ctx.output
+            )
         if result is None:
-            return Settled(attempt, Completion(job.id, job.lease_token, None))
+            return Settled(attempt, Completion(job.id, job.lease_token, None, job.workflow_run_id))
         try:
             output_json = self._queue.validate_output(job.job_type, result)
         except ValidationFailed as exc:
             return _failure(attempt, FailureReason.INVALID_OUTPUT, cut(str(exc), ERROR_LIMIT), exc)
-        return Settled(attempt, Completion(job.id, job.lease_token, output_json), output=result)
+        return Settled(attempt, Completion(job.id, job.lease_token, output_json, job.workflow_run_id), output=result)
 
     def _raised(self, attempt: Attempt, exc: BaseException) -> Settled | None:
         if attempt.ctx.cancelled:
@@ -331,5 +333,13 @@ def _failure(
             message,
             f"\n{traceback}" if traceback else "",
         )
-    failure = Failure(job.id, job.lease_token, message, reason.value, retry_at, traceback=traceback)
+    failure = Failure(
+        job.id,
+        job.lease_token,
+        message,
+        reason.value,
+        retry_at,
+        traceback=traceback,
+        workflow_run_id=job.workflow_run_id,
+    )
     return Settled(attempt, failure, exception=exception)

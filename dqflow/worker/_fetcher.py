@@ -180,6 +180,7 @@ class Fetcher:
                 if room <= 0:
                     continue
             wanted = min(room, self._batch_size + ahead)  # the jobs ahead ride along with a full batch
+            self._changed.clear()  # set again while the claim runs: results were written meanwhile
             try:
                 began = time.monotonic()
                 jobs = await self._claims(
@@ -198,6 +199,10 @@ class Fetcher:
             if len(jobs) == wanted:
                 continue
             if self._drain:
+                if self._changed.is_set():
+                    # results written during the claim may have made jobs ready (a dependent, a
+                    # workflow's next step) that the claim could not see yet: look again
+                    continue
                 if self._buffer or self._executor.occupied or self._executor.active or self._completer.busy:
                     await self._wait_for_change()
                     continue

@@ -6,6 +6,7 @@
 * :mod:`~dqflow.workflows.checker`, :mod:`~dqflow.workflows.producers`,
   :mod:`~dqflow.workflows.compat`, :mod:`~dqflow.workflows.schema_view` — the static type check;
 * :mod:`~dqflow.workflows.resolver` — the pure functions the runtime calls (ready steps, payloads, returns);
+* :mod:`~dqflow.workflows.runtime` — moving runs (start, a step job's end, cancel, retry) for storage;
 * :mod:`~dqflow.workflows.graph` — the graph as a text tree and as Mermaid.
 """
 

@@ -126,3 +126,8 @@ def exit_process(payload: dict[str, Any], ctx: JobContext) -> None:
 def fail_loudly(payload: dict[str, Any], ctx: JobContext) -> None:
     """Raise with a message of ``size`` characters."""
     raise ValueError("x" * int(payload.get("size", 1_000_000)))
+
+
+def add_up(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """A workflow fan-in: the sum of ``ns``."""
+    return {"n": sum(payload["ns"]), "ok": True}

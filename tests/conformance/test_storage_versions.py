@@ -76,6 +76,9 @@ def test_every_job_option_round_trips_through_add_and_edit(storage: Storage) -> 
         tags=("b", "a"),
         idempotency_key="key-1",
         meta_json='{"m": true}',
+        workflow_run_id=77,
+        workflow_step="resize",
+        workflow_item=3,
     )
     (added,) = storage.add_jobs([job])
     record = storage.get_job(added.job_id)
@@ -88,7 +91,8 @@ def test_every_job_option_round_trips_through_add_and_edit(storage: Storage) -> 
     later = run_at + timedelta(days=1)
     edited = storage.edit_job(added.job_id, {"timeout_ms": None, "retry_jitter": True, "run_at": later})
     assert (edited.timeout_ms, edited.retry_jitter, edited.run_at) == (None, True, later)
-    assert {o.name for o in JOB_OPTIONS} - {"job_type", "idempotency_key"} == EDITABLE_FIELDS
+    fixed = {"job_type", "idempotency_key", "workflow_run_id", "workflow_step", "workflow_item"}
+    assert {o.name for o in JOB_OPTIONS} - fixed == EDITABLE_FIELDS
     assert {o.column for o in JOB_OPTIONS} <= set(JobRecord.model_fields)
 
 

@@ -7,7 +7,8 @@ import pytest
 from sqlalchemy.dialects import postgresql
 from sqlmodel import SQLModel
 
-import dqflow.record  # noqa: F401  (registers the table models)
+import dqflow.record
+import dqflow.workflow_record  # noqa: F401  (both register their table models)
 
 _QUERY = """
 SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull
@@ -17,7 +18,7 @@ ORDER BY a.attnum
 """
 
 
-@pytest.mark.parametrize("table", ["dqflow_jobs", "dqflow_job_events"])
+@pytest.mark.parametrize("table", ["dqflow_jobs", "dqflow_job_events", "dqflow_workflow_runs"])
 def test_migrated_table_matches_the_model(pg_url: str, table: str) -> None:
     database, schema = pg_url.split("?schema=")
     with psycopg.connect(database) as conn:
@@ -34,7 +35,7 @@ def test_migrated_table_matches_the_model(pg_url: str, table: str) -> None:
 def test_primary_keys_match(pg_url: str) -> None:
     database, schema = pg_url.split("?schema=")
     with psycopg.connect(database) as conn:
-        for table in ("dqflow_jobs", "dqflow_job_events"):
+        for table in ("dqflow_jobs", "dqflow_job_events", "dqflow_workflow_runs"):
             row = conn.execute(
                 "SELECT array_agg(a.attname::text) FROM pg_index i"
                 " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"

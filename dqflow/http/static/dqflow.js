@@ -206,8 +206,64 @@
     poll();
   }
 
-  // -- the jobs list: refresh the table and counts in place --------------------------
-  const listPage = document.querySelector('[data-page="jobs"]');
+  // -- a workflow run: redraw the graph when one of its step jobs changes ----------------
+  const runPage = document.querySelector('[data-page="run"]');
+  if (runPage) {
+    const id = runPage.dataset.runId;
+    const live = document.getElementById("run-live");
+    let pending = null;
+    let streaming = false;
+    let timer = null;
+
+    async function redraw() {
+      pending = null;
+      try {
+        const response = await fetch(base + "/workflows/runs/" + id + "/graph", { credentials: "same-origin", cache: "no-store" });
+        if (!response.ok) return;
+        live.innerHTML = await response.text();
+        const status = live.querySelector("[data-run-status]").dataset.runStatus;
+        runPage.dataset.finished = String(["completed", "failed", "cancelled"].includes(status));
+        document.getElementById("run-cancel-button").hidden = status !== "running";
+        document.getElementById("run-retry-button").hidden = !["failed", "cancelled"].includes(status);
+      } catch (error) { /* the next event or tick tries again */ }
+    }
+    // Many step jobs finish at once in a fan-out: one redraw per 250 ms at most.
+    const soon = () => { if (!pending) pending = setTimeout(redraw, 250); };
+
+    if (window.EventSource) {
+      const source = new EventSource(base + "/api/events?runId=" + encodeURIComponent(id));
+      source.addEventListener("open", () => { streaming = true; runPage.dataset.live = "true"; });
+      source.addEventListener("error", () => { streaming = false; runPage.dataset.live = "false"; });
+      for (const name of ["processing", "progress", "completed", "failed", "retried", "cancelled", "reclaimed"]) {
+        source.addEventListener("job:" + name, soon);
+      }
+    }
+    // A safety net for what the stream does not carry (a step skipped, the run finishing).
+    function poll() {
+      clearTimeout(timer);
+      const slow = runPage.dataset.finished === "true";
+      timer = setTimeout(async () => { await redraw(); poll(); }, slow ? 10000 : streaming ? 2000 : 700);
+    }
+    runPage.querySelectorAll("[data-run-action]").forEach((button) => {
+      button.addEventListener("click", async () => {
+        const action = button.dataset.runAction;
+        button.disabled = true;
+        try {
+          if (await write("/api/workflows/runs/" + id + "/" + action)) {
+            show(action === "cancel" ? "Run cancelled." : "Run started again.", false);
+            await redraw();
+            poll();
+          }
+        } finally {
+          button.disabled = false;
+        }
+      });
+    });
+    poll();
+  }
+
+  // -- the jobs and runs lists: refresh the table (and counts) in place ----------------
+  const listPage = document.querySelector("[data-refresh]");
   if (listPage) {
     setInterval(async () => {
       if (document.hidden) return;
@@ -215,7 +271,7 @@
         const response = await fetch(location.href, { credentials: "same-origin", cache: "no-store" });
         if (!response.ok) return;
         const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
-        for (const selector of ["#jobs-live", ".tabs"]) {
+        for (const selector of [listPage.dataset.refresh, ".tabs"]) {
           const now = fresh.querySelector(selector);
           if (now) document.querySelector(selector).replaceWith(now);
         }

@@ -24,7 +24,7 @@ from dqflow.storage.base import JOB_OPTIONS, JobOption, OptionKind
 
 _OBJECTS = re.compile(
     r"\b(dqflow_jobs_id_seq|dqflow_jobs|dqflow_job_events|dqflow_job_changes|dqflow_job_dependencies"
-    r"|dqflow_job_waits|dqflow_migrations)\b"
+    r"|dqflow_job_waits|dqflow_migrations|dqflow_workflow_runs)\b"
 )
 
 
@@ -123,6 +123,16 @@ class Queries:
     set_output: str
     reclaim_expired: str
     next_due_in: str
+    workflow_create_run: str
+    workflow_run_by_key: str
+    workflow_lock_runs: str
+    workflow_update_run: str
+    workflow_cancel_jobs: str
+    workflow_retry_jobs: str
+    workflow_get_run: str
+    workflow_list_runs: str
+    workflow_job_run: str
+    workflow_expired_runs: str
 
     @classmethod
     @cache

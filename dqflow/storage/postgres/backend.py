@@ -45,6 +45,7 @@ from dqflow.storage.base import (
     OptionKind,
     Outcome,
     ReclaimedJob,
+    Release,
     Storage,
     TagMode,
     outcomes_by_kind,
@@ -55,7 +56,18 @@ from dqflow.storage.postgres import changes
 from dqflow.storage.postgres._connect import Settings, check_schema, parse_url, settings_from_connection
 from dqflow.storage.postgres._notifier import Notifier, channel_name
 from dqflow.storage.postgres._queries import Queries
+from dqflow.storage.postgres._workflows import PgWorkflows, ends_of
 from dqflow.storage.postgres.migrations import require_migrated
+from dqflow.storage.workflows import (
+    JobEnd,
+    NewWorkflowRun,
+    RunChange,
+    RunNotice,
+    RunState,
+    WorkflowFilter,
+    state_from_fields,
+)
+from dqflow.workflow_record import WorkflowPage, WorkflowRun
 
 __all__ = ["PostgresStorage"]
 
@@ -154,6 +166,7 @@ class PostgresStorage(Storage):
         self._channel = channel_name(self.schema)
         self._notifier = Notifier(self._listen_connection, self._channel, self.url, self._lost_connection)
         self._changes_notifier: Notifier | None = None
+        self._workflows = PgWorkflows(self)
         self._open_lock = threading.Lock()
         self._opened = not self._own_pool
         self._closed = False
@@ -267,14 +280,7 @@ class PostgresStorage(Storage):
                 first_of_key[key] = len(sent)
             slot.append(len(sent))
             sent.append(job)
-        values: list[list[Any]] = []
-        for job in sent:
-            row = list(_OPTION_VALUES(job))  # tuples (tags) become JSON arrays
-            for position in _TIME_POSITIONS:
-                row[position] = _iso(row[position])
-            values.append(row)
-        rows_json = json.dumps(values)
-        params = {"jobs": rows_json, "channel": self._channel}
+        params = {"jobs": self._jobs_json(sent), "channel": self._channel}
         if connection is not None:
             rows = self._add_on(connection, params, sent)
         else:
@@ -282,6 +288,17 @@ class PostgresStorage(Storage):
                 rows = self._add_on(conn, params, sent)
         results = [AddResult(int(job_id or 0), created) for job_id, created in rows]
         return [results[i] if i >= 0 else AddResult(results[-1 - i].job_id, False) for i in slot]
+
+    @staticmethod
+    def _jobs_json(jobs: Sequence[NewJob]) -> str:
+        """The ``jobs`` parameter of add_jobs.sql: one JSON array of option values per job."""
+        values: list[list[Any]] = []
+        for job in jobs:
+            row = list(_OPTION_VALUES(job))  # tuples (tags) become JSON arrays
+            for position in _TIME_POSITIONS:
+                row[position] = _iso(row[position])
+            values.append(row)
+        return json.dumps(values)
 
     def _add_on(
         self, conn: psycopg.Connection[Any], params: dict[str, Any], jobs: list[NewJob]
@@ -412,7 +429,24 @@ class PostgresStorage(Storage):
         return _record(row)
 
     def cancel_job(self, job_id: int) -> JobRecord:
-        return self._change("cancelled", self._q.cancel_job, {"job_id": job_id}, "pending, waiting or processing")
+        allowed = "pending, waiting or processing"
+        if self.workflow_advancer is None:
+            return self._change("cancelled", self._q.cancel_job, {"job_id": job_id}, allowed)
+        notices: list[RunNotice] = []
+        with self._connection("cancelling a job") as conn, conn.transaction():
+            with conn.cursor(row_factory=tuple_row) as cur:
+                cur.execute(self._q.workflow_job_run, {"job_id": job_id})
+                found = cur.fetchone()
+            run_id = None if found is None or found[0] is None else int(found[0])
+            states = self._workflows.lock(conn, [run_id] if run_id is not None else [])  # the run before its job
+            with conn.cursor(row_factory=dict_row) as cur:
+                cur.execute(self._q.cancel_job, {"job_id": job_id})
+                record = self._changed("cancelled", job_id, cur.fetchall(), allowed)
+            if run_id is not None:
+                end = JobEnd(job_id, record.workflow_step or "", record.workflow_item, "cancelled", reason="cancelled")
+                self._workflows.jobs_ended(conn, states, [(run_id, end)], notices)
+        self._committed(notices)
+        return record
 
     def retry_job(self, job_id: int) -> JobRecord:
         with self._connection("retrying a job") as conn, conn.transaction():
@@ -475,20 +509,77 @@ class PostgresStorage(Storage):
         if not groups:
             return applied
         statements = [
-            (positions, *self._settle_statement(kind, [outcomes[i] for i in positions]))
+            (kind, positions, *self._settle_statement(kind, [outcomes[i] for i in positions]))
             for kind, positions in groups.items()
         ]
+        # Step jobs: their runs are locked first, in the same transaction (plain jobs skip all this).
+        run_ids = sorted(
+            {o.workflow_run_id for o in outcomes if not isinstance(o, Release) and o.workflow_run_id is not None}
+        )
+        if run_ids:
+            return self._settle_steps(outcomes, statements, run_ids)
+        notices: list[RunNotice] = []
         with self._connection("settling jobs") as conn, contextlib.ExitStack() as stack:
             # One kind: one autocommit statement (atomic by itself, one round trip);
-            # several kinds: one statement per kind, all in one transaction.
+            # several kinds: all in one transaction.
             if len(statements) > 1:
                 stack.enter_context(conn.transaction())
+            states: dict[int, RunState] = {}
             cur = stack.enter_context(conn.cursor(row_factory=tuple_row))
-            for positions, query, params in statements:
+            ends: list[tuple[int, JobEnd]] = []
+            for kind, positions, query, params in statements:
                 cur.execute(query, params)
-                done = {int(row[0]) for row in cur.fetchall()}
+                rows = cur.fetchall()
+                done = {int(row[0]) for row in rows}
                 for position in positions:
                     applied[position] = outcomes[position].job_id in done
+                if kind is not Release:
+                    ends += ends_of(rows, "complete" if kind is Completion else "fail")
+            if ends and self.workflow_advancer is not None:
+                # in settle's transaction; a step job settled without its run id (autocommitted
+                # already) moves its run in a transaction of its own
+                with contextlib.nullcontext() if len(statements) > 1 else conn.transaction():
+                    missing = sorted({run_id for run_id, _ in ends} - states.keys())
+                    states.update(self._workflows.lock(conn, missing))
+                    self._workflows.jobs_ended(conn, states, ends, notices)
+        self._committed(notices)
+        return applied
+
+    def _settle_steps(
+        self, outcomes: Sequence[Outcome], statements: list[tuple[Any, ...]], run_ids: list[int]
+    ) -> list[bool]:
+        """Settle a batch with step jobs in one transaction, pipelined: BEGIN, the runs' lock and
+        the settle statements go in one round trip; the advance's inserts in one more; its
+        other writes and COMMIT in a last one."""
+        applied = [False] * len(outcomes)
+        notices: list[RunNotice] = []
+        with (
+            self._connection("settling step jobs") as conn,
+            conn.pipeline(),
+            conn.transaction(),
+            contextlib.ExitStack() as stack,
+        ):
+            lock = stack.enter_context(conn.cursor(row_factory=dict_row))
+            lock.execute(self._q.workflow_lock_runs, {"ids": run_ids})  # the runs before their jobs
+            sent = []
+            for kind, positions, query, params in statements:
+                cur = stack.enter_context(conn.cursor(row_factory=tuple_row))
+                cur.execute(query, params)
+                sent.append((kind, positions, cur))
+            states = {int(row["id"]): state_from_fields(row) for row in lock.fetchall()}
+            ends: list[tuple[int, JobEnd]] = []
+            for kind, positions, cur in sent:
+                rows = cur.fetchall()
+                done = {int(row[0]) for row in rows}
+                for position in positions:
+                    applied[position] = outcomes[position].job_id in done
+                if kind is not Release:
+                    ends += ends_of(rows, "complete" if kind is Completion else "fail")
+            if ends:
+                missing = sorted({run_id for run_id, _ in ends} - states.keys())
+                states.update(self._workflows.lock(conn, missing))
+                self._workflows.jobs_ended(conn, states, ends, notices)
+        self._committed(notices)
         return applied
 
     def _settle_statement(self, kind: type[Outcome], items: list[Any]) -> tuple[str, dict[str, Any]]:
@@ -533,12 +624,25 @@ class PostgresStorage(Storage):
         reclaimed: list[ReclaimedJob] = []
         while True:
             params = {"limit": _RECLAIM_BATCH, "channel": self._channel}
-            with (
-                self._connection("reclaiming expired leases") as conn,
-                conn.cursor(row_factory=tuple_row) as cur,
-            ):
-                cur.execute(self._q.reclaim_expired, params)
-                batch = [ReclaimedJob(int(job_id), JobStatus(status)) for job_id, status in cur.fetchall()]
+            notices: list[RunNotice] = []
+            with self._connection("reclaiming expired leases") as conn, contextlib.ExitStack() as stack:
+                states = {}
+                if self.workflow_advancer is not None:  # runs of step jobs about to fail are locked first
+                    stack.enter_context(conn.transaction())
+                    with conn.cursor(row_factory=tuple_row) as cur:
+                        cur.execute(self._q.workflow_expired_runs, {})
+                        states = self._workflows.lock(conn, [int(row[0]) for row in cur.fetchall()])
+                with conn.cursor(row_factory=tuple_row) as cur:
+                    cur.execute(self._q.reclaim_expired, params)
+                    rows = cur.fetchall()
+                batch = [ReclaimedJob(int(row[0]), JobStatus(row[1])) for row in rows]
+                ends = [
+                    (int(run_id), JobEnd(int(job_id), step, item, "failed", None, "lease_expired", error))
+                    for job_id, status, run_id, step, item, error in rows
+                    if status == "failed" and run_id is not None and int(run_id) in states
+                ]
+                self._workflows.jobs_ended(conn, states, ends, notices)
+            self._committed(notices)
             reclaimed.extend(batch)
             if len(batch) < _RECLAIM_BATCH:
                 return reclaimed
@@ -556,6 +660,37 @@ class PostgresStorage(Storage):
         if self._closed:
             return
         self._notifier.wait(timeout, job_types)
+
+    # -- workflows (postgres/_workflows.py) -------------------------------------------------
+
+    def _committed(self, notices: list[RunNotice]) -> None:
+        if notices and self.workflow_advancer is not None:
+            self.workflow_advancer.committed(notices)
+
+    def create_workflow_run(self, run: NewWorkflowRun, plan: RunChange) -> tuple[int, bool]:
+        notices: list[RunNotice] = []
+        with self._connection("starting a workflow run") as conn, conn.transaction():
+            result = self._workflows.create(conn, run, plan, notices)
+        self._committed(notices)
+        return result
+
+    def change_workflow_run(self, run_id: int, change: RunChange) -> WorkflowRun:
+        notices: list[RunNotice] = []
+        with self._connection("changing a workflow run") as conn:
+            with conn.transaction():
+                self._workflows.change(conn, run_id, change, notices)
+            run = self._workflows.get(conn, run_id)
+        self._committed(notices)
+        assert run is not None
+        return run
+
+    def get_workflow_run(self, run_id: int) -> WorkflowRun | None:
+        with self._connection("reading a workflow run") as conn:
+            return self._workflows.get(conn, run_id)
+
+    def list_workflow_runs(self, run_filter: WorkflowFilter) -> WorkflowPage:
+        with self._connection("listing workflow runs") as conn:
+            return self._workflows.page(conn, run_filter)
 
     # -- change feed (postgres/changes.py) ----------------------------------------------
 

@@ -50,6 +50,7 @@ def read_changes(storage: PostgresStorage, after: str, limit: int) -> list[Chang
                 kind=str(row["kind"]),
                 at=row["created_at"],
                 data=row["data"] or {},
+                workflow_run_id=row["workflow_run_id"],
             )
         )
     return changes

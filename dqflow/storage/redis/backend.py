@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
@@ -47,6 +47,7 @@ from dqflow.storage.base import (
 )
 from dqflow.storage.changes import Change
 from dqflow.storage.redis import changes
+from dqflow.storage.redis._workflows import RedisWorkflows, settle_ops
 from dqflow.storage.redis.codec import (
     added_event,
     as_text,
@@ -60,7 +61,9 @@ from dqflow.storage.redis.codec import (
     to_us,
 )
 from dqflow.storage.redis.scripts import Script, load_all
+from dqflow.storage.workflows import JobEnd, NewWorkflowRun, RunChange, RunNotice, WorkflowFilter
 from dqflow.urls import redact_url
+from dqflow.workflow_record import WorkflowPage, WorkflowRun
 
 T = TypeVar("T")
 
@@ -191,6 +194,7 @@ class RedisStorage(Storage):
         self.list_scan_budget = _LIST_SCAN_BUDGET
         #: index entries the last ``list_jobs`` looked at (for tests and diagnostics)
         self.last_list_scanned = 0
+        self._workflows = RedisWorkflows(self)
 
     # -- connections -----------------------------------------------------------------
 
@@ -369,6 +373,11 @@ class RedisStorage(Storage):
 
     def cancel_job(self, job_id: int) -> JobRecord:
         job_id = int(job_id)
+        if self.workflow_advancer is not None:
+            key = f"{self._key}:job:{job_id}"
+            run_id = self._guard(f"read job {job_id}", lambda: self._client.hget(key, "workflow_run_id"))
+            if run_id is not None:
+                return self._cancel_step_job(job_id)
         reply = self._run("cancel", f"cancel job {job_id}", job_id)
         return self._managed(job_id, reply, "only pending, waiting or processing jobs can be cancelled")
 
@@ -447,6 +456,43 @@ class RedisStorage(Storage):
     def settle_jobs(self, outcomes: Sequence[Outcome]) -> list[bool]:
         if not outcomes:
             return []
+        if self.workflow_advancer is not None and any(
+            not isinstance(item, Release) and item.workflow_run_id is not None for item in outcomes
+        ):
+            return self._settle_with_steps(outcomes)
+        return self._settle(outcomes)
+
+    def _settle_with_steps(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        """Step jobs that end (completed, failed for good) go through workflow.lua with their
+        runs; the rest (retries, releases, plain jobs) through settle.lua."""
+        applied = [False] * len(outcomes)
+        seen: set[int] = set()
+        steps: list[int] = []
+        rest: list[int] = []
+        for position, item in enumerate(outcomes):
+            if item.job_id in seen:
+                continue  # only a job's first outcome in a batch is tried
+            seen.add(item.job_id)
+            ends = isinstance(item, Completion) or (isinstance(item, Failure) and item.retry_at is None)
+            if ends and not isinstance(item, Release) and item.workflow_run_id is not None:
+                steps.append(position)
+            else:
+                rest.append(position)
+        notices: list[RunNotice] = []
+        items = [cast("Completion | Failure", outcomes[p]) for p in steps]
+        runs = [i.workflow_run_id for i in items if i.workflow_run_id is not None]
+        flags = self._workflows.jobs_ended(
+            settle_ops(items), [i.job_id for i in items], notices, "settle step jobs", runs
+        )
+        for position, flag in zip(steps, flags, strict=True):
+            applied[position] = flag
+        if rest:
+            for position, flag in zip(rest, self._settle([outcomes[p] for p in rest]), strict=True):
+                applied[position] = flag
+        self._committed(notices)
+        return applied
+
+    def _settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
         args: list[Any] = [len(outcomes)]
         for item in outcomes:
             if isinstance(item, Completion):
@@ -475,8 +521,11 @@ class RedisStorage(Storage):
 
     def reclaim_expired(self) -> list[ReclaimedJob]:
         reclaimed: list[ReclaimedJob] = []
+        steps = self.workflow_advancer is not None
+        if steps:
+            reclaimed += self._expire_step_jobs()
         while True:
-            flat = self._run("reclaim", "reclaim expired leases", _RECLAIM_BATCH)
+            flat = self._run("reclaim", "reclaim expired leases", _RECLAIM_BATCH, "1" if steps else "0")
             reclaimed += [ReclaimedJob(int(flat[k]), JobStatus(flat[k + 1])) for k in range(0, len(flat), 2)]
             if len(flat) < 2 * _RECLAIM_BATCH:
                 return reclaimed
@@ -493,6 +542,104 @@ class RedisStorage(Storage):
         # BLPOP's timeout 0 means forever: never pass less than a millisecond
         seconds = max(round(timeout, 3), 0.001)
         self._guard("wait for new jobs", lambda: self._blocking.blpop(keys, timeout=seconds))
+
+    # -- workflows (redis/_workflows.py) ----------------------------------------------------
+
+    def _committed(self, notices: list[RunNotice]) -> None:
+        if notices and self.workflow_advancer is not None:
+            self.workflow_advancer.committed(notices)
+
+    def _cancel_step_job(self, job_id: int) -> JobRecord:
+        """Cancel a workflow step job and move its run, in one script."""
+        problem: list[str] = []
+
+        def plan(jobs: dict[int, dict[str, str]]) -> list[Any]:
+            job = jobs[job_id]
+            problem[:] = [] if job["status"] in ("pending", "waiting", "processing") else [job["status"] or ""]
+            if problem or job["workflow_run_id"] is None:
+                return [None]
+            index = None if job["workflow_item"] is None else int(job["workflow_item"])
+            end = JobEnd(job_id, job["workflow_step"] or "", index, "cancelled", reason="cancelled")
+            return [(["x", str(job_id)], int(job["workflow_run_id"]), end)]
+
+        notices: list[RunNotice] = []
+        self._workflows.jobs_ended(plan, [job_id], notices, f"cancel job {job_id}")
+        if problem == [""]:
+            raise JobNotFoundError(job_id)
+        if problem:
+            raise InvalidJobStateError(
+                f"job {job_id} is {problem[0]}: only pending, waiting or processing jobs can be cancelled"
+            )
+        self._committed(notices)
+        record = self.get_job(job_id)
+        if record is None:  # pragma: no cover - jobs are never deleted
+            raise JobNotFoundError(job_id)
+        return record
+
+    def _expire_step_jobs(self) -> list[ReclaimedJob]:
+        """Step jobs whose lease expired on their last attempt: failed, their runs moved (workflow.lua)."""
+
+        def candidates() -> list[Any]:
+            seconds, micros = self._client.time()
+            now = int(seconds) * 1_000_000 + int(micros)
+            return list(
+                self._client.zrangebyscore(f"{self._key}:processing", "-inf", f"({now}", start=0, num=_RECLAIM_BATCH)
+            )
+
+        ids = [int(i) for i in as_text(self._guard("find expired leases", candidates))]
+        if not ids:
+            return []
+        extra = ("attempts", "max_attempts", "locked_by")
+
+        def read() -> list[Any]:
+            pipe = self._client.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hmget(f"{self._key}:job:{job_id}", *extra)
+            return list(pipe.execute())
+
+        more = {job_id: as_text(row) for job_id, row in zip(ids, self._guard("read expired jobs", read), strict=True)}
+
+        def plan(jobs: dict[int, dict[str, str]]) -> list[Any]:
+            planned: list[Any] = []
+            for job_id in ids:
+                job, (attempts, max_attempts, locked_by) = jobs[job_id], more[job_id]
+                last = attempts is not None and max_attempts is not None and int(attempts) >= int(max_attempts)
+                if job["status"] != "processing" or job["workflow_run_id"] is None or not last:
+                    planned.append(None)
+                    continue
+                error = (
+                    f"worker {locked_by or ''} stopped renewing its lease"
+                    f" and the job has used all {max_attempts} attempts"
+                )
+                index = None if job["workflow_item"] is None else int(job["workflow_item"])
+                end = JobEnd(job_id, job["workflow_step"] or "", index, "failed", None, "lease_expired", error)
+                planned.append((["e", str(job_id)], int(job["workflow_run_id"]), end))
+            return planned
+
+        notices: list[RunNotice] = []
+        flags = self._workflows.jobs_ended(plan, ids, notices, "fail expired step jobs")
+        self._committed(notices)
+        return [ReclaimedJob(job_id, JobStatus.FAILED) for job_id, flag in zip(ids, flags, strict=True) if flag]
+
+    def create_workflow_run(self, run: NewWorkflowRun, plan: RunChange) -> tuple[int, bool]:
+        notices: list[RunNotice] = []
+        result = self._workflows.create(run, plan, notices)
+        self._committed(notices)
+        return result
+
+    def change_workflow_run(self, run_id: int, change: RunChange) -> WorkflowRun:
+        notices: list[RunNotice] = []
+        self._workflows.change(int(run_id), change, notices)
+        self._committed(notices)
+        run = self._workflows.get(int(run_id))
+        assert run is not None
+        return run
+
+    def get_workflow_run(self, run_id: int) -> WorkflowRun | None:
+        return self._workflows.get(int(run_id))
+
+    def list_workflow_runs(self, run_filter: WorkflowFilter) -> WorkflowPage:
+        return self._workflows.page(run_filter)
 
     # -- change feed (redis/changes.py) -------------------------------------------------
 

@@ -43,7 +43,7 @@ def _entries_to_changes(storage: RedisStorage, entries: list[Any]) -> list[Chang
     def job_types() -> list[Any]:
         pipe = storage._client.pipeline(transaction=False)
         for job_id in job_ids:
-            pipe.hget(f"{storage._key}:job:{job_id}", "job_type")
+            pipe.hmget(f"{storage._key}:job:{job_id}", "job_type", "workflow_run_id")
         return list(pipe.execute())
 
     types = dict(zip(job_ids, as_text(storage._guard("read the change feed", job_types)), strict=True))
@@ -59,7 +59,9 @@ def _entries_to_changes(storage: RedisStorage, entries: list[Any]) -> list[Chang
             kind, data = PROGRESS, {"progress": int(fields[PROGRESS])}
         else:
             kind, data = OUTPUT, {}
-        changes.append(Change(stream_id, job_id, str(types.get(job_id) or ""), kind, at, data))
+        job_type, run_id = types.get(job_id) or (None, None)
+        run = None if run_id is None else int(run_id)
+        changes.append(Change(stream_id, job_id, str(job_type or ""), kind, at, data, run))
     return changes
 
 

@@ -30,6 +30,7 @@ NAMES = (
     "renew",
     "next_due",
     "list",
+    "workflow",
 )
 
 

@@ -45,8 +45,10 @@ from dqflow.storage.base import (
     unfinished_dependencies,
 )
 from dqflow.storage.changes import Change
-from dqflow.storage.sqlite import changes
+from dqflow.storage.sqlite import _workflows, changes
 from dqflow.storage.sqlite.migrations import migrate
+from dqflow.storage.workflows import JobEnd, NewWorkflowRun, RunChange, RunNotice, WorkflowFilter
+from dqflow.workflow_record import WorkflowPage, WorkflowRun
 
 _loads = json.JSONDecoder().decode
 
@@ -376,6 +378,7 @@ class SqliteStorage(Storage):
 
     def cancel_job(self, job_id: int) -> JobRecord:
         now = time.time()
+        notices: list[RunNotice] = []
         with self._write() as conn:
             record = self._require(conn, job_id)
             if record.status not in (JobStatus.PENDING, JobStatus.WAITING, JobStatus.PROCESSING):
@@ -389,7 +392,13 @@ class SqliteStorage(Storage):
             )
             self._event(conn, job_id, EventType.CANCELLED, now, {"previous_status": record.status.value})
             self._cancel_dependents(conn, [job_id], now)
-            return self._require(conn, job_id)
+            if record.workflow_run_id is not None:
+                end = JobEnd(job_id, record.workflow_step or "", record.workflow_item, "cancelled", reason="cancelled")
+                ends = [(record.workflow_run_id, end)]
+                _workflows.jobs_ended(conn, self.workflow_advancer, ends, self._insert_step_jobs, now, notices)
+            cancelled = self._require(conn, job_id)
+        self._committed(notices)
+        return cancelled
 
     def retry_job(self, job_id: int) -> JobRecord:
         now = time.time()
@@ -488,21 +497,28 @@ class SqliteStorage(Storage):
         if not groups:
             return applied
         now = time.time()
+        ends: list[tuple[int, JobEnd]] = []
+        notices: list[RunNotice] = []
         with self._write() as conn:
             for kind, positions in groups.items():
                 items = [outcomes[i] for i in positions]
                 if kind is Completion:
-                    flags = self._complete(conn, cast("list[Completion]", items), now)
+                    flags = self._complete(conn, cast("list[Completion]", items), now, ends)
                 elif kind is Failure:
-                    flags = self._fail(conn, cast("list[Failure]", items), now)
+                    flags = self._fail(conn, cast("list[Failure]", items), now, ends)
                 else:
                     flags = self._release(conn, cast("list[Release]", items), now)
                 for position, flag in zip(positions, flags, strict=True):
                     applied[position] = flag
+            if ends:
+                _workflows.jobs_ended(conn, self.workflow_advancer, ends, self._insert_step_jobs, now, notices)
+        self._committed(notices)
         return applied
 
     @staticmethod
-    def _complete(conn: sqlite3.Connection, completions: list[Completion], now: float) -> list[bool]:
+    def _complete(
+        conn: sqlite3.Connection, completions: list[Completion], now: float, ends: list[tuple[int, JobEnd]]
+    ) -> list[bool]:
         values = ",".join("(?,?,?)" for _ in completions)
         params: list[Any] = []
         for item in completions:
@@ -512,10 +528,16 @@ class SqliteStorage(Storage):
             " UPDATE dqflow_jobs SET status = 'completed', output = COALESCE(done.output, dqflow_jobs.output),"
             " failure_reason = NULL, completed_at = ?, updated_at = ?, lease_expires_at = NULL FROM done"
             " WHERE dqflow_jobs.id = done.id AND dqflow_jobs.lease_token = done.token"
-            " AND dqflow_jobs.status = 'processing' RETURNING dqflow_jobs.id",
+            " AND dqflow_jobs.status = 'processing' RETURNING dqflow_jobs.id, dqflow_jobs.workflow_run_id,"
+            " dqflow_jobs.workflow_step, dqflow_jobs.workflow_item, dqflow_jobs.output",
             (*params, now, now),
         ).fetchall()
         applied = {row[0] for row in rows}
+        ends.extend(
+            (row[1], JobEnd(row[0], row[2], row[3], "completed", None if row[4] is None else _loads(row[4])))
+            for row in rows
+            if row[1] is not None
+        )
         if applied:
             conn.executemany(
                 "INSERT INTO dqflow_job_events (job_id, event_type, created_at) VALUES (?, 'completed', ?)",
@@ -524,18 +546,20 @@ class SqliteStorage(Storage):
             SqliteStorage._ready_dependents(conn, sorted(applied), now)
         return [item.job_id in applied for item in completions]
 
-    def _fail(self, conn: sqlite3.Connection, failures: list[Failure], now: float) -> list[bool]:
+    def _fail(
+        self, conn: sqlite3.Connection, failures: list[Failure], now: float, ends: list[tuple[int, JobEnd]]
+    ) -> list[bool]:
         applied: list[bool] = []
         for item in failures:
             row = conn.execute(
-                "SELECT attempts, output, progress FROM dqflow_jobs"
+                "SELECT attempts, output, progress, workflow_run_id, workflow_step, workflow_item FROM dqflow_jobs"
                 " WHERE id = ? AND lease_token = ? AND status = 'processing'",
                 (item.job_id, item.lease_token),
             ).fetchone()
             if row is None:
                 applied.append(False)
                 continue
-            attempt, output, progress = row
+            attempt, output, progress, run_id, step, index = row
             entry = _error_entry(attempt, item.error, item.reason, now, item.traceback, output, progress)
             retry = item.retry_at is not None
             # a retried job starts its next attempt clean; a job failed for good keeps what it stored
@@ -565,6 +589,8 @@ class SqliteStorage(Storage):
             )
             if not retry:
                 self._cancel_dependents(conn, [item.job_id], now)
+                if run_id is not None:
+                    ends.append((run_id, JobEnd(item.job_id, step, index, "failed", None, item.reason, item.error)))
             applied.append(True)
         return applied
 
@@ -603,13 +629,15 @@ class SqliteStorage(Storage):
     def reclaim_expired(self) -> list[ReclaimedJob]:
         now = time.time()
         reclaimed: list[ReclaimedJob] = []
+        ends: list[tuple[int, JobEnd]] = []
+        notices: list[RunNotice] = []
         with self._write() as conn:
             rows = conn.execute(
-                "SELECT id, attempts, max_attempts, locked_by, output, progress FROM dqflow_jobs"
-                " WHERE status = 'processing' AND lease_expires_at < ?",
+                "SELECT id, attempts, max_attempts, locked_by, output, progress, workflow_run_id, workflow_step,"
+                " workflow_item FROM dqflow_jobs WHERE status = 'processing' AND lease_expires_at < ?",
                 (now,),
             ).fetchall()
-            for job_id, attempts, max_attempts, locked_by, output, progress in rows:
+            for job_id, attempts, max_attempts, locked_by, output, progress, run_id, step, index in rows:
                 if attempts >= max_attempts:
                     error = (
                         f"worker {locked_by} stopped renewing its lease and the job has used all"
@@ -630,6 +658,8 @@ class SqliteStorage(Storage):
                         {"attempt": attempts, "error": error, "reason": "lease_expired", "will_retry": False},
                     )
                     self._cancel_dependents(conn, [job_id], now)
+                    if run_id is not None:
+                        ends.append((run_id, JobEnd(job_id, step, index, "failed", None, "lease_expired", error)))
                     reclaimed.append(ReclaimedJob(job_id, JobStatus.FAILED))
                 else:
                     conn.execute(
@@ -646,6 +676,8 @@ class SqliteStorage(Storage):
                         {"attempt": attempts, "previous_worker": locked_by},
                     )
                     reclaimed.append(ReclaimedJob(job_id, JobStatus.PENDING))
+            _workflows.jobs_ended(conn, self.workflow_advancer, ends, self._insert_step_jobs, now, notices)
+        self._committed(notices)
         return reclaimed
 
     def next_due_in(self, job_types: Sequence[str] | None) -> float | None:
@@ -670,6 +702,58 @@ class SqliteStorage(Storage):
             time.sleep(min(_WAIT_POLL_SECONDS, remaining))
             if conn.execute("PRAGMA data_version").fetchone()[0] != first:
                 return
+
+    # -- workflows (sqlite/_workflows.py) ---------------------------------------------------
+
+    @staticmethod
+    def _insert_step_jobs(conn: sqlite3.Connection, jobs: Sequence[NewJob], now: float) -> list[int]:
+        """Insert a run's new step jobs (no idempotency keys, no dependencies), 500 per statement."""
+        ids: list[int] = []
+        row_marks = f"({', '.join('?' * (len(JOB_OPTIONS) + 2))})"
+        for start in range(0, len(jobs), 500):
+            chunk = jobs[start : start + 500]
+            params: list[Any] = []
+            for job in chunk:
+                params.extend(encode(getattr(job, name), now) for name, encode in _OPTION_ENCODERS)
+                params.extend((now, now))
+            sql = _INSERT_JOB.split(" VALUES ")[0] + " VALUES " + ", ".join([row_marks] * len(chunk)) + " RETURNING id"
+            # rows of one INSERT get increasing ids in VALUES order under the write lock
+            chunk_ids = sorted(row[0] for row in conn.execute(sql, params).fetchall())
+            ids.extend(chunk_ids)
+        if ids:
+            conn.executemany(
+                "INSERT INTO dqflow_job_events (job_id, event_type, created_at) VALUES (?, 'added', ?)",
+                [(job_id, now) for job_id in ids],
+            )
+        return ids
+
+    def _committed(self, notices: list[RunNotice]) -> None:
+        if notices and self.workflow_advancer is not None:
+            self.workflow_advancer.committed(notices)
+
+    def create_workflow_run(self, run: NewWorkflowRun, plan: RunChange) -> tuple[int, bool]:
+        now = round(time.time(), 6)
+        notices: list[RunNotice] = []
+        with self._write() as conn:
+            result = _workflows.create_run(conn, run, plan, self._insert_step_jobs, now, notices)
+        self._committed(notices)
+        return result
+
+    def change_workflow_run(self, run_id: int, change: RunChange) -> WorkflowRun:
+        now = time.time()
+        notices: list[RunNotice] = []
+        with self._write() as conn:
+            _workflows.change_run(conn, run_id, change, self._insert_step_jobs, now, notices)
+            run = _workflows.read_run(conn, run_id)
+        self._committed(notices)
+        assert run is not None
+        return run
+
+    def get_workflow_run(self, run_id: int) -> WorkflowRun | None:
+        return _workflows.read_run(self._conn(), run_id)
+
+    def list_workflow_runs(self, run_filter: WorkflowFilter) -> WorkflowPage:
+        return _workflows.list_runs(self._conn(), run_filter)
 
     # -- change feed (sqlite/changes.py) ------------------------------------------------
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from dqflow.storage.changes import Change, int_cursor
 
 _READ = """
-SELECT c.id, c.job_id, j.job_type, c.kind, c.created_at, c.data
+SELECT c.id, c.job_id, j.job_type, c.kind, c.created_at, c.data, j.workflow_run_id
 FROM dqflow_job_changes c JOIN dqflow_jobs j ON j.id = c.job_id
 WHERE c.id > ? ORDER BY c.id LIMIT ?
 """
@@ -35,6 +35,7 @@ def read_changes(conn: sqlite3.Connection, after: str, limit: int) -> list[Chang
             kind=str(row[3]),
             at=datetime.fromtimestamp(float(row[4]), UTC),
             data=json.loads(row[5]) if row[5] else {},
+            workflow_run_id=row[6],
         )
         for row in rows
     ]

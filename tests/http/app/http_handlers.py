@@ -26,3 +26,22 @@ def steps(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
 def boom(payload: dict[str, Any]) -> None:
     """Always fails."""
     raise RuntimeError("boom: " + str(payload.get("why", "no reason")))
+
+
+# -- the workflow tests (tests/http/app/workflows.yaml) ---------------------------------------
+
+
+def split(payload: dict[str, Any]) -> dict[str, Any]:
+    """The words of ``text``."""
+    return {"words": payload["text"].split()}
+
+
+def count(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """One word's length, after ``pause`` seconds (cancellable)."""
+    ctx.wait_cancelled(float(payload.get("pause", 0)))
+    return {"word": payload["word"], "n": len(payload["word"])}
+
+
+def total(payload: dict[str, Any]) -> dict[str, Any]:
+    """The fan-in: the sum of every word's length."""
+    return {"total": sum(payload["ns"])}

@@ -1,5 +1,6 @@
 -- Complete a batch of jobs, fenced on status and lease token; a NULL output
--- keeps the stored one; an earlier attempt's failure reason is cleared. Answers the ids that applied; each gets a `completed` event.
+-- keeps the stored one; an earlier attempt's failure reason is cleared. Answers the ids that applied
+-- (with, for a workflow step job, its run, step, item and output); each gets a `completed` event.
 -- The batch is addressed by primary key (id = ANY) and each job's own values are
 -- looked up by its position in the arrays: no join, so the plan is always a
 -- primary-key lookup whatever the table's statistics say.
@@ -21,7 +22,8 @@ WITH completed AS (
     WHERE j.id = ANY(%(job_id)s::bigint[])
       AND j.status = 'processing'
       AND j.lease_token = (%(lease_token)s::bigint[])[array_position(%(job_id)s::bigint[], j.id)]
-    RETURNING j.id
+    RETURNING j.id, j.workflow_run_id, j.workflow_step, j.workflow_item,
+              CASE WHEN j.workflow_run_id IS NOT NULL THEN j.output END AS output
 ),
 done_per_dependent AS (
     SELECT d.job_id, count(*) AS done
@@ -61,4 +63,4 @@ events AS (
     INSERT INTO dqflow_job_events (job_id, event_type, created_at)
     SELECT id, 'completed', now() FROM completed
 )
-SELECT id FROM completed CROSS JOIN woken
+SELECT id, workflow_run_id, workflow_step, workflow_item, output FROM completed CROSS JOIN woken

@@ -41,7 +41,8 @@ failed AS (
       AND j.id = t.job_id
       AND j.status = 'processing'
       AND j.lease_token = t.lease_token
-    RETURNING j.id, j.job_type, j.attempts, t.error, t.reason, t.retry_at IS NOT NULL AS will_retry
+    RETURNING j.id, j.job_type, j.attempts, t.error, t.reason, t.retry_at IS NOT NULL AS will_retry,
+              j.workflow_run_id, j.workflow_step, j.workflow_item
 ),
 events AS (
     INSERT INTO dqflow_job_events (job_id, event_type, created_at, data)
@@ -57,4 +58,4 @@ woken AS (
     SELECT count(pg_notify(%(channel)s, job_type)) AS notified
     FROM (SELECT DISTINCT job_type FROM failed WHERE will_retry) AS types
 )
-SELECT id FROM failed CROSS JOIN woken
+SELECT id, workflow_run_id, workflow_step, workflow_item, will_retry, reason, error FROM failed CROSS JOIN woken

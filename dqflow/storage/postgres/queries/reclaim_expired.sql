@@ -34,7 +34,8 @@ reclaimed AS (
         updated_at = now()
     FROM expired
     WHERE j.id = expired.id
-    RETURNING j.id, j.job_type, j.status, j.attempts, j.max_attempts, expired.locked_by AS previous_worker
+    RETURNING j.id, j.job_type, j.status, j.attempts, j.max_attempts, expired.locked_by AS previous_worker,
+              j.workflow_run_id, j.workflow_step, j.workflow_item
 ),
 events AS (
     INSERT INTO dqflow_job_events (job_id, event_type, created_at, data)
@@ -60,4 +61,7 @@ woken AS (
     SELECT count(pg_notify(%(channel)s, job_type)) AS notified
     FROM (SELECT DISTINCT job_type FROM reclaimed WHERE status = 'pending') AS types
 )
-SELECT id, status FROM reclaimed CROSS JOIN woken ORDER BY id
+SELECT id, status, workflow_run_id, workflow_step, workflow_item,
+       format('worker %%s stopped renewing its lease and the job has used all %%s attempts',
+              previous_worker, max_attempts) AS error
+FROM reclaimed CROSS JOIN woken ORDER BY id

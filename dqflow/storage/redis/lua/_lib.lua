@@ -104,6 +104,31 @@ local function cancel_dependents(root, now)
   end
 end
 
+-- the waiting dependents of `id` (just completed) whose dependencies have all completed
+local function ready_dependents(id, now)
+  local now_s = fmt(now)
+  for _, dependent in ipairs(CALL('SMEMBERS', P .. ':dependents:' .. id)) do
+    local key = job_key(dependent)
+    local job = CALL('HMGET', key, 'status', 'job_type', 'priority')
+    if job[1] == 'waiting' then
+      local all_done = true
+      for _, dependency in ipairs(CALL('SMEMBERS', P .. ':depends_on:' .. dependent)) do
+        if CALL('HGET', job_key(dependency), 'status') ~= 'completed' then
+          all_done = false
+          break
+        end
+      end
+      if all_done then
+        CALL('HSET', key, 'status', 'pending', 'run_at', now_s, 'updated_at', now_s)
+        move_status(dependent, 'waiting', 'pending')
+        enqueue(dependent, job[2], tonumber(job[3]), now, now)
+        wake(job[2], 1)
+        add_event(dependent, 'ready', now, nil)
+      end
+    end
+  end
+end
+
 local function append_json(list_text, item)
   if list_text == nil or list_text == '[]' or list_text == false then
     return '[' .. item .. ']'

@@ -1,16 +1,19 @@
 -- Jobs whose lease expired: back to pending (a `reclaimed` event), or failed with
 -- reason lease_expired once attempts are used up (cancelling its waiting dependents). Token bumped either way.
--- ARGV: limit. Returns id, status pairs.
+-- ARGV: limit, and '1' to leave workflow step jobs on their last attempt to the workflow
+-- path (workflow.lua fails them and moves their run in one script). Returns id, status pairs.
 local now = now_us()
 local now_s = fmt(now)
 local out = {}
 local expired = CALL('ZRANGEBYSCORE', P .. ':processing', '-inf', '(' .. fmt(now), 'LIMIT', 0, tonumber(ARGV[1]))
+local leave_steps = ARGV[2] == '1'
 for _, id in ipairs(expired) do
   local key = job_key(id)
-  CALL('ZREM', P .. ':processing', id)
   local job = CALL('HMGET', key, 'status', 'attempts', 'max_attempts', 'locked_by', 'job_type', 'priority',
-    'error_history', 'output', 'progress')
-  if job[1] == 'processing' then
+    'error_history', 'output', 'progress', 'workflow_run_id')
+  local left = leave_steps and job[10] and tonumber(job[2]) >= tonumber(job[3])
+  if not left then CALL('ZREM', P .. ':processing', id) end
+  if job[1] == 'processing' and not left then
     local attempts, worker = tonumber(job[2]), job[4] or ''
     CALL('HINCRBY', key, 'lease_token', 1)
     CALL('HDEL', key, 'lease_expires_at')

@@ -30,30 +30,6 @@ local function held(key, token)
   return job[1] == 'processing' and job[2] == token
 end
 
--- the waiting dependents of `id` (just completed) whose dependencies have all completed
-local function ready_dependents(id)
-  for _, dependent in ipairs(CALL('SMEMBERS', P .. ':dependents:' .. id)) do
-    local key = job_key(dependent)
-    local job = CALL('HMGET', key, 'status', 'job_type', 'priority')
-    if job[1] == 'waiting' then
-      local all_done = true
-      for _, dependency in ipairs(CALL('SMEMBERS', P .. ':depends_on:' .. dependent)) do
-        if CALL('HGET', job_key(dependency), 'status') ~= 'completed' then
-          all_done = false
-          break
-        end
-      end
-      if all_done then
-        CALL('HSET', key, 'status', 'pending', 'run_at', now_s, 'updated_at', now_s)
-        move_status(dependent, 'waiting', 'pending')
-        enqueue(dependent, job[2], tonumber(job[3]), now, now)
-        wake(job[2], 1)
-        add_event(dependent, 'ready', now, nil)
-      end
-    end
-  end
-end
-
 local function complete(id, key, has_output, output)
   if has_output == '1' then
     local changed = CALL('HGET', key, 'output') ~= output
@@ -66,7 +42,7 @@ local function complete(id, key, has_output, output)
   event(id, 'completed', nil)
   completed[#completed + 1] = id
   batch_add(zsets, P .. ':status:completed', tonumber(id), id)
-  ready_dependents(id)
+  ready_dependents(id, now)
 end
 
 local function fail(id, key, err, reason, retry_at, traceback)

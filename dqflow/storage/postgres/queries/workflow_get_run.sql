@@ -1,0 +1,1 @@
+SELECT * FROM dqflow_workflow_runs WHERE id = %(run_id)s

@@ -1,0 +1,215 @@
+"""SQLite's half of workflow runs (storage/workflows.py): read a run, write an ``Advance``.
+
+Everything here runs inside the caller's ``BEGIN IMMEDIATE`` transaction: the
+file's one writer lock is the run's lock, so two workers completing the two
+parents of a join at once are serialised, and the second one sees the first's
+step state and creates the join's job, once.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from dqflow.enums import WorkflowStatus
+from dqflow.errors import WorkflowRunNotFoundError
+from dqflow.storage.base import NewJob
+from dqflow.storage.workflows import (
+    Advance,
+    JobEnd,
+    RunChange,
+    RunNotice,
+    RunState,
+    WorkflowAdvancer,
+    WorkflowFilter,
+    run_from_fields,
+    state_from_fields,
+)
+from dqflow.workflow_record import WorkflowPage, WorkflowRun
+
+InsertJobs = Callable[[sqlite3.Connection, Sequence[NewJob], float], list[int]]
+
+_TIMES = ("created_at", "updated_at", "completed_at")
+
+
+def _fields(row: sqlite3.Row) -> dict[str, Any]:
+    fields = dict(zip(row.keys(), row, strict=True))
+    for name in _TIMES:
+        if fields[name] is not None:
+            fields[name] = datetime.fromtimestamp(fields[name], UTC)
+    return fields
+
+
+def read_run(conn: sqlite3.Connection, run_id: int) -> WorkflowRun | None:
+    """The run, or None."""
+    row = conn.execute("SELECT * FROM dqflow_workflow_runs WHERE id = ?", (run_id,)).fetchone()
+    return None if row is None else run_from_fields(_fields(row))
+
+
+def list_runs(conn: sqlite3.Connection, run_filter: WorkflowFilter) -> WorkflowPage:
+    """Runs newest first, keyset paged on the id."""
+    where: list[str] = []
+    params: list[Any] = []
+    if run_filter.name is not None:
+        where.append("name = ?")
+        params.append(run_filter.name)
+    if run_filter.statuses:
+        where.append(f"status IN ({','.join('?' * len(run_filter.statuses))})")
+        params.extend(status.value for status in run_filter.statuses)
+    if run_filter.cursor is not None:
+        where.append("id < ?")
+        params.append(run_filter.cursor)
+    sql = "SELECT * FROM dqflow_workflow_runs"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, run_filter.limit + 1)).fetchall()
+    runs = [run_from_fields(_fields(row)) for row in rows[: run_filter.limit]]
+    return WorkflowPage(runs=runs, next_cursor=runs[-1].id if len(rows) > run_filter.limit and runs else None)
+
+
+def create_run(
+    conn: sqlite3.Connection,
+    run: Any,
+    plan: RunChange,
+    insert_jobs: InsertJobs,
+    now: float,
+    notices: list[RunNotice],
+) -> tuple[int, bool]:
+    """Insert the run (or find it by its idempotency key) and write what ``plan`` returns."""
+    if run.idempotency_key is not None:
+        row = conn.execute(
+            "SELECT id FROM dqflow_workflow_runs WHERE idempotency_key = ?", (run.idempotency_key,)
+        ).fetchone()
+        if row is not None:
+            return int(row[0]), False
+    cursor = conn.execute(
+        "INSERT INTO dqflow_workflow_runs (name, status, input, tags, idempotency_key, steps, version,"
+        " created_at, updated_at) VALUES (?, 'running', ?, ?, ?, ?, 0, ?, ?)",
+        (
+            run.name,
+            run.input_json,
+            json.dumps(list(run.tags)),
+            run.idempotency_key,
+            json.dumps(run.steps, separators=(",", ":")),
+            now,
+            now,
+        ),
+    )
+    run_id = int(cursor.lastrowid or 0)
+    change_run(conn, run_id, plan, insert_jobs, now, notices)
+    return run_id, True
+
+
+def change_run(
+    conn: sqlite3.Connection,
+    run_id: int,
+    change: RunChange,
+    insert_jobs: InsertJobs,
+    now: float,
+    notices: list[RunNotice],
+) -> None:
+    """Read the run, call ``change``, write the advance (the write lock is held)."""
+    row = conn.execute("SELECT * FROM dqflow_workflow_runs WHERE id = ?", (run_id,)).fetchone()
+    if row is None:
+        raise WorkflowRunNotFoundError(run_id)
+    state = state_from_fields(dict(zip(row.keys(), row, strict=True)))
+    advance = change(state)
+    if advance.changed:
+        _write(conn, run_id, state.name, advance, insert_jobs, now, notices)
+
+
+def jobs_ended(
+    conn: sqlite3.Connection,
+    advancer: WorkflowAdvancer | None,
+    ends: Sequence[tuple[int, JobEnd]],
+    insert_jobs: InsertJobs,
+    now: float,
+    notices: list[RunNotice],
+) -> None:
+    """Move the runs of step jobs that ended (``(run id, end)`` pairs), one run at a time."""
+    if advancer is None or not ends:
+        return
+    by_run: dict[int, list[JobEnd]] = {}
+    for run_id, end in ends:
+        by_run.setdefault(run_id, []).append(end)
+    for run_id in sorted(by_run):
+        try:
+            change_run(conn, run_id, partial(_ended, advancer, by_run[run_id]), insert_jobs, now, notices)
+        except WorkflowRunNotFoundError:
+            continue  # the run was deleted: the jobs stay as they are
+
+
+def _ended(advancer: WorkflowAdvancer, ends: list[JobEnd], state: RunState) -> Advance:
+    return advancer.job_ended(state, ends)
+
+
+def _write(
+    conn: sqlite3.Connection,
+    run_id: int,
+    name: str,
+    advance: Advance,
+    insert_jobs: InsertJobs,
+    now: float,
+    notices: list[RunNotice],
+) -> None:
+    new_ids = insert_jobs(conn, [replace(job, workflow_run_id=run_id) for job in advance.new_jobs], now)
+    if advance.cancel_job_ids:
+        _cancel(conn, advance.cancel_job_ids, advance.cancel_reason, now)
+    if advance.retry_job_ids:
+        _retry(conn, advance.retry_job_ids, now)
+    finished = advance.status is not WorkflowStatus.RUNNING
+    conn.execute(
+        "UPDATE dqflow_workflow_runs SET status = ?, output = ?, failure_reason = ?, error = ?, steps = ?,"
+        " version = version + 1, updated_at = ?, completed_at = ? WHERE id = ?",
+        (
+            advance.status.value,
+            advance.output_json,
+            advance.failure_reason,
+            advance.error,
+            advance.steps_json(new_ids),
+            now,
+            now if finished else None,
+            run_id,
+        ),
+    )
+    notices.extend(RunNotice(run_id, name, status, advance.failure_reason) for status in advance.notices)
+
+
+def _cancel(conn: sqlite3.Connection, job_ids: Sequence[int], reason: str, now: float) -> None:
+    marks = ",".join("?" * len(job_ids))
+    rows = conn.execute(
+        f"SELECT id, status FROM dqflow_jobs WHERE id IN ({marks}) AND status IN ('pending', 'waiting', 'processing')",
+        job_ids,
+    ).fetchall()
+    if not rows:
+        return
+    conn.execute(
+        "UPDATE dqflow_jobs SET status = 'cancelled', failure_reason = ?, cancelled_at = ?, updated_at = ?,"
+        f" lease_expires_at = NULL, lease_token = lease_token + 1 WHERE id IN ({','.join('?' * len(rows))})",
+        (reason, now, now, *(row[0] for row in rows)),
+    )
+    conn.executemany(
+        "INSERT INTO dqflow_job_events (job_id, event_type, created_at, data) VALUES (?, 'cancelled', ?, ?)",
+        [(row[0], now, json.dumps({"previous_status": row[1], "reason": reason})) for row in rows],
+    )
+
+
+def _retry(conn: sqlite3.Connection, job_ids: Sequence[int], now: float) -> None:
+    marks = ",".join("?" * len(job_ids))
+    rows = conn.execute(
+        "UPDATE dqflow_jobs SET status = 'pending', attempts = 0, run_at = ?, failure_reason = NULL,"
+        " progress = NULL, output = NULL, completed_at = NULL, cancelled_at = NULL, started_at = NULL,"
+        " locked_by = NULL, locked_at = NULL, lease_expires_at = NULL, lease_token = lease_token + 1,"
+        f" last_retried_at = ?, updated_at = ? WHERE id IN ({marks}) AND status IN ('failed', 'cancelled')"
+        " RETURNING id",
+        (now, now, now, *job_ids),
+    ).fetchall()
+    conn.executemany(
+        "INSERT INTO dqflow_job_events (job_id, event_type, created_at, data) VALUES (?, 'retried', ?, ?)",
+        [(row[0], now, json.dumps({"reason": "workflow_retried"})) for row in rows],
+    )

@@ -1,0 +1,187 @@
+"""What storage knows of workflows: run state in, an ``Advance`` out, written atomically.
+
+Storage never imports the declaration layer. A run is a row (a Redis hash)
+whose ``steps`` column holds the state of every step as JSON. Whatever moves a
+run (a step job that completes or fails for good, a start, a cancel, a retry)
+goes the same way, inside one transaction (SQLite, PostgreSQL) or one Lua
+script guarded by the run's ``version`` (Redis):
+
+1. lock the run and read it as a :class:`RunState`;
+2. call pure Python (a :class:`WorkflowAdvancer`, given by the ``Queue``) that
+   returns an :class:`Advance`: the new step state, jobs to insert (resolved,
+   validated payloads), jobs to cancel or retry, the run's new status/output;
+3. write all of it, the new jobs' ids filled into the step state
+   (:meth:`Advance.steps_json`).
+
+A step's stored state is a JSON object: ``name``, ``job``, ``status``,
+``job_ids``, ``done`` (one flag per job: it completed), ``output``,
+``outputs`` (``for_each`` steps), ``skipped_reason``, ``error``,
+``started_at``, ``completed_at``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from dqflow.enums import WorkflowStatus
+
+if TYPE_CHECKING:
+    from dqflow.storage.base import NewJob
+    from dqflow.workflow_record import WorkflowRun
+
+__all__ = [
+    "Advance",
+    "JobEnd",
+    "NewWorkflowRun",
+    "RunNotice",
+    "RunState",
+    "WorkflowAdvancer",
+    "WorkflowFilter",
+    "run_from_fields",
+]
+
+
+@dataclass(slots=True)
+class RunState:
+    """A run as the advancer reads it (``steps``: the stored step objects, in topological order)."""
+
+    id: int
+    name: str
+    status: WorkflowStatus
+    input: Any
+    tags: list[str]
+    steps: list[dict[str, Any]]
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobEnd:
+    """A step job reached an end: ``completed`` (with its output), ``failed`` for good or ``cancelled``."""
+
+    job_id: int
+    step: str
+    item: int | None
+    status: str
+    output: Any = None
+    reason: str | None = None
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class Advance:
+    """What to write for one run, computed from its :class:`RunState`.
+
+    ``steps`` holds the new step state; the ids of ``new_jobs`` are not known
+    yet, so their steps list ``-1, -2, ...`` (position in ``new_jobs`` + 1) in
+    ``job_ids``: :meth:`steps_json` fills in the real ids. ``cancel_job_ids``
+    are cancelled (with ``cancel_reason``) if still pending, waiting or
+    processing; ``retry_job_ids`` are put back to pending if failed or
+    cancelled. ``changed=False``: nothing to write.
+    """
+
+    status: WorkflowStatus
+    steps: list[dict[str, Any]]
+    output_json: str | None = None
+    failure_reason: str | None = None
+    error: str | None = None
+    new_jobs: list[NewJob] = field(default_factory=list)
+    cancel_job_ids: list[int] = field(default_factory=list)
+    cancel_reason: str = "workflow_failed"
+    retry_job_ids: list[int] = field(default_factory=list)
+    notices: list[WorkflowStatus] = field(default_factory=list)  # statuses the run went through (workflow:* events)
+    changed: bool = True
+
+    def steps_json(self, new_job_ids: Sequence[int]) -> str:
+        """The step state as JSON text, placeholders replaced by ``new_job_ids`` (``new_jobs`` order)."""
+        if len(new_job_ids) != len(self.new_jobs):
+            raise ValueError(f"{len(self.new_jobs)} new jobs, {len(new_job_ids)} ids")
+        if new_job_ids:
+            for step in self.steps:
+                step["job_ids"] = [new_job_ids[-i - 1] if i < 0 else i for i in step["job_ids"]]
+        return json.dumps(self.steps, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RunNotice:
+    """A run's status changed (told to the advancer once the change is committed)."""
+
+    run_id: int
+    name: str
+    status: WorkflowStatus
+    failure_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewWorkflowRun:
+    """A run to create: its state before anything ran (every step waiting)."""
+
+    name: str
+    input_json: str
+    steps: list[dict[str, Any]]
+    tags: tuple[str, ...] = ()
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowFilter:
+    """Filters of ``list_workflow_runs``. Results are newest first (id descending)."""
+
+    name: str | None = None
+    statuses: tuple[WorkflowStatus, ...] = ()
+    limit: int = 100
+    cursor: int | None = None  # only ids below this one
+
+
+class WorkflowAdvancer(Protocol):
+    """Pure Python that moves runs (the ``Queue`` gives one to its storage).
+
+    Backends call ``job_ended`` inside the atomic step that ended the jobs, and
+    ``committed`` after it committed (the ``Queue`` emits ``workflow:*`` events).
+    """
+
+    def job_ended(self, run: RunState, ends: Sequence[JobEnd]) -> Advance:
+        """The advance after step jobs of ``run`` ended (completions first, then failures)."""
+        ...
+
+    def committed(self, notices: Sequence[RunNotice]) -> None:
+        """Runs whose status changed, once the change is durable."""
+        ...
+
+
+RunChange = Callable[[RunState], Advance]
+"""What ``create_workflow_run`` and ``change_workflow_run`` call under the run's lock.
+It may raise (e.g. ``InvalidWorkflowStateError``): nothing is written then."""
+
+
+def run_from_fields(fields: dict[str, Any]) -> WorkflowRun:
+    """A ``WorkflowRun`` from a backend's decoded columns (``steps`` may still be JSON text)."""
+    from dqflow.workflow_record import WorkflowRun
+
+    for name in ("steps", "input", "output", "tags"):
+        value = fields.get(name)
+        if isinstance(value, (str, bytes)):
+            fields[name] = json.loads(value)
+    return WorkflowRun.model_validate(fields)
+
+
+def state_from_fields(fields: dict[str, Any]) -> RunState:
+    """The :class:`RunState` of a run from its decoded columns."""
+    steps = fields["steps"]
+    return RunState(
+        id=int(fields["id"]),
+        name=fields["name"],
+        status=WorkflowStatus(fields["status"]),
+        input=json.loads(fields["input"]) if isinstance(fields["input"], (str, bytes)) else fields["input"],
+        tags=json.loads(fields["tags"]) if isinstance(fields["tags"], (str, bytes)) else list(fields["tags"]),
+        steps=json.loads(steps) if isinstance(steps, (str, bytes)) else steps,
+        version=int(fields["version"]),
+    )
+
+
+def epoch_text(moment: datetime) -> str:
+    """A timestamp as the step state stores it (ISO 8601, UTC)."""
+    return moment.isoformat()

@@ -1,0 +1,329 @@
+"""Moving workflow runs: start, a step job's end, cancel and retry, as ``Advance`` values.
+
+The backends call this (through the ``WorkflowAdvancer`` protocol of
+``dqflow.storage.workflows``) while they hold a run's lock; it reads the run's
+state and returns what to write. It uses the pure resolver for which steps are
+ready, their payloads, skips and ``returns``, and a job factory (the Queue's)
+that validates each payload like ``Queue.add``. It does no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from dqflow.enums import FailureReason, StepStatus, WorkflowStatus
+from dqflow.errors import InvalidWorkflowStateError, OutputValidationError, UnknownWorkflowError, ValidationFailed
+from dqflow.json_values import dumps
+from dqflow.storage.base import NewJob
+from dqflow.storage.workflows import Advance, JobEnd, RunNotice, RunState
+from dqflow.workflows.model import Workflow
+from dqflow.workflows.resolver import SKIPPED, ResolutionError, plan_step, ready_steps, resolve_returns
+
+__all__ = ["JobFactory", "WorkflowRuntime", "initial_steps"]
+
+JobFactory = Callable[[str, Any, tuple[str, ...]], NewJob]
+"""(job type, payload, run tags) → a validated ``NewJob`` (raises ``ValidationFailed``)."""
+
+_OVER = (StepStatus.COMPLETED.value, StepStatus.SKIPPED.value)
+_UNFINISHED = (StepStatus.WAITING.value, StepStatus.RUNNING.value)
+
+
+def initial_steps(workflow: Workflow) -> list[dict[str, Any]]:
+    """The stored state of a run's steps before anything ran: every step waiting."""
+    return [
+        {
+            "name": name,
+            "job": step.job,
+            "status": StepStatus.WAITING.value,
+            "job_ids": [],
+            "done": [],
+            "output": None,
+            "outputs": None,
+            "skipped_reason": None,
+            "error": None,
+            "started_at": None,
+            "completed_at": None,
+        }
+        for name, step in workflow.steps.items()
+    ]
+
+
+def _copied(step: dict[str, Any]) -> dict[str, Any]:
+    """A step's state to change: the lists changed in place are copied, values are shared."""
+    copied = {**step, "done": list(step["done"])}
+    if step["outputs"] is not None:
+        copied["outputs"] = list(step["outputs"])
+    return copied
+
+
+class WorkflowRuntime:
+    """The ``WorkflowAdvancer`` of a declaration (one per ``Queue``).
+
+    ``notify`` is called with the runs whose status changed once a backend
+    committed them (the Queue emits ``workflow:*`` events from it).
+    """
+
+    def __init__(
+        self,
+        workflows: dict[str, Workflow],
+        new_job: JobFactory,
+        notify: Callable[[Sequence[RunNotice]], None] | None = None,
+    ) -> None:
+        self._workflows = workflows
+        self._new_job = new_job
+        self._notify = notify
+
+    def workflow(self, name: str) -> Workflow:
+        """The declared workflow ``name``; ``UnknownWorkflowError`` naming the declared ones."""
+        try:
+            return self._workflows[name]
+        except KeyError:
+            known = ", ".join(sorted(self._workflows)) or "none"
+            raise UnknownWorkflowError(f"workflow {name!r} is not declared (declared: {known})") from None
+
+    # -- WorkflowAdvancer ----------------------------------------------------------------
+
+    def job_ended(self, run: RunState, ends: Sequence[JobEnd]) -> Advance:
+        """Record the ends of step jobs; a step over readies its dependents, a failure fails the run."""
+        workflow = self._workflows.get(run.name)
+        if workflow is None:  # no longer declared: the run waits (a job's settle must not fail)
+            return Advance(status=run.status, steps=run.steps, changed=False)
+        work = _Work(workflow, run, self._new_job)
+        ordered = sorted(ends, key=lambda end: end.status != "completed")  # completions first
+        for end in ordered:
+            work.job_ended(end)
+        if work.status is WorkflowStatus.RUNNING:
+            work.cascade()
+        return work.advance()
+
+    def committed(self, notices: Sequence[RunNotice]) -> None:
+        """Pass committed status changes on to ``notify``."""
+        if self._notify is not None and notices:
+            self._notify(notices)
+
+    # -- what the Queue asks -------------------------------------------------------------
+
+    def start(self, run: RunState) -> Advance:
+        """A new run: plan its root steps (and whatever follows at once: skips, empty fan-outs)."""
+        work = _Work(self.workflow(run.name), run, self._new_job)
+        work.notices.append(WorkflowStatus.RUNNING)
+        work.cascade()
+        return work.advance()
+
+    def cancel(self, run: RunState) -> Advance:
+        """Cancel a running run: unfinished steps cancelled, their unfinished jobs cancelled."""
+        if run.status is not WorkflowStatus.RUNNING:
+            raise InvalidWorkflowStateError(
+                f"workflow run {run.id} is {run.status.value}: only a running run can be cancelled"
+            )
+        work = _Work(self._workflows.get(run.name), run, self._new_job)  # no longer declared: cancelled all the same
+        work.stop(WorkflowStatus.CANCELLED, "cancelled", "cancelled by a user", FailureReason.WORKFLOW_CANCELLED)
+        return work.advance()
+
+    def retry(self, run: RunState) -> Advance:
+        """Re-run a failed or cancelled run's unfinished steps (their jobs retried, unstarted ones planned)."""
+        if run.status not in (WorkflowStatus.FAILED, WorkflowStatus.CANCELLED):
+            raise InvalidWorkflowStateError(
+                f"workflow run {run.id} is {run.status.value}: only a failed or cancelled run can be retried"
+            )
+        work = _Work(self.workflow(run.name), run, self._new_job)
+        work.reopen()
+        work.cascade()
+        return work.advance()
+
+
+class _Work:
+    """One run's state being changed (a copy: the caller's RunState is left alone)."""
+
+    def __init__(self, workflow: Workflow | None, run: RunState, new_job: JobFactory) -> None:
+        self._workflow = workflow
+        self.run = run
+        self.new_job = new_job
+        self.steps: dict[str, dict[str, Any]] = {step["name"]: _copied(step) for step in run.steps}
+        self.status = run.status
+        self.output_json: str | None = None
+        self.failure_reason: str | None = None
+        self.error: str | None = None
+        self.new_jobs: list[NewJob] = []
+        self.cancel_ids: list[int] = []
+        self.cancel_reason: str = FailureReason.WORKFLOW_FAILED.value
+        self.retry_ids: list[int] = []
+        self.notices: list[WorkflowStatus] = []
+        self.changed = False
+        self.now = datetime.now(UTC).isoformat()
+
+    @property
+    def workflow(self) -> Workflow:
+        """The run's declared workflow (only ``stop`` works without one)."""
+        if self._workflow is None:
+            raise UnknownWorkflowError(f"workflow {self.run.name!r} of run {self.run.id} is not declared")
+        return self._workflow
+
+    def advance(self) -> Advance:
+        return Advance(
+            status=self.status,
+            steps=list(self.steps.values()),
+            output_json=self.output_json,
+            failure_reason=self.failure_reason,
+            error=self.error,
+            new_jobs=self.new_jobs,
+            cancel_job_ids=self.cancel_ids,
+            cancel_reason=self.cancel_reason,
+            retry_job_ids=self.retry_ids,
+            notices=self.notices,
+            changed=self.changed or bool(self.notices),
+        )
+
+    # -- a job's end ---------------------------------------------------------------------
+
+    def job_ended(self, end: JobEnd) -> None:
+        step = self.steps.get(end.step)
+        if step is None or end.job_id not in step["job_ids"]:
+            return
+        index = step["job_ids"].index(end.job_id)
+        if end.status == "completed":
+            # recorded even when the run stopped meanwhile, so a retry does not run it again
+            if step["done"][index] or step["status"] == StepStatus.COMPLETED.value:
+                return
+            step["done"][index] = True
+            if step["outputs"] is not None:
+                step["outputs"][index] = end.output
+            else:
+                step["output"] = end.output
+            self.changed = True
+            if all(step["done"]) and step["status"] in (StepStatus.RUNNING.value, StepStatus.CANCELLED.value):
+                step["status"] = StepStatus.COMPLETED.value
+                step["completed_at"] = self.now
+            return
+        if self.status is not WorkflowStatus.RUNNING or step["status"] != StepStatus.RUNNING.value:
+            return
+        reason = end.reason or end.status
+        detail = f": {end.error}" if end.error else ""
+        self.fail_step(end.step, reason, f"job {end.job_id} {end.status} ({reason}){detail}")
+
+    # -- planning ------------------------------------------------------------------------
+
+    def results(self) -> dict[str, Any]:
+        results: dict[str, Any] = {}
+        for name, step in self.steps.items():
+            if step["status"] == StepStatus.SKIPPED.value:
+                results[name] = SKIPPED
+            elif step["status"] == StepStatus.COMPLETED.value:
+                results[name] = step["outputs"] if step["outputs"] is not None else step["output"]
+        return results
+
+    def cascade(self) -> None:
+        """Plan every ready step until none is; then finish the run if every step is over."""
+        while self.status is WorkflowStatus.RUNNING:
+            results = self.results()
+            ready = [
+                name
+                for name in ready_steps(self.workflow, results)
+                if self.steps[name]["status"] == StepStatus.WAITING.value
+            ]
+            if not ready:
+                break
+            for name in ready:
+                self.plan(name, results)
+                if self.status is not WorkflowStatus.RUNNING:
+                    return
+        if self.status is WorkflowStatus.RUNNING and all(s["status"] in _OVER for s in self.steps.values()):
+            self.finish()
+
+    def plan(self, name: str, results: dict[str, Any]) -> None:
+        step = self.steps[name]
+        declared = self.workflow.steps[name]
+        self.changed = True
+        try:
+            plan = plan_step(self.workflow, name, self.run.input, results)
+        except ResolutionError as exc:
+            self.fail_step(name, FailureReason.INVALID_PAYLOAD.value, str(exc))
+            return
+        if plan.skipped:
+            step.update(status=StepStatus.SKIPPED.value, skipped_reason=plan.skip_reason, completed_at=self.now)
+            return
+        jobs: list[NewJob] = []
+        for index, payload in enumerate(plan.payloads):
+            try:
+                job = self.new_job(declared.job, payload, tuple(self.run.tags))
+            except ValidationFailed as exc:
+                where = f"element {index}: " if declared.fans_out else ""
+                self.fail_step(name, FailureReason.INVALID_PAYLOAD.value, f"{where}{exc}")
+                return
+            jobs.append(replace(job, workflow_step=name, workflow_item=index if declared.fans_out else None))
+        first = len(self.new_jobs)
+        self.new_jobs.extend(jobs)
+        step.update(
+            started_at=self.now,
+            job_ids=[-(first + i + 1) for i in range(len(jobs))],
+            done=[False] * len(jobs),
+            outputs=[None] * len(jobs) if declared.fans_out else None,
+            output=None,
+            error=None,
+            skipped_reason=None,
+        )
+        if jobs:
+            step["status"] = StepStatus.RUNNING.value
+        else:  # a for_each over an empty array
+            step.update(status=StepStatus.COMPLETED.value, completed_at=self.now)
+
+    def finish(self) -> None:
+        """Every step is over: evaluate ``returns``, check it, and complete the run."""
+        try:
+            output = resolve_returns(self.workflow, self.run.input, self.results())
+            text = dumps(output, OutputValidationError, f"output of workflow {self.workflow.name}")
+            if self.workflow.output_schema is not None:
+                self.workflow.output_schema.validate(
+                    output, OutputValidationError, f"output of workflow {self.workflow.name}"
+                )
+        except ValidationFailed as exc:
+            self.stop(WorkflowStatus.FAILED, FailureReason.INVALID_OUTPUT.value, f"returns: {exc}")
+            return
+        self.status = WorkflowStatus.COMPLETED
+        self.output_json = text
+        self.notices.append(WorkflowStatus.COMPLETED)
+        self.changed = True
+
+    # -- stopping and reopening ----------------------------------------------------------
+
+    def fail_step(self, name: str, reason: str, error: str) -> None:
+        step = self.steps[name]
+        step.update(status=StepStatus.FAILED.value, error=error, completed_at=self.now)
+        self.stop(WorkflowStatus.FAILED, reason, f"step {name!r} failed: {error}")
+
+    def stop(self, status: WorkflowStatus, reason: str, error: str, cancel_reason: str | None = None) -> None:
+        """End the run: unfinished steps cancelled, their unfinished jobs cancelled."""
+        self.status = status
+        self.failure_reason = reason
+        self.error = error
+        self.notices.append(status)
+        self.changed = True
+        if cancel_reason is not None:
+            self.cancel_reason = cancel_reason
+        for step in self.steps.values():
+            if step["status"] in _UNFINISHED:
+                if step["status"] == StepStatus.RUNNING.value:
+                    self.cancel_ids.extend(
+                        job_id for job_id, done in zip(step["job_ids"], step["done"], strict=True) if not done
+                    )
+                step.update(status=StepStatus.CANCELLED.value, completed_at=self.now)
+        self.cancel_ids = [job_id for job_id in self.cancel_ids if job_id > 0]
+
+    def reopen(self) -> None:
+        """Failed and cancelled steps run again: started ones retry their unfinished jobs."""
+        self.status = WorkflowStatus.RUNNING
+        self.changed = True
+        for step in self.steps.values():
+            if step["status"] not in (StepStatus.FAILED.value, StepStatus.CANCELLED.value):
+                continue
+            unfinished = [job_id for job_id, done in zip(step["job_ids"], step["done"], strict=True) if not done]
+            if step["job_ids"] and (unfinished or step["status"] == StepStatus.CANCELLED.value):
+                self.retry_ids.extend(unfinished)
+                step.update(error=None, completed_at=None)
+                step["status"] = StepStatus.RUNNING.value if unfinished else StepStatus.COMPLETED.value
+            else:  # never started (or its payload was refused): planned again
+                step.update(status=StepStatus.WAITING.value, error=None, started_at=None, completed_at=None)
+                step.update(job_ids=[], done=[], output=None, outputs=None)
