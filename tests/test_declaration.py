@@ -553,7 +553,9 @@ def test_top_level_not_a_mapping(project: Path, text: str, kind: str) -> None:
     path = write_yaml(project, text)
     error = load_error(path)
     assert error.line == 1
-    expected = f"the top level must be a mapping (backend, defaults, worker, limits, jobs, workflows), not {kind}"
+    expected = (
+        f"the top level must be a mapping (backend, defaults, worker, limits, jobs, workflows, schedules), not {kind}"
+    )
     assert expected in str(error)
 
 

@@ -14,7 +14,7 @@ from dqflow.errors import ConfigError
 from dqflow.urls import redact_url
 
 if TYPE_CHECKING:  # imported when the command runs: `dqflow --help` stays quick
-    from dqflow.declaration import JobTypeSpec, SchemaValidator
+    from dqflow.declaration import Declaration, JobTypeSpec, SchemaValidator
 
 
 def _schema_name(schema: SchemaValidator | None, base: Path | None) -> str:
@@ -82,7 +82,16 @@ def check() -> None:
     backend = redact_url(backend_url(declaration))
     if options().json:
         workflows = [graph_json(workflow) for workflow in declaration.workflows.values()]
-        print_json({"ok": True, "config": str(path), "backend": backend, "job_types": rows, "workflows": workflows})
+        print_json(
+            {
+                "ok": True,
+                "config": str(path),
+                "backend": backend,
+                "job_types": rows,
+                "workflows": workflows,
+                "schedules": _schedule_rows(declaration),
+            }
+        )
         return
     table = Table(box=box.SIMPLE_HEAD)
     for column in ("job type", "handler", "payload schema", "output schema", "attempts", "timeout", "retry", "tags"):
@@ -107,6 +116,46 @@ def check() -> None:
         for warning in workflow.warnings:
             out.print(f"[yellow]warning:[/] {escape(str(warning))}", soft_wrap=True)  # one line each, for grep
         out.print()
+    if declaration.schedules:
+        _print_schedules(declaration)
     flows = len(declaration.workflows)
     flows_text = f"{flows} workflow{'s' if flows != 1 else ''}; " if flows else ""
-    out.print(f"{len(rows)} job type{'s' if len(rows) != 1 else ''}; {flows_text}backend {backend} (not contacted)")
+    count = len(declaration.schedules)
+    schedules_text = f"{count} schedule{'s' if count != 1 else ''}; " if count else ""
+    types_text = f"{len(rows)} job type{'s' if len(rows) != 1 else ''}; "
+    out.print(f"{types_text}{flows_text}{schedules_text}backend {backend} (not contacted)")
+
+
+def _schedule_rows(declaration: Declaration) -> list[dict[str, Any]]:
+    """The declared schedules with their next run (nothing read from storage)."""
+    from datetime import UTC, datetime
+
+    from dqflow.schedules.control import describe_schedule
+
+    now = datetime.now(UTC)
+    rows = []
+    for schedule in declaration.schedules.values():
+        row = describe_schedule(schedule, None, now)
+        for stored in ("paused", "last_tick", "last_job_id"):
+            del row[stored]
+        rows.append(row)
+    return rows
+
+
+def _print_schedules(declaration: Declaration) -> None:
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("schedule", "runs", "cron", "overlap", "catch up", "next run (its zone)"):
+        table.add_column(column, overflow="fold")
+    for row in _schedule_rows(declaration):
+        table.add_row(
+            row["name"],
+            row["target"],
+            f"{row['cron']} {row['timezone']}",
+            row["overlap"],
+            row["catch_up"],
+            row["next_run_local"],
+        )
+    console().print(table)

@@ -37,11 +37,15 @@ from dqflow.declaration.model import (
     RawDeclaration,
     RawDefaults,
     RawJob,
+    RawRetention,
     RawRetry,
+    Retention,
     RetryPolicy,
     WorkerSettings,
 )
+from dqflow.declaration.schedules import Schedule, compile_schedules
 from dqflow.declaration.schemas import DRAFTS, InvalidSchemaError, LocalSchemaFiles, SchemaValidator
+from dqflow.declaration.unique import UniqueSpec, parse_unique, schema_problems
 from dqflow.declaration.yaml_source import Loc, Locator, key_text, parse_yaml
 from dqflow.errors import ConfigError, DeclarationError, UnknownJobTypeError, kind_of, raise_all
 
@@ -66,7 +70,7 @@ DEFAULT_CONFIG = "jobs.yaml"
 
 @dataclass(frozen=True)
 class Declaration:
-    """A whole declaration: job types, workflows, worker settings, limits, backend URL."""
+    """A whole declaration: job types, workflows, schedules, worker settings, limits, backend URL."""
 
     path: Path | None = None
     backend: str | None = None
@@ -74,6 +78,8 @@ class Declaration:
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     limits: Limits = field(default_factory=Limits)
     workflows: dict[str, Workflow] = field(default_factory=dict)
+    schedules: dict[str, Schedule] = field(default_factory=dict)
+    events_retention: float | None = None  # seconds a finished job keeps its history (None: as long as the job)
 
     @property
     def base_dir(self) -> Path | None:
@@ -117,13 +123,15 @@ class Declaration:
         import_handlers: bool = True,
         workflows: Mapping[str, Any] | None = None,
         schema_draft: str | None = None,
+        schedules: Mapping[str, Any] | None = None,
     ) -> Declaration:
         """Build a declaration from Python dicts, validated exactly like ``jobs.yaml``.
 
         A job's ``handler`` may be a callable as well as ``"module:function"``;
         ``payload``/``output`` may be a schema dict, a path (relative to
         ``base_dir``, else the current directory) or a :class:`SchemaValidator`.
-        ``workflows`` is the ``workflows:`` section (docs/WORKFLOWS.md).
+        ``workflows`` is the ``workflows:`` section (docs/WORKFLOWS.md), ``schedules``
+        the ``schedules:`` one (docs/SCHEDULES.md).
         Errors raise :class:`~dqflow.errors.ConfigError` naming the key.
         """
         return build_declaration(
@@ -136,6 +144,7 @@ class Declaration:
             import_handlers=import_handlers,
             workflows=workflows,
             schema_draft=schema_draft,
+            schedules=schedules,
         )
 
 
@@ -205,6 +214,29 @@ def _pick(name: str, job: RawJob, defaults: RawDefaults) -> Any:
     if name in job.model_fields_set:
         return getattr(job, name)
     return getattr(defaults, name)
+
+
+def _unique(
+    written: Any, payload: SchemaValidator | None, loc: Loc, ctx: _Context, out: list[ConfigError]
+) -> UniqueSpec | None:
+    if written is None:
+        return None
+    try:
+        spec = parse_unique(written)
+    except ValueError as exc:
+        out.append(ctx.problem(str(exc), loc))
+        return None
+    if payload is not None:
+        out.extend(ctx.problem(message, (*loc, "key")) for message in schema_problems(spec, payload.schema))
+    return spec
+
+
+def _retention(*layers: RawRetention) -> Retention:
+    values: dict[str, Any] = {}
+    for layer in layers:
+        for name in layer.model_fields_set - {"events"}:
+            values[name] = getattr(layer, name)
+    return Retention(**values)
 
 
 def _retry(*layers: RawRetry) -> RetryPolicy:
@@ -380,6 +412,13 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
                     where,
                 )
             )
+        if "events" in job.retention.model_fields_set:
+            problems.append(
+                ctx.problem(
+                    "events retention applies to every job's history: set it under defaults.retention",
+                    (*base, "retention", "events"),
+                )
+            )
         payload = _load_schema(job.payload, "payload", (*base, "payload"), ctx, cache, problems)
         output = _load_schema(job.output, "output", (*base, "output"), ctx, cache, problems)
         handler_ref, handler = _handler(job.handler, job.isolation, (*base, "handler"), ctx, problems)
@@ -396,6 +435,8 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
             tags=tuple(dict.fromkeys(_pick("tags", job, defaults))),
             isolation=job.isolation,
             description=job.description,
+            retention=_retention(defaults.retention, job.retention),
+            unique=_unique(job.unique, payload, (*base, "unique"), ctx, problems),
         )
     workflows: dict[str, Workflow] = {}
     if raw.workflows is not None:
@@ -409,6 +450,14 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
             load_schema=lambda source, which, loc: _load_schema(source, which, loc, ctx, cache, problems),
         )
         problems += workflow_problems
+    schedules, schedule_problems = compile_schedules(
+        raw.schedules,
+        job_types,
+        workflows,
+        problem=ctx.problem,
+        declared_workflows=frozenset(raw.workflows) if isinstance(raw.workflows, dict) else frozenset(),
+    )
+    problems += schedule_problems
     w = raw.worker
     if w.heartbeat >= w.lease:
         problems.append(
@@ -435,6 +484,8 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
         ),
         limits=Limits(max_payload_bytes=raw.limits.max_payload_bytes, max_output_bytes=raw.limits.max_output_bytes),
         workflows=workflows,
+        schedules=schedules,
+        events_retention=defaults.retention.events,
     )
 
 
@@ -468,7 +519,7 @@ def load_declaration(
         raise ConfigError("the file is empty: declare at least `jobs:`", file=file, line=1)
     if not isinstance(node, yaml.MappingNode):
         raise ConfigError(
-            "the top level must be a mapping (backend, defaults, worker, limits, jobs, workflows), "
+            "the top level must be a mapping (backend, defaults, worker, limits, jobs, workflows, schedules), "
             f"not {kind_of(data)}",
             file=file,
             line=node.start_mark.line + 1,
@@ -495,6 +546,7 @@ def build_declaration(
     import_handlers: bool = True,
     workflows: Mapping[str, Any] | None = None,
     schema_draft: str | None = None,
+    schedules: Mapping[str, Any] | None = None,
 ) -> Declaration:
     """:meth:`Declaration.build`: the same checks as ``jobs.yaml``, from Python dicts."""
 
@@ -513,6 +565,8 @@ def build_declaration(
             data[key] = plain(section)
     if workflows is not None:
         data["workflows"] = plain(workflows)
+    if schedules is not None:
+        data["schedules"] = plain(schedules)
     if backend is not None:
         data["backend"] = backend
     if schema_draft is not None:

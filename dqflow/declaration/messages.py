@@ -7,7 +7,7 @@ import difflib
 from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
-from dqflow.declaration.model import RawDeclaration, RawDefaults, RawJob, RawLimits, RawRetry, RawWorker
+from dqflow.declaration.model import RawDeclaration, RawDefaults, RawJob, RawLimits, RawRetention, RawRetry, RawWorker
 from dqflow.declaration.yaml_source import Loc
 from dqflow.errors import kind_of, shown
 
@@ -34,7 +34,15 @@ def _model_at(loc: Loc) -> type[BaseModel] | None:
         return RawDeclaration
     head, rest = parts[0], parts[1:]
     if head == "defaults":
-        return RawDefaults if not rest else RawRetry if rest == ["retry"] else None
+        return (
+            RawDefaults
+            if not rest
+            else RawRetry
+            if rest == ["retry"]
+            else RawRetention
+            if rest == ["retention"]
+            else None
+        )
     if head == "worker" and not rest:
         return RawWorker
     if head == "limits" and not rest:
@@ -43,6 +51,8 @@ def _model_at(loc: Loc) -> type[BaseModel] | None:
         return RawJob
     if head == "jobs" and len(rest) == 2 and rest[1] == "retry":
         return RawRetry
+    if head == "jobs" and len(rest) == 2 and rest[1] == "retention":
+        return RawRetention
     return None
 
 

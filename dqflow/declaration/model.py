@@ -36,6 +36,7 @@ from dqflow.bounds import (
 )
 from dqflow.declaration.handlers import HANDLER_REF
 from dqflow.declaration.schemas import SchemaValidator
+from dqflow.declaration.unique import UniqueSpec
 from dqflow.durations import bounded_duration, timeout_seconds
 from dqflow.errors import kind_of
 
@@ -49,8 +50,10 @@ __all__ = [
     "RawDefaults",
     "RawJob",
     "RawLimits",
+    "RawRetention",
     "RawRetry",
     "RawWorker",
+    "Retention",
     "RetryPolicy",
     "WorkerSettings",
 ]
@@ -87,6 +90,27 @@ class RetryPolicy:
         if self.jitter and wait > 0:
             wait = wait / 2 + rand() * wait / 2
         return wait
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long finished jobs are kept, in seconds per status (None: for ever). Workers delete older ones."""
+
+    completed: float | None = None
+    failed: float | None = None
+    cancelled: float | None = None
+
+    def windows(self) -> dict[str, float]:
+        """The statuses with a window, and their windows."""
+        return {
+            status: seconds
+            for status, seconds in (
+                ("completed", self.completed),
+                ("failed", self.failed),
+                ("cancelled", self.cancelled),
+            )
+            if seconds is not None
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +153,8 @@ class JobTypeSpec:
     tags: tuple[str, ...] = ()
     isolation: Isolation = "thread"
     description: str | None = None
+    retention: Retention = field(default_factory=Retention)
+    unique: UniqueSpec | None = None
 
     def check_schemas(self) -> None:
         """Check both schemas now if loading deferred it (free once done); ConfigError naming the key."""
@@ -147,6 +173,12 @@ def _optional_duration(value: Any) -> float | None:
 def _positive(value: float) -> float:
     if value <= 0:
         raise ValueError("must be greater than 0")
+    return value
+
+
+def _positive_or_none(value: float | None) -> float | None:
+    if value is not None and value <= 0:
+        raise ValueError("must be greater than 0 (use null to keep jobs for ever)")
     return value
 
 
@@ -184,6 +216,7 @@ MaxAttempts = Annotated[int, AfterValidator(check_max_attempts)]
 Tag = Annotated[str, AfterValidator(_tag)]
 JobName = Annotated[str, AfterValidator(_job_name)]
 SchemaSource = Annotated[Any, BeforeValidator(_schema_source)]
+RetentionWindow = Annotated[float | None, BeforeValidator(_optional_duration), AfterValidator(_positive_or_none)]
 
 
 class _Strict(BaseModel):
@@ -201,6 +234,15 @@ class RawRetry(_Strict):
     jitter: bool = True
 
 
+class RawRetention(_Strict):
+    """``retention``: how long finished jobs are kept per status (a duration, or null: for ever)."""
+
+    completed: RetentionWindow = None
+    failed: RetentionWindow = None
+    cancelled: RetentionWindow = None
+    events: RetentionWindow = None  # defaults only: the history of every finished job
+
+
 class RawPolicy(_Strict):
     """Keys shared by ``defaults`` and each job type (merged key by key)."""
 
@@ -209,8 +251,9 @@ class RawPolicy(_Strict):
     retry: RawRetry = Field(default_factory=RawRetry)
     priority: Priority = 0
     tags: list[Tag] = Field(default_factory=list)
+    retention: RawRetention = Field(default_factory=RawRetention)
 
-    _retry_none = field_validator("retry", mode="before")(_none_is_empty)
+    _retry_none = field_validator("retry", "retention", mode="before")(_none_is_empty)
 
 
 class RawDefaults(RawPolicy):
@@ -219,6 +262,7 @@ class RawDefaults(RawPolicy):
 
 class RawJob(RawPolicy):
     handler: Any
+    unique: Any = None  # checked by the loader (dqflow.declaration.unique), which locates its problems
     payload: SchemaSource = None
     output: SchemaSource = None
     description: str | None = None
@@ -261,6 +305,7 @@ class RawDeclaration(_Strict):
     limits: RawLimits = Field(default_factory=RawLimits)
     jobs: dict[JobName, RawJob]
     workflows: Any = None  # checked by dqflow.workflows.compile, which knows their shape
+    schedules: Any = None  # checked by dqflow.declaration.schedules
 
     _sections_none = field_validator("defaults", "worker", "limits", mode="before")(_none_is_empty)
 

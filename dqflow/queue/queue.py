@@ -30,8 +30,9 @@ from dqflow.errors import (
 )
 from dqflow.json_values import dumps
 from dqflow.queue.events import JOB_ADDED, JOB_CANCELLED, JOB_EDITED, JOB_RETRIED, EventEmitter, Listener
+from dqflow.queue.unique import unique_rule
 from dqflow.queue.workflows import WorkflowMethods
-from dqflow.storage import DEFAULT_BACKEND, JobFilter, JobPage, NewJob, Storage, TagMode, open_storage
+from dqflow.storage import DEFAULT_BACKEND, JobFilter, JobPage, NewJob, Storage, TagMode, UniqueRule, open_storage
 
 if TYPE_CHECKING:  # the records need SQLModel, which only reading jobs pays for
     from dqflow.record import JobEvent, JobRecord
@@ -116,6 +117,7 @@ class JobSpec:
     retry_jitter: bool | None = None
     meta: Mapping[str, Any] | None = None
     depends_on: Sequence[int] | None = None
+    unique: Any = None  # None: the job type's `unique`; False: none; a mapping as in jobs.yaml
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -216,6 +218,10 @@ class Queue(WorkflowMethods):
             output, declared.output_schema, limit, OutputValidationError, OutputTooLargeError, f"output of {job_type}"
         )
 
+    def new_job(self, job: JobSpec) -> NewJob:
+        """``job`` checked and completed from its declaration, as ``add`` would store it (nothing stored)."""
+        return self._new_job(job)
+
     def _new_job(self, job: JobSpec) -> NewJob:
         declared = self.job_type(job.job_type)
         payload_json = self.validate_payload(job.job_type, job.payload)
@@ -285,6 +291,7 @@ class Queue(WorkflowMethods):
         retry_jitter: bool | None = None,
         meta: Mapping[str, Any] | None = None,
         depends_on: Sequence[int] | None = None,
+        unique: Mapping[str, Any] | bool | None = None,
         connection: Any = None,
     ) -> int:
         """Validate and enqueue one job; return its id.
@@ -297,7 +304,10 @@ class Queue(WorkflowMethods):
         one fails for good or is cancelled, this job is cancelled with reason
         ``dependency_failed``. An id that does not exist, or names a failed or
         cancelled job, raises ``DependencyError`` and nothing is stored.
-        ``connection`` (PostgreSQL) enqueues inside the caller's transaction.
+        ``unique`` (``{"key": ..., "for": ..., "while": [...]}``, as in jobs.yaml; False:
+        none; default: the job type's) returns the id of a duplicate instead of adding
+        (docs/SCHEDULES.md). ``connection`` (PostgreSQL) enqueues inside the caller's
+        transaction (not with a uniqueness rule).
         """
         job = JobSpec(
             job_type,
@@ -315,6 +325,7 @@ class Queue(WorkflowMethods):
             retry_jitter=retry_jitter,
             meta=meta,
             depends_on=depends_on,
+            unique=unique,
         )
         return self.add_many([job], connection=connection)[0]
 
@@ -322,9 +333,12 @@ class Queue(WorkflowMethods):
         """Validate every job first, then enqueue them all in one round trip.
 
         Returns the ids in input order. If any job is invalid nothing is stored
-        and the error names its index.
+        and the error names its index. A batch with unique jobs (a job type's
+        ``unique``, or ``unique=`` given) is added job by job, each unique one
+        checked and added in one step.
         """
         new_jobs: list[NewJob] = []
+        rules: list[UniqueRule | None] = []
         for index, given in enumerate(jobs):
             job = given if isinstance(given, JobSpec) else JobSpec(**dict(given))
             try:
@@ -333,9 +347,20 @@ class Queue(WorkflowMethods):
                 if index or (isinstance(jobs, (list, tuple)) and len(jobs) > 1):
                     raise exc.located(f"job {index}") from None
                 raise
+            declared = self.declaration.job_types[job.job_type]  # known: _new_job checked it
+            plain = job.unique is None and declared.unique is None
+            rules.append(None if plain else unique_rule(declared, job.payload, job.unique))
         if not new_jobs:
             return []
-        results = self.storage.add_jobs(new_jobs, connection=connection)
+        if any(rules):
+            if connection is not None:
+                raise ValueError("unique jobs cannot be added inside a caller's transaction (connection=)")
+            results = [
+                self.storage.add_jobs([new])[0] if rule is None else self.storage.add_unique(new, rule)
+                for new, rule in zip(new_jobs, rules, strict=True)
+            ]
+        else:
+            results = self.storage.add_jobs(new_jobs, connection=connection)
         if self.events.has_listeners(JOB_ADDED):
             for new, result in zip(new_jobs, results, strict=True):
                 if result.created:

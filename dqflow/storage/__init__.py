@@ -19,8 +19,12 @@ from dqflow.storage.base import (
     Outcome,
     ReclaimedJob,
     Release,
+    ScheduleState,
     Storage,
     TagMode,
+    TickResult,
+    TickVerdict,
+    UniqueRule,
 )
 
 __all__ = [
@@ -35,8 +39,12 @@ __all__ = [
     "Outcome",
     "ReclaimedJob",
     "Release",
+    "ScheduleState",
     "Storage",
     "TagMode",
+    "TickResult",
+    "TickVerdict",
+    "UniqueRule",
     "open_storage",
 ]
 

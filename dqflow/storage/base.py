@@ -300,6 +300,73 @@ class JobFilter:
     cursor: int | None = None  # only ids below this one
 
 
+@dataclass(frozen=True, slots=True)
+class UniqueRule:
+    """When a job with the same unique ``key`` blocks a new one (``add_unique``).
+
+    The newest job added with ``key`` is a duplicate while its status is one of
+    ``statuses`` (empty: any) and it was added less than ``within_ms`` ago (None: ever).
+    """
+
+    key: str
+    within_ms: int | None = None
+    statuses: tuple[JobStatus, ...] = ()
+
+
+def is_duplicate(rule: UniqueRule, status: str, age_ms: float) -> bool:
+    """Whether the newest job of ``rule.key`` (its status, its age) blocks a new one."""
+    if rule.statuses and status not in {s.value for s in rule.statuses}:
+        return False
+    return rule.within_ms is None or age_ms < rule.within_ms
+
+
+class TickVerdict(StrEnum):
+    """What ``claim_tick`` did with a schedule's tick."""
+
+    ENQUEUED = "enqueued"  # its job was added now
+    TAKEN = "taken"  # this tick (or a later one) was claimed before: nothing done
+    PAUSED = "paused"  # the schedule is paused: recorded, no job
+    OVERLAP = "overlap"  # the previous tick's job is unfinished: recorded, no job
+    SKIPPED = "skipped"  # recorded without a job (a missed tick not caught up)
+
+
+@dataclass(frozen=True, slots=True)
+class TickResult:
+    """Outcome of ``claim_tick``: the verdict and, when a job was added, its id."""
+
+    verdict: TickVerdict
+    job_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleState:
+    """What storage keeps of a schedule: its last claimed tick, the job of its last run, paused or not."""
+
+    name: str
+    last_tick: datetime | None = None
+    last_job_id: int | None = None
+    paused: bool = False
+
+
+UNFINISHED_STATUSES = frozenset({JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.WAITING})
+"""The statuses of a job still to run (``claim_tick(skip_while_unfinished=True)`` skips a tick then)."""
+
+
+FINISHED_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+"""The statuses clean-up may delete (``delete_finished_jobs``): a job in any other is live."""
+
+
+def finished_statuses(statuses: Sequence[JobStatus | str]) -> tuple[JobStatus, ...]:
+    """``statuses`` checked: each completed, failed or cancelled (``ValueError`` naming a live one)."""
+    checked = []
+    for status in statuses:
+        value = JobStatus(status)
+        if value not in FINISHED_STATUSES:
+            raise ValueError(f"clean-up deletes only completed, failed or cancelled jobs, not {value.value} ones")
+        checked.append(value)
+    return tuple(dict.fromkeys(checked))
+
+
 @dataclass(slots=True)
 class JobPage:
     """One page of ``list_jobs``; pass ``next_cursor`` back for the next page."""
@@ -345,6 +412,12 @@ class Storage(ABC):
         and nothing of the batch is stored (a job may only depend on jobs added
         by an earlier call).
         """
+
+    @abstractmethod
+    def add_unique(self, job: NewJob, rule: UniqueRule) -> AddResult:
+        """Add ``job`` unless a duplicate under ``rule`` exists, atomically (one transaction /
+        script): then the duplicate's id with ``created=False``. Otherwise as ``add_jobs``
+        (its idempotency key is honoured too), and the new job becomes ``rule.key``'s newest."""
 
     # -- dependencies ---------------------------------------------------------------
     # Every backend writes these in the same transaction / script as the change
@@ -465,6 +538,58 @@ class Storage(ABC):
         over, so the job starts without another round trip)."""
         self.wait_for_jobs(timeout, job_types)
         return self.claim_jobs(worker_id, job_types, limit, lease_ms)
+
+    # -- schedules (dqflow/schedules; docs/SCHEDULES.md) ---------------------------------
+
+    @abstractmethod
+    def claim_tick(
+        self, schedule: str, tick: datetime, job: NewJob | None, *, skip_while_unfinished: bool = False
+    ) -> TickResult:
+        """Claim ``tick`` of ``schedule`` once for all workers, atomically (one transaction / script).
+
+        ``TAKEN`` (nothing changes) when the schedule's last claimed tick is ``tick`` or
+        later. Otherwise ``tick`` becomes its last tick and: ``PAUSED`` when it is
+        paused; ``SKIPPED`` when ``job`` is None; ``OVERLAP`` when
+        ``skip_while_unfinished`` and the job of its last run is still pending,
+        waiting or processing; else ``job`` is added (``add_jobs`` rules; its
+        idempotency key, if any, also guards the tick) and becomes the last run:
+        ``ENQUEUED`` with its id (``TAKEN`` with the existing id if the key matched).
+        A schedule storage has not seen starts unpaused with no last tick."""
+
+    @abstractmethod
+    def schedule_states(self) -> dict[str, ScheduleState]:
+        """Every schedule storage has a state for, by name."""
+
+    @abstractmethod
+    def set_schedule_paused(self, schedule: str, paused: bool) -> ScheduleState:
+        """Pause or resume ``schedule`` (kept until changed); its state after the change."""
+
+    # -- clean-up (worker/_pruner.py, dqflow cleanup) ----------------------------------------
+    # A job's finish time is when it became completed, failed or cancelled (its
+    # ``completed_at``, ``last_failed_at`` or ``cancelled_at``). A job still needed by
+    # a ``waiting`` dependent is never deleted.
+
+    @abstractmethod
+    def delete_finished_jobs(
+        self, statuses: Sequence[JobStatus], before: datetime, *, job_type: str | None = None, limit: int = 500
+    ) -> int:
+        """Delete up to ``limit`` jobs in ``statuses`` (from ``FINISHED_STATUSES``) that
+        finished before ``before`` (of ``job_type`` only, when given), oldest finish
+        first, with their events and dependency links, in one short transaction or
+        script; how many were deleted. Call again while it returns ``limit``."""
+
+    @abstractmethod
+    def delete_old_events(self, before: datetime, *, limit: int = 500) -> int:
+        """Delete the events (the history) of up to ``limit`` jobs that finished before
+        ``before``; the jobs stay. Jobs are taken by finish time from where the last call
+        stopped (a position kept in storage), so each history is deleted once; how many
+        jobs were visited (``limit``: call again)."""
+
+    @abstractmethod
+    def count_finished_jobs(
+        self, statuses: Sequence[JobStatus], before: datetime, *, job_type: str | None = None
+    ) -> int:
+        """How many jobs ``delete_finished_jobs`` would delete with no limit (a dry run)."""
 
     # -- change feed (live updates; see storage/changes.py) ------------------------------
 

@@ -28,15 +28,18 @@ from typing import Any
 
 from dqflow.queue import Queue
 from dqflow.queue.events import ERROR
+from dqflow.schedules.clock import clock_from_env
+from dqflow.schedules.scheduler import Scheduler
 from dqflow.storage import Release
 from dqflow.worker._attempt import Attempt
 from dqflow.worker._completer import Completer
 from dqflow.worker._executor import Executor
 from dqflow.worker._fetcher import Fetcher
 from dqflow.worker._maintenance import Maintenance
+from dqflow.worker._pruner import Pruner
 from dqflow.worker._store import WorkerStore
 from dqflow.worker.context import WriteStats
-from dqflow.worker.settings import resolve_settings, runnable_types
+from dqflow.worker.settings import WorkerSettingError, resolve_settings, runnable_types
 
 log = logging.getLogger("dqflow.worker")
 
@@ -87,6 +90,7 @@ class Worker:
         self.job_types = runnable_types(queue.declaration, job_types)
         queue.declaration.check_schemas(self.job_types)  # before anything runs, if loading deferred it
         self.drain = drain
+        self._scheduler = _scheduler_of(queue)
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stats = WriteStats()
         self._store: WorkerStore = queue.storage
@@ -135,6 +139,8 @@ class Worker:
             holding=lambda: [*executor.active.values(), *fetcher.holding(), *completer.holding()],
             on_lost=executor.lost,
             report=self._report,
+            scheduler=self._scheduler,
+            pruner=Pruner(self.queue.declaration, self.queue.storage),
         )
         fetcher = self._fetcher = Fetcher(
             self._store,
@@ -277,3 +283,14 @@ def run_worker(queue: Queue, **options: Any) -> Worker:
     worker = Worker(queue, **options)
     worker.run()
     return worker
+
+
+def _scheduler_of(queue: Queue) -> Scheduler | None:
+    """The scheduler of the declaration's schedules (None without any); its clock from the environment."""
+    if not queue.declaration.schedules:
+        return None
+    try:
+        clock = clock_from_env()
+    except ValueError as exc:
+        raise WorkerSettingError(str(exc)) from None
+    return Scheduler(queue, clock)

@@ -72,6 +72,18 @@ def test_a_batch_may_depend_on_jobs_added_earlier_and_completions_in_one_batch_r
     assert [e.event_type for e in storage.get_events(dependent)].count(EventType.READY) == 1
 
 
+def test_several_dependents_in_one_batch_each_wait_for_their_own_dependencies(storage: Storage) -> None:
+    first, second = _add(storage), _add(storage)
+    batch = [NewJob("after", "{}", depends_on=(first,)), NewJob("after", "{}", depends_on=(first, second))] * 2
+    dependents = [result.job_id for result in storage.add_jobs(batch)]
+    assert [_status(storage, job_id) for job_id in dependents] == [JobStatus.WAITING] * 4
+    tokens = _claim(storage)
+    _complete(storage, tokens, first)
+    assert [_status(storage, job_id) for job_id in dependents] == [JobStatus.PENDING, JobStatus.WAITING] * 2
+    _complete(storage, tokens, second)
+    assert [_status(storage, job_id) for job_id in dependents] == [JobStatus.PENDING] * 4
+
+
 @pytest.mark.parametrize("finish", ["unknown", "failed", "cancelled"])
 def test_a_dependency_that_cannot_complete_is_refused_and_nothing_is_stored(storage: Storage, finish: str) -> None:
     good = _add(storage)

@@ -17,7 +17,9 @@ def _versions(path: Path) -> list[tuple[int, str]]:
 
 def test_shipped_migrations_are_numbered_in_order() -> None:
     migrations = available()
-    assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
+    versions = [m.version for m in migrations]
+    # numbers are reserved per change while several are in flight: increasing, not always contiguous
+    assert versions[0] == 1 and versions == sorted(set(versions))
     assert migrations[0].name == "0001_initial" and latest_version() == migrations[-1].version >= 2
     assert all(m.statements() for m in migrations)
 

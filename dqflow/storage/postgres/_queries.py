@@ -24,7 +24,8 @@ from dqflow.storage.base import JOB_OPTIONS, JobOption, OptionKind
 
 _OBJECTS = re.compile(
     r"\b(dqflow_jobs_id_seq|dqflow_jobs|dqflow_job_events|dqflow_job_changes|dqflow_job_dependencies"
-    r"|dqflow_job_waits|dqflow_migrations|dqflow_workflow_runs)\b"
+    r"|dqflow_job_waits|dqflow_schedules|dqflow_unique_keys|dqflow_cleanup_state|dqflow_migrations"
+    r"|dqflow_workflow_runs)\b"
 )
 
 
@@ -123,6 +124,16 @@ class Queries:
     set_output: str
     reclaim_expired: str
     next_due_in: str
+    lock_schedule: str
+    record_tick: str
+    schedule_states: str
+    set_schedule_paused: str
+    delete_finished_jobs: str
+    count_finished_jobs: str
+    delete_old_events: str
+    lock_unique_key: str
+    job_status_age: str
+    set_unique_key: str
     workflow_create_run: str
     workflow_run_by_key: str
     workflow_lock_runs: str

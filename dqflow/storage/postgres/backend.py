@@ -46,13 +46,17 @@ from dqflow.storage.base import (
     Outcome,
     ReclaimedJob,
     Release,
+    ScheduleState,
     Storage,
     TagMode,
+    TickResult,
+    UniqueRule,
+    finished_statuses,
     outcomes_by_kind,
     unfinished_dependencies,
 )
 from dqflow.storage.changes import Change
-from dqflow.storage.postgres import changes
+from dqflow.storage.postgres import _schedules, changes
 from dqflow.storage.postgres._connect import Settings, check_schema, parse_url, settings_from_connection
 from dqflow.storage.postgres._notifier import Notifier, channel_name
 from dqflow.storage.postgres._queries import Queries
@@ -288,6 +292,10 @@ class PostgresStorage(Storage):
                 rows = self._add_on(conn, params, sent)
         results = [AddResult(int(job_id or 0), created) for job_id, created in rows]
         return [results[i] if i >= 0 else AddResult(results[-1 - i].job_id, False) for i in slot]
+
+    def add_unique(self, job: NewJob, rule: UniqueRule) -> AddResult:
+        with self._connection("adding a unique job") as conn, conn.transaction():
+            return _schedules.add_unique(conn, self._q, self.add_jobs, job, rule)
 
     @staticmethod
     def _jobs_json(jobs: Sequence[NewJob]) -> str:
@@ -660,6 +668,52 @@ class PostgresStorage(Storage):
         if self._closed:
             return
         self._notifier.wait(timeout, job_types)
+
+    # -- schedules (postgres/_schedules.py) ----------------------------------------------
+
+    def claim_tick(
+        self, schedule: str, tick: datetime, job: NewJob | None, *, skip_while_unfinished: bool = False
+    ) -> TickResult:
+        with self._connection("claiming a schedule tick") as conn, conn.transaction():
+            return _schedules.claim_tick(conn, self._q, self.add_jobs, schedule, tick, job, skip_while_unfinished)
+
+    def schedule_states(self) -> dict[str, ScheduleState]:
+        return _schedules.schedule_states(self._rows("reading schedules", self._q.schedule_states, {}))
+
+    def set_schedule_paused(self, schedule: str, paused: bool) -> ScheduleState:
+        rows = self._rows("pausing a schedule", self._q.set_schedule_paused, {"name": schedule, "paused": paused})
+        return _schedules.state_of(rows[0])
+
+    # -- clean-up --------------------------------------------------------------------------
+
+    def delete_finished_jobs(
+        self, statuses: Sequence[JobStatus], before: datetime, *, job_type: str | None = None, limit: int = 500
+    ) -> int:
+        params = self._cleanup_params(statuses, before, job_type)
+        if limit <= 0 or not params["statuses"]:
+            return 0
+        return self._rowcount("deleting finished jobs", self._q.delete_finished_jobs, {**params, "limit": limit})
+
+    def delete_old_events(self, before: datetime, *, limit: int = 500) -> int:
+        if limit <= 0:
+            return 0
+        rows = self._rows("deleting old job events", self._q.delete_old_events, {"before": before, "limit": limit})
+        return int(rows[0]["count"])
+
+    def count_finished_jobs(
+        self, statuses: Sequence[JobStatus], before: datetime, *, job_type: str | None = None
+    ) -> int:
+        params = self._cleanup_params(statuses, before, job_type)
+        rows = self._rows("counting finished jobs", self._q.count_finished_jobs, params)
+        return int(rows[0]["count"])
+
+    @staticmethod
+    def _cleanup_params(statuses: Sequence[JobStatus], before: datetime, job_type: str | None) -> dict[str, Any]:
+        return {
+            "statuses": [status.value for status in finished_statuses(statuses)],
+            "before": before,
+            "job_type": job_type,
+        }
 
     # -- workflows (postgres/_workflows.py) -------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -40,13 +41,17 @@ from dqflow.storage.base import (
     Outcome,
     ReclaimedJob,
     Release,
+    ScheduleState,
     Storage,
     TagMode,
+    TickResult,
+    UniqueRule,
     dependency_problem,
+    finished_statuses,
     outcomes_by_kind,
 )
 from dqflow.storage.changes import Change
-from dqflow.storage.redis import changes
+from dqflow.storage.redis import _schedules, changes
 from dqflow.storage.redis._workflows import RedisWorkflows, settle_ops
 from dqflow.storage.redis.codec import (
     added_event,
@@ -291,6 +296,14 @@ class RedisStorage(Storage):
         if flat and int(flat[0]) == -1:
             raise DependencyError(dependency_problem(int(flat[1]), int(flat[2]), str(flat[3]) or None))
         return [AddResult(int(flat[k]), flat[k + 1] == 1) for k in range(0, len(flat), 2)]
+
+    def add_unique(self, job: NewJob, rule: UniqueRule) -> AddResult:
+        statuses = ",".join(status.value for status in rule.statuses)
+        within = "" if rule.within_ms is None else rule.within_ms
+        flat = self._run("add_unique", "add a unique job", rule.key, within, statuses, *_add_args([job]))
+        if int(flat[0]) == -1:
+            raise DependencyError(dependency_problem(int(flat[1]), int(flat[2]), str(flat[3]) or None))
+        return AddResult(int(flat[0]), flat[1] == 1)
 
     # -- reading ---------------------------------------------------------------------
 
@@ -642,6 +655,52 @@ class RedisStorage(Storage):
         return self._workflows.page(run_filter)
 
     # -- change feed (redis/changes.py) -------------------------------------------------
+
+    # -- schedules (redis/_schedules.py) ------------------------------------------------
+
+    def claim_tick(
+        self, schedule: str, tick: datetime, job: NewJob | None, *, skip_while_unfinished: bool = False
+    ) -> TickResult:
+        add_args = [] if job is None else _add_args([job])
+        args = _schedules.claim_args(schedule, tick, job, skip_while_unfinished, add_args)
+        return _schedules.tick_result(self._run("claim_tick", f"claim a tick of schedule {schedule}", *args))
+
+    def schedule_states(self) -> dict[str, ScheduleState]:
+        entries = self._guard("read schedules", lambda: self._client.hgetall(f"{self._key}:schedules"))
+        return _schedules.states(as_text(entries))
+
+    def set_schedule_paused(self, schedule: str, paused: bool) -> ScheduleState:
+        text = self._run("set_paused", f"pause or resume schedule {schedule}", schedule, int(paused))
+        return _schedules.state_of(schedule, str(text))
+
+    # -- clean-up (lua/prune.lua) -----------------------------------------------------------
+
+    def delete_finished_jobs(
+        self, statuses: Sequence[JobStatus], before: datetime, *, job_type: str | None = None, limit: int = 500
+    ) -> int:
+        wanted = [status.value for status in finished_statuses(statuses)]
+        if limit <= 0 or not wanted:
+            return 0
+        args = (to_us(before, "before"), limit, job_type or "", "delete", 0, *wanted)
+        return int(self._run("prune", "delete finished jobs", *args)[0])
+
+    def delete_old_events(self, before: datetime, *, limit: int = 500) -> int:
+        if limit <= 0:
+            return 0
+        return int(self._run("prune_events", "delete old job events", to_us(before, "before"), limit))
+
+    def count_finished_jobs(
+        self, statuses: Sequence[JobStatus], before: datetime, *, job_type: str | None = None
+    ) -> int:
+        wanted = [status.value for status in finished_statuses(statuses)]
+        total, offset = 0, 0
+        while wanted and offset >= 0:  # a page per call: no long script
+            page = self._run(
+                "prune", "count finished jobs", to_us(before, "before"), 1000, job_type or "", "count", offset, *wanted
+            )
+            total += int(page[0])
+            offset = int(page[1])
+        return total
 
     def change_cursor(self) -> str:
         return changes.change_cursor(self)

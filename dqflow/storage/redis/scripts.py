@@ -1,6 +1,8 @@
 """The Lua scripts: read once from ``lua/*.lua``, loaded with SCRIPT LOAD, run by EVALSHA.
 
-Each script is ``_lib.lua`` (shared helpers) followed by its own file. Its SHA1 is
+Each script is ``_lib.lua`` (shared helpers) followed by its own file; a script of
+``COMPOSED`` also gets, between the two, other scripts wrapped as local functions
+(``claim_tick`` calls ``add_many(ARGV)`` to add its job in the same script). Its SHA1 is
 computed locally, so a call needs no round trip to learn it; a ``NOSCRIPT`` reply
 (server restarted, ``SCRIPT FLUSH``, a failover to a replica without the script)
 loads the script again and repeats the call once.
@@ -30,8 +32,25 @@ NAMES = (
     "renew",
     "next_due",
     "list",
+    "claim_tick",
+    "set_paused",
+    "prune",
+    "add_unique",
+    "prune_events",
     "workflow",
 )
+
+COMPOSED = {"claim_tick": ("add_many",), "add_unique": ("add_many",)}
+"""Scripts that call others: each named one is included as ``local function NAME(ARGV) ... end``."""
+
+
+def _source(name: str) -> str:
+    parts = [_LIB]
+    for inner in COMPOSED.get(name, ()):
+        body = (_LUA_DIR / f"{inner}.lua").read_text()
+        parts.append(f"local function {inner}(ARGV)\n{body}\nend")
+    parts.append((_LUA_DIR / f"{name}.lua").read_text())
+    return "\n".join(parts)
 
 
 class Script:
@@ -41,7 +60,7 @@ class Script:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.source = _LIB + "\n" + (_LUA_DIR / f"{name}.lua").read_text()
+        self.source = _source(name)
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
     def load(self, client: Any) -> None:

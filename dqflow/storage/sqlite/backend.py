@@ -38,14 +38,18 @@ from dqflow.storage.base import (
     Outcome,
     ReclaimedJob,
     Release,
+    ScheduleState,
     Storage,
     TagMode,
+    TickResult,
+    UniqueRule,
     dependency_cancel_data,
+    finished_statuses,
     outcomes_by_kind,
     unfinished_dependencies,
 )
 from dqflow.storage.changes import Change
-from dqflow.storage.sqlite import _workflows, changes
+from dqflow.storage.sqlite import _cleanup, _schedules, _unique, _workflows, changes
 from dqflow.storage.sqlite.migrations import migrate
 from dqflow.storage.workflows import JobEnd, NewWorkflowRun, RunChange, RunNotice, WorkflowFilter
 from dqflow.workflow_record import WorkflowPage, WorkflowRun
@@ -225,28 +229,37 @@ class SqliteStorage(Storage):
         if connection is not None:
             raise StorageError("connection= is only supported by the PostgreSQL backend")
         now = round(time.time(), 6)  # whole microseconds: a created_at read back filters exactly
-        results: list[AddResult] = []
         with self._write() as conn:
-            for index, job in enumerate(jobs):
-                if job.idempotency_key is not None:
-                    row = conn.execute(
-                        "SELECT id FROM dqflow_jobs WHERE idempotency_key = ?", (job.idempotency_key,)
-                    ).fetchone()
-                    if row is not None:
-                        results.append(AddResult(row[0], False))
-                        continue
-                unfinished = self._unfinished_dependencies(conn, index, job.depends_on) if job.depends_on else []
-                values = [encode(getattr(job, name), now) for name, encode in _OPTION_ENCODERS]
-                cursor = conn.execute(_INSERT_JOB, (*values, now, now))
-                job_id = int(cursor.lastrowid or 0)
-                if unfinished:
-                    conn.execute("UPDATE dqflow_jobs SET status = 'waiting' WHERE id = ?", (job_id,))
-                    conn.executemany(
-                        "INSERT INTO dqflow_job_dependencies (depends_on_id, job_id) VALUES (?, ?)",
-                        [(dependency, job_id) for dependency in unfinished],
-                    )
-                self._event(conn, job_id, EventType.ADDED, now)
-                results.append(AddResult(job_id, True))
+            return self._insert_jobs(conn, jobs, now)
+
+    def add_unique(self, job: NewJob, rule: UniqueRule) -> AddResult:
+        now = round(time.time(), 6)
+        with self._write() as conn:
+            return _unique.add_unique(conn, self._insert_jobs, now, job, rule)
+
+    def _insert_jobs(self, conn: sqlite3.Connection, jobs: Sequence[NewJob], now: float) -> list[AddResult]:
+        """``add_jobs`` inside the caller's write transaction."""
+        results: list[AddResult] = []
+        for index, job in enumerate(jobs):
+            if job.idempotency_key is not None:
+                row = conn.execute(
+                    "SELECT id FROM dqflow_jobs WHERE idempotency_key = ?", (job.idempotency_key,)
+                ).fetchone()
+                if row is not None:
+                    results.append(AddResult(row[0], False))
+                    continue
+            unfinished = self._unfinished_dependencies(conn, index, job.depends_on) if job.depends_on else []
+            values = [encode(getattr(job, name), now) for name, encode in _OPTION_ENCODERS]
+            cursor = conn.execute(_INSERT_JOB, (*values, now, now))
+            job_id = int(cursor.lastrowid or 0)
+            if unfinished:
+                conn.execute("UPDATE dqflow_jobs SET status = 'waiting' WHERE id = ?", (job_id,))
+                conn.executemany(
+                    "INSERT INTO dqflow_job_dependencies (depends_on_id, job_id) VALUES (?, ?)",
+                    [(dependency, job_id) for dependency in unfinished],
+                )
+            self._event(conn, job_id, EventType.ADDED, now)
+            results.append(AddResult(job_id, True))
         return results
 
     @staticmethod
@@ -702,6 +715,40 @@ class SqliteStorage(Storage):
             time.sleep(min(_WAIT_POLL_SECONDS, remaining))
             if conn.execute("PRAGMA data_version").fetchone()[0] != first:
                 return
+
+    # -- schedules -------------------------------------------------------------------
+
+    def claim_tick(
+        self, schedule: str, tick: datetime, job: NewJob | None, *, skip_while_unfinished: bool = False
+    ) -> TickResult:
+        with self._write() as conn:
+            now = round(time.time(), 6)
+            return _schedules.claim_tick(conn, self._insert_jobs, now, schedule, tick, job, skip_while_unfinished)
+
+    def schedule_states(self) -> dict[str, ScheduleState]:
+        return _schedules.schedule_states(self._conn())
+
+    def set_schedule_paused(self, schedule: str, paused: bool) -> ScheduleState:
+        with self._write() as conn:
+            return _schedules.set_paused(conn, time.time(), schedule, paused)
+
+    # -- clean-up (sqlite/_cleanup.py) ---------------------------------------------------
+
+    def delete_finished_jobs(
+        self, statuses: Sequence[JobStatus], before: datetime, *, job_type: str | None = None, limit: int = 500
+    ) -> int:
+        checked = finished_statuses(statuses)
+        with self._write() as conn:
+            return _cleanup.delete_finished(conn, checked, before, job_type, limit)
+
+    def delete_old_events(self, before: datetime, *, limit: int = 500) -> int:
+        with self._write() as conn:
+            return _cleanup.delete_old_events(conn, before, limit)
+
+    def count_finished_jobs(
+        self, statuses: Sequence[JobStatus], before: datetime, *, job_type: str | None = None
+    ) -> int:
+        return _cleanup.count_finished(self._conn(), finished_statuses(statuses), before, job_type)
 
     # -- workflows (sqlite/_workflows.py) ---------------------------------------------------
 

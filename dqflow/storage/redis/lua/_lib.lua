@@ -46,11 +46,16 @@ local function dequeue(id, job_type, priority, run_at)
   CALL('ZREM', P .. ':delayed:' .. job_type, id)
 end
 
+-- P:finished indexes completed, failed and cancelled jobs by finish time (clean-up, prune.lua).
+local FINISHED = {completed = true, failed = true, cancelled = true}
+
 local function move_status(id, from, to)
   if from then
     CALL('ZREM', P .. ':status:' .. from, id)
+    if FINISHED[from] then CALL('ZREM', P .. ':finished', id) end
   end
   CALL('ZADD', P .. ':status:' .. to, id, id)
+  if FINISHED[to] then CALL('ZADD', P .. ':finished', now_us(), id) end
 end
 
 local event_json

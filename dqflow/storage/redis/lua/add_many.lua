@@ -90,7 +90,7 @@ for _ = 1, tonumber(ARGV[d] or '0') do
     if status ~= 'completed' then unfinished[#unfinished + 1] = dep end
   end
   if #unfinished > 0 then unfinished_of[n] = unfinished end
-  d = d + 3 + ndeps
+  d = d + 2 + ndeps
 end
 
 local out = {}

@@ -42,6 +42,7 @@ local function complete(id, key, has_output, output)
   event(id, 'completed', nil)
   completed[#completed + 1] = id
   batch_add(zsets, P .. ':status:completed', tonumber(id), id)
+  batch_add(zsets, P .. ':finished', now, id)
   ready_dependents(id, now)
 end
 
