@@ -16,6 +16,7 @@ from dqflow.errors import (
     DqflowError,
     InvalidJobStateError,
     InvalidWorkflowStateError,
+    JobFailedError,
     JobNotFoundError,
     NotMigratedError,
     OutputParseError,
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from dqflow.queue import JobSpec, Queue
     from dqflow.record import JobEvent, JobRecord
     from dqflow.storage import JobPage
+    from dqflow.typed import JobRef, TypedJob
     from dqflow.worker import JobContext, Worker, WorkerSettingError, run_worker
     from dqflow.workflow_record import WorkflowPage, WorkflowRun, WorkflowStepRecord
 
@@ -55,6 +57,8 @@ _LAZY = {
     "JobEvent": "dqflow.record",
     "JobRecord": "dqflow.record",
     "JobPage": "dqflow.storage",
+    "JobRef": "dqflow.typed",
+    "TypedJob": "dqflow.typed",
     "TagMode": "dqflow.enums",
     "StepStatus": "dqflow.enums",
     "WorkflowStatus": "dqflow.enums",
@@ -96,9 +100,11 @@ __all__ = [
     "InvalidWorkflowStateError",
     "JobContext",
     "JobEvent",
+    "JobFailedError",
     "JobNotFoundError",
     "JobPage",
     "JobRecord",
+    "JobRef",
     "JobSpec",
     "JobStatus",
     "NotMigratedError",
@@ -113,6 +119,7 @@ __all__ = [
     "StorageTooNewError",
     "TagMode",
     "TooLargeError",
+    "TypedJob",
     "UnknownJobTypeError",
     "UnknownWorkflowError",
     "ValidationFailed",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 MAX_MESSAGE_CHARS = 1000
 """No single problem's message is longer than this: a huge value is cut with "…"."""
 
@@ -142,6 +144,16 @@ class WaitTimeoutError(DqflowError, TimeoutError):
         self.timeout = timeout
         self.status = status
         super().__init__(f"job {job_id} did not finish within {timeout:g} s (still {status})")
+
+
+class JobFailedError(DqflowError):
+    """A job waited for through a typed ``JobRef`` ended without completing (failed or cancelled)."""
+
+    def __init__(self, record: Any) -> None:
+        self.record = record
+        history = record.error_history
+        last = f": {history[-1].get('error')}" if history else ""
+        super().__init__(f"job {record.id} ({record.job_type}) {record.status.value}{last}"[:2000])
 
 
 class InvalidJobStateError(DqflowError):

@@ -7,6 +7,7 @@ from dqflow.errors import ConfigError
 EXTRAS = {
     "postgres": ("PostgreSQL", ("psycopg", "psycopg_pool")),
     "redis": ("Redis", ("redis",)),
+    "codegen": ("Code generation (dqflow codegen)", ("datamodel_code_generator",)),
 }
 
 
@@ -16,7 +17,8 @@ def missing_extra(extra: str, exc: ImportError) -> ConfigError | None:
     what, modules = EXTRAS[extra]
     name = (exc.name or "").split(".")[0]
     if name in modules:
-        return ConfigError(f"{what} support is not installed: pip install 'dqflow[{extra}]'", key="backend")
+        key = None if extra == "codegen" else "backend"
+        return ConfigError(f"{what} support is not installed: pip install 'dqflow[{extra}]'", key=key)
     if extra == "postgres" and "libpq" in str(exc):  # psycopg without a binary or a system libpq
         return ConfigError(
             f"PostgreSQL support needs libpq: install it (e.g. apt install libpq5) or pip install 'psycopg[binary]'"

@@ -19,4 +19,6 @@ def redact_url(url: str) -> str:
         userinfo, host = netloc.rsplit("@", 1)
         netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
     query = _QUERY_PASSWORD.sub(r"\1\2***", parts.query)
+    if netloc == parts.netloc and query == parts.query:  # nothing to hide: as given (urlunsplit
+        return url  # would turn sqlite:////abs/q.db into sqlite://abs/q.db)
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

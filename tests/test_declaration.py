@@ -372,7 +372,7 @@ BAD_CASES: list[tuple[str, str, int, str, str]] = [
         "jobs:\n  a:\n    handler: m:f\n    payload: [1, 2]\n",
         4,
         "jobs.a.payload",
-        "expected a schema file path or an inline schema mapping, got a list",
+        "expected a schema file path or an inline schema mapping (or a module:Model reference;",
     ),
     (
         "duplicate key",

@@ -63,3 +63,8 @@ def test_config_env_name_matches_the_loader() -> None:
     from dqflow.declaration.loader import CONFIG_ENV as LOADER_CONFIG_ENV
 
     assert CONFIG_ENV == LOADER_CONFIG_ENV
+
+
+def test_add_on_sqlite_loads_no_orm(project: Path) -> None:
+    loaded = imported_after("from dqflow.cli import run\nassert run(['add', 'ok', '-p', '{\"n\": 1}']) == 0", project)
+    assert not loaded & ORM

@@ -15,12 +15,25 @@ from typing import Any
 
 import typer
 
-from dqflow.cli import check, cleanup, jobs, migrate, schedules, serve, worker, workflows
+from dqflow.cli import check, cleanup, codegen, jobs, migrate, operators, schedules, serve, worker, workflows
 from dqflow.cli._app import app, reset_options
 from dqflow.cli._logging import cli_logging
 from dqflow.errors import ConfigError, DqflowError
 
-__all__ = ["app", "check", "cleanup", "jobs", "main", "migrate", "schedules", "serve", "worker", "workflows"]
+__all__ = [
+    "app",
+    "check",
+    "cleanup",
+    "codegen",
+    "jobs",
+    "main",
+    "migrate",
+    "operators",
+    "schedules",
+    "serve",
+    "worker",
+    "workflows",
+]
 
 # Newer typer vendors click: take its exception classes from wherever typer's come from.
 _click: Any = sys.modules[typer.BadParameter.__module__]

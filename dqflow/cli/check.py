@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -62,7 +62,18 @@ def _report(problems: list[ConfigError]) -> NoReturn:
 
 
 @command("check")
-def check() -> None:
+def check(
+    generated: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--generated",
+            "-g",
+            metavar="FILE",
+            help="A module written by `dqflow codegen`: report it when out of date (repeat for more).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
     """Check jobs.yaml: keys, durations, schemas, handler imports and workflow wiring. Runs nothing."""
     from rich import box
     from rich.markup import escape
@@ -78,10 +89,22 @@ def check() -> None:
         _report(exc.problems)
     except ConfigError as exc:
         _report([exc])
+    if generated:
+        from dqflow.codegen import staleness
+
+        stale = [(module, staleness(declaration, module)) for module in generated]
+        if any(problem for _, problem in stale):
+            _report([ConfigError(problem, file=str(module)) for module, problem in stale if problem])
+    from dqflow.declaration.handler_models import check_handler_models
+
+    model_problems, model_warnings = check_handler_models(declaration, path)
+    if model_problems:
+        _report(model_problems)
     rows = [_row(job_type, declaration.base_dir) for job_type in declaration.job_types.values()]
     backend = redact_url(backend_url(declaration))
     if options().json:
         workflows = [graph_json(workflow) for workflow in declaration.workflows.values()]
+        warnings = [{"file": w.file, "line": w.line, "key": w.key, "message": w.message} for w in model_warnings]
         print_json(
             {
                 "ok": True,
@@ -89,6 +112,7 @@ def check() -> None:
                 "backend": backend,
                 "job_types": rows,
                 "workflows": workflows,
+                "warnings": warnings,
                 "schedules": _schedule_rows(declaration),
             }
         )
@@ -111,6 +135,8 @@ def check() -> None:
     out = console()
     out.print(f"[bold green]{path}: OK[/]")
     out.print(table)
+    for warning in model_warnings:
+        out.print(f"[yellow]warning:[/] {escape(str(warning))}", soft_wrap=True)
     for workflow in declaration.workflows.values():
         out.print(text_tree(workflow), markup=False, highlight=False)
         for warning in workflow.warnings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -74,8 +75,20 @@ def add(
             show_default=False,
         ),
     ] = None,
-) -> None:
-    """Add a job (its payload is validated first) and print its id."""
+    wait_for_it: Annotated[
+        bool, typer.Option("--wait", "-w", help="Wait until the job finishes and print its output.")
+    ] = False,
+    wait_timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--wait-timeout", metavar="DURATION", help="With --wait: give up after this long.", show_default=False
+        ),
+    ] = None,
+) -> int:
+    """Add a job (its payload is validated first) and print its id; with --wait, its output.
+
+    --wait exits 1 when the job fails or is cancelled, or --wait-timeout passes first.
+    """
     value: Any = {} if payload is None else json_value(payload)
     kwargs: dict[str, Any] = {}
     if timeout is not None:
@@ -84,6 +97,9 @@ def add(
     wait = duration(delay, "--delay")
     if when is not None and wait is not None:
         raise typer.BadParameter("give --run-at or --delay, not both", param_hint="--delay")
+    give_up = duration(wait_timeout, "--wait-timeout")
+    if give_up is not None and not wait_for_it:
+        raise typer.BadParameter("--wait-timeout needs --wait", param_hint="--wait-timeout")
     with open_queue() as queue:
         job_id = queue.add(
             job_type,
@@ -97,10 +113,30 @@ def add(
             depends_on=depends_on or None,
             **kwargs,
         )
+        if wait_for_it:
+            return _print_result(queue.wait(job_id, timeout=give_up))
     if options().json:
         print_json({"id": job_id, "job_type": job_type})
     else:
         typer.echo(job_id)
+    return 0
+
+
+def _print_result(record: JobRecord) -> int:
+    """``add --wait``'s answer: the output (0), or the job's end on stderr (1)."""
+    completed = record.status is JobStatus.COMPLETED
+    if options().json:
+        print_json(
+            {"id": record.id, "job_type": record.job_type, "status": record.status.value, "output": record.output}
+        )
+    elif completed:
+        print_json(record.output)
+    if completed:
+        return 0
+    last = record.error_history[-1]["error"] if record.error_history else record.failure_reason
+    why = f": {last}" if last else ""
+    sys.stderr.write(f"error: job {record.id} {record.status.value}{why}\n")
+    return 1
 
 
 @command("show")

@@ -43,6 +43,7 @@ from dqflow.declaration.model import (
     RetryPolicy,
     WorkerSettings,
 )
+from dqflow.declaration.models import MODEL_REF, ModelSchemaError, import_model, is_model, model_ref, model_schema
 from dqflow.declaration.schedules import Schedule, compile_schedules
 from dqflow.declaration.schemas import DRAFTS, InvalidSchemaError, LocalSchemaFiles, SchemaValidator
 from dqflow.declaration.unique import UniqueSpec, parse_unique, schema_problems
@@ -129,7 +130,9 @@ class Declaration:
 
         A job's ``handler`` may be a callable as well as ``"module:function"``;
         ``payload``/``output`` may be a schema dict, a path (relative to
-        ``base_dir``, else the current directory) or a :class:`SchemaValidator`.
+        ``base_dir``, else the current directory), a :class:`SchemaValidator`, or
+        a pydantic model class (or ``"module:Model"``): its ``model_json_schema()``
+        validates.
         ``workflows`` is the ``workflows:`` section (docs/WORKFLOWS.md), ``schedules``
         the ``schedules:`` one (docs/SCHEDULES.md).
         Errors raise :class:`~dqflow.errors.ConfigError` naming the key.
@@ -258,6 +261,8 @@ def _load_schema(
     """The schema a job type names (read now; checked now, or on first use when ``check_schemas`` is off)."""
     if source is None or isinstance(source, SchemaValidator):
         return source
+    if is_model(source) or (isinstance(source, str) and MODEL_REF.match(source)):
+        return _model_validator(source, which, loc, ctx, cache, out)
     if isinstance(source, dict):
         what = f"inline {which} schema"
         return _schema_validator(source, what, f"{key_text(loc)} (inline)", ctx.folder_uri, loc, ctx, out)
@@ -284,6 +289,29 @@ def _load_schema(
     validator = _schema_validator(document, f"{which} schema file {written}", path, base_uri, loc, ctx, out)
     if validator is not None:
         cache[path] = validator
+    return validator
+
+
+def _model_validator(
+    source: Any, which: str, loc: Loc, ctx: _Context, cache: dict[str, SchemaValidator], out: list[ConfigError]
+) -> SchemaValidator | None:
+    """The validator of a pydantic model given as a class or as ``module:Model`` (imported now,
+    whatever ``import_handlers`` says: validation needs the schema)."""
+    ref = source if isinstance(source, str) else model_ref(source)
+    if ref in cache:
+        return cache[ref]
+    try:
+        if isinstance(source, str):
+            if ctx.base_dir is not None:
+                add_import_root(ctx.base_dir)
+            source = import_model(source)
+        document = model_schema(source)
+    except ModelSchemaError as exc:
+        out.append(ctx.problem(f"{which} model {ref}: {exc}", loc))
+        return None
+    validator = _schema_validator(document, f"{which} model {ref}", ref, ctx.folder_uri, loc, ctx, out)
+    if validator is not None:
+        cache[ref] = validator
     return validator
 
 

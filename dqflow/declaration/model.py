@@ -35,6 +35,7 @@ from dqflow.bounds import (
     check_priority,
 )
 from dqflow.declaration.handlers import HANDLER_REF
+from dqflow.declaration.models import is_model
 from dqflow.declaration.schemas import SchemaValidator
 from dqflow.declaration.unique import UniqueSpec
 from dqflow.durations import bounded_duration, timeout_seconds
@@ -195,7 +196,7 @@ def _job_name(value: str) -> str:
 
 
 def _schema_source(value: Any) -> Any:
-    if value is None or isinstance(value, (dict, SchemaValidator)):
+    if value is None or isinstance(value, (dict, SchemaValidator)) or is_model(value):
         return value
     if isinstance(value, str):
         if not value.strip():
@@ -203,7 +204,10 @@ def _schema_source(value: Any) -> Any:
         return value
     if isinstance(value, Path):
         return str(value)
-    raise ValueError(f"expected a schema file path or an inline schema mapping, got {kind_of(value)}")
+    raise ValueError(
+        "expected a schema file path or an inline schema mapping (or a module:Model reference;"
+        f" in Declaration.build also a pydantic model class), got {kind_of(value)}"
+    )
 
 
 # Durations and numbers go through the same checks as the queue API's arguments (dqflow.bounds).

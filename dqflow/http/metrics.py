@@ -10,7 +10,11 @@ same for the whole queue, whichever workers did the work:
   when a worker started it, over the newest jobs that have started;
 * ``dqflow_worker_jobs{worker}`` and ``dqflow_worker_lease_seconds_left{worker}``:
   what each worker holds now, and how long until its soonest lease runs out
-  (negative: its heartbeats have stopped; the job will be reclaimed).
+  (negative: its heartbeats have stopped; the job will be reclaimed);
+* ``dqflow_worker_last_seen_seconds{worker}``: seconds since each registered
+  worker's last beat (``dqflow stats``; a stopped worker leaves the registry);
+* ``dqflow_oldest_pending_age_seconds``: how long ago the oldest pending job was
+  added (0 when none is pending).
 """
 
 from __future__ import annotations
@@ -97,6 +101,21 @@ class QueueCollector(Collector):
                 leases.add_metric([worker], round(lease_left[worker], 3))
         yield busy
         yield leases
+
+        seen = GaugeMetricFamily(
+            "dqflow_worker_last_seen_seconds",
+            "Seconds since each registered worker's last beat (a stopped worker leaves the registry).",
+            labels=["worker"],
+        )
+        for registered in self.queue.storage.list_workers():
+            if registered.last_seen is not None:
+                seen.add_metric([registered.worker_id], round((now - registered.last_seen).total_seconds(), 3))
+        yield seen
+        oldest = self.queue.storage.oldest_pending()
+        age = 0.0 if oldest is None else max(0.0, (now - oldest.created_at).total_seconds())
+        yield GaugeMetricFamily(
+            "dqflow_oldest_pending_age_seconds", "Seconds since the oldest pending job was added.", value=round(age, 3)
+        )
 
 
 @router.get("/metrics", dependencies=[Depends(require_read)], response_class=Response)

@@ -9,11 +9,30 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, Literal, get_args
 
 log = logging.getLogger("dqflow.events")
 
 Listener = Callable[[dict[str, Any]], Any]
+
+EventName = Literal[
+    "job:added",
+    "job:processing",
+    "job:completed",
+    "job:failed",
+    "job:cancelled",
+    "job:retried",
+    "job:edited",
+    "job:waiting",
+    "job:progress",
+    "job:output",
+    "workflow:started",
+    "workflow:completed",
+    "workflow:failed",
+    "workflow:cancelled",
+    "error",
+]
+"""Every event a listener can subscribe to: a misspelt name is a type error (and a ``ValueError``)."""
 
 JOB_ADDED: Final = "job:added"
 JOB_PROCESSING: Final = "job:processing"
@@ -31,25 +50,7 @@ WORKFLOW_FAILED: Final = "workflow:failed"
 WORKFLOW_CANCELLED: Final = "workflow:cancelled"
 ERROR: Final = "error"
 
-EVENT_NAMES: Final = frozenset(
-    {
-        JOB_ADDED,
-        JOB_PROCESSING,
-        JOB_COMPLETED,
-        JOB_FAILED,
-        JOB_CANCELLED,
-        JOB_RETRIED,
-        JOB_EDITED,
-        JOB_WAITING,
-        JOB_PROGRESS,
-        JOB_OUTPUT,
-        WORKFLOW_STARTED,
-        WORKFLOW_COMPLETED,
-        WORKFLOW_FAILED,
-        WORKFLOW_CANCELLED,
-        ERROR,
-    }
-)
+EVENT_NAMES: Final[frozenset[str]] = frozenset(get_args(EventName))
 
 
 class EventEmitter:
@@ -59,17 +60,17 @@ class EventEmitter:
         self._listeners: dict[str, list[tuple[Listener, bool]]] = {}
         self._lock = threading.Lock()
 
-    def on(self, event: str, listener: Listener) -> Listener:
+    def on(self, event: EventName, listener: Listener) -> Listener:
         """Call ``listener(data)`` on every ``event``. Returns the listener (usable as a decorator)."""
         self._add(event, listener, once=False)
         return listener
 
-    def once(self, event: str, listener: Listener) -> Listener:
+    def once(self, event: EventName, listener: Listener) -> Listener:
         """Call ``listener(data)`` on the next ``event`` only."""
         self._add(event, listener, once=True)
         return listener
 
-    def off(self, event: str, listener: Listener | None = None) -> None:
+    def off(self, event: EventName, listener: Listener | None = None) -> None:
         """Remove one listener, or every listener of ``event`` when none is given."""
         with self._lock:
             if listener is None:

@@ -6,10 +6,10 @@ import asyncio
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from pydantic import BaseModel
 
@@ -29,10 +29,11 @@ from dqflow.errors import (
     WaitTimeoutError,
 )
 from dqflow.json_values import dumps
-from dqflow.queue.events import JOB_ADDED, JOB_CANCELLED, JOB_EDITED, JOB_RETRIED, EventEmitter, Listener
+from dqflow.queue.events import JOB_ADDED, JOB_CANCELLED, JOB_EDITED, JOB_RETRIED, EventEmitter, EventName, Listener
 from dqflow.queue.unique import unique_rule
 from dqflow.queue.workflows import WorkflowMethods
 from dqflow.storage import DEFAULT_BACKEND, JobFilter, JobPage, NewJob, Storage, TagMode, UniqueRule, open_storage
+from dqflow.telemetry import Tracing, tracing_from_env, with_trace
 
 if TYPE_CHECKING:  # the records need SQLModel, which only reading jobs pays for
     from dqflow.record import JobEvent, JobRecord
@@ -127,12 +128,14 @@ class Queue(WorkflowMethods):
     ``Queue.from_yaml("jobs.yaml")`` is the usual way in; ``Queue(Declaration.build(...))``
     builds one in code. The backend is, in order: the ``backend`` argument, the
     ``DQFLOW_BACKEND`` environment variable, the declaration's ``backend``, or
-    ``sqlite:///.dqflow/queue.db``.
+    ``sqlite:///.dqflow/queue.db``. ``DQFLOW_OTEL=1`` turns on OpenTelemetry spans
+    (``dqflow.telemetry``; ``tracing`` is None when off).
     """
 
     def __init__(self, declaration: Declaration, backend: str | Any | None = None, **backend_options: Any) -> None:
         self.declaration = declaration
         self.events = EventEmitter()
+        self.tracing: Tracing | None = tracing_from_env()
         self.storage: Storage = open_storage(resolve_backend(declaration, backend), **backend_options)
         try:
             self.storage.setup()
@@ -166,7 +169,7 @@ class Queue(WorkflowMethods):
         """Close the backend's connections."""
         self.storage.close()
 
-    def __enter__(self) -> Queue:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -174,15 +177,15 @@ class Queue(WorkflowMethods):
 
     # -- events ----------------------------------------------------------------------
 
-    def on(self, event: str, listener: Listener) -> Listener:
+    def on(self, event: EventName, listener: Listener) -> Listener:
         """Call ``listener(data)`` on every ``event`` (``job:added``, ``job:completed``, ...)."""
         return self.events.on(event, listener)
 
-    def once(self, event: str, listener: Listener) -> Listener:
+    def once(self, event: EventName, listener: Listener) -> Listener:
         """Call ``listener(data)`` on the next ``event`` only."""
         return self.events.once(event, listener)
 
-    def off(self, event: str, listener: Listener | None = None) -> None:
+    def off(self, event: EventName, listener: Listener | None = None) -> None:
         """Stop calling ``listener`` (or every listener) for ``event``."""
         self.events.off(event, listener)
 
@@ -337,14 +340,24 @@ class Queue(WorkflowMethods):
         ``unique``, or ``unique=`` given) is added job by job, each unique one
         checked and added in one step.
         """
+        many = isinstance(jobs, (list, tuple)) and len(jobs) > 1
+        specs = [given if isinstance(given, JobSpec) else JobSpec(**dict(given)) for given in jobs]
+        if self.tracing is None:
+            return self._add_specs(specs, many, connection)
+        with self.tracing.adding([spec.job_type for spec in specs]) as adding:
+            traced = [replace(spec, meta=with_trace(spec.meta, adding.carrier)) for spec in specs]
+            ids = self._add_specs(traced, many, connection)
+            adding.added(ids)
+            return ids
+
+    def _add_specs(self, specs: list[JobSpec], many: bool, connection: Any) -> list[int]:
         new_jobs: list[NewJob] = []
         rules: list[UniqueRule | None] = []
-        for index, given in enumerate(jobs):
-            job = given if isinstance(given, JobSpec) else JobSpec(**dict(given))
+        for index, job in enumerate(specs):
             try:
                 new_jobs.append(self._new_job(job))
             except ValidationFailed as exc:
-                if index or (isinstance(jobs, (list, tuple)) and len(jobs) > 1):
+                if index or many:
                     raise exc.located(f"job {index}") from None
                 raise
             declared = self.declaration.job_types[job.job_type]  # known: _new_job checked it
@@ -366,6 +379,50 @@ class Queue(WorkflowMethods):
                 if result.created:
                     self.events.emit(JOB_ADDED, {"job_id": result.job_id, "job_type": new.job_type})
         return [result.job_id for result in results]
+
+    async def add_async(
+        self,
+        job_type: str,
+        payload: Any = None,
+        *,
+        priority: int | None = None,
+        run_at: datetime | None = None,
+        delay: Duration | None = None,
+        timeout: Duration | _Unset | None = UNSET,
+        max_attempts: int | None = None,
+        tags: Sequence[str] | None = None,
+        idempotency_key: str | None = None,
+        retry_delay: Duration | None = None,
+        retry_backoff: str | None = None,
+        retry_max_delay: Duration | _Unset | None = UNSET,
+        retry_jitter: bool | None = None,
+        meta: Mapping[str, Any] | None = None,
+        depends_on: Sequence[int] | None = None,
+    ) -> int:
+        """``add`` for asyncio code: validation and the insert run on a thread, so the
+        event loop never blocks. Same options, same errors."""
+        job = JobSpec(
+            job_type,
+            payload,
+            priority=priority,
+            run_at=run_at,
+            delay=delay,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            tags=tags,
+            idempotency_key=idempotency_key,
+            retry_delay=retry_delay,
+            retry_backoff=retry_backoff,
+            retry_max_delay=retry_max_delay,
+            retry_jitter=retry_jitter,
+            meta=meta,
+            depends_on=depends_on,
+        )
+        return (await self.add_many_async([job]))[0]
+
+    async def add_many_async(self, jobs: Iterable[JobSpec | Mapping[str, Any]]) -> list[int]:
+        """``add_many`` for asyncio code (on a thread, like ``add_async``)."""
+        return await asyncio.to_thread(self.add_many, list(jobs))
 
     # -- reading ---------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ using the ``WorkflowRuntime`` this module gives the storage.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dqflow.enums import WorkflowStatus
@@ -18,6 +18,7 @@ from dqflow.storage.workflows import NewWorkflowRun, RunNotice, WorkflowFilter
 if TYPE_CHECKING:
     from dqflow.declaration import Declaration
     from dqflow.storage import NewJob, Storage
+    from dqflow.telemetry import Tracing
     from dqflow.workflow_record import WorkflowPage, WorkflowRun
     from dqflow.workflows.model import Workflow
     from dqflow.workflows.runtime import WorkflowRuntime
@@ -36,6 +37,7 @@ class WorkflowMethods:
     declaration: Declaration
     events: EventEmitter
     storage: Storage
+    tracing: Tracing | None
     _workflow_runtime: WorkflowRuntime | None = None
 
     def _new_job(self, job: Any) -> NewJob:  # pragma: no cover - Queue's
@@ -48,10 +50,10 @@ class WorkflowMethods:
         from dqflow.queue.queue import JobSpec
         from dqflow.workflows.runtime import WorkflowRuntime
 
-        def new_job(job_type: str, payload: Any, tags: tuple[str, ...]) -> NewJob:
+        def new_job(job_type: str, payload: Any, tags: tuple[str, ...], trace: Mapping[str, str] | None) -> NewJob:
             declared = self.declaration.job_types[job_type].tags
             merged = tuple(dict.fromkeys((*declared, *tags)))
-            return self._new_job(JobSpec(job_type, payload, tags=merged))
+            return self._new_job(JobSpec(job_type, payload, tags=merged, meta=trace))
 
         self._workflow_runtime = WorkflowRuntime(self.declaration.workflows, new_job, self._workflow_notices)
         self.storage.set_workflow_advancer(self._workflow_runtime)
@@ -95,7 +97,7 @@ class WorkflowMethods:
         on the run and on every one of its step jobs.
         """
         from dqflow.queue.queue import _checked_json, _no_nul, _tags
-        from dqflow.workflows.runtime import initial_steps
+        from dqflow.workflows.runtime import initial_steps, with_run_trace
 
         workflow, runtime = self._workflow(name)
         limit = self.declaration.limits.max_payload_bytes
@@ -106,9 +108,17 @@ class WorkflowMethods:
             if not isinstance(idempotency_key, str):
                 raise TypeError("idempotency_key must be a string")
             _no_nul(idempotency_key, "idempotency_key")
-        run = NewWorkflowRun(name, input_json, initial_steps(workflow), _tags(tags or ()), idempotency_key)
-        run_id, _created = self.storage.create_workflow_run(run, runtime.start)
-        return run_id
+        steps, run_tags = initial_steps(workflow), _tags(tags or ())
+        if self.tracing is None:
+            run = NewWorkflowRun(name, input_json, steps, run_tags, idempotency_key)
+            return self.storage.create_workflow_run(run, runtime.start)[0]
+        with self.tracing.starting_workflow(name) as starting:
+            traced = with_run_trace(steps, starting.carrier)
+            run_id = self.storage.create_workflow_run(
+                NewWorkflowRun(name, input_json, traced, run_tags, idempotency_key), runtime.start
+            )[0]
+            starting.started(run_id)
+            return run_id
 
     # -- reading ---------------------------------------------------------------------
 

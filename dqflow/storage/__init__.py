@@ -25,6 +25,7 @@ from dqflow.storage.base import (
     TickResult,
     TickVerdict,
     UniqueRule,
+    WorkerInfo,
 )
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "TickResult",
     "TickVerdict",
     "UniqueRule",
+    "WorkerInfo",
     "open_storage",
 ]
 

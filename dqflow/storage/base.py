@@ -24,21 +24,19 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeAlias, get_args
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Integer, Text
-
 from dqflow.enums import JobStatus
 from dqflow.enums import TagMode as TagMode  # re-exported: the backends and dqflow.storage take it from here
 from dqflow.errors import DependencyError
-from dqflow.record import JobEvent, JobRecord, JobTable
 from dqflow.storage.changes import Change
 from dqflow.storage.workflows import NewWorkflowRun, RunChange, WorkflowAdvancer, WorkflowFilter
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the records are SQLModel models: loaded by backends when they build one
+    from dqflow.record import JobEvent, JobRecord
     from dqflow.workflow_record import WorkflowPage, WorkflowRun
 
 
@@ -66,7 +64,7 @@ class NewJob:
 
 
 class OptionKind(StrEnum):
-    """How a job option's value is held in ``NewJob`` (read off its ``JobRecord`` column)."""
+    """How a job option's value is held in ``NewJob`` (matches its ``JobRecord`` column type)."""
 
     INT32 = "int32"  # Integer column
     INT = "int"  # BigInteger column
@@ -88,49 +86,33 @@ class JobOption:
     editable: bool
 
 
-_FIXED_AT_ADD = frozenset({"job_type", "idempotency_key", "workflow_run_id", "workflow_step", "workflow_item"})
-_NOT_COLUMNS = frozenset({"depends_on"})  # NewJob fields stored outside the job row
+def _option(name: str, kind: OptionKind, *, nullable: bool = False, editable: bool = True) -> JobOption:
+    return JobOption(name, name.removesuffix("_json"), kind, nullable, editable)
 
 
-def _option_kind(name: str, column: Any) -> OptionKind:
-    if name.endswith("_json"):
-        return OptionKind.JSON_TEXT
-    kinds: tuple[tuple[type, OptionKind], ...] = (
-        (BigInteger, OptionKind.INT),
-        (Integer, OptionKind.INT32),
-        (Boolean, OptionKind.BOOL),
-        (DateTime, OptionKind.TIME),
-        (JSON, OptionKind.STRINGS),
-        (Text, OptionKind.TEXT),
-    )
-    for sql_type, kind in kinds:
-        if isinstance(column.type, sql_type):
-            return kind
-    raise TypeError(f"NewJob.{name}: no option kind for column type {column.type!r}")  # pragma: no cover
-
-
-def _job_options() -> tuple[JobOption, ...]:
-    columns = JobTable.__table__.columns  # type: ignore[attr-defined]
-    options = []
-    for item in fields(NewJob):
-        if item.name in _NOT_COLUMNS:
-            continue
-        column = columns[item.name.removesuffix("_json")]
-        options.append(
-            JobOption(
-                item.name,
-                column.name,
-                _option_kind(item.name, column),
-                bool(column.nullable),
-                item.name not in _FIXED_AT_ADD,
-            )
-        )
-    return tuple(options)
-
-
-JOB_OPTIONS: tuple[JobOption, ...] = _job_options()
+_K = OptionKind
+JOB_OPTIONS: tuple[JobOption, ...] = (
+    _option("job_type", _K.TEXT, editable=False),
+    _option("payload_json", _K.JSON_TEXT),
+    _option("priority", _K.INT32),
+    _option("run_at", _K.TIME),
+    _option("max_attempts", _K.INT32),
+    _option("timeout_ms", _K.INT, nullable=True),
+    _option("retry_delay_ms", _K.INT),
+    _option("retry_backoff", _K.TEXT),
+    _option("retry_max_delay_ms", _K.INT, nullable=True),
+    _option("retry_jitter", _K.BOOL),
+    _option("tags", _K.STRINGS),
+    _option("idempotency_key", _K.TEXT, nullable=True, editable=False),
+    _option("meta_json", _K.JSON_TEXT),
+    _option("workflow_run_id", _K.INT, nullable=True, editable=False),  # a workflow step job: its run,
+    _option("workflow_step", _K.TEXT, nullable=True, editable=False),  # step
+    _option("workflow_item", _K.INT32, nullable=True, editable=False),  # and fan-out index
+)
 """Every job option, in ``NewJob`` order: the one table backends build their inserts,
-edits and codecs from (derived from ``NewJob`` and the ``JobRecord`` columns)."""
+edits and codecs from. A literal, so that importing the contract does not load
+SQLAlchemy; ``tests/test_job_options.py`` proves it matches ``NewJob`` and the
+``JobRecord`` columns (a new option: a ``NewJob`` field, a column, a row here)."""
 
 EDITABLE_FIELDS = frozenset(option.name for option in JOB_OPTIONS if option.editable)
 """Fields ``edit_job`` accepts (values as in ``NewJob``; ``*_json`` fields are JSON text)."""
@@ -375,6 +357,27 @@ class JobPage:
     next_cursor: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A worker as it registers itself in storage (``dqflow stats``, ``dqflow health``).
+
+    ``last_seen`` is set by the storage (its clock) on every beat; ignored when writing.
+    """
+
+    worker_id: str
+    host: str
+    pid: int
+    started_at: datetime
+    concurrency: int
+    job_types: tuple[str, ...]
+    last_seen: datetime | None = None
+
+
+WORKER_FORGET_AFTER_S = 86_400
+"""A worker not seen for this long (it died without unregistering) leaves the registry
+at the next beat of any worker."""
+
+
 class Storage(ABC):
     """Where jobs live. Implementations must be safe to call from several threads."""
 
@@ -447,6 +450,25 @@ class Storage(ABC):
     def count_jobs(self) -> dict[tuple[str, JobStatus], int]:
         """How many jobs there are per (job type, status); pairs with none are left out.
         For dashboards and metrics: exact, and cheap enough to ask every few seconds."""
+
+    @abstractmethod
+    def oldest_pending(self) -> JobRecord | None:
+        """The pending job added first (lowest id), or None: how far behind the queue is."""
+
+    # -- workers (a registry for operators; never on the job path) -------------------
+
+    @abstractmethod
+    def beat_worker(self, worker: WorkerInfo) -> None:
+        """Record that ``worker`` is alive: insert or replace its entry with ``last_seen``
+        = now; entries not seen for ``WORKER_FORGET_AFTER_S`` are removed in the same step."""
+
+    @abstractmethod
+    def remove_worker(self, worker_id: str) -> None:
+        """Drop a worker's entry (it stopped cleanly). Unknown ids are ignored."""
+
+    @abstractmethod
+    def list_workers(self) -> list[WorkerInfo]:
+        """Every registered worker, the most recently seen first."""
 
     # -- managing ------------------------------------------------------------------
 

@@ -16,7 +16,8 @@ script guarded by the run's ``version`` (Redis):
 A step's stored state is a JSON object: ``name``, ``job``, ``status``,
 ``job_ids``, ``done`` (one flag per job: it completed), ``output``,
 ``outputs`` (``for_each`` steps), ``skipped_reason``, ``error``,
-``started_at``, ``completed_at``.
+``started_at``, ``completed_at``; with tracing on, ``trace`` (the run's W3C
+trace context, copied into its step jobs' ``meta``: dqflow/telemetry.py).
 """
 
 from __future__ import annotations

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dqflow.record import JobRecord
 from dqflow.storage import Completion, Failure, Lease
 from dqflow.worker.context import JobContext
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 
 @dataclass(eq=False)
@@ -23,6 +26,7 @@ class Attempt:
     holds_slot: bool = True  # False once its slot is free (an abandoned task holds none)
     started_at: float = 0.0  # time.monotonic() when its handler started
     on_thread: bool = False  # a plain sync handler: a handler thread may take it from the buffer itself
+    span: Span | None = None  # its ``dqflow.run`` span, when tracing is on
 
     @property
     def lease(self) -> Lease:

@@ -14,12 +14,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from dqflow.queue.events import JOB_COMPLETED, JOB_FAILED, EventEmitter
 from dqflow.storage import Completion, Outcome, Release
 from dqflow.worker._attempt import Attempt, Settled
 from dqflow.worker._store import Calls, WorkerStore
 from dqflow.worker.context import WriteStats
+
+if TYPE_CHECKING:
+    from dqflow.telemetry import Tracing
 
 log = logging.getLogger("dqflow.worker")
 
@@ -38,8 +42,10 @@ class Completer:
         stats: WriteStats,
         report: Callable[[str, BaseException], None],
         on_written: Callable[[], None],
+        tracing: Tracing | None = None,
     ) -> None:
         self._store = store
+        self._tracing = tracing
         self._events = events
         self._stats = stats
         self._report = report
@@ -118,13 +124,18 @@ class Completer:
         batch, self._queued = self._queued[:_BATCH_LIMIT], self._queued[_BATCH_LIMIT:]
         self._writing = batch
         outcomes: list[Outcome] = [settled.outcome for settled in batch]
+        started = 0 if self._tracing is None else self._tracing.now()
         try:
             applied = await self._calls(self._store.settle_jobs, outcomes)
-        except BaseException:
+        except BaseException as exc:
             self._queued[:0] = batch  # tried again, in order
+            if self._tracing is not None:
+                self._tracing.settled(started, [settled.attempt.span for settled in batch], None, exc)
             raise
         finally:
             self._writing = []
+        if self._tracing is not None:
+            self._tracing.settled(started, [settled.attempt.span for settled in batch], applied, None)
         for settled, ok in zip(batch, applied, strict=True):
             if ok:
                 self._announce(settled)

@@ -59,6 +59,7 @@ class Executor:
         self._on_settled = on_settled
         self._on_change = on_change
         self._concurrency = concurrency
+        self._tracing = queue.tracing
         self._handlers: dict[str, HandlerInfo] = {}
         self.active: dict[int, Attempt] = {}  # running, outcome not decided yet
         self.occupied = 0  # slots in use (an attempt settled by its timeout may still occupy a thread)
@@ -81,7 +82,9 @@ class Executor:
         """The attempt for a job just claimed (it may wait in the fetcher's buffer before it starts)."""
         attempt = Attempt(job, JobContext(self._queue, job, self._stats))
         spec = self._queue.declaration.job_types[job.job_type]
-        attempt.on_thread = spec.isolation != "process" and not self._handler(job.job_type).is_async
+        # with tracing on, every run starts on the loop, inside its span
+        plain = spec.isolation != "process" and not self._handler(job.job_type).is_async
+        attempt.on_thread = plain and self._tracing is None
         return attempt
 
     def pull_from(self, source: Callable[[], Attempt | None]) -> None:
@@ -106,7 +109,9 @@ class Executor:
         self._began(attempt)
         spec = self._queue.declaration.job_types[job.job_type]
         info = self._handler(job.job_type)
-        if spec.isolation == "process":
+        if self._tracing is not None:
+            self._start_traced(attempt, spec.handler_ref if spec.isolation == "process" else None, info)
+        elif spec.isolation == "process":
             self._threads.submit(attempt, functools.partial(self._run_isolated, spec.handler_ref, attempt))
         elif info.is_async:
             attempt.task = asyncio.ensure_future(info.func(*handler_arguments(info, job.payload, attempt.ctx)))
@@ -137,6 +142,22 @@ class Executor:
         info = self._handlers[attempt.job.job_type]
         return attempt, functools.partial(self._run_sync, info, attempt)
 
+    def _start_traced(self, attempt: Attempt, isolated_ref: str | None, info: HandlerInfo) -> None:
+        """``start`` with tracing on: the attempt's ``dqflow.run`` span is current where its handler runs."""
+        tracing = self._tracing
+        assert tracing is not None
+        job = attempt.job
+        span = attempt.span = tracing.start_run(job, self._worker_id)
+        if isolated_ref is not None:  # the child process runs outside the span; its result is judged here
+            self._threads.submit(attempt, functools.partial(self._run_isolated, isolated_ref, attempt))
+        elif info.is_async:
+            arguments = handler_arguments(info, job.payload, attempt.ctx)
+            # a task runs in a copy of the context current when it is created: the span's
+            attempt.task = tracing.within(span, lambda: asyncio.ensure_future(info.func(*arguments)))()
+            attempt.task.add_done_callback(functools.partial(self._task_done, attempt))
+        else:
+            self._threads.submit(attempt, tracing.within(span, functools.partial(self._run_sync, info, attempt)))
+
     def _handler(self, job_type: str) -> HandlerInfo:
         info = self._handlers.get(job_type)
         if info is None:
@@ -164,6 +185,8 @@ class Executor:
         self.active.clear()
         for attempt in attempts:
             attempt.settled = True  # whatever the handler still returns is dropped
+            if attempt.span is not None and self._tracing is not None:
+                self._tracing.end_run(attempt.span, "abandoned", "shutdown")
             if attempt.timer is not None:
                 attempt.timer.cancel()
             attempt.ctx.cancel("shutdown")
@@ -271,6 +294,8 @@ class Executor:
         if attempt.timer is not None:
             attempt.timer.cancel()
         self.active.pop(attempt.job.id, None)
+        if attempt.span is not None and self._tracing is not None:
+            self._tracing.end_run(attempt.span, *_run_outcome(attempt, settled))
         if settled is None:
             log.info(
                 "job %s: handler stopped (%s); nothing written for this attempt",
@@ -297,6 +322,16 @@ class Executor:
         self.last_turn = ended
         held = ended - attempt.started_at
         self.run_time = held if self.run_time is None else self.run_time + _SMOOTHING * (held - self.run_time)
+
+
+def _run_outcome(attempt: Attempt, settled: Settled | None) -> tuple[str, str | None]:
+    """How an attempt ended, for its ``dqflow.run`` span: (outcome, failure reason or why it was dropped)."""
+    if settled is None:
+        return "dropped", attempt.ctx.cancel_reason
+    outcome = settled.outcome
+    if isinstance(outcome, Completion):
+        return "completed", None
+    return ("retrying" if outcome.retry_at is not None else "failed"), outcome.reason
 
 
 def _failure(

@@ -29,7 +29,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dqflow.record import JobRecord
 from dqflow.storage import Release
@@ -38,6 +38,9 @@ from dqflow.worker._completer import Completer
 from dqflow.worker._executor import Executor
 from dqflow.worker._maintenance import Maintenance
 from dqflow.worker._store import Calls, WorkerStore
+
+if TYPE_CHECKING:
+    from dqflow.telemetry import Tracing
 
 log = logging.getLogger("dqflow.worker")
 
@@ -66,8 +69,10 @@ class Fetcher:
         maintenance: Maintenance,
         stopping: asyncio.Event,
         report: Callable[[str, BaseException], None],
+        tracing: Tracing | None = None,
     ) -> None:
         self._store = store
+        self._tracing = tracing
         self._worker_id = worker_id
         self._job_types = list(job_types)
         self._lease_ms = lease_ms
@@ -181,6 +186,7 @@ class Fetcher:
                     continue
             wanted = min(room, self._batch_size + ahead)  # the jobs ahead ride along with a full batch
             self._changed.clear()  # set again while the claim runs: results were written meanwhile
+            started = 0 if self._tracing is None else self._tracing.now()
             try:
                 began = time.monotonic()
                 jobs = await self._claims(
@@ -195,6 +201,8 @@ class Fetcher:
                 self._report(f"claiming jobs (retrying in {backoff:.1f}s)", exc)
                 await self._sleep_unless_stopping(backoff)
                 continue
+            if self._tracing is not None:
+                self._tracing.claimed(started, jobs, self._worker_id)
             self._accept(jobs)
             if len(jobs) == wanted:
                 continue
@@ -248,6 +256,7 @@ class Fetcher:
         timeout = self._poll_interval if due is None else min(self._poll_interval, due)
         if timeout <= 0:
             return
+        started = 0 if self._tracing is None else self._tracing.now()
         waiting = self._waits.submit(self._wait_then_claim, timeout, wanted)
         self._waiting = waiting
         stopping: asyncio.Future[Any] = asyncio.ensure_future(self._stopping.wait())
@@ -261,7 +270,10 @@ class Fetcher:
             self._report("waiting for jobs", error)
             await self._sleep_unless_stopping(min(self._poll_interval, 1.0))
             return
-        self._accept(waiting.result())
+        jobs = waiting.result()
+        if self._tracing is not None:  # the span covers the wait: a claim that blocked until work came
+            self._tracing.claimed(started, jobs, self._worker_id)
+        self._accept(jobs)
 
     def _wait_then_claim(self, timeout: float, wanted: int) -> list[JobRecord]:
         # jobs claimed after a stop was requested are handed back by take_unstarted

@@ -4,9 +4,10 @@
   ahead, or settled but not written yet) and stops the handlers of jobs it lost
   (cancelled, or taken over after a stall);
 * reclaim: puts jobs whose lease expired (their worker died) back to pending;
+* registry: records this worker as alive (``dqflow stats``, ``dqflow health``) every
+  ``registry_interval`` seconds, and removes it when the worker stops;
 * schedule: enqueues the due ticks of the declared schedules (``dqflow/schedules``),
-  woken at the next tick; every worker runs it, storage decides each tick once.
-
+  woken at the next tick; every worker runs it, storage decides each tick once;
 * prune: deletes finished jobs older than their type's ``retention`` window, a small
   batch per type and status at a time (``_pruner.py``).
 
@@ -22,6 +23,7 @@ import random
 from collections.abc import Callable
 
 from dqflow.schedules.scheduler import Scheduler, Tick
+from dqflow.storage import WorkerInfo
 from dqflow.storage.base import TickVerdict
 from dqflow.worker._attempt import Attempt
 from dqflow.worker._pruner import Pruner
@@ -37,7 +39,7 @@ PRUNE_INTERVAL = 60.0
 
 
 class Maintenance:
-    """Heartbeat, reclaim and (with schedules) scheduler loops for one worker."""
+    """Heartbeat, reclaim, registry and (with schedules) scheduler loops for one worker."""
 
     def __init__(
         self,
@@ -50,6 +52,8 @@ class Maintenance:
         holding: Callable[[], list[Attempt]],
         on_lost: Callable[[Attempt], None],
         report: Callable[[str, BaseException], None],
+        info: WorkerInfo,
+        registry_interval: float,
         scheduler: Scheduler | None = None,
         pruner: Pruner | None = None,
         prune_interval: float = PRUNE_INTERVAL,
@@ -64,6 +68,9 @@ class Maintenance:
         self._report = report
         self._heartbeat_calls = Calls("heartbeat")
         self._reclaim_calls = Calls("reclaim")
+        self._info = info
+        self._registry_interval = registry_interval
+        self._registry_calls = Calls("registry")
         self._scheduler = scheduler
         self._schedule_calls = Calls("schedule")
         self._pruner = pruner
@@ -75,6 +82,7 @@ class Maintenance:
         self._tasks = [
             asyncio.create_task(self._heartbeat_loop(), name="dqflow-heartbeat"),
             asyncio.create_task(self._reclaim_loop(), name="dqflow-reclaim"),
+            asyncio.create_task(self._registry_loop(), name="dqflow-registry"),
         ]
         if self._scheduler is not None and self._scheduler.schedules:
             self._tasks.append(asyncio.create_task(self._schedule_loop(self._scheduler), name="dqflow-schedule"))
@@ -85,8 +93,13 @@ class Maintenance:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            await asyncio.wait_for(self._registry_calls(self._store.remove_worker, self._info.worker_id), 5)
+        except Exception as exc:  # the entry ages out instead
+            self._report("removing this worker from the registry", exc)
         self._heartbeat_calls.shutdown(wait=False)
         self._reclaim_calls.shutdown(wait=False)
+        self._registry_calls.shutdown(wait=False)
         self._schedule_calls.shutdown(wait=False)
         self._prune_calls.shutdown(wait=False)
 
@@ -121,6 +134,14 @@ class Maintenance:
         while True:
             await asyncio.sleep(self._reclaim_interval)
             await self.reclaim_once()
+
+    async def _registry_loop(self) -> None:
+        while True:
+            try:
+                await self._registry_calls(self._store.beat_worker, self._info)
+            except Exception as exc:
+                self._report("recording this worker in the registry", exc)
+            await asyncio.sleep(self._registry_interval)
 
     async def schedule_once(self) -> list[Tick]:
         """One scheduler pass: claim the due ticks; the ticks claimed."""

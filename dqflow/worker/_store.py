@@ -1,7 +1,7 @@
 """The part of storage a worker uses, and the threads its calls block on.
 
 Workers touch storage only through these calls (claims, wake-ups, lease renewals,
-reclaims and one fenced ``settle_jobs`` per batch of outcomes); every one runs on a
+reclaims, registry beats and one fenced ``settle_jobs`` per batch of outcomes); every one runs on a
 thread of the part that makes it, so a slow write never delays a heartbeat.
 """
 
@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 from dqflow.record import JobRecord
-from dqflow.storage import Lease, Outcome, ReclaimedJob
+from dqflow.storage import Lease, Outcome, ReclaimedJob, WorkerInfo
 
 T = TypeVar("T")
 
@@ -39,6 +39,10 @@ class WorkerStore(Protocol):
     def settle_jobs(self, outcomes: Sequence[Outcome]) -> list[bool]: ...
 
     def reclaim_expired(self) -> list[ReclaimedJob]: ...
+
+    def beat_worker(self, worker: WorkerInfo) -> None: ...
+
+    def remove_worker(self, worker_id: str) -> None: ...
 
 
 class Calls:

@@ -24,13 +24,14 @@ import threading
 import time
 import uuid
 from collections.abc import Coroutine, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from dqflow.queue import Queue
 from dqflow.queue.events import ERROR
 from dqflow.schedules.clock import clock_from_env
 from dqflow.schedules.scheduler import Scheduler
-from dqflow.storage import Release
+from dqflow.storage import Release, WorkerInfo
 from dqflow.worker._attempt import Attempt
 from dqflow.worker._completer import Completer
 from dqflow.worker._executor import Executor
@@ -42,6 +43,10 @@ from dqflow.worker.context import WriteStats
 from dqflow.worker.settings import WorkerSettingError, resolve_settings, runnable_types
 
 log = logging.getLogger("dqflow.worker")
+
+# The registry beat follows the lease heartbeat, within these bounds (a write per beat).
+REGISTRY_MIN_INTERVAL_S = 1.0
+REGISTRY_MAX_INTERVAL_S = 15.0
 
 
 class Worker:
@@ -119,7 +124,10 @@ class Worker:
         loop = self._loop = asyncio.get_running_loop()
         stopping = self._stopping = asyncio.Event()
         self._grace_cut = asyncio.Event()
-        completer = Completer(self._store, self.queue.events, self.stats, self._report, on_written=self._wake)
+        tracing = self.queue.tracing
+        completer = Completer(
+            self._store, self.queue.events, self.stats, self._report, on_written=self._wake, tracing=tracing
+        )
         executor = Executor(
             self.queue,
             loop,
@@ -139,6 +147,8 @@ class Worker:
             holding=lambda: [*executor.active.values(), *fetcher.holding(), *completer.holding()],
             on_lost=executor.lost,
             report=self._report,
+            info=self._info(),
+            registry_interval=min(max(self.heartbeat, REGISTRY_MIN_INTERVAL_S), REGISTRY_MAX_INTERVAL_S),
             scheduler=self._scheduler,
             pruner=Pruner(self.queue.declaration, self.queue.storage),
         )
@@ -155,6 +165,7 @@ class Worker:
             maintenance=maintenance,
             stopping=stopping,
             report=self._report,
+            tracing=tracing,
         )
         if self._stop_requested.is_set():
             stopping.set()
@@ -189,6 +200,17 @@ class Worker:
             )
 
     # -- plumbing --------------------------------------------------------------------
+
+    def _info(self) -> WorkerInfo:
+        """This worker as the registry shows it (``dqflow stats``)."""
+        return WorkerInfo(
+            worker_id=self.worker_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            started_at=datetime.now(UTC),
+            concurrency=self.concurrency,
+            job_types=tuple(self.job_types),
+        )
 
     def _wake(self) -> None:
         if self._fetcher is not None:

@@ -9,7 +9,7 @@ that validates each payload like ``Queue.add``. It does no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -22,10 +22,11 @@ from dqflow.storage.workflows import Advance, JobEnd, RunNotice, RunState
 from dqflow.workflows.model import Workflow
 from dqflow.workflows.resolver import SKIPPED, ResolutionError, plan_step, ready_steps, resolve_returns
 
-__all__ = ["JobFactory", "WorkflowRuntime", "initial_steps"]
+__all__ = ["JobFactory", "WorkflowRuntime", "initial_steps", "with_run_trace"]
 
-JobFactory = Callable[[str, Any, tuple[str, ...]], NewJob]
-"""(job type, payload, run tags) → a validated ``NewJob`` (raises ``ValidationFailed``)."""
+JobFactory = Callable[[str, Any, tuple[str, ...], Mapping[str, str] | None], NewJob]
+"""(job type, payload, run tags, the run's trace context or None) → a validated ``NewJob``
+(raises ``ValidationFailed``); the trace context goes into the job's ``meta``."""
 
 _OVER = (StepStatus.COMPLETED.value, StepStatus.SKIPPED.value)
 _UNFINISHED = (StepStatus.WAITING.value, StepStatus.RUNNING.value)
@@ -49,6 +50,14 @@ def initial_steps(workflow: Workflow) -> list[dict[str, Any]]:
         }
         for name, step in workflow.steps.items()
     ]
+
+
+def with_run_trace(steps: list[dict[str, Any]], carrier: Mapping[str, str]) -> list[dict[str, Any]]:
+    """``steps`` with the run's W3C trace context kept in each (key ``trace``): every step job
+    planned for the run, now or after a retry, carries it in its ``meta`` (docs/OBSERVABILITY.md)."""
+    if not carrier:
+        return steps
+    return [{**step, "trace": dict(carrier)} for step in steps]
 
 
 def _copied(step: dict[str, Any]) -> dict[str, Any]:
@@ -248,7 +257,7 @@ class _Work:
         jobs: list[NewJob] = []
         for index, payload in enumerate(plan.payloads):
             try:
-                job = self.new_job(declared.job, payload, tuple(self.run.tags))
+                job = self.new_job(declared.job, payload, tuple(self.run.tags), step.get("trace"))
             except ValidationFailed as exc:
                 where = f"element {index}: " if declared.fans_out else ""
                 self.fail_step(name, FailureReason.INVALID_PAYLOAD.value, f"{where}{exc}")

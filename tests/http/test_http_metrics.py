@@ -55,6 +55,13 @@ def test_metrics_show_what_each_worker_holds(server: Server, queue: Queue, tmp_p
         queue.cancel(job_id)
     assert samples["dqflow_worker_jobs"] == {(("worker", holder),): 1}
     assert 0 < samples["dqflow_worker_lease_seconds_left"][(("worker", holder),)] <= 5
+    assert 0 <= samples["dqflow_worker_last_seen_seconds"][(("worker", holder),)] < 30  # the registry
+
+
+def test_metrics_show_the_oldest_pending_job(server: Server, queue: Queue) -> None:
+    queue.add("steps", {"steps": 1}, delay="1h")
+    time.sleep(0.3)
+    assert 0.3 <= _scrape(server)["dqflow_oldest_pending_age_seconds"][()] < 60
 
 
 def test_metrics_need_the_read_token(server: Server) -> None:

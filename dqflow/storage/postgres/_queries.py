@@ -25,7 +25,7 @@ from dqflow.storage.base import JOB_OPTIONS, JobOption, OptionKind
 _OBJECTS = re.compile(
     r"\b(dqflow_jobs_id_seq|dqflow_jobs|dqflow_job_events|dqflow_job_changes|dqflow_job_dependencies"
     r"|dqflow_job_waits|dqflow_schedules|dqflow_unique_keys|dqflow_cleanup_state|dqflow_migrations"
-    r"|dqflow_workflow_runs)\b"
+    r"|dqflow_workflow_runs|dqflow_workers)\b"
 )
 
 
@@ -110,6 +110,10 @@ class Queries:
     list_jobs: str
     get_events: str
     count_jobs: str
+    oldest_pending: str
+    beat_worker: str
+    remove_worker: str
+    list_workers: str
     read_changes: str
     newest_change: str
     cancel_job: str

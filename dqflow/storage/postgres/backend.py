@@ -35,6 +35,7 @@ from dqflow.record import TIMESTAMP_FIELDS, JobEvent, JobRecord, JobStatus
 from dqflow.storage.base import (
     EDITABLE_FIELDS,
     JOB_OPTIONS,
+    WORKER_FORGET_AFTER_S,
     AddResult,
     Completion,
     Failure,
@@ -51,6 +52,7 @@ from dqflow.storage.base import (
     TagMode,
     TickResult,
     UniqueRule,
+    WorkerInfo,
     finished_statuses,
     outcomes_by_kind,
     unfinished_dependencies,
@@ -418,6 +420,41 @@ class PostgresStorage(Storage):
     def count_jobs(self) -> dict[tuple[str, JobStatus], int]:
         rows = self._rows("counting jobs", self._q.count_jobs, {})
         return {(row["job_type"], JobStatus(row["status"])): int(row["count"]) for row in rows}
+
+    def oldest_pending(self) -> JobRecord | None:
+        rows = self._rows("reading the oldest pending job", self._q.oldest_pending, {})
+        return _record(rows[0]) if rows else None
+
+    # -- workers ---------------------------------------------------------------------
+
+    def beat_worker(self, worker: WorkerInfo) -> None:
+        params = {
+            "worker_id": worker.worker_id,
+            "host": worker.host,
+            "pid": worker.pid,
+            "started_at": worker.started_at,
+            "concurrency": worker.concurrency,
+            "job_types": json.dumps(list(worker.job_types)),
+            "forget_after_s": WORKER_FORGET_AFTER_S,
+        }
+        self._rowcount("recording a worker's beat", self._q.beat_worker, params)
+
+    def remove_worker(self, worker_id: str) -> None:
+        self._rowcount("removing a worker", self._q.remove_worker, {"worker_id": worker_id})
+
+    def list_workers(self) -> list[WorkerInfo]:
+        return [
+            WorkerInfo(
+                worker_id=row["worker_id"],
+                host=row["host"],
+                pid=row["pid"],
+                started_at=row["started_at"].astimezone(UTC),
+                last_seen=row["last_seen"].astimezone(UTC),
+                concurrency=row["concurrency"],
+                job_types=tuple(row["job_types"]),
+            )
+            for row in self._rows("listing workers", self._q.list_workers, {})
+        ]
 
     # -- managing --------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -30,6 +30,7 @@ from dqflow.record import JobEvent, JobRecord, JobStatus
 from dqflow.storage.base import (
     EDITABLE_FIELDS,
     JOB_OPTIONS,
+    WORKER_FORGET_AFTER_S,
     AddResult,
     Completion,
     Failure,
@@ -46,6 +47,7 @@ from dqflow.storage.base import (
     TagMode,
     TickResult,
     UniqueRule,
+    WorkerInfo,
     dependency_problem,
     finished_statuses,
     outcomes_by_kind,
@@ -361,6 +363,62 @@ class RedisStorage(Storage):
         return events
 
     # -- managing --------------------------------------------------------------------
+
+    def oldest_pending(self) -> JobRecord | None:
+        for _ in range(3):  # the first pending id may start running between the two reads
+            first = self._guard(
+                "read the oldest pending job", lambda: self._client.zrange(f"{self._key}:status:pending", 0, 0)
+            )
+            if not first:
+                return None
+            record = self.get_job(int(as_text(first[0])))
+            if record is not None and record.status is JobStatus.PENDING:
+                return record
+        return None
+
+    # -- workers ---------------------------------------------------------------------
+
+    def beat_worker(self, worker: WorkerInfo) -> None:
+        started_us = round(worker.started_at.timestamp() * 1_000_000)
+        self._run(
+            "worker_beat",
+            "record a worker's beat",
+            worker.worker_id,
+            worker.host,
+            worker.pid,
+            started_us,
+            worker.concurrency,
+            json.dumps(list(worker.job_types)),
+            WORKER_FORGET_AFTER_S,
+        )
+
+    def remove_worker(self, worker_id: str) -> None:
+        self._run("worker_remove", "remove a worker", worker_id)
+
+    def list_workers(self) -> list[WorkerInfo]:
+        def read() -> list[dict[str, str]]:
+            ids = as_text(list(self._client.zrevrange(f"{self._key}:workers", 0, -1)))
+            pipe = self._client.pipeline(transaction=False)
+            for worker_id in ids:
+                pipe.hgetall(f"{self._key}:worker:{worker_id}")
+            return [as_text(found) for found in pipe.execute()] if ids else []
+
+        def micros(value: str) -> datetime:
+            return datetime.fromtimestamp(int(value) / 1_000_000, UTC)
+
+        return [
+            WorkerInfo(
+                worker_id=found["worker_id"],
+                host=found["host"],
+                pid=int(found["pid"]),
+                started_at=micros(found["started_at"]),
+                last_seen=micros(found["last_seen"]),
+                concurrency=int(found["concurrency"]),
+                job_types=tuple(json.loads(found["job_types"])),
+            )
+            for found in self._guard("list workers", read)
+            if found  # pruned between the two reads
+        ]
 
     def count_jobs(self) -> dict[tuple[str, JobStatus], int]:
         # Each status and each job type has its own sorted set of ids: one ZINTERCARD per pair.

@@ -37,6 +37,8 @@ NAMES = (
     "prune",
     "add_unique",
     "prune_events",
+    "worker_beat",
+    "worker_remove",
     "workflow",
 )
 

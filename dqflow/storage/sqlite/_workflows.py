@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dqflow.enums import WorkflowStatus
 from dqflow.errors import WorkflowRunNotFoundError
@@ -30,7 +30,9 @@ from dqflow.storage.workflows import (
     run_from_fields,
     state_from_fields,
 )
-from dqflow.workflow_record import WorkflowPage, WorkflowRun
+
+if TYPE_CHECKING:  # a SQLModel model: imported where a page is built (``dqflow add`` never loads it)
+    from dqflow.workflow_record import WorkflowPage, WorkflowRun
 
 InsertJobs = Callable[[sqlite3.Connection, Sequence[NewJob], float], list[int]]
 
@@ -53,6 +55,8 @@ def read_run(conn: sqlite3.Connection, run_id: int) -> WorkflowRun | None:
 
 def list_runs(conn: sqlite3.Connection, run_filter: WorkflowFilter) -> WorkflowPage:
     """Runs newest first, keyset paged on the id."""
+    from dqflow.workflow_record import WorkflowPage
+
     where: list[str] = []
     params: list[Any] = []
     if run_filter.name is not None:

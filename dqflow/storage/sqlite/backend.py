@@ -18,12 +18,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote
 
 from dqflow.enums import EventType, JobStatus
 from dqflow.errors import InvalidJobStateError, JobNotFoundError, StorageError
-from dqflow.record import BOOLEAN_FIELDS, JSON_FIELDS, TIMESTAMP_FIELDS, JobEvent, JobRecord
 from dqflow.storage.base import (
     EDITABLE_FIELDS,
     JOB_OPTIONS,
@@ -43,16 +43,21 @@ from dqflow.storage.base import (
     TagMode,
     TickResult,
     UniqueRule,
+    WorkerInfo,
     dependency_cancel_data,
     finished_statuses,
     outcomes_by_kind,
     unfinished_dependencies,
 )
 from dqflow.storage.changes import Change
-from dqflow.storage.sqlite import _cleanup, _schedules, _unique, _workflows, changes
+from dqflow.storage.sqlite import _cleanup, _schedules, _unique, _workers, _workflows, changes
+from dqflow.storage.sqlite._memory import MEMORY_PATH, throwaway_database
 from dqflow.storage.sqlite.migrations import migrate
 from dqflow.storage.workflows import JobEnd, NewWorkflowRun, RunChange, RunNotice, WorkflowFilter
-from dqflow.workflow_record import WorkflowPage, WorkflowRun
+
+if TYPE_CHECKING:  # SQLModel models: loaded only when a record is built (``dqflow add`` never does)
+    from dqflow.record import JobEvent, JobRecord
+    from dqflow.workflow_record import WorkflowPage, WorkflowRun
 
 _loads = json.JSONDecoder().decode
 
@@ -89,45 +94,77 @@ def _json_text(raw: str) -> Any:
     return [] if raw == "[]" else {} if raw == "{}" else _loads(raw)
 
 
-# How a stored column is read back (columns not listed here are read as they are).
-_DECODERS: dict[str, Callable[[Any], Any]] = {
-    **dict.fromkeys(TIMESTAMP_FIELDS, functools.partial(datetime.fromtimestamp, tz=UTC)),
-    **dict.fromkeys(JSON_FIELDS, _json_text),
-    **dict.fromkeys(BOOLEAN_FIELDS, bool),
-}
+_record_module: ModuleType | None = None
+# How a stored column is read back (columns not listed here are read as they are); set on first use.
+_decoders: dict[str, Callable[[Any], Any]] = {}
+
+
+def _record_types() -> ModuleType:
+    """``dqflow.record``, imported on the first read: SQLModel loads only once a record is
+    built (``dqflow add`` never does)."""
+    global _record_module
+    if _record_module is None:
+        import dqflow.record as records
+
+        _decoders.update(
+            {
+                **dict.fromkeys(records.TIMESTAMP_FIELDS, functools.partial(datetime.fromtimestamp, tz=UTC)),
+                **dict.fromkeys(records.JSON_FIELDS, _json_text),
+                **dict.fromkeys(records.BOOLEAN_FIELDS, bool),
+            }
+        )
+        _record_module = records
+    return _record_module
+
+
+def _record(names: Sequence[str], row: Sequence[Any], decoders: list[tuple[str, Callable[[Any], Any]]]) -> JobRecord:
+    fields = dict(zip(names, row, strict=True))
+    for name, decode in decoders:
+        value = fields[name]
+        if value is not None:
+            fields[name] = decode(value)
+    record: JobRecord = (_record_module or _record_types()).JobRecord.from_storage(fields)
+    return record
 
 
 def _records(cursor: sqlite3.Cursor) -> list[JobRecord]:
     """The job rows of ``cursor`` as records (the column names are looked up once, not per row)."""
+    _record_module or _record_types()
     names = [column[0] for column in cursor.description or ()]
-    decoders = [(name, _DECODERS[name]) for name in names if name in _DECODERS]
-    records: list[JobRecord] = []
-    for row in cursor.fetchall():
-        fields = dict(zip(names, row, strict=True))
-        for name, decode in decoders:
-            value = fields[name]
-            if value is not None:
-                fields[name] = decode(value)
-        records.append(JobRecord.from_storage(fields))
-    return records
+    decoders = [(name, _decoders[name]) for name in names if name in _decoders]
+    return [_record(names, row, decoders) for row in cursor.fetchall()]
 
 
-def _path_from_url(url: str) -> str:
+def _row_to_record(row: sqlite3.Row) -> JobRecord:
+    _record_module or _record_types()
+    names = row.keys()
+    return _record(names, row, [(name, _decoders[name]) for name in names if name in _decoders])
+
+
+def path_from_url(url: str) -> str:
     """``sqlite:///relative.db`` → ``relative.db``; ``sqlite:////abs/q.db`` → ``/abs/q.db``."""
     if not url.startswith("sqlite:///"):
         raise StorageError(f"not a SQLite URL: {url!r} (use sqlite:///relative/path.db or sqlite:////abs/path.db)")
     path = unquote(url[len("sqlite:///") :].split("?", 1)[0])
-    if path in ("", ":memory:"):
-        raise StorageError("SQLite needs a file (sqlite:///path/to/queue.db): workers share it")
+    if not path:
+        raise StorageError(f"SQLite needs a file (sqlite:///path/to/queue.db) or {MEMORY_URL}, got {url!r}")
     return path
 
 
+MEMORY_URL = f"sqlite:///{MEMORY_PATH}"
+
+
 class SqliteStorage(Storage):
-    """Jobs in one SQLite file. URL: ``sqlite:///relative/path.db`` or ``sqlite:////abs/path.db``."""
+    """Jobs in one SQLite file. URL: ``sqlite:///relative/path.db`` or ``sqlite:////abs/path.db``;
+    ``sqlite:///:memory:`` is a private database of this object, gone when it is closed
+    (for tests: see ``dqflow.testing``)."""
 
     def __init__(self, url: str, *, busy_timeout_ms: int = 30_000) -> None:
         self.url = url
-        self.path = _path_from_url(url)
+        self.path = path_from_url(url)
+        self._throwaway: Callable[[], object] | None = None
+        if self.path == MEMORY_PATH:
+            self.path, self._throwaway = throwaway_database(self)
         self._busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
@@ -201,6 +238,9 @@ class SqliteStorage(Storage):
                     conn.close()
             self._connections.clear()
         self._local = threading.local()
+        if self._throwaway is not None:  # a :memory: database ends with its storage
+            self._throwaway()
+            self._ready = False
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -388,6 +428,25 @@ class SqliteStorage(Storage):
     def count_jobs(self) -> dict[tuple[str, JobStatus], int]:
         rows = self._conn().execute("SELECT job_type, status, count(*) FROM dqflow_jobs GROUP BY job_type, status")
         return {(job_type, JobStatus(status)): int(count) for job_type, status, count in rows}
+
+    def oldest_pending(self) -> JobRecord | None:
+        row = self._conn().execute("SELECT * FROM dqflow_jobs WHERE status = 'pending' ORDER BY id LIMIT 1").fetchone()
+        return None if row is None else _row_to_record(row)
+
+    # -- workers ---------------------------------------------------------------------
+
+    def beat_worker(self, worker: WorkerInfo) -> None:
+        with self._write() as conn:
+            _workers.beat(conn, worker)
+
+    def remove_worker(self, worker_id: str) -> None:
+        with self._write() as conn:
+            _workers.remove(conn, worker_id)
+
+    def list_workers(self) -> list[WorkerInfo]:
+        return _workers.listed(self._conn())
+
+    # -- managing --------------------------------------------------------------------
 
     def cancel_job(self, job_id: int) -> JobRecord:
         now = time.time()
