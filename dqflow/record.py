@@ -74,6 +74,17 @@ class JobRecord(SQLModel):
     workflow_run_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     workflow_step: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     workflow_item: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    # added by migration 0008 (flow control): at most concurrency_limit jobs with the same
+    # concurrency_key are processing at once (both null: no limit)
+    concurrency_key: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    concurrency_limit: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    # at most rate_limit starts per fixed window of rate_window_ms (aligned to the epoch) per rate_key
+    rate_key: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    rate_limit: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    rate_window_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    # the job added (in the same atomic step) when this one fails for good: its job_type and
+    # options ({"job_type", "priority", "max_attempts", "timeout_ms", "retry_*"}), or null
+    dead_letter: dict[str, Any] | None = Field(default=None, sa_column=Column(_JSON, nullable=True))
 
     @classmethod
     def from_storage(cls, fields: dict[str, Any]) -> JobRecord:

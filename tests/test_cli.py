@@ -199,6 +199,16 @@ def test_add_prints_the_id_and_stores_the_options(project: Path, dq: Callable[..
     assert again.json() == {"id": job_id, "job_type": "ok"}
 
 
+def test_add_group(project: Path, dq: Callable[..., Result]) -> None:
+    config = project / "jobs.yaml"
+    config.write_text(config.read_text().replace("    tags: [fast]\n", "    tags: [fast]\n    group_concurrency: 2\n"))
+    job_id = dq("add", "ok", "-p", '{"n": 1}', "--group", "tenant-7").out.strip()
+    job = dq("show", job_id, "--json").json()
+    assert (job["concurrency_key"], job["concurrency_limit"]) == ("group:tenant-7", 2)
+    line = one_line_error(dq("add", "boom", "--group", "tenant-7"))
+    assert "group='tenant-7' needs a limit" in line
+
+
 def test_add_payload_from_file_and_stdin(
     project: Path, dq: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -11,7 +11,8 @@ from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Integer, Text
 from dqflow.record import JobTable
 from dqflow.storage.base import EDITABLE_FIELDS, JOB_OPTIONS, JobOption, NewJob, OptionKind
 
-FIXED_AT_ADD = {"job_type", "idempotency_key", "workflow_run_id", "workflow_step", "workflow_item"}  # never editable
+FLOW_CONTROL = {"concurrency_key", "concurrency_limit", "rate_key", "rate_limit", "rate_window_ms", "dead_letter_json"}
+FIXED_AT_ADD = {"job_type", "idempotency_key", "workflow_run_id", "workflow_step", "workflow_item"} | FLOW_CONTROL
 NOT_COLUMNS = {"depends_on"}  # NewJob fields kept outside the job row
 
 

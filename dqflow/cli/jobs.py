@@ -75,6 +75,15 @@ def add(
             show_default=False,
         ),
     ] = None,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            "--group",
+            metavar="GROUP",
+            help="A concurrency group: jobs of one group share its limit.",
+            show_default=False,
+        ),
+    ] = None,
     wait_for_it: Annotated[
         bool, typer.Option("--wait", "-w", help="Wait until the job finishes and print its output.")
     ] = False,
@@ -111,6 +120,7 @@ def add(
             idempotency_key=idempotency_key,
             max_attempts=max_attempts,
             depends_on=depends_on or None,
+            group=group,
             **kwargs,
         )
         if wait_for_it:

@@ -23,6 +23,8 @@ from urllib.request import pathname2url
 import yaml
 from pydantic import ValidationError
 
+from dqflow.declaration.dead_letter import dead_letter_problems
+from dqflow.declaration.flow import check_key_paths
 from dqflow.declaration.handlers import (
     HANDLER_REF,
     HandlerImportError,
@@ -217,6 +219,13 @@ def _pick(name: str, job: RawJob, defaults: RawDefaults) -> Any:
     if name in job.model_fields_set:
         return getattr(job, name)
     return getattr(defaults, name)
+
+
+def _dead_letter(name: str, job: RawJob, defaults: RawDefaults) -> str | None:
+    """The type's dead-letter type; a default never applies to the type it names."""
+    if "dead_letter" in job.model_fields_set:
+        return job.dead_letter
+    return None if defaults.dead_letter == name else defaults.dead_letter
 
 
 def _unique(
@@ -463,9 +472,17 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
             tags=tuple(dict.fromkeys(_pick("tags", job, defaults))),
             isolation=job.isolation,
             description=job.description,
+            concurrency=None if job.concurrency is None else job.concurrency.compiled(),
+            rate_limit=None if job.rate_limit is None else job.rate_limit.compiled(),
+            group_concurrency=_pick("group_concurrency", job, defaults),
+            dead_letter=_dead_letter(name, job, defaults),
             retention=_retention(defaults.retention, job.retention),
             unique=_unique(job.unique, payload, (*base, "unique"), ctx, problems),
         )
+        for which, limit in (("concurrency", job.concurrency), ("rate_limit", job.rate_limit)):
+            if limit is not None:
+                problems += check_key_paths(limit.key, payload, (*base, which, "key"), ctx.problem)
+    problems += dead_letter_problems(raw, job_types, ctx.problem)
     workflows: dict[str, Workflow] = {}
     if raw.workflows is not None:
         # Imported here: dqflow.workflows builds on this package, not the other way round.

@@ -34,6 +34,7 @@ from dqflow.bounds import (
     check_max_attempts,
     check_priority,
 )
+from dqflow.declaration.flow import ConcurrencyLimit, GroupConcurrency, RateLimit, RawConcurrency, RawRateLimit
 from dqflow.declaration.handlers import HANDLER_REF
 from dqflow.declaration.models import is_model
 from dqflow.declaration.schemas import SchemaValidator
@@ -154,6 +155,10 @@ class JobTypeSpec:
     tags: tuple[str, ...] = ()
     isolation: Isolation = "thread"
     description: str | None = None
+    concurrency: ConcurrencyLimit | None = None
+    rate_limit: RateLimit | None = None
+    group_concurrency: int | None = None  # the limit of a job added with group=..., else concurrency.limit
+    dead_letter: str | None = None  # the job type a job failed for good is handed to
     retention: Retention = field(default_factory=Retention)
     unique: UniqueSpec | None = None
 
@@ -255,6 +260,8 @@ class RawPolicy(_Strict):
     retry: RawRetry = Field(default_factory=RawRetry)
     priority: Priority = 0
     tags: list[Tag] = Field(default_factory=list)
+    group_concurrency: GroupConcurrency | None = None
+    dead_letter: JobName | None = None
     retention: RawRetention = Field(default_factory=RawRetention)
 
     _retry_none = field_validator("retry", "retention", mode="before")(_none_is_empty)
@@ -271,6 +278,8 @@ class RawJob(RawPolicy):
     output: SchemaSource = None
     description: str | None = None
     isolation: Isolation = "thread"
+    concurrency: RawConcurrency | None = None
+    rate_limit: RawRateLimit | None = None
 
     @field_validator("handler", mode="before")
     @classmethod

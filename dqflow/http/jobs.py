@@ -90,7 +90,9 @@ def list_jobs(
 def add_job(request: Request, body: AddJobRequest) -> AddJobResponse:
     """Add a job. The payload must match the job type's schema (422 names the field; nothing is stored)."""
     queue = queue_of(request)
-    options = body.model_dump(exclude_unset=True, exclude={"job_type", "payload", "timeout_ms"})
+    options = body.model_dump(exclude_unset=True, exclude={"job_type", "payload", "timeout_ms", "group"})
+    if body.group is not None:
+        options["group"] = body.group.id
     if "timeout_ms" in body.model_fields_set:
         options["timeout"] = None if body.timeout_ms is None else body.timeout_ms / 1000
     try:

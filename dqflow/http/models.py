@@ -52,6 +52,12 @@ class Job(ApiModel):
     locked_by: str | None
     locked_at: datetime | None
     lease_expires_at: datetime | None
+    workflow_run_id: int | None = None
+    """The workflow run of a step job (``null`` for a plain job)."""
+    workflow_step: str | None = None
+    """The step of that run the job belongs to."""
+    workflow_item: int | None = None
+    """A ``for_each`` step job's index in the fanned-out array (``null`` otherwise)."""
 
     @classmethod
     def of(cls, record: JobRecord) -> Job:
@@ -105,6 +111,14 @@ class OkResponse(ApiModel):
     ok: bool = True
 
 
+class GroupRequest(ApiModel):
+    """dataqueue's ``group``: its ``id`` is the concurrency group (docs/FLOW_CONTROL.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=512)
+
+
 class AddJobRequest(ApiModel):
     """``POST /api/jobs``: the payload is checked against the job type's schema."""
 
@@ -119,6 +133,9 @@ class AddJobRequest(ApiModel):
     timeout_ms: int | None = Field(default=None, ge=1)
     tags: list[str] | None = Field(default=None, max_length=100)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=1000)
+    group: GroupRequest | None = Field(
+        default=None, description="A concurrency group `{id}`: jobs of one group share its limit."
+    )
 
 
 class AddJobResponse(ApiModel):

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from dqflow.bounds import RUN_AT_MAX, check_max_attempts, check_priority, check_run_at
 from dqflow.declaration import Declaration, JobTypeSpec, SchemaValidator, load_declaration
+from dqflow.declaration.flow import dead_letter_spec, flow_options
 from dqflow.durations import bounded_duration, parse_duration, timeout_seconds, to_ms
 from dqflow.enums import JobStatus
 from dqflow.errors import (
@@ -118,6 +119,7 @@ class JobSpec:
     retry_jitter: bool | None = None
     meta: Mapping[str, Any] | None = None
     depends_on: Sequence[int] | None = None
+    group: str | None = None
     unique: Any = None  # None: the job type's `unique`; False: none; a mapping as in jobs.yaml
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -135,6 +137,7 @@ class Queue(WorkflowMethods):
     def __init__(self, declaration: Declaration, backend: str | Any | None = None, **backend_options: Any) -> None:
         self.declaration = declaration
         self.events = EventEmitter()
+        self._dead_letter_specs: dict[str, str] = {}
         self.tracing: Tracing | None = tracing_from_env()
         self.storage: Storage = open_storage(resolve_backend(declaration, backend), **backend_options)
         try:
@@ -272,7 +275,18 @@ class Queue(WorkflowMethods):
             idempotency_key=job.idempotency_key,
             meta_json=meta_json,
             depends_on=_job_ids(job.depends_on),
+            dead_letter_json=self._dead_letter(declared),
+            **flow_options(declared, payload_json, job.group),
         )
+
+    def _dead_letter(self, declared: JobTypeSpec) -> str | None:
+        """``NewJob.dead_letter_json`` of a job of ``declared`` (built once per type)."""
+        if declared.dead_letter is None:
+            return None
+        spec = self._dead_letter_specs.get(declared.name)
+        if spec is None:
+            spec = self._dead_letter_specs[declared.name] = dead_letter_spec(self.job_type(declared.dead_letter))
+        return spec
 
     # -- adding ----------------------------------------------------------------------
 
@@ -294,6 +308,7 @@ class Queue(WorkflowMethods):
         retry_jitter: bool | None = None,
         meta: Mapping[str, Any] | None = None,
         depends_on: Sequence[int] | None = None,
+        group: str | None = None,
         unique: Mapping[str, Any] | bool | None = None,
         connection: Any = None,
     ) -> int:
@@ -307,6 +322,9 @@ class Queue(WorkflowMethods):
         one fails for good or is cancelled, this job is cancelled with reason
         ``dependency_failed``. An id that does not exist, or names a failed or
         cancelled job, raises ``DependencyError`` and nothing is stored.
+        ``group`` puts the job in a concurrency group: at most the type's
+        ``group_concurrency`` (else ``concurrency.limit``) jobs of that group run at once,
+        whatever their types (docs/FLOW_CONTROL.md).
         ``unique`` (``{"key": ..., "for": ..., "while": [...]}``, as in jobs.yaml; False:
         none; default: the job type's) returns the id of a duplicate instead of adding
         (docs/SCHEDULES.md). ``connection`` (PostgreSQL) enqueues inside the caller's
@@ -328,6 +346,7 @@ class Queue(WorkflowMethods):
             retry_jitter=retry_jitter,
             meta=meta,
             depends_on=depends_on,
+            group=group,
             unique=unique,
         )
         return self.add_many([job], connection=connection)[0]

@@ -61,6 +61,12 @@ class NewJob:
     workflow_step: str | None = None
     workflow_item: int | None = None
     depends_on: tuple[int, ...] = ()  # ids of jobs this one waits for (kept in a table of its own)
+    concurrency_key: str | None = None  # with concurrency_limit: at most that many such jobs processing at once
+    concurrency_limit: int | None = None
+    rate_key: str | None = None  # with rate_limit, rate_window_ms: at most that many starts per window
+    rate_limit: int | None = None
+    rate_window_ms: int | None = None
+    dead_letter_json: str | None = None  # the job to add when this one fails for good (DeadLetter.spec_json)
 
 
 class OptionKind(StrEnum):
@@ -108,6 +114,12 @@ JOB_OPTIONS: tuple[JobOption, ...] = (
     _option("workflow_run_id", _K.INT, nullable=True, editable=False),  # a workflow step job: its run,
     _option("workflow_step", _K.TEXT, nullable=True, editable=False),  # step
     _option("workflow_item", _K.INT32, nullable=True, editable=False),  # and fan-out index
+    _option("concurrency_key", _K.TEXT, nullable=True, editable=False),  # flow control (migration 0008)
+    _option("concurrency_limit", _K.INT32, nullable=True, editable=False),
+    _option("rate_key", _K.TEXT, nullable=True, editable=False),
+    _option("rate_limit", _K.INT32, nullable=True, editable=False),
+    _option("rate_window_ms", _K.INT, nullable=True, editable=False),
+    _option("dead_letter_json", _K.JSON_TEXT, nullable=True, editable=False),
 )
 """Every job option, in ``NewJob`` order: the one table backends build their inserts,
 edits and codecs from. A literal, so that importing the contract does not load
@@ -141,6 +153,19 @@ def unfinished_dependencies(
         if status != "completed":
             unfinished.append(dependency)
     return unfinished
+
+
+DEAD_LETTER_FIELDS = (
+    "job_type",
+    "priority",
+    "max_attempts",
+    "timeout_ms",
+    "retry_delay_ms",
+    "retry_backoff",
+    "retry_max_delay_ms",
+    "retry_jitter",
+)
+"""The keys of ``NewJob.dead_letter_json``: the ``NewJob`` fields of the dead-letter job."""
 
 
 def dependency_cancel_data(dependency: int) -> dict[str, Any]:
@@ -432,6 +457,22 @@ class Storage(ABC):
     #   turn, with ``failure_reason = dependency_failed`` and a ``cancelled``
     #   event naming the dependency.
 
+    # -- flow control (docs/FLOW_CONTROL.md) ------------------------------------------
+    # * ``concurrency_key``: ``claim_jobs`` never lets more than ``concurrency_limit`` jobs
+    #   with one key be processing; every way out of processing (settled, reclaimed,
+    #   cancelled, released) frees the slot in the same atomic step.
+    # * ``rate_key``: ``claim_jobs`` starts at most ``rate_limit`` jobs with one key per
+    #   fixed window of ``rate_window_ms`` (windows aligned to the epoch).
+    # * A job held back by either stays pending and does not hold back other jobs (claim
+    #   order holds among the claimable ones). ``next_due_in`` leaves out jobs waiting
+    #   for a slot (a freed slot wakes workers) and counts one waiting for a window as
+    #   due when the window ends.
+    # * ``dead_letter_json``: a job that fails for good (a settled ``Failure`` without
+    #   ``retry_at``, or its lease expired on its last attempt) adds, in the same atomic
+    #   step, a pending job of ``DEAD_LETTER_FIELDS`` from it whose payload is the
+    #   envelope ``dqflow/schemas/dead_letter.json`` (original_id, job_type, payload,
+    #   error_history, failure_reason, failed_at, attempts), with an ``added`` event.
+
     # -- reading -------------------------------------------------------------------
 
     @abstractmethod
@@ -502,7 +543,8 @@ class Storage(ABC):
         attempts+1, output and progress cleared (a new attempt starts with
         neither), a new ``lease_token``, ``locked_by``/``locked_at``,
         ``lease_expires_at = now + lease_ms``, ``started_at`` and a
-        ``processing`` event. Returns the updated records."""
+        ``processing`` event. Jobs held back by their concurrency key or rate
+        window are passed over (see "flow control" above). Returns the updated records."""
 
     @abstractmethod
     def renew_leases(self, worker_id: str, leases: Sequence[Lease], lease_ms: int) -> set[int]:
@@ -544,7 +586,8 @@ class Storage(ABC):
     @abstractmethod
     def next_due_in(self, job_types: Sequence[str] | None) -> float | None:
         """Seconds until the earliest pending job is due (0 if one is ready now),
-        None if nothing is pending."""
+        None if nothing is pending. A job waiting for a concurrency slot is left out;
+        one waiting for its rate window is due when the window ends."""
 
     @abstractmethod
     def wait_for_jobs(self, timeout: float, job_types: Sequence[str] | None) -> None:

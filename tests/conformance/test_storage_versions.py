@@ -79,6 +79,12 @@ def test_every_job_option_round_trips_through_add_and_edit(storage: Storage) -> 
         workflow_run_id=77,
         workflow_step="resize",
         workflow_item=3,
+        concurrency_key="t:acme",
+        concurrency_limit=2,
+        rate_key="t:eu",
+        rate_limit=100,
+        rate_window_ms=60_000,
+        dead_letter_json='{"job_type": "dlq", "max_attempts": 2}',
     )
     (added,) = storage.add_jobs([job])
     record = storage.get_job(added.job_id)
@@ -86,12 +92,18 @@ def test_every_job_option_round_trips_through_add_and_edit(storage: Storage) -> 
     for option in JOB_OPTIONS:
         value = getattr(job, option.name)
         stored = getattr(record, option.column)
-        expected = {"payload_json": {"p": 1}, "meta_json": {"m": True}, "tags": ["b", "a"]}.get(option.name, value)
+        expected = {
+            "payload_json": {"p": 1},
+            "meta_json": {"m": True},
+            "tags": ["b", "a"],
+            "dead_letter_json": {"job_type": "dlq", "max_attempts": 2},
+        }.get(option.name, value)
         assert stored == expected, option.name
     later = run_at + timedelta(days=1)
     edited = storage.edit_job(added.job_id, {"timeout_ms": None, "retry_jitter": True, "run_at": later})
     assert (edited.timeout_ms, edited.retry_jitter, edited.run_at) == (None, True, later)
     fixed = {"job_type", "idempotency_key", "workflow_run_id", "workflow_step", "workflow_item"}
+    fixed |= {"concurrency_key", "concurrency_limit", "rate_key", "rate_limit", "rate_window_ms", "dead_letter_json"}
     assert {o.name for o in JOB_OPTIONS} - fixed == EDITABLE_FIELDS
     assert {o.column for o in JOB_OPTIONS} <= set(JobRecord.model_fields)
 

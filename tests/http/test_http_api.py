@@ -162,6 +162,16 @@ def test_add_job(server: Server, queue: Queue) -> None:
     assert (job.run_at - job.created_at).total_seconds() > 3500
 
 
+def test_add_job_in_a_group(server: Server, queue: Queue) -> None:
+    with server.writer() as client:
+        response = client.post("/api/jobs", json={"jobType": "echo", "payload": {"n": 1}, "group": {"id": "t-9"}})
+        assert response.status_code == 201, response.text
+        tier = client.post("/api/jobs", json={"jobType": "echo", "payload": {"n": 1}, "group": {"id": "t", "tier": 1}})
+        assert tier.status_code == 422, tier.text
+    job = queue.require_job(response.json()["id"])
+    assert (job.concurrency_key, job.concurrency_limit) == ("group:t-9", 2)
+
+
 def test_add_job_with_invalid_payload_is_422_with_path_and_nothing_stored(server: Server, queue: Queue) -> None:
     before = _count(queue)
     with server.writer() as client:

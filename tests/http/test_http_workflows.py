@@ -80,9 +80,24 @@ def test_start_read_and_complete_a_run(wf_server: Server, wf_worker: None) -> No
     assert len(steps["count"]["jobIds"]) == 3
     assert steps["count"]["outputs"] == [{"word": w, "n": len(w)} for w in ("a", "bb", "ccc")]
     assert steps["total"]["output"] == {"total": 6}
-    with wf_server.client() as client:  # the step jobs are ordinary jobs
+    with wf_server.client() as client:  # the step jobs are ordinary jobs, showing their run, step and item
         job = client.get(f"/api/jobs/{steps['total']['jobIds'][0]}").json()["job"]
+        counts = [client.get(f"/api/jobs/{job_id}").json()["job"] for job_id in steps["count"]["jobIds"]]
     assert job["jobType"] == "total" and job["status"] == "completed" and job["output"] == {"total": 6}
+    assert (job["workflowRunId"], job["workflowStep"], job["workflowItem"]) == (run_id, "total", None)
+    assert [(c["workflowRunId"], c["workflowStep"], c["workflowItem"]) for c in counts] == [
+        (run_id, "count", 0),
+        (run_id, "count", 1),
+        (run_id, "count", 2),
+    ]
+
+
+def test_a_plain_job_shows_no_workflow(wf_server: Server) -> None:
+    with wf_server.writer() as client:
+        added = client.post("/api/jobs", json={"jobType": "total", "payload": {"ns": []}})
+        assert added.status_code == 201, added.text
+        job = client.get(f"/api/jobs/{added.json()['id']}").json()["job"]
+    assert (job["workflowRunId"], job["workflowStep"], job["workflowItem"]) == (None, None, None)
 
 
 def test_idempotency_key_returns_the_same_run(wf_server: Server) -> None:

@@ -25,7 +25,7 @@ from dqflow.storage.base import JOB_OPTIONS, JobOption, OptionKind
 _OBJECTS = re.compile(
     r"\b(dqflow_jobs_id_seq|dqflow_jobs|dqflow_job_events|dqflow_job_changes|dqflow_job_dependencies"
     r"|dqflow_job_waits|dqflow_schedules|dqflow_unique_keys|dqflow_cleanup_state|dqflow_migrations"
-    r"|dqflow_workflow_runs|dqflow_workers)\b"
+    r"|dqflow_workflow_runs|dqflow_workers|dqflow_concurrency_slots|dqflow_rate_windows)\b"
 )
 
 
@@ -62,6 +62,11 @@ def _option_value(option: JobOption) -> str:
     return option.column
 
 
+def _run_option_value(option: JobOption) -> str:
+    """``workflow_start_run``: as ``_option_value``, the job's run being the run inserted with it."""
+    return "run.id" if option.column == "workflow_run_id" else _option_value(option)
+
+
 def _edit_assignment(option: JobOption) -> str:
     column = option.column
     value = f"%({column})s::{sql_type(column)}"
@@ -80,8 +85,11 @@ def _with_options(sql: str) -> str:
     return (
         sql.replace("$OPTION_FIELDS", indent.join(_option_field(i, o) for i, o in enumerate(JOB_OPTIONS)))
         .replace("$OPTION_COLUMNS", ", ".join(o.column for o in JOB_OPTIONS))
+        .replace("$RUN_OPTION_VALUES", ", ".join(_run_option_value(o) for o in JOB_OPTIONS))
         .replace("$OPTION_VALUES", ", ".join(_option_value(o) for o in JOB_OPTIONS))
         .replace("$CANCEL_DEPENDENTS", read("cancel_dependents").strip())
+        .replace("$FREE_SLOTS", read("free_slots").strip())
+        .replace("$ADD_DEAD_LETTERS", read("add_dead_letters").strip())
         .replace("$EDIT_ASSIGNMENTS", ",\n        ".join(_edit_assignment(o) for o in JOB_OPTIONS if o.editable))
     )
 
@@ -138,7 +146,7 @@ class Queries:
     lock_unique_key: str
     job_status_age: str
     set_unique_key: str
-    workflow_create_run: str
+    workflow_start_run: str
     workflow_run_by_key: str
     workflow_lock_runs: str
     workflow_update_run: str

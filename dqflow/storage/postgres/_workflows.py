@@ -88,28 +88,36 @@ class PgWorkflows:
     def create(
         self, conn: Connection, run: NewWorkflowRun, plan: RunChange, notices: list[RunNotice]
     ) -> tuple[int, bool]:
+        """Plan the run's start, then insert the run and its first jobs in one statement (autocommit)."""
+        state = RunState(0, run.name, WorkflowStatus.RUNNING, json.loads(run.input_json), list(run.tags), run.steps, 0)
+        advance = plan(state)  # no I/O and no use of the id: planned before the id is drawn
+        if advance.cancel_job_ids or advance.retry_job_ids:
+            raise ValueError("a new workflow run has no jobs to cancel or retry")
+        storage = self._storage
         params = {
             "name": run.name,
+            "status": advance.status.value,
             "input": run.input_json,
+            "output": advance.output_json,
             "tags": json.dumps(list(run.tags)),
             "idempotency_key": run.idempotency_key,
-            "steps": json.dumps(run.steps, separators=(",", ":")),
+            "failure_reason": advance.failure_reason,
+            "error": advance.error,
+            "steps": json.dumps(advance.steps, separators=(",", ":"), ensure_ascii=False),
+            "jobs": storage._jobs_json(advance.new_jobs),
+            "channel": storage._channel,
         }
         with conn.cursor(row_factory=tuple_row) as cur:
-            cur.execute(self._storage._q.workflow_create_run, params)
+            cur.execute(storage._q.workflow_start_run, params)
             row = cur.fetchone()
             if row is None:  # the key is taken (maybe by a transaction that just committed)
-                cur.execute(self._storage._q.workflow_run_by_key, params)
+                cur.execute(storage._q.workflow_run_by_key, params)
                 existing = cur.fetchone()
                 if existing is None:
                     raise WorkflowRunNotFoundError(0)  # pragma: no cover - a run is never deleted
                 return int(existing[0]), False
         run_id = int(row[0])
-        # the row is ours until the commit: its state is what was just inserted
-        state = RunState(
-            run_id, run.name, WorkflowStatus.RUNNING, json.loads(run.input_json), list(run.tags), run.steps, 0
-        )
-        self.write(conn, [(state, plan(state))], notices)
+        notices.extend(RunNotice(run_id, run.name, s, advance.failure_reason) for s in advance.notices)
         return run_id, True
 
     def change(self, conn: Connection, run_id: int, change: RunChange, notices: list[RunNotice]) -> None:
@@ -170,7 +178,9 @@ class PgWorkflows:
             notices.extend(RunNotice(state.id, state.name, s, advance.failure_reason) for s in advance.notices)
         with conn.cursor(row_factory=tuple_row) as cur:
             for reason, ids in cancels.items():
-                cur.execute(storage._q.workflow_cancel_jobs, {"ids": ids, "reason": reason})
+                cur.execute(
+                    storage._q.workflow_cancel_jobs, {"ids": ids, "reason": reason, "channel": storage._channel}
+                )
             if retries:
                 cur.execute(storage._q.workflow_retry_jobs, {"ids": retries, "channel": storage._channel})
             cur.execute(storage._q.workflow_update_run, update)

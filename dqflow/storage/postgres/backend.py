@@ -475,8 +475,9 @@ class PostgresStorage(Storage):
 
     def cancel_job(self, job_id: int) -> JobRecord:
         allowed = "pending, waiting or processing"
+        params = {"job_id": job_id, "channel": self._channel}
         if self.workflow_advancer is None:
-            return self._change("cancelled", self._q.cancel_job, {"job_id": job_id}, allowed)
+            return self._change("cancelled", self._q.cancel_job, params, allowed)
         notices: list[RunNotice] = []
         with self._connection("cancelling a job") as conn, conn.transaction():
             with conn.cursor(row_factory=tuple_row) as cur:
@@ -485,7 +486,7 @@ class PostgresStorage(Storage):
             run_id = None if found is None or found[0] is None else int(found[0])
             states = self._workflows.lock(conn, [run_id] if run_id is not None else [])  # the run before its job
             with conn.cursor(row_factory=dict_row) as cur:
-                cur.execute(self._q.cancel_job, {"job_id": job_id})
+                cur.execute(self._q.cancel_job, params)
                 record = self._changed("cancelled", job_id, cur.fetchall(), allowed)
             if run_id is not None:
                 end = JobEnd(job_id, record.workflow_step or "", record.workflow_item, "cancelled", reason="cancelled")
@@ -760,7 +761,7 @@ class PostgresStorage(Storage):
 
     def create_workflow_run(self, run: NewWorkflowRun, plan: RunChange) -> tuple[int, bool]:
         notices: list[RunNotice] = []
-        with self._connection("starting a workflow run") as conn, conn.transaction():
+        with self._connection("starting a workflow run") as conn:  # one statement: atomic by itself
             result = self._workflows.create(conn, run, plan, notices)
         self._committed(notices)
         return result

@@ -25,6 +25,7 @@ from urllib.parse import unquote
 from dqflow.enums import EventType, JobStatus
 from dqflow.errors import InvalidJobStateError, JobNotFoundError, StorageError
 from dqflow.storage.base import (
+    DEAD_LETTER_FIELDS,
     EDITABLE_FIELDS,
     JOB_OPTIONS,
     AddResult,
@@ -50,7 +51,7 @@ from dqflow.storage.base import (
     unfinished_dependencies,
 )
 from dqflow.storage.changes import Change
-from dqflow.storage.sqlite import _cleanup, _schedules, _unique, _workers, _workflows, changes
+from dqflow.storage.sqlite import _cleanup, _schedules, _unique, _workers, _workflows, changes, flow
 from dqflow.storage.sqlite._memory import MEMORY_PATH, throwaway_database
 from dqflow.storage.sqlite.migrations import migrate
 from dqflow.storage.workflows import JobEnd, NewWorkflowRun, RunChange, RunNotice, WorkflowFilter
@@ -302,6 +303,19 @@ class SqliteStorage(Storage):
             results.append(AddResult(job_id, True))
         return results
 
+    def _add_dead_letter(self, conn: sqlite3.Connection, job_id: int, spec_json: str, now: float) -> None:
+        """Add the dead-letter job of ``job_id`` (just failed for good), with its ``added`` event."""
+        job_type, payload, history, reason, attempts = conn.execute(
+            "SELECT job_type, payload, error_history, failure_reason, attempts FROM dqflow_jobs WHERE id = ?",
+            (job_id,),
+        ).fetchone()
+        spec = json.loads(spec_json)
+        body = flow.envelope(job_id, job_type, payload, history, reason, _iso(now), attempts)
+        job = NewJob(payload_json=body, **{name: spec[name] for name in DEAD_LETTER_FIELDS if name in spec})
+        values = [encode(getattr(job, name), now) for name, encode in _OPTION_ENCODERS]
+        cursor = conn.execute(_INSERT_JOB, (*values, now, now))
+        self._event(conn, int(cursor.lastrowid or 0), EventType.ADDED, now)
+
     @staticmethod
     def _unfinished_dependencies(conn: sqlite3.Connection, index: int, depends_on: Sequence[int]) -> list[int]:
         """The dependencies not completed yet; ``DependencyError`` for one that is unknown or can never complete."""
@@ -527,16 +541,27 @@ class SqliteStorage(Storage):
             type_clause = f" AND job_type IN ({','.join('?' * len(job_types))})"
             params.extend(job_types)
         params.append(limit)
-        sql = (
+        claim = (
             "UPDATE dqflow_jobs SET status = 'processing', attempts = attempts + 1, lease_token = lease_token + 1,"
             " output = NULL, progress = NULL, locked_by = ?, locked_at = ?, lease_expires_at = ?, started_at = ?,"
             " updated_at = ?"
-            " WHERE id IN (SELECT id FROM dqflow_jobs INDEXED BY dqflow_jobs_ready"
+        )
+        sql = (
+            f"{claim} WHERE id IN (SELECT id FROM dqflow_jobs INDEXED BY dqflow_jobs_ready"
             f" WHERE status = 'pending' AND run_at <= ?{type_clause}"
             " ORDER BY priority DESC, run_at, id LIMIT ?) RETURNING *"
         )
         with self._write() as conn:
-            records = _records(conn.execute(sql, params))
+            if conn.execute(flow.ANY_LIMITED_PENDING).fetchone() is None:
+                records = _records(conn.execute(sql, params))
+            else:
+                ids = flow.pick_limited(conn, now, type_clause, params[6:-1], limit)
+                records = _records(
+                    conn.execute(
+                        f"{claim} WHERE id IN (SELECT value FROM json_each(?)) RETURNING *",
+                        [*params[:5], json.dumps(ids)],
+                    )
+                )
             if records:
                 worker = json.dumps(worker_id)
                 conn.executemany(
@@ -624,14 +649,15 @@ class SqliteStorage(Storage):
         applied: list[bool] = []
         for item in failures:
             row = conn.execute(
-                "SELECT attempts, output, progress, workflow_run_id, workflow_step, workflow_item FROM dqflow_jobs"
+                "SELECT attempts, output, progress, dead_letter, workflow_run_id, workflow_step, workflow_item"
+                " FROM dqflow_jobs"
                 " WHERE id = ? AND lease_token = ? AND status = 'processing'",
                 (item.job_id, item.lease_token),
             ).fetchone()
             if row is None:
                 applied.append(False)
                 continue
-            attempt, output, progress, run_id, step, index = row
+            attempt, output, progress, dead_letter, run_id, step, index = row
             entry = _error_entry(attempt, item.error, item.reason, now, item.traceback, output, progress)
             retry = item.retry_at is not None
             # a retried job starts its next attempt clean; a job failed for good keeps what it stored
@@ -661,6 +687,8 @@ class SqliteStorage(Storage):
             )
             if not retry:
                 self._cancel_dependents(conn, [item.job_id], now)
+                if dead_letter is not None:
+                    self._add_dead_letter(conn, item.job_id, dead_letter, now)
                 if run_id is not None:
                     ends.append((run_id, JobEnd(item.job_id, step, index, "failed", None, item.reason, item.error)))
             applied.append(True)
@@ -705,11 +733,11 @@ class SqliteStorage(Storage):
         notices: list[RunNotice] = []
         with self._write() as conn:
             rows = conn.execute(
-                "SELECT id, attempts, max_attempts, locked_by, output, progress, workflow_run_id, workflow_step,"
-                " workflow_item FROM dqflow_jobs WHERE status = 'processing' AND lease_expires_at < ?",
+                "SELECT id, attempts, max_attempts, locked_by, output, progress, dead_letter, workflow_run_id,"
+                " workflow_step, workflow_item FROM dqflow_jobs WHERE status = 'processing' AND lease_expires_at < ?",
                 (now,),
             ).fetchall()
-            for job_id, attempts, max_attempts, locked_by, output, progress, run_id, step, index in rows:
+            for job_id, attempts, max_attempts, locked_by, output, progress, dead_letter, run_id, step, index in rows:
                 if attempts >= max_attempts:
                     error = (
                         f"worker {locked_by} stopped renewing its lease and the job has used all"
@@ -730,6 +758,8 @@ class SqliteStorage(Storage):
                         {"attempt": attempts, "error": error, "reason": "lease_expired", "will_retry": False},
                     )
                     self._cancel_dependents(conn, [job_id], now)
+                    if dead_letter is not None:
+                        self._add_dead_letter(conn, job_id, dead_letter, now)
                     if run_id is not None:
                         ends.append((run_id, JobEnd(job_id, step, index, "failed", None, "lease_expired", error)))
                     reclaimed.append(ReclaimedJob(job_id, JobStatus.FAILED))
@@ -753,10 +783,10 @@ class SqliteStorage(Storage):
         return reclaimed
 
     def next_due_in(self, job_types: Sequence[str] | None) -> float | None:
-        sql = "SELECT min(run_at) FROM dqflow_jobs WHERE status = 'pending'"
-        params: list[Any] = []
+        sql = flow.NEXT_DUE
+        params: list[Any] = [time.time()]
         if job_types:
-            sql += f" AND job_type IN ({','.join('?' * len(job_types))})"
+            sql += f" AND c.job_type IN ({','.join('?' * len(job_types))})"
             params.extend(job_types)
         row = self._conn().execute(sql, params).fetchone()
         if row is None or row[0] is None:

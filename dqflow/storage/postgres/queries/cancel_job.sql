@@ -1,6 +1,7 @@
 -- Cancel a pending, waiting or processing job; the token bump fences off the
 -- worker that may be running it; its waiting dependents are cancelled too
--- (cancel_dependents.sql). Answers the status found (no row: no such job)
+-- (cancel_dependents.sql); a processing job gives back its concurrency slot
+-- (free_slots.sql). Answers the status found (no row: no such job)
 -- and the updated job (NULL columns: the status did not allow it).
 WITH RECURSIVE target AS (
     SELECT id, status FROM dqflow_jobs WHERE id = %(job_id)s FOR UPDATE
@@ -19,6 +20,11 @@ cancelled AS (
 given_up AS (
     SELECT id FROM cancelled
 ),
+left_processing AS (
+    SELECT cancelled.concurrency_key AS key, cancelled.job_type
+    FROM cancelled CROSS JOIN target WHERE target.status = 'processing'
+),
+$FREE_SLOTS,
 $CANCEL_DEPENDENTS,
 event AS (
     INSERT INTO dqflow_job_events (job_id, event_type, created_at, data)
@@ -26,4 +32,4 @@ event AS (
     FROM cancelled CROSS JOIN target
 )
 SELECT target.status AS previous_status, cancelled.*
-FROM target LEFT JOIN cancelled ON true
+FROM target LEFT JOIN cancelled ON true CROSS JOIN slots_woken

@@ -9,6 +9,7 @@
 -- event, workers woken) in this same statement. Two completions racing for one
 -- dependent serialise on its dqflow_job_waits row, and the second one counts down
 -- from the first one's committed value, so exactly one of them sees 0.
+-- The jobs' concurrency slots are given back (free_slots.sql).
 WITH completed AS (
     UPDATE dqflow_jobs AS j
     SET status = 'completed',
@@ -22,9 +23,13 @@ WITH completed AS (
     WHERE j.id = ANY(%(job_id)s::bigint[])
       AND j.status = 'processing'
       AND j.lease_token = (%(lease_token)s::bigint[])[array_position(%(job_id)s::bigint[], j.id)]
-    RETURNING j.id, j.workflow_run_id, j.workflow_step, j.workflow_item,
+    RETURNING j.id, j.job_type, j.concurrency_key, j.workflow_run_id, j.workflow_step, j.workflow_item,
               CASE WHEN j.workflow_run_id IS NOT NULL THEN j.output END AS output
 ),
+left_processing AS (
+    SELECT concurrency_key AS key, job_type FROM completed
+),
+$FREE_SLOTS,
 done_per_dependent AS (
     SELECT d.job_id, count(*) AS done
     FROM dqflow_job_dependencies AS d JOIN completed ON d.depends_on_id = completed.id
@@ -63,4 +68,4 @@ events AS (
     INSERT INTO dqflow_job_events (job_id, event_type, created_at)
     SELECT id, 'completed', now() FROM completed
 )
-SELECT id, workflow_run_id, workflow_step, workflow_item, output FROM completed CROSS JOIN woken
+SELECT id, workflow_run_id, workflow_step, workflow_item, output FROM completed CROSS JOIN woken CROSS JOIN slots_woken

@@ -4,6 +4,8 @@
 -- and progress cleared, or to failed (keeping both) when retry_at is NULL. Each
 -- gets a `failed` event; retries wake workers.
 -- A job failed for good cancels its waiting dependents (cancel_dependents.sql).
+-- The jobs' concurrency slots are given back (free_slots.sql); a job failed for good
+-- with a dead_letter adds its dead-letter job (add_dead_letters.sql).
 -- Addressed by primary key; each job's values sit at its position in the arrays.
 WITH RECURSIVE input AS (
     SELECT %(job_id)s::bigint[] AS ids,
@@ -42,8 +44,18 @@ failed AS (
       AND j.status = 'processing'
       AND j.lease_token = t.lease_token
     RETURNING j.id, j.job_type, j.attempts, t.error, t.reason, t.retry_at IS NOT NULL AS will_retry,
+              j.concurrency_key, j.payload, j.error_history AS history, j.failure_reason, j.dead_letter,
               j.workflow_run_id, j.workflow_step, j.workflow_item
 ),
+dead AS (
+    SELECT id, job_type, payload, history, failure_reason, attempts, dead_letter
+    FROM failed WHERE NOT will_retry AND dead_letter IS NOT NULL
+),
+$ADD_DEAD_LETTERS,
+left_processing AS (
+    SELECT concurrency_key AS key, job_type FROM failed
+),
+$FREE_SLOTS,
 events AS (
     INSERT INTO dqflow_job_events (job_id, event_type, created_at, data)
     SELECT id, 'failed', now(), jsonb_build_object(
@@ -58,4 +70,5 @@ woken AS (
     SELECT count(pg_notify(%(channel)s, job_type)) AS notified
     FROM (SELECT DISTINCT job_type FROM failed WHERE will_retry) AS types
 )
-SELECT id, workflow_run_id, workflow_step, workflow_item, will_retry, reason, error FROM failed CROSS JOIN woken
+SELECT id, workflow_run_id, workflow_step, workflow_item, will_retry, reason, error
+FROM failed CROSS JOIN woken CROSS JOIN slots_woken CROSS JOIN dead_letters_woken

@@ -1,7 +1,9 @@
 -- Jobs whose lease expired (their worker died or stalled): back to pending
 -- with a `reclaimed` event, or failed with reason lease_expired when their
 -- attempts are used up (cancelling its waiting dependents, cancel_dependents.sql).
--- The token bump fences off the old worker either way.
+-- The token bump fences off the old worker either way; the jobs' concurrency slots
+-- are given back (free_slots.sql); a job failed with a dead_letter adds its dead-letter
+-- job (add_dead_letters.sql).
 WITH RECURSIVE expired AS (
     SELECT id, locked_by
     FROM dqflow_jobs
@@ -35,8 +37,18 @@ reclaimed AS (
     FROM expired
     WHERE j.id = expired.id
     RETURNING j.id, j.job_type, j.status, j.attempts, j.max_attempts, expired.locked_by AS previous_worker,
+              j.concurrency_key, j.payload, j.error_history AS history, j.failure_reason, j.dead_letter,
               j.workflow_run_id, j.workflow_step, j.workflow_item
 ),
+dead AS (
+    SELECT id, job_type, payload, history, failure_reason, attempts, dead_letter
+    FROM reclaimed WHERE status = 'failed' AND dead_letter IS NOT NULL
+),
+$ADD_DEAD_LETTERS,
+left_processing AS (
+    SELECT concurrency_key AS key, job_type FROM reclaimed
+),
+$FREE_SLOTS,
 events AS (
     INSERT INTO dqflow_job_events (job_id, event_type, created_at, data)
     SELECT id,
@@ -64,4 +76,4 @@ woken AS (
 SELECT id, status, workflow_run_id, workflow_step, workflow_item,
        format('worker %%s stopped renewing its lease and the job has used all %%s attempts',
               previous_worker, max_attempts) AS error
-FROM reclaimed CROSS JOIN woken ORDER BY id
+FROM reclaimed CROSS JOIN woken CROSS JOIN slots_woken CROSS JOIN dead_letters_woken ORDER BY id

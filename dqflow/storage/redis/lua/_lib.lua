@@ -173,23 +173,72 @@ end
 
 local LEASE_FIELDS = {'locked_by', 'locked_at', 'lease_expires_at'}
 
+-- Flow control (docs/FLOW_CONTROL.md). Concurrency keys: the hash P:conc:active counts the
+-- processing jobs of each key. A ready job popped while its key's slots are all taken is
+-- parked in P:parked:<key> (its ready-set member, same order) instead of claimed; each
+-- slot that frees (free_slot) puts the best parked job of its key back in its ready set.
+-- Rate limits: the hashes P:rate:end and P:rate:starts hold each rate key's current fixed
+-- window (its end, in us; windows are aligned to the epoch) and the starts counted in it.
+-- A ready job popped while its window is full goes to its delayed set until the window
+-- ends (its run_at unchanged).
+
 -- Claim one job for `worker` if it is pending: attempts + 1, a new lease token, the
 -- lease, output and progress of an earlier attempt cleared, a `processing` event
--- with id `event_id`. Returns the job's hash after the claim (HGETALL form), or nil
--- if the job is not pending. The caller moves it between the index sets.
-local function claim_job(id, worker, worker_json, now, now_s, expires_s, event_id)
+-- with id `event_id`. Returns the job's hash after the claim (HGETALL form), nil
+-- if the job is not pending (or `member`, the ready-set entry it was popped from, is
+-- stale: an older copy of a parked job's entry), or false if it was parked. The
+-- caller moves it between the index sets.
+local function claim_job(id, worker, worker_json, now, now_s, expires_s, event_id, member)
   local key = job_key(id)
   local job = CALL('HGETALL', key)
   local status, attempts, token, earlier = nil, 1, 1, false
+  local slot_key, slot_limit, priority, run_at, job_type = nil, nil, nil, nil, nil
+  local rate_key, rate_limit, rate_us = nil, nil, nil
   for k = 1, #job, 2 do
     local name = job[k]
     if name == 'status' then status = job[k + 1]
     elseif name == 'attempts' then attempts = tonumber(job[k + 1]) + 1
     elseif name == 'lease_token' then token = tonumber(job[k + 1]) + 1
     elseif name == 'output' or name == 'progress' then earlier = true
+    elseif name == 'concurrency_key' then slot_key = job[k + 1]
+    elseif name == 'concurrency_limit' then slot_limit = tonumber(job[k + 1])
+    elseif name == 'priority' then priority = tonumber(job[k + 1])
+    elseif name == 'run_at' then run_at = tonumber(job[k + 1])
+    elseif name == 'job_type' then job_type = job[k + 1]
+    elseif name == 'rate_key' then rate_key = job[k + 1]
+    elseif name == 'rate_limit' then rate_limit = tonumber(job[k + 1])
+    elseif name == 'rate_window_ms' then rate_us = tonumber(job[k + 1]) * 1000
     end
   end
   if status ~= 'pending' then return nil end
+  if slot_key or rate_key then
+    local current = rank(priority, run_at, tonumber(id))
+    if member and member ~= current then return nil end
+    local window_end, starts = 0, 0
+    if rate_key then
+      window_end = tonumber(CALL('HGET', P .. ':rate:end', rate_key) or '0')
+      if window_end > now then
+        starts = tonumber(CALL('HGET', P .. ':rate:starts', rate_key) or '0')
+      else
+        window_end = (math.floor(now / rate_us) + 1) * rate_us
+      end
+      if starts >= rate_limit then
+        CALL('ZADD', P .. ':delayed:' .. job_type, window_end, id)
+        return false
+      end
+    end
+    if slot_key then
+      if tonumber(CALL('HGET', P .. ':conc:active', slot_key) or '0') >= slot_limit then
+        CALL('ZADD', P .. ':parked:' .. slot_key, 0, current)
+        return false
+      end
+      CALL('HINCRBY', P .. ':conc:active', slot_key, 1)
+    end
+    if rate_key then
+      CALL('HSET', P .. ':rate:end', rate_key, fmt(window_end))
+      CALL('HSET', P .. ':rate:starts', rate_key, fmt(starts + 1))
+    end
+  end
   if earlier then
     -- a new attempt starts without the output and progress of an earlier one
     CALL('HDEL', key, 'output', 'progress')
@@ -214,6 +263,66 @@ local function claim_job(id, worker, worker_json, now, now_s, expires_s, event_i
   -- name/value pairs in order, the later value of a repeated name wins
   for c = 1, #changes do job[#job + 1] = changes[c] end
   return job
+end
+
+-- Give back the concurrency slot of job `id` (leaving processing), if it has a key: the
+-- best parked job of that key that is still pending goes back to its ready set.
+local function free_slot(id)
+  local slot_key = CALL('HGET', job_key(id), 'concurrency_key')
+  if not slot_key then return end
+  if CALL('HINCRBY', P .. ':conc:active', slot_key, -1) <= 0 then
+    CALL('HDEL', P .. ':conc:active', slot_key)
+  end
+  local parked = P .. ':parked:' .. slot_key
+  while true do
+    local popped = CALL('ZPOPMIN', parked, 1)
+    if #popped == 0 then return end
+    local job = CALL('HMGET', job_key(fmt(tonumber(rank_id(popped[1])))), 'status', 'job_type')
+    if job[1] == 'pending' then
+      CALL('ZADD', P .. ':ready:' .. job[2], 0, popped[1])
+      wake(job[2], 1)
+      return
+    end
+  end
+end
+
+-- Add the dead-letter job of job `id`, which has just failed for good, if it has a
+-- dead_letter (JSON: the new job's type and options): a pending job whose payload is the
+-- envelope of dqflow/schemas/dead_letter.json (the original payload kept as stored), indexed
+-- as add_many.lua indexes a job, its `added` event id in the hash, workers woken.
+local function add_dead_letter(id, now)
+  local job = CALL('HMGET', job_key(id), 'dead_letter', 'job_type', 'payload', 'error_history', 'failure_reason',
+    'attempts')
+  if not job[1] then return end
+  local spec = cjson.decode(job[1])
+  local last = tonumber(CALL('GET', P .. ':clock') or '0')
+  if now < last then now = last end
+  local now_s = fmt(now)
+  CALL('SET', P .. ':clock', now_s)
+  local new_id = fmt(CALL('INCR', P .. ':id'))
+  local payload = '{"original_id":' .. id .. ',"job_type":' .. cjson.encode(job[2]) .. ',"payload":' .. job[3]
+    .. ',"error_history":' .. (job[4] or '[]') .. ',"failure_reason":' .. (job[5] and cjson.encode(job[5]) or 'null')
+    .. ',"failed_at":"' .. iso(now) .. '","attempts":' .. (job[6] or '0') .. '}'
+  local job_type, priority = spec.job_type, tonumber(spec.priority or 0)
+  local fields = {'id', new_id, 'job_type', job_type, 'status', 'pending', 'priority', fmt(priority),
+    'run_at', now_s, 'created_at', now_s, 'updated_at', now_s, 'payload', payload,
+    'added_event', fmt(CALL('INCR', P .. ':event_id')),
+    'max_attempts', fmt(spec.max_attempts or 3), 'retry_delay_ms', fmt(spec.retry_delay_ms or 10000),
+    'retry_backoff', spec.retry_backoff or 'exponential', 'retry_jitter', spec.retry_jitter == false and '0' or '1'}
+  for _, name in ipairs({'timeout_ms', 'retry_max_delay_ms'}) do
+    if type(spec[name]) == 'number' then
+      fields[#fields + 1] = name
+      fields[#fields + 1] = fmt(spec[name])
+    end
+  end
+  CALL('HSET', job_key(new_id), unpack(fields))
+  local n = tonumber(new_id)
+  CALL('ZADD', P .. ':jobs', n, new_id)
+  CALL('ZADD', P .. ':status:pending', n, new_id)
+  CALL('ZADD', P .. ':type:' .. job_type, n, new_id)
+  CALL('SADD', P .. ':types', job_type)
+  enqueue(new_id, job_type, priority, now, now)
+  wake(job_type, 1)
 end
 
 -- Idle workers waiting for a hand-off (see claim.lua and add_many.lua): the hash

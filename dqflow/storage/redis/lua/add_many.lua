@@ -194,7 +194,7 @@ if any_ready and CALL('HLEN', P .. ':idle') > 0 then
           local popped = CALL('ZPOPMIN', P .. ':ready:' .. job_type, want)
           for p = 1, #popped, 2 do
             local id = fmt(tonumber(rank_id(popped[p])))
-            local job = claim_job(id, worker, worker_json, now, now_s, expires_s, next_event + 1)
+            local job = claim_job(id, worker, worker_json, now, now_s, expires_s, next_event + 1, popped[p])
             if job then
               next_event = next_event + 1
               CALL('ZREM', P .. ':status:pending', id)

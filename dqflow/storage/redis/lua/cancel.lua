@@ -1,5 +1,6 @@
 -- Cancel a pending, waiting or processing job; bumps the lease token so a running
--- worker's writes are rejected; its waiting dependents are cancelled too. ARGV: id.
+-- worker's writes are rejected (a processing job gives back its concurrency slot); its
+-- waiting dependents are cancelled too. ARGV: id.
 -- Returns {'ok', hash} | {'missing'} | {'state', status}.
 local id = ARGV[1]
 local key = job_key(id)
@@ -15,6 +16,7 @@ if status == 'pending' then
   dequeue(id, job[2], tonumber(job[3]), tonumber(job[4]))
 elseif status == 'processing' then
   CALL('ZREM', P .. ':processing', id)
+  free_slot(id)
 end
 CALL('HINCRBY', key, 'lease_token', 1)
 CALL('HSET', key, 'status', 'cancelled', 'cancelled_at', now_s, 'updated_at', now_s)

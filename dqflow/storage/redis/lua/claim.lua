@@ -33,55 +33,72 @@ for _, job_type in ipairs(types) do
     local ready = P .. ':ready:' .. job_type
     for d = 1, #due, 2 do
       local id = due[d]
-      local priority = CALL('HGET', job_key(id), 'priority')
-      if priority then
-        CALL('ZADD', ready, 0, rank(tonumber(priority), tonumber(due[d + 1]), tonumber(id)))
+      -- ranked by the job's own run_at: a job held back by a full rate window waits here
+      -- until the window ends, with its run_at unchanged
+      local job = CALL('HMGET', job_key(id), 'priority', 'run_at')
+      if job[1] then
+        CALL('ZADD', ready, 0, rank(tonumber(job[1]), tonumber(job[2]), tonumber(id)))
       end
       CALL('ZREM', delayed, id)
     end
   end
 end
 
-local picked = {}
-if limit <= 0 then
-  types = {} -- the inbox filled the batch
-end
-if #types == 1 then
-  local popped = CALL('ZPOPMIN', P .. ':ready:' .. types[1], limit)
-  for p = 1, #popped, 2 do picked[#picked + 1] = popped[p] end
-elseif #types > 1 then
-  local candidates = {}
-  local source = {}
-  for _, job_type in ipairs(types) do
-    for _, member in ipairs(CALL('ZRANGE', P .. ':ready:' .. job_type, 0, limit - 1)) do
-      candidates[#candidates + 1] = member
-      source[member] = job_type
+-- Remove and return the best `need` ready members of the worker's types, in claim order.
+local function pick(need)
+  local picked = {}
+  if #types == 1 then
+    local popped = CALL('ZPOPMIN', P .. ':ready:' .. types[1], need)
+    for p = 1, #popped, 2 do picked[#picked + 1] = popped[p] end
+  elseif #types > 1 then
+    local candidates = {}
+    local source = {}
+    for _, job_type in ipairs(types) do
+      for _, member in ipairs(CALL('ZRANGE', P .. ':ready:' .. job_type, 0, need - 1)) do
+        candidates[#candidates + 1] = member
+        source[member] = job_type
+      end
+    end
+    table.sort(candidates)
+    for c = 1, math.min(need, #candidates) do
+      local member = candidates[c]
+      CALL('ZREM', P .. ':ready:' .. source[member], member)
+      picked[#picked + 1] = member
     end
   end
-  table.sort(candidates)
-  for c = 1, math.min(limit, #candidates) do
-    local member = candidates[c]
-    CALL('ZREM', P .. ':ready:' .. source[member], member)
-    picked[#picked + 1] = member
-  end
+  return picked
 end
 
 local now_s = fmt(now)
 local expires = now + lease_ms * 1000
 local expires_s = fmt(expires)
 local worker_json = cjson.encode(worker)
-local event_id = CALL('INCRBY', P .. ':event_id', #picked) - #picked
 local claimed, leases = {}, {}
-for _, member in ipairs(picked) do
-  local id = fmt(tonumber(rank_id(member)))
-  local job = claim_job(id, worker, worker_json, now, now_s, expires_s, event_id + 1)
-  if job then
-    event_id = event_id + 1
-    claimed[#claimed + 1] = id
-    leases[#leases + 1] = expires
-    leases[#leases + 1] = id
-    out[#out + 1] = job
+-- A job held back by its concurrency key is parked (out of the ready set) and the next
+-- ones are picked in its place; each is looked at once, and a call looks at no more
+-- than `budget` entries (the next claim goes on from there).
+local budget = limit + 1000
+local wanted = limit
+while wanted > 0 and budget > 0 and #types > 0 do
+  local picked = pick(math.min(wanted, budget))
+  budget = budget - #picked
+  local event_id = CALL('INCRBY', P .. ':event_id', #picked) - #picked
+  local passed = false
+  for _, member in ipairs(picked) do
+    local id = fmt(tonumber(rank_id(member)))
+    local job = claim_job(id, worker, worker_json, now, now_s, expires_s, event_id + 1, member)
+    if job then
+      event_id = event_id + 1
+      claimed[#claimed + 1] = id
+      leases[#leases + 1] = expires
+      leases[#leases + 1] = id
+      out[#out + 1] = job
+      wanted = wanted - 1
+    else
+      passed = true
+    end
   end
+  if not passed then break end
 end
 if #claimed > 0 then
   zrem_all(P .. ':status:pending', claimed)

@@ -1,5 +1,6 @@
 -- Jobs whose lease expired: back to pending (a `reclaimed` event), or failed with
--- reason lease_expired once attempts are used up (cancelling its waiting dependents). Token bumped either way.
+-- reason lease_expired once attempts are used up (cancelling its waiting dependents, adding
+-- its dead-letter job). Token bumped and the concurrency slot given back either way.
 -- ARGV: limit, and '1' to leave workflow step jobs on their last attempt to the workflow
 -- path (workflow.lua fails them and moves their run in one script). Returns id, status pairs.
 local now = now_us()
@@ -17,6 +18,7 @@ for _, id in ipairs(expired) do
     local attempts, worker = tonumber(job[2]), job[4] or ''
     CALL('HINCRBY', key, 'lease_token', 1)
     CALL('HDEL', key, 'lease_expires_at')
+    free_slot(id)
     if attempts >= tonumber(job[3]) then
       local err = 'worker ' .. worker .. ' stopped renewing its lease and the job has used all '
         .. job[3] .. ' attempts'
@@ -27,6 +29,7 @@ for _, id in ipairs(expired) do
       add_event(id, 'failed', now, '{"attempt":' .. job[2] .. ',"error":' .. cjson.encode(err)
         .. ',"reason":"lease_expired","will_retry":false}')
       cancel_dependents(id, now)
+      add_dead_letter(id, now)
       out[#out + 1] = id
       out[#out + 1] = 'failed'
     else

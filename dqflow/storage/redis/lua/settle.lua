@@ -9,7 +9,9 @@
 -- Each applies only while the job is processing under that token. Returns 1 (applied)
 -- or 0 (rejected) per outcome, in order. A new kind of outcome is a new branch below.
 -- A completion makes pending each waiting dependent whose dependencies have now all
--- completed (a `ready` event); a failure for good cancels the waiting dependents.
+-- completed (a `ready` event); a failure for good cancels the waiting dependents and
+-- adds the job's dead-letter job, if it has a dead_letter.
+-- Every outcome gives back the job's concurrency slot (free_slot).
 local now = now_us()
 local now_s = fmt(now)
 local count = tonumber(ARGV[1])
@@ -44,6 +46,7 @@ local function complete(id, key, has_output, output)
   batch_add(zsets, P .. ':status:completed', tonumber(id), id)
   batch_add(zsets, P .. ':finished', now, id)
   ready_dependents(id, now)
+  free_slot(id)
 end
 
 local function fail(id, key, err, reason, retry_at, traceback)
@@ -53,6 +56,7 @@ local function fail(id, key, err, reason, retry_at, traceback)
     'updated_at', now_s)
   CALL('HDEL', key, 'lease_expires_at')
   CALL('ZREM', P .. ':processing', id)
+  free_slot(id)
   local will_retry = retry_at ~= ''
   if will_retry then
     local run_at = tonumber(retry_at)
@@ -64,6 +68,7 @@ local function fail(id, key, err, reason, retry_at, traceback)
     CALL('HSET', key, 'status', 'failed')
     move_status(id, 'processing', 'failed')
     cancel_dependents(id, now)
+    add_dead_letter(id, now)
   end
   event(id, 'failed', '{"attempt":' .. job[1] .. ',"error":' .. cjson.encode(err) .. ',"reason":'
     .. cjson.encode(reason) .. ',"will_retry":' .. (will_retry and 'true' or 'false') .. '}')
@@ -84,6 +89,7 @@ local function release(id, key, started)
   CALL('HDEL', key, unpack(LEASE_FIELDS))
   CALL('ZREM', P .. ':processing', id)
   move_status(id, 'processing', 'pending')
+  free_slot(id)
   enqueue(id, job[1], tonumber(job[2]), run_at, now)
   wake(job[1], 1)
 end

@@ -10,6 +10,8 @@
 --   runs:   per run: id, the fields to set (status, output, failure_reason, error, steps,
 --           completed: true when finished), jobs to insert (id pre-drawn, hash fields, tags),
 --           cancel (ids) with cancel_reason, retry (ids)
+-- Every job this takes out of processing gives back its concurrency slot; a job failed for
+-- good adds its dead-letter job (docs/FLOW_CONTROL.md).
 -- Returns {'ok'}.
 local plan = cjson.decode(ARGV[1])
 local now = now_us()
@@ -46,6 +48,7 @@ local function cancel(id, reason)
     dequeue(id, job[2], tonumber(job[3]), tonumber(job[4]))
   elseif status == 'processing' then
     CALL('ZREM', P .. ':processing', id)
+    free_slot(id)
   end
   CALL('HINCRBY', key, 'lease_token', 1)
   CALL('HSET', key, 'status', 'cancelled', 'cancelled_at', now_s, 'updated_at', now_s)
@@ -68,10 +71,12 @@ local function failed(id, err, reason, traceback, bump)
   CALL('HDEL', key, 'lease_expires_at')
   if bump then CALL('HINCRBY', key, 'lease_token', 1) end
   CALL('ZREM', P .. ':processing', id)
+  free_slot(id)
   move_status(id, 'processing', 'failed')
   add_event(id, 'failed', now, '{"attempt":' .. job[1] .. ',"error":' .. cjson.encode(err) .. ',"reason":'
     .. cjson.encode(reason) .. ',"will_retry":false}')
   cancel_dependents(id, now)
+  add_dead_letter(id, now)
 end
 
 for _, op in ipairs(plan.ops or {}) do
@@ -86,6 +91,7 @@ for _, op in ipairs(plan.ops or {}) do
     CALL('HSET', key, 'status', 'completed', 'completed_at', now_s, 'updated_at', now_s)
     CALL('HDEL', key, 'lease_expires_at', 'failure_reason')
     CALL('ZREM', P .. ':processing', id)
+    free_slot(id)
     move_status(id, 'processing', 'completed')
     add_event(id, 'completed', now, nil)
     ready_dependents(id, now)
