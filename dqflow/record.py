@@ -99,7 +99,7 @@ class JobRecord(SQLModel):
         With every field present this sets the instance dict directly, five times
         faster than ``model_construct`` (which fills in defaults for the rest).
         """
-        fields["status"] = JobStatus(fields["status"])
+        fields["status"] = _STATUSES[fields["status"]]  # a dict look-up: a tenth of JobStatus(value)
         if fields.get("steps") or fields.get("wait") is not None:
             durable_fields(fields)
         if fields.keys() != _JOB_FIELDS:
@@ -127,6 +127,7 @@ class JobRecord(SQLModel):
 
 
 _JOB_FIELDS = frozenset(JobRecord.model_fields)
+_STATUSES: dict[str, JobStatus] = {status.value: status for status in JobStatus}
 
 
 class JobEvent(SQLModel):

@@ -239,7 +239,10 @@ class Failure:
 
 @dataclass(frozen=True, slots=True)
 class Release:
-    """A fenced hand-back of a claimed job (shutdown). ``started=False`` refunds the attempt."""
+    """A fenced hand-back of a claimed job (shutdown, or jobs claimed ahead that a worker gives up).
+
+    ``started=False`` refunds the attempt and keeps the job's place in line (its
+    ``run_at``); a started job is runnable from now."""
 
     job_id: int
     lease_token: int

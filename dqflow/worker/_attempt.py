@@ -24,6 +24,8 @@ class Attempt:
     timer: asyncio.TimerHandle | None = None  # fires at the job's timeout
     settled: bool = False  # the attempt's outcome is decided: later results of its handler are ignored
     holds_slot: bool = True  # False once its slot is free (an abandoned task holds none)
+    started_at: float = 0.0  # time.monotonic() when its handler started
+    on_thread: bool = False  # a plain sync handler: a handler thread may take it from the buffer itself
     span: Span | None = None  # its ``dqflow.run`` span, when tracing is on
 
     @property

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -29,9 +30,11 @@ from dqflow.worker._errors import ERROR_LIMIT, cut, error_message, traceback_tex
 from dqflow.worker.context import JobContext, WriteStats
 from dqflow.worker.handlers import HandlerInfo, handler_arguments, inspect_handler
 from dqflow.worker.isolation import HandlerFailed, prewarm, run_in_process
-from dqflow.worker.threads import HandlerThreads
+from dqflow.worker.threads import HandlerThreads, ThreadResult
 
 log = logging.getLogger("dqflow.worker")
+
+_SMOOTHING = 0.2  # weight of the newest sample in a moving average
 
 
 class Executor:
@@ -61,7 +64,10 @@ class Executor:
         self._handlers: dict[str, HandlerInfo] = {}
         self.active: dict[int, Attempt] = {}  # running, outcome not decided yet
         self.occupied = 0  # slots in use (an attempt settled by its timeout may still occupy a thread)
-        self._threads: HandlerThreads[Attempt] = HandlerThreads(concurrency, loop, self._threads_done)
+        self.run_time: float | None = None  # seconds a slot is held per job, a moving average (None: none ran)
+        self.last_turn = 0.0  # time.monotonic() when a job last started or ended
+        self._source: Callable[[], Attempt | None] = lambda: None
+        self._threads: HandlerThreads[Attempt] = HandlerThreads(concurrency, loop, self._threads_done, self._pull)
         # results of async handlers are validated here, never on the loop
         self._outputs = ThreadPoolExecutor(min(4, concurrency), thread_name_prefix="dqflow-output")
         if any(spec.isolation == "process" for spec in queue.declaration.job_types.values()):
@@ -75,28 +81,35 @@ class Executor:
 
     def prepare(self, job: JobRecord) -> Attempt:
         """The attempt for a job just claimed (it may wait in the fetcher's buffer before it starts)."""
-        return Attempt(job, JobContext(self._queue, job, self._stats))
+        attempt = Attempt(job, JobContext(self._queue, job, self._stats))
+        spec = self._queue.declaration.job_types[job.job_type]
+        # with tracing on, every run starts on the loop, inside its span
+        plain = spec.isolation != "process" and not self._handler(job.job_type).is_async
+        attempt.on_thread = plain and self._tracing is None
+        return attempt
+
+    def pull_from(self, source: Callable[[], Attempt | None]) -> None:
+        """Where a handler thread that finished a job takes the next one (``on_thread`` ones only)."""
+        self._source = source
 
     @property
     def free(self) -> int:
         """Slots free now."""
         return self._concurrency - self.occupied
 
+    @property
+    def concurrency(self) -> int:
+        """Slots in all."""
+        return self._concurrency
+
     def start(self, attempt: Attempt) -> None:
         """Run the attempt's handler (the worker only claims types it has handlers for)."""
         job = attempt.job
-        self.active[job.id] = attempt
         self.occupied += 1
-        events = self._queue.events
-        if events.has_listeners(JOB_PROCESSING):
-            events.emit(
-                JOB_PROCESSING,
-                {"job_id": job.id, "job_type": job.job_type, "attempt": job.attempts, "worker_id": self._worker_id},
-            )
+        attempt.started_at = self.last_turn = time.monotonic()
+        self._began(attempt)
         spec = self._queue.declaration.job_types[job.job_type]
         info = self._handler(job.job_type)
-        if job.timeout_ms is not None:
-            attempt.timer = self._loop.call_later(job.timeout_ms / 1000, self._timed_out, attempt)
         if self._tracing is not None:
             self._start_traced(attempt, spec.handler_ref if spec.isolation == "process" else None, info)
         elif spec.isolation == "process":
@@ -106,6 +119,29 @@ class Executor:
             attempt.task.add_done_callback(functools.partial(self._task_done, attempt))
         else:
             self._threads.submit(attempt, functools.partial(self._run_sync, info, attempt))
+
+    def _began(self, attempt: Attempt) -> None:
+        """The attempt's handler started (here, or on a thread that took it from the buffer)."""
+        job = attempt.job
+        self.active[job.id] = attempt
+        events = self._queue.events
+        if events.has_listeners(JOB_PROCESSING):
+            events.emit(
+                JOB_PROCESSING,
+                {"job_id": job.id, "job_type": job.job_type, "attempt": job.attempts, "worker_id": self._worker_id},
+            )
+        if job.timeout_ms is not None:  # from when it started, even if the loop hears of it later
+            left = job.timeout_ms / 1000 - (time.monotonic() - attempt.started_at)
+            attempt.timer = self._loop.call_later(max(0.0, left), self._timed_out, attempt)
+
+    def _pull(self) -> tuple[Attempt, Callable[[], Settled | None]] | None:
+        """On a handler thread that just finished: the next buffered job to run at once, if any."""
+        attempt = self._source()
+        if attempt is None:
+            return None
+        attempt.started_at = time.monotonic()
+        info = self._handlers[attempt.job.job_type]
+        return attempt, functools.partial(self._run_sync, info, attempt)
 
     def _start_traced(self, attempt: Attempt, isolated_ref: str | None, info: HandlerInfo) -> None:
         """``start`` with tracing on: the attempt's ``dqflow.run`` span is current where its handler runs."""
@@ -216,12 +252,18 @@ class Executor:
 
     # -- back on the loop --------------------------------------------------------------
 
-    def _threads_done(self, results: list[tuple[Attempt, bool, Any]]) -> None:
-        for attempt, ok, value in results:
+    def _threads_done(self, results: list[ThreadResult[Attempt]]) -> None:
+        for attempt, ok, value, then in results:
             if not ok:  # a bug of ours around the handler call: never lose the job silently
                 value = _failure(attempt, FailureReason.HANDLER_ERROR, f"worker error: {error_message(value)}", value)
             self._settle(attempt, value)
-            self._free_slot(attempt)
+            if then is None:
+                self._free_slot(attempt)
+            else:  # the thread went on with a buffered job: it takes over the slot
+                self._note_run_time(attempt, then.started_at)
+                attempt.holds_slot = False
+                self._began(then)
+                self._on_change()
 
     def _task_done(self, attempt: Attempt, task: asyncio.Future[Any]) -> None:
         self._free_slot(attempt)
@@ -273,7 +315,17 @@ class Executor:
             return
         attempt.holds_slot = False
         self.occupied -= 1
+        self._note_run_time(attempt, time.monotonic())
         self._on_change()
+
+    def slowed(self, seconds: float) -> None:
+        """Every slot has been held ``seconds`` with no job ending: jobs take that long now."""
+        self.run_time = max(self.run_time or 0.0, seconds)
+
+    def _note_run_time(self, attempt: Attempt, ended: float) -> None:
+        self.last_turn = ended
+        held = ended - attempt.started_at
+        self.run_time = held if self.run_time is None else self.run_time + _SMOOTHING * (held - self.run_time)
 
 
 def _run_outcome(attempt: Attempt, settled: Settled | None) -> tuple[str, str | None]:

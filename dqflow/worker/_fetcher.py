@@ -1,11 +1,19 @@
-"""Claims jobs for the executor: in batches, one job ahead, woken by new work; decides when a drain is done.
+"""Claims jobs for the executor: in batches, ahead of the free slots, woken by new work; decides when a drain is done.
 
-The fetcher keeps free slots filled and one claimed job waiting in a buffer, so
-that the next job starts the moment a slot frees, even at concurrency 1, and the
-claim of the one after overlaps with the handler. Claims come back in priority
-order and start in that order. A buffered job is held like a running one (its
-lease is renewed; it is handed back at shutdown; a job lost meanwhile never
-starts); its timeout starts when it starts.
+The fetcher keeps free slots filled and claimed jobs waiting in a buffer, so that
+the next job starts the moment a slot frees, even at concurrency 1, and the claim
+of the ones after overlaps with the handlers. How many wait ahead adapts: one
+while jobs take longer than a claim (or none has run yet); with short jobs, as
+many as the slots get through during one claim's round trip (up to
+``_MAX_AHEAD``), so that a claim never leaves a slot idle and each claim carries
+several jobs. Claims come back in priority order and start in that order; a job
+added meanwhile with a higher priority waits at most for the buffered ones, about
+one claim's time. When short jobs give way to a long one, the jobs ahead would
+wait for it: once every slot has been busy for ``_PATIENCE`` with no job ending,
+all but one are handed back (pending again, for any worker) and fewer are claimed
+ahead from then on. A buffered job is held like a running one (its lease is
+renewed; it is handed back at shutdown; a job lost meanwhile never starts); its
+timeout starts when it starts.
 
 An idle fetcher blocks in ``wait_and_claim`` (NOTIFY, a Redis blocking pop, a
 SQLite data change) and claims on that same thread as soon as it wakes.
@@ -16,11 +24,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dqflow.record import JobRecord
+from dqflow.storage import Release
 from dqflow.worker._attempt import Attempt
 from dqflow.worker._completer import Completer
 from dqflow.worker._executor import Executor
@@ -33,8 +45,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("dqflow.worker")
 
 _MAX_BACKOFF = 5.0
-AHEAD = 1  # jobs claimed beyond the free slots, waiting to start
+_MAX_AHEAD = 32  # jobs claimed beyond the free slots, waiting to start, at most
+_SMOOTHING = 0.2  # weight of the newest sample in a moving average
 _COOLDOWN = 0.001  # seconds a busy worker waits before claiming for less than a batch
+_PATIENCE = 0.05  # seconds every slot may stay busy with no job ending before the jobs ahead but one go back
 
 
 class Fetcher:
@@ -73,6 +87,9 @@ class Fetcher:
         self._claims = Calls("claim")
         self._waits = Calls("wait")
         self._buffer: deque[Attempt] = deque()
+        self._taking = threading.Lock()  # the loop and handler threads both take from the buffer
+        executor.pull_from(self.take_for_thread)
+        self._claim_time: float | None = None  # seconds per claim call, a moving average
         self._changed = asyncio.Event()  # a slot freed or results were written: look again
         self._waiting: asyncio.Future[list[JobRecord]] | None = None
 
@@ -80,7 +97,8 @@ class Fetcher:
 
     def holding(self) -> list[Attempt]:
         """Claimed jobs waiting to start (their leases are renewed too)."""
-        return list(self._buffer)
+        with self._taking:
+            return list(self._buffer)
 
     def wake(self) -> None:
         """A slot is free or results were written: start a buffered job, look for more."""
@@ -90,16 +108,31 @@ class Fetcher:
     def start_buffered(self) -> None:
         """Start buffered jobs, in claim order, while slots are free (a lost one is dropped)."""
         while self._buffer and self._executor.free > 0 and not self._stopping.is_set():
-            attempt = self._buffer.popleft()
+            with self._taking:
+                if not self._buffer:
+                    return
+                attempt = self._buffer.popleft()
             if attempt.ctx.cancelled:
                 log.info("job %s was cancelled or taken over before it started", attempt.job.id)
                 continue
             self._executor.start(attempt)
 
+    def take_for_thread(self) -> Attempt | None:
+        """On a handler thread that just finished a job: the next buffered job, for that thread to
+        run at once in the same slot, if it is one a thread may start (``on_thread``, not lost)."""
+        with self._taking:
+            if not self._buffer or self._stopping.is_set():
+                return None
+            attempt = self._buffer[0]
+            if not attempt.on_thread or attempt.ctx.cancelled:
+                return None  # the loop starts it (or drops it) when the slot frees
+            return self._buffer.popleft()
+
     async def take_unstarted(self) -> list[JobRecord]:
         """Shutdown: the jobs claimed but not started (buffered, or claimed by a last wait), to hand back."""
-        jobs = [attempt.job for attempt in self._buffer]
-        self._buffer.clear()
+        with self._taking:
+            jobs = [attempt.job for attempt in self._buffer]
+            self._buffer.clear()
         if self._waiting is not None:
             try:
                 jobs += await asyncio.wait_for(self._waiting, timeout=self._poll_interval + 10)
@@ -112,6 +145,16 @@ class Fetcher:
         self._claims.shutdown(wait=True)
         self._waits.shutdown(wait=False)  # may be blocked in a wait until its timeout
 
+    @property
+    def ahead(self) -> int:
+        """Jobs to keep claimed beyond the free slots: enough for the slots to run through
+        two claims' round trips (one while no job or claim has been timed)."""
+        run_time, claim_time = self._executor.run_time, self._claim_time
+        if run_time is None or claim_time is None:
+            return 1
+        wanted = math.ceil(2 * claim_time * self._executor.concurrency / max(run_time, 1e-6))
+        return max(1, min(wanted, _MAX_AHEAD))
+
     # -- the loop ----------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -119,25 +162,39 @@ class Fetcher:
         backoff = 0.0
         while not self._stopping.is_set():
             self.start_buffered()
-            room = self._executor.free + AHEAD - len(self._buffer)
-            if room <= 0:
-                await self._wait_for_change()
+            ahead = self.ahead
+            room = self._executor.free + ahead - len(self._buffer)
+            if room <= 0 or (not self._executor.free and room < (ahead + 1) // 2):
+                # every slot busy and at least half the jobs ahead still waiting: claim
+                # later, for more at once, instead of one claim per job that starts
+                if len(self._buffer) > 1 and not self._executor.free:
+                    stalled = time.monotonic() - self._executor.last_turn
+                    if stalled >= _PATIENCE:
+                        await self._hand_back_surplus(stalled)
+                    else:
+                        await self._wait_for_change(_PATIENCE - stalled)
+                else:
+                    await self._wait_for_change()
                 continue
             if room < self._batch_size and self._executor.occupied:
                 # Handlers end in bursts: a moment's pause lets the rest of a burst free its
                 # slots, so one claim fills them all instead of one claim per slot.
                 await asyncio.sleep(_COOLDOWN)
                 self.start_buffered()
-                room = self._executor.free + AHEAD - len(self._buffer)
+                room = self._executor.free + ahead - len(self._buffer)
                 if room <= 0:
                     continue
-            wanted = min(room, self._batch_size + AHEAD)  # the job ahead rides along with a full batch
+            wanted = min(room, self._batch_size + ahead)  # the jobs ahead ride along with a full batch
             self._changed.clear()  # set again while the claim runs: results were written meanwhile
             started = 0 if self._tracing is None else self._tracing.now()
             try:
+                began = time.monotonic()
                 jobs = await self._claims(
                     self._store.claim_jobs, self._worker_id, self._job_types, wanted, self._lease_ms
                 )
+                took = time.monotonic() - began
+                claim_time = self._claim_time
+                self._claim_time = took if claim_time is None else claim_time + _SMOOTHING * (took - claim_time)
                 backoff = 0.0
             except Exception as exc:
                 backoff = min(_MAX_BACKOFF, backoff * 2 or 0.1)
@@ -164,14 +221,30 @@ class Fetcher:
             await self._wait_for_work(wanted)
 
     def _accept(self, jobs: list[JobRecord]) -> None:
-        for job in jobs:
-            self._buffer.append(self._executor.prepare(job))
+        attempts = [self._executor.prepare(job) for job in jobs]
+        with self._taking:
+            self._buffer.extend(attempts)
         self.start_buffered()
 
-    async def _wait_for_change(self) -> None:
+    async def _wait_for_change(self, timeout: float | None = None) -> None:
         # no await between the caller's look and this clear: no wake-up is missed
         self._changed.clear()
+        timer = None if timeout is None else asyncio.get_running_loop().call_later(timeout, self._changed.set)
         await self._changed.wait()  # set by wake(): a slot freed, results written, stopping
+        if timer is not None:
+            timer.cancel()
+
+    async def _hand_back_surplus(self, stalled: float) -> None:
+        """Every slot has been busy for ``stalled`` seconds: hand back the jobs ahead but the
+        first (the next to start), so that other workers can run them, and claim fewer ahead."""
+        with self._taking:
+            if len(self._buffer) <= 1:
+                return
+            surplus = [self._buffer.pop() for _ in range(len(self._buffer) - 1)][::-1]
+        self._executor.slowed(stalled)
+        releases = [Release(a.job.id, a.job.lease_token, started=False) for a in surplus]
+        handed = sum(await self._completer.release(releases))
+        log.info("handed back %d jobs claimed ahead: every slot has been busy for %.2fs", handed, stalled)
 
     async def _wait_for_work(self, wanted: int) -> None:
         """Block until work may be ready, then claim it on the same thread (one hand-off less)."""

@@ -4,6 +4,11 @@
 write per job. Here a job is a tuple on a ``SimpleQueue``; finished jobs are
 collected in a deque and delivered to the loop by one ``call_soon_threadsafe``
 per batch, however many finished meanwhile.
+
+A thread that finishes a call asks ``pull`` for the next one before it waits on
+the queue: the caller may hand it work straight away (the worker's next claimed
+job), so a busy thread goes from one job to the next without a round trip
+through the loop. The delivered result names the key it went on with.
 """
 
 from __future__ import annotations
@@ -17,19 +22,29 @@ from typing import Any, Generic, TypeVar
 
 K = TypeVar("K")
 
-# (key, ok, result-or-exception)
-ThreadResult = tuple[K, bool, Any]
+# (key, ok, result-or-exception, key of the call the thread went on with, if any)
+ThreadResult = tuple[K, bool, Any, K | None]
+Work = tuple[K, Callable[[], Any]]
 
 
 class HandlerThreads(Generic[K]):
-    """``size`` threads running ``call()`` for ``submit(key, call)``; ``deliver(results)`` on the loop."""
+    """``size`` threads running ``call()`` for ``submit(key, call)``; ``deliver(results)`` on the loop.
+
+    ``pull()``, called on a handler thread after each call, returns the next work
+    for that thread to run at once, or None to wait for ``submit``.
+    """
 
     def __init__(
-        self, size: int, loop: asyncio.AbstractEventLoop, deliver: Callable[[list[ThreadResult[K]]], None]
+        self,
+        size: int,
+        loop: asyncio.AbstractEventLoop,
+        deliver: Callable[[list[ThreadResult[K]]], None],
+        pull: Callable[[], Work[K] | None] = lambda: None,
     ) -> None:
         self._loop = loop
         self._deliver = deliver
-        self._inbox: SimpleQueue[tuple[K, Callable[[], Any]] | None] = SimpleQueue()
+        self._pull = pull
+        self._inbox: SimpleQueue[Work[K] | None] = SimpleQueue()
         self._done: deque[ThreadResult[K]] = deque()
         self._scheduled = False
         self._threads = [
@@ -52,18 +67,24 @@ class HandlerThreads(Generic[K]):
             item = self._inbox.get()
             if item is None:
                 return
-            key, call = item
-            try:
-                result: ThreadResult[K] = (key, True, call())
-            except BaseException as exc:
-                result = (key, False, exc)
-            self._done.append(result)  # append first, then check: no result is ever stranded
-            if not self._scheduled:
-                self._scheduled = True
+            while item is not None:
+                key, call = item
                 try:
-                    self._loop.call_soon_threadsafe(self._flush)
-                except RuntimeError:  # the loop is closed: the worker is gone
-                    return
+                    ok, value = True, call()
+                except BaseException as exc:
+                    ok, value = False, exc
+                try:
+                    item = self._pull()
+                except BaseException:  # never strand the result of the call that ran
+                    item = None
+                # append first, then check: no result is ever stranded
+                self._done.append((key, ok, value, None if item is None else item[0]))
+                if not self._scheduled:
+                    self._scheduled = True
+                    try:
+                        self._loop.call_soon_threadsafe(self._flush)
+                    except RuntimeError:  # the loop is closed: the worker is gone
+                        return
 
     def _flush(self) -> None:
         self._scheduled = False

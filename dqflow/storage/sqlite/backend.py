@@ -9,6 +9,7 @@ connection commits, so they wake within milliseconds without taking a lock.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import threading
@@ -92,35 +93,55 @@ def _datetime(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
+def _json_text(raw: str) -> Any:
+    return [] if raw == "[]" else {} if raw == "{}" else _loads(raw)
+
+
 _record_module: ModuleType | None = None
+# How a stored column is read back (columns not listed here are read as they are); set on first use.
+_decoders: dict[str, Callable[[Any], Any]] = {}
 
 
-def _records() -> ModuleType:
+def _record_types() -> ModuleType:
     """``dqflow.record``, imported on the first read: SQLModel loads only once a record is
     built (``dqflow add`` never does)."""
     global _record_module
     if _record_module is None:
-        import dqflow.record
+        import dqflow.record as records
 
-        _record_module = dqflow.record
+        _decoders.update(
+            {
+                **dict.fromkeys(records.TIMESTAMP_FIELDS, functools.partial(datetime.fromtimestamp, tz=UTC)),
+                **dict.fromkeys(records.JSON_FIELDS, _json_text),
+                **dict.fromkeys(records.BOOLEAN_FIELDS, bool),
+            }
+        )
+        _record_module = records
     return _record_module
 
 
-def _row_to_record(row: sqlite3.Row) -> JobRecord:
-    records = _record_module or _records()
-    fields = dict(zip(row.keys(), row, strict=True))
-    for name in records.TIMESTAMP_FIELDS:
+def _record(names: Sequence[str], row: Sequence[Any], decoders: list[tuple[str, Callable[[Any], Any]]]) -> JobRecord:
+    fields = dict(zip(names, row, strict=True))
+    for name, decode in decoders:
         value = fields[name]
         if value is not None:
-            fields[name] = datetime.fromtimestamp(value, UTC)
-    for name in records.JSON_FIELDS:
-        raw = fields[name]
-        if raw is not None:
-            fields[name] = _loads(raw)
-    for name in records.BOOLEAN_FIELDS:
-        fields[name] = bool(fields[name])
-    record: JobRecord = records.JobRecord.from_storage(fields)
+            fields[name] = decode(value)
+    record: JobRecord = (_record_module or _record_types()).JobRecord.from_storage(fields)
     return record
+
+
+def _records(cursor: sqlite3.Cursor) -> list[JobRecord]:
+    """The job rows of ``cursor`` as records (the column names are looked up once, not per row)."""
+    _record_module or _record_types()
+    names = [column[0] for column in cursor.description or ()]
+    decoders = [(name, _decoders[name]) for name in names if name in _decoders]
+    return [_record(names, row, decoders) for row in cursor.fetchall()]
+
+
+def _row_to_record(row: sqlite3.Row) -> JobRecord:
+    _record_module or _record_types()
+    names = row.keys()
+    return _record(names, row, [(name, _decoders[name]) for name in names if name in _decoders])
 
 
 def path_from_url(url: str) -> str:
@@ -151,6 +172,9 @@ class SqliteStorage(Storage):
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        # One writer at a time in this process: threads queue here, woken the moment the
+        # lock frees, instead of in SQLite's busy handler, which sleeps 1 ms and more.
+        self._write_lock = threading.RLock()
         self._ready = False
 
     # -- connections -----------------------------------------------------------------
@@ -180,6 +204,10 @@ class SqliteStorage(Storage):
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn()
+        with self._write_lock:
+            yield from self._transaction(conn)
+
+    def _transaction(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -229,8 +257,8 @@ class SqliteStorage(Storage):
         )
 
     def _fetch(self, conn: sqlite3.Connection, job_id: int) -> JobRecord | None:
-        row = conn.execute("SELECT * FROM dqflow_jobs WHERE id = ?", (job_id,)).fetchone()
-        return None if row is None else _row_to_record(row)
+        records = _records(conn.execute("SELECT * FROM dqflow_jobs WHERE id = ?", (job_id,)))
+        return records[0] if records else None
 
     def _require(self, conn: sqlite3.Connection, job_id: int) -> JobRecord:
         record = self._fetch(conn, job_id)
@@ -386,9 +414,9 @@ class SqliteStorage(Storage):
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
         params.append(job_filter.limit + 1)
-        rows = self._conn().execute(sql, params).fetchall()
-        jobs = [_row_to_record(row) for row in rows[: job_filter.limit]]
-        next_cursor = jobs[-1].id if len(rows) > job_filter.limit and jobs else None
+        found = _records(self._conn().execute(sql, params))
+        jobs = found[: job_filter.limit]
+        next_cursor = jobs[-1].id if len(found) > job_filter.limit and jobs else None
         return JobPage(jobs, next_cursor)
 
     def get_events(self, job_id: int) -> list[JobEvent]:
@@ -528,13 +556,15 @@ class SqliteStorage(Storage):
         )
         with self._write() as conn:
             if conn.execute(flow.ANY_LIMITED_PENDING).fetchone() is None:
-                rows = conn.execute(sql, params).fetchall()
+                records = _records(conn.execute(sql, params))
             else:
                 ids = flow.pick_limited(conn, now, type_clause, params[6:-1], limit)
-                rows = conn.execute(
-                    f"{claim} WHERE id IN (SELECT value FROM json_each(?)) RETURNING *", [*params[:5], json.dumps(ids)]
-                ).fetchall()
-            records = [_row_to_record(row) for row in rows]
+                records = _records(
+                    conn.execute(
+                        f"{claim} WHERE id IN (SELECT value FROM json_each(?)) RETURNING *",
+                        [*params[:5], json.dumps(ids)],
+                    )
+                )
             if records:
                 worker = json.dumps(worker_id)
                 conn.executemany(
@@ -674,10 +704,11 @@ class SqliteStorage(Storage):
         applied: list[bool] = []
         for item in releases:
             cursor = conn.execute(
-                "UPDATE dqflow_jobs SET status = 'pending', run_at = ?, attempts = attempts - ?,"
-                " lease_expires_at = NULL, locked_by = NULL, locked_at = NULL, lease_token = lease_token + 1,"
-                " updated_at = ? WHERE id = ? AND lease_token = ? AND status = 'processing'",
-                (now, 0 if item.started else 1, now, item.job_id, item.lease_token),
+                "UPDATE dqflow_jobs SET status = 'pending', run_at = CASE WHEN ? THEN ? ELSE run_at END,"
+                " attempts = attempts - ?, lease_expires_at = NULL, locked_by = NULL, locked_at = NULL,"
+                " lease_token = lease_token + 1, updated_at = ?"
+                " WHERE id = ? AND lease_token = ? AND status = 'processing'",
+                (item.started, now, 0 if item.started else 1, now, item.job_id, item.lease_token),
             )
             applied.append(cursor.rowcount == 1)
         return applied

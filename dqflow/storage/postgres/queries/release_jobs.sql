@@ -1,12 +1,16 @@
--- Hand claimed jobs back to pending, runnable now (shutdown), fenced on status
--- and lease token; the attempt is refunded when the handler never started.
+-- Hand claimed jobs back to pending, fenced on status and lease token: a started
+-- job is runnable now; one whose handler never started gets its attempt refunded
+-- and keeps its place in line (its run_at).
 -- The token bump fences off the releasing worker. Answers the ids that applied.
 -- The jobs' concurrency slots are given back (free_slots.sql).
 -- Addressed by primary key; each job's values sit at its position in the arrays.
 WITH released AS (
     UPDATE dqflow_jobs AS j
     SET status = 'pending',
-        run_at = now(),
+        run_at = CASE
+            WHEN (%(started)s::boolean[])[array_position(%(job_id)s::bigint[], j.id)] THEN now()
+            ELSE j.run_at
+        END,
         attempts = CASE
             WHEN (%(started)s::boolean[])[array_position(%(job_id)s::bigint[], j.id)] THEN j.attempts
             ELSE greatest(j.attempts - 1, 0)

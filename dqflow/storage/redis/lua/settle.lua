@@ -78,16 +78,23 @@ local function fail(id, key, err, reason, retry_at, traceback)
     .. cjson.encode(reason) .. ',"will_retry":' .. (will_retry and 'true' or 'false') .. '}')
 end
 
+-- a started job is runnable from now; an unstarted one keeps its place in line (run_at)
 local function release(id, key, started)
-  local job = CALL('HMGET', key, 'job_type', 'priority')
-  if started ~= '1' then CALL('HINCRBY', key, 'attempts', -1) end
+  local job = CALL('HMGET', key, 'job_type', 'priority', 'run_at')
+  local run_at = tonumber(job[3])
+  if started == '1' then
+    run_at = now
+    CALL('HSET', key, 'run_at', now_s)
+  else
+    CALL('HINCRBY', key, 'attempts', -1)
+  end
   CALL('HINCRBY', key, 'lease_token', 1)
-  CALL('HSET', key, 'status', 'pending', 'run_at', now_s, 'updated_at', now_s)
+  CALL('HSET', key, 'status', 'pending', 'updated_at', now_s)
   CALL('HDEL', key, unpack(LEASE_FIELDS))
   CALL('ZREM', P .. ':processing', id)
   move_status(id, 'processing', 'pending')
   free_slot(id)
-  enqueue(id, job[1], tonumber(job[2]), now, now)
+  enqueue(id, job[1], tonumber(job[2]), run_at, now)
   wake(job[1], 1)
 end
 
