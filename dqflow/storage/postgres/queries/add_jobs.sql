@@ -24,18 +24,7 @@ inserted AS (
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING  -- keyed
     RETURNING id, job_type
 ),
-slots AS (
-    -- a concurrency key's slot row (claim_jobs.sql), created with its first job
-    INSERT INTO dqflow_concurrency_slots (key)
-    SELECT DISTINCT concurrency_key FROM input WHERE concurrency_key IS NOT NULL ORDER BY concurrency_key
-    ON CONFLICT (key) DO NOTHING
-),
-rate_windows AS (
-    -- a rate key's window row (claim_jobs.sql), created with its first job
-    INSERT INTO dqflow_rate_windows (key)
-    SELECT DISTINCT rate_key FROM input WHERE rate_key IS NOT NULL ORDER BY rate_key
-    ON CONFLICT (key) DO NOTHING
-),
+$FLOW_ROWS,
 added AS (
     INSERT INTO dqflow_job_events (job_id, event_type, created_at)
     SELECT id, 'added', now() FROM inserted

@@ -3,7 +3,8 @@
 -- and the jobs of its first steps. Job ids are drawn up front and put in place of the
 -- step state's placeholders (-k: the k-th job of %(jobs)s). With an idempotency key that
 -- a run already has, nothing is inserted and no row is answered (workflow_run_by_key.sql).
--- Inserted jobs get an `added` event and one NOTIFY per job type, as in add_jobs.sql.
+-- Inserted jobs get an `added` event and one NOTIFY per job type, and their concurrency
+-- and rate keys their rows, as in add_jobs.sql.
 WITH new_run AS MATERIALIZED (
     SELECT nextval(pg_get_serial_sequence('dqflow_workflow_runs', 'id')) AS id
 ),
@@ -39,6 +40,7 @@ inserted AS (
     FROM input CROSS JOIN run  -- no run (its key is taken): no jobs
     RETURNING id, job_type
 ),
+$FLOW_ROWS,
 added AS (
     INSERT INTO dqflow_job_events (job_id, event_type, created_at)
     SELECT id, 'added', now() FROM inserted
