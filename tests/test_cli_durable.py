@@ -67,11 +67,13 @@ def test_show_token_complete_and_retry_reset_steps(durable_project: Path, dq: Ca
         done = dq("token", "complete", token_id, "--data", '{"approved": false}', "--json")
         assert done.code == 0, done.err
         assert done.json()["status"] == "completed" and done.json()["data"] == {"approved": False}
+        # the in-process worker logs the job's failure: wait for it, so that its log line
+        # does not land in the stderr of the next command (the CLI logs from the root logger)
+        failed = wait_for_status(queue, job_id, "failed", timeout=60)
+        assert failed.error_history[-1]["error"].endswith("refused")
         again = dq("token", "complete", token_id, "--data", '{"approved": true}')
         assert "already completed" in one_line_error(again)
         assert "not found" in one_line_error(dq("token", "complete", "tok_missing"))
-        failed = wait_for_status(queue, job_id, "failed", timeout=60)
-        assert failed.error_history[-1]["error"].endswith("refused")
 
         retried = dq("retry", str(job_id), "--reset-steps", "--json")
         assert retried.code == 0 and retried.json()["steps"] == {}
