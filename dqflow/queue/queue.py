@@ -420,6 +420,8 @@ class Queue(WorkflowMethods):
         retry_jitter: bool | None = None,
         meta: Mapping[str, Any] | None = None,
         depends_on: Sequence[int] | None = None,
+        group: str | None = None,
+        unique: Mapping[str, Any] | bool | None = None,
     ) -> int:
         """``add`` for asyncio code: validation and the insert run on a thread, so the
         event loop never blocks. Same options, same errors."""
@@ -439,6 +441,8 @@ class Queue(WorkflowMethods):
             retry_jitter=retry_jitter,
             meta=meta,
             depends_on=depends_on,
+            group=group,
+            unique=unique,
         )
         return (await self.add_many_async([job]))[0]
 

@@ -45,3 +45,19 @@ def test_add_async_and_add_many_async(backend: str) -> None:
         assert record.priority == 7 and record.tags == ["a"] and record.status is JobStatus.PENDING
         assert [queue.require_job(i).payload for i in many] == [{"n": 0}, {"n": 1}, {"n": 2}]
         assert queue.count_jobs() == {("double", JobStatus.PENDING): 4}  # the refused batch stored nothing
+
+
+def test_add_async_takes_groups_and_uniqueness_like_add(backend: str) -> None:
+    jobs = {"double": {**JOBS["double"], "group_concurrency": 1}}
+    with make_queue(backend, jobs) as queue:
+
+        async def main() -> tuple[int, int, int]:
+            grouped = await queue.add_async("double", {"n": 1}, group="tenant-1")
+            unique = {"key": "${payload.n}", "for": "10m"}
+            first = await queue.add_async("double", {"n": 2}, unique=unique)
+            again = await queue.add_async("double", {"n": 2}, unique=unique)
+            return grouped, first, again
+
+        grouped, first, again = asyncio.run(main())
+        assert queue.require_job(grouped).concurrency_key == "group:tenant-1"
+        assert again == first  # the duplicate answers the first job's id
