@@ -64,12 +64,13 @@ def test_no_window_and_no_states_means_unique_for_ever(storage: Storage) -> None
 
 def test_concurrent_adds_on_separate_connections_create_one_job(backend: str) -> None:
     stores = [open_storage(backend) for _ in range(4)]
+    for store in stores:  # set up one by one: this test races the adds, not the set-ups
+        store.setup()
     results: list[AddResult] = []
     lock = threading.Lock()
-    start = threading.Barrier(len(stores))
+    start = threading.Barrier(len(stores), timeout=30)  # a thread that died fails the test, never hangs it
 
     def add(store: Storage) -> None:
-        store.setup()
         start.wait()
         for _ in range(10):
             result = store.add_unique(_job(), UniqueRule("race", statuses=LIVE))

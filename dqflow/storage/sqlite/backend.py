@@ -194,12 +194,26 @@ class SqliteStorage(Storage):
                 raise StorageError(f"cannot open SQLite file {self.path}: {exc}") from exc
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            self._use_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
         return conn
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch the file to WAL. On a fresh file that other processes open at the same
+        moment, SQLite answers ``database is locked`` at once instead of calling its busy
+        handler (the switch needs the file to itself): try again until the busy timeout."""
+        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
