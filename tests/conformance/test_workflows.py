@@ -264,7 +264,8 @@ def test_a_payload_refused_at_run_time_fails_the_step_with_invalid_payload(backe
 
 def _flaky_jobs(state: dict[str, bool]) -> dict[str, Any]:
     def slow(payload: Any, ctx: JobContext) -> Any:
-        ctx.wait_cancelled(10)
+        if state.get("hold", True):  # until the test lets it go: runs until cancelled (at most 10 s)
+            ctx.wait_cancelled(10)
         return {"n": 0}
 
     def flaky(payload: Any, ctx: JobContext) -> Any:
@@ -303,6 +304,7 @@ def test_a_failed_step_fails_the_run_cancels_the_rest_and_retry_carries_on(backe
         queue.cancel_workflow(run_id)
 
     state["fail"] = False
+    state["hold"] = False  # the re-run slow step need not wait
     retried = queue.retry_workflow(run_id)
     assert retried.status is WorkflowStatus.RUNNING and retried.error is None
     assert _statuses(retried) == {"breaks": "running", "slow": "running", "later": "waiting"}
@@ -315,7 +317,8 @@ def test_a_failed_step_fails_the_run_cancels_the_rest_and_retry_carries_on(backe
 
 
 def test_cancel_workflow_cancels_its_unfinished_jobs_and_stops_the_handlers(backend: str, closing: list[Queue]) -> None:
-    queue = _queue(backend, FLAKY, _flaky_jobs({"fail": False}))
+    state = {"fail": False}
+    queue = _queue(backend, FLAKY, _flaky_jobs(state))
     closing.append(queue)
     events: list[dict[str, Any]] = []
     queue.on("workflow:cancelled", events.append)
@@ -334,6 +337,7 @@ def test_cancel_workflow_cancels_its_unfinished_jobs_and_stops_the_handlers(back
     assert queue.require_workflow(run_id).status is WorkflowStatus.CANCELLED
     with pytest.raises(InvalidWorkflowStateError):
         queue.cancel_workflow(run_id)
+    state["hold"] = False  # the re-run slow step need not wait
     (done,) = [queue.retry_workflow(run_id)]
     assert done.status is WorkflowStatus.RUNNING
     (done,) = _finish(queue, run_id)
