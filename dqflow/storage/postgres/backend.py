@@ -610,16 +610,7 @@ class PostgresStorage(Storage):
             ends: list[tuple[int, JobEnd]] = []
             for kind, positions, query, params in statements:
                 cur.execute(query, params)
-                rows = cur.fetchall()
-                done = {int(row[0]) for row in rows}
-                for position in positions:
-                    applied[position] = outcomes[position].job_id in done
-                if kind is Wait:
-                    if any(getattr(outcomes[p], "token_id", None) for p in positions):
-                        # its own statement, so it sees a token completed while the first one waited
-                        cur.execute(self._q.wait_ready, {"job_id": sorted(done), "channel": self._channel})
-                elif kind is not Release:
-                    ends += ends_of(rows, "complete" if kind is Completion else "fail")
+                ends += self._settled(conn, outcomes, applied, kind, positions, cur.fetchall())
             if ends and self.workflow_advancer is not None:
                 # in settle's transaction; a step job settled without its run id (autocommitted
                 # already) moves its run in a transaction of its own
@@ -630,6 +621,30 @@ class PostgresStorage(Storage):
                     self._workflows.jobs_ended(conn, states, ends, notices)
         self._committed(notices)
         return applied
+
+    def _settled(
+        self,
+        conn: psycopg.Connection[Any],
+        outcomes: Sequence[Outcome],
+        applied: list[bool],
+        kind: type[Outcome],
+        positions: list[int],
+        rows: list[tuple[Any, ...]],
+    ) -> list[tuple[int, JobEnd]]:
+        """Read one settle statement's answer: flag the outcomes it applied; after token
+        waits, make ready the jobs whose token was completed meanwhile; return the step
+        jobs that ended (their runs move)."""
+        done = {int(row[0]) for row in rows}
+        for position in positions:
+            applied[position] = outcomes[position].job_id in done
+        if kind is Wait:
+            if any(getattr(outcomes[p], "token_id", None) for p in positions):
+                # its own statement, so it sees a token completed while the first one waited
+                conn.execute(self._q.wait_ready, {"job_id": sorted(done), "channel": self._channel})
+            return []
+        if kind is Release:
+            return []
+        return ends_of(rows, "complete" if kind is Completion else "fail")
 
     def _settle_steps(
         self, outcomes: Sequence[Outcome], statements: list[tuple[Any, ...]], run_ids: list[int]
@@ -655,16 +670,7 @@ class PostgresStorage(Storage):
             states = {int(row["id"]): state_from_fields(row) for row in lock.fetchall()}
             ends: list[tuple[int, JobEnd]] = []
             for kind, positions, cur in sent:
-                rows = cur.fetchall()
-                done = {int(row[0]) for row in rows}
-                for position in positions:
-                    applied[position] = outcomes[position].job_id in done
-                if kind is Wait:
-                    if any(getattr(outcomes[p], "token_id", None) for p in positions):
-                        # its own statement, so it sees a token completed while the first one waited
-                        conn.execute(self._q.wait_ready, {"job_id": sorted(done), "channel": self._channel})
-                elif kind is not Release:
-                    ends += ends_of(rows, "complete" if kind is Completion else "fail")
+                ends += self._settled(conn, outcomes, applied, kind, positions, cur.fetchall())
             if ends:
                 missing = sorted({run_id for run_id, _ in ends} - states.keys())
                 states.update(self._workflows.lock(conn, missing))
