@@ -11,6 +11,7 @@ checker cannot decide loads with a warning.
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -622,6 +623,29 @@ def test_miswired_workflow_gives_the_exact_error(
     assert str(error) == f"{path}:{offset + line}: {key}: {message}"
 
 
+@pytest.mark.parametrize(("case", "line", "key", "message", "with_input"), MISWIRED)
+def test_a_deferred_type_check_gives_the_same_error_on_first_use(
+    tmp_path: Path, case: str, line: int, key: str, message: str, with_input: bool
+) -> None:
+    """Loading with ``check_schemas=False`` (the CLI, ``Queue.from_yaml``) defers only the type
+    check: shape and graph errors still stop the load, and a type error is the same error, at
+    the same line and key, when the workflow is first used."""
+    path, offset = declare(tmp_path, case, with_input=with_input)
+    try:
+        declaration = load_declaration(path, import_handlers=False, check_schemas=False)
+    except ConfigError as error:  # a shape or graph error: found at load, as before
+        assert not isinstance(error, DeclarationError), [str(p) for p in error.problems]
+        assert str(error) == f"{path}:{offset + line}: {key}: {message}"
+        return
+    assert set(declaration.deferred_type_checks) == {"w"}
+    with pytest.raises(ConfigError) as info:
+        declaration.check_workflows()
+    assert not isinstance(info.value, DeclarationError), [str(p) for p in info.value.problems]
+    assert str(info.value) == f"{path}:{offset + line}: {key}: {message}"
+    with pytest.raises(ConfigError, match="^" + re.escape(str(info.value)) + "$"):
+        declaration.check_workflows(["w"])  # still not checked: it fails again, the same way
+
+
 WELL_WIRED = {
     "linear": """
         steps:
@@ -722,6 +746,18 @@ def test_what_the_checker_cannot_decide_is_a_warning(
     workflow = load_declaration(path, import_handlers=False).workflows["w"]
     assert [(w.line, w.key, w.message) for w in workflow.warnings] == [(offset + line, key, message)]
     assert str(workflow.warnings[0]) == f"{path}:{offset + line}: {key}: {message}"
+
+
+@pytest.mark.parametrize(("case", "line", "key", "message"), UNPROVABLE.values(), ids=UNPROVABLE.keys())
+def test_a_deferred_type_check_gives_the_same_warnings(
+    tmp_path: Path, case: str, line: int, key: str, message: str
+) -> None:
+    path, offset = declare(tmp_path, case)
+    declaration = load_declaration(path, import_handlers=False, check_schemas=False)
+    assert declaration.workflows["w"].warnings == ()  # not type-checked yet
+    declaration.check_workflows()
+    assert [(w.line, w.key, w.message) for w in declaration.workflows["w"].warnings] == [(offset + line, key, message)]
+    assert declaration.deferred_type_checks == {}
 
 
 def test_every_problem_is_listed_in_one_error(tmp_path: Path) -> None:
@@ -907,3 +943,27 @@ def test_refs_to_other_schema_files_are_followed(tmp_path: Path) -> None:
     assert info.value.reason == (
         "step 'resize': workflow input $.alt (string|null) cannot fill resize payload $.alt (string): null is not allowed"
     )
+
+
+def test_a_queue_loaded_lazily_checks_a_workflow_when_it_is_first_used(tmp_path: Path) -> None:
+    """``Queue.from_yaml`` defers the type check: a plain job is added, but starting the
+    miswired workflow, or a worker starting, reports the error first."""
+    from dqflow import Queue, Worker
+    from dqflow.enums import JobStatus
+
+    path, offset = declare(
+        tmp_path,
+        """
+        steps:
+          say: {job: notify, payload: {text: "${input.width}"}}
+        """,
+    )
+    path.write_text(path.read_text().replace("handler: m:f", "handler: json:dumps"))  # a worker needs handlers
+    with Queue.from_yaml(path, f"sqlite:///{tmp_path / 'q.db'}") as queue:
+        assert queue.add("notify", {"text": "hi"}) > 0
+        where = f"{path}:{offset + 2}: workflows.w.steps.say.payload.text: "
+        with pytest.raises(ConfigError, match="^" + re.escape(where)):
+            queue.start_workflow("w", {"albumId": "a", "publish": True, "width": 3, "maybe": None})
+        with pytest.raises(ConfigError, match="^" + re.escape(where)):
+            Worker(queue, job_types=["notify"], drain=True)
+        assert queue.count_jobs() == {("notify", JobStatus.PENDING): 1}  # nothing was started

@@ -34,12 +34,12 @@ MAX_JOBS_READ = 200
 
 
 def find_workflow(declaration: Declaration, name: str) -> Workflow:
-    """The workflow ``name``; a ConfigError naming the declared ones otherwise."""
-    try:
-        return declaration.workflows[name]
-    except KeyError:
+    """The workflow ``name``, type-checked (with its warnings); a ConfigError naming the declared ones otherwise."""
+    if name not in declaration.workflows:
         known = ", ".join(sorted(declaration.workflows)) or "none"
-        raise ConfigError(f"unknown workflow {name!r} (declared: {known})") from None
+        raise ConfigError(f"unknown workflow {name!r} (declared: {known})")
+    declaration.check_workflows([name])  # if loading deferred it
+    return declaration.workflows[name]
 
 
 @command("graph")

@@ -41,10 +41,6 @@ def dead_letter_problems(
     raw: RawDeclaration, job_types: Mapping[str, JobTypeSpec], problem: Problem
 ) -> list[ConfigError]:
     """Problems of every ``dead_letter`` setting (unknown type, loop, envelope refused)."""
-    # Imported here: dqflow.workflows builds on the declaration package, not the other way round.
-    from dqflow.workflows.compat import fits
-    from dqflow.workflows.schema_view import Node
-
     problems: list[ConfigError] = []
     checked: set[str] = set()
     for name, spec in job_types.items():
@@ -69,6 +65,11 @@ def dead_letter_problems(
         if target in checked or payload is None:
             continue
         checked.add(target)
+        # Imported here, where a dead-letter type is declared: dqflow.workflows builds on the
+        # declaration package (not the other way round), and a declaration without one skips it.
+        from dqflow.workflows.compat import fits
+        from dqflow.workflows.schema_view import Node
+
         errors = [f for f in fits(Node.of(envelope_schema()), Node.of_validator(payload)) if f.level == "error"]
         if errors:
             first = errors[0]

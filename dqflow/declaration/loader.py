@@ -14,11 +14,10 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.request import pathname2url
 
 import yaml
 from pydantic import ValidationError
@@ -46,13 +45,14 @@ from dqflow.declaration.model import (
     WorkerSettings,
 )
 from dqflow.declaration.models import MODEL_REF, ModelSchemaError, import_model, is_model, model_ref, model_schema
-from dqflow.declaration.schedules import Schedule, compile_schedules
-from dqflow.declaration.schemas import DRAFTS, InvalidSchemaError, LocalSchemaFiles, SchemaValidator
+from dqflow.declaration.schemas import DRAFTS, InvalidSchemaError, LocalSchemaFiles, SchemaValidator, file_uri
 from dqflow.declaration.unique import UniqueSpec, parse_unique, schema_problems
 from dqflow.declaration.yaml_source import Loc, Locator, key_text, parse_yaml
 from dqflow.errors import ConfigError, DeclarationError, UnknownJobTypeError, kind_of, raise_all
 
 if TYPE_CHECKING:
+    from dqflow.declaration.schedules import Schedule
+    from dqflow.workflows.compile import TypeCheck
     from dqflow.workflows.model import Workflow
 
 __all__ = [
@@ -85,6 +85,8 @@ class Declaration:
     events_retention: float | None = None  # seconds a finished job keeps its history (None: as long as the job)
     signals: dict[str, SchemaValidator] = field(default_factory=dict)
     """``signals:``: JSON Schemas of the data that completes a wait token, by name (docs/DURABLE.md)."""
+    deferred_type_checks: dict[str, TypeCheck] = field(default_factory=dict, repr=False, compare=False)
+    """Workflows whose type check loading deferred (``check_schemas=False``); see :meth:`check_workflows`."""
 
     @property
     def base_dir(self) -> Path | None:
@@ -106,6 +108,27 @@ class Declaration:
                 problems.append(exc)
         if problems:
             raise_all(problems)
+
+    def check_workflows(self, names: Iterable[str] | None = None) -> None:
+        """Type-check the links of workflows ``names`` (all when None) now, if loading deferred it.
+
+        Free once done. Raises the ConfigError (file, line, key) of each problem, all of
+        them listed, as loading with ``check_schemas=True`` would have; the checker's
+        warnings land in each workflow's ``warnings``.
+        """
+        problems: list[ConfigError] = []
+        for name in list(self.deferred_type_checks if names is None else names):
+            check = self.deferred_type_checks.get(name)
+            if check is None:
+                continue
+            errors, warnings = check.run()
+            if errors:
+                problems += errors
+                continue
+            self.workflows[name] = replace(self.workflows[name], warnings=warnings)
+            self.deferred_type_checks.pop(name, None)
+        if problems:
+            raise_all(list({str(problem): problem for problem in problems}.values()))
 
     def job_type(self, name: str) -> JobTypeSpec:
         """The spec of ``name``; :class:`UnknownJobTypeError` when it is not declared."""
@@ -299,7 +322,7 @@ def _load_schema(
         out.append(ctx.problem(f"{which} schema file {written} cannot be read: {exc}", loc))
         return None
     ctx.schema_files.allow(os.path.dirname(path))
-    base_uri = "file://" + pathname2url(path)
+    base_uri = file_uri(path)
     validator = _schema_validator(document, f"{which} schema file {written}", path, base_uri, loc, ctx, out)
     if validator is not None:
         cache[path] = validator
@@ -494,6 +517,8 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
         if signal is not None:
             signals[name] = signal
     workflows: dict[str, Workflow] = {}
+    # Deferred with the schema checks: the type check reads every schema a workflow wires.
+    deferred_type_checks: dict[str, TypeCheck] | None = None if ctx.check_schemas else {}
     if raw.workflows is not None:
         # Imported here: dqflow.workflows builds on this package, not the other way round.
         from dqflow.workflows.compile import compile_workflows
@@ -503,16 +528,22 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
             job_types,
             problem=ctx.problem,
             load_schema=lambda source, which, loc: _load_schema(source, which, loc, ctx, cache, problems),
+            deferred=deferred_type_checks,
         )
         problems += workflow_problems
-    schedules, schedule_problems = compile_schedules(
-        raw.schedules,
-        job_types,
-        workflows,
-        problem=ctx.problem,
-        declared_workflows=frozenset(raw.workflows) if isinstance(raw.workflows, dict) else frozenset(),
-    )
-    problems += schedule_problems
+    schedules: dict[str, Schedule] = {}
+    if raw.schedules is not None:
+        # Imported here: only a declaration with schedules pays for their shapes (and croniter).
+        from dqflow.declaration.schedules import compile_schedules
+
+        schedules, schedule_problems = compile_schedules(
+            raw.schedules,
+            job_types,
+            workflows,
+            problem=ctx.problem,
+            declared_workflows=frozenset(raw.workflows) if isinstance(raw.workflows, dict) else frozenset(),
+        )
+        problems += schedule_problems
     w = raw.worker
     if w.heartbeat >= w.lease:
         problems.append(
@@ -542,6 +573,7 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
         schedules=schedules,
         events_retention=defaults.retention.events,
         signals=signals,
+        deferred_type_checks=deferred_type_checks or {},
     )
 
 
@@ -560,7 +592,10 @@ def load_declaration(
     are read now but checked against their metaschema (and their ``$ref``s
     resolved) only when their job type is first used (:meth:`Declaration.check_schemas`,
     ``Queue.add``, a worker starting): thousands of job types then cost little
-    to load. Raises ConfigError (file, line, key).
+    to load. The type check of workflows, which reads their schemas, waits
+    likewise for their first use (:meth:`Declaration.check_workflows`,
+    ``Queue.start_workflow``, a worker starting); everything else is checked at
+    once. Raises ConfigError (file, line, key).
     """
     source = Path(path)
     file = str(path)

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import decimal
 import json
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
-from urllib.request import url2pathname
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import fastjsonschema
 import referencing.jsonschema
@@ -39,9 +39,31 @@ from referencing.exceptions import NoSuchAnchor, PointerToNowhere, Unresolvable
 
 from dqflow.errors import ValidationFailed, shown
 
-__all__ = ["DRAFTS", "InvalidSchemaError", "LocalSchemaFiles", "SchemaValidator", "json_path"]
+__all__ = ["DRAFTS", "InvalidSchemaError", "LocalSchemaFiles", "SchemaValidator", "file_uri", "json_path"]
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def file_uri(path: str) -> str:
+    """The ``file:`` URI of an absolute path, as ``urllib.request.pathname2url`` makes it.
+
+    Not imported from ``urllib.request``: loading it (``http.client``, ``email``, ``ssl``)
+    would cost every command that reads ``jobs.yaml`` more than this whole module.
+    """
+    if os.name == "nt":
+        from nturl2path import pathname2url
+
+        return "file:" + pathname2url(path)
+    return "file://" + quote(path)
+
+
+def _path_of(uri_path: str) -> str:
+    """The file path of a ``file:`` URI's path part (``urllib.request.url2pathname``)."""
+    if os.name == "nt":
+        from nturl2path import url2pathname
+
+        return url2pathname(uri_path)
+    return unquote(uri_path)
 
 
 # Keywords whose meaning differs from Draft 7 (or that Draft 7 lacks): such schemas skip the fast path.
@@ -213,7 +235,7 @@ class LocalSchemaFiles:
         parts = urlsplit(uri)
         if parts.scheme != "file":
             raise _NotServed(f"{uri} is not a local file (remote schemas are never fetched; refer to a file path)")
-        path = Path(url2pathname(parts.path)).resolve()
+        path = Path(_path_of(parts.path)).resolve()
         if path in self._documents:
             return self._documents[path]
         if not any(path.is_relative_to(root) for root in self.roots):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -448,6 +447,8 @@ class Queue(WorkflowMethods):
 
     async def add_many_async(self, jobs: Iterable[JobSpec | Mapping[str, Any]]) -> list[int]:
         """``add_many`` for asyncio code (on a thread, like ``add_async``)."""
+        import asyncio  # here: only async callers pay for loading it (they have it already)
+
         return await asyncio.to_thread(self.add_many, list(jobs))
 
     # -- reading ---------------------------------------------------------------------
@@ -536,6 +537,8 @@ class Queue(WorkflowMethods):
 
     async def wait_async(self, job_id: int, timeout: Duration | None = None) -> JobRecord:
         """``wait`` for asyncio code: the reads run on a thread, the event loop never blocks."""
+        import asyncio  # here: only async callers pay for loading it (they have it already)
+
         deadline, limit = _deadline(timeout)
         poll = WAIT_FIRST_POLL_S
         while True:

@@ -71,6 +71,7 @@ class WorkflowMethods:
         if not isinstance(name, str) or name not in self.declaration.workflows or self._workflow_runtime is None:
             known = ", ".join(sorted(self.declaration.workflows)) or "none"
             raise UnknownWorkflowError(f"unknown workflow {name!r} (declared: {known})")
+        self.declaration.check_workflows([name])  # on first use, if loading deferred it
         return self.declaration.workflows[name], self._workflow_runtime
 
     def _runtime(self) -> WorkflowRuntime:

@@ -94,6 +94,7 @@ class Worker:
         self.reclaim_interval = settings.reclaim_interval
         self.job_types = runnable_types(queue.declaration, job_types)
         queue.declaration.check_schemas(self.job_types)  # before anything runs, if loading deferred it
+        queue.declaration.check_workflows()  # it advances the runs whose step jobs it ends
         self.drain = drain
         self._scheduler = _scheduler_of(queue)
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"

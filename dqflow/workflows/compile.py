@@ -7,6 +7,12 @@ the reference rules (only upstream steps, ``item`` only in ``for_each`` steps,
 ``output`` of a plain step and ``outputs`` of a fan-out one), and, when all of
 that holds, the type check of every link (:mod:`~dqflow.workflows.checker`).
 
+The type check needs every schema it reads checked against its metaschema. When
+the loader defers schema checks (``check_schemas=False``), it defers the type
+check as well: each workflow then comes with a :class:`TypeCheck` that
+:meth:`~dqflow.declaration.loader.Declaration.check_workflows` runs on first use,
+reporting the same problems at the same places.
+
 The loader hands in two callbacks, so this module knows nothing of YAML:
 ``problem(message, loc)`` makes a ConfigError located at ``loc`` (file, line,
 key) and ``load_schema(source, which, loc)`` loads a schema file or inline
@@ -19,16 +25,15 @@ import difflib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from dqflow.declaration.model import JobTypeSpec
 from dqflow.declaration.schemas import SchemaValidator
-from dqflow.errors import ConfigError
-from dqflow.workflows.checker import Loc, check_workflow
-from dqflow.workflows.compat import Level
+from dqflow.declaration.yaml_source import Loc
+from dqflow.errors import ConfigError, DeclarationError
 from dqflow.workflows.model import WORKFLOW_NAME, CheckWarning, RawStep, RawWorkflow, Workflow, WorkflowStep
 from dqflow.workflows.references import (
     Constant,
@@ -40,7 +45,10 @@ from dqflow.workflows.references import (
     references,
 )
 
-__all__ = ["LoadSchema", "Problem", "compile_workflows"]
+if TYPE_CHECKING:
+    from dqflow.workflows.compat import Level
+
+__all__ = ["LoadSchema", "Problem", "TypeCheck", "compile_workflows"]
 
 Problem = Callable[[str, Loc], ConfigError]
 LoadSchema = Callable[[Any, str, Loc], SchemaValidator | None]
@@ -63,10 +71,60 @@ class _Collector:
             self.warnings.append(CheckWarning(message, located.file, located.line, located.key))
 
 
+@dataclass(frozen=True, slots=True)
+class TypeCheck:
+    """The type check of one workflow's links: at load, or on first use when loading deferred it."""
+
+    workflow: Workflow
+    job_types: Mapping[str, JobTypeSpec]
+    base: Loc
+    problem: Problem
+
+    def run(self) -> tuple[list[ConfigError], tuple[CheckWarning, ...]]:
+        """The errors and warnings of every link (errors only, when a schema it reads is not valid)."""
+        # Imported here: the checker is loaded by what type-checks, not by every command that loads jobs.yaml.
+        from dqflow.workflows.checker import check_workflow
+
+        out = _Collector(self.problem)
+        workflow = self.workflow
+        schemas = [workflow.input_schema, workflow.output_schema]
+        for step in workflow.steps.values():
+            spec = self.job_types[step.job]
+            schemas += [spec.payload_schema, spec.output_schema]
+        for schema in dict.fromkeys(s for s in schemas if s is not None):
+            try:
+                schema.check()  # free when loading checked it; else the error a check at load gives
+            except DeclarationError as exc:
+                out.errors.extend(exc.problems)
+            except ConfigError as exc:
+                out.errors.append(exc)
+        if out.errors:
+            return out.errors, ()
+        check_workflow(
+            workflow.steps,
+            workflow.returns,
+            input_schema=workflow.input_schema,
+            output_schema=workflow.output_schema,
+            job_types=self.job_types,
+            base=self.base,
+            report=out.report,
+        )
+        return out.errors, tuple(out.warnings)
+
+
 def compile_workflows(
-    data: Any, job_types: Mapping[str, JobTypeSpec], *, problem: Problem, load_schema: LoadSchema
+    data: Any,
+    job_types: Mapping[str, JobTypeSpec],
+    *,
+    problem: Problem,
+    load_schema: LoadSchema,
+    deferred: dict[str, TypeCheck] | None = None,
 ) -> tuple[dict[str, Workflow], list[ConfigError]]:
-    """Compile the ``workflows:`` section; the problems found (empty when all is well)."""
+    """Compile the ``workflows:`` section; the problems found (empty when all is well).
+
+    With ``deferred`` (a dict to fill), each workflow's type check is not run but put
+    there by name, and the workflows come without their warnings until it runs.
+    """
     out = _Collector(problem)
     if data is None:
         return {}, []
@@ -86,11 +144,18 @@ def compile_workflows(
                 loc = tuple(part for part in error["loc"] if part != "[key]")
                 out.error(_describe(error, loc), (*base, *loc))
             continue
-        errors_before = len(out.errors)
-        warnings_before = len(out.warnings)
         workflow = _compile_one(name, raw, base, job_types, load_schema, out)
-        if workflow is not None and len(out.errors) == errors_before:
-            compiled[name] = replace(workflow, warnings=tuple(out.warnings[warnings_before:]))
+        if workflow is None:
+            continue
+        type_check = TypeCheck(workflow, job_types, base, problem)
+        if deferred is not None:
+            deferred[name] = type_check
+            compiled[name] = workflow
+            continue
+        errors, warnings = type_check.run()
+        out.errors += errors
+        if not errors:
+            compiled[name] = replace(workflow, warnings=warnings)
     return compiled, out.errors
 
 
@@ -187,16 +252,6 @@ def _compile_one(
         out.error("the workflow declares an output schema but no returns", (*base, "output"))
     if len(out.errors) > errors_before or not schemas_ok:
         return None
-
-    check_workflow(
-        steps,
-        returns,
-        input_schema=input_schema,
-        output_schema=output_schema,
-        job_types=job_types,
-        base=base,
-        report=out.report,
-    )
     assert input_schema is not None
     dependents = {step: tuple(other for other in steps if step in steps[other].needs) for step in steps}
     return Workflow(
