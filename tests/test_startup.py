@@ -7,6 +7,7 @@ Checked by module, not by clock (the machine's load would make times flaky):
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -68,3 +69,18 @@ def test_config_env_name_matches_the_loader() -> None:
 def test_add_on_sqlite_loads_no_orm(project: Path) -> None:
     loaded = imported_after("from dqflow.cli import run\nassert run(['add', 'ok', '-p', '{\"n\": 1}']) == 0", project)
     assert not loaded & ORM
+
+
+def test_add_in_the_example_project_leaves_its_workflows_unchecked(tmp_path: Path) -> None:
+    """``dqflow add`` of a plain job checks the workflows' shape and graph, not their types (which
+    need every wired schema checked): the checker, schedules, asyncio and urllib.request stay unloaded."""
+    repo = Path(__file__).resolve().parent.parent
+    for part in ("schemas", "examples"):
+        shutil.copytree(repo / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(repo / "jobs.yaml", tmp_path / "jobs.yaml")
+    backend = f"sqlite:///{tmp_path / 'q.db'}"
+    args = ["--backend", backend, "add", "generate_report", "-p", '{"reportId": "q3"}']
+    loaded = imported_after(f"from dqflow.cli import run\nassert run({args!r}) == 0", tmp_path)
+    assert "dqflow.workflows.compile" in loaded  # the workflows were read
+    unchecked = {"dqflow.workflows.checker", "dqflow.workflows.compat", "dqflow.declaration.schedules"}
+    assert not loaded & (unchecked | {"asyncio", "urllib.request", "dqflow.queue.feed"})
