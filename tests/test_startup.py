@@ -84,3 +84,40 @@ def test_add_in_the_example_project_leaves_its_workflows_unchecked(tmp_path: Pat
     assert "dqflow.workflows.compile" in loaded  # the workflows were read
     unchecked = {"dqflow.workflows.checker", "dqflow.workflows.compat", "dqflow.declaration.schedules"}
     assert not loaded & (unchecked | {"asyncio", "urllib.request", "dqflow.queue.feed"})
+
+
+def test_add_registers_only_its_own_commands(project: Path) -> None:
+    loaded = imported_after("from dqflow.cli import run\nassert run(['add', 'ok', '-p', '{\"n\": 1}']) == 0", project)
+    assert "dqflow.cli.jobs" in loaded
+    assert not loaded & {"dqflow.cli.check", "dqflow.cli.serve", "dqflow.cli.worker", "dqflow.cli.workflows"}
+
+
+def test_command_modules_name_every_command_and_help_keeps_one_order(tmp_path: Path) -> None:
+    """``COMMAND_MODULES`` names each module's commands; help after other commands ran in the
+    same process lists them as a fresh process does."""
+    script = """
+import contextlib, io, json, typer
+from dqflow.cli import COMMAND_MODULES, app, register_commands, run
+
+def help_text():
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        run(["--help"])
+    return out.getvalue()
+
+with contextlib.redirect_stderr(io.StringIO()):
+    run(["graph", "nope"])
+    run(["stats"])
+later = help_text()
+register_commands()
+names = sorted(typer.main.get_command(app).commands)
+print(json.dumps({"names": names, "later": later}))
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    fresh = subprocess.run([sys.executable, "-m", "dqflow", "--help"], cwd=tmp_path, capture_output=True, text=True)
+    from dqflow.cli import COMMAND_MODULES
+
+    assert seen["names"] == sorted(name for names in COMMAND_MODULES.values() for name in names)
+    assert seen["later"] == fresh.stdout

@@ -7,34 +7,38 @@ codes: 0 success, 1 bad input or a failed operation (one line on stderr:
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import typer
 
-from dqflow.cli import check, cleanup, codegen, jobs, migrate, operators, schedules, serve, tokens, worker, workflows
 from dqflow.cli._app import app, reset_options
 from dqflow.cli._logging import cli_logging
 from dqflow.errors import ConfigError, DqflowError
 
-__all__ = [
-    "app",
-    "check",
-    "cleanup",
-    "codegen",
-    "jobs",
-    "main",
-    "migrate",
-    "operators",
-    "schedules",
-    "serve",
-    "tokens",
-    "worker",
-    "workflows",
-]
+__all__ = ["COMMAND_MODULES", "app", "main", "run"]
+
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "check": ("check",),
+    "cleanup": ("cleanup",),
+    "codegen": ("codegen",),
+    "jobs": ("add", "show", "list", "events", "cancel", "retry", "edit"),
+    "migrate": ("migrate",),
+    "operators": ("stats", "health"),
+    "schedules": ("schedules",),
+    "serve": ("serve",),
+    "tokens": ("token",),
+    "worker": ("run",),
+    "workflows": ("graph", "workflow"),
+}
+"""The modules of ``dqflow.cli`` that register commands, in the order ``--help`` lists them, and the
+top-level names each registers. A run imports only the modules whose names its arguments contain, so
+typer builds the options of those commands alone (``dqflow add`` does not pay for ``serve``); help,
+``--version``, completion and an unknown command import every module."""
 
 # Newer typer vendors click: take its exception classes from wherever typer's come from.
 _click: Any = sys.modules[typer.BadParameter.__module__]
@@ -103,9 +107,30 @@ def run(args: Sequence[str] | None = None) -> int:
         cli_logging.stop()
 
 
+def register_commands(args: Iterable[str] = ()) -> None:
+    """Import the command modules ``args`` name (all of them when they name none, or ask for help)."""
+    given = set(args)
+    wanted = [module for module, names in COMMAND_MODULES.items() if not given.isdisjoint(names)]
+    if not wanted or not given.isdisjoint({"--help", "-h"}):
+        wanted = list(COMMAND_MODULES)
+    for module in wanted:
+        importlib.import_module(f"dqflow.cli.{module}")
+    # One process may run several commands (tests, embedding): list them in one order however they came.
+    order = {f"dqflow.cli.{module}": index for index, module in enumerate(COMMAND_MODULES)}
+
+    def place(callback: Any) -> int:
+        return order[getattr(callback, "__module__", "")]
+
+    app.registered_commands.sort(key=lambda info: place(info.callback))
+    app.registered_groups.sort(
+        key=lambda info: place(info.typer_instance.registered_commands[0].callback) if info.typer_instance else 0
+    )
+
+
 def _run(args: Sequence[str] | None) -> int:
     argv = list(args) if args is not None else sys.argv[1:]
     as_json = _wants_json(argv)
+    register_commands(argv)
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="dqflow", standalone_mode=False)
