@@ -155,8 +155,8 @@ class Queue(WorkflowMethods, WaitMethods):
         """Load ``jobs.yaml`` (``path``, ``$DQFLOW_CONFIG`` or ``./jobs.yaml``) and open its backend."""
         from dqflow.declaration import find_config
 
-        # Schemas are checked per job type on first use (a worker checks its own at start):
-        # a declaration with thousands of job types opens fast.
+        # Schemas are checked per job type on first use (a worker checks its own at start), and a
+        # workflow's type check on its first start: a declaration with thousands of job types opens fast.
         declaration = load_declaration(
             find_config(None if path is None else str(path)), import_handlers=import_handlers, check_schemas=False
         )
