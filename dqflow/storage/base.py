@@ -748,10 +748,11 @@ class Storage(ABC):
         self.workflow_advancer = advancer
 
     @abstractmethod
-    def create_workflow_run(self, run: NewWorkflowRun, plan: RunChange) -> tuple[int, bool]:
-        """Store a new run and what ``plan`` (called with its state) returns, atomically;
-        ``(run id, True)``. With an ``idempotency_key`` that a run already has:
-        ``(that run's id, False)`` and nothing is written."""
+    def create_workflow_runs(self, runs: Sequence[NewWorkflowRun], plan: RunChange) -> list[tuple[int, bool]]:
+        """Store new runs, each in the state ``plan`` returns for it (``planned_starts``: called
+        before anything is written), all of them atomically in one round trip; per run, in
+        order, ``(run id, True)``. A run whose ``idempotency_key`` a stored run or an earlier
+        run of the batch has: ``(that run's id, False)``, nothing of it written. ``[]``: ``[]``."""
 
     @abstractmethod
     def change_workflow_run(self, run_id: int, change: RunChange) -> WorkflowRun:

@@ -63,7 +63,7 @@ def _option_value(option: JobOption) -> str:
 
 
 def _run_option_value(option: JobOption) -> str:
-    """``workflow_start_run``: as ``_option_value``, the job's run being the run inserted with it."""
+    """``workflow_start_runs``: as ``_option_value``, the job's run being the run inserted with it."""
     return "run.id" if option.column == "workflow_run_id" else _option_value(option)
 
 
@@ -147,7 +147,7 @@ class Queries:
     lock_unique_key: str
     job_status_age: str
     set_unique_key: str
-    workflow_start_run: str
+    workflow_start_runs: str
     workflow_run_by_key: str
     workflow_lock_runs: str
     workflow_update_run: str

@@ -863,12 +863,14 @@ class PostgresStorage(Storage):
         if notices and self.workflow_advancer is not None:
             self.workflow_advancer.committed(notices)
 
-    def create_workflow_run(self, run: NewWorkflowRun, plan: RunChange) -> tuple[int, bool]:
+    def create_workflow_runs(self, runs: Sequence[NewWorkflowRun], plan: RunChange) -> list[tuple[int, bool]]:
+        if not runs:
+            return []
         notices: list[RunNotice] = []
-        with self._connection("starting a workflow run") as conn:  # one statement: atomic by itself
-            result = self._workflows.create(conn, run, plan, notices)
+        with self._connection("starting workflow runs") as conn:  # one statement: atomic by itself
+            results = self._workflows.create(conn, runs, plan, notices)
         self._committed(notices)
-        return result
+        return results
 
     def change_workflow_run(self, run_id: int, change: RunChange) -> WorkflowRun:
         notices: list[RunNotice] = []

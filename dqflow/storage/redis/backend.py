@@ -758,11 +758,11 @@ class RedisStorage(Storage):
         self._committed(notices)
         return [ReclaimedJob(job_id, JobStatus.FAILED) for job_id, flag in zip(ids, flags, strict=True) if flag]
 
-    def create_workflow_run(self, run: NewWorkflowRun, plan: RunChange) -> tuple[int, bool]:
+    def create_workflow_runs(self, runs: Sequence[NewWorkflowRun], plan: RunChange) -> list[tuple[int, bool]]:
         notices: list[RunNotice] = []
-        result = self._workflows.create(run, plan, notices)
+        results = self._workflows.create(runs, plan, notices)
         self._committed(notices)
-        return result
+        return results
 
     def change_workflow_run(self, run_id: int, change: RunChange) -> WorkflowRun:
         notices: list[RunNotice] = []

@@ -56,7 +56,7 @@ from dqflow.storage.changes import Change
 from dqflow.storage.sqlite import _cleanup, _durable, _schedules, _unique, _workers, _workflows, changes, flow
 from dqflow.storage.sqlite._memory import MEMORY_PATH, throwaway_database
 from dqflow.storage.sqlite.migrations import migrate
-from dqflow.storage.workflows import JobEnd, NewWorkflowRun, RunChange, RunNotice, WorkflowFilter
+from dqflow.storage.workflows import JobEnd, NewWorkflowRun, RunChange, RunNotice, WorkflowFilter, planned_starts
 
 if TYPE_CHECKING:  # SQLModel models: loaded only when a record is built (``dqflow add`` never does)
     from dqflow.record import JobEvent, JobRecord
@@ -916,13 +916,16 @@ class SqliteStorage(Storage):
         if notices and self.workflow_advancer is not None:
             self.workflow_advancer.committed(notices)
 
-    def create_workflow_run(self, run: NewWorkflowRun, plan: RunChange) -> tuple[int, bool]:
+    def create_workflow_runs(self, runs: Sequence[NewWorkflowRun], plan: RunChange) -> list[tuple[int, bool]]:
+        advances = planned_starts(runs, plan)
+        if not runs:
+            return []
         now = round(time.time(), 6)
         notices: list[RunNotice] = []
         with self._write() as conn:
-            result = _workflows.create_run(conn, run, plan, self._insert_step_jobs, now, notices)
+            results = _workflows.create_runs(conn, runs, advances, self._insert_step_jobs, now, notices)
         self._committed(notices)
-        return result
+        return results
 
     def change_workflow_run(self, run_id: int, change: RunChange) -> WorkflowRun:
         now = time.time()
