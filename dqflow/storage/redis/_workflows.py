@@ -4,9 +4,10 @@ Lua cannot run the Python that plans a run, so each change is read, computed,
 then applied by ``lua/workflow.lua`` only if nothing it read has moved: the
 run's ``version`` and each step job's status and lease token. Otherwise the
 script writes nothing and answers ``conflict``; the change is read and computed
-again (at most ``MAX_ATTEMPTS`` times). Ids of the jobs an advance inserts and
-of a new run are drawn beforehand (``INCRBY``), so the stored step state can
-name them; a retried attempt simply leaves gaps in the ids.
+again (at most ``MAX_ATTEMPTS`` times). Ids of the jobs an advance inserts are
+drawn beforehand (``INCRBY``), so the stored step state can name them; a
+retried attempt simply leaves gaps in the ids. New runs need no guard: a batch
+of them is one script call that draws the runs' and their first jobs' ids itself.
 
 Keys (all under the queue's ``{prefix}``): ``P:wfrun:<id>`` (hash: the
 ``WorkflowRun`` columns, timestamps in µs), ``P:wfrun_id`` (counter),
