@@ -92,22 +92,25 @@ class PgWorkflows:
         """Plan the runs' starts, then insert the runs and their first jobs in one statement (autocommit)."""
         advances = planned_starts(runs, plan)  # no I/O and no use of the ids: planned before they are drawn
         storage = self._storage
-        jobs = [
-            replace(job, workflow_run_id=place)  # the place of its run in the batch (workflow_start_runs.sql)
-            for place, advance in enumerate(advances, 1)
-            for job in advance.new_jobs
+        jobs = [job for advance in advances for job in advance.new_jobs]
+        places = [place for place, advance in enumerate(advances, 1) for _ in advance.new_jobs]
+        rows = [
+            [
+                run.name,
+                advance.status.value,
+                run.input_json,
+                advance.output_json,
+                json.dumps(list(run.tags)),
+                run.idempotency_key,
+                advance.failure_reason,
+                advance.error,
+                steps,
+            ]
+            for run, advance, steps in zip(runs, advances, batch_steps_json(advances), strict=True)
         ]
         params = {
-            "names": [run.name for run in runs],
-            "statuses": [advance.status.value for advance in advances],
-            "inputs": [run.input_json for run in runs],
-            "outputs": [advance.output_json for advance in advances],
-            "tags": [json.dumps(list(run.tags)) for run in runs],
-            "idempotency_keys": [run.idempotency_key for run in runs],
-            "failure_reasons": [advance.failure_reason for advance in advances],
-            "errors": [advance.error for advance in advances],
-            "steps": batch_steps_json(advances),
-            "jobs": storage._jobs_json(jobs),
+            "runs": json.dumps(rows),
+            "jobs": storage._jobs_json(jobs, places),  # a job's run: its place in the batch (the SQL's comment)
             "channel": storage._channel,
         }
         with conn.cursor(row_factory=tuple_row) as cur:

@@ -94,6 +94,7 @@ _MISSING_SCHEMA = (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaNa
 _OPTIONS = {option.name: option for option in JOB_OPTIONS}
 _OPTION_VALUES = operator.attrgetter(*_OPTIONS)  # a NewJob's options as a tuple, in JOB_OPTIONS order
 _TIME_POSITIONS = [i for i, option in enumerate(JOB_OPTIONS) if option.kind is OptionKind.TIME]
+_RUN_ID_POSITION = next(i for i, option in enumerate(JOB_OPTIONS) if option.name == "workflow_run_id")
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -326,14 +327,18 @@ class PostgresStorage(Storage):
             return _schedules.add_unique(conn, self._q, self.add_jobs, job, rule)
 
     @staticmethod
-    def _jobs_json(jobs: Sequence[NewJob]) -> str:
-        """The ``jobs`` parameter of add_jobs.sql: one JSON array of option values per job."""
+    def _jobs_json(jobs: Sequence[NewJob], workflow_run_ids: Sequence[int] | None = None) -> str:
+        """The ``jobs`` parameter of add_jobs.sql: one JSON array of option values per job
+        (``workflow_run_ids``: one per job, in place of the jobs' own)."""
         values: list[list[Any]] = []
         for job in jobs:
             row = list(_OPTION_VALUES(job))  # tuples (tags) become JSON arrays
             for position in _TIME_POSITIONS:
                 row[position] = _iso(row[position])
             values.append(row)
+        if workflow_run_ids is not None:
+            for row, run_id in zip(values, workflow_run_ids, strict=True):
+                row[_RUN_ID_POSITION] = run_id
         return json.dumps(values)
 
     def _add_on(

@@ -1,7 +1,8 @@
 -- Start a batch of workflow runs in one statement (one round trip, atomic without a
 -- transaction): the run rows, each already in the state its start planned
 -- (storage/workflows.py: planned_starts), and the jobs of their first steps.
--- Runs come as parallel arrays (one element per run, unnested in order); jobs as one JSON
+-- Runs come as one JSON array of rows (name, status, input, output, tags, idempotency key,
+-- failure reason, error, steps; JSON values as text, kept as written), jobs as one JSON
 -- array of rows as in add_jobs.sql, whose workflow_run_id is the place of the job's run
 -- in the batch (1-based). Run and job ids are drawn up front; a run's step state names its
 -- jobs -k (the k-th job of %(jobs)s: storage/workflows.py batch_steps_json), replaced
@@ -10,13 +11,11 @@
 -- looks it up: workflow_run_by_key.sql). Inserted jobs get an `added` event and one
 -- NOTIFY per job type, and their concurrency and rate keys their rows, as in add_jobs.sql.
 WITH new_runs AS MATERIALIZED (
-    SELECT r.ord AS run_ord,
+    SELECT t.ord AS run_ord,
            nextval(pg_get_serial_sequence('dqflow_workflow_runs', 'id')) AS id,
-           r.name, r.status, r.input, r.output, r.tags, r.idempotency_key, r.failure_reason, r.error, r.steps
-    FROM unnest(%(names)s::text[], %(statuses)s::text[], %(inputs)s::text[], %(outputs)s::text[],
-                %(tags)s::text[], %(idempotency_keys)s::text[], %(failure_reasons)s::text[],
-                %(errors)s::text[], %(steps)s::text[])
-         WITH ORDINALITY AS r(name, status, input, output, tags, idempotency_key, failure_reason, error, steps, ord)
+           r ->> 0 AS name, r ->> 1 AS status, r ->> 2 AS input, r ->> 3 AS output, r ->> 4 AS tags,
+           r ->> 5 AS idempotency_key, r ->> 6 AS failure_reason, r ->> 7 AS error, r ->> 8 AS steps
+    FROM jsonb_array_elements(%(runs)s::jsonb) WITH ORDINALITY AS t(r, ord)
 ),
 input AS MATERIALIZED (
     SELECT $OPTION_FIELDS,
@@ -24,17 +23,20 @@ input AS MATERIALIZED (
            nextval('dqflow_jobs_id_seq') AS new_id
     FROM jsonb_array_elements(%(jobs)s::jsonb) WITH ORDINALITY AS t(r, ord)
 ),
+drawn AS MATERIALIZED (
+    -- the drawn job ids by place: -k in a step's job_ids is drawn.ids[k] (no join per step)
+    SELECT coalesce(array_agg(new_id ORDER BY ord), '{}') AS ids FROM input
+),
 state AS MATERIALIZED (
     SELECT new_runs.id,
            (SELECT coalesce(jsonb_agg(
                        CASE WHEN jsonb_array_length(s.step -> 'job_ids') = 0 THEN s.step
                             ELSE jsonb_set(s.step, '{job_ids}', (
-                                SELECT jsonb_agg(input.new_id ORDER BY j.n)
-                                FROM jsonb_array_elements_text(s.step -> 'job_ids') WITH ORDINALITY AS j(v, n)
-                                JOIN input ON input.ord = -(j.v)::bigint))
+                                SELECT jsonb_agg(drawn.ids[-(j.v)::int] ORDER BY j.n)
+                                FROM jsonb_array_elements_text(s.step -> 'job_ids') WITH ORDINALITY AS j(v, n)))
                        END ORDER BY s.n), '[]'::jsonb)
             FROM jsonb_array_elements(new_runs.steps::jsonb) WITH ORDINALITY AS s(step, n)) AS steps
-    FROM new_runs
+    FROM new_runs CROSS JOIN drawn
 ),
 run AS (
     INSERT INTO dqflow_workflow_runs (id, name, status, input, output, tags, idempotency_key, failure_reason,
