@@ -25,7 +25,6 @@ from dqflow.errors import (
     InvalidJobStateError,
     JobNotFoundError,
     StorageError,
-    StorageTooNewError,
     TokenAlreadyCompletedError,
     TokenExpiredError,
     TokenNotFoundError,
@@ -58,7 +57,7 @@ from dqflow.storage.base import (
     outcomes_by_kind,
 )
 from dqflow.storage.changes import Change
-from dqflow.storage.redis import _schedules, changes
+from dqflow.storage.redis import _layout, _schedules, changes
 from dqflow.storage.redis._alarm import Alarm
 from dqflow.storage.redis._workflows import RedisWorkflows, settle_ops
 from dqflow.storage.redis.codec import (
@@ -82,8 +81,6 @@ from dqflow.workflow_record import WorkflowPage, WorkflowRun
 T = TypeVar("T")
 
 DEFAULT_PREFIX = "dqflow"
-LAYOUT_VERSION = 1
-"""The key and hash layout this code reads and writes (``docs/REDIS.md``), kept in ``P:layout``."""
 _RECLAIM_BATCH = 500
 _LIST_SCAN_BUDGET = 5_000  # candidates one list step looks at before yielding Redis
 _DEFAULT_OPTIONS: dict[str, Any] = {"socket_timeout": 30.0, "socket_connect_timeout": 5.0}
@@ -289,21 +286,8 @@ class RedisStorage(Storage):
         self._guard("load the dqflow Lua scripts", load)
 
     def _check_layout(self) -> None:
-        """Record the key layout version (``P:layout``); refuse data of a newer layout.
-
-        A queue written before layouts were numbered reads exactly as layout 1
-        (fields that did not exist yet, such as ``meta``, read as their defaults).
-        """
-        key = f"{self._key}:layout"
-        self._client.set(key, LAYOUT_VERSION, nx=True)
-        stored = as_text(self._client.get(key))
-        if stored is None or not str(stored).isdigit():
-            raise StorageError(f"Redis at {self.url}: {key} holds {stored!r}, not a dqflow layout version")
-        if int(stored) > LAYOUT_VERSION:
-            raise StorageTooNewError(
-                f"Redis at {self.url} holds a dqflow queue written by a newer dqflow (layout {stored});"
-                f" this dqflow knows layouts up to {LAYOUT_VERSION}: upgrade dqflow to use it"
-            )
+        """Refuse a newer key layout; upgrade an older one (``redis/_layout.py``) and record it."""
+        _layout.check_and_upgrade(self._client, self._key, self.url, self._run)
 
     def close(self) -> None:
         if self._closed:

@@ -43,6 +43,8 @@ NAMES = (
     "step",
     "complete_token",
     "wake",
+    "layout_finished",
+    "layout_raise",
 )
 
 COMPOSED = {"claim_tick": ("add_many",), "add_unique": ("add_many",)}
