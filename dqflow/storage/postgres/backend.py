@@ -24,7 +24,7 @@ import psycopg
 from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from dqflow.durable.model import NewToken, TokenRecord
+from dqflow.durable.model import NewToken, TokenRecord, shown_token_status
 from dqflow.errors import (
     DqflowError,
     InvalidJobStateError,
@@ -33,6 +33,7 @@ from dqflow.errors import (
     StorageError,
     TokenAlreadyCompletedError,
     TokenExpiredError,
+    TokenJobFinishedError,
     TokenNotFoundError,
 )
 from dqflow.record import TIMESTAMP_FIELDS, JobEvent, JobRecord, JobStatus
@@ -121,6 +122,8 @@ def _record(row: dict[str, Any]) -> JobRecord:
 def _token(row: dict[str, Any]) -> TokenRecord:
     for name in ("timeout_at", "created_at", "completed_at"):
         row[name] = _utc(row[name])
+    if "job_status" in row:  # get_token.sql: read with its job's status
+        row["status"] = shown_token_status(row["status"], row.pop("job_status"))
     return TokenRecord.from_storage(row)
 
 
@@ -135,8 +138,7 @@ def check_completable(token_id: str, found: dict[str, Any] | None) -> None:
             f"token {token_id} expired (its timeout passed): job {found['job_id']} went on without it"
         )
     if found["job_status"] not in ("pending", "processing", "waiting"):
-        status = found["job_status"] or "gone"
-        raise TokenExpiredError(f"token {token_id} can no longer be completed: its job {found['job_id']} is {status}")
+        raise TokenJobFinishedError(token_id, found["job_id"], found["job_status"])
 
 
 def _event(row: dict[str, Any]) -> JobEvent:

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
-from dqflow.durable.model import NewToken, TokenRecord
+from dqflow.durable.model import NewToken, TokenRecord, shown_token_status
 from dqflow.errors import (
     ConfigError,
     DependencyError,
@@ -27,6 +27,7 @@ from dqflow.errors import (
     StorageError,
     TokenAlreadyCompletedError,
     TokenExpiredError,
+    TokenJobFinishedError,
     TokenNotFoundError,
 )
 from dqflow.record import JobEvent, JobRecord, JobStatus
@@ -635,8 +636,12 @@ class RedisStorage(Storage):
         return bool(self._run("step", f"create a token for job {job_id}", *args) == 1)
 
     def get_token(self, token_id: str) -> TokenRecord | None:
-        fields = self._guard(f"read token {token_id}", lambda: self._client.hgetall(f"{self._key}:token:{token_id}"))
-        return _token(token_id, fields if self._decoded else as_text(fields)) if fields else None
+        reply = self._run("get_token", f"read token {token_id}", token_id)
+        if not reply:
+            return None
+        fields = pairs_to_dict(reply[0])
+        fields["status"] = shown_token_status(fields["status"], reply[1] or None)
+        return _token(token_id, fields)
 
     def complete_token(self, token_id: str, data_json: str) -> TokenRecord:
         reply = self._run("complete_token", f"complete token {token_id}", token_id, data_json)
@@ -648,7 +653,7 @@ class RedisStorage(Storage):
             raise TokenAlreadyCompletedError(f"token {token_id} was already completed: its data is kept")
         if reply[0] == "expired":
             raise TokenExpiredError(f"token {token_id} expired (its timeout passed): job {reply[1]} went on without it")
-        raise TokenExpiredError(f"token {token_id} can no longer be completed: its job {reply[1]} is {reply[2]}")
+        raise TokenJobFinishedError(token_id, reply[1], None if reply[2] == "gone" else reply[2])
 
     def wake_due_jobs(self) -> int:
         woken = 0

@@ -42,6 +42,7 @@ NAMES = (
     "workflow",
     "step",
     "complete_token",
+    "get_token",
     "wake",
     "layout_finished",
     "layout_raise",
