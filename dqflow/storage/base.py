@@ -720,6 +720,13 @@ class Storage(ABC):
     ) -> int:
         """How many jobs ``delete_finished_jobs`` would delete with no limit (a dry run)."""
 
+    @abstractmethod
+    def prune_flow_control(self, *, limit: int = 500) -> int:
+        """Delete flow-control bookkeeping of keys not in use: up to ``limit`` concurrency-slot
+        rows no job holds and up to ``limit`` rate windows that have ended; how many were
+        deleted. A claim reads a missing slot row as a free key and a missing window as a
+        fresh one, so this never lets a claim admit more than a limit (docs/FLOW_CONTROL.md)."""
+
     # -- change feed (live updates; see storage/changes.py) ------------------------------
 
     @abstractmethod

@@ -844,6 +844,24 @@ class PostgresStorage(Storage):
         rows = self._rows("deleting old job events", self._q.delete_old_events, {"before": before, "limit": limit})
         return int(rows[0]["count"])
 
+    def prune_flow_control(self, *, limit: int = 500) -> int:
+        if limit <= 0:
+            return 0
+        params = {"limit": limit}
+        slots = self._rowcount("pruning idle concurrency slots", self._q.prune_idle_slots, params)
+        if not self._rows("looking for ended rate windows", self._q.any_ended_window, {})[0]["found"]:
+            return slots
+        with self._connection("pruning ended rate windows") as conn:
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    cur.execute("SET LOCAL lock_timeout = '100ms'")
+                    cur.execute(self._q.lock_rate_windows)
+                    cur.execute(self._q.prune_ended_windows, params)
+                    windows = cur.rowcount
+            except psycopg.errors.LockNotAvailable:
+                windows = 0  # claims kept the table busy for 100 ms: the next pass tries again
+        return slots + windows
+
     def count_finished_jobs(
         self, statuses: Sequence[JobStatus], before: datetime, *, job_type: str | None = None
     ) -> int:

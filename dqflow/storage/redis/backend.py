@@ -227,6 +227,7 @@ class RedisStorage(Storage):
         #: index entries the last ``list_jobs`` looked at (for tests and diagnostics)
         self.last_list_scanned = 0
         self._workflows = RedisWorkflows(self)
+        self._flow_cursor = 0  # where prune_flow_control's HSCAN of the rate windows goes on
 
     # -- connections -----------------------------------------------------------------
 
@@ -801,6 +802,26 @@ class RedisStorage(Storage):
         if limit <= 0:
             return 0
         return int(self._run("prune_events", "delete old job events", to_us(before, "before"), limit))
+
+    def prune_flow_control(self, *, limit: int = 500) -> int:
+        # HSCAN of the rate windows from where the last call stopped (whole when it wraps),
+        # a script per batch that deletes those ended by its clock; at most 10 x limit looked at
+        if limit <= 0:
+            return 0
+        deleted, looked = 0, 0
+        while deleted < limit and looked < 10 * limit:
+            cursor, batch = self._guard(
+                "scan the rate windows",
+                lambda: self._client.hscan(f"{self._key}:rate:end", self._flow_cursor, count=limit),
+            )
+            self._flow_cursor = int(cursor)
+            keys = [as_text(key) for key in batch][: limit - deleted]
+            looked += max(len(batch), 1)
+            if keys:
+                deleted += int(self._run("prune_flow", "prune ended rate windows", *keys))
+            if self._flow_cursor == 0:
+                break
+        return deleted
 
     def count_finished_jobs(
         self, statuses: Sequence[JobStatus], before: datetime, *, job_type: str | None = None

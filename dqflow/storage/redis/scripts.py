@@ -37,6 +37,7 @@ NAMES = (
     "prune",
     "add_unique",
     "prune_events",
+    "prune_flow",
     "worker_beat",
     "worker_remove",
     "workflow",

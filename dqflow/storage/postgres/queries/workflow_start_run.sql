@@ -40,7 +40,6 @@ inserted AS (
     FROM input CROSS JOIN run  -- no run (its key is taken): no jobs
     RETURNING id, job_type
 ),
-$FLOW_ROWS,
 added AS (
     INSERT INTO dqflow_job_events (job_id, event_type, created_at)
     SELECT id, 'added', now() FROM inserted
