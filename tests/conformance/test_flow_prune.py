@@ -10,8 +10,10 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
+from helpers import make_queue
 
 from dqflow.storage import Completion, NewJob, Storage, open_storage
+from dqflow.worker._pruner import Pruner
 
 
 def _keyed(key: str, limit: int = 1) -> NewJob:
@@ -121,3 +123,22 @@ def test_limits_hold_while_pruning_runs_concurrently(storages: list[Storage]) ->
     assert starts and max(starts.values()) <= rate_limit, starts
     assert sum(starts.values()) >= 2 * rate_limit  # starts in several windows
     assert pruned[1] >= 10 and pruned[0] >= 1  # pruning ran, and deleted rows, while claims ran
+
+
+def test_the_workers_pruner_prunes_flow_control_when_a_type_declares_it(backend: str) -> None:
+    limited = {"handler": lambda payload: None, "rate_limit": {"limit": 5, "per": "100ms"}}
+    queue = make_queue(backend, {"limited": limited, "plain": {"handler": lambda payload: None}})
+    plain_queue = make_queue(backend, {"plain": {"handler": lambda payload: None}})
+    plain_only = Pruner(plain_queue.declaration, queue.storage)
+    plain_queue.close()
+    try:
+        queue.add_many([{"job_type": "limited", "payload": {}} for _ in range(3)])
+        claimed = queue.storage.claim_jobs("w", ["limited"], 3, 30_000)
+        assert queue.storage.settle_jobs([Completion(job.id, job.lease_token) for job in claimed]) == [True] * 3
+        time.sleep(0.11)  # its window has ended
+        assert not plain_only.has_work and plain_only.prune_once() == (0, False)
+        pruner = Pruner(queue.declaration, queue.storage)
+        assert pruner.has_work and pruner.prune_once() == (0, False)
+        assert pruner.flow_rows_pruned >= 1 and queue.storage.prune_flow_control() == 0
+    finally:
+        queue.close()
