@@ -86,6 +86,8 @@ def test_cleanup_removes_unused_flow_control_entries(project: Path, dq: Callable
     finally:
         storage.close()
     assert dq("--json", "cleanup", "--older-than", "0s", "--dry-run").json()["flow_control_rows"] is None
+    assert "0 concurrency keys, 3 rate windows kept" in dq("stats").out
     result = dq("cleanup", "--older-than", "1d")
     assert result.code == 0 and "removed 3 unused flow-control entries" in result.out, result.out
+    assert dq("--json", "stats").json()["flow_control"] == {"slot_keys": 0, "rate_windows": 0}
     assert dq("--json", "cleanup", "--older-than", "1d").json()["flow_control_rows"] == 0

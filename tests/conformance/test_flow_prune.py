@@ -40,12 +40,15 @@ def test_unused_keys_are_pruned_and_keys_in_use_keep_their_limits(storage: Stora
     (started,) = storage.claim_jobs("w", ["t"], 2, 30_000)  # the hour's one start taken
     assert storage.settle_jobs([Completion(started.id, started.lease_token)]) == [True]
     time.sleep(0.06)
+    assert storage.count_flow_control().rate_windows == n + 1
 
     first = storage.prune_flow_control(limit=5)
     assert 1 <= first <= 10  # at most `limit` slots and `limit` windows
     rest = storage.prune_flow_control(limit=500)
     assert first + rest >= n  # every backend keeps rate windows; PostgreSQL also slot rows
     assert storage.prune_flow_control(limit=500) == 0
+    kept = storage.count_flow_control()
+    assert kept.rate_windows == 1 and kept.slot_keys <= 1  # "hourly"; "busy" (SQLite stores no slots)
 
     # the keys in use kept their counts: neither waiting job may start
     assert storage.claim_jobs("w", ["t"], 10, 30_000) == []

@@ -147,6 +147,7 @@ class Queries:
     any_ended_window: str
     lock_rate_windows: str
     prune_ended_windows: str
+    count_flow_control: str
     lock_unique_key: str
     job_status_age: str
     set_unique_key: str

@@ -44,6 +44,7 @@ from dqflow.storage.base import (
     AddResult,
     Completion,
     Failure,
+    FlowControlCounts,
     JobFilter,
     JobPage,
     Lease,
@@ -861,6 +862,10 @@ class PostgresStorage(Storage):
             except psycopg.errors.LockNotAvailable:
                 windows = 0  # claims kept the table busy for 100 ms: the next pass tries again
         return slots + windows
+
+    def count_flow_control(self) -> FlowControlCounts:
+        row = self._rows("counting flow-control rows", self._q.count_flow_control, {})[0]
+        return FlowControlCounts(int(row["slot_keys"]), int(row["rate_windows"]))
 
     def count_finished_jobs(
         self, statuses: Sequence[JobStatus], before: datetime, *, job_type: str | None = None

@@ -38,6 +38,7 @@ from dqflow.storage.base import (
     AddResult,
     Completion,
     Failure,
+    FlowControlCounts,
     JobFilter,
     JobPage,
     Lease,
@@ -802,6 +803,16 @@ class RedisStorage(Storage):
         if limit <= 0:
             return 0
         return int(self._run("prune_events", "delete old job events", to_us(before, "before"), limit))
+
+    def count_flow_control(self) -> FlowControlCounts:
+        def read() -> list[Any]:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.hlen(f"{self._key}:conc:active")
+            pipe.hlen(f"{self._key}:rate:end")
+            return cast(list[Any], pipe.execute())
+
+        slots, windows = self._guard("count flow-control entries", read)
+        return FlowControlCounts(int(slots), int(windows))
 
     def prune_flow_control(self, *, limit: int = 500) -> int:
         # HSCAN of the rate windows from where the last call stopped (whole when it wraps),

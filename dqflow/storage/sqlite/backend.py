@@ -32,6 +32,7 @@ from dqflow.storage.base import (
     AddResult,
     Completion,
     Failure,
+    FlowControlCounts,
     JobFilter,
     JobPage,
     Lease,
@@ -880,6 +881,10 @@ class SqliteStorage(Storage):
     def delete_old_events(self, before: datetime, *, limit: int = 500) -> int:
         with self._write() as conn:
             return _cleanup.delete_old_events(conn, before, limit)
+
+    def count_flow_control(self) -> FlowControlCounts:
+        windows = self._conn().execute("SELECT count(*) FROM dqflow_rate_windows").fetchone()[0]
+        return FlowControlCounts(0, int(windows))  # slots are counted from the jobs: none stored
 
     def prune_flow_control(self, *, limit: int = 500) -> int:
         # SQLite counts concurrency slots from the jobs themselves: only rate windows are kept
