@@ -63,13 +63,23 @@ rate_granted AS (
     -- window_ms since the epoch. A key with no row (its first start, or its row pruned once
     -- its window ended: Storage.prune_flow_control) gets one here. Rows are written in key
     -- order; a row a concurrent claim wrote first is waited for and its latest version
-    -- re-read (ON CONFLICT DO UPDATE always acts on the latest version), and a row deleted
-    -- meanwhile is inserted afresh.
+    -- re-read (ON CONFLICT DO UPDATE acts on the latest version), a row deleted meanwhile
+    -- is inserted afresh.
+    -- A start counts in the window of its job's started_at (this statement's now()), so a
+    -- claim whose window has ended by the clock when it writes (clock_timestamp(): it began
+    -- just before a window boundary, then waited) takes no start; its jobs stay pending for
+    -- the next claim. This also keeps a window pruned after this claim began from being
+    -- started afresh: the pruner deletes only windows ended before it took its table lock,
+    -- which this claim waited for.
     INSERT INTO dqflow_rate_windows AS w (key, window_end, starts, granted)
-    SELECT key,
-           to_timestamp((floor(extract(epoch FROM now()) * 1000 / window_ms) + 1) * window_ms / 1000.0),
-           least(lim, n), least(lim, n)
-    FROM rate_wanted
+    SELECT key, fresh_end, least(lim, n), least(lim, n)
+    FROM (
+        SELECT key, lim, n,
+               to_timestamp((floor(extract(epoch FROM now()) * 1000 / window_ms) + 1) * window_ms / 1000.0)
+                   AS fresh_end
+        FROM rate_wanted
+    ) AS fresh
+    WHERE fresh_end > clock_timestamp()
     ORDER BY key
     ON CONFLICT (key) DO UPDATE
     SET window_end = CASE WHEN w.window_end > now() THEN w.window_end ELSE excluded.window_end END,
@@ -81,7 +91,8 @@ rate_granted AS (
                        THEN least((SELECT lim FROM rate_wanted AS r WHERE r.key = w.key),
                                   w.starts + (SELECT n FROM rate_wanted AS r WHERE r.key = w.key)) - w.starts
                        ELSE excluded.granted END
-    WHERE w.window_end <= now() OR w.starts < (SELECT lim FROM rate_wanted AS r WHERE r.key = w.key)
+    WHERE excluded.window_end > clock_timestamp()
+      AND (w.window_end <= now() OR w.starts < (SELECT lim FROM rate_wanted AS r WHERE r.key = w.key))
     RETURNING w.key, w.granted
 ),
 rate_ranked AS (
