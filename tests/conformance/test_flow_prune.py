@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 from helpers import make_queue
 
+from dqflow import JobRecord
 from dqflow.storage import Completion, NewJob, Storage, open_storage
 from dqflow.worker._pruner import Pruner
 
@@ -24,8 +25,14 @@ def _rated(key: str, limit: int, window_ms: int) -> NewJob:
     return NewJob("t", "{}", rate_key=f"t:{key}", rate_limit=limit, rate_window_ms=window_ms)
 
 
-def _run_all(storage: Storage, n: int) -> None:
-    claimed = storage.claim_jobs("w", ["t"], n, 30_000)
+def _run_all(storage: Storage, n: int, job_type: str = "t") -> None:
+    """Claim and complete ``n`` ready jobs (a claim that straddles a short rate window's end
+    may take fewer: PostgreSQL counts no start then, so claim again, a bounded number of times)."""
+    claimed: list[JobRecord] = []
+    for _ in range(20):
+        claimed += storage.claim_jobs("w", [job_type], n - len(claimed), 30_000)
+        if len(claimed) == n:
+            break
     assert len(claimed) == n
     assert storage.settle_jobs([Completion(job.id, job.lease_token) for job in claimed]) == [True] * n
 
@@ -136,8 +143,7 @@ def test_the_workers_pruner_prunes_flow_control_when_a_type_declares_it(backend:
     plain_queue.close()
     try:
         queue.add_many([{"job_type": "limited", "payload": {}} for _ in range(3)])
-        claimed = queue.storage.claim_jobs("w", ["limited"], 3, 30_000)
-        assert queue.storage.settle_jobs([Completion(job.id, job.lease_token) for job in claimed]) == [True] * 3
+        _run_all(queue.storage, 3, "limited")
         time.sleep(0.11)  # its window has ended
         assert not plain_only.has_work and plain_only.prune_once() == (0, False)
         pruner = Pruner(queue.declaration, queue.storage)
