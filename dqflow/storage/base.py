@@ -402,6 +402,15 @@ def finished_statuses(statuses: Sequence[JobStatus | str]) -> tuple[JobStatus, .
     return tuple(dict.fromkeys(checked))
 
 
+@dataclass(frozen=True, slots=True)
+class FlowControlCounts:
+    """How much flow-control bookkeeping storage holds (``dqflow stats``): concurrency keys
+    with a stored count (SQLite stores none: it counts processing jobs) and rate windows."""
+
+    slot_keys: int
+    rate_windows: int
+
+
 @dataclass(slots=True)
 class JobPage:
     """One page of ``list_jobs``; pass ``next_cursor`` back for the next page."""
@@ -719,6 +728,17 @@ class Storage(ABC):
         self, statuses: Sequence[JobStatus], before: datetime, *, job_type: str | None = None
     ) -> int:
         """How many jobs ``delete_finished_jobs`` would delete with no limit (a dry run)."""
+
+    @abstractmethod
+    def prune_flow_control(self, *, limit: int = 500) -> int:
+        """Delete flow-control bookkeeping of keys not in use: up to ``limit`` concurrency-slot
+        rows no job holds and up to ``limit`` rate windows that have ended; how many were
+        deleted. A claim reads a missing slot row as a free key and a missing window as a
+        fresh one, so this never lets a claim admit more than a limit (docs/FLOW_CONTROL.md)."""
+
+    @abstractmethod
+    def count_flow_control(self) -> FlowControlCounts:
+        """How many concurrency keys and rate windows storage keeps bookkeeping for."""
 
     # -- change feed (live updates; see storage/changes.py) ------------------------------
 

@@ -89,7 +89,6 @@ def _with_options(sql: str) -> str:
         .replace("$OPTION_VALUES", ", ".join(_option_value(o) for o in JOB_OPTIONS))
         .replace("$CANCEL_DEPENDENTS", read("cancel_dependents").strip())
         .replace("$FREE_SLOTS", read("free_slots").strip())
-        .replace("$FLOW_ROWS", read("flow_rows").strip())
         .replace("$ADD_DEAD_LETTERS", read("add_dead_letters").strip())
         .replace("$EDIT_ASSIGNMENTS", ",\n        ".join(_edit_assignment(o) for o in JOB_OPTIONS if o.editable))
     )
@@ -144,6 +143,11 @@ class Queries:
     delete_finished_jobs: str
     count_finished_jobs: str
     delete_old_events: str
+    prune_idle_slots: str
+    any_ended_window: str
+    lock_rate_windows: str
+    prune_ended_windows: str
+    count_flow_control: str
     lock_unique_key: str
     job_status_age: str
     set_unique_key: str

@@ -32,6 +32,7 @@ from dqflow.storage.base import (
     AddResult,
     Completion,
     Failure,
+    FlowControlCounts,
     JobFilter,
     JobPage,
     Lease,
@@ -577,13 +578,7 @@ class SqliteStorage(Storage):
     # -- working ---------------------------------------------------------------------
 
     def claim_jobs(self, worker_id: str, job_types: Sequence[str] | None, limit: int, lease_ms: int) -> list[JobRecord]:
-        now = time.time()
-        type_clause = ""
-        params: list[Any] = [worker_id, now, now + lease_ms / 1000, now, now, now]
-        if job_types:
-            type_clause = f" AND job_type IN ({','.join('?' * len(job_types))})"
-            params.extend(job_types)
-        params.append(limit)
+        type_clause = "" if not job_types else f" AND job_type IN ({','.join('?' * len(job_types))})"
         claim = (
             "UPDATE dqflow_jobs SET status = 'processing', attempts = attempts + 1, lease_token = lease_token + 1,"
             " output = NULL, progress = NULL, locked_by = ?, locked_at = ?, lease_expires_at = ?, started_at = ?,"
@@ -595,6 +590,10 @@ class SqliteStorage(Storage):
             " ORDER BY priority DESC, run_at, id LIMIT ?) RETURNING *"
         )
         with self._write() as conn:
+            # the clock is read under the write lock: a rate window prune_flow_control found
+            # ended (under the same lock) is ended for every later claim too
+            now = time.time()
+            params: list[Any] = [worker_id, now, now + lease_ms / 1000, now, now, now, *(job_types or ()), limit]
             if conn.execute(flow.ANY_LIMITED_PENDING).fetchone() is None:
                 records = _records(conn.execute(sql, params))
             else:
@@ -908,6 +907,15 @@ class SqliteStorage(Storage):
     def delete_old_events(self, before: datetime, *, limit: int = 500) -> int:
         with self._write() as conn:
             return _cleanup.delete_old_events(conn, before, limit)
+
+    def count_flow_control(self) -> FlowControlCounts:
+        windows = self._conn().execute("SELECT count(*) FROM dqflow_rate_windows").fetchone()[0]
+        return FlowControlCounts(0, int(windows))  # slots are counted from the jobs: none stored
+
+    def prune_flow_control(self, *, limit: int = 500) -> int:
+        # SQLite counts concurrency slots from the jobs themselves: only rate windows are kept
+        with self._write() as conn:
+            return flow.prune_windows(conn, time.time(), limit)
 
     def count_finished_jobs(
         self, statuses: Sequence[JobStatus], before: datetime, *, job_type: str | None = None

@@ -9,7 +9,7 @@
 -- here by their ids. A run whose idempotency key is taken (by a stored run or an earlier
 -- run of the batch) is not inserted, nor are its jobs; it answers no row (the caller
 -- looks it up: workflow_run_by_key.sql). Inserted jobs get an `added` event and one
--- NOTIFY per job type, and their concurrency and rate keys their rows, as in add_jobs.sql.
+-- NOTIFY per job type, as in add_jobs.sql.
 WITH new_runs AS MATERIALIZED (
     SELECT t.ord AS run_ord,
            nextval(pg_get_serial_sequence('dqflow_workflow_runs', 'id')) AS id,
@@ -58,7 +58,6 @@ inserted AS (
     FROM input JOIN started AS run ON run.run_ord = input.workflow_run_id  -- no run (its key is taken): no jobs
     RETURNING id, job_type
 ),
-$FLOW_ROWS,
 added AS (
     INSERT INTO dqflow_job_events (job_id, event_type, created_at)
     SELECT id, 'added', now() FROM inserted
