@@ -146,6 +146,16 @@ class WaitTimeoutError(DqflowError, TimeoutError):
         super().__init__(f"job {job_id} did not finish within {timeout:g} s (still {status})")
 
 
+class WorkflowWaitTimeoutError(DqflowError, TimeoutError):
+    """``Queue.wait_workflow`` gave up: the run had not finished within the timeout (it goes on)."""
+
+    def __init__(self, run_id: int, timeout: float, status: str) -> None:
+        self.run_id = run_id
+        self.timeout = timeout
+        self.status = status
+        super().__init__(f"workflow run {run_id} did not finish within {timeout:g} s (still {status})")
+
+
 class JobFailedError(DqflowError):
     """A job waited for through a typed ``JobRef`` ended without completing (failed or cancelled)."""
 
@@ -154,6 +164,15 @@ class JobFailedError(DqflowError):
         history = record.error_history
         last = f": {history[-1].get('error')}" if history else ""
         super().__init__(f"job {record.id} ({record.job_type}) {record.status.value}{last}"[:2000])
+
+
+class WorkflowFailedError(DqflowError):
+    """A run waited for through a typed ``RunRef`` ended without completing (failed or cancelled)."""
+
+    def __init__(self, run: Any) -> None:
+        self.run = run
+        why = f": {run.error}" if run.error else ""
+        super().__init__(f"workflow run {run.id} ({run.name}) {run.status.value}{why}"[:2000])
 
 
 class InvalidJobStateError(DqflowError):
@@ -198,6 +217,24 @@ class TokenAlreadyCompletedError(TokenError):
 
 class TokenExpiredError(TokenError):
     """The token's timeout passed (its job resumed without the data), or its job is finished."""
+
+
+_JOB_ENDS = {"completed": "completed", "failed": "failed for good", "cancelled": "cancelled"}
+
+
+class TokenJobFinishedError(TokenExpiredError):
+    """The token's job is finished (cancelled, failed for good, completed) or deleted: nothing
+    will ever wait for the data, so it is refused (the token reads as ``abandoned``)."""
+
+    def __init__(self, token_id: str, job_id: int | str, job_status: str | None) -> None:
+        ended = _JOB_ENDS.get(job_status or "", "deleted")
+        super().__init__(
+            f"token {shorten(token_id, 100)} can no longer be completed: its job {job_id} was {ended}"
+            " (the token is abandoned)"
+        )
+        self.token_id = token_id
+        self.job_id = int(job_id)
+        self.job_status = job_status
 
 
 class TokenTimeout(DqflowError):

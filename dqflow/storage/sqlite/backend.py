@@ -32,6 +32,7 @@ from dqflow.storage.base import (
     AddResult,
     Completion,
     Failure,
+    FlowControlCounts,
     JobFilter,
     JobPage,
     Lease,
@@ -56,7 +57,7 @@ from dqflow.storage.changes import Change
 from dqflow.storage.sqlite import _cleanup, _durable, _schedules, _unique, _workers, _workflows, changes, flow
 from dqflow.storage.sqlite._memory import MEMORY_PATH, throwaway_database
 from dqflow.storage.sqlite.migrations import migrate
-from dqflow.storage.workflows import JobEnd, NewWorkflowRun, RunChange, RunNotice, WorkflowFilter
+from dqflow.storage.workflows import JobEnd, NewWorkflowRun, RunChange, RunNotice, WorkflowFilter, planned_starts
 
 if TYPE_CHECKING:  # SQLModel models: loaded only when a record is built (``dqflow add`` never does)
     from dqflow.record import JobEvent, JobRecord
@@ -83,6 +84,8 @@ _INSERT_JOB = (
     f" VALUES ({', '.join('?' * (len(JOB_OPTIONS) + 2))})"
 )
 _WAIT_POLL_SECONDS = 0.004
+CLOSE_WAIT_SECONDS = 5.0
+"""Longest ``close`` waits for change-feed calls on other threads (a wait ends within a poll)."""
 
 
 def _epoch(value: datetime | None) -> float | None:
@@ -176,6 +179,12 @@ class SqliteStorage(Storage):
         # lock frees, instead of in SQLite's busy handler, which sleeps 1 ms and more.
         self._write_lock = threading.RLock()
         self._ready = False
+        # Change-feed reads in progress on other threads (a Queue's follower): ``close`` sets
+        # ``_closing``, which ends their waits, and lets them finish before closing connections
+        # (closing a connection under a running statement crashes the process).
+        self._closing = threading.Event()
+        self._feed_calls = 0
+        self._feed_idle = threading.Condition()
 
     # -- connections -----------------------------------------------------------------
 
@@ -239,6 +248,7 @@ class SqliteStorage(Storage):
 
     def setup(self) -> None:
         """Apply the pending numbered migrations (``migrations/``) under the write lock."""
+        self._closing.clear()  # set up again after a close: the change feed reads again
         if self._ready:
             return
         try:
@@ -249,6 +259,9 @@ class SqliteStorage(Storage):
         self._ready = True
 
     def close(self) -> None:
+        self._closing.set()
+        with self._feed_idle:
+            self._feed_idle.wait_for(lambda: self._feed_calls == 0, timeout=CLOSE_WAIT_SECONDS)
         with self._lock:
             for conn in self._connections:
                 with suppress(sqlite3.Error):
@@ -258,6 +271,20 @@ class SqliteStorage(Storage):
         if self._throwaway is not None:  # a :memory: database ends with its storage
             self._throwaway()
             self._ready = False
+
+    @contextmanager
+    def _feed_call(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection for one change-feed call that ``close`` waits out."""
+        with self._feed_idle:
+            if self._closing.is_set():
+                raise StorageError(f"the SQLite storage {self.path} is closed")
+            self._feed_calls += 1
+        try:
+            yield self._conn()
+        finally:
+            with self._feed_idle:
+                self._feed_calls -= 1
+                self._feed_idle.notify_all()
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -551,13 +578,7 @@ class SqliteStorage(Storage):
     # -- working ---------------------------------------------------------------------
 
     def claim_jobs(self, worker_id: str, job_types: Sequence[str] | None, limit: int, lease_ms: int) -> list[JobRecord]:
-        now = time.time()
-        type_clause = ""
-        params: list[Any] = [worker_id, now, now + lease_ms / 1000, now, now, now]
-        if job_types:
-            type_clause = f" AND job_type IN ({','.join('?' * len(job_types))})"
-            params.extend(job_types)
-        params.append(limit)
+        type_clause = "" if not job_types else f" AND job_type IN ({','.join('?' * len(job_types))})"
         claim = (
             "UPDATE dqflow_jobs SET status = 'processing', attempts = attempts + 1, lease_token = lease_token + 1,"
             " output = NULL, progress = NULL, locked_by = ?, locked_at = ?, lease_expires_at = ?, started_at = ?,"
@@ -569,6 +590,10 @@ class SqliteStorage(Storage):
             " ORDER BY priority DESC, run_at, id LIMIT ?) RETURNING *"
         )
         with self._write() as conn:
+            # the clock is read under the write lock: a rate window prune_flow_control found
+            # ended (under the same lock) is ended for every later claim too
+            now = time.time()
+            params: list[Any] = [worker_id, now, now + lease_ms / 1000, now, now, now, *(job_types or ()), limit]
             if conn.execute(flow.ANY_LIMITED_PENDING).fetchone() is None:
                 records = _records(conn.execute(sql, params))
             else:
@@ -883,6 +908,15 @@ class SqliteStorage(Storage):
         with self._write() as conn:
             return _cleanup.delete_old_events(conn, before, limit)
 
+    def count_flow_control(self) -> FlowControlCounts:
+        windows = self._conn().execute("SELECT count(*) FROM dqflow_rate_windows").fetchone()[0]
+        return FlowControlCounts(0, int(windows))  # slots are counted from the jobs: none stored
+
+    def prune_flow_control(self, *, limit: int = 500) -> int:
+        # SQLite counts concurrency slots from the jobs themselves: only rate windows are kept
+        with self._write() as conn:
+            return flow.prune_windows(conn, time.time(), limit)
+
     def count_finished_jobs(
         self, statuses: Sequence[JobStatus], before: datetime, *, job_type: str | None = None
     ) -> int:
@@ -916,13 +950,16 @@ class SqliteStorage(Storage):
         if notices and self.workflow_advancer is not None:
             self.workflow_advancer.committed(notices)
 
-    def create_workflow_run(self, run: NewWorkflowRun, plan: RunChange) -> tuple[int, bool]:
+    def create_workflow_runs(self, runs: Sequence[NewWorkflowRun], plan: RunChange) -> list[tuple[int, bool]]:
+        advances = planned_starts(runs, plan)
+        if not runs:
+            return []
         now = round(time.time(), 6)
         notices: list[RunNotice] = []
         with self._write() as conn:
-            result = _workflows.create_run(conn, run, plan, self._insert_step_jobs, now, notices)
+            results = _workflows.create_runs(conn, runs, advances, self._insert_step_jobs, now, notices)
         self._committed(notices)
-        return result
+        return results
 
     def change_workflow_run(self, run_id: int, change: RunChange) -> WorkflowRun:
         now = time.time()
@@ -943,13 +980,16 @@ class SqliteStorage(Storage):
     # -- change feed (sqlite/changes.py) ------------------------------------------------
 
     def change_cursor(self) -> str:
-        return changes.change_cursor(self._conn())
+        with self._feed_call() as conn:
+            return changes.change_cursor(conn)
 
     def read_changes(self, after: str, limit: int = 500) -> list[Change]:
-        return changes.read_changes(self._conn(), after, limit)
+        with self._feed_call() as conn:
+            return changes.read_changes(conn, after, limit)
 
     def wait_for_changes(self, after: str, timeout: float) -> None:
-        changes.wait_for_changes(self._conn(), after, timeout, _WAIT_POLL_SECONDS)
+        with self._feed_call() as conn:
+            changes.wait_for_changes(conn, after, timeout, _WAIT_POLL_SECONDS, self._closing)
 
 
 def _iso(epoch: float) -> str:
