@@ -20,7 +20,6 @@ import json
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from dqflow.errors import StorageError, WorkflowRunNotFoundError
@@ -34,6 +33,7 @@ from dqflow.storage.workflows import (
     RunNotice,
     RunState,
     WorkflowFilter,
+    jobs_of_run,
     run_from_fields,
     state_from_fields,
 )
@@ -155,7 +155,7 @@ class RedisWorkflows:
     def _run_entry(self, state: RunState, advance: Advance, ids: list[int] | None = None) -> dict[str, Any]:
         """The plan of one run; ``ids``: its new jobs' ids, drawn already (else drawn here)."""
         ids = self._draw_ids(len(advance.new_jobs)) if ids is None else ids
-        jobs = [replace(job, workflow_run_id=state.id) for job in advance.new_jobs]
+        jobs = jobs_of_run(advance.new_jobs, state.id)
         return {
             "id": str(state.id),
             "status": advance.status.value,
