@@ -242,6 +242,8 @@ class _Work:
                 self.plan(name, results)
                 if self.status is not WorkflowStatus.RUNNING:
                     return
+            if not any(self.steps[name]["status"] in _OVER for name in ready):
+                break  # every step planned now runs: none can make another one ready yet
         if self.status is WorkflowStatus.RUNNING and all(s["status"] in _OVER for s in self.steps.values()):
             self.finish()
 
