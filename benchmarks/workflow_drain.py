@@ -13,6 +13,7 @@ worker's start-up is left out, to the last completion). Modes, on each backend:
 
 Step cost = plain jobs/s ÷ steps/s (1.0: a step costs what a plain job costs).
 Medians of ``--runs`` repetitions, interleaved (every mode once, then again).
+Writes ``benchmarks/results/workflow_drain.md``.
 
     .venv/bin/python benchmarks/workflow_drain.py --chains 1000 --chords 20 --runs 3
 """
@@ -25,6 +26,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +108,7 @@ def report(results: list[Result], backends: list[str], args: argparse.Namespace,
         "# Workflow steps drained by one worker",
         "",
         f"`{' '.join(['python', 'benchmarks/workflow_drain.py', *sys.argv[1:]])}`",
+        f"on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC,",
         f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores, load average "
         f"before {load}, after {loadavg()}. Medians of {args.runs}.",
         "",
@@ -128,6 +131,7 @@ def main() -> None:
     parser.add_argument("--chains", type=int, default=1000, help="Linear runs (plain: three times as many jobs).")
     parser.add_argument("--chords", type=int, default=20, help="Fan-out runs.")
     parser.add_argument("--runs", type=int, default=3, help="Repetitions (the table holds medians).")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "workflow_drain.md")
     parser.add_argument(
         "--backends", nargs="+", default=["sqlite", "postgresql", "redis"], choices=["sqlite", "postgresql", "redis"]
     )
@@ -139,7 +143,9 @@ def main() -> None:
         for backend in args.backends
         for mode in MODES
     ]
-    print(report(results, args.backends, args, load))
+    text = report(results, args.backends, args, load)
+    args.out.write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":
