@@ -178,7 +178,8 @@ class PgWorkflows:
                 )
             if retries:
                 cur.execute(storage._q.workflow_retry_jobs, {"ids": retries, "channel": storage._channel})
-            cur.execute(storage._q.workflow_update_run, {"runs": "[" + ",".join(runs) + "]"})
+            ids = [state.id for state, _ in changed]
+            cur.execute(storage._q.workflow_update_run, {"runs": "[" + ",".join(runs) + "]", "ids": ids})
 
 
 def _run_update(run_id: int, advance: Advance, steps_json: str) -> str:
