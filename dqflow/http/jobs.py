@@ -31,6 +31,14 @@ MAX_OFFSET = 10_000 - MAX_LIST_LIMIT - 1  # offset + limit + 1 rows fit in one s
 
 MAX_WAIT_S = 60.0
 """Longest long-poll: a client that went away holds a waiter this long at most."""
+WaitQuery = Annotated[
+    str | None,
+    Query(
+        max_length=20,
+        description=f"Long-poll: answer once it has finished or after this long (`30s`, at most "
+        f"{MAX_WAIT_S:g} s), whichever comes first.",
+    ),
+]
 
 JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="The job's id.")]
 
@@ -106,20 +114,13 @@ def add_job(request: Request, body: AddJobRequest) -> AddJobResponse:
 async def get_job(
     request: Request,
     job_id: JobId,
-    wait: Annotated[
-        str | None,
-        Query(
-            max_length=20,
-            description=f"Long-poll: answer once the job has finished or after this long (`30s`, at most "
-            f"{MAX_WAIT_S:g} s), whichever comes first.",
-        ),
-    ] = None,
+    wait: WaitQuery = None,
 ) -> JobResponse:
     """One job (``{"job": {...}}``, dataqueue's shape); 404 ``{"error": "Job not found"}``."""
     queue = queue_of(request)
     if wait is None:
         return JobResponse(job=Job.of(await run_in_threadpool(queue.require_job, job_id)))
-    seconds = _wait_seconds(wait)
+    seconds = wait_seconds(wait)
     try:
         record = await queue.wait_async(job_id, timeout=seconds)
     except WaitTimeoutError:
@@ -127,7 +128,8 @@ async def get_job(
     return JobResponse(job=Job.of(record))
 
 
-def _wait_seconds(text: str) -> float:
+def wait_seconds(text: str) -> float:
+    """A long-poll's ``wait`` query value in seconds (``30s``, ``1.5``); 422 outside 0..``MAX_WAIT_S``."""
     try:
         seconds = float(text) if text.replace(".", "", 1).isdigit() else parse_duration(text)
     except ValueError as exc:
