@@ -9,13 +9,18 @@ Every system is measured by this one loop (the systems live in ``benchmarks/syst
    returns ``{"n": i, "ok": true}``) with the system's call for many jobs, and stops when
    the producer, polling the system's store every 5 ms, first sees N more jobs finished
    → ``jobs_per_s`` = N / that time;
-4. then ``--latency-jobs`` jobs 20 ms apart on the idle worker: from just before the
-   enqueue call to the handler's start (the handler appends ``time.time()`` to a file)
-   → ``latency_p50_ms``;
+4. then ``--latency-jobs`` jobs 20 ms apart on the idle worker, each with the system's
+   call for one job: from just before the enqueue call to the first line of the handler,
+   both read from ``time.monotonic()`` (CLOCK_MONOTONIC, one clock for every process of
+   the machine; the handler writes its reading to a file after taking it)
+   → ``latency_p50_ms``; how long the enqueue call itself took → ``enqueue_call_p50_ms``
+   (inside the latency: a job can start before the call returns);
 5. the worker is stopped (SIGTERM) and the store removed.
 
 Runs are interleaved (run 1 of every system, then run 2, ...) so that a noisy moment
-hurts all alike; the table holds medians. ``--clock worker-paused`` leaves the
+hurts all alike; the table holds medians. On Redis, ``floor-redis`` (a bare ``LPUSH``
+and a worker process blocked in ``BRPOP``) is timed by the same loop: the least any
+Redis queue can take from a push to a woken worker on this machine. ``--clock worker-paused`` leaves the
 enqueue out of the clock (the warm worker is frozen with SIGSTOP while the jobs are
 enqueued, then continued as the clock starts): the worker's own rate, for peers whose
 enqueue is slower than their worker. ``--placement in-process`` and ``--clock
@@ -54,6 +59,7 @@ RESULTS = HERE / "results"
 POLL_S = 0.005
 WARM_N = -1_000_000
 PEERS = {"sqlite": "huey-sqlite", "postgresql": "pgqueuer-postgresql", "redis": "huey-redis"}
+FLOORS = {"redis": ["floor-redis"]}  # no job system: the least one wake-up takes on this backend
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -184,9 +190,11 @@ def measure(key: str, jobs: int, concurrency: int, args: argparse.Namespace) -> 
 
             time.sleep(0.5)
             sent: dict[int, float] = {}
+            calls: list[float] = []
             for i in range(1, args.latency_jobs + 1):
-                sent[-i] = time.time()
+                sent[-i] = time.monotonic()
                 system.enqueue_one(-i)
+                calls.append((time.monotonic() - sent[-i]) * 1000)
                 time.sleep(args.latency_gap_ms / 1000)
             wait_for(lambda: len(set(read_starts(starts)) & set(sent)) == len(sent), 60, "the latency jobs")
             begun = read_starts(starts)
@@ -206,6 +214,7 @@ def measure(key: str, jobs: int, concurrency: int, args: argparse.Namespace) -> 
         "enqueue_jobs_per_s": round(jobs / enqueue_s, 1),
         "latency_p50_ms": round(statistics.median(delays), 3),
         "latency_p99_ms": round(percentile(delays, 0.99), 3),
+        "enqueue_call_p50_ms": round(statistics.median(calls), 3),
         "stores_output": outputs,
         "loadavg": load,
     }
@@ -248,9 +257,13 @@ def method_text(args: argparse.Namespace) -> str:
         ' jobs, payload `{"n": i}`, handler returns `{"n": i, "ok": true}`; each system\'s worker runs'
         f" {where}, started and warmed up (one job seen finished, then 0.5 s idle); the jobs are enqueued"
         " with each system's call for many jobs (dqflow `Queue.add_many`, huey `task.map`, which enqueues"
-        f" one by one, pgqueuer `Queries.enqueue` with lists); {clock}. Enqueue→start p50: 200 jobs 20 ms"
-        " apart on the idle worker, from just before the enqueue call to the handler's start."
-        f" Medians of {args.runs} runs."
+        f" one by one, pgqueuer `Queries.enqueue` with lists); {clock}. Enqueue→start p50:"
+        f" {args.latency_jobs} jobs {args.latency_gap_ms:g} ms apart on the idle worker, each with the"
+        " system's call for one job, from just before the enqueue call to the handler's first line (both"
+        " read from `time.monotonic()`, one clock for every process of the machine); the enqueue call's own"
+        " time is inside it (a job may start before the call returns). On Redis, `floor` is a bare"
+        " `LPUSH` to a worker process blocked in `BRPOP`, timed by the same loop: the least any Redis queue"
+        f" can take from a push to a woken worker here. Medians of {args.runs} runs."
     )
 
 
@@ -287,14 +300,30 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]], load: tuple[str
                 f" | {fmt(med(dq, 'latency_p50_ms'), 2)} ms / {fmt(med(peer, 'latency_p50_ms'), 2)} ms"
                 f" | {fmt(med(dq, 'enqueue_jobs_per_s'))} / {fmt(med(peer, 'enqueue_jobs_per_s'))} | {loads} |"
             )
+    lines += ["", "Enqueue→start p50 of every system measured (medians; the enqueue call's own p50 in brackets):", ""]
+    systems = sorted({r["system"] for r in rows})
+    lines += ["| backend | C | " + " | ".join(systems) + " |"]
+    lines += ["|---|---:|" + "---:|" * len(systems)]
+    for backend in args.backends:
+        for c in args.concurrency:
+            cells = []
+            for name in systems:
+                same = [r for r in rows if (r["system"], r["backend"], r["concurrency"]) == (name, backend, c)]
+                call = med(same, "enqueue_call_p50_ms")
+                cells.append(f"{fmt(med(same, 'latency_p50_ms'), 2)} ms ({fmt(call, 2)} ms)" if same and call else "-")
+            lines.append(f"| {backend} | {c} | " + " | ".join(cells) + " |")
     lines += ["", "Every run (jobs/s; enqueue→start p50 ms; load average at the start of the run):", ""]
-    lines += ["| system | backend | C | run | jobs/s | enqueue jobs/s | p50 ms | p99 ms | output stored | load avg |"]
-    lines += ["|---|---|---:|---:|---:|---:|---:|---:|:---:|---|"]
+    lines += [
+        "| system | backend | C | run | jobs/s | enqueue jobs/s | p50 ms | p99 ms | enqueue call p50 ms"
+        " | output stored | load avg |"
+    ]
+    lines += ["|---|---|---:|---:|---:|---:|---:|---:|---:|:---:|---|"]
     for r in rows:
+        call = r.get("enqueue_call_p50_ms")
         lines.append(
             f"| {r['system']} | {r['backend']} | {r['concurrency']} | {r['run']} | {fmt(r['jobs_per_s'])}"
             f" | {fmt(r['enqueue_jobs_per_s'])} | {r['latency_p50_ms']:.2f} | {r['latency_p99_ms']:.2f}"
-            f" | {'yes' if r['stores_output'] else 'no'} | {r['loadavg']} |"
+            f" | {fmt(call, 2)} | {'yes' if r['stores_output'] else 'no'} | {r['loadavg']} |"
         )
     lines += [
         "",
@@ -336,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     command = " ".join([".venv/bin/python", "benchmarks/compare.py", *(argv if argv is not None else sys.argv[1:])])
-    keys = args.systems or [k for b in args.backends for k in (f"dqflow-{b}", PEERS[b])]
+    keys = args.systems or [k for b in args.backends for k in (f"dqflow-{b}", PEERS[b], *FLOORS.get(b, []))]
     before = loadavg()
     raw = Path(args.output).with_suffix(".jsonl")
     rows: list[dict[str, Any]] = []

@@ -7,8 +7,14 @@ Everything else (warm-up, the clock, polling for completion, latency) is done by
 
 The job is the same everywhere: payload ``{"n": n}``, the handler returns
 ``{"n": n, "ok": true}`` (stored where the system keeps results). A job with
-``n < 0`` is a marker job: its handler first appends ``"<n> <time.time()>"`` to the
-starts file, which is how ``compare.py`` sees when a handler started.
+``n < 0`` is a marker job: the first thing its handler does is read
+``time.monotonic()`` (CLOCK_MONOTONIC: one clock for every process on the machine,
+never stepped), then it appends ``"<n> <that time>"`` to the starts file, which is
+how ``compare.py`` sees when a handler started.
+
+``floor-redis`` is no job system: a bare ``LPUSH`` and a worker process blocked in
+``BRPOP`` on the same list, timed by the same loop. It is the floor of one wake-up on
+this machine: what any Redis queue pays at least from a push to a woken worker.
 
 Run as a script, this module is the worker process:
 
@@ -43,8 +49,9 @@ DQFLOW_REDIS_DB = 10
 def record_start(n: int) -> None:
     """Marker jobs (``n < 0``) append when their handler started to the starts file."""
     if n < 0:
+        at = time.monotonic()  # before the file is opened: the start, not the bookkeeping
         with open(os.environ["DQBENCH_STARTS"], "a") as starts:
-            starts.write(f"{n} {time.time()!r}\n")
+            starts.write(f"{n} {at!r}\n")
 
 
 class System:
@@ -260,6 +267,9 @@ class Huey(System):
         group = self.task.map([({"n": n},) for n in numbers])  # huey's call for many: one by one inside
         self.results.update(zip(numbers, group, strict=True))
 
+    def enqueue_one(self, n: int) -> None:
+        self.results[n] = self.task({"n": n})  # huey's call for one job
+
     def finished(self) -> int:
         return int(self.huey.result_count())
 
@@ -305,6 +315,60 @@ class HueySqlite(Huey):
     def fresh(cls) -> Iterator[str]:
         with tempfile.TemporaryDirectory(prefix="dqbench-huey-") as folder:
             yield str(Path(folder) / "huey.db")
+
+
+# -- the floor: a bare push and a blocked pop ---------------------------------------------
+
+
+class RedisFloor(System):
+    """``LPUSH`` to a list, a worker process blocked in ``BRPOP`` on it: no job system at all."""
+
+    name, backend = "floor", "redis"
+    stores_output = False
+
+    @classmethod
+    @contextmanager
+    def fresh(cls) -> Iterator[str]:
+        import redis
+
+        name = f"dqbench_floor_{uuid.uuid4().hex[:10]}"
+        client = redis.Redis.from_url(f"{REDIS}/{HUEY_REDIS_DB}")
+        try:
+            yield f"{REDIS}/{HUEY_REDIS_DB}#{name}"
+        finally:
+            client.delete(f"{name}:list", f"{name}:done")
+            client.close()
+
+    def open(self) -> None:
+        import redis
+
+        address, self.key = self.url.split("#", 1)
+        self.client = redis.Redis.from_url(address)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def enqueue(self, numbers: list[int]) -> None:
+        for start in range(0, len(numbers), 1000):
+            self.client.lpush(f"{self.key}:list", *numbers[start : start + 1000])
+
+    def enqueue_one(self, n: int) -> None:
+        self.client.lpush(f"{self.key}:list", n)
+
+    def finished(self) -> int:
+        return int(self.client.get(f"{self.key}:done") or 0)
+
+    @staticmethod
+    def run_worker(url: str, concurrency: int) -> None:
+        import redis
+
+        address, name = url.split("#", 1)
+        client = redis.Redis.from_url(address)
+        while True:  # one waiter whatever the concurrency: the floor of one wake-up
+            popped = client.brpop([f"{name}:list"], timeout=1)
+            if popped is not None:
+                record_start(int(popped[1]))
+                client.incr(f"{name}:done")
 
 
 # -- pgqueuer -----------------------------------------------------------------------------
@@ -388,7 +452,7 @@ class Pgqueuer(System):
 
 SYSTEMS: dict[str, type[System]] = {
     f"{cls.name}-{cls.backend}": cls
-    for cls in (DqflowSqlite, DqflowPostgres, DqflowRedis, HueySqlite, HueyRedis, Pgqueuer)
+    for cls in (DqflowSqlite, DqflowPostgres, DqflowRedis, HueySqlite, HueyRedis, RedisFloor, Pgqueuer)
 }
 
 

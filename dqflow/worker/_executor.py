@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,7 +31,7 @@ from dqflow.worker._errors import ERROR_LIMIT, cut, error_message, traceback_tex
 from dqflow.worker.context import JobContext, WriteStats
 from dqflow.worker.handlers import HandlerInfo, handler_arguments, inspect_handler
 from dqflow.worker.isolation import HandlerFailed, prewarm, run_in_process
-from dqflow.worker.threads import HandlerThreads, ThreadResult
+from dqflow.worker.threads import HandlerThreads, ThreadResult, Work
 
 log = logging.getLogger("dqflow.worker")
 
@@ -67,7 +68,8 @@ class Executor:
         self.run_time: float | None = None  # seconds a slot is held per job, a moving average (None: none ran)
         self.last_turn = 0.0  # time.monotonic() when a job last started or ended
         self._source: Callable[[], Attempt | None] = lambda: None
-        self._threads: HandlerThreads[Attempt] = HandlerThreads(concurrency, loop, self._threads_done, self._pull)
+        # one thread per slot, and one more to wait for new work (``wait_for_work``)
+        self._threads: HandlerThreads[Attempt] = HandlerThreads(concurrency + 1, loop, self._threads_done, self._pull)
         # results of async handlers are validated here, never on the loop
         self._outputs = ThreadPoolExecutor(min(4, concurrency), thread_name_prefix="dqflow-output")
         if any(spec.isolation == "process" for spec in queue.declaration.job_types.values()):
@@ -119,6 +121,47 @@ class Executor:
             attempt.task.add_done_callback(functools.partial(self._task_done, attempt))
         else:
             self._threads.submit(attempt, functools.partial(self._run_sync, info, attempt))
+
+    def wait_for_work(
+        self,
+        wait: Callable[[], list[JobRecord]],
+        done: asyncio.Future[Claimed],
+        *,
+        may_start: Callable[[], bool] | None,
+    ) -> None:
+        """Block a spare handler thread in ``wait`` (it claims and returns jobs); ``done`` gets them.
+
+        With ``may_start`` (the caller saw a free slot and nothing buffered, so the slot stays
+        free while the wait lasts), the thread runs the first job itself if it is a plain sync
+        one and ``may_start()`` still holds: a job that wakes an idle worker starts on the thread
+        that received it, without going through the loop and another thread. That job is
+        counted as running before ``done`` is resolved (``Claimed.started``).
+        """
+
+        def run() -> Work[Attempt] | None:
+            try:
+                attempts = [self.prepare(job) for job in wait()]
+            except BaseException as exc:
+                self._loop.call_soon_threadsafe(_resolve, done, exc)
+                return None
+            first = attempts[0] if attempts and attempts[0].on_thread else None
+            if first is None or may_start is None or not may_start():
+                self._loop.call_soon_threadsafe(self._claimed, Claimed(None, attempts), done)
+                return None
+            first.started_at = time.monotonic()
+            self._loop.call_soon_threadsafe(self._claimed, Claimed(first, attempts[1:]), done)
+            return first, functools.partial(self._run_sync, self._handlers[first.job.job_type], first)
+
+        self._threads.submit_wait(run)
+
+    def _claimed(self, claimed: Claimed, done: asyncio.Future[Claimed]) -> None:
+        """On the loop: a wait's jobs came; the one its thread started runs in a slot from now."""
+        started = claimed.started
+        if started is not None:
+            self.occupied += 1
+            self.last_turn = started.started_at
+            self._began(started)
+        _resolve(done, claimed)
 
     def _began(self, attempt: Attempt) -> None:
         """The attempt's handler started (here, or on a thread that took it from the buffer)."""
@@ -326,6 +369,29 @@ class Executor:
         self.last_turn = ended
         held = ended - attempt.started_at
         self.run_time = held if self.run_time is None else self.run_time + _SMOOTHING * (held - self.run_time)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """What a wait for work brought: the job its thread started (if any), the others to start."""
+
+    started: Attempt | None
+    waiting: list[Attempt]
+
+    @property
+    def jobs(self) -> list[JobRecord]:
+        """Every job claimed, in claim order."""
+        first = [] if self.started is None else [self.started.job]
+        return first + [attempt.job for attempt in self.waiting]
+
+
+def _resolve(future: asyncio.Future[Claimed], result: Claimed | BaseException) -> None:
+    if future.done():  # given up on (a shutdown that stopped waiting for it)
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
 
 
 def _run_outcome(attempt: Attempt, settled: Settled | None) -> tuple[str, str | None]:

@@ -15,14 +15,17 @@ ahead from then on. A buffered job is held like a running one (its lease is
 renewed; it is handed back at shutdown; a job lost meanwhile never starts); its
 timeout starts when it starts.
 
-An idle fetcher blocks in ``wait_and_claim`` (NOTIFY, a Redis blocking pop, a
-SQLite data change) and claims on that same thread as soon as it wakes.
+An idle fetcher blocks a spare handler thread in ``wait_and_claim`` (NOTIFY, a Redis
+blocking pop, a SQLite data change), which claims as soon as it wakes; when a slot is
+free that thread runs the first job it claimed itself (``Executor.wait_for_work``),
+so a job added to an idle worker starts with no hand-off between threads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import threading
@@ -35,7 +38,7 @@ from dqflow.record import JobRecord
 from dqflow.storage import Release
 from dqflow.worker._attempt import Attempt
 from dqflow.worker._completer import Completer
-from dqflow.worker._executor import Executor
+from dqflow.worker._executor import Claimed, Executor
 from dqflow.worker._maintenance import Maintenance
 from dqflow.worker._store import Calls, WorkerStore
 
@@ -85,13 +88,12 @@ class Fetcher:
         self._stopping = stopping
         self._report = report
         self._claims = Calls("claim")
-        self._waits = Calls("wait")
         self._buffer: deque[Attempt] = deque()
         self._taking = threading.Lock()  # the loop and handler threads both take from the buffer
         executor.pull_from(self.take_for_thread)
         self._claim_time: float | None = None  # seconds per claim call, a moving average
         self._changed = asyncio.Event()  # a slot freed or results were written: look again
-        self._waiting: asyncio.Future[list[JobRecord]] | None = None
+        self._waiting: asyncio.Future[Claimed] | None = None
 
     # -- for the other parts -----------------------------------------------------------
 
@@ -135,7 +137,8 @@ class Fetcher:
             self._buffer.clear()
         if self._waiting is not None:
             try:
-                jobs += await asyncio.wait_for(self._waiting, timeout=self._poll_interval + 10)
+                claimed = await asyncio.wait_for(self._waiting, timeout=self._poll_interval + 10)
+                jobs += [attempt.job for attempt in claimed.waiting]  # a started one runs out its grace
             except Exception as exc:  # its claim failed or hangs: leases expire instead
                 self._report("finishing the last wait for jobs", exc)
             self._waiting = None
@@ -143,7 +146,6 @@ class Fetcher:
 
     def close(self) -> None:
         self._claims.shutdown(wait=True)
-        self._waits.shutdown(wait=False)  # may be blocked in a wait until its timeout
 
     @property
     def ahead(self) -> int:
@@ -221,7 +223,9 @@ class Fetcher:
             await self._wait_for_work(wanted)
 
     def _accept(self, jobs: list[JobRecord]) -> None:
-        attempts = [self._executor.prepare(job) for job in jobs]
+        self._buffer_attempts([self._executor.prepare(job) for job in jobs])
+
+    def _buffer_attempts(self, attempts: list[Attempt]) -> None:
         with self._taking:
             self._buffer.extend(attempts)
         self.start_buffered()
@@ -261,8 +265,16 @@ class Fetcher:
         started = 0 if self._tracing is None else self._tracing.now()
         # a wait that ends at a due time may end at a durable job's wake-up: wake it, then claim
         wake_due = due is not None and due <= self._poll_interval
-        waiting = self._waits.submit(self._wait_then_claim, timeout, wanted, wake_due)
+        waiting: asyncio.Future[Claimed] = asyncio.get_running_loop().create_future()
         self._waiting = waiting
+        # A slot free and nothing buffered stays so while the wait lasts (nothing else starts
+        # jobs meanwhile): the thread that claims may run the first job in that slot itself.
+        may_start = self._executor.free > 0 and not self._buffer
+        self._executor.wait_for_work(
+            functools.partial(self._wait_then_claim, timeout, wanted, wake_due),
+            waiting,
+            may_start=(lambda: not self._stopping.is_set()) if may_start else None,
+        )
         stopping: asyncio.Future[Any] = asyncio.ensure_future(self._stopping.wait())
         await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
@@ -274,10 +286,10 @@ class Fetcher:
             self._report("waiting for jobs", error)
             await self._sleep_unless_stopping(min(self._poll_interval, 1.0))
             return
-        jobs = waiting.result()
+        claimed = waiting.result()
         if self._tracing is not None:  # the span covers the wait: a claim that blocked until work came
-            self._tracing.claimed(started, jobs, self._worker_id)
-        self._accept(jobs)
+            self._tracing.claimed(started, claimed.jobs, self._worker_id)
+        self._buffer_attempts(claimed.waiting)
 
     def _wait_then_claim(self, timeout: float, wanted: int, wake_due: bool) -> list[JobRecord]:
         # jobs claimed after a stop was requested are handed back by take_unstarted

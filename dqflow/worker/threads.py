@@ -9,6 +9,10 @@ A thread that finishes a call asks ``pull`` for the next one before it waits on
 the queue: the caller may hand it work straight away (the worker's next claimed
 job), so a busy thread goes from one job to the next without a round trip
 through the loop. The delivered result names the key it went on with.
+
+A free thread can also block in a wait for new work (``submit_wait``) and run the
+work the wait returns itself: a job that arrives at an idle worker starts on the
+thread that received it, with no hand-off through the loop and another thread.
 """
 
 from __future__ import annotations
@@ -25,6 +29,15 @@ K = TypeVar("K")
 # (key, ok, result-or-exception, key of the call the thread went on with, if any)
 ThreadResult = tuple[K, bool, Any, K | None]
 Work = tuple[K, Callable[[], Any]]
+
+
+class _Wait(Generic[K]):
+    """A blocking wait for work; what it returns (if anything) runs on the same thread."""
+
+    __slots__ = ("call",)
+
+    def __init__(self, call: Callable[[], Work[K] | None]) -> None:
+        self.call = call
 
 
 class HandlerThreads(Generic[K]):
@@ -44,7 +57,7 @@ class HandlerThreads(Generic[K]):
         self._loop = loop
         self._deliver = deliver
         self._pull = pull
-        self._inbox: SimpleQueue[Work[K] | None] = SimpleQueue()
+        self._inbox: SimpleQueue[Work[K] | _Wait[K] | None] = SimpleQueue()
         self._done: deque[ThreadResult[K]] = deque()
         self._scheduled = False
         self._threads = [
@@ -57,6 +70,11 @@ class HandlerThreads(Generic[K]):
         """Run ``call`` on a free thread; its result is delivered under ``key``."""
         self._inbox.put((key, call))
 
+    def submit_wait(self, wait: Callable[[], Work[K] | None]) -> None:
+        """Run ``wait()`` on a free thread; the work it returns (if any) runs on that thread
+        next, its result delivered like a submitted call's. ``wait`` reports its own errors."""
+        self._inbox.put(_Wait(wait))
+
     def shutdown(self) -> None:
         """Let idle threads exit (busy ones finish their call first; they are daemons)."""
         for _ in self._threads:
@@ -64,9 +82,14 @@ class HandlerThreads(Generic[K]):
 
     def _work(self) -> None:
         while True:
-            item = self._inbox.get()
+            item: Work[K] | _Wait[K] | None = self._inbox.get()
             if item is None:
                 return
+            if isinstance(item, _Wait):
+                try:
+                    item = item.call()
+                except BaseException:  # the wait reports its own errors; nothing to run
+                    item = None
             while item is not None:
                 key, call = item
                 try:

@@ -256,12 +256,13 @@ class Worker:
 
     async def _shutdown(self, executor: Executor, fetcher: Fetcher, completer: Completer) -> None:
         assert self._grace_cut is not None
+        # first the last wait for work: a job its thread started meanwhile runs out the grace too
+        unstarted = await fetcher.take_unstarted()
         if executor.active:
             log.info("waiting up to %.0fs for %d running jobs", self.shutdown_grace, len(executor.active))
             deadline = time.monotonic() + self.shutdown_grace
             while executor.active and time.monotonic() < deadline and not self._grace_cut.is_set():
                 await asyncio.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
-        unstarted = await fetcher.take_unstarted()
         leftovers: list[Attempt] = executor.abandon_all()
         releases = [Release(a.job.id, a.job.lease_token, started=False) for a in leftovers]
         releases += [Release(job.id, job.lease_token, started=False) for job in unstarted]

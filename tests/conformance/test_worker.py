@@ -458,6 +458,41 @@ def test_idle_worker_starts_a_new_job_within_milliseconds(backend: str) -> None:
     assert sorted(delays)[2] < 0.1  # median well under the 5 s poll interval
 
 
+def test_jobs_that_wake_an_idle_worker_keep_to_its_slots_leases_and_timeouts(backend: str) -> None:
+    # An idle worker's waiting thread runs the first job it claims itself: that job must
+    # count as running (one slot: the next ones wait for it, in order), have its lease
+    # renewed (it outlives the lease) and its timeout kept.
+    active, peak, order = 0, 0, []
+    lock = threading.Lock()
+
+    def handler(payload: Any, ctx: JobContext) -> Any:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+            order.append(payload["n"])
+        time.sleep(payload["sleep"])
+        with lock:
+            active -= 1
+        return payload
+
+    queue = make_queue(backend, {"t": {"handler": handler, "max_attempts": 1}})
+    with running_worker(queue, concurrency=1, lease=0.6):
+        time.sleep(0.3)  # idle: waiting for work
+        ids = queue.add_many([{"job_type": "t", "payload": {"n": n, "sleep": 0.05}} for n in range(3)])
+        wait_for_status(queue, ids[-1], "completed", timeout=10)
+        time.sleep(0.1)
+        long_id = queue.add("t", {"n": 3, "sleep": 1.0})  # longer than the lease
+        wait_for_status(queue, long_id, "completed", timeout=10)
+        time.sleep(0.1)
+        late_id = queue.add("t", {"n": 4, "sleep": 0.5}, timeout="200ms")
+        late = wait_for_status(queue, late_id, "failed", timeout=10)
+    assert peak == 1 and order == [0, 1, 2, 3, 4]
+    long = queue.get_job(long_id)
+    assert long.attempts == 1 and long.output == {"n": 3, "sleep": 1.0}, long
+    assert late.failure_reason == FailureReason.TIMEOUT, late
+
+
 def test_a_worker_without_handlers_is_refused_and_claims_nothing(backend: str) -> None:
     queue = make_queue(backend, {"t": {"handler": "tests_missing_module:nothing"}}, import_handlers=False)
     job_id = queue.add("t", {})
