@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from typing import Annotated
@@ -12,6 +13,20 @@ from dqflow.cli._app import command, open_queue, options, setup_logging
 from dqflow.cli._logging import LogFormat
 from dqflow.cli._output import console, print_json
 from dqflow.cli._parse import duration
+
+
+def _freeze_startup_objects() -> None:
+    """Leave what start-up loaded (modules, the declaration, compiled schemas) out of garbage
+    collection: a worker allocates for every job it settles, and collections walked the ~100k
+    objects of the imports again and again (up to 40% of a workflow step's settle CPU time).
+    The records' SQLModel classes are loaded first: every claim builds them."""
+    import importlib
+
+    for module in ("dqflow.record", "dqflow.workflow_record"):  # loaded now, frozen with the rest
+        importlib.import_module(module)
+
+    gc.collect()
+    gc.freeze()
 
 
 @command("run")
@@ -67,6 +82,7 @@ def run(
             )
         except WorkerSettingError as exc:
             raise typer.BadParameter(str(exc)) from None
+        _freeze_startup_objects()
         started = time.monotonic()
         worker.run()
         elapsed = time.monotonic() - started

@@ -43,18 +43,17 @@ class WorkflowMethods:
     def _new_job(self, job: Any) -> NewJob:  # pragma: no cover - Queue's
         raise NotImplementedError
 
+    def validate_payload(self, job_type: str, payload: Any) -> str:  # pragma: no cover - Queue's
+        raise NotImplementedError
+
     def _attach_workflows(self) -> None:
         """Give the storage what moves runs (only when the declaration has workflows)."""
         if not self.declaration.workflows:
             return
-        from dqflow.queue.queue import JobSpec
+        from dqflow.queue.step_jobs import StepJobs
         from dqflow.workflows.runtime import WorkflowRuntime
 
-        def new_job(job_type: str, payload: Any, tags: tuple[str, ...], trace: Mapping[str, str] | None) -> NewJob:
-            declared = self.declaration.job_types[job_type].tags
-            merged = tuple(dict.fromkeys((*declared, *tags)))
-            return self._new_job(JobSpec(job_type, payload, tags=merged, meta=trace))
-
+        new_job = StepJobs(self.declaration, self._new_job, self.validate_payload)
         self._workflow_runtime = WorkflowRuntime(self.declaration.workflows, new_job, self._workflow_notices)
         self.storage.set_workflow_advancer(self._workflow_runtime)
 

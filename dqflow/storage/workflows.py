@@ -43,6 +43,7 @@ __all__ = [
     "WorkflowAdvancer",
     "WorkflowFilter",
     "batch_steps_json",
+    "jobs_of_run",
     "planned_starts",
     "run_from_fields",
 ]
@@ -209,6 +210,14 @@ def state_from_fields(fields: dict[str, Any]) -> RunState:
         steps=json.loads(steps) if isinstance(steps, (str, bytes)) else steps,
         version=int(fields["version"]),
     )
+
+
+def jobs_of_run(jobs: Sequence[NewJob], run_id: int) -> list[NewJob]:
+    """``jobs`` with ``workflow_run_id`` set to ``run_id`` (the runtime sets it already
+    when it knew the id; a run whose id is drawn with its insert gets it here)."""
+    from dataclasses import replace
+
+    return [job if job.workflow_run_id == run_id else replace(job, workflow_run_id=run_id) for job in jobs]
 
 
 def epoch_text(moment: datetime) -> str:

@@ -10,7 +10,6 @@ that validates each payload like ``Queue.add``. It does no I/O.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,12 +23,20 @@ from dqflow.workflows.resolver import SKIPPED, ResolutionError, plan_step, ready
 
 __all__ = ["JobFactory", "WorkflowRuntime", "initial_steps", "with_run_trace"]
 
-JobFactory = Callable[[str, Any, tuple[str, ...], Mapping[str, str] | None], NewJob]
-"""(job type, payload, run tags, the run's trace context or None) → a validated ``NewJob``
-(raises ``ValidationFailed``); the trace context goes into the job's ``meta``."""
+JobFactory = Callable[[str, Any, tuple[str, ...], Mapping[str, str] | None, int | None, str, int | None], NewJob]
+"""(job type, payload, run tags, the run's trace context or None, run id or None (not drawn yet),
+step, fan-out index or None) → a validated step ``NewJob`` (raises ``ValidationFailed``); the
+trace context goes into the job's ``meta`` (dqflow/queue/step_jobs.py)."""
 
-_OVER = (StepStatus.COMPLETED.value, StepStatus.SKIPPED.value)
-_UNFINISHED = (StepStatus.WAITING.value, StepStatus.RUNNING.value)
+# the stored step statuses as text (read and written once per step job that ends)
+_WAITING = StepStatus.WAITING.value
+_RUNNING = StepStatus.RUNNING.value
+_COMPLETED = StepStatus.COMPLETED.value
+_SKIPPED = StepStatus.SKIPPED.value
+_FAILED = StepStatus.FAILED.value
+_CANCELLED = StepStatus.CANCELLED.value
+_OVER = (_COMPLETED, _SKIPPED)
+_UNFINISHED = (_WAITING, _RUNNING)
 
 
 def initial_steps(workflow: Workflow) -> list[dict[str, Any]]:
@@ -38,7 +45,7 @@ def initial_steps(workflow: Workflow) -> list[dict[str, Any]]:
         {
             "name": name,
             "job": step.job,
-            "status": StepStatus.WAITING.value,
+            "status": _WAITING,
             "job_ids": [],
             "done": [],
             "output": None,
@@ -195,7 +202,7 @@ class _Work:
         index = step["job_ids"].index(end.job_id)
         if end.status == "completed":
             # recorded even when the run stopped meanwhile, so a retry does not run it again
-            if step["done"][index] or step["status"] == StepStatus.COMPLETED.value:
+            if step["done"][index] or step["status"] == _COMPLETED:
                 return
             step["done"][index] = True
             if step["outputs"] is not None:
@@ -203,11 +210,11 @@ class _Work:
             else:
                 step["output"] = end.output
             self.changed = True
-            if all(step["done"]) and step["status"] in (StepStatus.RUNNING.value, StepStatus.CANCELLED.value):
-                step["status"] = StepStatus.COMPLETED.value
+            if all(step["done"]) and step["status"] in (_RUNNING, _CANCELLED):
+                step["status"] = _COMPLETED
                 step["completed_at"] = self.now
             return
-        if self.status is not WorkflowStatus.RUNNING or step["status"] != StepStatus.RUNNING.value:
+        if self.status is not WorkflowStatus.RUNNING or step["status"] != _RUNNING:
             return
         reason = end.reason or end.status
         detail = f": {end.error}" if end.error else ""
@@ -218,9 +225,9 @@ class _Work:
     def results(self) -> dict[str, Any]:
         results: dict[str, Any] = {}
         for name, step in self.steps.items():
-            if step["status"] == StepStatus.SKIPPED.value:
+            if step["status"] == _SKIPPED:
                 results[name] = SKIPPED
-            elif step["status"] == StepStatus.COMPLETED.value:
+            elif step["status"] == _COMPLETED:
                 results[name] = step["outputs"] if step["outputs"] is not None else step["output"]
         return results
 
@@ -228,17 +235,15 @@ class _Work:
         """Plan every ready step until none is; then finish the run if every step is over."""
         while self.status is WorkflowStatus.RUNNING:
             results = self.results()
-            ready = [
-                name
-                for name in ready_steps(self.workflow, results)
-                if self.steps[name]["status"] == StepStatus.WAITING.value
-            ]
+            ready = [name for name in ready_steps(self.workflow, results) if self.steps[name]["status"] == _WAITING]
             if not ready:
                 break
             for name in ready:
                 self.plan(name, results)
                 if self.status is not WorkflowStatus.RUNNING:
                     return
+            if not any(self.steps[name]["status"] in _OVER for name in ready):
+                break  # every step planned now runs: none can make another one ready yet
         if self.status is WorkflowStatus.RUNNING and all(s["status"] in _OVER for s in self.steps.values()):
             self.finish()
 
@@ -252,17 +257,19 @@ class _Work:
             self.fail_step(name, FailureReason.INVALID_PAYLOAD.value, str(exc))
             return
         if plan.skipped:
-            step.update(status=StepStatus.SKIPPED.value, skipped_reason=plan.skip_reason, completed_at=self.now)
+            step.update(status=_SKIPPED, skipped_reason=plan.skip_reason, completed_at=self.now)
             return
         jobs: list[NewJob] = []
+        tags, trace, run_id = tuple(self.run.tags), step.get("trace"), self.run.id or None
         for index, payload in enumerate(plan.payloads):
+            item = index if declared.fans_out else None
             try:
-                job = self.new_job(declared.job, payload, tuple(self.run.tags), step.get("trace"))
+                job = self.new_job(declared.job, payload, tags, trace, run_id, name, item)
             except ValidationFailed as exc:
                 where = f"element {index}: " if declared.fans_out else ""
                 self.fail_step(name, FailureReason.INVALID_PAYLOAD.value, f"{where}{exc}")
                 return
-            jobs.append(replace(job, workflow_step=name, workflow_item=index if declared.fans_out else None))
+            jobs.append(job)
         first = len(self.new_jobs)
         self.new_jobs.extend(jobs)
         step.update(
@@ -275,9 +282,9 @@ class _Work:
             skipped_reason=None,
         )
         if jobs:
-            step["status"] = StepStatus.RUNNING.value
+            step["status"] = _RUNNING
         else:  # a for_each over an empty array
-            step.update(status=StepStatus.COMPLETED.value, completed_at=self.now)
+            step.update(status=_COMPLETED, completed_at=self.now)
 
     def finish(self) -> None:
         """Every step is over: evaluate ``returns``, check it, and complete the run."""
@@ -300,7 +307,7 @@ class _Work:
 
     def fail_step(self, name: str, reason: str, error: str) -> None:
         step = self.steps[name]
-        step.update(status=StepStatus.FAILED.value, error=error, completed_at=self.now)
+        step.update(status=_FAILED, error=error, completed_at=self.now)
         self.stop(WorkflowStatus.FAILED, reason, f"step {name!r} failed: {error}")
 
     def stop(self, status: WorkflowStatus, reason: str, error: str, cancel_reason: str | None = None) -> None:
@@ -314,11 +321,11 @@ class _Work:
             self.cancel_reason = cancel_reason
         for step in self.steps.values():
             if step["status"] in _UNFINISHED:
-                if step["status"] == StepStatus.RUNNING.value:
+                if step["status"] == _RUNNING:
                     self.cancel_ids.extend(
                         job_id for job_id, done in zip(step["job_ids"], step["done"], strict=True) if not done
                     )
-                step.update(status=StepStatus.CANCELLED.value, completed_at=self.now)
+                step.update(status=_CANCELLED, completed_at=self.now)
         self.cancel_ids = [job_id for job_id in self.cancel_ids if job_id > 0]
 
     def reopen(self) -> None:
@@ -326,13 +333,13 @@ class _Work:
         self.status = WorkflowStatus.RUNNING
         self.changed = True
         for step in self.steps.values():
-            if step["status"] not in (StepStatus.FAILED.value, StepStatus.CANCELLED.value):
+            if step["status"] not in (_FAILED, _CANCELLED):
                 continue
             unfinished = [job_id for job_id, done in zip(step["job_ids"], step["done"], strict=True) if not done]
-            if step["job_ids"] and (unfinished or step["status"] == StepStatus.CANCELLED.value):
+            if step["job_ids"] and (unfinished or step["status"] == _CANCELLED):
                 self.retry_ids.extend(unfinished)
                 step.update(error=None, completed_at=None)
-                step["status"] = StepStatus.RUNNING.value if unfinished else StepStatus.COMPLETED.value
+                step["status"] = _RUNNING if unfinished else _COMPLETED
             else:  # never started (or its payload was refused): planned again
-                step.update(status=StepStatus.WAITING.value, error=None, started_at=None, completed_at=None)
+                step.update(status=_WAITING, error=None, started_at=None, completed_at=None)
                 step.update(job_ids=[], done=[], output=None, outputs=None)

@@ -170,3 +170,24 @@ def test_hot_path_plans_hold_without_statistics(storage: PostgresStorage, pg_url
     for nodes in (claim_nodes, _nodes(complete_plan[0][0]["Plan"])):
         kinds = {n["Node Type"] for n in nodes}
         assert not kinds & {"Seq Scan", "Bitmap Heap Scan", "Hash Join", "Merge Join"}, kinds
+
+
+def test_writing_a_run_state_reads_that_run_by_its_key(storage: PostgresStorage, pg_url: str) -> None:
+    """workflow_update_run.sql takes the runs as one JSON parameter: the planner cannot see its
+    size, and without the ids beside it (an array) it scanned every run on each settle."""
+    database, schema = pg_url.split("?schema=")
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute(
+            f"INSERT INTO {schema}.dqflow_workflow_runs (name, status, input, tags, steps, version, created_at,"
+            " updated_at) SELECT 'w', 'running', '{}', '[]', '[]', 0, now(), now() FROM generate_series(1, 2000)"
+        )
+        conn.execute(f"ANALYZE {schema}.dqflow_workflow_runs")
+    runs = '[{"run_id":5,"status":"running","output":null,"failure_reason":null,"error":null,"steps":[]}]'
+    with storage._connection("explaining") as conn:
+        row = conn.execute(
+            "EXPLAIN (FORMAT JSON) " + Queries.load(schema).workflow_update_run, {"runs": runs, "ids": [5]}
+        ).fetchone()
+    assert row is not None
+    nodes = _nodes(row[0][0]["Plan"])
+    assert "dqflow_workflow_runs_pkey" in {n.get("Index Name") for n in nodes}
+    assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], nodes

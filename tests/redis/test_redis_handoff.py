@@ -1,13 +1,16 @@
-"""Redis hand-off to idle workers: what happens when the worker is not there to take it."""
+"""Redis hand-off to idle workers: what happens when the worker is not there to take it; a workflow's
+next step handed over by the settle that readies it."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import redis
+from helpers import make_queue
 
 from dqflow import JobStatus
-from dqflow.storage import NewJob
+from dqflow.storage import Completion, NewJob
 from dqflow.storage.redis import RedisStorage
 
 
@@ -51,3 +54,26 @@ def test_a_batch_hands_the_best_jobs_up_to_the_workers_limit(storage: RedisStora
     handed = storage.claim_jobs("w1", None, 4, 60_000)
     assert sorted(job.priority for job in handed) == [2, 3, 4, 5]
     assert {job.id for job in handed} <= {a.job_id for a in added}
+
+
+def _step(payload: Any, ctx: Any) -> Any:
+    return payload
+
+
+def test_the_settle_that_readies_a_workflow_step_hands_its_job_to_an_idle_worker(redis_url: str) -> None:
+    steps = {"a": {"job": "t", "payload": {"n": "${input.n}"}}, "b": {"job": "t", "needs": ["a"], "payload": {}}}
+    jobs = {"t": {"handler": _step, "payload": {"type": "object"}, "output": {"type": "object"}}}
+    with make_queue(redis_url, jobs, workflows={"two": {"input": {"type": "object"}, "steps": steps}}) as queue:
+        storage = queue.storage
+        assert isinstance(storage, RedisStorage)
+        run_id = queue.start_workflow("two", {"n": 1})
+        (a,) = storage.claim_jobs("w1", None, 4, 60_000)
+        register_idle(storage, "w2", 60_000, 5_000)
+        assert storage.settle_jobs([Completion(a.id, a.lease_token, '{"n": 1}', run_id)]) == [True]
+        (b_id,) = queue.require_workflow(run_id).step("b").job_ids
+        handed = storage.get_job(b_id)
+        assert handed is not None and handed.status is JobStatus.PROCESSING and handed.locked_by == "w2"
+        (job,) = storage.claim_jobs("w2", None, 4, 60_000)  # from its inbox, fenced like any claim
+        assert job.id == b_id and job.lease_token == handed.lease_token
+        assert storage.settle_jobs([Completion(job.id, job.lease_token, "{}", run_id)]) == [True]
+        assert queue.require_workflow(run_id).status.value == "completed"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +28,7 @@ from dqflow.storage.workflows import (
     RunState,
     WorkflowFilter,
     batch_steps_json,
+    jobs_of_run,
     planned_starts,
     run_from_fields,
     state_from_fields,
@@ -165,7 +165,7 @@ class PgWorkflows:
         if not changed:
             return
         storage = self._storage
-        jobs = [replace(job, workflow_run_id=state.id) for state, advance in changed for job in advance.new_jobs]
+        jobs = [job for state, advance in changed for job in jobs_of_run(advance.new_jobs, state.id)]
         new_ids: list[int] = []
         if jobs:
             params = {"jobs": storage._jobs_json(jobs), "channel": storage._channel}
@@ -175,16 +175,11 @@ class PgWorkflows:
             if advance.cancel_job_ids:
                 cancels.setdefault(advance.cancel_reason, []).extend(advance.cancel_job_ids)
         retries = [job_id for _, advance in changed for job_id in advance.retry_job_ids]
-        update: dict[str, list[Any]] = {name: [] for name in _UPDATE_COLUMNS}
+        runs: list[str] = []
         taken = 0
         for state, advance in changed:
             count = len(advance.new_jobs)
-            update["run_id"].append(state.id)
-            update["status"].append(advance.status.value)
-            update["output"].append(advance.output_json)
-            update["failure_reason"].append(advance.failure_reason)
-            update["error"].append(advance.error)
-            update["steps"].append(advance.steps_json(new_ids[taken : taken + count]))
+            runs.append(_run_update(state.id, advance, advance.steps_json(new_ids[taken : taken + count])))
             taken += count
             notices.extend(RunNotice(state.id, state.name, s, advance.failure_reason) for s in advance.notices)
         with conn.cursor(row_factory=tuple_row) as cur:
@@ -194,10 +189,20 @@ class PgWorkflows:
                 )
             if retries:
                 cur.execute(storage._q.workflow_retry_jobs, {"ids": retries, "channel": storage._channel})
-            cur.execute(storage._q.workflow_update_run, update)
+            ids = [state.id for state, _ in changed]
+            cur.execute(storage._q.workflow_update_run, {"runs": "[" + ",".join(runs) + "]", "ids": ids})
 
 
-_UPDATE_COLUMNS = ("run_id", "status", "output", "failure_reason", "error", "steps")
+def _run_update(run_id: int, advance: Advance, steps_json: str) -> str:
+    """One run's element of workflow_update_run.sql's JSON array (the step state nested as it is)."""
+    texts = [
+        json.dumps(value)
+        for value in (advance.status.value, advance.output_json, advance.failure_reason, advance.error)
+    ]
+    return (
+        f'{{"run_id":{int(run_id)},"status":{texts[0]},"output":{texts[1]},'
+        f'"failure_reason":{texts[2]},"error":{texts[3]},"steps":{steps_json}}}'
+    )
 
 
 def ends_of(rows: Sequence[tuple[Any, ...]], kind: str) -> list[tuple[int, JobEnd]]:

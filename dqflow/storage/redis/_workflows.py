@@ -21,7 +21,6 @@ import json
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from dqflow.errors import StorageError, WorkflowRunNotFoundError
@@ -36,6 +35,7 @@ from dqflow.storage.workflows import (
     RunState,
     WorkflowFilter,
     batch_steps_json,
+    jobs_of_run,
     planned_starts,
     run_from_fields,
     state_from_fields,
@@ -159,7 +159,7 @@ class RedisWorkflows:
     def _run_entry(self, state: RunState, advance: Advance, ids: list[int] | None = None) -> dict[str, Any]:
         """The plan of one run; ``ids``: its new jobs' ids, drawn already (else drawn here)."""
         ids = self._draw_ids(len(advance.new_jobs)) if ids is None else ids
-        jobs = [replace(job, workflow_run_id=state.id) for job in advance.new_jobs]
+        jobs = jobs_of_run(advance.new_jobs, state.id)
         return {
             "id": str(state.id),
             "status": advance.status.value,

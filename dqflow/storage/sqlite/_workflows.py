@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from dqflow.enums import WorkflowStatus
@@ -28,6 +26,7 @@ from dqflow.storage.workflows import (
     RunState,
     WorkflowAdvancer,
     WorkflowFilter,
+    jobs_of_run,
     run_from_fields,
     state_from_fields,
 )
@@ -119,7 +118,7 @@ def create_runs(
         run_id = int(cursor.lastrowid or 0)
         results.append((run_id, True))
         created.append((run_id, run, advance))
-    jobs = [replace(job, workflow_run_id=run_id) for run_id, _, advance in created for job in advance.new_jobs]
+    jobs = [job for run_id, _, advance in created for job in jobs_of_run(advance.new_jobs, run_id)]
     new_ids = insert_jobs(conn, jobs, now)
     steps: list[tuple[str, int]] = []
     for run_id, run, advance in created:
@@ -140,13 +139,10 @@ def change_run(
     notices: list[RunNotice],
 ) -> None:
     """Read the run, call ``change``, write the advance (the write lock is held)."""
-    row = conn.execute("SELECT * FROM dqflow_workflow_runs WHERE id = ?", (run_id,)).fetchone()
-    if row is None:
+    state = _read_states(conn, [run_id]).get(run_id)
+    if state is None:
         raise WorkflowRunNotFoundError(run_id)
-    state = state_from_fields(dict(zip(row.keys(), row, strict=True)))
-    advance = change(state)
-    if advance.changed:
-        _write(conn, run_id, state.name, advance, insert_jobs, now, notices)
+    _write(conn, [(state, change(state))], insert_jobs, now, notices)
 
 
 def jobs_ended(
@@ -157,53 +153,79 @@ def jobs_ended(
     now: float,
     notices: list[RunNotice],
 ) -> None:
-    """Move the runs of step jobs that ended (``(run id, end)`` pairs), one run at a time."""
+    """Move the runs of step jobs that ended (``(run id, end)`` pairs): the runs read in one
+    statement, their new jobs inserted and their states written in one each (a deleted run's
+    jobs stay as they are)."""
     if advancer is None or not ends:
         return
     by_run: dict[int, list[JobEnd]] = {}
     for run_id, end in ends:
         by_run.setdefault(run_id, []).append(end)
-    for run_id in sorted(by_run):
-        try:
-            change_run(conn, run_id, partial(_ended, advancer, by_run[run_id]), insert_jobs, now, notices)
-        except WorkflowRunNotFoundError:
-            continue  # the run was deleted: the jobs stay as they are
+    states = _read_states(conn, sorted(by_run))
+    moved = [(states[run_id], advancer.job_ended(states[run_id], by_run[run_id])) for run_id in sorted(states)]
+    _write(conn, moved, insert_jobs, now, notices)
 
 
-def _ended(advancer: WorkflowAdvancer, ends: list[JobEnd], state: RunState) -> Advance:
-    return advancer.job_ended(state, ends)
+_READ_CHUNK = 500  # run ids per SELECT (SQLite's host parameter limit is 32766 or 999 on old builds)
+
+
+def _read_states(conn: sqlite3.Connection, run_ids: Sequence[int]) -> dict[int, RunState]:
+    states: dict[int, RunState] = {}
+    for start in range(0, len(run_ids), _READ_CHUNK):
+        chunk = run_ids[start : start + _READ_CHUNK]
+        rows = conn.execute(
+            "SELECT id, name, status, input, tags, steps, version FROM dqflow_workflow_runs"
+            f" WHERE id IN ({','.join('?' * len(chunk))})",
+            chunk,
+        ).fetchall()
+        for row in rows:
+            state = state_from_fields(dict(zip(row.keys(), row, strict=True)))
+            states[state.id] = state
+    return states
 
 
 def _write(
     conn: sqlite3.Connection,
-    run_id: int,
-    name: str,
-    advance: Advance,
+    moved: Sequence[tuple[RunState, Advance]],
     insert_jobs: InsertJobs,
     now: float,
     notices: list[RunNotice],
 ) -> None:
-    new_ids = insert_jobs(conn, [replace(job, workflow_run_id=run_id) for job in advance.new_jobs], now)
-    if advance.cancel_job_ids:
-        _cancel(conn, advance.cancel_job_ids, advance.cancel_reason, now)
-    if advance.retry_job_ids:
-        _retry(conn, advance.retry_job_ids, now)
-    finished = advance.status is not WorkflowStatus.RUNNING
-    conn.execute(
+    """Write the advances of several runs: their new jobs in one insert, their states in one update."""
+    changed = [(state, advance) for state, advance in moved if advance.changed]
+    if not changed:
+        return
+    jobs = [job for state, advance in changed for job in jobs_of_run(advance.new_jobs, state.id)]
+    new_ids = insert_jobs(conn, jobs, now) if jobs else []
+    rows = []
+    taken = 0
+    for state, advance in changed:
+        if advance.cancel_job_ids:
+            _cancel(conn, advance.cancel_job_ids, advance.cancel_reason, now)
+        if advance.retry_job_ids:
+            _retry(conn, advance.retry_job_ids, now)
+        count = len(advance.new_jobs)
+        steps = advance.steps_json(new_ids[taken : taken + count])
+        taken += count
+        finished = advance.status is not WorkflowStatus.RUNNING
+        rows.append(
+            (
+                advance.status.value,
+                advance.output_json,
+                advance.failure_reason,
+                advance.error,
+                steps,
+                now,
+                now if finished else None,
+                state.id,
+            )
+        )
+        notices.extend(RunNotice(state.id, state.name, status, advance.failure_reason) for status in advance.notices)
+    conn.executemany(
         "UPDATE dqflow_workflow_runs SET status = ?, output = ?, failure_reason = ?, error = ?, steps = ?,"
         " version = version + 1, updated_at = ?, completed_at = ? WHERE id = ?",
-        (
-            advance.status.value,
-            advance.output_json,
-            advance.failure_reason,
-            advance.error,
-            advance.steps_json(new_ids),
-            now,
-            now if finished else None,
-            run_id,
-        ),
+        rows,
     )
-    notices.extend(RunNotice(run_id, name, status, advance.failure_reason) for status in advance.notices)
 
 
 def _cancel(conn: sqlite3.Connection, job_ids: Sequence[int], reason: str, now: float) -> None:

@@ -926,7 +926,7 @@ class SqliteStorage(Storage):
 
     @staticmethod
     def _insert_step_jobs(conn: sqlite3.Connection, jobs: Sequence[NewJob], now: float) -> list[int]:
-        """Insert a run's new step jobs (no idempotency keys, no dependencies), 500 per statement."""
+        """Insert runs' new step jobs (no idempotency keys, no dependencies), 500 per statement; their ids in order."""
         ids: list[int] = []
         row_marks = f"({', '.join('?' * (len(JOB_OPTIONS) + 2))})"
         for start in range(0, len(jobs), 500):

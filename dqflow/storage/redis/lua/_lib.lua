@@ -333,6 +333,65 @@ local function inbox_key(worker)
   return P .. ':inbox:' .. worker
 end
 
+local function takes(types, job_type)
+  if #types == 0 then return true end
+  for _, t in ipairs(types) do
+    if t == job_type then return true end
+  end
+  return false
+end
+
+-- Hand ready jobs to idle workers: claim the best ready jobs of a type a worker takes,
+-- fenced like any claim, and push them to its inbox, where its blocking pop returns them:
+-- it starts them without another round trip. `ready`: job type -> how many jobs of it the
+-- caller just made ready (counted down by those handed over: wake the rest); `event_id`:
+-- the last event id drawn. Returns the last event id drawn (the caller stores it).
+local function hand_to_idle(ready, now, now_s, event_id)
+  local any_ready = false
+  for _, n in pairs(ready) do
+    if n > 0 then any_ready = true end
+  end
+  if not any_ready or CALL('HLEN', P .. ':idle') == 0 then return event_id end
+  local idle = CALL('HGETALL', P .. ':idle')
+  for k = 1, #idle, 2 do
+    local worker, registration = idle[k], cjson.decode(idle[k + 1])
+    if registration['until'] < now then
+      CALL('HDEL', P .. ':idle', worker) -- a worker that stopped waiting without saying so
+    else
+      local want, lease_ms = registration.limit, registration.lease
+      local expires = now + lease_ms * 1000
+      local expires_s = fmt(expires)
+      local worker_json = cjson.encode(worker)
+      local jobs = {}
+      for job_type, n in pairs(ready) do
+        if n > 0 and want > 0 and takes(registration.types, job_type) then
+          local popped = CALL('ZPOPMIN', P .. ':ready:' .. job_type, want)
+          for p = 1, #popped, 2 do
+            local id = fmt(tonumber(rank_id(popped[p])))
+            local job = claim_job(id, worker, worker_json, now, now_s, expires_s, event_id + 1, popped[p])
+            if job then
+              event_id = event_id + 1
+              CALL('ZREM', P .. ':status:pending', id)
+              CALL('ZADD', P .. ':status:processing', id, id)
+              CALL('ZADD', P .. ':processing', expires, id)
+              jobs[#jobs + 1] = job
+              want = want - 1
+              if ready[job_type] > 0 then ready[job_type] = ready[job_type] - 1 end
+            end
+          end
+        end
+      end
+      if #jobs > 0 then
+        CALL('HDEL', P .. ':idle', worker)
+        CALL('RPUSH', inbox_key(worker), cjson.encode(jobs))
+        -- a worker gone meanwhile never reads it: its jobs come back when their leases expire
+        CALL('PEXPIRE', inbox_key(worker), lease_ms)
+      end
+    end
+  end
+  return event_id
+end
+
 -- Batched sorted-set writes: collect (score, member) pairs per key, then one ZADD/ZREM
 -- per key (chunked to stay under Lua's unpack limit).
 local function batch_add(batches, key, score, member)

@@ -162,65 +162,15 @@ for key, entries in pairs(zsets) do
 end
 flush_zadd(zsets)
 
--- Hand ready jobs to idle workers (registered by claim.lua): claim the best ready jobs
--- of a type the worker takes, fenced like any claim, and push them to its inbox, where
--- its blocking pop returns them: it starts them without another round trip.
-local function takes(types, job_type)
-  if #types == 0 then return true end
-  for _, t in ipairs(types) do
-    if t == job_type then return true end
-  end
-  return false
-end
-
-local any_ready = false
-for _, tt in pairs(per_type) do
-  if tt[4] > 0 then any_ready = true end
-end
-if any_ready and CALL('HLEN', P .. ':idle') > 0 then
-  local idle = CALL('HGETALL', P .. ':idle')
-  for k = 1, #idle, 2 do
-    local worker, registration = idle[k], cjson.decode(idle[k + 1])
-    if registration['until'] < now then
-      CALL('HDEL', P .. ':idle', worker) -- a worker that stopped waiting without saying so
-    else
-      local want, lease_ms = registration.limit, registration.lease
-      local expires = now + lease_ms * 1000
-      local expires_s = fmt(expires)
-      local worker_json = cjson.encode(worker)
-      local jobs = {}
-      for job_type, tt in pairs(per_type) do
-        if tt[4] > 0 and want > 0 and takes(registration.types, job_type) then
-          local popped = CALL('ZPOPMIN', P .. ':ready:' .. job_type, want)
-          for p = 1, #popped, 2 do
-            local id = fmt(tonumber(rank_id(popped[p])))
-            local job = claim_job(id, worker, worker_json, now, now_s, expires_s, next_event + 1, popped[p])
-            if job then
-              next_event = next_event + 1
-              CALL('ZREM', P .. ':status:pending', id)
-              CALL('ZADD', P .. ':status:processing', id, id)
-              CALL('ZADD', P .. ':processing', expires, id)
-              jobs[#jobs + 1] = job
-              want = want - 1
-              if tt[4] > 0 then tt[4] = tt[4] - 1 end
-            end
-          end
-        end
-      end
-      if #jobs > 0 then
-        CALL('HDEL', P .. ':idle', worker)
-        CALL('RPUSH', inbox_key(worker), cjson.encode(jobs))
-        -- a worker gone meanwhile never reads it: its jobs come back when their leases expire
-        CALL('PEXPIRE', inbox_key(worker), lease_ms)
-      end
-    end
-  end
-end
+-- Hand ready jobs to idle workers (registered by claim.lua; _lib.lua's hand_to_idle).
+local ready = {}
+for job_type, tt in pairs(per_type) do ready[job_type] = tt[4] end
+next_event = hand_to_idle(ready, now, now_s, next_event)
 
 CALL('SET', P .. ':id', fmt(next_id))
 CALL('SET', P .. ':event_id', fmt(next_event))
 for job_type, tt in pairs(per_type) do
   CALL('SADD', P .. ':types', job_type)
-  if tt[4] > 0 then wake(job_type, tt[4]) end
+  if ready[job_type] > 0 then wake(job_type, ready[job_type]) end
 end
 return out

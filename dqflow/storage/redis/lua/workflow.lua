@@ -15,7 +15,8 @@
 --           completed: true when finished), jobs to insert (id pre-drawn, hash fields, tags),
 --           cancel (ids) with cancel_reason, retry (ids)
 -- Every job this takes out of processing gives back its concurrency slot; a job failed for
--- good adds its dead-letter job (docs/FLOW_CONTROL.md).
+-- good adds its dead-letter job (docs/FLOW_CONTROL.md). The jobs it makes ready are handed
+-- to idle workers (claimed for them, in their inboxes) or wake the waiting ones.
 -- Returns {'ok'}, then per create its run id and '1' (created) or '0' (its key was taken).
 local plan = cjson.decode(ARGV[1])
 local now = now_us()
@@ -208,5 +209,11 @@ for _, create in ipairs(plan.creates or {}) do
     answer[#answer + 1] = '1'
   end
 end
-for job_type, n in pairs(woken) do wake(job_type, n) end
+-- the jobs made ready go to idle workers first (_lib.lua's hand_to_idle), as an add's do
+local last_event = tonumber(CALL('GET', P .. ':event_id') or '0')
+local handed = hand_to_idle(woken, now, now_s, last_event)
+if handed ~= last_event then CALL('SET', P .. ':event_id', fmt(handed)) end
+for job_type, n in pairs(woken) do
+  if n > 0 then wake(job_type, n) end
+end
 return answer
