@@ -37,7 +37,9 @@ from dqflow.errors import (
     UnknownWorkflowError,
     ValidationFailed,
     WaitTimeoutError,
+    WorkflowFailedError,
     WorkflowRunNotFoundError,
+    WorkflowWaitTimeoutError,
 )
 
 if TYPE_CHECKING:
@@ -48,7 +50,7 @@ if TYPE_CHECKING:
     from dqflow.queue import JobSpec, Queue
     from dqflow.record import JobEvent, JobRecord
     from dqflow.storage import JobPage
-    from dqflow.typed import JobRef, TypedJob
+    from dqflow.typed import JobRef, RunRef, TypedJob, TypedWorkflow
     from dqflow.worker import JobContext, Worker, WorkerSettingError, run_worker
     from dqflow.workflow_record import WorkflowPage, WorkflowRun, WorkflowStepRecord
 
@@ -66,6 +68,8 @@ _LAZY = {
     "JobRecord": "dqflow.record",
     "JobPage": "dqflow.storage",
     "JobRef": "dqflow.typed",
+    "RunRef": "dqflow.typed",
+    "TypedWorkflow": "dqflow.typed",
     "TypedJob": "dqflow.typed",
     "TagMode": "dqflow.enums",
     "TokenRecord": "dqflow.durable.model",
@@ -124,6 +128,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PayloadValidationError",
     "Queue",
+    "RunRef",
     "StepError",
     "StepStatus",
     "StorageError",
@@ -137,6 +142,7 @@ __all__ = [
     "TokenTimeout",
     "TooLargeError",
     "TypedJob",
+    "TypedWorkflow",
     "UnknownJobTypeError",
     "UnknownWorkflowError",
     "ValidationFailed",
@@ -144,11 +150,13 @@ __all__ = [
     "WaitToken",
     "Worker",
     "WorkerSettingError",
+    "WorkflowFailedError",
     "WorkflowPage",
     "WorkflowRun",
     "WorkflowRunNotFoundError",
     "WorkflowStatus",
     "WorkflowStepRecord",
+    "WorkflowWaitTimeoutError",
     "__version__",
     "load_declaration",
     "run_worker",

@@ -2,7 +2,8 @@
 
 The generated module holds one model per schema (written by datamodel-code-generator,
 the ``dqflow[codegen]`` extra), models given as ``module:Model`` imported as they are,
-and a ``Jobs`` class with a ``TypedJob[Payload, Output]`` per job type. Its header
+a ``Jobs`` class with a ``TypedJob[Payload, Output]`` per job type and, when there are
+workflows, a ``Workflows`` class with a ``TypedWorkflow[Input, Output]`` per workflow. Its header
 stores a hash of what it was generated from, so ``dqflow check --generated FILE``
 can say when it is out of date.
 """
@@ -24,7 +25,7 @@ from dqflow.extras import missing_extra
 if TYPE_CHECKING:
     from dqflow.declaration import Declaration, SchemaValidator
 
-FORMAT_VERSION = 1  # bumped when the generated code changes shape: older files are then out of date
+FORMAT_VERSION = 2  # bumped when the generated code changes shape: older files are then out of date
 HASH_MARK = "# dqflow-codegen: sha256="
 
 
@@ -78,6 +79,7 @@ def declaration_hash(declaration: Declaration) -> str:
     material = {
         "format": FORMAT_VERSION,
         "jobs": list(declaration.job_types),
+        "workflows": list(declaration.workflows),
         "schemas": [[s.class_name, s.model_ref or s.schema.schema] for s in sources(declaration)],
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
@@ -131,7 +133,7 @@ def generate_module(declaration: Declaration, label: str) -> str:
             "from __future__ import annotations",
             "",
             *merged.import_lines(),
-            "from dqflow import Queue, TypedJob",
+            "from dqflow import Queue, TypedJob" + (", TypedWorkflow" if declaration.workflows else ""),
             "",
             "",
             *merged.bodies,
@@ -247,5 +249,25 @@ def _facade(declaration: Declaration, classes: set[str]) -> str:
         lines.append(
             f"        self.{attribute(name)}: TypedJob[{payload_type}, {output_type}]"
             f" = TypedJob(queue, {name!r}, {model})"
+        )
+    if declaration.workflows:
+        lines += [
+            "",
+            "",
+            "class Workflows:",
+            '    """Typed access to the declared workflows: ``Workflows(queue).<workflow>.start(input)``."""',
+            "",
+            "    def __init__(self, queue: Queue) -> None:",
+            "        self.queue = queue",
+        ]
+    for name in declaration.workflows:
+        input_class = pascal(name) + "WorkflowInput"
+        output_class = pascal(name) + "WorkflowOutput"
+        input_type = input_class if input_class in classes else "Any"
+        output_type = output_class if output_class in classes else "Any"
+        model = output_class if output_class in classes else "None"
+        lines.append(
+            f"        self.{attribute(name)}: TypedWorkflow[{input_type}, {output_type}]"
+            f" = TypedWorkflow(queue, {name!r}, {model})"
         )
     return "\n".join(lines) + "\n"

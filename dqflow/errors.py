@@ -146,6 +146,16 @@ class WaitTimeoutError(DqflowError, TimeoutError):
         super().__init__(f"job {job_id} did not finish within {timeout:g} s (still {status})")
 
 
+class WorkflowWaitTimeoutError(DqflowError, TimeoutError):
+    """``Queue.wait_workflow`` gave up: the run had not finished within the timeout (it goes on)."""
+
+    def __init__(self, run_id: int, timeout: float, status: str) -> None:
+        self.run_id = run_id
+        self.timeout = timeout
+        self.status = status
+        super().__init__(f"workflow run {run_id} did not finish within {timeout:g} s (still {status})")
+
+
 class JobFailedError(DqflowError):
     """A job waited for through a typed ``JobRef`` ended without completing (failed or cancelled)."""
 
@@ -154,6 +164,15 @@ class JobFailedError(DqflowError):
         history = record.error_history
         last = f": {history[-1].get('error')}" if history else ""
         super().__init__(f"job {record.id} ({record.job_type}) {record.status.value}{last}"[:2000])
+
+
+class WorkflowFailedError(DqflowError):
+    """A run waited for through a typed ``RunRef`` ended without completing (failed or cancelled)."""
+
+    def __init__(self, run: Any) -> None:
+        self.run = run
+        why = f": {run.error}" if run.error else ""
+        super().__init__(f"workflow run {run.id} ({run.name}) {run.status.value}{why}"[:2000])
 
 
 class InvalidJobStateError(DqflowError):

@@ -1,9 +1,12 @@
-"""Typed access to jobs: ``TypedJob[P, O]`` adds a ``P`` payload and gives a ``JobRef[O]``.
+"""Typed access to jobs and workflow runs.
 
-``dqflow codegen`` writes a ``Jobs`` class with one ``TypedJob`` per declared job type
-(docs/TYPING.md), so ``jobs.generate_report.add(GenerateReportPayload(...))`` is a
-``JobRef[GenerateReportOutput]`` whose ``wait()`` returns the parsed output, and a
-misspelt job type or a wrong payload is a type error.
+``TypedJob[P, O]`` adds a ``P`` payload and gives a ``JobRef[O]``; ``TypedWorkflow[I, O]``
+starts a run from an ``I`` input and gives a ``RunRef[O]``. ``dqflow codegen`` writes a
+``Jobs`` class with one ``TypedJob`` per declared job type and a ``Workflows`` class with
+one ``TypedWorkflow`` per workflow (docs/TYPING.md), so
+``jobs.generate_report.add(GenerateReportPayload(...))`` is a ``JobRef[GenerateReportOutput]``
+whose ``wait()`` returns the parsed output, and a misspelt name or a wrong payload is a
+type error.
 """
 
 from __future__ import annotations
@@ -11,16 +14,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from pydantic import BaseModel
 
-from dqflow.errors import JobFailedError
+from dqflow.errors import JobFailedError, WorkflowFailedError
 from dqflow.queue import Queue
 
 if TYPE_CHECKING:
     from dqflow.queue.queue import Duration
     from dqflow.record import JobRecord
+    from dqflow.workflow_record import WorkflowRun
 
 P = TypeVar("P", contravariant=True)
 O = TypeVar("O", covariant=True)  # noqa: E741
@@ -51,10 +55,7 @@ class JobRef(Generic[O]):
     def _output(self, record: JobRecord) -> O:
         if record.status.value != "completed":
             raise JobFailedError(record)
-        model = self.output_model
-        if model is not None and issubclass(model, BaseModel):
-            return record.output_as(model)  # type: ignore[return-value]
-        return record.output  # type: ignore[no-any-return]
+        return cast("O", _parsed(record, self.output_model))
 
 
 class TypedJob(Generic[P, O]):
@@ -99,6 +100,59 @@ class TypedJob(Generic[P, O]):
     def ref(self, job_id: int) -> JobRef[O]:
         """A reference to an existing job of this type (e.g. an id stored elsewhere)."""
         return JobRef(self.queue, job_id, self.output_model)
+
+
+@dataclass(frozen=True, slots=True)
+class RunRef(Generic[O]):
+    """A workflow run started through a typed facade: its id, and its output as ``O`` once it completes."""
+
+    queue: Queue
+    id: int
+    output_model: type[Any] | None = None
+
+    def get(self) -> WorkflowRun:
+        """The run now (``WorkflowRunNotFoundError`` if it is gone)."""
+        return self.queue.require_workflow(self.id)
+
+    def wait(self, timeout: Duration | None = None) -> O:
+        """Block until the run finishes; its output as ``O``. ``WorkflowFailedError`` if it failed
+        or was cancelled, ``WorkflowWaitTimeoutError`` after ``timeout``, ``OutputParseError`` if
+        the stored output does not fit ``O``."""
+        return self._output(self.queue.wait_workflow(self.id, timeout))
+
+    async def wait_async(self, timeout: Duration | None = None) -> O:
+        """``wait`` for asyncio code (the event loop never blocks)."""
+        return self._output(await self.queue.wait_workflow_async(self.id, timeout))
+
+    def _output(self, run: WorkflowRun) -> O:
+        if run.status.value != "completed":
+            raise WorkflowFailedError(run)
+        return cast("O", _parsed(run, self.output_model))
+
+
+class TypedWorkflow(Generic[P, O]):
+    """One workflow with a typed input ``P`` (a pydantic model, or JSON) and output ``O``."""
+
+    def __init__(self, queue: Queue, name: str, output_model: type[Any] | None = None) -> None:
+        self.queue = queue
+        self.name = name
+        self.output_model = output_model
+
+    def start(self, input: P, *, idempotency_key: str | None = None, tags: Sequence[str] | None = None) -> RunRef[O]:
+        """Validate the input and start a run (as ``Queue.start_workflow``); a reference to it."""
+        run_id = self.queue.start_workflow(self.name, _json(input), idempotency_key=idempotency_key, tags=tags)
+        return RunRef(self.queue, run_id, self.output_model)
+
+    def ref(self, run_id: int) -> RunRef[O]:
+        """A reference to an existing run of this workflow (e.g. an id stored elsewhere)."""
+        return RunRef(self.queue, run_id, self.output_model)
+
+
+def _parsed(finished: JobRecord | WorkflowRun, model: type[Any] | None) -> Any:
+    """The output of a completed job or run: parsed into ``model`` when it is a pydantic model."""
+    if model is not None and issubclass(model, BaseModel):
+        return finished.output_as(model)
+    return finished.output
 
 
 def _json(payload: Any) -> Any:

@@ -14,6 +14,9 @@ from typing import Any
 
 import pytest
 from cli_support import Result, dqflow_process, one_line_error
+from helpers import running_worker
+
+from dqflow import Queue
 
 HANDLERS = '''
 """Handlers for the workflow CLI tests."""
@@ -234,3 +237,21 @@ def test_real_processes_end_to_end(wf_project: Path, backend: str) -> None:
     shown = dqflow_process("workflow", "show", run_id, cwd=wf_project, **env)
     assert shown.code == 0, shown.err
     assert "completed" in shown.out and "(2/2 done)" in shown.out
+
+
+def test_start_wait_prints_the_output_or_the_end(wf_project: Path, dq: Callable[..., Result], backend: str) -> None:
+    timed_out = one_line_error(
+        dq("workflow", "start", "words", "--input", _input(), "--wait", "--wait-timeout", "0.3s")
+    )
+    assert "did not finish within 0.3 s (still running)" in timed_out
+    refused = one_line_error(dq("workflow", "start", "words", "--input", _input(), "--wait-timeout", "1s"), code=2)
+    assert "--wait-timeout needs --wait" in refused
+    with Queue.from_yaml(wf_project / "jobs.yaml", backend) as queue, running_worker(queue, concurrency=4):
+        done = dq("workflow", "start", "words", "--input", _input("a bb"), "--wait", "--wait-timeout", "30s")
+        assert done.code == 0, done.err
+        assert json.loads(done.out) == {"total": 3}
+        as_json = dq("workflow", "start", "words", "--input", _input("ccc"), "--wait", "--json").json()
+        assert as_json["status"] == "completed" and as_json["output"] == {"total": 3}
+        failed = dq("workflow", "start", "words", "--input", _input(flaky=str(wf_project / "f")), "--wait")
+        assert failed.code == 1 and failed.out == ""
+        assert "(words) failed" in failed.err and "flaky: fails the first time" in failed.err, failed.err

@@ -15,7 +15,7 @@ import pytest
 from cli_support import Result
 from typecheck import errors_outside, mypy, pyright
 
-from dqflow import JobFailedError
+from dqflow import JobFailedError, WorkflowFailedError
 from dqflow.declaration import load_declaration
 from dqflow.testing import MemoryQueue
 
@@ -23,7 +23,16 @@ REPO = Path(__file__).resolve().parent.parent
 
 USE = """
 from dqflow import Queue
-from typed_jobs import GenerateReportOutput, GenerateReportPayload, Image, Jobs, ProcessImagesPayload
+from typed_jobs import (
+    GenerateReportOutput,
+    GenerateReportPayload,
+    Image,
+    Jobs,
+    ProcessImagesPayload,
+    PublishAlbumWorkflowInput,
+    PublishAlbumWorkflowOutput,
+    Workflows,
+)
 
 
 def report_url(queue: Queue) -> str:
@@ -37,11 +46,17 @@ def report_url(queue: Queue) -> str:
 async def report_url_async(queue: Queue) -> str:
     ref = await Jobs(queue).generate_report.add_async(GenerateReportPayload(reportId="q3"))
     return str((await ref.wait_async()).url)
+
+
+def resized(queue: Queue) -> list[str]:
+    run = Workflows(queue).publish_album.start(PublishAlbumWorkflowInput(albumId="a1", width=800, publish=True))
+    output: PublishAlbumWorkflowOutput = run.wait(timeout=30)
+    return output.resized + [run.get().status.value]
 """
 
 MISUSE = """
 from dqflow import Queue
-from typed_jobs import GenerateReportPayload, Jobs, SendWelcomeEmailPayload
+from typed_jobs import GenerateReportPayload, Jobs, SendWelcomeEmailPayload, Workflows
 
 
 def misspelt(queue: Queue) -> None:
@@ -54,6 +69,14 @@ def wrong_payload(queue: Queue) -> None:
 
 def wrong_output(queue: Queue) -> int:
     return Jobs(queue).generate_report.add(GenerateReportPayload(reportId="q3")).wait()
+
+
+def wrong_workflow_input(queue: Queue) -> None:
+    Workflows(queue).publish_album.start(GenerateReportPayload(reportId="q3"))
+
+
+def wrong_workflow_output(queue: Queue) -> int:
+    return Workflows(queue).publish_album.start({"albumId": "a1"}).wait()
 """
 
 
@@ -100,6 +123,22 @@ def test_the_facade_adds_waits_and_parses(example: Path) -> None:
     assert "class PublishAlbumWorkflowInput(BaseModel)" in text and "class FetchAlbumOutputImage" in text
 
 
+def test_the_workflow_facade_starts_waits_and_parses(example: Path) -> None:
+    typed = load_module(example / "typed_jobs.py")
+    with MemoryQueue(example / "jobs.yaml") as queue:
+        album = typed.Workflows(queue).publish_album
+        run = album.start(typed.PublishAlbumWorkflowInput(albumId="a1", width=64, publish=False))
+        assert queue.require_workflow(run.id).input == {"albumId": "a1", "width": 64, "publish": False}
+        queue.run_until_idle()
+        output = run.wait(timeout=10)
+        assert isinstance(output, typed.PublishAlbumWorkflowOutput) and output.pageUrl is None
+        assert len(output.resized) == len(output.bytes) > 0
+        cancelled = album.ref(album.start({"albumId": "a2", "width": 64, "publish": True}).id)
+        queue.cancel_workflow(cancelled.id)
+        with pytest.raises(WorkflowFailedError, match=rf"workflow run {cancelled.id} \(publish_album\) cancelled"):
+            cancelled.wait(timeout=5)
+
+
 @pytest.mark.slow
 def test_mypy_strict_and_pyright_pass_the_use_and_fail_the_misuse(example: Path) -> None:
     (example / "use_jobs.py").write_text(USE)
@@ -115,10 +154,14 @@ def test_mypy_strict_and_pyright_pass_the_use_and_fail_the_misuse(example: Path)
     assert 'misuse_jobs.py:7: error: "Jobs" has no attribute "generate_reprot"' in checked.stdout
     assert 'misuse_jobs.py:11: error: Argument 1 to "add" of "TypedJob" has incompatible type' in checked.stdout
     assert "misuse_jobs.py:15: error: Incompatible return value type" in checked.stdout
+    assert 'misuse_jobs.py:19: error: Argument 1 to "start" of "TypedWorkflow" has incompatible type' in checked.stdout
+    assert "misuse_jobs.py:23: error: Incompatible return value type" in checked.stdout
     checked = pyright_run.result()
     assert checked.returncode == 1, checked.stdout + checked.stderr
     assert errors_outside(checked.stdout, "misuse_jobs.py") == [], checked.stdout
-    for line, kind in ((7, "reportAttributeAccessIssue"), (11, "reportArgumentType"), (15, "reportReturnType")):
+    expected = ((7, "reportAttributeAccessIssue"), (11, "reportArgumentType"), (15, "reportReturnType"))
+    expected += ((19, "reportArgumentType"), (23, "reportReturnType"))
+    for line, kind in expected:
         assert f"misuse_jobs.py:{line}:" in checked.stdout and kind in checked.stdout, checked.stdout
 
 

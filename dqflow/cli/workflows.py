@@ -9,7 +9,7 @@ import typer
 
 from dqflow.cli._app import app, command, load, open_queue, options
 from dqflow.cli._output import console, print_json
-from dqflow.cli._parse import MAX_ID, json_value
+from dqflow.cli._parse import MAX_ID, duration, json_value
 from dqflow.enums import WorkflowStatus
 from dqflow.errors import ConfigError
 
@@ -106,15 +106,47 @@ def start(
     tag: Annotated[
         list[str] | None, typer.Option("--tag", "-t", help="A tag (repeat for more).", show_default=False)
     ] = None,
-) -> None:
-    """Start a workflow run (its input is validated first) and print its id."""
+    wait_for_it: Annotated[
+        bool, typer.Option("--wait", "-w", help="Wait until the run finishes and print its output.")
+    ] = False,
+    wait_timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--wait-timeout", metavar="DURATION", help="With --wait: give up after this long.", show_default=False
+        ),
+    ] = None,
+) -> int:
+    """Start a workflow run (its input is validated first) and print its id; with --wait, its output.
+
+    --wait exits 1 when the run fails or is cancelled, or --wait-timeout passes first.
+    """
     value: Any = {} if input_ is None else json_value(input_, "--input")
+    give_up = duration(wait_timeout, "--wait-timeout")
+    if give_up is not None and not wait_for_it:
+        raise typer.BadParameter("--wait-timeout needs --wait", param_hint="--wait-timeout")
     with open_queue() as queue:
         run_id = queue.start_workflow(name, value, idempotency_key=idempotency_key, tags=tag or None)
+        if wait_for_it:
+            return _print_result(queue.wait_workflow(run_id, timeout=give_up))
     if options().json:
         print_json({"id": run_id, "workflow": name})
     else:
         typer.echo(run_id)
+    return 0
+
+
+def _print_result(run: WorkflowRun) -> int:
+    """``workflow start --wait``'s answer: the output (0), or the run's end on stderr (1)."""
+    completed = run.status is WorkflowStatus.COMPLETED
+    if options().json:
+        print_json(run_json(run))
+    elif completed:
+        print_json(run.output)
+    if completed:
+        return 0
+    why = f": {run.error}" if run.error else ""
+    sys.stderr.write(f"error: workflow run {run.id} ({run.name}) {run.status.value}{why}\n")
+    return 1
 
 
 @command("show", group=workflow_app)

@@ -119,7 +119,7 @@ async def get_job(
     queue = queue_of(request)
     if wait is None:
         return JobResponse(job=Job.of(await run_in_threadpool(queue.require_job, job_id)))
-    seconds = _wait_seconds(wait)
+    seconds = wait_seconds(wait)
     try:
         record = await queue.wait_async(job_id, timeout=seconds)
     except WaitTimeoutError:
@@ -127,7 +127,8 @@ async def get_job(
     return JobResponse(job=Job.of(record))
 
 
-def _wait_seconds(text: str) -> float:
+def wait_seconds(text: str) -> float:
+    """A long-poll's ``wait`` query value in seconds (``30s``, ``1.5``); 422 outside 0..``MAX_WAIT_S``."""
     try:
         seconds = float(text) if text.replace(".", "", 1).isdigit() else parse_duration(text)
     except ValueError as exc:

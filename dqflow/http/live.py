@@ -1,8 +1,8 @@
 """Live updates: one shared tail of the storage's change feed per app, fanned out to SSE clients.
 
-A single thread follows the feed (``Storage.wait_for_changes`` / ``read_changes``:
-LISTEN/NOTIFY, a Redis stream read, a SQLite ``data_version`` check) and hands
-each change to the event loop of every client whose filters match. However many
+The queue's one follower of the feed (``Queue.changes``: LISTEN/NOTIFY, a Redis
+stream read, a SQLite ``data_version`` check) hands each change to the event loop
+of every client whose filters match. However many
 clients are connected, the database sees one reader per server process. A client
 that reconnects with ``Last-Event-ID`` first gets what it missed, read once from
 the feed, then the live changes (duplicates dropped by cursor).
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -20,13 +19,9 @@ from typing import Any
 
 from pydantic.alias_generators import to_camel
 
-from dqflow.errors import StorageError
 from dqflow.queue import Queue
 from dqflow.storage.changes import OUTPUT, Change
 
-log = logging.getLogger("dqflow.http")
-
-FEED_WAIT_SECONDS = 1.0
 READ_BATCH = 500
 CLIENT_BUFFER = 2000
 """Changes one client may have waiting; a client that falls further behind is disconnected
@@ -112,64 +107,38 @@ def to_live_events(queue: Queue, changes: list[Change]) -> list[LiveEvent]:
 
 
 class ChangeHub:
-    """Follows the feed on one thread (started with the first client) and fans changes out."""
+    """Fans the queue's change feed (``Queue.changes``, one follower thread) out to SSE clients."""
 
     def __init__(self, queue: Queue) -> None:
         self.queue = queue
         self._subscribers: set[Subscriber] = set()
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
-        self._started = threading.Event()
 
     def subscribe(self, subscriber: Subscriber) -> None:
+        """Returns once the feed is followed: every later change reaches ``subscriber``."""
         with self._lock:
             self._subscribers.add(subscriber)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._follow, name="dqflow-change-feed", daemon=True)
-                self._thread.start()
-        self._started.wait(10)
+        self.queue.changes.subscribe(self._hear)
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         with self._lock:
             self._subscribers.discard(subscriber)
 
     def close(self) -> None:
-        """Stop following; every open stream ends."""
-        self._stopping.set()
+        """Every open stream ends (the queue's feed goes on for its other listeners)."""
+        self.queue.changes.unsubscribe(self._hear)
         with self._lock:
             subscribers = list(self._subscribers)
             self._subscribers.clear()
         for subscriber in subscribers:
             subscriber.loop.call_soon_threadsafe(subscriber.offer, _CLOSED)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
-    def _follow(self) -> None:
-        storage = self.queue.storage
-        cursor: str | None = None
-        while not self._stopping.is_set():
-            try:
-                if cursor is None:
-                    cursor = storage.change_cursor()
-                    self._started.set()
-                storage.wait_for_changes(cursor, FEED_WAIT_SECONDS)
-                changes = storage.read_changes(cursor, READ_BATCH)
-                if not changes:
-                    continue
-                cursor = changes[-1].cursor
-                self._publish(to_live_events(self.queue, changes))
-            except StorageError as exc:
-                log.warning("change feed: %s (retrying)", exc)
-                self._stopping.wait(1.0)
-            except Exception:
-                log.exception("change feed failed (retrying)")
-                self._stopping.wait(1.0)
-        self._started.set()
-
-    def _publish(self, events: list[LiveEvent]) -> None:
+    def _hear(self, changes: list[Change]) -> None:
         with self._lock:
             subscribers = list(self._subscribers)
+        if not subscribers:
+            return
+        events = to_live_events(self.queue, changes)
         for subscriber in subscribers:
             wanted = [event for event in events if subscriber.wants(event)]
             if wanted and not subscriber.loop.is_closed():

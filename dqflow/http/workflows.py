@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, status
+from starlette.concurrency import run_in_threadpool
 
+from dqflow.errors import WorkflowRunNotFoundError, WorkflowWaitTimeoutError
 from dqflow.http.auth import require_read, require_write
 from dqflow.http.errors import InvalidInput, NotFound
-from dqflow.http.jobs import ERRORS, MAX_ID, MAX_LIST_LIMIT, _split_list, queue_of
+from dqflow.http.jobs import ERRORS, MAX_ID, MAX_LIST_LIMIT, MAX_WAIT_S, _split_list, queue_of, wait_seconds
 from dqflow.http.models import (
     StartWorkflowRequest,
     StartWorkflowResponse,
@@ -81,9 +83,29 @@ def list_runs(
 
 
 @router.get("/runs/{run_id}", response_model=WorkflowRunResponse, dependencies=[Depends(require_read)])
-def get_run(request: Request, run_id: RunId) -> WorkflowRunResponse:
+async def get_run(
+    request: Request,
+    run_id: RunId,
+    wait: Annotated[
+        str | None,
+        Query(
+            max_length=20,
+            description=f"Long-poll: answer once the run has finished or after this long (`30s`, at most "
+            f"{MAX_WAIT_S:g} s), whichever comes first.",
+        ),
+    ] = None,
+) -> WorkflowRunResponse:
     """One run with its steps (``{"run": {...}}``); 404 ``{"error": "Workflow run not found"}``."""
-    return WorkflowRunResponse(run=WorkflowRun.of(_run(queue_of(request), run_id)))
+    queue = queue_of(request)
+    if wait is not None:
+        seconds = wait_seconds(wait)
+        try:
+            return WorkflowRunResponse(run=WorkflowRun.of(await queue.wait_workflow_async(run_id, timeout=seconds)))
+        except WorkflowRunNotFoundError:
+            raise NotFound(RUN_NOT_FOUND) from None
+        except WorkflowWaitTimeoutError:
+            pass
+    return WorkflowRunResponse(run=WorkflowRun.of(await run_in_threadpool(_run, queue, run_id)))
 
 
 @router.post("/runs/{run_id}/cancel", response_model=WorkflowRunResponse, dependencies=[Depends(require_write)])

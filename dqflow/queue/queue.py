@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -29,11 +28,11 @@ from dqflow.errors import (
     TooLargeError,
     UnknownJobTypeError,
     ValidationFailed,
-    WaitTimeoutError,
 )
 from dqflow.json_values import dumps
 from dqflow.queue.events import JOB_ADDED, JOB_CANCELLED, JOB_EDITED, JOB_RETRIED, EventEmitter, EventName, Listener
 from dqflow.queue.unique import unique_rule
+from dqflow.queue.waiting import WaitMethods
 from dqflow.queue.workflows import WorkflowMethods
 from dqflow.storage import DEFAULT_BACKEND, JobFilter, JobPage, NewJob, Storage, TagMode, UniqueRule, open_storage
 from dqflow.telemetry import Tracing, tracing_from_env, with_trace
@@ -54,11 +53,6 @@ UNSET: Any = _Unset()
 """Marks an argument of ``Queue.edit`` that was not given."""
 
 Duration = float | int | str | timedelta
-
-# ``wait`` polls the job: quickly at first (short jobs answer fast), then backing off to
-# at most this often, so a long wait costs one cheap read per interval.
-WAIT_FIRST_POLL_S = 0.005
-WAIT_MAX_POLL_S = 0.25
 
 
 def _seconds(value: Duration | None, what: str) -> float | None:
@@ -127,7 +121,7 @@ class JobSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class Queue(WorkflowMethods):
+class Queue(WorkflowMethods, WaitMethods):
     """A job queue: a declaration (job types, schemas, defaults) bound to a storage backend.
 
     ``Queue.from_yaml("jobs.yaml")`` is the usual way in; ``Queue(Declaration.build(...))``
@@ -172,7 +166,8 @@ class Queue(WorkflowMethods):
     # -- lifecycle -------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the backend's connections."""
+        """Stop following the change feed and close the backend's connections."""
+        self._close_feed()
         self.storage.close()
 
     def __enter__(self) -> Self:
@@ -515,37 +510,6 @@ class Queue(WorkflowMethods):
         """How many jobs there are per (job type, status); pairs with none are left out."""
         return self.storage.count_jobs()
 
-    # -- waiting ---------------------------------------------------------------------
-
-    def wait(self, job_id: int, timeout: Duration | None = None) -> JobRecord:
-        """Block until the job is completed, failed or cancelled; return its record.
-
-        ``timeout`` (seconds, ``"30s"``, a ``timedelta``; None waits for ever) ends
-        the wait with ``WaitTimeoutError``; ``JobNotFoundError`` for an unknown id.
-        A failed attempt that will be retried is not the end: it keeps waiting.
-        """
-        deadline, limit = _deadline(timeout)
-        poll = WAIT_FIRST_POLL_S
-        while True:
-            record = self.require_job(job_id)
-            if record.is_finished:
-                return record
-            pause = _next_pause(poll, deadline, job_id, limit, record)
-            time.sleep(pause)
-            poll = min(poll * 2, WAIT_MAX_POLL_S)
-
-    async def wait_async(self, job_id: int, timeout: Duration | None = None) -> JobRecord:
-        """``wait`` for asyncio code: the reads run on a thread, the event loop never blocks."""
-        deadline, limit = _deadline(timeout)
-        poll = WAIT_FIRST_POLL_S
-        while True:
-            record = await asyncio.to_thread(self.require_job, job_id)
-            if record.is_finished:
-                return record
-            pause = _next_pause(poll, deadline, job_id, limit, record)
-            await asyncio.sleep(pause)
-            poll = min(poll * 2, WAIT_MAX_POLL_S)
-
     # -- managing --------------------------------------------------------------------
 
     def cancel(self, job_id: int) -> JobRecord:
@@ -622,26 +586,6 @@ class Queue(WorkflowMethods):
         updated = self.storage.edit_job(record.id, changes)
         self.events.emit(JOB_EDITED, {"job_id": updated.id, "job_type": updated.job_type, "fields": sorted(changes)})
         return updated
-
-
-def _deadline(timeout: Duration | None) -> tuple[float | None, float]:
-    """(monotonic deadline or None, the timeout in seconds) for ``wait``."""
-    seconds = _seconds(timeout, "timeout")
-    if seconds is None:
-        return None, 0.0
-    if seconds < 0:
-        raise ValueError(f"timeout must not be negative, got {timeout!r}")
-    return time.monotonic() + seconds, seconds
-
-
-def _next_pause(poll: float, deadline: float | None, job_id: int, limit: float, record: JobRecord) -> float:
-    """How long ``wait`` sleeps before reading again; ``WaitTimeoutError`` when time is up."""
-    if deadline is None:
-        return poll
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise WaitTimeoutError(job_id, limit, record.status.value)
-    return min(poll, remaining)
 
 
 def _checked_json(

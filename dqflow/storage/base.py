@@ -734,7 +734,10 @@ class Storage(ABC):
 
     @abstractmethod
     def wait_for_changes(self, after: str, timeout: float) -> None:
-        """Block up to ``timeout`` seconds or until changes after ``after`` may exist."""
+        """Block up to ``timeout`` seconds or until changes after ``after`` may exist.
+
+        ``close`` from another thread ends a wait (or feed read) in progress safely: it
+        returns or raises ``StorageError``, and never runs on a closed connection."""
 
     # -- workflows (storage/workflows.py) -------------------------------------------------
     # A step job (``workflow_run_id`` set) that completes, fails for good (settled, or its

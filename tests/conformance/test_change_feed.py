@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from helpers import make_queue, running_worker, start_worker_process, wait_for_status
 
-from dqflow import JobContext, Queue
+from dqflow import JobContext, Queue, StorageError
+from dqflow.storage import Storage, open_storage
 
 HTTP_APP = Path(__file__).resolve().parent.parent / "http" / "app" / "jobs.yaml"
 
@@ -96,3 +97,39 @@ def test_a_malformed_cursor_is_a_value_error(backend: str, cursor: object) -> No
         pytest.raises(ValueError, match="invalid change cursor"),
     ):
         queue.storage.read_changes(cursor)  # type: ignore[arg-type]
+
+
+def test_close_ends_a_wait_for_changes_in_progress(backend: str) -> None:
+    """A Queue's follower may be inside the feed when the Queue closes: close ends it, never crashes."""
+    for _ in range(5):
+        storage = open_storage(backend)
+        storage.setup()
+        cursor = storage.change_cursor()
+        ended: list[BaseException] = []
+
+        def follow(storage: Storage = storage, cursor: str = cursor, ended: list[BaseException] = ended) -> None:
+            try:
+                while True:
+                    storage.wait_for_changes(cursor, 10)
+                    storage.read_changes(cursor)
+            except Exception as exc:  # the storage closed under it
+                ended.append(exc)
+
+        thread = threading.Thread(target=follow, daemon=True)
+        thread.start()
+        time.sleep(0.05)
+        started = time.monotonic()
+        storage.close()
+        thread.join(timeout=5)
+        assert not thread.is_alive() and time.monotonic() - started < 2
+        assert len(ended) == 1 and isinstance(ended[0], StorageError), ended
+
+
+def test_closing_a_queue_that_waited_is_quick(backend: str) -> None:
+    with make_queue(backend, {"quick": {"handler": lambda payload: payload}}) as queue:
+        job_id = queue.add("quick", {"n": 1})
+        queue.cancel(job_id)
+        queue.wait(job_id, timeout=5)  # starts the queue's feed follower
+        assert queue.changes.following
+        started = time.monotonic()
+    assert time.monotonic() - started < 0.5

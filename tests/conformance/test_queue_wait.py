@@ -1,4 +1,5 @@
-"""``Queue.wait`` and ``Queue.wait_async``: the finished record, or a typed timeout, on every backend."""
+"""``Queue.wait`` / ``wait_async`` and ``wait_workflow`` / ``wait_workflow_async``: the finished
+record or run, or a typed timeout, on every backend; woken by the change feed, not a poll."""
 
 from __future__ import annotations
 
@@ -8,7 +9,26 @@ import time
 import pytest
 from helpers import make_queue, running_worker
 
-from dqflow import JobNotFoundError, JobStatus, WaitTimeoutError
+import dqflow.queue.waiting
+from dqflow import (
+    JobNotFoundError,
+    JobStatus,
+    WaitTimeoutError,
+    WorkflowRunNotFoundError,
+    WorkflowStatus,
+    WorkflowWaitTimeoutError,
+)
+
+CHAIN = {
+    "chain": {
+        "input": {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}},
+        "steps": {
+            "first": {"job": "double", "payload": {"n": "${input.n}"}},
+            "second": {"job": "double", "needs": ["first"], "payload": {"n": "${steps.first.output.n}"}},
+        },
+        "returns": {"n": "${steps.second.output.n}"},
+    }
+}
 
 JOBS = {
     "double": {"handler": lambda payload: {"n": payload["n"] * 2}},
@@ -71,3 +91,41 @@ def test_wait_async(backend: str) -> None:
             return [r.output["n"] for r in records]
 
         assert asyncio.run(main()) == [0, 2, 4, 6, 8]
+
+
+def test_a_wait_is_woken_by_the_change_feed_not_by_reading_again(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # With the fallback re-read 60 s away, only the feed can end these waits within seconds.
+    monkeypatch.setattr(dqflow.queue.waiting, "WAIT_RECHECK_S", 60.0)
+    with make_queue(backend, JOBS, workflows=CHAIN) as queue, running_worker(queue, concurrency=2):
+        for sleep in (0.0, 0.2, 0.5):
+            job_id = queue.add("slow", {"sleep": sleep})
+            started = time.monotonic()
+            assert queue.wait(job_id, timeout=20).status is JobStatus.COMPLETED
+            assert time.monotonic() - started < sleep + 2
+        run_id = queue.start_workflow("chain", {"n": 3})
+        started = time.monotonic()
+        run = queue.wait_workflow(run_id, timeout=20)
+        assert time.monotonic() - started < 3
+        assert run.status is WorkflowStatus.COMPLETED and run.output == {"n": 12}
+
+        async def both() -> tuple[JobStatus, WorkflowStatus]:
+            record = await queue.wait_async(queue.add("slow", {"sleep": 0.2}), timeout=20)
+            run = await queue.wait_workflow_async(queue.start_workflow("chain", {"n": 1}), timeout=20)
+            return record.status, run.status
+
+        started = time.monotonic()
+        assert asyncio.run(both()) == (JobStatus.COMPLETED, WorkflowStatus.COMPLETED)
+        assert time.monotonic() - started < 5
+
+
+def test_wait_workflow_times_out_and_returns_a_cancelled_run(backend: str) -> None:
+    with make_queue(backend, JOBS, workflows=CHAIN) as queue:
+        run_id = queue.start_workflow("chain", {"n": 1})
+        started = time.monotonic()
+        with pytest.raises(WorkflowWaitTimeoutError, match=f"workflow run {run_id} did not finish within 0.3 s"):
+            queue.wait_workflow(run_id, timeout=0.3)
+        assert 0.3 <= time.monotonic() - started < 2
+        with pytest.raises(WorkflowRunNotFoundError):
+            queue.wait_workflow(987_654_321, timeout=1)
+        queue.cancel_workflow(run_id)
+        assert queue.wait_workflow(run_id, timeout=5).status is WorkflowStatus.CANCELLED

@@ -71,7 +71,8 @@ def test_start_read_and_complete_a_run(wf_server: Server, wf_worker: None) -> No
     for key in ("jobIds", "skippedReason", "startedAt", "completedAt", "outputs"):
         assert key in run["steps"][0]
 
-    done = _finished(wf_server, run_id)
+    with wf_server.client() as client:  # long-poll: answers once the run has finished
+        done = client.get(f"/api/workflows/runs/{run_id}", params={"wait": "30s"}).json()["run"]
     assert done["status"] == "completed", done
     assert done["output"] == {"total": 6}
     assert done["completedAt"] is not None
@@ -136,6 +137,17 @@ def test_unknown_and_bad_run_ids(wf_server: Server) -> None:
         assert missing.status_code == 404 and missing.json() == {"error": "Workflow run not found"}
         for bad in ("0", "-1", "abc", str(2**63)):
             assert client.get(f"/api/workflows/runs/{bad}").status_code == 422
+        waited = client.get("/api/workflows/runs/987654321", params={"wait": "5s"})
+        assert waited.status_code == 404 and waited.json() == {"error": "Workflow run not found"}
+    run_id = _start(wf_server)["id"]  # no worker runs it: the wait ends with the run as it is
+    with wf_server.client() as client:
+        started = time.monotonic()
+        running = client.get(f"/api/workflows/runs/{run_id}", params={"wait": "300ms"})
+        assert running.status_code == 200 and running.json()["run"]["status"] == "running"
+        assert 0.3 <= time.monotonic() - started < 3
+        for bad in ("soon", "61s", "-1s"):
+            refused = client.get(f"/api/workflows/runs/{run_id}", params={"wait": bad})
+            assert refused.status_code == 422 and "query.wait" in refused.json()["error"], bad
     with wf_server.writer() as client:
         for action in ("cancel", "retry"):
             response = client.post(f"/api/workflows/runs/987654321/{action}")

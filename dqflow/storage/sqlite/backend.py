@@ -83,6 +83,8 @@ _INSERT_JOB = (
     f" VALUES ({', '.join('?' * (len(JOB_OPTIONS) + 2))})"
 )
 _WAIT_POLL_SECONDS = 0.004
+CLOSE_WAIT_SECONDS = 5.0
+"""Longest ``close`` waits for change-feed calls on other threads (a wait ends within a poll)."""
 
 
 def _epoch(value: datetime | None) -> float | None:
@@ -176,6 +178,12 @@ class SqliteStorage(Storage):
         # lock frees, instead of in SQLite's busy handler, which sleeps 1 ms and more.
         self._write_lock = threading.RLock()
         self._ready = False
+        # Change-feed reads in progress on other threads (a Queue's follower): ``close`` sets
+        # ``_closing``, which ends their waits, and lets them finish before closing connections
+        # (closing a connection under a running statement crashes the process).
+        self._closing = threading.Event()
+        self._feed_calls = 0
+        self._feed_idle = threading.Condition()
 
     # -- connections -----------------------------------------------------------------
 
@@ -239,6 +247,7 @@ class SqliteStorage(Storage):
 
     def setup(self) -> None:
         """Apply the pending numbered migrations (``migrations/``) under the write lock."""
+        self._closing.clear()  # set up again after a close: the change feed reads again
         if self._ready:
             return
         try:
@@ -249,6 +258,9 @@ class SqliteStorage(Storage):
         self._ready = True
 
     def close(self) -> None:
+        self._closing.set()
+        with self._feed_idle:
+            self._feed_idle.wait_for(lambda: self._feed_calls == 0, timeout=CLOSE_WAIT_SECONDS)
         with self._lock:
             for conn in self._connections:
                 with suppress(sqlite3.Error):
@@ -258,6 +270,20 @@ class SqliteStorage(Storage):
         if self._throwaway is not None:  # a :memory: database ends with its storage
             self._throwaway()
             self._ready = False
+
+    @contextmanager
+    def _feed_call(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection for one change-feed call that ``close`` waits out."""
+        with self._feed_idle:
+            if self._closing.is_set():
+                raise StorageError(f"the SQLite storage {self.path} is closed")
+            self._feed_calls += 1
+        try:
+            yield self._conn()
+        finally:
+            with self._feed_idle:
+                self._feed_calls -= 1
+                self._feed_idle.notify_all()
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -943,13 +969,16 @@ class SqliteStorage(Storage):
     # -- change feed (sqlite/changes.py) ------------------------------------------------
 
     def change_cursor(self) -> str:
-        return changes.change_cursor(self._conn())
+        with self._feed_call() as conn:
+            return changes.change_cursor(conn)
 
     def read_changes(self, after: str, limit: int = 500) -> list[Change]:
-        return changes.read_changes(self._conn(), after, limit)
+        with self._feed_call() as conn:
+            return changes.read_changes(conn, after, limit)
 
     def wait_for_changes(self, after: str, timeout: float) -> None:
-        changes.wait_for_changes(self._conn(), after, timeout, _WAIT_POLL_SECONDS)
+        with self._feed_call() as conn:
+            changes.wait_for_changes(conn, after, timeout, _WAIT_POLL_SECONDS, self._closing)
 
 
 def _iso(epoch: float) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -41,8 +42,8 @@ def read_changes(conn: sqlite3.Connection, after: str, limit: int) -> list[Chang
     ]
 
 
-def wait_for_changes(conn: sqlite3.Connection, after: str, timeout: float, poll: float) -> None:
-    """Return once the feed has a row after ``after`` or ``timeout`` passes.
+def wait_for_changes(conn: sqlite3.Connection, after: str, timeout: float, poll: float, stop: threading.Event) -> None:
+    """Return once the feed has a row after ``after``, ``timeout`` passes or ``stop`` is set.
 
     Between checks only ``PRAGMA data_version`` is read (it changes when another
     connection commits): a few microseconds, no table access.
@@ -55,6 +56,6 @@ def wait_for_changes(conn: sqlite3.Connection, after: str, timeout: float, poll:
             return
         while conn.execute("PRAGMA data_version").fetchone()[0] == version:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or stop.is_set():
                 return
             time.sleep(min(poll, remaining))
