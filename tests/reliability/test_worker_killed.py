@@ -20,6 +20,13 @@ pytestmark = pytest.mark.reliability
 DEFAULT_LEASE_CONFIG = TESTS / "app" / "default_lease.yaml"
 
 
+def lease_left(queue: Queue, job_id: int) -> float:
+    """Seconds until the job's lease runs out (negative: it has)."""
+    job = queue.get_job(job_id)
+    assert job.lease_expires_at is not None, job
+    return (job.lease_expires_at - datetime.now(UTC)).total_seconds()
+
+
 def test_jobs_of_a_killed_worker_are_completed_by_another(backend: str, tmp_path: Path, workers: Workers) -> None:
     log = tmp_path / "runs.log"
     queue = Queue.from_yaml(APP_CONFIG, backend=backend)
@@ -100,11 +107,6 @@ def test_default_lease_recovers_within_30_seconds(tmp_path: Path, workers: Worke
     holder = workers.start(held, config=DEFAULT_LEASE_CONFIG, name="holder")
     pair = [workers.start(scaled, "--lease", "2", config=DEFAULT_LEASE_CONFIG, name=f"w{i}") for i in range(2)]
 
-    def lease_left(queue: Queue, job_id: int) -> float:
-        job = queue.get_job(job_id)
-        assert job.lease_expires_at is not None, job
-        return (job.lease_expires_at - datetime.now(UTC)).total_seconds()
-
     wait_until(lambda: executions(held_log) == [held_id], 30, what="the default worker runs the job")
     first = held_queue.get_job(held_id).lease_expires_at
     assert 18.0 <= lease_left(held_queue, held_id) <= 20.5
@@ -140,7 +142,8 @@ def test_drain_reclaims_the_job_of_a_killed_worker(backend: str, tmp_path: Path,
     wait_until(lambda: executions(log) == [job_id], 30, what="the victim runs the job")
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait(timeout=10)
-    time.sleep(1.5)  # past the lease: nobody is left to reclaim it but the drain below
+    # past the lease: nobody is left to reclaim it but the drain below
+    wait_until(lambda: lease_left(queue, job_id) < 0, 10, what="the lease ran out")
 
     drainer = workers.start(backend, "--drain", name="drainer")
     assert drainer.wait(timeout=60) == 0, workers.log_of(drainer)
