@@ -11,12 +11,15 @@ finished) before the clock: dqflow ``dqflow run --concurrency 16``, Celery ``cel
 worker --pool threads --concurrency 16`` with a Redis broker and Redis result backend.
 The clock starts just before the first run is submitted and stops when the producer
 sees the last run finished (dqflow: every run's status read back; Celery: every
-result's ``get()``). Also measured:
+result's ``get()``). dqflow's runs are started in one batch (``start_workflows``, as the
+plain jobs below go in with ``add_many``); Celery's are submitted one by one
+(``apply_async`` per chain or chord: canvas has no batch submit). Also measured:
 
 * ``step_cost``: dqflow only — the same handler as plain jobs (``add_many`` of as many
   jobs as the linear runs have steps) against those steps: plain jobs/s ÷ steps/s
   (1.0: a step costs what a job costs);
-* latency: one run on the idle worker, from the submit call to the run seen finished.
+* latency: one run (``start_workflow``) on the idle worker, from the submit call to the
+  run seen finished.
 
 Medians of ``--runs`` repetitions (interleaved: repetition 1 of every system, then 2, ...).
 
@@ -155,7 +158,7 @@ class DqflowBench:
     def runs(self, workflow: str, count: int) -> float:
         """Seconds from the first submit to the last run seen completed."""
         start = time.perf_counter()
-        ids = [self.queue.start_workflow(workflow, self._input(workflow, i)) for i in range(count)]
+        ids = self.queue.start_workflows(workflow, [self._input(workflow, i) for i in range(count)])
         _wait(self._all_finished(ids), f"{count} {workflow} runs")
         return time.perf_counter() - start
 

@@ -233,41 +233,39 @@ class _Merged:
 
 
 def _facade(declaration: Declaration, classes: set[str]) -> str:
+    text = _facade_class(
+        "Jobs",
+        "Typed access to the declared job types: ``Jobs(queue).<job type>.add(payload)``.",
+        "TypedJob",
+        [(name, pascal(name) + "Payload", pascal(name) + "Output") for name in declaration.job_types],
+        classes,
+    )
+    if declaration.workflows:
+        text += "\n\n" + _facade_class(
+            "Workflows",
+            "Typed access to the declared workflows: ``Workflows(queue).<workflow>.start(input)``.",
+            "TypedWorkflow",
+            [(name, pascal(name) + "WorkflowInput", pascal(name) + "WorkflowOutput") for name in declaration.workflows],
+            classes,
+        )
+    return text
+
+
+def _facade_class(name: str, doc: str, typed: str, entries: list[tuple[str, str, str]], classes: set[str]) -> str:
+    """One facade class: an attribute ``typed[In, Out]`` per (declared name, input class, output class)."""
     lines = [
-        "class Jobs:",
-        '    """Typed access to the declared job types: ``Jobs(queue).<job type>.add(payload)``."""',
+        f"class {name}:",
+        f'    """{doc}"""',
         "",
         "    def __init__(self, queue: Queue) -> None:",
         "        self.queue = queue",
     ]
-    for name in declaration.job_types:
-        payload = pascal(name) + "Payload"
-        output = pascal(name) + "Output"
-        payload_type = payload if payload in classes else "Any"
-        output_type = output if output in classes else "Any"
-        model = output if output in classes else "None"
-        lines.append(
-            f"        self.{attribute(name)}: TypedJob[{payload_type}, {output_type}]"
-            f" = TypedJob(queue, {name!r}, {model})"
-        )
-    if declaration.workflows:
-        lines += [
-            "",
-            "",
-            "class Workflows:",
-            '    """Typed access to the declared workflows: ``Workflows(queue).<workflow>.start(input)``."""',
-            "",
-            "    def __init__(self, queue: Queue) -> None:",
-            "        self.queue = queue",
-        ]
-    for name in declaration.workflows:
-        input_class = pascal(name) + "WorkflowInput"
-        output_class = pascal(name) + "WorkflowOutput"
+    for declared, input_class, output_class in entries:
         input_type = input_class if input_class in classes else "Any"
         output_type = output_class if output_class in classes else "Any"
         model = output_class if output_class in classes else "None"
         lines.append(
-            f"        self.{attribute(name)}: TypedWorkflow[{input_type}, {output_type}]"
-            f" = TypedWorkflow(queue, {name!r}, {model})"
+            f"        self.{attribute(declared)}: {typed}[{input_type}, {output_type}]"
+            f" = {typed}(queue, {declared!r}, {model})"
         )
     return "\n".join(lines) + "\n"

@@ -219,6 +219,24 @@ class TokenExpiredError(TokenError):
     """The token's timeout passed (its job resumed without the data), or its job is finished."""
 
 
+_JOB_ENDS = {"completed": "completed", "failed": "failed for good", "cancelled": "cancelled"}
+
+
+class TokenJobFinishedError(TokenExpiredError):
+    """The token's job is finished (cancelled, failed for good, completed) or deleted: nothing
+    will ever wait for the data, so it is refused (the token reads as ``abandoned``)."""
+
+    def __init__(self, token_id: str, job_id: int | str, job_status: str | None) -> None:
+        ended = _JOB_ENDS.get(job_status or "", "deleted")
+        super().__init__(
+            f"token {shorten(token_id, 100)} can no longer be completed: its job {job_id} was {ended}"
+            " (the token is abandoned)"
+        )
+        self.token_id = token_id
+        self.job_id = int(job_id)
+        self.job_status = job_status
+
+
 class TokenTimeout(DqflowError):
     """Raised at ``ctx.wait_for_token`` when the token timed out before anyone completed it."""
 

@@ -7,8 +7,9 @@ its workers record, with the globally configured tracer provider:
 * ``dqflow.add`` (producer): one per ``add`` / ``add_many`` call; its W3C trace
   context goes into each new job's ``meta["traceparent"]`` (a ``traceparent``
   the caller put in ``meta`` is kept);
-* ``dqflow.start_workflow`` (producer): one per run; its trace context is kept
-  in the run's step state, so every step job joins the run's one trace;
+* ``dqflow.start_workflow`` (producer): one per ``start_workflow`` /
+  ``start_workflows`` call; its trace context is kept in each run's step state,
+  so every step job joins its run's trace (the runs of one batch share it);
 * ``dqflow.claim`` (client): one per claim that returned jobs;
 * ``dqflow.run`` (consumer): one per attempt, a child of the job's producer
   context, current while the handler runs (its own spans nest under it);
@@ -99,9 +100,10 @@ class Adding:
             self.span.set_attribute("messaging.message.id", str(job_ids[0]))
             self.span.set_attribute("dqflow.job.id", job_ids[0])
 
-    def started(self, run_id: int) -> None:
-        """Record the workflow run's id."""
-        self.span.set_attribute("dqflow.workflow.run_id", run_id)
+    def started(self, run_ids: Sequence[int]) -> None:
+        """Record the workflow runs' ids (one: ``dqflow.workflow.run_id``)."""
+        if len(run_ids) == 1:
+            self.span.set_attribute("dqflow.workflow.run_id", run_ids[0])
 
 
 class Tracing:
@@ -149,14 +151,17 @@ class Tracing:
             yield adding
 
     @contextmanager
-    def starting_workflow(self, name: str) -> Iterator[Adding]:
-        """The ``dqflow.start_workflow`` span, current in the block; its carrier is the run's trace."""
+    def starting_workflow(self, name: str, runs: int = 1) -> Iterator[Adding]:
+        """The ``dqflow.start_workflow`` span of starting ``runs`` runs, current in the block;
+        its carrier is the runs' trace."""
         attributes: dict[str, Any] = {
             "messaging.system": _SYSTEM,
             "messaging.operation.type": "send",
             "messaging.operation.name": "start_workflow",
             "dqflow.workflow.name": name,
         }
+        if runs > 1:
+            attributes["messaging.batch.message_count"] = runs
         with self._producing("dqflow.start_workflow", attributes) as adding:
             yield adding
 

@@ -79,4 +79,13 @@ def test_show_token_complete_and_retry_reset_steps(durable_project: Path, dq: Ca
         assert retried.code == 0 and retried.json()["steps"] == {}
         wait_until(lambda: "dqflow:token:1" in queue.require_job(job_id).steps, timeout=60)
         assert queue.require_job(job_id).steps["dqflow:token:1"].result["token_id"] != token_id
+
+        # cancelled while it waits: its token is abandoned, and late data is refused
+        new_token = str(queue.require_job(job_id).steps["dqflow:token:1"].result["token_id"])
+        wait_for_status(queue, job_id, "waiting", timeout=60)
+        assert dq("cancel", str(job_id)).code == 0
+        assert dq("token", "show", new_token, "--json").json()["status"] == "abandoned"
+        assert "abandoned" in dq("token", "show", new_token).out
+        late = dq("token", "complete", new_token, "--data", '{"approved": true}')
+        assert late.code == 1 and f"its job {job_id} was cancelled" in one_line_error(late)
     queue.close()

@@ -40,6 +40,7 @@ def test_stats_counts_backlog_and_workers(
     oldest = document["oldest_pending"]
     assert oldest["id"] == late and oldest["job_type"] == "ok" and 0 <= oldest["age_s"] < 60
     assert document["workers"] == []  # the drained worker left the registry when it stopped
+    assert document["flow_control"] == {"slot_keys": 0, "rate_windows": 0}
     register(backend)
     [worker] = dq("stats", "--json").json()["workers"]
     assert worker["worker_id"] == "host-a:99:abc123" and worker["job_types"] == ["ok", "boom"]

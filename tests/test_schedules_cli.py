@@ -72,3 +72,22 @@ def test_cleanup_dry_run_then_delete(project: Path, dq: Callable[..., Result]) -
     assert result.code == 0 and "deleted 2 jobs (2 cancelled)" in result.out
     assert dq("--json", "list").json()["jobs"][0]["id"] == 3
     assert "not pending ones" in dq("cleanup", "--older-than", "1d", "--status", "pending").err
+
+
+def test_cleanup_removes_unused_flow_control_entries(project: Path, dq: Callable[..., Result]) -> None:
+    from dqflow.storage import Completion, NewJob, open_storage
+
+    storage = open_storage(f"sqlite:///{project / '.dqflow' / 'queue.db'}")
+    storage.setup()
+    try:
+        storage.add_jobs([NewJob("ok", "{}", rate_key=f"ok:{n}", rate_limit=1, rate_window_ms=1) for n in range(3)])
+        claimed = storage.claim_jobs("w", None, 3, 30_000)
+        assert storage.settle_jobs([Completion(job.id, job.lease_token) for job in claimed]) == [True] * 3
+    finally:
+        storage.close()
+    assert dq("--json", "cleanup", "--older-than", "0s", "--dry-run").json()["flow_control_rows"] is None
+    assert "0 concurrency keys, 3 rate windows kept" in dq("stats").out
+    result = dq("cleanup", "--older-than", "1d")
+    assert result.code == 0 and "removed 3 unused flow-control entries" in result.out, result.out
+    assert dq("--json", "stats").json()["flow_control"] == {"slot_keys": 0, "rate_windows": 0}
+    assert dq("--json", "cleanup", "--older-than", "1d").json()["flow_control_rows"] == 0

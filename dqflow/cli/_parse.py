@@ -7,7 +7,7 @@ import math
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -18,6 +18,23 @@ MAX_ID = 2**63 - 1
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 # Longer than any sensible delay or timeout, short enough for every backend's dates.
 MAX_DURATION_S = 10 * 365 * 86400
+
+
+WaitOpt = Annotated[bool, typer.Option("--wait", "-w", help="Wait until it finishes and print its output.")]
+WaitTimeoutOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--wait-timeout", metavar="DURATION", help="With --wait: give up after this long.", show_default=False
+    ),
+]
+
+
+def wait_timeout_seconds(text: str | None, waiting: bool) -> float | None:
+    """``--wait-timeout`` in seconds; a usage error without ``--wait``."""
+    seconds = duration(text, "--wait-timeout")
+    if seconds is not None and not waiting:
+        raise typer.BadParameter("--wait-timeout needs --wait", param_hint="--wait-timeout")
+    return seconds
 
 
 def json_value(text: str, option: str = "--payload") -> Any:

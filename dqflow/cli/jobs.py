@@ -9,7 +9,17 @@ import typer
 
 from dqflow.cli._app import command, open_queue, options
 from dqflow.cli._output import console, event_json, print_json, record_json
-from dqflow.cli._parse import INT32_MAX, INT32_MIN, MAX_ID, duration, json_value, timestamp
+from dqflow.cli._parse import (
+    INT32_MAX,
+    INT32_MIN,
+    MAX_ID,
+    WaitOpt,
+    WaitTimeoutOpt,
+    duration,
+    json_value,
+    timestamp,
+    wait_timeout_seconds,
+)
 from dqflow.enums import JobStatus, TagMode
 
 if TYPE_CHECKING:
@@ -84,15 +94,8 @@ def add(
             show_default=False,
         ),
     ] = None,
-    wait_for_it: Annotated[
-        bool, typer.Option("--wait", "-w", help="Wait until the job finishes and print its output.")
-    ] = False,
-    wait_timeout: Annotated[
-        str | None,
-        typer.Option(
-            "--wait-timeout", metavar="DURATION", help="With --wait: give up after this long.", show_default=False
-        ),
-    ] = None,
+    wait_for_it: WaitOpt = False,
+    wait_timeout: WaitTimeoutOpt = None,
 ) -> int:
     """Add a job (its payload is validated first) and print its id; with --wait, its output.
 
@@ -106,9 +109,7 @@ def add(
     wait = duration(delay, "--delay")
     if when is not None and wait is not None:
         raise typer.BadParameter("give --run-at or --delay, not both", param_hint="--delay")
-    give_up = duration(wait_timeout, "--wait-timeout")
-    if give_up is not None and not wait_for_it:
-        raise typer.BadParameter("--wait-timeout needs --wait", param_hint="--wait-timeout")
+    give_up = wait_timeout_seconds(wait_timeout, wait_for_it)
     with open_queue() as queue:
         job_id = queue.add(
             job_type,

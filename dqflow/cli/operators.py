@@ -61,7 +61,8 @@ def _worker_json(worker: WorkerInfo, now: datetime) -> dict[str, Any]:
 
 @command("stats")
 def stats() -> None:
-    """Jobs per job type and status, the oldest pending job, and the workers seen."""
+    """Jobs per job type and status, the oldest pending job, the workers seen, and the flow-control
+    bookkeeping kept."""
     from dqflow.storage import open_storage
 
     store = open_storage(_url())
@@ -70,6 +71,7 @@ def stats() -> None:
         counts = store.count_jobs()
         oldest = store.oldest_pending()
         workers = store.list_workers()
+        flow = store.count_flow_control()
     finally:
         store.close()
     now = datetime.now(UTC)
@@ -94,10 +96,17 @@ def stats() -> None:
                 "totals": totals,
                 "oldest_pending": pending,
                 "workers": [_worker_json(w, now) for w in workers],
+                "flow_control": {"slot_keys": flow.slot_keys, "rate_windows": flow.rate_windows},
             }
         )
         return
     _print_stats(by_type, totals, pending, workers, now)
+    if flow.slot_keys or flow.rate_windows:
+        console().print(
+            f"flow control: {flow.slot_keys} concurrency keys, {flow.rate_windows} rate windows kept"
+            " (the pruner and dqflow cleanup remove unused ones)",
+            markup=False,
+        )
 
 
 def _print_stats(

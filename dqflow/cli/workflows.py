@@ -9,7 +9,7 @@ import typer
 
 from dqflow.cli._app import app, command, load, open_queue, options
 from dqflow.cli._output import console, print_json
-from dqflow.cli._parse import MAX_ID, duration, json_value
+from dqflow.cli._parse import MAX_ID, WaitOpt, WaitTimeoutOpt, json_value, wait_timeout_seconds
 from dqflow.enums import WorkflowStatus
 from dqflow.errors import ConfigError
 
@@ -106,24 +106,15 @@ def start(
     tag: Annotated[
         list[str] | None, typer.Option("--tag", "-t", help="A tag (repeat for more).", show_default=False)
     ] = None,
-    wait_for_it: Annotated[
-        bool, typer.Option("--wait", "-w", help="Wait until the run finishes and print its output.")
-    ] = False,
-    wait_timeout: Annotated[
-        str | None,
-        typer.Option(
-            "--wait-timeout", metavar="DURATION", help="With --wait: give up after this long.", show_default=False
-        ),
-    ] = None,
+    wait_for_it: WaitOpt = False,
+    wait_timeout: WaitTimeoutOpt = None,
 ) -> int:
     """Start a workflow run (its input is validated first) and print its id; with --wait, its output.
 
     --wait exits 1 when the run fails or is cancelled, or --wait-timeout passes first.
     """
     value: Any = {} if input_ is None else json_value(input_, "--input")
-    give_up = duration(wait_timeout, "--wait-timeout")
-    if give_up is not None and not wait_for_it:
-        raise typer.BadParameter("--wait-timeout needs --wait", param_hint="--wait-timeout")
+    give_up = wait_timeout_seconds(wait_timeout, wait_for_it)
     with open_queue() as queue:
         run_id = queue.start_workflow(name, value, idempotency_key=idempotency_key, tags=tag or None)
         if wait_for_it:

@@ -83,6 +83,18 @@ class TokenStatus(StrEnum):
     PENDING = "pending"
     COMPLETED = "completed"
     EXPIRED = "expired"  # its timeout passed; its job resumed without data
+    ABANDONED = "abandoned"  # never completed, and its job is finished or deleted: it never will be
+
+
+FINISHED_JOB_STATUSES = frozenset({"completed", "failed", "cancelled"})
+
+
+def shown_token_status(stored: str, job_status: str | None) -> str:
+    """A token's status as read: a ``pending`` token whose job is finished (``job_status`` one of
+    ``FINISHED_JOB_STATUSES``) or deleted (None) is ``abandoned``; otherwise the stored status."""
+    if stored == TokenStatus.PENDING and (job_status is None or job_status in FINISHED_JOB_STATUSES):
+        return TokenStatus.ABANDONED.value
+    return stored
 
 
 class TokenRecord(BaseModel):

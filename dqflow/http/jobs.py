@@ -31,6 +31,14 @@ MAX_OFFSET = 10_000 - MAX_LIST_LIMIT - 1  # offset + limit + 1 rows fit in one s
 
 MAX_WAIT_S = 60.0
 """Longest long-poll: a client that went away holds a waiter this long at most."""
+WaitQuery = Annotated[
+    str | None,
+    Query(
+        max_length=20,
+        description=f"Long-poll: answer once it has finished or after this long (`30s`, at most "
+        f"{MAX_WAIT_S:g} s), whichever comes first.",
+    ),
+]
 
 JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="The job's id.")]
 
@@ -106,14 +114,7 @@ def add_job(request: Request, body: AddJobRequest) -> AddJobResponse:
 async def get_job(
     request: Request,
     job_id: JobId,
-    wait: Annotated[
-        str | None,
-        Query(
-            max_length=20,
-            description=f"Long-poll: answer once the job has finished or after this long (`30s`, at most "
-            f"{MAX_WAIT_S:g} s), whichever comes first.",
-        ),
-    ] = None,
+    wait: WaitQuery = None,
 ) -> JobResponse:
     """One job (``{"job": {...}}``, dataqueue's shape); 404 ``{"error": "Job not found"}``."""
     queue = queue_of(request)

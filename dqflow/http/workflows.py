@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from dqflow.errors import WorkflowRunNotFoundError, WorkflowWaitTimeoutError
 from dqflow.http.auth import require_read, require_write
 from dqflow.http.errors import InvalidInput, NotFound
-from dqflow.http.jobs import ERRORS, MAX_ID, MAX_LIST_LIMIT, MAX_WAIT_S, _split_list, queue_of, wait_seconds
+from dqflow.http.jobs import ERRORS, MAX_ID, MAX_LIST_LIMIT, WaitQuery, _split_list, queue_of, wait_seconds
 from dqflow.http.models import (
     StartWorkflowRequest,
     StartWorkflowResponse,
@@ -86,14 +86,7 @@ def list_runs(
 async def get_run(
     request: Request,
     run_id: RunId,
-    wait: Annotated[
-        str | None,
-        Query(
-            max_length=20,
-            description=f"Long-poll: answer once the run has finished or after this long (`30s`, at most "
-            f"{MAX_WAIT_S:g} s), whichever comes first.",
-        ),
-    ] = None,
+    wait: WaitQuery = None,
 ) -> WorkflowRunResponse:
     """One run with its steps (``{"run": {...}}``); 404 ``{"error": "Workflow run not found"}``."""
     queue = queue_of(request)

@@ -1,4 +1,5 @@
-"""Deleting old finished jobs on demand (``dqflow cleanup``), in batches, or counting them (a dry run)."""
+"""Deleting old finished jobs on demand (``dqflow cleanup``), in batches, or counting them (a dry run);
+and the flow-control bookkeeping of keys no longer in use."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from dqflow.storage.base import FINISHED_STATUSES, finished_statuses
 if TYPE_CHECKING:
     from dqflow.queue.queue import Queue
 
-__all__ = ["BATCH", "cleanup"]
+__all__ = ["BATCH", "cleanup", "prune_flow_control"]
 
 BATCH = 500
 """Jobs per delete: each batch is one short transaction or script."""
@@ -46,3 +47,14 @@ def cleanup(
                 break
         counts[status.value] = total
     return counts
+
+
+def prune_flow_control(queue: Queue) -> int:
+    """Delete the flow-control bookkeeping of keys not in use (concurrency slots no job holds,
+    rate windows that have ended), in batches; how many rows (Redis: entries) were deleted."""
+    total = 0
+    while True:
+        deleted = queue.storage.prune_flow_control(limit=BATCH)
+        total += deleted
+        if deleted < BATCH:
+            return total

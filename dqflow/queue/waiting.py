@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from dqflow.durations import bounded_duration
 from dqflow.errors import WaitTimeoutError, WorkflowWaitTimeoutError
@@ -63,77 +64,64 @@ class WaitMethods:
         the wait with ``WaitTimeoutError``; ``JobNotFoundError`` for an unknown id.
         A failed attempt that will be retried is not the end: it keeps waiting.
         """
-        job_id = int(job_id)
-        return self._wait(
-            lambda: self.require_job(job_id),
-            lambda change: change.job_id == job_id,
-            timeout,
-            lambda limit, record: WaitTimeoutError(job_id, limit, record.status.value),
-        )
+        return self._wait(self._job_target(int(job_id)), timeout)
 
     async def wait_async(self, job_id: int, timeout: Duration | None = None) -> JobRecord:
         """``wait`` for asyncio code: reads run on a thread, the event loop never blocks."""
-        job_id = int(job_id)
-        return await self._wait_async(
-            lambda: self.require_job(job_id),
-            lambda change: change.job_id == job_id,
-            timeout,
-            lambda limit, record: WaitTimeoutError(job_id, limit, record.status.value),
-        )
+        return await self._wait_async(self._job_target(int(job_id)), timeout)
 
     def wait_workflow(self, run_id: int, timeout: Duration | None = None) -> WorkflowRun:
         """Block until the workflow run is completed, failed or cancelled; return it.
 
         ``WorkflowWaitTimeoutError`` when ``timeout`` passes first (the run goes on);
         ``WorkflowRunNotFoundError`` for an unknown id."""
-        run_id = int(run_id)
-        return self._wait(
-            lambda: self.require_workflow(run_id),
-            lambda change: change.workflow_run_id == run_id,
-            timeout,
-            lambda limit, run: WorkflowWaitTimeoutError(run_id, limit, run.status.value),
-        )
+        return self._wait(self._run_target(int(run_id)), timeout)
 
     async def wait_workflow_async(self, run_id: int, timeout: Duration | None = None) -> WorkflowRun:
         """``wait_workflow`` for asyncio code."""
-        run_id = int(run_id)
-        return await self._wait_async(
+        return await self._wait_async(self._run_target(int(run_id)), timeout)
+
+    def _job_target(self, job_id: int) -> _Target[JobRecord]:
+        return _Target(
+            lambda: self.require_job(job_id),
+            lambda change: change.job_id == job_id,
+            lambda limit, record: WaitTimeoutError(job_id, limit, record.status.value),
+        )
+
+    def _run_target(self, run_id: int) -> _Target[WorkflowRun]:
+        return _Target(
             lambda: self.require_workflow(run_id),
             lambda change: change.workflow_run_id == run_id,
-            timeout,
             lambda limit, run: WorkflowWaitTimeoutError(run_id, limit, run.status.value),
         )
 
-    def _wait(
-        self,
-        read: Callable[[], Finished],
-        wanted: Callable[[Change], bool],
-        timeout: Duration | None,
-        timed_out: Callable[[float, Finished], Exception],
-    ) -> Finished:
+    def _wait(self, target: _Target[Finished], timeout: Duration | None) -> Finished:
         deadline, limit = _deadline(timeout)
-        with self.changes.watch(wanted) as watch:
+        with self.changes.watch(target.wanted) as watch:
             while True:
-                current = read()
+                current = target.read()
                 if current.is_finished:
                     return current
-                watch.wait(_pause(deadline, timed_out, limit, current))
+                watch.wait(_pause(deadline, target, limit, current))
 
-    async def _wait_async(
-        self,
-        read: Callable[[], Finished],
-        wanted: Callable[[Change], bool],
-        timeout: Duration | None,
-        timed_out: Callable[[float, Finished], Exception],
-    ) -> Finished:
+    async def _wait_async(self, target: _Target[Finished], timeout: Duration | None) -> Finished:
         deadline, limit = _deadline(timeout)
-        watch = await asyncio.to_thread(self.changes.watch, wanted)
+        watch = await asyncio.to_thread(self.changes.watch, target.wanted)
         with watch:
             while True:
-                current = await asyncio.to_thread(read)
+                current = await asyncio.to_thread(target.read)
                 if current.is_finished:
                     return current
-                await watch.wait_async(_pause(deadline, timed_out, limit, current))
+                await watch.wait_async(_pause(deadline, target, limit, current))
+
+
+@dataclass(frozen=True, slots=True)
+class _Target(Generic[Finished]):
+    """What one wait is for: how to read it, which changes concern it, its timeout error."""
+
+    read: Callable[[], Finished]
+    wanted: Callable[[Change], bool]
+    timed_out: Callable[[float, Finished], Exception]
 
 
 def _deadline(timeout: Duration | None) -> tuple[float | None, float]:
@@ -149,13 +137,11 @@ def _deadline(timeout: Duration | None) -> tuple[float | None, float]:
     return time.monotonic() + seconds, seconds
 
 
-def _pause(
-    deadline: float | None, timed_out: Callable[[float, Finished], Exception], limit: float, current: Finished
-) -> float:
-    """How long to sleep before reading again; raises ``timed_out(limit, current)`` when time is up."""
+def _pause(deadline: float | None, target: _Target[Finished], limit: float, current: Finished) -> float:
+    """How long to sleep before reading again; raises the target's timeout error when time is up."""
     if deadline is None:
         return WAIT_RECHECK_S
     remaining = deadline - time.monotonic()
     if remaining <= 0:
-        raise timed_out(limit, current)
+        raise target.timed_out(limit, current)
     return min(WAIT_RECHECK_S, remaining)

@@ -7,7 +7,7 @@ using the ``WorkflowRuntime`` this module gives the storage.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dqflow.enums import WorkflowStatus
@@ -96,29 +96,72 @@ class WorkflowMethods:
         A repeated ``idempotency_key`` returns the existing run's id. ``tags`` go
         on the run and on every one of its step jobs.
         """
+        return self._start_runs(name, [input], [idempotency_key], tags, batch=False)[0]
+
+    def start_workflows(
+        self,
+        name: str,
+        inputs: Sequence[Any],
+        *,
+        idempotency_keys: Sequence[str | None] | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> list[int]:
+        """Validate every input, then start one run of workflow ``name`` per input, all in
+        one storage call (one transaction, statement or script); return the run ids in
+        input order.
+
+        All or nothing: an input that fails the ``input`` schema raises
+        ``PayloadValidationError`` naming its index, and nothing is stored.
+        ``idempotency_keys``: one per input (None: no key); a key that a run already
+        has, or that an earlier input of the batch has, answers that run's id and
+        starts nothing. ``tags`` go on every run and on every one of its step jobs.
+        """
+        if isinstance(inputs, (str, bytes, Mapping)) or not isinstance(inputs, Iterable):
+            raise TypeError(f"inputs must be a list of inputs (one per run), not {type(inputs).__name__}")
+        given = list(inputs)
+        if idempotency_keys is None:
+            keys: list[str | None] = [None] * len(given)
+        elif isinstance(idempotency_keys, (str, bytes)) or not isinstance(idempotency_keys, Iterable):
+            raise TypeError("idempotency_keys must be a list of keys (one per input, None for none)")
+        else:
+            keys = list(idempotency_keys)
+            if len(keys) != len(given):
+                raise ValueError(f"idempotency_keys: {len(keys)} keys for {len(given)} inputs (one per input)")
+        return self._start_runs(name, given, keys, tags, batch=True)
+
+    def _start_runs(
+        self, name: str, inputs: list[Any], keys: list[str | None], tags: Sequence[str] | None, *, batch: bool
+    ) -> list[int]:
+        """Validate, then store the runs with one ``create_workflow_runs`` call (inside a
+        ``dqflow.start_workflow`` span when tracing is on)."""
         from dqflow.queue.queue import _checked_json, _no_nul, _tags
         from dqflow.workflows.runtime import initial_steps, with_run_trace
 
         workflow, runtime = self._workflow(name)
         limit = self.declaration.limits.max_payload_bytes
-        input_json = _checked_json(
-            input, workflow.input_schema, limit, PayloadValidationError, PayloadTooLargeError, f"input of {name}"
-        )
-        if idempotency_key is not None:
-            if not isinstance(idempotency_key, str):
-                raise TypeError("idempotency_key must be a string")
-            _no_nul(idempotency_key, "idempotency_key")
-        steps, run_tags = initial_steps(workflow), _tags(tags or ())
+        texts: list[str] = []
+        for index, (value, key) in enumerate(zip(inputs, keys, strict=True)):
+            label = f"input {index} of {name}" if batch else f"input of {name}"
+            texts.append(
+                _checked_json(value, workflow.input_schema, limit, PayloadValidationError, PayloadTooLargeError, label)
+            )
+            if key is not None:
+                if not isinstance(key, str):
+                    raise TypeError(f"idempotency_key{f' {index}' if batch else ''} must be a string")
+                _no_nul(key, "idempotency_key")
+        run_tags = _tags(tags or ())
+        if not texts:
+            return []
         if self.tracing is None:
-            run = NewWorkflowRun(name, input_json, steps, run_tags, idempotency_key)
-            return self.storage.create_workflow_run(run, runtime.start)[0]
-        with self.tracing.starting_workflow(name) as starting:
-            traced = with_run_trace(steps, starting.carrier)
-            run_id = self.storage.create_workflow_run(
-                NewWorkflowRun(name, input_json, traced, run_tags, idempotency_key), runtime.start
-            )[0]
-            starting.started(run_id)
-            return run_id
+            steps = initial_steps(workflow)
+            runs = [NewWorkflowRun(name, text, steps, run_tags, key) for text, key in zip(texts, keys, strict=True)]
+            return [run_id for run_id, _ in self.storage.create_workflow_runs(runs, runtime.start)]
+        with self.tracing.starting_workflow(name, len(texts)) as starting:
+            steps = with_run_trace(initial_steps(workflow), starting.carrier)
+            runs = [NewWorkflowRun(name, text, steps, run_tags, key) for text, key in zip(texts, keys, strict=True)]
+            run_ids = [run_id for run_id, _ in self.storage.create_workflow_runs(runs, runtime.start)]
+            starting.started(run_ids)
+            return run_ids
 
     # -- reading ---------------------------------------------------------------------
 

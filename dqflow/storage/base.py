@@ -402,6 +402,15 @@ def finished_statuses(statuses: Sequence[JobStatus | str]) -> tuple[JobStatus, .
     return tuple(dict.fromkeys(checked))
 
 
+@dataclass(frozen=True, slots=True)
+class FlowControlCounts:
+    """How much flow-control bookkeeping storage holds (``dqflow stats``): concurrency keys
+    with a stored count (SQLite stores none: it counts processing jobs) and rate windows."""
+
+    slot_keys: int
+    rate_windows: int
+
+
 @dataclass(slots=True)
 class JobPage:
     """One page of ``list_jobs``; pass ``next_cursor`` back for the next page."""
@@ -720,6 +729,17 @@ class Storage(ABC):
     ) -> int:
         """How many jobs ``delete_finished_jobs`` would delete with no limit (a dry run)."""
 
+    @abstractmethod
+    def prune_flow_control(self, *, limit: int = 500) -> int:
+        """Delete flow-control bookkeeping of keys not in use: up to ``limit`` concurrency-slot
+        rows no job holds and up to ``limit`` rate windows that have ended; how many were
+        deleted. A claim reads a missing slot row as a free key and a missing window as a
+        fresh one, so this never lets a claim admit more than a limit (docs/FLOW_CONTROL.md)."""
+
+    @abstractmethod
+    def count_flow_control(self) -> FlowControlCounts:
+        """How many concurrency keys and rate windows storage keeps bookkeeping for."""
+
     # -- change feed (live updates; see storage/changes.py) ------------------------------
 
     @abstractmethod
@@ -751,10 +771,11 @@ class Storage(ABC):
         self.workflow_advancer = advancer
 
     @abstractmethod
-    def create_workflow_run(self, run: NewWorkflowRun, plan: RunChange) -> tuple[int, bool]:
-        """Store a new run and what ``plan`` (called with its state) returns, atomically;
-        ``(run id, True)``. With an ``idempotency_key`` that a run already has:
-        ``(that run's id, False)`` and nothing is written."""
+    def create_workflow_runs(self, runs: Sequence[NewWorkflowRun], plan: RunChange) -> list[tuple[int, bool]]:
+        """Store new runs, each in the state ``plan`` returns for it (``planned_starts``: called
+        before anything is written), all of them atomically in one round trip; per run, in
+        order, ``(run id, True)``. A run whose ``idempotency_key`` a stored run or an earlier
+        run of the batch has: ``(that run's id, False)``, nothing of it written. ``[]``: ``[]``."""
 
     @abstractmethod
     def change_workflow_run(self, run_id: int, change: RunChange) -> WorkflowRun:

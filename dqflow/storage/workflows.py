@@ -42,6 +42,8 @@ __all__ = [
     "RunState",
     "WorkflowAdvancer",
     "WorkflowFilter",
+    "batch_steps_json",
+    "planned_starts",
     "run_from_fields",
 ]
 
@@ -154,8 +156,34 @@ class WorkflowAdvancer(Protocol):
 
 
 RunChange = Callable[[RunState], Advance]
-"""What ``create_workflow_run`` and ``change_workflow_run`` call under the run's lock.
-It may raise (e.g. ``InvalidWorkflowStateError``): nothing is written then."""
+"""What ``create_workflow_runs`` and ``change_workflow_run`` call (the latter under the run's
+lock). It may raise (e.g. ``InvalidWorkflowStateError``): nothing is written then."""
+
+
+def planned_starts(runs: Sequence[NewWorkflowRun], plan: RunChange) -> list[Advance]:
+    """What each new run starts with, ``plan`` called before anything is written (the run has
+    no id yet: ``state.id`` is 0), so a backend stores a whole batch in one step."""
+    advances: list[Advance] = []
+    for run in runs:
+        state = RunState(0, run.name, WorkflowStatus.RUNNING, json.loads(run.input_json), list(run.tags), run.steps, 0)
+        advance = plan(state)
+        if advance.cancel_job_ids or advance.retry_job_ids:
+            raise ValueError("a new workflow run has no jobs to cancel or retry")
+        advances.append(advance)
+    return advances
+
+
+def batch_steps_json(advances: Sequence[Advance]) -> list[str]:
+    """Each run's step state as JSON text, its new jobs named by their place in the whole
+    batch: ``-k`` is the k-th job of all the runs' ``new_jobs`` in order (for a statement or
+    script that draws the batch's job ids itself)."""
+    texts: list[str] = []
+    taken = 0
+    for advance in advances:
+        count = len(advance.new_jobs)
+        texts.append(advance.steps_json([-(taken + k) for k in range(1, count + 1)]))
+        taken += count
+    return texts
 
 
 def run_from_fields(fields: dict[str, Any]) -> WorkflowRun:

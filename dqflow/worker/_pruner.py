@@ -1,5 +1,6 @@
-"""The pruner: deletes finished jobs older than their type's ``retention`` window, and the
-history of jobs finished longer ago than ``defaults.retention.events``, in small batches.
+"""The pruner: deletes finished jobs older than their type's ``retention`` window, the
+history of jobs finished longer ago than ``defaults.retention.events``, and the flow-control
+bookkeeping of keys no longer in use (idle concurrency slots, ended rate windows), in small batches.
 
 Each pass asks storage for at most one batch (``BATCH`` jobs) per job type and
 status with a window, so a pass is short and holds no long lock; a full batch
@@ -31,6 +32,8 @@ class PruneStore(Protocol):
         self, statuses: Sequence[JobStatus], before: datetime, *, job_type: str | None = None, limit: int = 500
     ) -> int: ...
 
+    def prune_flow_control(self, *, limit: int = 500) -> int: ...
+
 
 class Pruner:
     """One pass at a time over the job types of ``declaration`` that declare a retention window."""
@@ -47,15 +50,22 @@ class Pruner:
         ]
         events = declaration.events_retention
         self.events_window = None if events is None else timedelta(seconds=events)
+        #: whether a job type declares concurrency or rate limits (their keys leave bookkeeping)
+        self.flow_control = any(
+            spec.concurrency is not None or spec.rate_limit is not None or spec.group_concurrency is not None
+            for spec in declaration.job_types.values()
+        )
+        #: flow-control rows (slots, rate windows) deleted so far
+        self.flow_rows_pruned = 0
 
     @property
     def has_work(self) -> bool:
         """Whether anything is declared to prune."""
-        return bool(self.plan) or self.events_window is not None
+        return bool(self.plan) or self.events_window is not None or self.flow_control
 
     def prune_once(self) -> tuple[int, bool]:
-        """Delete one batch per (type, status) at most, and one batch of histories; how many jobs
-        were deleted, and whether more is left."""
+        """Delete one batch per (type, status) at most, one batch of histories and one of unused
+        flow-control rows; how many jobs were deleted, and whether more is left."""
         now = self._now()
         deleted, more = 0, False
         for job_type, status, window in self.plan:
@@ -65,4 +75,8 @@ class Pruner:
         if self.events_window is not None:
             visited = self._store.delete_old_events(now - self.events_window, limit=BATCH)
             more = more or visited >= BATCH
+        if self.flow_control:
+            rows = self._store.prune_flow_control(limit=BATCH)
+            self.flow_rows_pruned += rows
+            more = more or rows >= BATCH
         return deleted, more

@@ -29,4 +29,16 @@ def test_complete_a_token_over_http(server: Server, queue: Queue) -> None:
             again = writer.post(f"/api/tokens/{token_id}/complete", json={"data": {"approved": False}})
             assert again.status_code == 409 and "already completed" in again.json()["error"]
         finished = wait_for_status(queue, job_id, "completed")
+        with server.client() as reader:
+            assert reader.get(f"/api/tokens/{token_id}").json()["token"]["status"] == "completed"
+
+        # a job cancelled while it waits: its token reads as abandoned and refuses data (409)
+        cancelled = queue.add("approve", {})
+        other = str(wait_until(lambda: queue.require_job(cancelled).steps.get("dqflow:token:1")).result["token_id"])
+        wait_for_status(queue, cancelled, "waiting")
+        queue.cancel(cancelled)
+        with server.client() as reader, server.writer() as writer:
+            assert reader.get(f"/api/tokens/{other}").json()["token"]["status"] == "abandoned"
+            late = writer.post(f"/api/tokens/{other}/complete", json={"data": {"approved": True}})
+            assert late.status_code == 409 and f"its job {cancelled} was cancelled" in late.json()["error"]
     assert finished.output == {"decision": {"approved": True}}

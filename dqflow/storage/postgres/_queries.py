@@ -63,7 +63,7 @@ def _option_value(option: JobOption) -> str:
 
 
 def _run_option_value(option: JobOption) -> str:
-    """``workflow_start_run``: as ``_option_value``, the job's run being the run inserted with it."""
+    """``workflow_start_runs``: as ``_option_value``, the job's run being the run inserted with it."""
     return "run.id" if option.column == "workflow_run_id" else _option_value(option)
 
 
@@ -89,7 +89,6 @@ def _with_options(sql: str) -> str:
         .replace("$OPTION_VALUES", ", ".join(_option_value(o) for o in JOB_OPTIONS))
         .replace("$CANCEL_DEPENDENTS", read("cancel_dependents").strip())
         .replace("$FREE_SLOTS", read("free_slots").strip())
-        .replace("$FLOW_ROWS", read("flow_rows").strip())
         .replace("$ADD_DEAD_LETTERS", read("add_dead_letters").strip())
         .replace("$EDIT_ASSIGNMENTS", ",\n        ".join(_edit_assignment(o) for o in JOB_OPTIONS if o.editable))
     )
@@ -144,10 +143,15 @@ class Queries:
     delete_finished_jobs: str
     count_finished_jobs: str
     delete_old_events: str
+    prune_idle_slots: str
+    any_ended_window: str
+    lock_rate_windows: str
+    prune_ended_windows: str
+    count_flow_control: str
     lock_unique_key: str
     job_status_age: str
     set_unique_key: str
-    workflow_start_run: str
+    workflow_start_runs: str
     workflow_run_by_key: str
     workflow_lock_runs: str
     workflow_update_run: str

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg.rows import dict_row, tuple_row
 
-from dqflow.enums import WorkflowStatus
 from dqflow.errors import WorkflowRunNotFoundError
 from dqflow.storage.workflows import (
     Advance,
@@ -29,6 +28,8 @@ from dqflow.storage.workflows import (
     RunNotice,
     RunState,
     WorkflowFilter,
+    batch_steps_json,
+    planned_starts,
     run_from_fields,
     state_from_fields,
 )
@@ -86,39 +87,49 @@ class PgWorkflows:
             return {int(row["id"]): state_from_fields(row) for row in cur.fetchall()}
 
     def create(
-        self, conn: Connection, run: NewWorkflowRun, plan: RunChange, notices: list[RunNotice]
-    ) -> tuple[int, bool]:
-        """Plan the run's start, then insert the run and its first jobs in one statement (autocommit)."""
-        state = RunState(0, run.name, WorkflowStatus.RUNNING, json.loads(run.input_json), list(run.tags), run.steps, 0)
-        advance = plan(state)  # no I/O and no use of the id: planned before the id is drawn
-        if advance.cancel_job_ids or advance.retry_job_ids:
-            raise ValueError("a new workflow run has no jobs to cancel or retry")
+        self, conn: Connection, runs: Sequence[NewWorkflowRun], plan: RunChange, notices: list[RunNotice]
+    ) -> list[tuple[int, bool]]:
+        """Plan the runs' starts, then insert the runs and their first jobs in one statement (autocommit)."""
+        advances = planned_starts(runs, plan)  # no I/O and no use of the ids: planned before they are drawn
         storage = self._storage
+        jobs = [job for advance in advances for job in advance.new_jobs]
+        places = [place for place, advance in enumerate(advances, 1) for _ in advance.new_jobs]
+        rows = [
+            [
+                run.name,
+                advance.status.value,
+                run.input_json,
+                advance.output_json,
+                json.dumps(list(run.tags)),
+                run.idempotency_key,
+                advance.failure_reason,
+                advance.error,
+                steps,
+            ]
+            for run, advance, steps in zip(runs, advances, batch_steps_json(advances), strict=True)
+        ]
         params = {
-            "name": run.name,
-            "status": advance.status.value,
-            "input": run.input_json,
-            "output": advance.output_json,
-            "tags": json.dumps(list(run.tags)),
-            "idempotency_key": run.idempotency_key,
-            "failure_reason": advance.failure_reason,
-            "error": advance.error,
-            "steps": json.dumps(advance.steps, separators=(",", ":"), ensure_ascii=False),
-            "jobs": storage._jobs_json(advance.new_jobs),
+            "runs": json.dumps(rows),
+            "jobs": storage._jobs_json(jobs, places),  # a job's run: its place in the batch (the SQL's comment)
             "channel": storage._channel,
         }
         with conn.cursor(row_factory=tuple_row) as cur:
-            cur.execute(storage._q.workflow_start_run, params)
-            row = cur.fetchone()
-            if row is None:  # the key is taken (maybe by a transaction that just committed)
-                cur.execute(storage._q.workflow_run_by_key, params)
+            cur.execute(storage._q.workflow_start_runs, params)
+            started = {int(place): int(run_id) for place, run_id in cur.fetchall()}
+            results: list[tuple[int, bool]] = []
+            for place, (run, advance) in enumerate(zip(runs, advances, strict=True), 1):
+                run_id = started.get(place)
+                if run_id is not None:
+                    results.append((run_id, True))
+                    notices.extend(RunNotice(run_id, run.name, s, advance.failure_reason) for s in advance.notices)
+                    continue
+                # its key is taken: by a stored run, a run of this batch, or a transaction that just committed
+                cur.execute(storage._q.workflow_run_by_key, {"idempotency_key": run.idempotency_key})
                 existing = cur.fetchone()
                 if existing is None:
                     raise WorkflowRunNotFoundError(0)  # pragma: no cover - a run is never deleted
-                return int(existing[0]), False
-        run_id = int(row[0])
-        notices.extend(RunNotice(run_id, run.name, s, advance.failure_reason) for s in advance.notices)
-        return run_id, True
+                results.append((int(existing[0]), False))
+        return results
 
     def change(self, conn: Connection, run_id: int, change: RunChange, notices: list[RunNotice]) -> None:
         """Lock the run, call ``change``, write the advance."""

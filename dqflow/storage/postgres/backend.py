@@ -24,7 +24,7 @@ import psycopg
 from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from dqflow.durable.model import NewToken, TokenRecord
+from dqflow.durable.model import NewToken, TokenRecord, shown_token_status
 from dqflow.errors import (
     DqflowError,
     InvalidJobStateError,
@@ -33,6 +33,7 @@ from dqflow.errors import (
     StorageError,
     TokenAlreadyCompletedError,
     TokenExpiredError,
+    TokenJobFinishedError,
     TokenNotFoundError,
 )
 from dqflow.record import TIMESTAMP_FIELDS, JobEvent, JobRecord, JobStatus
@@ -43,6 +44,7 @@ from dqflow.storage.base import (
     AddResult,
     Completion,
     Failure,
+    FlowControlCounts,
     JobFilter,
     JobPage,
     Lease,
@@ -94,6 +96,7 @@ _MISSING_SCHEMA = (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaNa
 _OPTIONS = {option.name: option for option in JOB_OPTIONS}
 _OPTION_VALUES = operator.attrgetter(*_OPTIONS)  # a NewJob's options as a tuple, in JOB_OPTIONS order
 _TIME_POSITIONS = [i for i, option in enumerate(JOB_OPTIONS) if option.kind is OptionKind.TIME]
+_RUN_ID_POSITION = next(i for i, option in enumerate(JOB_OPTIONS) if option.name == "workflow_run_id")
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -121,6 +124,8 @@ def _record(row: dict[str, Any]) -> JobRecord:
 def _token(row: dict[str, Any]) -> TokenRecord:
     for name in ("timeout_at", "created_at", "completed_at"):
         row[name] = _utc(row[name])
+    if "job_status" in row:  # get_token.sql: read with its job's status
+        row["status"] = shown_token_status(row["status"], row.pop("job_status"))
     return TokenRecord.from_storage(row)
 
 
@@ -135,8 +140,7 @@ def check_completable(token_id: str, found: dict[str, Any] | None) -> None:
             f"token {token_id} expired (its timeout passed): job {found['job_id']} went on without it"
         )
     if found["job_status"] not in ("pending", "processing", "waiting"):
-        status = found["job_status"] or "gone"
-        raise TokenExpiredError(f"token {token_id} can no longer be completed: its job {found['job_id']} is {status}")
+        raise TokenJobFinishedError(token_id, found["job_id"], found["job_status"])
 
 
 def _event(row: dict[str, Any]) -> JobEvent:
@@ -326,14 +330,18 @@ class PostgresStorage(Storage):
             return _schedules.add_unique(conn, self._q, self.add_jobs, job, rule)
 
     @staticmethod
-    def _jobs_json(jobs: Sequence[NewJob]) -> str:
-        """The ``jobs`` parameter of add_jobs.sql: one JSON array of option values per job."""
+    def _jobs_json(jobs: Sequence[NewJob], workflow_run_ids: Sequence[int] | None = None) -> str:
+        """The ``jobs`` parameter of add_jobs.sql: one JSON array of option values per job
+        (``workflow_run_ids``: one per job, in place of the jobs' own)."""
         values: list[list[Any]] = []
         for job in jobs:
             row = list(_OPTION_VALUES(job))  # tuples (tags) become JSON arrays
             for position in _TIME_POSITIONS:
                 row[position] = _iso(row[position])
             values.append(row)
+        if workflow_run_ids is not None:
+            for row, run_id in zip(values, workflow_run_ids, strict=True):
+                row[_RUN_ID_POSITION] = run_id
         return json.dumps(values)
 
     def _add_on(
@@ -842,6 +850,28 @@ class PostgresStorage(Storage):
         rows = self._rows("deleting old job events", self._q.delete_old_events, {"before": before, "limit": limit})
         return int(rows[0]["count"])
 
+    def prune_flow_control(self, *, limit: int = 500) -> int:
+        if limit <= 0:
+            return 0
+        params = {"limit": limit}
+        slots = self._rowcount("pruning idle concurrency slots", self._q.prune_idle_slots, params)
+        if not self._rows("looking for ended rate windows", self._q.any_ended_window, {})[0]["found"]:
+            return slots
+        with self._connection("pruning ended rate windows") as conn:
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    cur.execute("SET LOCAL lock_timeout = '100ms'")
+                    cur.execute(self._q.lock_rate_windows)
+                    cur.execute(self._q.prune_ended_windows, params)
+                    windows = cur.rowcount
+            except psycopg.errors.LockNotAvailable:
+                windows = 0  # claims kept the table busy for 100 ms: the next pass tries again
+        return slots + windows
+
+    def count_flow_control(self) -> FlowControlCounts:
+        row = self._rows("counting flow-control rows", self._q.count_flow_control, {})[0]
+        return FlowControlCounts(int(row["slot_keys"]), int(row["rate_windows"]))
+
     def count_finished_jobs(
         self, statuses: Sequence[JobStatus], before: datetime, *, job_type: str | None = None
     ) -> int:
@@ -863,12 +893,14 @@ class PostgresStorage(Storage):
         if notices and self.workflow_advancer is not None:
             self.workflow_advancer.committed(notices)
 
-    def create_workflow_run(self, run: NewWorkflowRun, plan: RunChange) -> tuple[int, bool]:
+    def create_workflow_runs(self, runs: Sequence[NewWorkflowRun], plan: RunChange) -> list[tuple[int, bool]]:
+        if not runs:
+            return []
         notices: list[RunNotice] = []
-        with self._connection("starting a workflow run") as conn:  # one statement: atomic by itself
-            result = self._workflows.create(conn, run, plan, notices)
+        with self._connection("starting workflow runs") as conn:  # one statement: atomic by itself
+            results = self._workflows.create(conn, runs, plan, notices)
         self._committed(notices)
-        return result
+        return results
 
     def change_workflow_run(self, run_id: int, change: RunChange) -> WorkflowRun:
         notices: list[RunNotice] = []

@@ -4,9 +4,10 @@ Lua cannot run the Python that plans a run, so each change is read, computed,
 then applied by ``lua/workflow.lua`` only if nothing it read has moved: the
 run's ``version`` and each step job's status and lease token. Otherwise the
 script writes nothing and answers ``conflict``; the change is read and computed
-again (at most ``MAX_ATTEMPTS`` times). Ids of the jobs an advance inserts and
-of a new run are drawn beforehand (``INCRBY``), so the stored step state can
-name them; a retried attempt simply leaves gaps in the ids.
+again (at most ``MAX_ATTEMPTS`` times). Ids of the jobs an advance inserts are
+drawn beforehand (``INCRBY``), so the stored step state can name them; a
+retried attempt simply leaves gaps in the ids. New runs need no guard: a batch
+of them is one script call that draws the runs' and their first jobs' ids itself.
 
 Keys (all under the queue's ``{prefix}``): ``P:wfrun:<id>`` (hash: the
 ``WorkflowRun`` columns, timestamps in µs), ``P:wfrun_id`` (counter),
@@ -34,6 +35,8 @@ from dqflow.storage.workflows import (
     RunNotice,
     RunState,
     WorkflowFilter,
+    batch_steps_json,
+    planned_starts,
     run_from_fields,
     state_from_fields,
 )
@@ -49,8 +52,9 @@ means another change of the run went through: the runs always make progress)."""
 _PLACED = frozenset({"job_type", "payload_json", "priority", "run_at", "tags", "idempotency_key"})
 
 
-def _job_entry(job: NewJob, job_id: int) -> dict[str, Any]:
-    """A step job as ``workflow.lua`` inserts it: hash fields as text, its tag index keys."""
+def _job_entry(job: NewJob, job_id: int | None) -> dict[str, Any]:
+    """A step job as ``workflow.lua`` inserts it: hash fields as text, its tag index keys
+    (``job_id`` None: the script draws it)."""
     from dqflow.storage.base import JOB_OPTIONS
 
     fields: list[str] = []
@@ -66,7 +70,7 @@ def _job_entry(job: NewJob, job_id: int) -> dict[str, Any]:
         fields += ("tags", tags_json(job.tags), "tagset", signature)
         tag_keys = [f":tagset:{signature}", *(f":tag:{tag}" for tag in unique)]
     return {
-        "id": str(job_id),
+        "id": None if job_id is None else str(job_id),
         "job_type": job.job_type,
         "priority": str(job.priority),
         "payload": job.payload_json,
@@ -184,41 +188,47 @@ class RedisWorkflows:
 
     # -- the contract's operations ----------------------------------------------------------
 
-    def create(self, run: NewWorkflowRun, plan: RunChange, notices: list[RunNotice]) -> tuple[int, bool]:
-        client = self._storage._client
-        result: dict[str, Any] = {}
-
-        def attempt() -> list[Any]:
-            if run.idempotency_key is not None:
-                found = self._storage._guard(
-                    "read a workflow idempotency key",
-                    lambda: client.hget(f"{self._key}:wfrun_idempotency", run.idempotency_key),
-                )
-                if found is not None:
-                    return ["exists", as_text(found)]
-            run_id = int(self._storage._guard("draw a run id", lambda: client.incr(f"{self._key}:wfrun_id")))
-            steps = json.dumps(run.steps, separators=(",", ":"))
-            state = RunState(run_id, run.name, _running(), json.loads(run.input_json), list(run.tags), run.steps, 0)
-            advance = plan(state)
-            create = {
-                "id": str(run_id),
-                "name": run.name,
-                "status": "running",
-                "input": run.input_json,
-                "tags": json.dumps(list(run.tags)),
-                "idempotency_key": run.idempotency_key,
+    def create(
+        self, runs: Sequence[NewWorkflowRun], plan: RunChange, notices: list[RunNotice]
+    ) -> list[tuple[int, bool]]:
+        """Plan the runs' starts, then store them in one script call that draws their ids itself."""
+        advances = planned_starts(runs, plan)
+        if not runs:
+            return []
+        creates: list[dict[str, Any]] = []
+        slot = 0
+        for run, advance, steps in zip(runs, advances, batch_steps_json(advances), strict=True):
+            jobs = []
+            for job in advance.new_jobs:
+                slot += 1
+                jobs.append({**_job_entry(job, None), "slot": slot})
+            entry = {
+                "status": advance.status.value,
+                "output": advance.output_json,
+                "failure_reason": advance.failure_reason,
+                "error": advance.error,
                 "steps": steps,
-                "version": "0",
+                "jobs": jobs,
+                "cancel": [],
+                "retry": [],
             }
-            result["run_id"], result["advance"] = run_id, advance
-            return self._apply({"guards": {}, "create": create, "ops": [], "runs": [self._run_entry(state, advance)]})
-
-        reply = self._until_applied(attempt, "starting a workflow run")
-        if reply[0] == "exists":
-            return int(reply[1]), False
-        advance = result["advance"]
-        notices.extend(RunNotice(result["run_id"], run.name, s, advance.failure_reason) for s in advance.notices)
-        return int(result["run_id"]), True
+            creates.append(
+                {
+                    "name": run.name,
+                    "input": run.input_json,
+                    "tags": json.dumps(list(run.tags)),
+                    "idempotency_key": run.idempotency_key,
+                    "run": entry,
+                }
+            )
+        reply = self._apply({"guards": {}, "ops": [], "runs": [], "creates": creates, "create_jobs": slot})
+        results: list[tuple[int, bool]] = []
+        for index, (run, advance) in enumerate(zip(runs, advances, strict=True)):
+            run_id, created = int(reply[2 * index + 1]), reply[2 * index + 2] == "1"
+            results.append((run_id, created))
+            if created:
+                notices.extend(RunNotice(run_id, run.name, s, advance.failure_reason) for s in advance.notices)
+        return results
 
     def change(self, run_id: int, change: RunChange, notices: list[RunNotice]) -> None:
         found: list[RunNotice] = []
@@ -308,12 +318,6 @@ class RedisWorkflows:
         self._until_applied(attempt, what)
         notices.extend(found)
         return flags
-
-
-def _running() -> Any:
-    from dqflow.enums import WorkflowStatus
-
-    return WorkflowStatus.RUNNING
 
 
 def settle_ops(items: Sequence[Completion | Failure]) -> Callable[[dict[int, dict[str, str]]], list[Any]]:

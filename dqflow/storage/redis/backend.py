@@ -18,16 +18,16 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
-from dqflow.durable.model import NewToken, TokenRecord
+from dqflow.durable.model import NewToken, TokenRecord, shown_token_status
 from dqflow.errors import (
     ConfigError,
     DependencyError,
     InvalidJobStateError,
     JobNotFoundError,
     StorageError,
-    StorageTooNewError,
     TokenAlreadyCompletedError,
     TokenExpiredError,
+    TokenJobFinishedError,
     TokenNotFoundError,
 )
 from dqflow.record import JobEvent, JobRecord, JobStatus
@@ -38,6 +38,7 @@ from dqflow.storage.base import (
     AddResult,
     Completion,
     Failure,
+    FlowControlCounts,
     JobFilter,
     JobPage,
     Lease,
@@ -58,7 +59,7 @@ from dqflow.storage.base import (
     outcomes_by_kind,
 )
 from dqflow.storage.changes import Change
-from dqflow.storage.redis import _schedules, changes
+from dqflow.storage.redis import _layout, _schedules, changes
 from dqflow.storage.redis._alarm import Alarm
 from dqflow.storage.redis._workflows import RedisWorkflows, settle_ops
 from dqflow.storage.redis.codec import (
@@ -82,8 +83,6 @@ from dqflow.workflow_record import WorkflowPage, WorkflowRun
 T = TypeVar("T")
 
 DEFAULT_PREFIX = "dqflow"
-LAYOUT_VERSION = 1
-"""The key and hash layout this code reads and writes (``docs/REDIS.md``), kept in ``P:layout``."""
 _RECLAIM_BATCH = 500
 _LIST_SCAN_BUDGET = 5_000  # candidates one list step looks at before yielding Redis
 _DEFAULT_OPTIONS: dict[str, Any] = {"socket_timeout": 30.0, "socket_connect_timeout": 5.0}
@@ -229,6 +228,7 @@ class RedisStorage(Storage):
         #: index entries the last ``list_jobs`` looked at (for tests and diagnostics)
         self.last_list_scanned = 0
         self._workflows = RedisWorkflows(self)
+        self._flow_cursor = 0  # where prune_flow_control's HSCAN of the rate windows goes on
 
     # -- connections -----------------------------------------------------------------
 
@@ -289,21 +289,8 @@ class RedisStorage(Storage):
         self._guard("load the dqflow Lua scripts", load)
 
     def _check_layout(self) -> None:
-        """Record the key layout version (``P:layout``); refuse data of a newer layout.
-
-        A queue written before layouts were numbered reads exactly as layout 1
-        (fields that did not exist yet, such as ``meta``, read as their defaults).
-        """
-        key = f"{self._key}:layout"
-        self._client.set(key, LAYOUT_VERSION, nx=True)
-        stored = as_text(self._client.get(key))
-        if stored is None or not str(stored).isdigit():
-            raise StorageError(f"Redis at {self.url}: {key} holds {stored!r}, not a dqflow layout version")
-        if int(stored) > LAYOUT_VERSION:
-            raise StorageTooNewError(
-                f"Redis at {self.url} holds a dqflow queue written by a newer dqflow (layout {stored});"
-                f" this dqflow knows layouts up to {LAYOUT_VERSION}: upgrade dqflow to use it"
-            )
+        """Refuse a newer key layout; upgrade an older one (``redis/_layout.py``) and record it."""
+        _layout.check_and_upgrade(self._client, self._key, self.url, self._run)
 
     def close(self) -> None:
         if self._closed:
@@ -651,8 +638,12 @@ class RedisStorage(Storage):
         return bool(self._run("step", f"create a token for job {job_id}", *args) == 1)
 
     def get_token(self, token_id: str) -> TokenRecord | None:
-        fields = self._guard(f"read token {token_id}", lambda: self._client.hgetall(f"{self._key}:token:{token_id}"))
-        return _token(token_id, fields if self._decoded else as_text(fields)) if fields else None
+        reply = self._run("get_token", f"read token {token_id}", token_id)
+        if not reply:
+            return None
+        fields = pairs_to_dict(reply[0])
+        fields["status"] = shown_token_status(fields["status"], reply[1] or None)
+        return _token(token_id, fields)
 
     def complete_token(self, token_id: str, data_json: str) -> TokenRecord:
         reply = self._run("complete_token", f"complete token {token_id}", token_id, data_json)
@@ -664,7 +655,7 @@ class RedisStorage(Storage):
             raise TokenAlreadyCompletedError(f"token {token_id} was already completed: its data is kept")
         if reply[0] == "expired":
             raise TokenExpiredError(f"token {token_id} expired (its timeout passed): job {reply[1]} went on without it")
-        raise TokenExpiredError(f"token {token_id} can no longer be completed: its job {reply[1]} is {reply[2]}")
+        raise TokenJobFinishedError(token_id, reply[1], None if reply[2] == "gone" else reply[2])
 
     def wake_due_jobs(self) -> int:
         woken = 0
@@ -758,11 +749,11 @@ class RedisStorage(Storage):
         self._committed(notices)
         return [ReclaimedJob(job_id, JobStatus.FAILED) for job_id, flag in zip(ids, flags, strict=True) if flag]
 
-    def create_workflow_run(self, run: NewWorkflowRun, plan: RunChange) -> tuple[int, bool]:
+    def create_workflow_runs(self, runs: Sequence[NewWorkflowRun], plan: RunChange) -> list[tuple[int, bool]]:
         notices: list[RunNotice] = []
-        result = self._workflows.create(run, plan, notices)
+        results = self._workflows.create(runs, plan, notices)
         self._committed(notices)
-        return result
+        return results
 
     def change_workflow_run(self, run_id: int, change: RunChange) -> WorkflowRun:
         notices: list[RunNotice] = []
@@ -812,6 +803,36 @@ class RedisStorage(Storage):
         if limit <= 0:
             return 0
         return int(self._run("prune_events", "delete old job events", to_us(before, "before"), limit))
+
+    def count_flow_control(self) -> FlowControlCounts:
+        def read() -> list[Any]:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.hlen(f"{self._key}:conc:active")
+            pipe.hlen(f"{self._key}:rate:end")
+            return cast(list[Any], pipe.execute())
+
+        slots, windows = self._guard("count flow-control entries", read)
+        return FlowControlCounts(int(slots), int(windows))
+
+    def prune_flow_control(self, *, limit: int = 500) -> int:
+        # HSCAN of the rate windows from where the last call stopped (whole when it wraps),
+        # a script per batch that deletes those ended by its clock; at most 10 x limit looked at
+        if limit <= 0:
+            return 0
+        deleted, looked = 0, 0
+        while deleted < limit and looked < 10 * limit:
+            cursor, batch = self._guard(
+                "scan the rate windows",
+                lambda: self._client.hscan(f"{self._key}:rate:end", self._flow_cursor, count=limit),
+            )
+            self._flow_cursor = int(cursor)
+            keys = [as_text(key) for key in batch][: limit - deleted]
+            looked += max(len(batch), 1)
+            if keys:
+                deleted += int(self._run("prune_flow", "prune ended rate windows", *keys))
+            if self._flow_cursor == 0:
+                break
+        return deleted
 
     def count_finished_jobs(
         self, statuses: Sequence[JobStatus], before: datetime, *, job_type: str | None = None

@@ -37,12 +37,16 @@ NAMES = (
     "prune",
     "add_unique",
     "prune_events",
+    "prune_flow",
     "worker_beat",
     "worker_remove",
     "workflow",
     "step",
     "complete_token",
+    "get_token",
     "wake",
+    "layout_finished",
+    "layout_raise",
 )
 
 COMPOSED = {"claim_tick": ("add_many",), "add_unique": ("add_many",)}

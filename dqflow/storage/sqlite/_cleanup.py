@@ -38,7 +38,8 @@ def _where(statuses: Sequence[JobStatus], before: datetime, job_type: str | None
 def delete_finished(
     conn: sqlite3.Connection, statuses: Sequence[JobStatus], before: datetime, job_type: str | None, limit: int
 ) -> int:
-    """Delete up to ``limit`` matching jobs with their events, links and unique keys (in the caller's transaction)."""
+    """Delete up to ``limit`` matching jobs with their events, links, unique keys and tokens (in the
+    caller's transaction)."""
     if not statuses or limit <= 0:
         return 0
     where, params = _where(statuses, before, job_type)
@@ -50,6 +51,7 @@ def delete_finished(
     conn.execute(f"DELETE FROM dqflow_job_dependencies WHERE job_id IN ({marks})", ids)
     conn.execute(f"DELETE FROM dqflow_job_dependencies WHERE depends_on_id IN ({marks})", ids)
     conn.execute(f"DELETE FROM dqflow_unique_keys WHERE job_id IN ({marks})", ids)
+    conn.execute(f"DELETE FROM dqflow_tokens WHERE job_id IN ({marks})", ids)
     conn.execute(f"DELETE FROM dqflow_jobs WHERE id IN ({marks})", ids)
     return len(ids)
 

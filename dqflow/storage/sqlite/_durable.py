@@ -12,11 +12,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from dqflow.durable.model import NewToken, TokenRecord, TokenStatus
-from dqflow.errors import TokenAlreadyCompletedError, TokenExpiredError, TokenNotFoundError
+from dqflow.durable.model import FINISHED_JOB_STATUSES, NewToken, TokenRecord, TokenStatus, shown_token_status
+from dqflow.errors import TokenAlreadyCompletedError, TokenExpiredError, TokenJobFinishedError, TokenNotFoundError
 from dqflow.storage.base import Wait
-
-_FINISHED = ("completed", "failed", "cancelled")
 
 # Appends the member text ?1 ('"name":{...}') to a job's steps object.
 STEPS_APPEND = (
@@ -71,6 +69,7 @@ def _time(value: float | None) -> datetime | None:
 
 def token_record(row: sqlite3.Row) -> TokenRecord:
     fields = dict(zip(row.keys(), row, strict=True))
+    fields["status"] = shown_token_status(fields["status"], fields.pop("job_status"))
     for name in ("schema", "data"):
         if fields[name] is not None:
             fields[name] = json.loads(fields[name])
@@ -80,7 +79,11 @@ def token_record(row: sqlite3.Row) -> TokenRecord:
 
 
 def get_token(conn: sqlite3.Connection, token_id: str) -> TokenRecord | None:
-    row = conn.execute("SELECT * FROM dqflow_tokens WHERE id = ?", (token_id,)).fetchone()
+    row = conn.execute(
+        "SELECT t.*, j.status AS job_status FROM dqflow_tokens AS t LEFT JOIN dqflow_jobs AS j ON j.id = t.job_id"
+        " WHERE t.id = ?",
+        (token_id,),
+    ).fetchone()
     return None if row is None else token_record(row)
 
 
@@ -93,9 +96,8 @@ def complete_token(conn: sqlite3.Connection, token_id: str, data_json: str, now:
     if token.status is TokenStatus.EXPIRED or (token.timeout_at is not None and token.timeout_at.timestamp() <= now):
         raise TokenExpiredError(f"token {token_id} expired (its timeout passed): job {token.job_id} went on without it")
     job = conn.execute("SELECT status, wait FROM dqflow_jobs WHERE id = ?", (token.job_id,)).fetchone()
-    if job is None or job[0] in _FINISHED:
-        status = "gone" if job is None else job[0]
-        raise TokenExpiredError(f"token {token_id} can no longer be completed: its job {token.job_id} is {status}")
+    if job is None or job[0] in FINISHED_JOB_STATUSES:
+        raise TokenJobFinishedError(token_id, token.job_id, None if job is None else job[0])
     conn.execute(
         "UPDATE dqflow_tokens SET status = 'completed', data = ?, completed_at = ? WHERE id = ?",
         (data_json, now, token_id),

@@ -22,6 +22,7 @@ from dqflow.storage.base import NewJob
 from dqflow.storage.workflows import (
     Advance,
     JobEnd,
+    NewWorkflowRun,
     RunChange,
     RunNotice,
     RunState,
@@ -76,37 +77,58 @@ def list_runs(conn: sqlite3.Connection, run_filter: WorkflowFilter) -> WorkflowP
     return WorkflowPage(runs=runs, next_cursor=runs[-1].id if len(rows) > run_filter.limit and runs else None)
 
 
-def create_run(
+def create_runs(
     conn: sqlite3.Connection,
-    run: Any,
-    plan: RunChange,
+    runs: Sequence[NewWorkflowRun],
+    advances: Sequence[Advance],
     insert_jobs: InsertJobs,
     now: float,
     notices: list[RunNotice],
-) -> tuple[int, bool]:
-    """Insert the run (or find it by its idempotency key) and write what ``plan`` returns."""
-    if run.idempotency_key is not None:
-        row = conn.execute(
-            "SELECT id FROM dqflow_workflow_runs WHERE idempotency_key = ?", (run.idempotency_key,)
-        ).fetchone()
-        if row is not None:
-            return int(row[0]), False
-    cursor = conn.execute(
-        "INSERT INTO dqflow_workflow_runs (name, status, input, tags, idempotency_key, steps, version,"
-        " created_at, updated_at) VALUES (?, 'running', ?, ?, ?, ?, 0, ?, ?)",
-        (
-            run.name,
-            run.input_json,
-            json.dumps(list(run.tags)),
-            run.idempotency_key,
-            json.dumps(run.steps, separators=(",", ":")),
-            now,
-            now,
-        ),
-    )
-    run_id = int(cursor.lastrowid or 0)
-    change_run(conn, run_id, plan, insert_jobs, now, notices)
-    return run_id, True
+) -> list[tuple[int, bool]]:
+    """Insert each run in its planned state (or find it by its idempotency key), then every
+    new run's first jobs in one go, then the job ids into the runs' step state."""
+    results: list[tuple[int, bool]] = []
+    created: list[tuple[int, NewWorkflowRun, Advance]] = []
+    for run, advance in zip(runs, advances, strict=True):
+        if run.idempotency_key is not None:  # also finds a run inserted earlier in this batch
+            row = conn.execute(
+                "SELECT id FROM dqflow_workflow_runs WHERE idempotency_key = ?", (run.idempotency_key,)
+            ).fetchone()
+            if row is not None:
+                results.append((int(row[0]), False))
+                continue
+        finished = advance.status is not WorkflowStatus.RUNNING
+        cursor = conn.execute(
+            "INSERT INTO dqflow_workflow_runs (name, status, input, output, tags, idempotency_key, failure_reason,"
+            " error, steps, version, created_at, updated_at, completed_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, '[]', 1, ?, ?, ?)",
+            (
+                run.name,
+                advance.status.value,
+                run.input_json,
+                advance.output_json,
+                json.dumps(list(run.tags)),
+                run.idempotency_key,
+                advance.failure_reason,
+                advance.error,
+                now,
+                now,
+                now if finished else None,
+            ),
+        )
+        run_id = int(cursor.lastrowid or 0)
+        results.append((run_id, True))
+        created.append((run_id, run, advance))
+    jobs = [replace(job, workflow_run_id=run_id) for run_id, _, advance in created for job in advance.new_jobs]
+    new_ids = insert_jobs(conn, jobs, now)
+    steps: list[tuple[str, int]] = []
+    for run_id, run, advance in created:
+        count = len(advance.new_jobs)
+        steps.append((advance.steps_json(new_ids[:count]), run_id))
+        new_ids = new_ids[count:]
+        notices.extend(RunNotice(run_id, run.name, status, advance.failure_reason) for status in advance.notices)
+    conn.executemany("UPDATE dqflow_workflow_runs SET steps = ? WHERE id = ?", steps)
+    return results
 
 
 def change_run(

@@ -32,6 +32,7 @@ from dqflow.storage.base import (
     AddResult,
     Completion,
     Failure,
+    FlowControlCounts,
     JobFilter,
     JobPage,
     Lease,
@@ -56,7 +57,7 @@ from dqflow.storage.changes import Change
 from dqflow.storage.sqlite import _cleanup, _durable, _schedules, _unique, _workers, _workflows, changes, flow
 from dqflow.storage.sqlite._memory import MEMORY_PATH, throwaway_database
 from dqflow.storage.sqlite.migrations import migrate
-from dqflow.storage.workflows import JobEnd, NewWorkflowRun, RunChange, RunNotice, WorkflowFilter
+from dqflow.storage.workflows import JobEnd, NewWorkflowRun, RunChange, RunNotice, WorkflowFilter, planned_starts
 
 if TYPE_CHECKING:  # SQLModel models: loaded only when a record is built (``dqflow add`` never does)
     from dqflow.record import JobEvent, JobRecord
@@ -577,13 +578,7 @@ class SqliteStorage(Storage):
     # -- working ---------------------------------------------------------------------
 
     def claim_jobs(self, worker_id: str, job_types: Sequence[str] | None, limit: int, lease_ms: int) -> list[JobRecord]:
-        now = time.time()
-        type_clause = ""
-        params: list[Any] = [worker_id, now, now + lease_ms / 1000, now, now, now]
-        if job_types:
-            type_clause = f" AND job_type IN ({','.join('?' * len(job_types))})"
-            params.extend(job_types)
-        params.append(limit)
+        type_clause = "" if not job_types else f" AND job_type IN ({','.join('?' * len(job_types))})"
         claim = (
             "UPDATE dqflow_jobs SET status = 'processing', attempts = attempts + 1, lease_token = lease_token + 1,"
             " output = NULL, progress = NULL, locked_by = ?, locked_at = ?, lease_expires_at = ?, started_at = ?,"
@@ -595,6 +590,10 @@ class SqliteStorage(Storage):
             " ORDER BY priority DESC, run_at, id LIMIT ?) RETURNING *"
         )
         with self._write() as conn:
+            # the clock is read under the write lock: a rate window prune_flow_control found
+            # ended (under the same lock) is ended for every later claim too
+            now = time.time()
+            params: list[Any] = [worker_id, now, now + lease_ms / 1000, now, now, now, *(job_types or ()), limit]
             if conn.execute(flow.ANY_LIMITED_PENDING).fetchone() is None:
                 records = _records(conn.execute(sql, params))
             else:
@@ -909,6 +908,15 @@ class SqliteStorage(Storage):
         with self._write() as conn:
             return _cleanup.delete_old_events(conn, before, limit)
 
+    def count_flow_control(self) -> FlowControlCounts:
+        windows = self._conn().execute("SELECT count(*) FROM dqflow_rate_windows").fetchone()[0]
+        return FlowControlCounts(0, int(windows))  # slots are counted from the jobs: none stored
+
+    def prune_flow_control(self, *, limit: int = 500) -> int:
+        # SQLite counts concurrency slots from the jobs themselves: only rate windows are kept
+        with self._write() as conn:
+            return flow.prune_windows(conn, time.time(), limit)
+
     def count_finished_jobs(
         self, statuses: Sequence[JobStatus], before: datetime, *, job_type: str | None = None
     ) -> int:
@@ -942,13 +950,16 @@ class SqliteStorage(Storage):
         if notices and self.workflow_advancer is not None:
             self.workflow_advancer.committed(notices)
 
-    def create_workflow_run(self, run: NewWorkflowRun, plan: RunChange) -> tuple[int, bool]:
+    def create_workflow_runs(self, runs: Sequence[NewWorkflowRun], plan: RunChange) -> list[tuple[int, bool]]:
+        advances = planned_starts(runs, plan)
+        if not runs:
+            return []
         now = round(time.time(), 6)
         notices: list[RunNotice] = []
         with self._write() as conn:
-            result = _workflows.create_run(conn, run, plan, self._insert_step_jobs, now, notices)
+            results = _workflows.create_runs(conn, runs, advances, self._insert_step_jobs, now, notices)
         self._committed(notices)
-        return result
+        return results
 
     def change_workflow_run(self, run_id: int, change: RunChange) -> WorkflowRun:
         now = time.time()

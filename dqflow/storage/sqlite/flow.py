@@ -139,6 +139,19 @@ def pick_limited(
     return picked
 
 
+def prune_windows(conn: sqlite3.Connection, now: float, limit: int) -> int:
+    """Delete up to ``limit`` rate windows that ended by ``now`` (read under the write lock, as
+    the claim reads its clock): a claim that finds no row starts a fresh window, as it would."""
+    if limit <= 0:
+        return 0
+    cursor = conn.execute(
+        "DELETE FROM dqflow_rate_windows WHERE key IN"
+        " (SELECT key FROM dqflow_rate_windows WHERE window_end <= ? ORDER BY key LIMIT ?)",
+        (now, limit),
+    )
+    return cursor.rowcount
+
+
 def envelope(job_id: int, job_type: str, payload: str, history: str, reason: str | None, at: str, attempts: int) -> str:
     """The dead-letter payload (dqflow/schemas/dead_letter.json) as JSON text, the original
     payload and history kept as stored."""

@@ -24,7 +24,6 @@ inserted AS (
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING  -- keyed
     RETURNING id, job_type
 ),
-$FLOW_ROWS,
 added AS (
     INSERT INTO dqflow_job_events (job_id, event_type, created_at)
     SELECT id, 'added', now() FROM inserted

@@ -6,11 +6,12 @@
 -- Flow control (docs/FLOW_CONTROL.md): a candidate whose concurrency key's slots are
 -- all taken, or whose rate key's window is full, is passed over (so it does not hold
 -- back other keys' jobs). Rate-limited candidates then take starts of their window,
--- and keyed candidates take slots with a row-locked UPDATE of dqflow_concurrency_slots,
--- in key order: a concurrent claim that raised a key's count first is waited for and
--- its count re-read (READ COMMITTED re-checks an updated row), so no key ever has more
--- than its limit processing (or started in a window); a candidate that got no slot or
--- start stays pending. A batch of plain jobs has no limited candidates: those steps
+-- and keyed candidates take slots, each with an upsert of the key's row in key order: a
+-- concurrent claim that raised a key's count first is waited for and its count re-read
+-- (ON CONFLICT DO UPDATE acts on the latest row version), so no key ever has more than
+-- its limit processing (or started in a window); a candidate that got no slot or start
+-- stays pending. A missing row counts as free: rows are created by the claim and pruned
+-- when idle (prune_flow_control.sql). A batch of plain jobs has no limited candidates: those steps
 -- run on empty sets.
 --
 -- This transaction (only this one) commits without waiting for the WAL flush
@@ -57,24 +58,41 @@ rate_wanted AS (
     WHERE rate_key IS NOT NULL
     GROUP BY rate_key
 ),
-rate_locks AS (
-    SELECT w.key
-    FROM dqflow_rate_windows AS w JOIN rate_wanted ON rate_wanted.key = w.key
-    ORDER BY w.key
-    FOR UPDATE OF w
-),
 rate_granted AS (
     -- a window that has ended starts again at 0; the new one ends at the next multiple of
-    -- window_ms since the epoch
-    UPDATE dqflow_rate_windows AS w
-    SET window_end = CASE WHEN w.window_end > now() THEN w.window_end
-                          ELSE to_timestamp((floor(extract(epoch FROM now()) * 1000 / rate_wanted.window_ms) + 1)
-                                            * rate_wanted.window_ms / 1000.0) END,
-        starts = least(rate_wanted.lim, CASE WHEN w.window_end > now() THEN w.starts ELSE 0 END + rate_wanted.n),
-        granted = least(rate_wanted.lim, CASE WHEN w.window_end > now() THEN w.starts ELSE 0 END + rate_wanted.n)
-                  - CASE WHEN w.window_end > now() THEN w.starts ELSE 0 END
-    FROM rate_wanted JOIN rate_locks ON rate_locks.key = rate_wanted.key
-    WHERE w.key = rate_wanted.key AND (w.window_end <= now() OR w.starts < rate_wanted.lim)
+    -- window_ms since the epoch. A key with no row (its first start, or its row pruned once
+    -- its window ended: Storage.prune_flow_control) gets one here. Rows are written in key
+    -- order; a row a concurrent claim wrote first is waited for and its latest version
+    -- re-read (ON CONFLICT DO UPDATE acts on the latest version), a row deleted meanwhile
+    -- is inserted afresh.
+    -- A start counts in the window of its job's started_at (this statement's now()), so a
+    -- claim whose window has ended by the clock when it writes (clock_timestamp(): it began
+    -- just before a window boundary, then waited) takes no start; its jobs stay pending for
+    -- the next claim. This also keeps a window pruned after this claim began from being
+    -- started afresh: the pruner deletes only windows ended before it took its table lock,
+    -- which this claim waited for.
+    INSERT INTO dqflow_rate_windows AS w (key, window_end, starts, granted)
+    SELECT key, fresh_end, least(lim, n), least(lim, n)
+    FROM (
+        SELECT key, lim, n,
+               to_timestamp((floor(extract(epoch FROM now()) * 1000 / window_ms) + 1) * window_ms / 1000.0)
+                   AS fresh_end
+        FROM rate_wanted
+    ) AS fresh
+    WHERE fresh_end > clock_timestamp()
+    ORDER BY key
+    ON CONFLICT (key) DO UPDATE
+    SET window_end = CASE WHEN w.window_end > now() THEN w.window_end ELSE excluded.window_end END,
+        starts = CASE WHEN w.window_end > now()
+                      THEN least((SELECT lim FROM rate_wanted AS r WHERE r.key = w.key),
+                                 w.starts + (SELECT n FROM rate_wanted AS r WHERE r.key = w.key))
+                      ELSE excluded.starts END,
+        granted = CASE WHEN w.window_end > now()
+                       THEN least((SELECT lim FROM rate_wanted AS r WHERE r.key = w.key),
+                                  w.starts + (SELECT n FROM rate_wanted AS r WHERE r.key = w.key)) - w.starts
+                       ELSE excluded.granted END
+    WHERE excluded.window_end > clock_timestamp()
+      AND (w.window_end <= now() OR w.starts < (SELECT lim FROM rate_wanted AS r WHERE r.key = w.key))
     RETURNING w.key, w.granted
 ),
 rate_ranked AS (
@@ -104,19 +122,21 @@ wanted AS (
     WHERE concurrency_key IS NOT NULL
     GROUP BY concurrency_key
 ),
-slot_locks AS (
-    -- in key order, so two claims (or a claim and a completion) cannot deadlock
-    SELECT s.key
-    FROM dqflow_concurrency_slots AS s JOIN wanted ON wanted.key = s.key
-    ORDER BY s.key
-    FOR UPDATE OF s
-),
 granted AS (
-    UPDATE dqflow_concurrency_slots AS s
-    SET active = least(wanted.lim, s.active + wanted.n),
-        granted = least(wanted.lim, s.active + wanted.n) - s.active
-    FROM wanted JOIN slot_locks ON slot_locks.key = wanted.key
-    WHERE s.key = wanted.key AND s.active < wanted.lim
+    -- a key with no row (its first job, or its row pruned while no job held a slot:
+    -- Storage.prune_flow_control) gets one here. Rows are written in key order (as
+    -- free_slots.sql locks them), so two claims, or a claim and a completion, cannot
+    -- deadlock; a row a concurrent claim raised first is waited for and its latest count
+    -- re-checked (ON CONFLICT DO UPDATE acts on the latest version), a row deleted
+    -- meanwhile is inserted afresh.
+    INSERT INTO dqflow_concurrency_slots AS s (key, active, granted)
+    SELECT key, least(lim, n), least(lim, n) FROM wanted ORDER BY key
+    ON CONFLICT (key) DO UPDATE
+    SET active = least((SELECT lim FROM wanted AS x WHERE x.key = s.key),
+                       s.active + (SELECT n FROM wanted AS x WHERE x.key = s.key)),
+        granted = least((SELECT lim FROM wanted AS x WHERE x.key = s.key),
+                        s.active + (SELECT n FROM wanted AS x WHERE x.key = s.key)) - s.active
+    WHERE s.active < (SELECT lim FROM wanted AS x WHERE x.key = s.key)
     RETURNING s.key, s.granted
 ),
 chosen AS (

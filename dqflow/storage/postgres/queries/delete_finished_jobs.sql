@@ -1,7 +1,8 @@
 -- Clean-up: up to %(limit)s finished jobs of the given statuses (and type) that finished
 -- before %(before)s, oldest first through the partial index dqflow_jobs_finished (its
 -- expression and condition are repeated word for word), skipping rows another transaction
--- holds and jobs a waiting dependent still needs; deleted with their events, links and unique keys.
+-- holds and jobs a waiting dependent still needs; deleted with their events, links, unique keys and
+-- wait tokens.
 WITH doomed AS (
     SELECT id FROM dqflow_jobs AS j
     WHERE status IN ('completed', 'failed', 'cancelled')
@@ -27,5 +28,8 @@ waits AS (
 ),
 unique_keys AS (
     DELETE FROM dqflow_unique_keys WHERE job_id IN (SELECT id FROM doomed)
+),
+tokens AS (
+    DELETE FROM dqflow_tokens WHERE job_id IN (SELECT id FROM doomed)
 )
 DELETE FROM dqflow_jobs WHERE id IN (SELECT id FROM doomed)

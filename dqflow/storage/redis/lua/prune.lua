@@ -4,7 +4,7 @@
 -- ARGV: before (us), limit, job type ('' = any), mode ('delete' | 'count'), offset (count
 -- mode: where this page starts), then the statuses to take.
 -- delete: deletes up to `limit` matching jobs (looking at no more than 10 x limit entries)
---   with their events, indexes and dependency links; returns {deleted, 0}.
+--   with their events, indexes, dependency links and wait tokens; returns {deleted, 0}.
 -- count: looks at `limit` entries from `offset`; returns {matched, next offset (-1: done)}.
 local before, limit, job_type, mode = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local offset = tonumber(ARGV[5])
@@ -27,9 +27,29 @@ local function matches(id)
   return not needed(id)
 end
 
+-- the job's wait tokens: those it created (P:tokens:<id>), and those its steps name (tokens
+-- created before that set was kept)
+local function delete_tokens(id, steps)
+  local tokens = CALL('SMEMBERS', P .. ':tokens:' .. id)
+  if steps and string.find(steps, '"dqflow:token:', 1, true) then
+    local ok, decoded = pcall(cjson.decode, steps)
+    if ok and type(decoded) == 'table' then
+      for name, entry in pairs(decoded) do
+        local result = type(entry) == 'table' and entry.result
+        if string.sub(name, 1, 13) == 'dqflow:token:' and type(result) == 'table' and type(result.token_id) == 'string' then
+          tokens[#tokens + 1] = result.token_id
+        end
+      end
+    end
+  end
+  for _, token_id in ipairs(tokens) do CALL('DEL', P .. ':token:' .. token_id) end
+  CALL('DEL', P .. ':tokens:' .. id)
+end
+
 local function delete(id)
   local key = job_key(id)
-  local job = CALL('HMGET', key, 'status', 'job_type', 'tags', 'tagset', 'idempotency_key', 'unique_key')
+  local job = CALL('HMGET', key, 'status', 'job_type', 'tags', 'tagset', 'idempotency_key', 'unique_key', 'steps')
+  delete_tokens(id, job[7])
   if job[3] then
     for _, tag in ipairs(cjson.decode(job[3])) do CALL('ZREM', P .. ':tag:' .. tag, id) end
   end

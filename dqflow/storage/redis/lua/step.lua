@@ -20,5 +20,6 @@ if token_id and token_id ~= '' then
   if ARGV[6] ~= '' then token[#token + 1] = 'schema'; token[#token + 1] = ARGV[6] end
   if ARGV[7] ~= '' then token[#token + 1] = 'timeout_at'; token[#token + 1] = ARGV[7] end
   CALL('HSET', P .. ':token:' .. token_id, unpack(token))
+  CALL('SADD', P .. ':tokens:' .. id, token_id)  -- the job's tokens, deleted with it (prune.lua)
 end
 return 1

@@ -2,8 +2,12 @@
 -- they cause, applied together or not at all. ARGV[1] is one JSON plan:
 --   guards: {runs = {{run id, version}...}, jobs = {{job id, status, lease token ('' = any)}...}}
 --           any mismatch: {'conflict'} and nothing written (the caller re-reads and recomputes)
---   create: a new run hash (fields as stored, `id` pre-drawn); with an idempotency_key that a
---           run already has: {'exists', that run's id} and nothing written
+--   creates: new runs (storage/workflows.py planned_starts), each {name, input, tags,
+--           idempotency_key, run = as in `runs` below without its id}; its jobs carry `slot`
+--           (their place among the creates' jobs, 1-based) instead of an id, and its steps name
+--           them -slot in their `job_ids`. This script draws the run and job ids. A run whose
+--           idempotency key a run already has (or an earlier one of these) is left out.
+--   create_jobs: how many jobs the creates hold
 --   ops:    step-job ends: {'c', id, has_output, output} completed, {'f', id, error, reason,
 --           traceback} failed for good, {'x', id} cancelled by a user, {'e', id} lease expired
 --           on the last attempt
@@ -12,7 +16,7 @@
 --           cancel (ids) with cancel_reason, retry (ids)
 -- Every job this takes out of processing gives back its concurrency slot; a job failed for
 -- good adds its dead-letter job (docs/FLOW_CONTROL.md).
--- Returns {'ok'}.
+-- Returns {'ok'}, then per create its run id and '1' (created) or '0' (its key was taken).
 local plan = cjson.decode(ARGV[1])
 local now = now_us()
 local last = tonumber(CALL('GET', P .. ':clock') or '0')
@@ -30,11 +34,6 @@ end
 for _, guard in ipairs(plan.guards.jobs or {}) do
   local job = CALL('HMGET', job_key(guard[1]), 'status', 'lease_token')
   if job[1] ~= guard[2] or (guard[3] ~= '' and (job[2] or '0') ~= guard[3]) then return {'conflict'} end
-end
-local create = plan.create
-if create ~= nil and create ~= NULL and create.idempotency_key ~= nil and create.idempotency_key ~= NULL then
-  local existing = CALL('HGET', P .. ':wfrun_idempotency', create.idempotency_key)
-  if existing then return {'exists', existing} end
 end
 CALL('SET', P .. ':clock', now_s)
 
@@ -106,25 +105,8 @@ for _, op in ipairs(plan.ops or {}) do
   end
 end
 
-if create ~= nil and create ~= NULL then
-  local fields = {}
-  for name, value in pairs(create) do
-    if value ~= NULL then
-      fields[#fields + 1] = name
-      fields[#fields + 1] = value
-    end
-  end
-  CALL('HSET', run_key(create.id), 'created_at', now_s, 'updated_at', now_s, unpack(fields))
-  CALL('ZADD', P .. ':wfruns', create.id, create.id)
-  CALL('ZADD', P .. ':wfruns:name:' .. create.name, create.id, create.id)
-  CALL('ZADD', P .. ':wfruns:status:running', create.id, create.id)
-  if create.idempotency_key ~= nil and create.idempotency_key ~= NULL then
-    CALL('HSET', P .. ':wfrun_idempotency', create.idempotency_key, create.id)
-  end
-end
-
 local woken = {}
-for _, run in ipairs(plan.runs or {}) do
+local function move(run)
   local key = run_key(run.id)
   for _, job in ipairs(run.jobs) do
     local id, job_type = job.id, job.job_type
@@ -183,5 +165,48 @@ for _, run in ipairs(plan.runs or {}) do
     CALL('ZADD', P .. ':wfruns:status:' .. run.status, run.id, run.id)
   end
 end
+
+for _, run in ipairs(plan.runs or {}) do move(run) end
+
+-- new runs: each stored running (version 0), then moved to its planned state like any run
+local answer = {'ok'}
+local first_job = 0 -- the id of the creates' job at slot k is first_job + k
+if (plan.create_jobs or 0) > 0 then first_job = CALL('INCRBY', P .. ':id', plan.create_jobs) - plan.create_jobs end
+local function job_ids(ids) -- the text of a `job_ids` array, placeholders -k replaced by ids
+  return '"job_ids":[' .. string.gsub(ids, '%-(%d+)', function(k) return fmt(first_job + tonumber(k)) end) .. ']'
+end
+for _, create in ipairs(plan.creates or {}) do
+  local idempotency_key = create.idempotency_key
+  local keyed = idempotency_key ~= nil and idempotency_key ~= NULL
+  local existing = keyed and CALL('HGET', P .. ':wfrun_idempotency', idempotency_key)
+  if existing then
+    answer[#answer + 1] = existing
+    answer[#answer + 1] = '0'
+  else
+    local id = fmt(CALL('INCR', P .. ':wfrun_id'))
+    local key = run_key(id)
+    CALL('HSET', key, 'id', id, 'name', create.name, 'status', 'running', 'input', create.input, 'tags', create.tags,
+      'version', '0', 'created_at', now_s, 'updated_at', now_s)
+    CALL('ZADD', P .. ':wfruns', id, id)
+    CALL('ZADD', P .. ':wfruns:name:' .. create.name, id, id)
+    CALL('ZADD', P .. ':wfruns:status:running', id, id)
+    if keyed then
+      CALL('HSET', key, 'idempotency_key', idempotency_key)
+      CALL('HSET', P .. ':wfrun_idempotency', idempotency_key, id)
+    end
+    local run = create.run
+    run.id = id
+    -- `"job_ids":[` only occurs as a key: inside a JSON string its quotes would be escaped
+    run.steps = string.gsub(run.steps, '"job_ids":%[([%d,%-]*)%]', job_ids)
+    for _, job in ipairs(run.jobs) do
+      job.id = fmt(first_job + job.slot)
+      job.fields[#job.fields + 1] = 'workflow_run_id'
+      job.fields[#job.fields + 1] = id
+    end
+    move(run)
+    answer[#answer + 1] = id
+    answer[#answer + 1] = '1'
+  end
+end
 for job_type, n in pairs(woken) do wake(job_type, n) end
-return {'ok'}
+return answer
