@@ -39,6 +39,7 @@ def boom(payload):
 JOBS_YAML = """
 backend: sqlite:///.dqflow/queue.db
 defaults: {{max_attempts: 1, timeout: 30s, retry: {{delay: 100ms}}}}
+worker: {{poll_interval: 100ms}}
 jobs:
   ok:
     handler: {module}:ok

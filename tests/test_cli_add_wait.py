@@ -6,11 +6,11 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cli_support import dqflow_process, one_line_error, subprocess_env
+from cli_support import Result, dqflow_process, one_line_error, subprocess_env
 
 
 @contextmanager
@@ -59,7 +59,7 @@ def test_add_wait_times_out(project: Path) -> None:
     assert json.loads(shown.out)["status"] == "pending"
 
 
-def test_wait_timeout_needs_wait(project: Path) -> None:
-    refused = dqflow_process("add", "ok", "-p", '{"n": 1}', "--wait-timeout", "1s", cwd=project)
+def test_wait_timeout_needs_wait(project: Path, dq: Callable[..., Result]) -> None:
+    refused = dq("add", "ok", "-p", '{"n": 1}', "--wait-timeout", "1s")
     assert "--wait-timeout needs --wait" in one_line_error(refused, code=2)
-    assert dqflow_process("list", "--json", cwd=project).out.count('"id"') == 0
+    assert dq("list", "--json").out.count('"id"') == 0

@@ -7,12 +7,13 @@ import importlib.util
 import shutil
 import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 from cli_support import Result
-from typecheck import mypy, pyright
+from typecheck import errors_outside, mypy, pyright
 
 from dqflow import JobFailedError, WorkflowFailedError
 from dqflow.declaration import load_declaration
@@ -142,23 +143,26 @@ def test_the_workflow_facade_starts_waits_and_parses(example: Path) -> None:
 def test_mypy_strict_and_pyright_pass_the_use_and_fail_the_misuse(example: Path) -> None:
     (example / "use_jobs.py").write_text(USE)
     (example / "misuse_jobs.py").write_text(MISUSE)
-    good = mypy(example, "use_jobs.py", "typed_jobs.py")
-    assert good.returncode == 0, good.stdout + good.stderr
-    bad = mypy(example, "misuse_jobs.py")
-    assert bad.returncode == 1
-    assert 'misuse_jobs.py:7: error: "Jobs" has no attribute "generate_reprot"' in bad.stdout
-    assert 'misuse_jobs.py:11: error: Argument 1 to "add" of "TypedJob" has incompatible type' in bad.stdout
-    assert "misuse_jobs.py:15: error: Incompatible return value type" in bad.stdout
-    assert 'misuse_jobs.py:19: error: Argument 1 to "start" of "TypedWorkflow" has incompatible type' in bad.stdout
-    assert "misuse_jobs.py:23: error: Incompatible return value type" in bad.stdout
-    good = pyright(example, "use_jobs.py", "typed_jobs.py")
-    assert good.returncode == 0 and "0 errors" in good.stdout, good.stdout
-    bad = pyright(example, "misuse_jobs.py")
-    assert bad.returncode == 1
+    files = ("use_jobs.py", "typed_jobs.py", "misuse_jobs.py")
+    # one run of each checker over all three files, both at once: every error must be in the misuse
+    with ThreadPoolExecutor(2) as pool:
+        mypy_run = pool.submit(mypy, example, *files)
+        pyright_run = pool.submit(pyright, example, *files)
+    checked = mypy_run.result()
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert errors_outside(checked.stdout, "misuse_jobs.py") == [], checked.stdout
+    assert 'misuse_jobs.py:7: error: "Jobs" has no attribute "generate_reprot"' in checked.stdout
+    assert 'misuse_jobs.py:11: error: Argument 1 to "add" of "TypedJob" has incompatible type' in checked.stdout
+    assert "misuse_jobs.py:15: error: Incompatible return value type" in checked.stdout
+    assert 'misuse_jobs.py:19: error: Argument 1 to "start" of "TypedWorkflow" has incompatible type' in checked.stdout
+    assert "misuse_jobs.py:23: error: Incompatible return value type" in checked.stdout
+    checked = pyright_run.result()
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert errors_outside(checked.stdout, "misuse_jobs.py") == [], checked.stdout
     expected = ((7, "reportAttributeAccessIssue"), (11, "reportArgumentType"), (15, "reportReturnType"))
     expected += ((19, "reportArgumentType"), (23, "reportReturnType"))
     for line, kind in expected:
-        assert f"misuse_jobs.py:{line}:" in bad.stdout and kind in bad.stdout, bad.stdout
+        assert f"misuse_jobs.py:{line}:" in checked.stdout and kind in checked.stdout, checked.stdout
 
 
 def test_check_reports_a_stale_module(example: Path, dq: Callable[..., Result], tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -37,3 +38,13 @@ def pyright(folder: Path, *files: str) -> subprocess.CompletedProcess[str]:
     }
     (folder / "pyrightconfig.json").write_text(json.dumps(config))
     return subprocess.run([exe, *files], cwd=folder, capture_output=True, text=True, timeout=600)
+
+
+def errors_outside(output: str, expected_in: str) -> list[str]:
+    """The lines of a mypy or pyright report that name a problem in a file other than ``expected_in``."""
+    problem = re.compile(r"(^|/|\s)(?P<file>[\w.-]+\.py):\d+(:\d+)?(: | - )(error|warning)")
+    return [
+        line
+        for line in output.splitlines()
+        if (found := problem.search(line)) is not None and found.group("file") != expected_in
+    ]

@@ -646,13 +646,14 @@ def test_a_slow_output_check_never_stalls_heartbeats(backend: str) -> None:
     # Each string costs the regex some 20 ms of backtracking, 200 of them several seconds in all:
     # longer than the lease, so a check run on the event loop would stall every heartbeat.
     runs: list[int] = []
+    slow_checked = threading.Event()
 
     def slow_output(payload: Any, ctx: JobContext) -> Any:
         return ["a" * 18 + "!"] * 200
 
     def steady(payload: Any, ctx: JobContext) -> Any:
         runs.append(ctx.job.id)
-        time.sleep(6)
+        slow_checked.wait(30)  # held across the whole slow check, however long it takes
         return {"ok": True}
 
     queue = make_queue(
@@ -671,10 +672,13 @@ def test_a_slow_output_check_never_stalls_heartbeats(backend: str) -> None:
         wait_until(lambda: runs)
         slow_id = queue.add("slow_output", {})
         deadline = time.monotonic() + 20
-        while queue.get_job(steady_id).status is JobStatus.PROCESSING and time.monotonic() < deadline:
+        while queue.get_job(slow_id).status not in (JobStatus.FAILED, JobStatus.COMPLETED):
+            assert time.monotonic() < deadline, "the slow output was not checked within 20 s"
             queue.storage.reclaim_expired()  # what any other worker does: take over expired leases
             time.sleep(0.1)
-        wait_for_status(queue, slow_id, "failed", "completed", timeout=20)
+        queue.storage.reclaim_expired()
+        slow_checked.set()
+        wait_for_status(queue, steady_id, "failed", "completed", timeout=20)
     job = queue.get_job(steady_id)
     assert job.status is JobStatus.COMPLETED and job.attempts == 1, job
     assert runs == [steady_id]
