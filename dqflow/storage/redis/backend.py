@@ -264,6 +264,11 @@ class RedisStorage(Storage):
             raise StorageError(f"Redis at {self.url} did not answer in time while trying to {what}: {exc}") from exc
         except redis.exceptions.RedisError as exc:
             raise StorageError(f"Redis at {self.url} refused to {what}: {exc}") from exc
+        except (ValueError, OSError) as exc:
+            if not self._closed:
+                raise
+            # close() from another thread under a blocking read: its socket went away
+            raise StorageError(f"the Redis storage for {self.url} is closed (while trying to {what})") from exc
 
     def _run(self, name: str, what: str, *args: Any) -> Any:
         script = self._scripts[name]
