@@ -187,6 +187,21 @@ def batch_steps_json(advances: Sequence[Advance]) -> list[str]:
     return texts
 
 
+def new_run_columns(run: NewWorkflowRun, advance: Advance) -> tuple[Any, ...]:
+    """A new run's stored columns, in this order: name, status, input, output, tags (JSON),
+    idempotency key, failure reason, error (the backends add steps and times)."""
+    return (
+        run.name,
+        advance.status.value,
+        run.input_json,
+        advance.output_json,
+        json.dumps(list(run.tags)),
+        run.idempotency_key,
+        advance.failure_reason,
+        advance.error,
+    )
+
+
 def run_from_fields(fields: dict[str, Any]) -> WorkflowRun:
     """A ``WorkflowRun`` from a backend's decoded columns (``steps`` may still be JSON text)."""
     from dqflow.workflow_record import WorkflowRun

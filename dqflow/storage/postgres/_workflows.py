@@ -29,6 +29,7 @@ from dqflow.storage.workflows import (
     WorkflowFilter,
     batch_steps_json,
     jobs_of_run,
+    new_run_columns,
     planned_starts,
     run_from_fields,
     state_from_fields,
@@ -95,17 +96,7 @@ class PgWorkflows:
         jobs = [job for advance in advances for job in advance.new_jobs]
         places = [place for place, advance in enumerate(advances, 1) for _ in advance.new_jobs]
         rows = [
-            [
-                run.name,
-                advance.status.value,
-                run.input_json,
-                advance.output_json,
-                json.dumps(list(run.tags)),
-                run.idempotency_key,
-                advance.failure_reason,
-                advance.error,
-                steps,
-            ]
+            [*new_run_columns(run, advance), steps]
             for run, advance, steps in zip(runs, advances, batch_steps_json(advances), strict=True)
         ]
         params = {

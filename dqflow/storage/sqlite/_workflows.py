@@ -27,6 +27,7 @@ from dqflow.storage.workflows import (
     WorkflowAdvancer,
     WorkflowFilter,
     jobs_of_run,
+    new_run_columns,
     run_from_fields,
     state_from_fields,
 )
@@ -102,14 +103,7 @@ def create_runs(
             " error, steps, version, created_at, updated_at, completed_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, '[]', 1, ?, ?, ?)",
             (
-                run.name,
-                advance.status.value,
-                run.input_json,
-                advance.output_json,
-                json.dumps(list(run.tags)),
-                run.idempotency_key,
-                advance.failure_reason,
-                advance.error,
+                *new_run_columns(run, advance),
                 now,
                 now,
                 now if finished else None,
