@@ -89,6 +89,7 @@ def _with_options(sql: str) -> str:
         .replace("$OPTION_VALUES", ", ".join(_option_value(o) for o in JOB_OPTIONS))
         .replace("$CANCEL_DEPENDENTS", read("cancel_dependents").strip())
         .replace("$FREE_SLOTS", read("free_slots").strip())
+        .replace("$ANNOUNCE_INSERTED", read("announce_inserted").strip())
         .replace("$ADD_DEAD_LETTERS", read("add_dead_letters").strip())
         .replace("$EDIT_ASSIGNMENTS", ",\n        ".join(_edit_assignment(o) for o in JOB_OPTIONS if o.editable))
     )

@@ -24,14 +24,7 @@ inserted AS (
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING  -- keyed
     RETURNING id, job_type
 ),
-added AS (
-    INSERT INTO dqflow_job_events (job_id, event_type, created_at)
-    SELECT id, 'added', now() FROM inserted
-),
-woken AS (
-    SELECT count(pg_notify(%(channel)s, job_type)) AS notified
-    FROM (SELECT DISTINCT job_type FROM inserted) AS types
-)
+$ANNOUNCE_INSERTED
 -- keyed: one row per input job (part 0, in input order: its pre-drawn id and, for a
 -- keyed job, the id already holding that key) and one per inserted job (part 1). No
 -- join: the caller pairs them up, so a batch of 10,000 never depends on a join plan.

@@ -58,12 +58,5 @@ inserted AS (
     FROM input JOIN started AS run ON run.run_ord = input.workflow_run_id  -- no run (its key is taken): no jobs
     RETURNING id, job_type
 ),
-added AS (
-    INSERT INTO dqflow_job_events (job_id, event_type, created_at)
-    SELECT id, 'added', now() FROM inserted
-),
-woken AS (
-    SELECT count(pg_notify(%(channel)s, job_type)) AS notified
-    FROM (SELECT DISTINCT job_type FROM inserted) AS types
-)
+$ANNOUNCE_INSERTED
 SELECT started.run_ord, started.id FROM started CROSS JOIN woken
