@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from dqflow.declaration import SchemaValidator, load_declaration
@@ -56,6 +56,7 @@ def leaf_schemas() -> st.SearchStrategy[dict[str, Any]]:
         st.fixed_dictionaries({"minItems": st.integers(0, 3), "uniqueItems": st.booleans()}),
         st.fixed_dictionaries({"required": st.lists(st.sampled_from(["a", "b"]), max_size=2, unique=True)}),
         st.fixed_dictionaries({"minProperties": st.integers(0, 2), "maxProperties": st.integers(0, 3)}),
+        st.fixed_dictionaries({"default": JSON_SCALARS}),  # an annotation: the fast path must not fill it in
     )
 
 
@@ -79,6 +80,7 @@ SCHEMAS = st.recursive(
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(schema=SCHEMAS, values=st.lists(JSON_VALUES, min_size=1, max_size=6))
+@example(schema={"allOf": [{"properties": {"a": {"default": 1}}}, {"required": ["a"]}]}, values=[{}])
 def test_fast_and_full_validators_give_one_verdict(schema: dict[str, Any], values: list[Any]) -> None:
     validator = SchemaValidator(schema)
     fast = validator._fast_validator()  # as is_valid (and so add) uses it
@@ -86,11 +88,13 @@ def test_fast_and_full_validators_give_one_verdict(schema: dict[str, Any], value
     if fast is None:
         return
     for value in values:
+        before = json.dumps(value)
         try:
             fast(value)
             fast_ok = True
         except Exception:
             fast_ok = False
+        assert json.dumps(value) == before, (schema, value)  # the value is looked at, never changed
         assert fast_ok == full.is_valid(value), (schema, value)
 
 

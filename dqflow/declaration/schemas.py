@@ -171,7 +171,12 @@ def _compile_fast(
     import fastjsonschema
 
     try:
-        function = fastjsonschema.compile(document, formats=formats() if _uses_format(schema) else {})
+        function = fastjsonschema.compile(
+            document,
+            formats=formats() if _uses_format(schema) else {},
+            use_default=False,  # never fill in a value's defaults: it is looked at, not changed
+            detailed_exceptions=False,  # its messages are never shown (jsonschema words refusals)
+        )
     except Exception:  # anything it cannot compile simply stays on the slow path
         return _NO_FAST_PATH
     return function, fastjsonschema.JsonSchemaException
