@@ -49,12 +49,15 @@ def dialect_of(schema: Any, default: str) -> str | None:
 
 
 def surely_valid(schema: Any, dialect: str) -> bool:
-    """True only when ``schema`` surely passes the metaschema of ``dialect`` (from :func:`dialect_of`)
-    and holds no reference; False when that is not known here."""
+    """True only when ``schema`` surely passes the metaschema of ``dialect`` (one of
+    :data:`KNOWN_DIALECTS`, which its ``$schema`` names if it has one) and holds no
+    reference; False when that is not known here."""
     if dialect not in KNOWN_DIALECTS:
         return False
     if isinstance(schema, Mapping) and "$schema" in schema:
-        schema = {key: value for key, value in schema.items() if key != "$schema"}  # read by dialect_of
+        if dialect_of(schema, dialect) != dialect:
+            return False
+        schema = {key: value for key, value in schema.items() if key != "$schema"}
     try:
         return _Rules(draft4=dialect == DRAFT_04).schema(schema)
     except RecursionError:
