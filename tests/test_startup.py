@@ -57,6 +57,7 @@ def test_help_loads_only_the_command_line(tmp_path: Path) -> None:
 def test_add_on_sqlite_loads_no_driver_rich_or_worker(project: Path) -> None:
     loaded = imported_after("from dqflow.cli import run\nassert run(['add', 'ok', '-p', '{\"n\": 1}']) == 0", project)
     assert not loaded & (DRIVERS | {"rich", "dqflow.worker", "dqflow.cli._tables"})
+    assert "logging.handlers" not in loaded  # the log writer thread starts with the first record: none here
 
 
 def test_config_env_name_matches_the_loader() -> None:
