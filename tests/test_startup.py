@@ -122,3 +122,23 @@ print(json.dumps({"names": names, "later": later}))
 
     assert seen["names"] == sorted(name for names in COMMAND_MODULES.values() for name in names)
     assert seen["later"] == fresh.stdout
+
+
+def test_garbage_collection_waits_for_the_queue_only_under_main(project: Path) -> None:
+    """``main`` pauses collection until the command's queue is open (then freezes what start-up
+    made); ``run``, whose caller owns the process, leaves it as it is."""
+    script = """
+import gc, json
+from dqflow.cli import run
+from dqflow.cli._app import pause_gc_until_open
+
+assert run(["add", "ok", "-p", '{"n": 1}']) == 0
+untouched = gc.isenabled() and gc.get_freeze_count() == 0
+pause_gc_until_open()
+paused = not gc.isenabled()
+assert run(["add", "ok", "-p", '{"n": 1}']) == 0
+print(json.dumps([untouched, paused, gc.isenabled(), gc.get_freeze_count() > 0]))
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=project, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [True, True, True, True]
