@@ -124,6 +124,21 @@ print(json.dumps({"names": names, "later": later}))
     assert seen["later"] == fresh.stdout
 
 
+def test_a_run_builds_only_the_commands_it_names() -> None:
+    """typer builds the options of every command it is given: ``dqflow add`` gets ``add`` alone,
+    help every command, and the app keeps them all registered for later runs."""
+    from dqflow.cli import app, click_command, register_commands
+
+    register_commands(["add", "workflow"])
+    assert sorted(click_command(["add", "ok", "-p", "{}"]).commands) == ["add"]
+    assert sorted(click_command(["list", "--job-type", "add"]).commands) == ["add", "list"]
+    assert sorted(click_command(["workflow", "start", "w"]).commands) == ["workflow"]
+    everything = {"add", "list", "show", "workflow", "graph"}
+    assert everything <= set(click_command(["add", "--help"]).commands)
+    assert everything <= set(click_command(["nope"]).commands)
+    assert everything <= {info.name for info in [*app.registered_commands, *app.registered_groups]}
+
+
 def test_garbage_collection_waits_for_the_queue_only_under_main(project: Path) -> None:
     """``main`` pauses collection until the command's queue is open (then freezes what start-up
     made); ``run``, whose caller owns the process, leaves it as it is."""
