@@ -57,9 +57,9 @@ class _BoundedQueueHandler(logging.Handler):
     """Puts a bounded, already-merged copy of each record on the queue (cheap on the caller's thread),
     then calls ``queued`` (which starts the writer thread if it is not running)."""
 
-    def __init__(self, queue: queue.SimpleQueue[logging.LogRecord], queued: Callable[[], None]) -> None:
+    def __init__(self, records: queue.SimpleQueue[logging.LogRecord], queued: Callable[[], None]) -> None:
         super().__init__()
-        self.queue = queue
+        self.queue = records
         self._queued = queued
 
     def emit(self, record: logging.LogRecord) -> None:
