@@ -131,16 +131,15 @@ def register_commands(args: Iterable[str] = ()) -> None:
 
 
 def click_command(args: Sequence[str]) -> Any:
-    """``app`` as a click group with the registered commands and groups ``args`` names (every one
-    when it names none, or asks for help), since typer builds the options of each command it is given."""
+    """``app`` as a click group with the registered top-level commands ``args`` names (every one
+    when it names none, or asks for help) and every group (``workflow``, ``token``): typer builds
+    the options of each command it is given."""
     given = set(args)
-    commands = [info for info in app.registered_commands if info.name in given]
-    groups = [info for info in app.registered_groups if info.name in given]
-    if not (commands or groups) or not given.isdisjoint(HELP_OPTIONS):
+    named = [info for info in app.registered_commands if info.name in given]
+    if not named or not given.isdisjoint(HELP_OPTIONS):
         return typer.main.get_command(app)
     only_named = copy.copy(app)  # the app's other commands stay registered for later runs
-    only_named.registered_commands = commands
-    only_named.registered_groups = groups
+    only_named.registered_commands = named
     return typer.main.get_command(only_named)
 
 
