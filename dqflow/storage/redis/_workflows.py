@@ -251,7 +251,7 @@ class RedisWorkflows:
             entry: dict[str, Any] = {"id": str(run_id), "jobs": [e.guard for e in group], "ops": [e.op for e in group]}
             state, advance = states.get(run_id), None
             if state is not None:
-                entry["version"] = str(state.version)
+                entry["version"], entry["status"] = str(state.version), state.status.value
                 if advancer is not None:
                     advance = advancer.job_ended(state, [e.end for e in group])
                     if advance.changed:
@@ -322,7 +322,7 @@ class RedisWorkflows:
             advance = change(state)
             found[:] = [RunNotice(run_id, state.name, s, advance.failure_reason) for s in advance.notices]
             texts: list[str] = []
-            entry: dict[str, Any] = {"id": str(run_id), "version": str(state.version)}
+            entry: dict[str, Any] = {"id": str(run_id), "version": str(state.version), "status": state.status.value}
             if advance.changed:
                 entry["move"] = _move_entry(advance, texts)
             return self._apply({"runs": [entry]}, texts)[1:]

@@ -2,7 +2,7 @@
 -- cause, each run's applied together or not at all. ARGV[1] is one JSON plan; ARGV[k] (k >= 2)
 -- hold the runs' step states (JSON text), named by their k:
 --   runs:   per run (its guards checked, then its writes, before the next run's):
---             id; version: the run's version read (absent: no run to guard or move);
+--             id; version and status: the run's as read (absent: no run to guard or move);
 --             jobs: guards {{job id, status, lease token ('' = any), run id ('' = any)}...};
 --             ops: its step-job ends: {'c', id, has_output, output} completed, {'f', id, error,
 --             reason, traceback} failed for good, {'x', id} cancelled by a user, {'e', id} lease
@@ -88,20 +88,27 @@ local function failed(id, err, reason, traceback, bump)
   add_dead_letter(id, now)
 end
 
+-- index writes batched over the whole call (one ZADD / ZREM per key), done before the
+-- hand-off to idle workers: completed jobs (out of processing) and added jobs
+local completed, zsets, types = {}, {}, {}
+
 local function end_job(op)
   local kind, id = op[1], op[2]
   local key = job_key(id)
   if kind == 'c' then
     if op[3] == '1' then
       local changed = CALL('HGET', key, 'output') ~= op[4]
-      CALL('HSET', key, 'output', op[4])
+      CALL('HSET', key, 'status', 'completed', 'completed_at', now_s, 'updated_at', now_s, 'output', op[4])
       if changed then feed(id, 'output', '') end
+    else
+      CALL('HSET', key, 'status', 'completed', 'completed_at', now_s, 'updated_at', now_s)
     end
-    CALL('HSET', key, 'status', 'completed', 'completed_at', now_s, 'updated_at', now_s)
     CALL('HDEL', key, 'lease_expires_at', 'failure_reason')
-    CALL('ZREM', P .. ':processing', id)
     free_slot(id)
-    move_status(id, 'processing', 'completed')
+    -- its index moves are written together with the batch's (below)
+    completed[#completed + 1] = id
+    batch_add(zsets, P .. ':status:completed', tonumber(id), id)
+    batch_add(zsets, P .. ':finished', now, id)
     add_event(id, 'completed', now, nil)
     ready_dependents(id, now)
   elseif kind == 'f' then
@@ -116,8 +123,9 @@ local function end_job(op)
 end
 
 local woken = {}
--- store run `id`'s move; returns the id of its first new job (0: none)
-local function move(id, run)
+-- store the move of run `id`, stored with status `before` at `version` (guarded); returns
+-- the id of its first new job (0: none)
+local function move(id, run, before, version)
   local key = run_key(id)
   local steps = ARGV[run.steps]
   local first = 0
@@ -136,12 +144,12 @@ local function move(id, run)
       'status', 'pending', 'priority', priority, 'run_at', now_s, 'created_at', now_s, 'updated_at', now_s,
       'workflow_run_id', id, unpack(job[4]))
     local n = tonumber(job_id)
-    CALL('ZADD', P .. ':jobs', n, job_id)
-    CALL('ZADD', P .. ':type:' .. job_type, n, job_id)
-    CALL('ZADD', P .. ':status:pending', n, job_id)
-    CALL('ZADD', P .. ':ready:' .. job_type, 0, rank(tonumber(priority), now, n))
-    for _, tag_key in ipairs(job[5]) do CALL('ZADD', P .. tag_key, n, job_id) end
-    CALL('SADD', P .. ':types', job_type)
+    batch_add(zsets, P .. ':jobs', n, job_id)
+    batch_add(zsets, P .. ':type:' .. job_type, n, job_id)
+    batch_add(zsets, P .. ':status:pending', n, job_id)
+    batch_add(zsets, P .. ':ready:' .. job_type, 0, rank(tonumber(priority), now, n))
+    for _, tag_key in ipairs(job[5]) do batch_add(zsets, P .. tag_key, n, job_id) end
+    types[job_type] = true
     woken[job_type] = (woken[job_type] or 0) + 1
   end
   for _, job_id in ipairs(run.cancel) do cancel(job_id, run.cancel_reason) end
@@ -161,8 +169,7 @@ local function move(id, run)
       add_event(job_id, 'retried', now, '{"previous_status":"' .. status .. '","reason":"workflow_retried"}')
     end
   end
-  local before = CALL('HGET', key, 'status')
-  local set = {'status', run.status, 'steps', steps, 'updated_at', now_s}
+  local set = {'status', run.status, 'steps', steps, 'updated_at', now_s, 'version', fmt(tonumber(version) + 1)}
   local unset = {}
   for _, name in ipairs({'output', 'failure_reason', 'error'}) do
     if run[name] == nil or run[name] == NULL then
@@ -180,7 +187,6 @@ local function move(id, run)
   end
   CALL('HSET', key, unpack(set))
   if #unset > 0 then CALL('HDEL', key, unpack(unset)) end
-  CALL('HINCRBY', key, 'version', 1)
   if before ~= run.status then
     CALL('ZREM', P .. ':wfruns:status:' .. before, id)
     CALL('ZADD', P .. ':wfruns:status:' .. run.status, id, id)
@@ -192,7 +198,7 @@ local answer = {'ok'}
 for _, run in ipairs(plan.runs or {}) do
   if holds(run) then
     for _, op in ipairs(run.ops or {}) do end_job(op) end
-    answer[#answer + 1] = run.move and fmt(move(run.id, run.move)) or '0'
+    answer[#answer + 1] = run.move and fmt(move(run.id, run.move, run.status, run.version)) or '0'
   else
     answer[#answer + 1] = 'conflict'
   end
@@ -218,11 +224,17 @@ for _, create in ipairs(plan.creates or {}) do
       CALL('HSET', key, 'idempotency_key', idempotency_key)
       CALL('HSET', P .. ':wfrun_idempotency', idempotency_key, id)
     end
-    move(id, create.move)
+    move(id, create.move, 'running', '0')
     answer[#answer + 1] = id
     answer[#answer + 1] = '1'
   end
 end
+if #completed > 0 then
+  zrem_all(P .. ':processing', completed)
+  zrem_all(P .. ':status:processing', completed)
+end
+flush_zadd(zsets)
+for job_type in pairs(types) do CALL('SADD', P .. ':types', job_type) end
 -- the jobs made ready go to idle workers first (_lib.lua's hand_to_idle), as an add's do
 local last_event = tonumber(CALL('GET', P .. ':event_id') or '0')
 local handed = hand_to_idle(woken, now, now_s, last_event)
