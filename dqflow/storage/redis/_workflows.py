@@ -28,9 +28,8 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from dqflow.enums import WorkflowStatus
 from dqflow.errors import StorageError, WorkflowRunNotFoundError
@@ -95,30 +94,52 @@ def _shape(key: tuple[Any, ...]) -> _JobShape:
     return shape
 
 
-def _job_entry(job: NewJob) -> list[Any]:
-    """A step job as ``workflow.lua`` inserts it: type, priority, payload, hash fields, tag index keys."""
-    job_type, priority, fields, tag_keys = _shape(_shared_values(job))
-    if job.workflow_item is not None:
-        fields = [*fields, _ITEM.column, str(encode_option(_ITEM, job.workflow_item))]
-    return [job_type, priority, job.payload_json, fields, tag_keys]
+class _Plan:
+    """One ``workflow.lua`` call being built: the runs' moves, the job shapes their new jobs
+    share (each sent once), and the step states (sent as plain ARGV, no JSON in JSON)."""
 
+    __slots__ = ("_shape_at", "shapes", "texts")
 
-def _move_entry(advance: Advance, texts: list[str]) -> dict[str, Any]:
-    """What ``workflow.lua`` writes for one run's advance; its step state goes to ``texts`` (the
-    script's later ARGV), its new jobs keep their placeholders (the script draws their ids)."""
-    count = len(advance.new_jobs)
-    texts.append(advance.steps_json(range(-1, -count - 1, -1)))
-    return {
-        "status": advance.status.value,
-        "output": advance.output_json,
-        "failure_reason": advance.failure_reason,
-        "error": advance.error,
-        "steps": len(texts) + 1,
-        "jobs": [_job_entry(job) for job in advance.new_jobs],
-        "cancel": [str(i) for i in advance.cancel_job_ids],
-        "cancel_reason": advance.cancel_reason,
-        "retry": [str(i) for i in advance.retry_job_ids],
-    }
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.shapes: list[_JobShape] = []
+        self._shape_at: dict[tuple[Any, ...], int] = {}
+
+    def move(self, advance: Advance) -> dict[str, Any]:
+        """What the script writes for one run's advance; its new jobs keep their placeholders
+        in the step state (the script draws their ids)."""
+        count = len(advance.new_jobs)
+        self.texts.append(advance.steps_json(range(-1, -count - 1, -1)))
+        move: dict[str, Any] = {"status": advance.status.value, "steps": len(self.texts) + 1}
+        for name, value in (
+            ("output", advance.output_json),
+            ("failure_reason", advance.failure_reason),
+            ("error", advance.error),
+        ):
+            if value is not None:
+                move[name] = value
+        if count:
+            move["jobs"] = [self._job(job) for job in advance.new_jobs]
+        if advance.cancel_job_ids:
+            move["cancel"] = [str(i) for i in advance.cancel_job_ids]
+            move["cancel_reason"] = advance.cancel_reason
+        if advance.retry_job_ids:
+            move["retry"] = [str(i) for i in advance.retry_job_ids]
+        return move
+
+    def _job(self, job: NewJob) -> list[Any]:
+        """A new job: its shape's place (1-based), its payload and its fan-out index ('' = none)."""
+        key = _shared_values(job)
+        at = self._shape_at.get(key)
+        if at is None:
+            self.shapes.append(_shape(key))
+            at = self._shape_at[key] = len(self.shapes)
+        item = job.workflow_item
+        return [at, job.payload_json, "" if item is None else str(encode_option(_ITEM, item))]
+
+    def args(self, **sections: Any) -> list[str]:
+        """The script's ARGV: the JSON plan (``sections`` and the shapes), then the step states."""
+        return [json.dumps({**sections, "shapes": self.shapes}), *self.texts]
 
 
 def _moved_state(state: RunState, advance: Advance, first_job: int) -> RunState:
@@ -132,8 +153,7 @@ def _moved_state(state: RunState, advance: Advance, first_job: int) -> RunState:
     return RunState(state.id, state.name, advance.status, state.input, state.tags, steps, state.version + 1)
 
 
-@dataclass(frozen=True, slots=True)
-class Ending:
+class Ending(NamedTuple):
     """A step job's end as ``workflow.lua`` applies it: its op, its run, its ``JobEnd``, and the
     guard of the job (id, status, lease token ('' = any), run id ('' = any)) it needs to hold."""
 
@@ -233,8 +253,8 @@ class RedisWorkflows:
 
     # -- applying ----------------------------------------------------------------------
 
-    def _apply(self, plan: dict[str, Any], texts: Sequence[str] = ()) -> list[Any]:
-        return list(self._storage._run("workflow", "move workflow runs", json.dumps(plan), *texts))
+    def _apply(self, plan: _Plan, **sections: Any) -> list[Any]:
+        return list(self._storage._run("workflow", "move workflow runs", *plan.args(**sections)))
 
     def _move(self, endings: Sequence[Ending], states: dict[int, RunState], notices: list[RunNotice]) -> set[int]:
         """End the jobs and move their runs (from ``states``, as read or known) in one script call;
@@ -245,7 +265,7 @@ class RedisWorkflows:
         for ending in endings:
             by_run.setdefault(ending.run_id, []).append(ending)
         entries: list[dict[str, Any]] = []
-        texts: list[str] = []
+        plan = _Plan()
         planned: list[tuple[RunState | None, Advance | None]] = []
         for run_id, group in by_run.items():
             entry: dict[str, Any] = {"id": str(run_id), "jobs": [e.guard for e in group], "ops": [e.op for e in group]}
@@ -255,12 +275,12 @@ class RedisWorkflows:
                 if advancer is not None:
                     advance = advancer.job_ended(state, [e.end for e in group])
                     if advance.changed:
-                        entry["move"] = _move_entry(advance, texts)
+                        entry["move"] = plan.move(advance)
                     else:
                         advance = None
             entries.append(entry)
             planned.append((state, advance))
-        reply = self._apply({"runs": entries}, texts)
+        reply = self._apply(plan, runs=entries)
         conflicts: set[int] = set()
         for run_id, (state, advance), answer in zip(by_run, planned, reply[1:], strict=True):
             if answer == "conflict":
@@ -292,18 +312,18 @@ class RedisWorkflows:
         advances = planned_starts(runs, plan)
         if not runs:
             return []
-        texts: list[str] = []
+        call = _Plan()
         creates = [
             {
                 "name": run.name,
                 "input": run.input_json,
                 "tags": json.dumps(list(run.tags)),
                 "idempotency_key": run.idempotency_key,
-                "move": _move_entry(advance, texts),
+                "move": call.move(advance),
             }
             for run, advance in zip(runs, advances, strict=True)
         ]
-        reply = self._apply({"creates": creates}, texts)
+        reply = self._apply(call, creates=creates)
         results: list[tuple[int, bool]] = []
         for index, (run, advance) in enumerate(zip(runs, advances, strict=True)):
             run_id, created = int(reply[2 * index + 1]), reply[2 * index + 2] == "1"
@@ -321,11 +341,11 @@ class RedisWorkflows:
                 raise WorkflowRunNotFoundError(run_id)
             advance = change(state)
             found[:] = [RunNotice(run_id, state.name, s, advance.failure_reason) for s in advance.notices]
-            texts: list[str] = []
+            plan = _Plan()
             entry: dict[str, Any] = {"id": str(run_id), "version": str(state.version), "status": state.status.value}
             if advance.changed:
-                entry["move"] = _move_entry(advance, texts)
-            return self._apply({"runs": [entry]}, texts)[1:]
+                entry["move"] = plan.move(advance)
+            return self._apply(plan, runs=[entry])[1:]
 
         self._until_applied(attempt, f"changing workflow run {run_id}")
         self._forget(run_id)

@@ -7,15 +7,16 @@
 --             ops: its step-job ends: {'c', id, has_output, output} completed, {'f', id, error,
 --             reason, traceback} failed for good, {'x', id} cancelled by a user, {'e', id} lease
 --             expired on the last attempt;
---             move (absent: the run stays as it is): status, output, failure_reason, error,
---             steps (its ARGV k), jobs to insert {job type, priority, payload, hash fields, tag
---             index keys}, cancel (ids) with cancel_reason, retry (ids).
+--             move (absent: the run stays as it is): status, output, failure_reason, error
+--             (absent: none), steps (its ARGV k), jobs to insert {shape (its place in `shapes`),
+--             payload, fan-out index ('' = none)}, cancel (ids) with cancel_reason, retry (ids).
 --           A guard that fails leaves the run out (nothing of it written): the caller reads
 --           it again and recomputes. The script draws the ids of a run's new jobs; its steps
 --           name them -1, -2, ... (their place in `jobs`) in their `job_ids`.
 --   creates: new runs (storage/workflows.py planned_starts), each {name, input, tags,
 --           idempotency_key, move = as above}. A run whose idempotency key a run already
 --           has (or an earlier one of these) is left out.
+--   shapes: what the new jobs share: {job type, priority, hash fields, tag index keys}.
 -- Every job this takes out of processing gives back its concurrency slot; a job failed for
 -- good adds its dead-letter job (docs/FLOW_CONTROL.md). The jobs it makes ready are handed
 -- to idle workers (claimed for them, in their inboxes) or wake the waiting ones.
@@ -129,7 +130,8 @@ local function move(id, run, before, version)
   local key = run_key(id)
   local steps = ARGV[run.steps]
   local first = 0
-  local count = #run.jobs
+  local jobs = run.jobs or {}
+  local count = #jobs
   if count > 0 then
     first = CALL('INCRBY', P .. ':id', count) - count + 1
     -- `"job_ids":[` only occurs as a key: inside a JSON string its quotes would be escaped
@@ -137,23 +139,30 @@ local function move(id, run, before, version)
       return '"job_ids":[' .. string.gsub(ids, '%-(%d+)', function(k) return fmt(first + tonumber(k) - 1) end) .. ']'
     end)
   end
-  for k, job in ipairs(run.jobs) do
-    local job_id, job_type, priority = fmt(first + k - 1), job[1], job[2]
+  for k, job in ipairs(jobs) do
+    local shape = plan.shapes[job[1]]
+    local job_id, job_type, priority = fmt(first + k - 1), shape[1], shape[2]
     local event_id = CALL('INCR', P .. ':event_id')
-    CALL('HSET', job_key(job_id), 'id', job_id, 'payload', job[3], 'added_event', fmt(event_id), 'job_type', job_type,
+    local fields = {'id', job_id, 'payload', job[2], 'added_event', fmt(event_id), 'job_type', job_type,
       'status', 'pending', 'priority', priority, 'run_at', now_s, 'created_at', now_s, 'updated_at', now_s,
-      'workflow_run_id', id, unpack(job[4]))
+      'workflow_run_id', id}
+    for _, field in ipairs(shape[3]) do fields[#fields + 1] = field end
+    if job[3] ~= '' then
+      fields[#fields + 1] = 'workflow_item'
+      fields[#fields + 1] = job[3]
+    end
+    CALL('HSET', job_key(job_id), unpack(fields))
     local n = tonumber(job_id)
     batch_add(zsets, P .. ':jobs', n, job_id)
     batch_add(zsets, P .. ':type:' .. job_type, n, job_id)
     batch_add(zsets, P .. ':status:pending', n, job_id)
     batch_add(zsets, P .. ':ready:' .. job_type, 0, rank(tonumber(priority), now, n))
-    for _, tag_key in ipairs(job[5]) do batch_add(zsets, P .. tag_key, n, job_id) end
+    for _, tag_key in ipairs(shape[4]) do batch_add(zsets, P .. tag_key, n, job_id) end
     types[job_type] = true
     woken[job_type] = (woken[job_type] or 0) + 1
   end
-  for _, job_id in ipairs(run.cancel) do cancel(job_id, run.cancel_reason) end
-  for _, job_id in ipairs(run.retry) do
+  for _, job_id in ipairs(run.cancel or {}) do cancel(job_id, run.cancel_reason) end
+  for _, job_id in ipairs(run.retry or {}) do
     local job_key_ = job_key(job_id)
     local job = CALL('HMGET', job_key_, 'status', 'job_type', 'priority')
     local status = job[1]
