@@ -60,6 +60,9 @@ KNOWN_RUNS = 4096
 """How many run states a storage keeps as it last wrote them (``RedisWorkflows``'s cache)."""
 
 # options the script writes itself (id, type, payload, priority, the run, times) or a step job never has
+_STATE_FIELDS = ("id", "name", "status", "input", "tags", "steps", "version")
+"""The run hash fields a ``RunState`` is read from."""
+
 _PLACED = frozenset({"job_type", "payload_json", "priority", "run_at", "idempotency_key", "workflow_run_id"})
 _SHARED = tuple(o for o in JOB_OPTIONS if o.name not in _PLACED and o.name != "workflow_item")
 _ITEM = next(o for o in JOB_OPTIONS if o.name == "workflow_item")
@@ -231,9 +234,31 @@ class RedisWorkflows:
             top = f"({ids[-1]}"
         return WorkflowPage(runs=runs, next_cursor=runs[-1].id if more and runs else None)
 
+    def _read_states(self, pipe: Any, run_ids: Sequence[int]) -> None:
+        """Queue the reads of the runs' states on ``pipe`` (``_decoded_states`` reads the replies)."""
+        for run_id in run_ids:
+            pipe.hmget(f"{self._key}:wfrun:{run_id}", *_STATE_FIELDS)
+
+    def _decoded_states(self, run_ids: Sequence[int], rows: Sequence[Any]) -> dict[int, RunState]:
+        """The states of the runs that exist, from the replies of ``_read_states``."""
+        states: dict[int, RunState] = {}
+        for run_id, row in zip(run_ids, self._text(rows), strict=True):
+            if row[0] is not None:
+                states[run_id] = state_from_fields(dict(zip(_STATE_FIELDS, row, strict=True)))
+        return states
+
     def _states(self, run_ids: Sequence[int]) -> dict[int, RunState]:
         ids = sorted(set(run_ids))
-        return {run_id: state_from_fields(h) for run_id, h in zip(ids, self._hashes(ids), strict=True) if h}
+        if not ids:
+            return {}
+        client = self._storage._client
+
+        def read() -> list[Any]:
+            pipe = client.pipeline(transaction=False)
+            self._read_states(pipe, ids)
+            return list(pipe.execute())
+
+        return self._decoded_states(ids, self._storage._guard("read workflow runs", read))
 
     # -- what this process last wrote --------------------------------------------------------
 
@@ -378,14 +403,13 @@ class RedisWorkflows:
                 pipe = client.pipeline(transaction=False)  # the jobs and the runs they are expected to belong to
                 for job_id in ids:
                     pipe.hmget(f"{self._key}:job:{job_id}", *fields)
-                for run_id in runs:
-                    pipe.hgetall(f"{self._key}:wfrun:{run_id}")
+                self._read_states(pipe, runs)
                 return list(pipe.execute())
 
             replies = self._text(self._storage._guard("read step jobs", read))
-            rows, hashes = replies[: len(ids)], replies[len(ids) :]
+            rows = replies[: len(ids)]
             jobs = {job_id: dict(zip(fields, row, strict=True)) for job_id, row in zip(ids, rows, strict=True)}
-            states = {run_id: state_from_fields(h) for run_id, h in zip(known, hashes, strict=True) if h}
+            states = self._decoded_states(known, replies[len(ids) :])
             planned = ops(jobs)
             chosen = [(p, e) for p, e in zip(pending, planned, strict=True) if e is not None]
             for p, ending in zip(pending, planned, strict=True):
@@ -422,14 +446,13 @@ class RedisWorkflows:
 
             def read() -> list[Any]:
                 pipe = client.pipeline(transaction=False)
-                for run_id in unknown:
-                    pipe.hgetall(f"{self._key}:wfrun:{run_id}")
+                self._read_states(pipe, unknown)
                 for job_id in kept:
                     pipe.hget(f"{self._key}:job:{job_id}", "output")
                 return list(pipe.execute())
 
             replies = self._text(self._storage._guard("read workflow runs", read))
-            states.update((r, state_from_fields(h)) for r, h in zip(unknown, replies, strict=False) if h)
+            states.update(self._decoded_states(unknown, replies[: len(unknown)]))
             stored = dict(zip(kept, replies[len(unknown) :], strict=True))
         endings = [_held_ending(item, states, stored) for item in items]
         conflicts = self._move(endings, states, notices)
