@@ -68,6 +68,11 @@ def test_a_run_moved_by_another_process_is_read_again_and_moved_once(queues: tup
     assert run.status is WorkflowStatus.COMPLETED and run.output == 3
     assert [len(step.job_ids) for step in run.steps] == [1, 1, 1]
     assert first.storage.count_jobs() == {("t", JobStatus.COMPLETED): 3}
+    # known states that turned out stale are not trusted for a while: read before planning, no conflict
+    again = first.start_workflow("chain", {"n": 1})
+    assert [_complete(q, {"n": 1}) for q in (first, second, first)] == [[True]] * 3
+    assert _storage(first)._workflows.conflicts == 1
+    assert first.require_workflow(again).status is WorkflowStatus.COMPLETED
 
 
 def test_a_completion_the_worker_no_longer_holds_is_refused_and_the_rest_of_the_batch_applied(

@@ -13,7 +13,9 @@ A worker's settle plans from what it already holds: the step job as it claimed i
 (the script checks it still holds it) and the run as this process last wrote it
 (``KNOWN_RUNS`` of them; read when unknown). A worker that settles a run's step
 usually settles the next one too: a linear chain costs one script call per step,
-no read. A run that another process moved meanwhile conflicts once, then is read.
+no read. A run that another process moved meanwhile conflicts once, then is read;
+while such conflicts are frequent (several workers on the same runs), runs are read
+before planning, as if unknown.
 
 Keys (all under the queue's ``{prefix}``): ``P:wfrun:<id>`` (hash: the
 ``WorkflowRun`` columns, timestamps in µs), ``P:wfrun_id`` (counter),
@@ -58,6 +60,10 @@ means another change of the run went through: the runs always make progress)."""
 
 KNOWN_RUNS = 4096
 """How many run states a storage keeps as it last wrote them (``RedisWorkflows``'s cache)."""
+
+TRUST_LIMIT = 64
+"""How far ``RedisWorkflows._judge``'s count goes either way: a change of pattern turns it
+within a batch or two."""
 
 # options the script writes itself (id, type, payload, priority, the run, times) or a step job never has
 _STATE_FIELDS = ("id", "name", "status", "input", "tags", "steps", "version")
@@ -177,6 +183,8 @@ class RedisWorkflows:
         #: running runs as this process last wrote them, oldest first (``settle`` plans from them)
         self._known: dict[int, RunState] = {}
         self._known_lock = threading.Lock()
+        #: held - 3 x stale over recent settles, within +-TRUST_LIMIT (see ``_judge``)
+        self._trust = 0
 
     # -- reading ---------------------------------------------------------------------
 
@@ -271,6 +279,13 @@ class RedisWorkflows:
             if len(self._known) >= KNOWN_RUNS:
                 del self._known[next(iter(self._known))]  # the one written longest ago
             self._known[state.id] = state
+
+    def _judge(self, held: int, stale: int) -> None:
+        """Count how often the known states held (or would have) against how often they were
+        stale: planning from a stale one wastes the plan and a round trip, so ``settle``
+        trusts them only while they hold at least three times in four (another process
+        settling the same runs, e.g. several workers on one chain, makes them stale)."""
+        self._trust = max(-TRUST_LIMIT, min(TRUST_LIMIT, self._trust + held - 3 * stale))
 
     def _forget(self, run_id: int) -> None:
         with self._known_lock:
@@ -432,12 +447,15 @@ class RedisWorkflows:
 
         Planned first from what the worker holds: the job as claimed (``workflow.lua`` checks
         it is still processing under that lease token, in that run) and each run as this
-        process last wrote it (read if unknown). The runs whose guards fail then go the way of
-        ``jobs_ended``: jobs and runs read, planned again, until applied.
+        process last wrote it (read if unknown, or while those states keep turning out stale:
+        ``_judge``). The runs whose guards fail then go the way of ``jobs_ended``: jobs and
+        runs read, planned again, until applied.
         """
         runs = {item.workflow_run_id for item in items if item.workflow_run_id is not None}
         with self._known_lock:
-            states = {run_id: self._known[run_id] for run_id in runs if run_id in self._known}
+            known = {run_id: self._known[run_id] for run_id in runs if run_id in self._known}
+        trusted = self._trust >= 0
+        states = dict(known) if trusted else {}
         unknown = sorted(runs - states.keys())
         kept = [item.job_id for item in items if isinstance(item, Completion) and item.output_json is None]
         stored: dict[int, str | None] = {}
@@ -454,8 +472,15 @@ class RedisWorkflows:
             replies = self._text(self._storage._guard("read workflow runs", read))
             states.update(self._decoded_states(unknown, replies[: len(unknown)]))
             stored = dict(zip(kept, replies[len(unknown) :], strict=True))
+            if not trusted:  # would the known states have held? What was read tells.
+                versions = {run_id: state.version for run_id, state in states.items()}
+                held = sum(1 for run_id, state in known.items() if versions.get(run_id) == state.version)
+                self._judge(held, len(known) - held)
         endings = [_held_ending(item, states, stored) for item in items]
         conflicts = self._move(endings, states, notices)
+        if trusted:
+            stale = len(conflicts & known.keys())
+            self._judge(len(known) - stale, stale)
         if not conflicts:
             return [True] * len(items)
         self.conflicts += 1
