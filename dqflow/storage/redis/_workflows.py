@@ -65,10 +65,10 @@ TRUST_LIMIT = 64
 """How far ``RedisWorkflows._judge``'s count goes either way: a change of pattern turns it
 within a batch or two."""
 
-# options the script writes itself (id, type, payload, priority, the run, times) or a step job never has
 _STATE_FIELDS = ("id", "name", "status", "input", "tags", "steps", "version")
 """The run hash fields a ``RunState`` is read from."""
 
+# options the script writes itself (id, type, payload, priority, the run, times) or a step job never has
 _PLACED = frozenset({"job_type", "payload_json", "priority", "run_at", "idempotency_key", "workflow_run_id"})
 _SHARED = tuple(o for o in JOB_OPTIONS if o.name not in _PLACED and o.name != "workflow_item")
 _ITEM = next(o for o in JOB_OPTIONS if o.name == "workflow_item")
