@@ -172,9 +172,11 @@ def test_hot_path_plans_hold_without_statistics(storage: PostgresStorage, pg_url
         assert not kinds & {"Seq Scan", "Bitmap Heap Scan", "Hash Join", "Merge Join"}, kinds
 
 
-def test_writing_a_run_state_reads_that_run_by_its_key(storage: PostgresStorage, pg_url: str) -> None:
-    """workflow_update_run.sql takes the runs as one JSON parameter: the planner cannot see its
-    size, and without the ids beside it (an array) it scanned every run on each settle."""
+@pytest.mark.parametrize("count", [1, 500])
+def test_writing_run_states_probes_each_run_by_its_key(storage: PostgresStorage, pg_url: str, count: int) -> None:
+    """workflow_update_run.sql: the planner sees how many runs are written (unnest) and looks each
+    one up by its key; it neither scans every run nor filters the written ones against each other
+    (a join filter after `id = ANY(...)` was O(runs²) in a big settle)."""
     database, schema = pg_url.split("?schema=")
     with psycopg.connect(database, autocommit=True) as conn:
         conn.execute(
@@ -182,12 +184,19 @@ def test_writing_a_run_state_reads_that_run_by_its_key(storage: PostgresStorage,
             " updated_at) SELECT 'w', 'running', '{}', '[]', '[]', 0, now(), now() FROM generate_series(1, 2000)"
         )
         conn.execute(f"ANALYZE {schema}.dqflow_workflow_runs")
-    runs = '[{"run_id":5,"status":"running","output":null,"failure_reason":null,"error":null,"steps":[]}]'
+    ids = list(range(5, 5 + count))
+    params = {
+        "ids": ids,
+        "status": ["running"] * count,
+        "output": [None] * count,
+        "failure_reason": [None] * count,
+        "error": [None] * count,
+        "steps": ["[]"] * count,
+    }
     with storage._connection("explaining") as conn:
-        row = conn.execute(
-            "EXPLAIN (FORMAT JSON) " + Queries.load(schema).workflow_update_run, {"runs": runs, "ids": [5]}
-        ).fetchone()
+        row = conn.execute("EXPLAIN (FORMAT JSON) " + Queries.load(schema).workflow_update_run, params).fetchone()
     assert row is not None
     nodes = _nodes(row[0][0]["Plan"])
-    assert "dqflow_workflow_runs_pkey" in {n.get("Index Name") for n in nodes}
-    assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], nodes
+    probes = [n for n in nodes if n.get("Index Name") == "dqflow_workflow_runs_pkey"]
+    assert probes and all("run_id" in n.get("Index Cond", "") for n in probes), nodes
+    assert not [n for n in nodes if n["Node Type"] in ("Seq Scan", "Materialize") or "Join Filter" in n], nodes

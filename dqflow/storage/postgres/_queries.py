@@ -2,8 +2,9 @@
 
 Where a statement lists the job options (``add_jobs``, ``edit_job``) the file
 holds a ``$OPTION_*`` / ``$EDIT_ASSIGNMENTS`` mark, expanded here from
-``JOB_OPTIONS``, so a new option needs no SQL edit; ``add_jobs_unkeyed`` is
-composed from ``add_jobs.sql`` by its ``-- keyed`` / ``-- unkeyed`` line marks.
+``JOB_OPTIONS``, so a new option needs no SQL edit; ``add_jobs_unkeyed`` and
+``add_jobs_drawn`` are composed from ``add_jobs.sql`` by its ``-- keyed`` /
+``-- unkeyed`` and ``-- drawn here`` / ``-- given`` line marks.
 
 Statements name the tables plainly (``dqflow_jobs``); for a dqflow schema they
 are qualified once at load time, so they also work on a caller's connection
@@ -75,9 +76,18 @@ def _edit_assignment(option: JobOption) -> str:
     return f"{column} = CASE WHEN %(set_{column})s THEN {value} ELSE j.{column} END"
 
 
-def _variant(sql: str, keep: str, drop: str) -> str:
-    """The lines of ``sql`` not marked ``-- <drop>`` (a ``-- <keep>`` mark stays as a comment)."""
-    return "\n".join(line for line in sql.splitlines() if not line.rstrip().endswith(f"-- {drop}"))
+_ADD_JOBS_DROPS = {
+    "add_jobs": ("unkeyed", "given"),
+    "add_jobs_unkeyed": ("keyed", "given"),
+    "add_jobs_drawn": ("keyed", "drawn here"),
+}
+"""The statements composed from ``add_jobs.sql``: the line marks each one drops."""
+
+
+def _without(sql: str, marks: tuple[str, ...]) -> str:
+    """The lines of ``sql`` not marked ``-- <mark>`` for any of ``marks`` (kept marks stay as comments)."""
+    ends = tuple(f"-- {mark}" for mark in marks)
+    return "\n".join(line for line in sql.splitlines() if not line.rstrip().endswith(ends))
 
 
 def _with_options(sql: str) -> str:
@@ -98,10 +108,8 @@ def _with_options(sql: str) -> str:
 @cache
 def compose(name: str) -> str:
     """The statement ``name``: a file of ``queries/``, or a variant composed from one."""
-    if name == "add_jobs":
-        return _with_options(_variant(read("add_jobs"), "keyed", "unkeyed"))
-    if name == "add_jobs_unkeyed":
-        return _with_options(_variant(read("add_jobs"), "unkeyed", "keyed"))
+    if name in _ADD_JOBS_DROPS:
+        return _with_options(_without(read("add_jobs"), _ADD_JOBS_DROPS[name]))
     return _with_options(read(name))
 
 
@@ -111,6 +119,7 @@ class Queries:
 
     add_jobs: str
     add_jobs_unkeyed: str
+    add_jobs_drawn: str
     find_idempotency_keys: str
     lock_dependencies: str
     lock_own_dependencies: str
@@ -156,6 +165,7 @@ class Queries:
     workflow_run_by_key: str
     workflow_lock_runs: str
     workflow_update_run: str
+    workflow_draw_job_ids: str
     workflow_cancel_jobs: str
     workflow_retry_jobs: str
     workflow_get_run: str

@@ -10,12 +10,14 @@ keeps these transactions free of deadlocks.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+from psycopg import pq
 from psycopg.rows import dict_row, tuple_row
 
 from dqflow.errors import WorkflowRunNotFoundError
@@ -135,8 +137,9 @@ class PgWorkflows:
         states: dict[int, RunState],
         ends: Sequence[tuple[int, JobEnd]],
         notices: list[RunNotice],
+        drawn_ids: Sequence[int] = (),
     ) -> None:
-        """Move each locked run by the ends of its step jobs."""
+        """Move each locked run by the ends of its step jobs (``drawn_ids``: as ``write``)."""
         advancer = self._storage.workflow_advancer
         if advancer is None or not ends:
             return
@@ -148,52 +151,72 @@ class PgWorkflows:
             for run_id in sorted(by_run)
             if run_id in states
         ]
-        self.write(conn, moved, notices)
+        self.write(conn, moved, notices, drawn_ids)
 
-    def write(self, conn: Connection, moved: Sequence[tuple[RunState, Advance]], notices: list[RunNotice]) -> None:
-        """Write the advances of several locked runs: one statement per kind of change, whatever their number."""
+    def draw_job_ids(self, cur: psycopg.Cursor[Any], count: int) -> None:
+        """Send the statement that draws ``count`` job ids (``cur.fetchall()`` answers them)."""
+        cur.execute(self._storage._q.workflow_draw_job_ids, {"count": count})
+
+    def write(
+        self,
+        conn: Connection,
+        moved: Sequence[tuple[RunState, Advance]],
+        notices: list[RunNotice],
+        drawn_ids: Sequence[int] = (),
+    ) -> None:
+        """Write the advances of several locked runs: one statement per kind of change, whatever
+        their number, sent together (one round trip with the commit in a pipeline). The new jobs
+        take the ids of ``drawn_ids`` (drawn from the jobs' sequence in an earlier round trip),
+        more are drawn when those are too few; the ones left over are not used."""
         changed = [(state, advance) for state, advance in moved if advance.changed]
         if not changed:
             return
         storage = self._storage
         jobs = [job for state, advance in changed for job in jobs_of_run(advance.new_jobs, state.id)]
-        new_ids: list[int] = []
-        if jobs:
-            params = {"jobs": storage._jobs_json(jobs), "channel": storage._channel}
-            new_ids = [int(job_id or 0) for job_id, _ in storage._insert(conn, params, [None] * len(jobs))]
-        cancels: dict[str, list[int]] = {}
-        for _, advance in changed:
-            if advance.cancel_job_ids:
-                cancels.setdefault(advance.cancel_reason, []).extend(advance.cancel_job_ids)
-        retries = [job_id for _, advance in changed for job_id in advance.retry_job_ids]
-        runs: list[str] = []
-        taken = 0
-        for state, advance in changed:
-            count = len(advance.new_jobs)
-            runs.append(_run_update(state.id, advance, advance.steps_json(new_ids[taken : taken + count])))
-            taken += count
-            notices.extend(RunNotice(state.id, state.name, s, advance.failure_reason) for s in advance.notices)
+        new_ids = list(drawn_ids[: len(jobs)])
+        # in the caller's pipeline if it has one (a nested one would sync on leaving)
+        in_pipeline = conn.pgconn.pipeline_status != pq.PipelineStatus.OFF
         with conn.cursor(row_factory=tuple_row) as cur:
+            if len(new_ids) < len(jobs):
+                self.draw_job_ids(cur, len(jobs) - len(new_ids))
+                new_ids += [int(row[0]) for row in cur.fetchall()]
+        with contextlib.nullcontext() if in_pipeline else conn.pipeline(), conn.cursor(row_factory=tuple_row) as cur:
+            if jobs:
+                params = {"jobs": storage._jobs_json(jobs), "ids": new_ids, "channel": storage._channel}
+                cur.execute(storage._q.add_jobs_drawn, params)
+            cancels: dict[str, list[int]] = {}
+            for _, advance in changed:
+                if advance.cancel_job_ids:
+                    cancels.setdefault(advance.cancel_reason, []).extend(advance.cancel_job_ids)
             for reason, ids in cancels.items():
                 cur.execute(
                     storage._q.workflow_cancel_jobs, {"ids": ids, "reason": reason, "channel": storage._channel}
                 )
+            retries = [job_id for _, advance in changed for job_id in advance.retry_job_ids]
             if retries:
                 cur.execute(storage._q.workflow_retry_jobs, {"ids": retries, "channel": storage._channel})
-            ids = [state.id for state, _ in changed]
-            cur.execute(storage._q.workflow_update_run, {"runs": "[" + ",".join(runs) + "]", "ids": ids})
+            cur.execute(storage._q.workflow_update_run, _run_updates(changed, new_ids))
+        for state, advance in changed:
+            notices.extend(RunNotice(state.id, state.name, s, advance.failure_reason) for s in advance.notices)
 
 
-def _run_update(run_id: int, advance: Advance, steps_json: str) -> str:
-    """One run's element of workflow_update_run.sql's JSON array (the step state nested as it is)."""
-    texts = [
-        json.dumps(value)
-        for value in (advance.status.value, advance.output_json, advance.failure_reason, advance.error)
-    ]
-    return (
-        f'{{"run_id":{int(run_id)},"status":{texts[0]},"output":{texts[1]},'
-        f'"failure_reason":{texts[2]},"error":{texts[3]},"steps":{steps_json}}}'
-    )
+def _run_updates(changed: Sequence[tuple[RunState, Advance]], new_ids: Sequence[int]) -> dict[str, list[Any]]:
+    """workflow_update_run.sql's arrays: one element per run, its new jobs named by ``new_ids``
+    (taken in order, as many as each run's ``new_jobs``)."""
+    columns: dict[str, list[Any]] = {
+        name: [] for name in ("ids", "status", "output", "failure_reason", "error", "steps")
+    }
+    taken = 0
+    for state, advance in changed:
+        count = len(advance.new_jobs)
+        columns["ids"].append(state.id)
+        columns["status"].append(advance.status.value)
+        columns["output"].append(advance.output_json)
+        columns["failure_reason"].append(advance.failure_reason)
+        columns["error"].append(advance.error)
+        columns["steps"].append(advance.steps_json(new_ids[taken : taken + count]))
+        taken += count
+    return columns
 
 
 def ends_of(rows: Sequence[tuple[Any, ...]], kind: str) -> list[tuple[int, JobEnd]]:

@@ -657,11 +657,13 @@ class PostgresStorage(Storage):
     def _settle_steps(
         self, outcomes: Sequence[Outcome], statements: list[tuple[Any, ...]], run_ids: list[int]
     ) -> list[bool]:
-        """Settle a batch with step jobs in one transaction, pipelined: BEGIN, the runs' lock and
-        the settle statements go in one round trip; the advance's inserts in one more; its
-        other writes and COMMIT in a last one."""
+        """Settle a batch with step jobs in one transaction, pipelined: BEGIN, the runs' lock, ids
+        for the jobs the advance may add (one per step completion: enough for chains and joins)
+        and the settle statements go in one round trip; the advance's writes and COMMIT in a
+        second one (a third draws more ids first when a fan-out needs them)."""
         applied = [False] * len(outcomes)
         notices: list[RunNotice] = []
+        completions = sum(1 for o in outcomes if isinstance(o, Completion) and o.workflow_run_id is not None)
         with (
             self._connection("settling step jobs") as conn,
             conn.pipeline(),
@@ -670,6 +672,8 @@ class PostgresStorage(Storage):
         ):
             lock = stack.enter_context(conn.cursor(row_factory=dict_row))
             lock.execute(self._q.workflow_lock_runs, {"ids": run_ids})  # the runs before their jobs
+            draw = stack.enter_context(conn.cursor(row_factory=tuple_row))
+            self._workflows.draw_job_ids(draw, completions)
             sent = []
             for kind, positions, query, params in statements:
                 cur = stack.enter_context(conn.cursor(row_factory=tuple_row))
@@ -682,7 +686,8 @@ class PostgresStorage(Storage):
             if ends:
                 missing = sorted({run_id for run_id, _ in ends} - states.keys())
                 states.update(self._workflows.lock(conn, missing))
-                self._workflows.jobs_ended(conn, states, ends, notices)
+                drawn = [int(row[0]) for row in draw.fetchall()]
+                self._workflows.jobs_ended(conn, states, ends, notices, drawn)
         self._committed(notices)
         return applied
 

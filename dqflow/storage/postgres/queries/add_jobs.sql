@@ -2,19 +2,24 @@
 -- result maps back to its input row; inserted jobs get an `added` event, and one
 -- NOTIFY per job type wakes idle workers when the transaction commits.
 --
--- Two statements come from this file (see _queries.py): `add_jobs` keeps the
+-- Three statements come from this file (see _queries.py): `add_jobs` keeps the
 -- lines marked "keyed" (a job whose idempotency key exists is not inserted and
 -- answers the existing id, looked up through the unique index); `add_jobs_unkeyed`,
 -- for a batch in which no job has a key, keeps the lines marked "unkeyed": nothing
 -- can conflict, so there is no ON CONFLICT arbitration and every job is created
--- with the id drawn for it. The marks in capitals expand to one entry per job
--- option (dqflow.storage.base.JOB_OPTIONS), in that order.
+-- with the id drawn for it. Both draw the ids here (lines marked "drawn here");
+-- `add_jobs_drawn` is `add_jobs_unkeyed` with ids the caller drew beforehand
+-- (workflow_draw_job_ids.sql), one per job, in order (lines marked "given"): a
+-- workflow's advance names its new jobs in the run's state, written in the same round
+-- trip as this insert. The marks in capitals expand to one entry per job option
+-- (dqflow.storage.base.JOB_OPTIONS), in that order.
 WITH input AS MATERIALIZED (
     -- One JSON array of rows, a value per job option: one parameter, cheap to send
     -- for 10,000 jobs.
     SELECT $OPTION_FIELDS,
            ord,
-           nextval('dqflow_jobs_id_seq') AS new_id
+           nextval('dqflow_jobs_id_seq') AS new_id                           -- drawn here
+           (%(ids)s::bigint[])[ord] AS new_id                                -- given
     FROM jsonb_array_elements(%(jobs)s::jsonb) WITH ORDINALITY AS t(r, ord)
 ),
 inserted AS (

@@ -3,7 +3,8 @@
 -- (with, for a workflow step job, its run, step, item and output); each gets a `completed` event.
 -- The batch is addressed by primary key (id = ANY) and each job's own values are
 -- looked up by its position in the arrays: no join, so the plan is always a
--- primary-key lookup whatever the table's statistics say.
+-- primary-key lookup whatever the table's statistics say. The arrays come in binary
+-- format: a text-format array is quoted and escaped element by element on the client.
 -- A waiting dependent counts its unfinished dependencies down in
 -- dqflow_job_waits; the completion that brings it to 0 makes it pending (a `ready`
 -- event, workers woken) in this same statement. Two completions racing for one
@@ -14,15 +15,15 @@ WITH completed AS (
     UPDATE dqflow_jobs AS j
     SET status = 'completed',
         output = coalesce(
-            ((%(output)s::text[])[array_position(%(job_id)s::bigint[], j.id)])::json, j.output
+            ((%(output)b::text[])[array_position(%(job_id)b::bigint[], j.id)])::json, j.output
         ),
         failure_reason = NULL,
         completed_at = now(),
         updated_at = now(),
         lease_expires_at = NULL
-    WHERE j.id = ANY(%(job_id)s::bigint[])
+    WHERE j.id = ANY(%(job_id)b::bigint[])
       AND j.status = 'processing'
-      AND j.lease_token = (%(lease_token)s::bigint[])[array_position(%(job_id)s::bigint[], j.id)]
+      AND j.lease_token = (%(lease_token)b::bigint[])[array_position(%(job_id)b::bigint[], j.id)]
     RETURNING j.id, j.job_type, j.concurrency_key, j.workflow_run_id, j.workflow_step, j.workflow_item,
               CASE WHEN j.workflow_run_id IS NOT NULL THEN j.output END AS output
 ),
