@@ -48,6 +48,11 @@ __all__ = [
     "run_from_fields",
 ]
 
+_encode_steps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+"""The step state as compact JSON text (one encoder for every write: ``json.dumps`` builds one per call)."""
+
+_STATUSES = {status.value: status for status in WorkflowStatus}
+
 
 @dataclass(slots=True)
 class RunState:
@@ -105,8 +110,10 @@ class Advance:
             raise ValueError(f"{len(self.new_jobs)} new jobs, {len(new_job_ids)} ids")
         if new_job_ids:
             for step in self.steps:
-                step["job_ids"] = [new_job_ids[-i - 1] if i < 0 else i for i in step["job_ids"]]
-        return json.dumps(self.steps, separators=(",", ":"), ensure_ascii=False)
+                job_ids = step["job_ids"]
+                if job_ids and min(job_ids) < 0:  # a step planned by this advance
+                    step["job_ids"] = [new_job_ids[-i - 1] if i < 0 else i for i in job_ids]
+        return _encode_steps(self.steps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,10 +223,11 @@ def run_from_fields(fields: dict[str, Any]) -> WorkflowRun:
 def state_from_fields(fields: dict[str, Any]) -> RunState:
     """The :class:`RunState` of a run from its decoded columns."""
     steps = fields["steps"]
+    status = fields["status"]
     return RunState(
         id=int(fields["id"]),
         name=fields["name"],
-        status=WorkflowStatus(fields["status"]),
+        status=_STATUSES.get(status) or WorkflowStatus(status),
         input=json.loads(fields["input"]) if isinstance(fields["input"], (str, bytes)) else fields["input"],
         tags=json.loads(fields["tags"]) if isinstance(fields["tags"], (str, bytes)) else list(fields["tags"]),
         steps=json.loads(steps) if isinstance(steps, (str, bytes)) else steps,

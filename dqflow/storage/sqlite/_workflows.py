@@ -163,17 +163,16 @@ def jobs_ended(
 _READ_CHUNK = 500  # run ids per SELECT (SQLite's host parameter limit is 32766 or 999 on old builds)
 
 
+_STATE_COLUMNS = ("id", "name", "status", "input", "tags", "steps", "version")
+_READ_STATES = f"SELECT {', '.join(_STATE_COLUMNS)} FROM dqflow_workflow_runs WHERE id IN "
+
+
 def _read_states(conn: sqlite3.Connection, run_ids: Sequence[int]) -> dict[int, RunState]:
     states: dict[int, RunState] = {}
     for start in range(0, len(run_ids), _READ_CHUNK):
         chunk = run_ids[start : start + _READ_CHUNK]
-        rows = conn.execute(
-            "SELECT id, name, status, input, tags, steps, version FROM dqflow_workflow_runs"
-            f" WHERE id IN ({','.join('?' * len(chunk))})",
-            chunk,
-        ).fetchall()
-        for row in rows:
-            state = state_from_fields(dict(zip(row.keys(), row, strict=True)))
+        for row in conn.execute(f"{_READ_STATES}({','.join('?' * len(chunk))})", chunk):
+            state = state_from_fields(dict(zip(_STATE_COLUMNS, row, strict=True)))
             states[state.id] = state
     return states
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 import sqlite3
 import threading
 import time
@@ -78,14 +79,26 @@ _ENCODERS: dict[OptionKind, Callable[[Any, float], Any]] = {
     OptionKind.STRINGS: lambda value, now: json.dumps(list(value)),
 }
 _OPTIONS = {option.name: option for option in JOB_OPTIONS}
-_OPTION_ENCODERS = [(option.name, _ENCODERS[option.kind]) for option in JOB_OPTIONS]
+_OPTION_VALUES = operator.attrgetter(*(option.name for option in JOB_OPTIONS))
+_ENCODED_OPTIONS = [  # (position, encoder) of the options not stored as they are
+    (index, _ENCODERS[option.kind]) for index, option in enumerate(JOB_OPTIONS) if _ENCODERS[option.kind] is not _as_is
+]
 _INSERT_JOB = (
     f"INSERT INTO dqflow_jobs ({', '.join(option.column for option in JOB_OPTIONS)}, created_at, updated_at)"
     f" VALUES ({', '.join('?' * (len(JOB_OPTIONS) + 2))})"
 )
+_INSERT_JOB_INTO = _INSERT_JOB.split(" VALUES ")[0]
 _WAIT_POLL_SECONDS = 0.004
 CLOSE_WAIT_SECONDS = 5.0
 """Longest ``close`` waits for change-feed calls on other threads (a wait ends within a poll)."""
+
+
+def _job_values(job: NewJob, now: float) -> list[Any]:
+    """A new job's ``_INSERT_JOB`` parameters: its options as stored, then created_at and updated_at."""
+    values = [*_OPTION_VALUES(job), now, now]
+    for index, encode in _ENCODED_OPTIONS:
+        values[index] = encode(values[index], now)
+    return values
 
 
 def _epoch(value: datetime | None) -> float | None:
@@ -333,8 +346,7 @@ class SqliteStorage(Storage):
                     results.append(AddResult(row[0], False))
                     continue
             unfinished = self._unfinished_dependencies(conn, index, job.depends_on) if job.depends_on else []
-            values = [encode(getattr(job, name), now) for name, encode in _OPTION_ENCODERS]
-            cursor = conn.execute(_INSERT_JOB, (*values, now, now))
+            cursor = conn.execute(_INSERT_JOB, _job_values(job, now))
             job_id = int(cursor.lastrowid or 0)
             if unfinished:
                 conn.execute("UPDATE dqflow_jobs SET status = 'waiting' WHERE id = ?", (job_id,))
@@ -355,8 +367,7 @@ class SqliteStorage(Storage):
         spec = json.loads(spec_json)
         body = flow.envelope(job_id, job_type, payload, history, reason, _iso(now), attempts)
         job = NewJob(payload_json=body, **{name: spec[name] for name in DEAD_LETTER_FIELDS if name in spec})
-        values = [encode(getattr(job, name), now) for name, encode in _OPTION_ENCODERS]
-        cursor = conn.execute(_INSERT_JOB, (*values, now, now))
+        cursor = conn.execute(_INSERT_JOB, _job_values(job, now))
         self._event(conn, int(cursor.lastrowid or 0), EventType.ADDED, now)
 
     @staticmethod
@@ -933,9 +944,8 @@ class SqliteStorage(Storage):
             chunk = jobs[start : start + 500]
             params: list[Any] = []
             for job in chunk:
-                params.extend(encode(getattr(job, name), now) for name, encode in _OPTION_ENCODERS)
-                params.extend((now, now))
-            sql = _INSERT_JOB.split(" VALUES ")[0] + " VALUES " + ", ".join([row_marks] * len(chunk)) + " RETURNING id"
+                params += _job_values(job, now)
+            sql = f"{_INSERT_JOB_INTO} VALUES {', '.join([row_marks] * len(chunk))} RETURNING id"
             # rows of one INSERT get increasing ids in VALUES order under the write lock
             chunk_ids = sorted(row[0] for row in conn.execute(sql, params).fetchall())
             ids.extend(chunk_ids)
