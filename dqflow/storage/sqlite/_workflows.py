@@ -184,13 +184,14 @@ def _write(
     now: float,
     notices: list[RunNotice],
 ) -> None:
-    """Write the advances of several runs: their new jobs in one insert, their states in one update."""
+    """Write the advances of several runs: their new jobs in one insert, their states in one
+    update per shape (a run whose advance changed some steps only gets just those written)."""
     changed = [(state, advance) for state, advance in moved if advance.changed]
     if not changed:
         return
     jobs = [job for state, advance in changed for job in jobs_of_run(advance.new_jobs, state.id)]
     new_ids = insert_jobs(conn, jobs, now) if jobs else []
-    rows = []
+    updates: dict[int | None, list[tuple[Any, ...]]] = {}  # by how many steps they write (None: all)
     taken = 0
     for state, advance in changed:
         if advance.cancel_job_ids:
@@ -198,27 +199,42 @@ def _write(
         if advance.retry_job_ids:
             _retry(conn, advance.retry_job_ids, now)
         count = len(advance.new_jobs)
-        steps = advance.steps_json(new_ids[taken : taken + count])
+        ids = new_ids[taken : taken + count]
         taken += count
+        edited = advance.edited_steps_json(ids)
+        steps: tuple[Any, ...] = (
+            (advance.steps_json(ids),) if edited is None else tuple(v for i, text in edited for v in (f"$[{i}]", text))
+        )
         finished = advance.status is not WorkflowStatus.RUNNING
-        rows.append(
+        updates.setdefault(None if edited is None else len(edited), []).append(
             (
                 advance.status.value,
                 advance.output_json,
                 advance.failure_reason,
                 advance.error,
-                steps,
+                *steps,
                 now,
                 now if finished else None,
                 state.id,
             )
         )
         notices.extend(RunNotice(state.id, state.name, status, advance.failure_reason) for status in advance.notices)
-    conn.executemany(
-        "UPDATE dqflow_workflow_runs SET status = ?, output = ?, failure_reason = ?, error = ?, steps = ?,"
-        " version = version + 1, updated_at = ?, completed_at = ? WHERE id = ?",
-        rows,
-    )
+    for edited_count, rows in updates.items():
+        conn.executemany(
+            "UPDATE dqflow_workflow_runs SET status = ?, output = ?, failure_reason = ?, error = ?,"
+            f" steps = {_steps_written(edited_count)}, version = version + 1, updated_at = ?, completed_at = ?"
+            " WHERE id = ?",
+            rows,
+        )
+
+
+def _steps_written(edited_count: int | None) -> str:
+    """The new ``steps`` of an update: the whole state (None), or ``edited_count`` steps set in place."""
+    if edited_count is None:
+        return "?"
+    if not edited_count:
+        return "steps"
+    return f"json_set(steps{', ?, json(?)' * edited_count})"
 
 
 def _cancel(conn: sqlite3.Connection, job_ids: Sequence[int], reason: str, now: float) -> None:
