@@ -75,6 +75,17 @@ def _copied(step: dict[str, Any]) -> dict[str, Any]:
     return copied
 
 
+def _detached(value: Any) -> Any:
+    """``value`` with its arrays and objects copied. A payload or output is made of the run's
+    step outputs (shared, maybe kept by the backend between step ends), and validating it
+    fills the schema's defaults in place: they must not land in those outputs."""
+    if isinstance(value, dict):
+        return {key: _detached(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_detached(item) for item in value]
+    return value
+
+
 def _failure_last(end: JobEnd) -> bool:
     """Sort key: completions first (the step state records them before a failure stops the run)."""
     return end.status != "completed"
@@ -282,7 +293,7 @@ class _Work:
         for index, payload in enumerate(plan.payloads):
             item = index if declared.fans_out else None
             try:
-                job = self.new_job(declared.job, payload, tags, trace, run_id, name, item)
+                job = self.new_job(declared.job, _detached(payload), tags, trace, run_id, name, item)
             except ValidationFailed as exc:
                 where = f"element {index}: " if declared.fans_out else ""
                 self.fail_step(name, FailureReason.INVALID_PAYLOAD.value, f"{where}{exc}")
@@ -307,7 +318,7 @@ class _Work:
     def finish(self) -> None:
         """Every step is over: evaluate ``returns``, check it, and complete the run."""
         try:
-            output = resolve_returns(self.workflow, self.run.input, self.results())
+            output = _detached(resolve_returns(self.workflow, self.run.input, self.results()))
             text = dumps(output, OutputValidationError, f"output of workflow {self.workflow.name}")
             if self.workflow.output_schema is not None:
                 self.workflow.output_schema.validate(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,46 @@ if TYPE_CHECKING:  # a SQLModel model: imported where a page is built (``dqflow 
     from dqflow.workflow_record import WorkflowPage, WorkflowRun
 
 InsertJobs = Callable[[sqlite3.Connection, Sequence[NewJob], float], list[int]]
+
+
+class RunStates:
+    """The states of runs as this storage last wrote them, so that a run read again at the
+    version it was written at is not decoded again (its step jobs end one after another, most
+    often on the worker that planned them).
+
+    Every write of a run, by any process, bumps its ``version``: a kept state is used only
+    while the row still has its version, and a state written by a transaction is kept only
+    once that transaction committed (``publish``). Used under the storage's write lock only.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._states: OrderedDict[int, RunState] = OrderedDict()  # least recently written first
+        self._staged: list[RunState] = []
+
+    def get(self, run_id: int, version: int) -> RunState | None:
+        """The kept state of ``run_id`` if it is the one stored at ``version``."""
+        state = self._states.get(run_id)
+        return state if state is not None and state.version == version else None
+
+    def stage(self, state: RunState) -> None:
+        """A state the current transaction writes (kept if it commits)."""
+        self._staged.append(state)
+
+    def begin(self) -> None:
+        """A transaction starts: what a failed one staged is dropped."""
+        self._staged.clear()
+
+    def publish(self) -> None:
+        """The current transaction committed: keep what it staged (the oldest go past ``size``)."""
+        states = self._states
+        for state in self._staged:
+            states[state.id] = state
+            states.move_to_end(state.id)
+        self._staged.clear()
+        while len(states) > self._size:
+            states.popitem(last=False)
+
 
 _TIMES = ("created_at", "updated_at", "completed_at")
 
@@ -131,12 +172,13 @@ def change_run(
     insert_jobs: InsertJobs,
     now: float,
     notices: list[RunNotice],
+    kept: RunStates,
 ) -> None:
     """Read the run, call ``change``, write the advance (the write lock is held)."""
-    state = _read_states(conn, [run_id]).get(run_id)
+    state = _read_states(conn, [run_id], kept).get(run_id)
     if state is None:
         raise WorkflowRunNotFoundError(run_id)
-    _write(conn, [(state, change(state))], insert_jobs, now, notices)
+    _write(conn, [(state, change(state))], insert_jobs, now, notices, kept)
 
 
 def jobs_ended(
@@ -146,6 +188,7 @@ def jobs_ended(
     insert_jobs: InsertJobs,
     now: float,
     notices: list[RunNotice],
+    kept: RunStates,
 ) -> None:
     """Move the runs of step jobs that ended (``(run id, end)`` pairs): the runs read in one
     statement, their new jobs inserted and their states written in one each (a deleted run's
@@ -155,9 +198,9 @@ def jobs_ended(
     by_run: dict[int, list[JobEnd]] = {}
     for run_id, end in ends:
         by_run.setdefault(run_id, []).append(end)
-    states = _read_states(conn, sorted(by_run))
+    states = _read_states(conn, sorted(by_run), kept)
     moved = [(states[run_id], advancer.job_ended(states[run_id], by_run[run_id])) for run_id in sorted(states)]
-    _write(conn, moved, insert_jobs, now, notices)
+    _write(conn, moved, insert_jobs, now, notices, kept)
 
 
 _READ_CHUNK = 500  # run ids per SELECT (SQLite's host parameter limit is 32766 or 999 on old builds)
@@ -167,12 +210,13 @@ _STATE_COLUMNS = ("id", "name", "status", "input", "tags", "steps", "version")
 _READ_STATES = f"SELECT {', '.join(_STATE_COLUMNS)} FROM dqflow_workflow_runs WHERE id IN "
 
 
-def _read_states(conn: sqlite3.Connection, run_ids: Sequence[int]) -> dict[int, RunState]:
+def _read_states(conn: sqlite3.Connection, run_ids: Sequence[int], kept: RunStates) -> dict[int, RunState]:
+    """The runs' states: as kept when their version is the one kept, else decoded."""
     states: dict[int, RunState] = {}
     for start in range(0, len(run_ids), _READ_CHUNK):
         chunk = run_ids[start : start + _READ_CHUNK]
         for row in conn.execute(f"{_READ_STATES}({','.join('?' * len(chunk))})", chunk):
-            state = state_from_fields(dict(zip(_STATE_COLUMNS, row, strict=True)))
+            state = kept.get(row[0], row[-1]) or state_from_fields(dict(zip(_STATE_COLUMNS, row, strict=True)))
             states[state.id] = state
     return states
 
@@ -183,6 +227,7 @@ def _write(
     insert_jobs: InsertJobs,
     now: float,
     notices: list[RunNotice],
+    kept: RunStates,
 ) -> None:
     """Write the advances of several runs: their new jobs in one insert, their states in one
     update per shape (a run whose advance changed some steps only gets just those written)."""
@@ -219,6 +264,9 @@ def _write(
             )
         )
         notices.extend(RunNotice(state.id, state.name, status, advance.failure_reason) for status in advance.notices)
+        kept.stage(
+            RunState(state.id, state.name, advance.status, state.input, state.tags, advance.steps, state.version + 1)
+        )
     for edited_count, rows in updates.items():
         conn.executemany(
             "UPDATE dqflow_workflow_runs SET status = ?, output = ?, failure_reason = ?, error = ?,"

@@ -191,6 +191,7 @@ class SqliteStorage(Storage):
         # One writer at a time in this process: threads queue here, woken the moment the
         # lock frees, instead of in SQLite's busy handler, which sleeps 1 ms and more.
         self._write_lock = threading.RLock()
+        self._run_states = _workflows.RunStates()  # run states this object wrote (under the write lock)
         self._ready = False
         # Change-feed reads in progress on other threads (a Queue's follower): ``close`` sets
         # ``_closing``, which ends their waits, and lets them finish before closing connections
@@ -241,7 +242,9 @@ class SqliteStorage(Storage):
     def _write(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn()
         with self._write_lock:
+            self._run_states.begin()
             yield from self._transaction(conn)
+            self._run_states.publish()  # committed
 
     def _transaction(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         try:
@@ -535,7 +538,9 @@ class SqliteStorage(Storage):
             if record.workflow_run_id is not None:
                 end = JobEnd(job_id, record.workflow_step or "", record.workflow_item, "cancelled", reason="cancelled")
                 ends = [(record.workflow_run_id, end)]
-                _workflows.jobs_ended(conn, self.workflow_advancer, ends, self._insert_step_jobs, now, notices)
+                _workflows.jobs_ended(
+                    conn, self.workflow_advancer, ends, self._insert_step_jobs, now, notices, self._run_states
+                )
             cancelled = self._require(conn, job_id)
         self._committed(notices)
         return cancelled
@@ -663,7 +668,9 @@ class SqliteStorage(Storage):
                 for position, flag in zip(positions, flags, strict=True):
                     applied[position] = flag
             if ends:
-                _workflows.jobs_ended(conn, self.workflow_advancer, ends, self._insert_step_jobs, now, notices)
+                _workflows.jobs_ended(
+                    conn, self.workflow_advancer, ends, self._insert_step_jobs, now, notices, self._run_states
+                )
         self._committed(notices)
         return applied
 
@@ -833,7 +840,9 @@ class SqliteStorage(Storage):
                         {"attempt": attempts, "previous_worker": locked_by},
                     )
                     reclaimed.append(ReclaimedJob(job_id, JobStatus.PENDING))
-            _workflows.jobs_ended(conn, self.workflow_advancer, ends, self._insert_step_jobs, now, notices)
+            _workflows.jobs_ended(
+                conn, self.workflow_advancer, ends, self._insert_step_jobs, now, notices, self._run_states
+            )
         self._committed(notices)
         return reclaimed
 
@@ -975,7 +984,7 @@ class SqliteStorage(Storage):
         now = time.time()
         notices: list[RunNotice] = []
         with self._write() as conn:
-            _workflows.change_run(conn, run_id, change, self._insert_step_jobs, now, notices)
+            _workflows.change_run(conn, run_id, change, self._insert_step_jobs, now, notices, self._run_states)
             run = _workflows.read_run(conn, run_id)
         self._committed(notices)
         assert run is not None
