@@ -71,19 +71,33 @@ def test_add_on_sqlite_loads_no_orm(project: Path) -> None:
     assert not loaded & ORM
 
 
-def test_add_in_the_example_project_leaves_its_workflows_unchecked(tmp_path: Path) -> None:
-    """``dqflow add`` of a plain job checks the workflows' shape and graph, not their types (which
-    need every wired schema checked): the checker, schedules, asyncio and urllib.request stay unloaded."""
+def imported_by_example_add(tmp_path: Path, payload: str, exit_code: int = 0) -> set[str]:
+    """Modules loaded by ``dqflow add generate_report -p PAYLOAD`` in a copy of the example project."""
     repo = Path(__file__).resolve().parent.parent
     for part in ("schemas", "examples"):
         shutil.copytree(repo / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy2(repo / "jobs.yaml", tmp_path / "jobs.yaml")
     backend = f"sqlite:///{tmp_path / 'q.db'}"
-    args = ["--backend", backend, "add", "generate_report", "-p", '{"reportId": "q3"}']
-    loaded = imported_after(f"from dqflow.cli import run\nassert run({args!r}) == 0", tmp_path)
+    args = ["--backend", backend, "add", "generate_report", "-p", payload]
+    return imported_after(f"from dqflow.cli import run\nassert run({args!r}) == {exit_code}", tmp_path)
+
+
+def test_add_in_the_example_project_leaves_its_workflows_unchecked(tmp_path: Path) -> None:
+    """``dqflow add`` of a plain job checks the workflows' shape and graph, not their types (which
+    need every wired schema checked): the checker, schedules, asyncio and urllib.request stay unloaded."""
+    loaded = imported_by_example_add(tmp_path, '{"reportId": "q3"}')
     assert "dqflow.workflows.compile" in loaded  # the workflows were read
     unchecked = {"dqflow.workflows.checker", "dqflow.workflows.compat", "dqflow.declaration.schedules"}
     assert not loaded & (unchecked | {"asyncio", "urllib.request", "dqflow.queue.feed"})
+
+
+def test_add_of_a_valid_payload_loads_no_jsonschema(tmp_path: Path) -> None:
+    """The job type's schemas (no ``$ref``, no ``format`` in its payload's) are checked and the payload
+    validated without ``jsonschema`` or ``referencing``; a refused payload loads them for the messages."""
+    loaded = imported_by_example_add(tmp_path / "valid", '{"reportId": "q3"}')
+    assert "fastjsonschema" in loaded
+    assert not loaded & {"jsonschema", "referencing"}
+    assert "jsonschema" in imported_by_example_add(tmp_path / "refused", '{"reportId": 3}', exit_code=1)
 
 
 def test_add_registers_only_its_own_commands(project: Path) -> None:

@@ -10,6 +10,13 @@ the schema to Python code, whenever the schema only uses keywords that mean
 the same in Draft 7 and in the schema's own dialect. Only a value it rejects is
 looked at again by ``jsonschema`` (which has the last word and the messages).
 
+``jsonschema`` and ``referencing`` load only when something needs them (they cost
+more than the rest of ``dqflow add``): a schema of common keywords in a known
+dialect, without ``$ref``, passes its metaschema check without them when it surely
+passes it (:mod:`dqflow.declaration.metaschema`); a schema without ``format`` is
+compiled for the fast path without ``jsonschema``'s format checkers; the full
+validator is built on the first value the fast path refuses (or cannot judge).
+
 ``$ref`` may point into the same schema or at another schema file (relative to
 the schema that refers to it). Files are read through :class:`LocalSchemaFiles`,
 which serves only files under the project's folders and never the network.
@@ -23,21 +30,19 @@ import decimal
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
-import fastjsonschema
-import referencing.jsonschema
-from jsonschema import Draft202012Validator, validators
-from jsonschema.exceptions import SchemaError, ValidationError, best_match
-from jsonschema.protocols import Validator
-from jsonschema.validators import validator_for
-from referencing import Registry, Resource, Specification
-from referencing.exceptions import NoSuchAnchor, PointerToNowhere, Unresolvable
-
+from dqflow.declaration.metaschema import dialect_of, surely_valid
 from dqflow.errors import ValidationFailed, shown
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
+    from jsonschema.protocols import Validator
+    from referencing import Registry, Resource, Specification
+    from referencing.exceptions import Unresolvable
 
 __all__ = ["DRAFTS", "InvalidSchemaError", "LocalSchemaFiles", "SchemaValidator", "file_uri", "json_path"]
 
@@ -118,6 +123,18 @@ def _uses_multiple_of(schema: Any) -> bool:
     return False
 
 
+def _uses_format(schema: Any) -> bool:
+    """Whether a ``format`` keyword may be in ``schema`` (any ``"format"`` key not holding a subschema)."""
+    if isinstance(schema, Mapping):
+        return any(
+            (key == "format" and not isinstance(value, (Mapping, bool))) or _uses_format(value)
+            for key, value in schema.items()
+        )
+    if isinstance(schema, list):
+        return any(_uses_format(item) for item in schema)
+    return False
+
+
 def _fast_formats(cls: Any) -> dict[str, Any]:
     """Every format the full validator checks, as fastjsonschema callables: one verdict on both paths."""
     checker = cls.FORMAT_CHECKER
@@ -128,44 +145,61 @@ def _fast_formats(cls: Any) -> dict[str, Any]:
     return {name: conforms(name) for name in checker.checkers}
 
 
-def _fast_validator(schema: Mapping[str, Any] | bool, cls: Any) -> Any:
-    """fastjsonschema's compiled function for ``schema``, or None when only the full validator is exact.
+_NO_FAST_PATH: tuple[None, type[Exception]] = (None, Exception)
+
+
+def _compile_fast(
+    schema: Mapping[str, Any] | bool, dialect: str, formats: Callable[[], dict[str, Any]]
+) -> tuple[Any, type[Exception]]:
+    """fastjsonschema's compiled function for ``schema`` read as ``dialect`` (a metaschema URI) and
+    the error it raises for a value that does not match; no function when only the full validator is exact.
 
     Schemas with ``multipleOf`` stay on the full validator, whose check is exact
     (fastjsonschema divides a float by an integer divisor in floating point).
+    ``formats()`` gives the full validator's format checks; asked only when the
+    schema has a ``format`` (without one, no format check is compiled either way).
     """
     if not isinstance(schema, Mapping) or _uses_multiple_of(schema):
-        return None
-    dialect = cls.META_SCHEMA.get("$schema") or cls.META_SCHEMA.get("id")
+        return _NO_FAST_PATH
     if dialect in _FAST_DIALECTS:
         document = {**schema, "$schema": dialect}
     elif _draft7_compatible(schema):
         document = {key: value for key, value in schema.items() if key != "$schema"}
         document["$schema"] = "http://json-schema.org/draft-07/schema#"
     else:
-        return None
+        return _NO_FAST_PATH
+    import fastjsonschema
+
     try:
-        return fastjsonschema.compile(document, formats=_fast_formats(cls))
+        function = fastjsonschema.compile(
+            document,
+            formats=formats() if _uses_format(schema) else {},
+            use_default=False,  # never fill in a value's defaults: it is looked at, not changed
+            detailed_exceptions=False,  # its messages are never shown (jsonschema words refusals)
+        )
     except Exception:  # anything it cannot compile simply stays on the slow path
-        return None
+        return _NO_FAST_PATH
+    return function, fastjsonschema.JsonSchemaException
 
 
 _EXACT = decimal.Context(prec=2000, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
 
 
-def _exact_multiple_of(validator: Any, divisor: Any, instance: Any, schema: Any) -> Any:
+def _is_multiple(instance: float, divisor: float) -> bool:
     """``multipleOf`` in exact decimal arithmetic: 0.07 and 19.99 are multiples of 0.01, 0.071 is not."""
-    if not validator.is_type(instance, "number"):
-        return
     if isinstance(instance, int) and isinstance(divisor, int):
-        remainder_is_zero = instance % divisor == 0
-    else:
-        try:
-            remainder = _EXACT.remainder(_EXACT.create_decimal(repr(instance)), _EXACT.create_decimal(repr(divisor)))
-            remainder_is_zero = remainder == 0
-        except decimal.DecimalException:
-            remainder_is_zero = False
-    if not remainder_is_zero:
+        return instance % divisor == 0
+    try:
+        return _EXACT.remainder(_EXACT.create_decimal(repr(instance)), _EXACT.create_decimal(repr(divisor))) == 0
+    except decimal.DecimalException:
+        return False
+
+
+def _exact_multiple_of(validator: Any, divisor: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    """jsonschema's ``multipleOf`` keyword, exact (:func:`_is_multiple`)."""
+    from jsonschema.exceptions import ValidationError
+
+    if validator.is_type(instance, "number") and not _is_multiple(instance, divisor):
         yield ValidationError(f"{instance!r} is not a multiple of {divisor!r}")
 
 
@@ -176,6 +210,8 @@ def _exact(cls: Any) -> Any:
     """``cls`` with an exact ``multipleOf`` (one subclass per dialect, made once)."""
     exact = _EXACT_VALIDATORS.get(cls)
     if exact is None:
+        from jsonschema import validators
+
         exact = _EXACT_VALIDATORS[cls] = validators.extend(cls, {"multipleOf": _exact_multiple_of})  # type: ignore[no-untyped-call]
     return exact
 
@@ -254,10 +290,14 @@ class LocalSchemaFiles:
 
 
 def _specification(cls: Any) -> Specification[Any]:
+    import referencing.jsonschema
+
     return referencing.jsonschema.specification_with(cls.META_SCHEMA["$schema"])
 
 
 def _unresolvable_reason(exc: Unresolvable) -> str:
+    from referencing.exceptions import NoSuchAnchor, PointerToNowhere
+
     cause = exc.__cause__
     while cause is not None and not isinstance(cause, _NotServed):
         cause = cause.__cause__
@@ -268,6 +308,16 @@ def _unresolvable_reason(exc: Unresolvable) -> str:
     if isinstance(exc, NoSuchAnchor):
         return f"no anchor {exc.anchor!r} in that document"
     return f"{type(exc).__name__}: {exc.ref!r}" if hasattr(exc, "ref") else type(exc).__name__
+
+
+def _own_id(specification: Specification[Any], node: Mapping[str, Any]) -> str | None:
+    """The ``$id`` (``id`` before draft 6) of ``node``; None also for a map of property names
+    that holds a property called so (the walk in ``_check_refs`` sees every mapping)."""
+    try:
+        found = specification.id_of(node)
+    except (AttributeError, TypeError):  # referencing reads the property's schema as an id
+        return None
+    return found if isinstance(found, str) else None
 
 
 def json_path(parts: Any) -> str:
@@ -286,6 +336,8 @@ def json_path(parts: Any) -> str:
 def _message(error: ValidationError) -> str:
     text = f"{json_path(error.absolute_path)}: {error.message}"
     if error.context:
+        from jsonschema.exceptions import best_match
+
         # anyOf / oneOf: say which branch came closest and why it failed.
         closest = best_match(error.context)
         if closest is not None:
@@ -296,7 +348,9 @@ def _message(error: ValidationError) -> str:
 # Per process, by content: a schema text already checked against its metaschema, and the fast
 # validator compiled for a schema text. Many job types share schemas; each is done once.
 _METASCHEMA_OK: set[tuple[str, str]] = set()
-_FAST_BY_TEXT: dict[str, Any] = {}
+_FAST_BY_TEXT: dict[str, tuple[Any, type[Exception]]] = {}
+
+_NOT_BUILT: Any = object()  # the fast validator is compiled on first use; None means "no fast path"
 
 
 def _text_of(schema: Mapping[str, Any] | bool) -> str:
@@ -316,11 +370,13 @@ class SchemaValidator:
         "_base_uri",
         "_checked",
         "_cls",
-        "_compiled",
+        "_dialect",
         "_draft",
         "_fast",
         "_files",
+        "_full",
         "_on_invalid",
+        "_refusal",
         "_registry",
         "_text",
         "name",
@@ -359,11 +415,13 @@ class SchemaValidator:
         self._files = files
         self._on_invalid = on_invalid
         self._registry: Registry[Any] | None = None
-        self._cls: Any = Draft202012Validator
+        self._dialect = DRAFTS[draft]  # the metaschema URI the schema is read with (set by the check)
+        self._cls: Any = None  # jsonschema's validator class of that dialect, looked up on first need
         self._text: str | None = None
         self._checked = False
-        self._compiled: tuple[Validator, Any] | None = None
-        self._fast: Any = None  # the hot path reads this one attribute
+        self._full: Validator | None = None
+        self._fast: Any = _NOT_BUILT  # the hot path reads this one attribute
+        self._refusal: type[Exception] = Exception  # what ``_fast`` raises for a value that does not match
         if not lazy:
             self.check()
 
@@ -389,14 +447,25 @@ class SchemaValidator:
 
     def _check(self) -> None:
         schema = self.schema
+        dialect = dialect_of(schema, DRAFTS[self._draft])
+        if dialect is not None and surely_valid(schema, dialect):
+            self._dialect = dialect  # valid for its metaschema, and no $ref to resolve
+            return
+        self._check_with_jsonschema()
+
+    def _check_with_jsonschema(self) -> None:
+        from jsonschema.exceptions import SchemaError
+        from jsonschema.validators import validator_for
+
+        schema = self.schema
         cls: Any = validator_for(schema, default=_UnknownDialect)  # type: ignore[arg-type]
         if cls is _UnknownDialect:
             if isinstance(schema, Mapping) and "$schema" in schema:
                 raise InvalidSchemaError(f"unknown $schema dialect {shown(schema['$schema'])}")
             cls = validator_for({"$schema": DRAFTS[self._draft]})
         self._cls = cls
-        self._text = f"{self._draft}:{_text_of(schema)}"
-        key = (cls.__name__, self._text)
+        self._dialect = cls.META_SCHEMA.get("$schema") or cls.META_SCHEMA.get("id")
+        key = (cls.__name__, self._content())
         if key not in _METASCHEMA_OK:
             try:
                 cls.check_schema(schema)
@@ -405,37 +474,68 @@ class SchemaValidator:
             _METASCHEMA_OK.add(key)
         self._check_refs()
 
-    def _ready(self) -> tuple[Validator, Any]:
-        """The compiled validators, built on first use (two threads may both build: the result is the same)."""
-        compiled = self._compiled
-        if compiled is None:
+    def _content(self) -> str:
+        """The schema's text with its draft: what checks and fast validators are shared by."""
+        if self._text is None:
+            self._text = f"{self._draft}:{_text_of(self.schema)}"
+        return self._text
+
+    def _validator_class(self) -> Any:
+        """jsonschema's validator class of the schema's dialect (loads jsonschema)."""
+        if self._cls is None:
+            from jsonschema.validators import validator_for
+
+            self._cls = validator_for({"$schema": self._dialect})
+        return self._cls
+
+    def _full_validator(self) -> Validator:
+        """jsonschema's validator for the schema, built on first need (two threads may both build: same result)."""
+        full = self._full
+        if full is None:
             self.check()
-            validator = _exact(self._cls)(
-                self.schema, registry=self._files_registry(), format_checker=self._cls.FORMAT_CHECKER
-            )
-            text = self._text or _text_of(self.schema)
+            cls = self._validator_class()
+            full = _exact(cls)(self.schema, registry=self._files_registry(), format_checker=cls.FORMAT_CHECKER)
+            self._full = full
+        return full
+
+    def _fast_validator(self) -> Any:
+        """fastjsonschema's compiled function (None: the schema has no fast path), compiled on first use."""
+        fast = self._fast
+        if fast is _NOT_BUILT:
+            self.check()
+            text = self._content()
             if text not in _FAST_BY_TEXT:
-                _FAST_BY_TEXT[text] = _fast_validator(self.schema, self._cls)
-            self._fast = _FAST_BY_TEXT[text]
-            compiled = self._compiled = (validator, self._fast)
-        return compiled
+                _FAST_BY_TEXT[text] = _compile_fast(self.schema, self._dialect, self._format_checks)
+            fast, self._refusal = _FAST_BY_TEXT[text]
+            self._fast = fast  # last: the hot path reads it
+        return fast
+
+    def _format_checks(self) -> dict[str, Any]:
+        """The full validator's format checks, for the fast path (loads jsonschema)."""
+        return _fast_formats(self._validator_class())
 
     def _files_registry(self) -> Registry[Any]:
         """Where ``$ref``s to other files are looked up (made on first need)."""
         if self._registry is None:
+            from referencing import Registry
+
             self._registry = Registry(retrieve=self._retrieve)  # type: ignore[call-arg]
         return self._registry
 
     def _retrieve(self, uri: str) -> Resource[Any]:
+        from referencing import Resource
+
         if self._files is None:
             raise _NotServed(f"{uri}: this schema has no folder to read other schema files from")
         target = urljoin(self._base_uri, uri) if not urlsplit(uri).scheme else uri
         document = self._files.read(target)
-        return Resource.from_contents(document, default_specification=_specification(self._cls))
+        return Resource.from_contents(document, default_specification=_specification(self._validator_class()))
 
     def _check_refs(self) -> None:
         """Resolve every ``$ref`` in the schema and in the files it names; the first failure raises."""
-        specification = _specification(self._cls)
+        from referencing.exceptions import Unresolvable
+
+        specification = _specification(self._validator_class())
         # The same resolver the validator uses: the root under its own $id (or ""), files by retrieval.
         resolver = self._files_registry().resolver_with_root(specification.create_resource(self.schema))
         seen: set[int] = set()
@@ -448,7 +548,7 @@ class SchemaValidator:
             if not isinstance(node, Mapping) or id(node) in seen:
                 continue
             seen.add(id(node))
-            if specification.id_of(node) is not None:
+            if _own_id(specification, node) is not None:
                 resolver = resolver.in_subresource(specification.create_resource(node))
             ref = node.get("$ref")
             if isinstance(ref, str):
@@ -472,34 +572,33 @@ class SchemaValidator:
         Typed ``Any``: ``referencing`` does not export its ``Resolver`` type.
         """
         self.check()
-        return self._files_registry().resolver_with_root(_specification(self._cls).create_resource(self.schema))
+        specification = _specification(self._validator_class())
+        return self._files_registry().resolver_with_root(specification.create_resource(self.schema))
 
     @property
     def validator_class(self) -> Any:
         """The ``jsonschema`` validator class of the schema's dialect."""
         self.check()
-        return self._cls
+        return self._validator_class()
 
     def is_valid(self, value: Any) -> bool:
         """True when ``value`` matches the schema (the fast path: no messages built)."""
         fast = self._fast
-        if fast is None and self._compiled is None:  # first use: compile now
-            fast = self._ready()[1]
+        if fast is _NOT_BUILT:  # first use: compile now
+            fast = self._fast_validator()
         if fast is not None:
             try:
                 fast(value)
                 return True
-            except fastjsonschema.JsonSchemaException:
+            except self._refusal:  # the class the function raises (kept with it: modules may be reloaded)
                 pass
-        validator, _ = self._compiled or self._ready()
-        return bool(validator.is_valid(value))
+        return bool(self._full_validator().is_valid(value))
 
     def errors(self, value: Any) -> list[str]:
         """Every problem with ``value``, one message each (empty when valid)."""
         if self.is_valid(value):
             return []
-        validator, _ = self._ready()
-        found = sorted(validator.iter_errors(value), key=lambda e: [str(p) for p in e.absolute_path])
+        found = sorted(self._full_validator().iter_errors(value), key=lambda e: [str(p) for p in e.absolute_path])
         return [_message(error) for error in found]
 
     def validate(self, value: Any, error: type[ValidationFailed] = ValidationFailed, what: str = "value") -> None:
