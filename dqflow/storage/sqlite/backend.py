@@ -76,7 +76,7 @@ _ENCODERS: dict[OptionKind, Callable[[Any, float], Any]] = {
     **dict.fromkeys(OptionKind, _as_is),
     OptionKind.TIME: lambda value, now: now if value is None else value.timestamp(),
     OptionKind.BOOL: lambda value, now: int(value),
-    OptionKind.STRINGS: lambda value, now: json.dumps(list(value)),
+    OptionKind.STRINGS: lambda value, now: json.dumps(list(value)) if value else "[]",
 }
 _OPTIONS = {option.name: option for option in JOB_OPTIONS}
 _OPTION_VALUES = operator.attrgetter(*(option.name for option in JOB_OPTIONS))
