@@ -80,9 +80,12 @@ def test_json_errors_on_stderr(project: Path, dq: Callable[..., Result]) -> None
 
 
 def under_bash(command: str, cwd: Path, **env: str) -> Result:
-    """``python -m dqflow ...`` started by bash (typer completes for the shell it runs under)."""
+    """``python -m dqflow ...`` started by bash (typer completes for the shell it runs under).
+
+    The ``; exit`` keeps bash from replacing itself with python (as it does for one command), so
+    bash is python's parent process, whatever started pytest (typer looks for the shell there)."""
     done = subprocess.run(
-        ["bash", "-c", f"{sys.executable} -m dqflow {command}"],
+        ["bash", "-c", f'{sys.executable} -m dqflow {command}; exit "$?"'],
         cwd=cwd,
         env=subprocess_env(**env),
         capture_output=True,

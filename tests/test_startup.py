@@ -57,6 +57,7 @@ def test_help_loads_only_the_command_line(tmp_path: Path) -> None:
 def test_add_on_sqlite_loads_no_driver_rich_or_worker(project: Path) -> None:
     loaded = imported_after("from dqflow.cli import run\nassert run(['add', 'ok', '-p', '{\"n\": 1}']) == 0", project)
     assert not loaded & (DRIVERS | {"rich", "dqflow.worker", "dqflow.cli._tables"})
+    assert "logging.handlers" not in loaded  # the log writer thread starts with the first record: none here
 
 
 def test_config_env_name_matches_the_loader() -> None:
@@ -135,3 +136,40 @@ print(json.dumps({"names": names, "later": later}))
 
     assert seen["names"] == sorted(name for names in COMMAND_MODULES.values() for name in names)
     assert seen["later"] == fresh.stdout
+
+
+def test_a_run_builds_only_the_commands_it_names() -> None:
+    """typer builds the options of every command it is given: ``dqflow add`` gets ``add`` alone,
+    help every command, and the app keeps them all registered for later runs."""
+    from dqflow.cli import app, click_command, register_commands
+
+    register_commands(["add", "token", "workflow"])
+    groups = {"token", "workflow"}  # sub-command groups are always built
+    assert set(click_command(["add", "ok", "-p", "{}"]).commands) == {"add", *groups}
+    assert set(click_command(["list", "--job-type", "add"]).commands) == {"add", "list", *groups}
+    assert set(click_command(["token", "show", "tok_1"]).commands) == {"show", *groups}
+    everything = {"add", "list", "show", "graph", *groups}
+    assert everything <= set(click_command(["workflow", "start", "w"]).commands)
+    assert everything <= set(click_command(["add", "--help"]).commands)
+    assert everything <= set(click_command(["nope"]).commands)
+    assert {"add", "list", "show", "graph"} <= {info.name for info in app.registered_commands}
+
+
+def test_garbage_collection_waits_for_the_queue_only_under_main(project: Path) -> None:
+    """``main`` pauses collection until the command's queue is open (then freezes what start-up
+    made); ``run``, whose caller owns the process, leaves it as it is."""
+    script = """
+import gc, json
+from dqflow.cli import run
+from dqflow.cli._app import pause_gc_until_open
+
+assert run(["add", "ok", "-p", '{"n": 1}']) == 0
+untouched = gc.isenabled() and gc.get_freeze_count() == 0
+pause_gc_until_open()
+paused = not gc.isenabled()
+assert run(["add", "ok", "-p", '{"n": 1}']) == 0
+print(json.dumps([untouched, paused, gc.isenabled(), gc.get_freeze_count() > 0]))
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=project, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [True, True, True, True]

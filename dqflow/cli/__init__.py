@@ -7,6 +7,8 @@ codes: 0 success, 1 bad input or a failed operation (one line on stderr:
 
 from __future__ import annotations
 
+import copy
+import gc
 import importlib
 import json
 import logging
@@ -16,7 +18,7 @@ from typing import Any
 
 import typer
 
-from dqflow.cli._app import app, reset_options
+from dqflow.cli._app import app, pause_gc_until_open, reset_options
 from dqflow.cli._logging import cli_logging
 from dqflow.errors import ConfigError, DqflowError
 
@@ -36,9 +38,10 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "workflows": ("graph", "workflow"),
 }
 """The modules of ``dqflow.cli`` that register commands, in the order ``--help`` lists them, and the
-top-level names each registers. A run imports only the modules whose names its arguments contain, so
-typer builds the options of those commands alone (``dqflow add`` does not pay for ``serve``); help,
-``--version``, completion and an unknown command import every module."""
+top-level names each registers. A run imports only the modules whose names its arguments contain, and
+typer builds the options of the commands named alone (``dqflow add`` does not pay for ``serve``, nor
+for ``list``); help, ``--version``, completion and an unknown command import and build every one."""
+HELP_OPTIONS = frozenset({"--help", "-h"})
 
 # Newer typer vendors click: take its exception classes from wherever typer's come from.
 _click: Any = sys.modules[typer.BadParameter.__module__]
@@ -111,7 +114,7 @@ def register_commands(args: Iterable[str] = ()) -> None:
     """Import the command modules ``args`` name (all of them when they name none, or ask for help)."""
     given = set(args)
     wanted = [module for module, names in COMMAND_MODULES.items() if not given.isdisjoint(names)]
-    if not wanted or not given.isdisjoint({"--help", "-h"}):
+    if not wanted or not given.isdisjoint(HELP_OPTIONS):
         wanted = list(COMMAND_MODULES)
     for module in wanted:
         importlib.import_module(f"dqflow.cli.{module}")
@@ -127,11 +130,24 @@ def register_commands(args: Iterable[str] = ()) -> None:
     )
 
 
+def click_command(args: Sequence[str]) -> Any:
+    """``app`` as a click group with the registered top-level commands ``args`` names (every one
+    when it names none, or asks for help) and every group (``workflow``, ``token``): typer builds
+    the options of each command it is given."""
+    given = set(args)
+    named = [info for info in app.registered_commands if info.name in given]
+    if not named or not given.isdisjoint(HELP_OPTIONS):
+        return typer.main.get_command(app)
+    only_named = copy.copy(app)  # the app's other commands stay registered for later runs
+    only_named.registered_commands = named
+    return typer.main.get_command(only_named)
+
+
 def _run(args: Sequence[str] | None) -> int:
     argv = list(args) if args is not None else sys.argv[1:]
     as_json = _wants_json(argv)
     register_commands(argv)
-    command = typer.main.get_command(app)
+    command = click_command(argv)
     try:
         result = command.main(args=argv, prog_name="dqflow", standalone_mode=False)
     except _click.UsageError as exc:
@@ -165,4 +181,8 @@ def _debug(exc: BaseException) -> None:
 
 def main() -> None:
     """Console-script entry point (``dqflow``)."""
-    sys.exit(run())
+    pause_gc_until_open()
+    code = run()
+    # The interpreter's last collections would walk every object left, for nothing: the process ends.
+    gc.freeze()
+    sys.exit(code)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import inspect
 import logging
 import os
@@ -168,6 +169,31 @@ def setup_logging(
     cli_logging.start(verbose=verbose, default_level=default_level, log_format=log_format)
 
 
+# -- garbage collection during start-up -----------------------------------------------------
+
+_gc_paused = False
+
+
+def pause_gc_until_open() -> None:
+    """No garbage collection until the command's queue is open (``main`` calls this, not ``run``,
+    whose caller owns the process): start-up allocates ~75k objects that live as long as the
+    process (modules, classes, the declaration) and little garbage, and collections walked them
+    again and again."""
+    global _gc_paused
+    if gc.isenabled():
+        gc.disable()
+        _gc_paused = True
+
+
+def _resume_gc() -> None:
+    """Collect again, leaving out what start-up made (as a worker does once started)."""
+    global _gc_paused
+    if _gc_paused:
+        _gc_paused = False
+        gc.freeze()
+        gc.enable()
+
+
 # -- reaching the declaration and the backend ---------------------------------------------
 
 
@@ -217,6 +243,7 @@ def open_queue(*, import_handlers: bool = False, need_declaration: bool = True) 
     else:
         declaration = load(import_handlers=import_handlers)
     queue = Queue(declaration, backend_url(declaration))
+    _resume_gc()
     try:
         yield queue
     finally:

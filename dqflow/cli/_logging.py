@@ -2,10 +2,12 @@
 
 A worker logs on its event loop's thread. Writing there would let a slow
 stderr (a pipe nobody reads fast, a huge message) stall heartbeats, so the
-loop only puts a bounded copy of each record on a queue (``QueueHandler``) and
-one listener thread formats and writes it (``QueueListener``). Messages are cut
-to ``MAX_MESSAGE`` characters and tracebacks to ``MAX_TRACEBACK_LINES`` lines of
-at most ``MAX_LINE`` characters each, whatever a handler raised.
+loop only puts a bounded copy of each record on a queue and one listener thread
+(``QueueListener``) formats and writes it. The thread starts with the first
+record: a command that logs nothing (``dqflow add``) starts none, nor imports
+``logging.handlers``. Messages are cut to ``MAX_MESSAGE`` characters and tracebacks
+to ``MAX_TRACEBACK_LINES`` lines of at most ``MAX_LINE`` characters each, whatever
+a handler raised.
 """
 
 from __future__ import annotations
@@ -14,10 +16,14 @@ import json
 import logging
 import queue
 import sys
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
-from logging.handlers import QueueHandler, QueueListener
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from logging.handlers import QueueListener
 
 MAX_MESSAGE = 2000
 MAX_LINE = 1000
@@ -47,8 +53,21 @@ def cut_traceback(text: str) -> str:
     return "\n".join(lines)
 
 
-class _BoundedQueueHandler(QueueHandler):
-    """Puts a bounded, already-merged copy of each record on the queue (cheap on the caller's thread)."""
+class _BoundedQueueHandler(logging.Handler):
+    """Puts a bounded, already-merged copy of each record on the queue (cheap on the caller's thread),
+    then calls ``queued`` (which starts the writer thread if it is not running)."""
+
+    def __init__(self, records: queue.SimpleQueue[logging.LogRecord], queued: Callable[[], None]) -> None:
+        super().__init__()
+        self.queue = records
+        self._queued = queued
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(self.prepare(record))
+            self._queued()
+        except Exception:
+            self.handleError(record)
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         message = cut(record.getMessage(), MAX_MESSAGE)
@@ -100,8 +119,10 @@ class CliLogging:
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
         self._writer = _StderrHandler()
-        self._enqueue = _BoundedQueueHandler(self._queue)
+        self._enqueue = _BoundedQueueHandler(self._queue, self._write_queued)
         self._listener: QueueListener | None = None
+        self._started = False  # between start and stop
+        self._lock = threading.Lock()
 
     def start(self, *, verbose: bool, default_level: int, log_format: LogFormat = LogFormat.TEXT) -> None:
         """Log dqflow's records at ``default_level`` (DEBUG with ``verbose``), in ``log_format``, to stderr."""
@@ -114,16 +135,30 @@ class CliLogging:
             root.setLevel(logging.INFO)
         if self._enqueue not in root.handlers:
             root.addHandler(self._enqueue)
-        if self._listener is None:
-            self._listener = QueueListener(self._queue, self._writer, respect_handler_level=True)
-            self._listener.start()
+        with self._lock:
+            self._started = True
+        if not self._queue.empty():  # records left from before the last stop
+            self._write_queued()
+
+    def _write_queued(self) -> None:
+        """Start the listener thread, which writes the queued records, unless it runs or logging is stopped."""
+        if self._listener is not None:
+            return
+        with self._lock:
+            if self._listener is None and self._started:
+                from logging.handlers import QueueListener
+
+                self._listener = QueueListener(self._queue, self._writer, respect_handler_level=True)
+                self._listener.start()
 
     def stop(self) -> None:
         """Write every queued record, then stop the listener thread (records go nowhere until the next start)."""
         logging.getLogger().removeHandler(self._enqueue)
-        if self._listener is not None:
-            self._listener.stop()
-            self._listener = None
+        with self._lock:
+            self._started = False
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.stop()
 
 
 cli_logging = CliLogging()

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 SLEEP_STEP = "dqflow:sleep:"
 """Prefix of the step a ``ctx.sleep`` stores (its wake time), numbered by call order in a run."""
@@ -30,8 +30,15 @@ def _time(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC)
 
 
+# Storage builds these from stored rows without validating (``model_construct``): their validators are
+# built on first use, so that importing the storage contract (``dqflow add``) does not build them.
+_ON_FIRST_USE = ConfigDict(defer_build=True)
+
+
 class JobStep(BaseModel):
     """A completed ``ctx.step``: its JSON result and when it was stored."""
+
+    model_config = _ON_FIRST_USE
 
     result: Any = None
     completed_at: datetime
@@ -51,6 +58,8 @@ def step_json(result_json: str, completed_at: datetime) -> str:
 
 class JobWait(BaseModel):
     """What a ``waiting`` durable job waits for: a sleep until a time, or a token (until its timeout)."""
+
+    model_config = _ON_FIRST_USE
 
     kind: Literal["sleep", "token"]
     until: datetime | None = None
@@ -99,6 +108,8 @@ def shown_token_status(stored: str, job_status: str | None) -> str:
 
 class TokenRecord(BaseModel):
     """A wait token: the job it belongs to, its schema, and its data once completed."""
+
+    model_config = _ON_FIRST_USE
 
     id: str
     job_id: int

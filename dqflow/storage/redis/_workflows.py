@@ -1,13 +1,21 @@
 """Redis's half of workflow runs (storage/workflows.py): optimistic, version-guarded advances.
 
-Lua cannot run the Python that plans a run, so each change is read, computed,
-then applied by ``lua/workflow.lua`` only if nothing it read has moved: the
-run's ``version`` and each step job's status and lease token. Otherwise the
-script writes nothing and answers ``conflict``; the change is read and computed
-again (at most ``MAX_ATTEMPTS`` times). Ids of the jobs an advance inserts are
-drawn beforehand (``INCRBY``), so the stored step state can name them; a
-retried attempt simply leaves gaps in the ids. New runs need no guard: a batch
-of them is one script call that draws the runs' and their first jobs' ids itself.
+Lua cannot run the Python that plans a run, so each change is planned in Python
+from the run's state, then applied by ``lua/workflow.lua`` only if nothing it
+was planned from has moved: the run's ``version`` and each step job's status,
+lease token and run. Each run of a call is guarded on its own: a run whose
+guards fail gets nothing written and is answered ``conflict``; it is read and
+planned again (at most ``MAX_ATTEMPTS`` times). The script draws the ids of the
+jobs an advance inserts and fills them into the stored step state (planned with
+placeholders), and answers the first one, so the process knows the state it wrote.
+
+A worker's settle plans from what it already holds: the step job as it claimed it
+(the script checks it still holds it) and the run as this process last wrote it
+(``KNOWN_RUNS`` of them; read when unknown). A worker that settles a run's step
+usually settles the next one too: a linear chain costs one script call per step,
+no read. A run that another process moved meanwhile conflicts once, then is read;
+while such conflicts are frequent (several workers on the same runs), runs are read
+before planning, as if unknown.
 
 Keys (all under the queue's ``{prefix}``): ``P:wfrun:<id>`` (hash: the
 ``WorkflowRun`` columns, timestamps in µs), ``P:wfrun_id`` (counter),
@@ -19,12 +27,15 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from dqflow.enums import WorkflowStatus
 from dqflow.errors import StorageError, WorkflowRunNotFoundError
-from dqflow.storage.base import Completion, Failure, NewJob
+from dqflow.storage.base import JOB_OPTIONS, Completion, Failure, NewJob
 from dqflow.storage.redis.codec import as_text, encode_option, from_us, tag_set, tags_json
 from dqflow.storage.workflows import (
     Advance,
@@ -34,8 +45,6 @@ from dqflow.storage.workflows import (
     RunNotice,
     RunState,
     WorkflowFilter,
-    batch_steps_json,
-    jobs_of_run,
     planned_starts,
     run_from_fields,
     state_from_fields,
@@ -49,34 +58,118 @@ MAX_ATTEMPTS = 200
 """How often a change is computed again after a conflict before it gives up (each conflict
 means another change of the run went through: the runs always make progress)."""
 
-_PLACED = frozenset({"job_type", "payload_json", "priority", "run_at", "tags", "idempotency_key"})
+KNOWN_RUNS = 4096
+"""How many run states a storage keeps as it last wrote them (``RedisWorkflows``'s cache)."""
+
+TRUST_LIMIT = 64
+"""How far ``RedisWorkflows._judge``'s count goes either way: a change of pattern turns it
+within a batch or two."""
+
+_STATE_FIELDS = ("id", "name", "status", "input", "tags", "steps", "version")
+"""The run hash fields a ``RunState`` is read from."""
+
+# options the script writes itself (id, type, payload, priority, the run, times) or a step job never has
+_PLACED = frozenset({"job_type", "payload_json", "priority", "run_at", "idempotency_key", "workflow_run_id"})
+_SHARED = tuple(o for o in JOB_OPTIONS if o.name not in _PLACED and o.name != "workflow_item")
+_ITEM = next(o for o in JOB_OPTIONS if o.name == "workflow_item")
+_shared_values = attrgetter("job_type", "priority", *(o.name for o in _SHARED))
+_JobShape = tuple[str, str, list[str], list[str]]
+_shapes: dict[tuple[Any, ...], _JobShape] = {}
 
 
-def _job_entry(job: NewJob, job_id: int | None) -> dict[str, Any]:
-    """A step job as ``workflow.lua`` inserts it: hash fields as text, its tag index keys
-    (``job_id`` None: the script draws it)."""
-    from dqflow.storage.base import JOB_OPTIONS
+def _shape(key: tuple[Any, ...]) -> _JobShape:
+    """Type, priority, hash fields and tag index keys of jobs with these option values (memoised:
+    a step job's options come from its type's declaration, so a few shapes serve every job)."""
+    shape = _shapes.get(key)
+    if shape is None:
+        fields: list[str] = []
+        tags: tuple[str, ...] = ()
+        for option, value in zip(_SHARED, key[2:], strict=True):
+            if option.name == "tags":
+                tags = value
+                continue
+            encoded = encode_option(option, value)
+            if encoded is not None:
+                fields += (option.column, str(encoded))
+        tag_keys: list[str] = []
+        if tags:
+            unique, signature = tag_set(tags)
+            fields += ("tags", tags_json(tags), "tagset", signature)
+            tag_keys = [f":tagset:{signature}", *(f":tag:{tag}" for tag in unique)]
+        shape = (key[0], str(key[1]), fields, tag_keys)
+        if len(_shapes) >= 256:
+            _shapes.clear()
+        _shapes[key] = shape
+    return shape
 
-    fields: list[str] = []
-    for option in JOB_OPTIONS:
-        if option.name in _PLACED:
-            continue
-        value = encode_option(option, getattr(job, option.name))
-        if value is not None:
-            fields += (option.column, str(value))
-    tag_keys: list[str] = []
-    if job.tags:
-        unique, signature = tag_set(job.tags)
-        fields += ("tags", tags_json(job.tags), "tagset", signature)
-        tag_keys = [f":tagset:{signature}", *(f":tag:{tag}" for tag in unique)]
-    return {
-        "id": None if job_id is None else str(job_id),
-        "job_type": job.job_type,
-        "priority": str(job.priority),
-        "payload": job.payload_json,
-        "fields": fields,
-        "tag_keys": tag_keys,
-    }
+
+class _Plan:
+    """One ``workflow.lua`` call being built: the runs' moves, the job shapes their new jobs
+    share (each sent once), and the step states (sent as plain ARGV, no JSON in JSON)."""
+
+    __slots__ = ("_shape_at", "shapes", "texts")
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.shapes: list[_JobShape] = []
+        self._shape_at: dict[tuple[Any, ...], int] = {}
+
+    def move(self, advance: Advance) -> dict[str, Any]:
+        """What the script writes for one run's advance; its new jobs keep their placeholders
+        in the step state (the script draws their ids)."""
+        count = len(advance.new_jobs)
+        self.texts.append(advance.steps_json(range(-1, -count - 1, -1)))
+        move: dict[str, Any] = {"status": advance.status.value, "steps": len(self.texts) + 1}
+        for name, value in (
+            ("output", advance.output_json),
+            ("failure_reason", advance.failure_reason),
+            ("error", advance.error),
+        ):
+            if value is not None:
+                move[name] = value
+        if count:
+            move["jobs"] = [self._job(job) for job in advance.new_jobs]
+        if advance.cancel_job_ids:
+            move["cancel"] = [str(i) for i in advance.cancel_job_ids]
+            move["cancel_reason"] = advance.cancel_reason
+        if advance.retry_job_ids:
+            move["retry"] = [str(i) for i in advance.retry_job_ids]
+        return move
+
+    def _job(self, job: NewJob) -> list[Any]:
+        """A new job: its shape's place (1-based), its payload and its fan-out index ('' = none)."""
+        key = _shared_values(job)
+        at = self._shape_at.get(key)
+        if at is None:
+            self.shapes.append(_shape(key))
+            at = self._shape_at[key] = len(self.shapes)
+        item = job.workflow_item
+        return [at, job.payload_json, "" if item is None else str(encode_option(_ITEM, item))]
+
+    def args(self, **sections: Any) -> list[str]:
+        """The script's ARGV: the JSON plan (``sections`` and the shapes), then the step states."""
+        return [json.dumps({**sections, "shapes": self.shapes}), *self.texts]
+
+
+def _moved_state(state: RunState, advance: Advance, first_job: int) -> RunState:
+    """``state`` after ``advance`` was written, its new jobs numbered from ``first_job``."""
+    steps = advance.steps
+    if first_job:
+        for step in steps:
+            job_ids = step["job_ids"]
+            if job_ids and min(job_ids) < 0:
+                step["job_ids"] = [first_job - i - 1 if i < 0 else i for i in job_ids]
+    return RunState(state.id, state.name, advance.status, state.input, state.tags, steps, state.version + 1)
+
+
+class Ending(NamedTuple):
+    """A step job's end as ``workflow.lua`` applies it: its op, its run, its ``JobEnd``, and the
+    guard of the job (id, status, lease token ('' = any), run id ('' = any)) it needs to hold."""
+
+    op: list[Any]
+    run_id: int
+    end: JobEnd
+    guard: list[str]
 
 
 class RedisWorkflows:
@@ -87,6 +180,11 @@ class RedisWorkflows:
         self._key = storage._key
         #: how many computed changes were refused as stale and computed again (diagnostics)
         self.conflicts = 0
+        #: running runs as this process last wrote them, oldest first (``settle`` plans from them)
+        self._known: dict[int, RunState] = {}
+        self._known_lock = threading.Lock()
+        #: held - 3 x stale over recent settles, within +-TRUST_LIMIT (see ``_judge``)
+        self._trust = 0
 
     # -- reading ---------------------------------------------------------------------
 
@@ -99,7 +197,7 @@ class RedisWorkflows:
                 pipe.hgetall(f"{self._key}:wfrun:{run_id}")
             return list(pipe.execute())
 
-        return [as_text(h) for h in self._storage._guard("read workflow runs", read)] if run_ids else []
+        return self._text(self._storage._guard("read workflow runs", read)) if run_ids else []
 
     @staticmethod
     def _record(fields: dict[str, str]) -> WorkflowRun:
@@ -144,37 +242,96 @@ class RedisWorkflows:
             top = f"({ids[-1]}"
         return WorkflowPage(runs=runs, next_cursor=runs[-1].id if more and runs else None)
 
+    def _read_states(self, pipe: Any, run_ids: Sequence[int]) -> None:
+        """Queue the reads of the runs' states on ``pipe`` (``_decoded_states`` reads the replies)."""
+        for run_id in run_ids:
+            pipe.hmget(f"{self._key}:wfrun:{run_id}", *_STATE_FIELDS)
+
+    def _decoded_states(self, run_ids: Sequence[int], rows: Sequence[Any]) -> dict[int, RunState]:
+        """The states of the runs that exist, from the replies of ``_read_states``."""
+        states: dict[int, RunState] = {}
+        for run_id, row in zip(run_ids, self._text(rows), strict=True):
+            if row[0] is not None:
+                states[run_id] = state_from_fields(dict(zip(_STATE_FIELDS, row, strict=True)))
+        return states
+
     def _states(self, run_ids: Sequence[int]) -> dict[int, RunState]:
         ids = sorted(set(run_ids))
-        return {run_id: state_from_fields(h) for run_id, h in zip(ids, self._hashes(ids), strict=True) if h}
+        if not ids:
+            return {}
+        client = self._storage._client
+
+        def read() -> list[Any]:
+            pipe = client.pipeline(transaction=False)
+            self._read_states(pipe, ids)
+            return list(pipe.execute())
+
+        return self._decoded_states(ids, self._storage._guard("read workflow runs", read))
+
+    # -- what this process last wrote --------------------------------------------------------
+
+    def _remember(self, state: RunState) -> None:
+        """Keep a running run's state as written (its version is what the next write guards)."""
+        with self._known_lock:
+            self._known.pop(state.id, None)
+            if state.status is not WorkflowStatus.RUNNING:
+                return
+            if len(self._known) >= KNOWN_RUNS:
+                del self._known[next(iter(self._known))]  # the one written longest ago
+            self._known[state.id] = state
+
+    def _judge(self, held: int, stale: int) -> None:
+        """Count how often the known states held (or would have) against how often they were
+        stale: planning from a stale one wastes the plan and a round trip, so ``settle``
+        trusts them only while they hold at least three times in four (another process
+        settling the same runs, e.g. several workers on one chain, makes them stale)."""
+        self._trust = max(-TRUST_LIMIT, min(TRUST_LIMIT, self._trust + held - 3 * stale))
+
+    def _forget(self, run_id: int) -> None:
+        with self._known_lock:
+            self._known.pop(run_id, None)
 
     # -- applying ----------------------------------------------------------------------
 
-    def _draw_ids(self, count: int) -> list[int]:
-        if count == 0:
-            return []
-        last = int(self._storage._guard("draw job ids", lambda: self._storage._client.incrby(f"{self._key}:id", count)))
-        return list(range(last - count + 1, last + 1))
+    def _apply(self, plan: _Plan, **sections: Any) -> list[Any]:
+        return list(self._storage._run("workflow", "move workflow runs", *plan.args(**sections)))
 
-    def _run_entry(self, state: RunState, advance: Advance, ids: list[int] | None = None) -> dict[str, Any]:
-        """The plan of one run; ``ids``: its new jobs' ids, drawn already (else drawn here)."""
-        ids = self._draw_ids(len(advance.new_jobs)) if ids is None else ids
-        jobs = jobs_of_run(advance.new_jobs, state.id)
-        return {
-            "id": str(state.id),
-            "status": advance.status.value,
-            "output": advance.output_json,
-            "failure_reason": advance.failure_reason,
-            "error": advance.error,
-            "steps": advance.steps_json(ids),
-            "jobs": [_job_entry(job, job_id) for job, job_id in zip(jobs, ids, strict=True)],
-            "cancel": [str(i) for i in advance.cancel_job_ids],
-            "cancel_reason": advance.cancel_reason,
-            "retry": [str(i) for i in advance.retry_job_ids],
-        }
-
-    def _apply(self, plan: dict[str, Any]) -> list[Any]:
-        return list(self._storage._run("workflow", "move workflow runs", json.dumps(plan)))
+    def _move(self, endings: Sequence[Ending], states: dict[int, RunState], notices: list[RunNotice]) -> set[int]:
+        """End the jobs and move their runs (from ``states``, as read or known) in one script call;
+        each run's part is written only if its guards hold. Answers the runs whose guards failed
+        (nothing of them written)."""
+        advancer = self._storage.workflow_advancer
+        by_run: dict[int, list[Ending]] = {}
+        for ending in endings:
+            by_run.setdefault(ending.run_id, []).append(ending)
+        entries: list[dict[str, Any]] = []
+        plan = _Plan()
+        planned: list[tuple[RunState | None, Advance | None]] = []
+        for run_id, group in by_run.items():
+            entry: dict[str, Any] = {"id": str(run_id), "jobs": [e.guard for e in group], "ops": [e.op for e in group]}
+            state, advance = states.get(run_id), None
+            if state is not None:
+                entry["version"], entry["status"] = str(state.version), state.status.value
+                if advancer is not None:
+                    advance = advancer.job_ended(state, [e.end for e in group])
+                    if advance.changed:
+                        entry["move"] = plan.move(advance)
+                    else:
+                        advance = None
+            entries.append(entry)
+            planned.append((state, advance))
+        reply = self._apply(plan, runs=entries)
+        conflicts: set[int] = set()
+        for run_id, (state, advance), answer in zip(by_run, planned, reply[1:], strict=True):
+            if answer == "conflict":
+                conflicts.add(run_id)
+                self._forget(run_id)
+            elif state is not None and advance is not None:
+                self._remember(_moved_state(state, advance, int(answer)))
+                notices.extend(RunNotice(run_id, state.name, s, advance.failure_reason) for s in advance.notices)
+            elif state is not None:
+                self._remember(state)
+        return conflicts
 
     def _until_applied(self, attempt: Callable[[], list[Any] | None], what: str) -> list[Any]:
         for tries in range(MAX_ATTEMPTS):
@@ -195,33 +352,18 @@ class RedisWorkflows:
         advances = planned_starts(runs, plan)
         if not runs:
             return []
-        creates: list[dict[str, Any]] = []
-        slot = 0
-        for run, advance, steps in zip(runs, advances, batch_steps_json(advances), strict=True):
-            jobs = []
-            for job in advance.new_jobs:
-                slot += 1
-                jobs.append({**_job_entry(job, None), "slot": slot})
-            entry = {
-                "status": advance.status.value,
-                "output": advance.output_json,
-                "failure_reason": advance.failure_reason,
-                "error": advance.error,
-                "steps": steps,
-                "jobs": jobs,
-                "cancel": [],
-                "retry": [],
+        call = _Plan()
+        creates = [
+            {
+                "name": run.name,
+                "input": run.input_json,
+                "tags": json.dumps(list(run.tags)),
+                "idempotency_key": run.idempotency_key,
+                "move": call.move(advance),
             }
-            creates.append(
-                {
-                    "name": run.name,
-                    "input": run.input_json,
-                    "tags": json.dumps(list(run.tags)),
-                    "idempotency_key": run.idempotency_key,
-                    "run": entry,
-                }
-            )
-        reply = self._apply({"guards": {}, "ops": [], "runs": [], "creates": creates, "create_jobs": slot})
+            for run, advance in zip(runs, advances, strict=True)
+        ]
+        reply = self._apply(call, creates=creates)
         results: list[tuple[int, bool]] = []
         for index, (run, advance) in enumerate(zip(runs, advances, strict=True)):
             run_id, created = int(reply[2 * index + 1]), reply[2 * index + 2] == "1"
@@ -239,111 +381,171 @@ class RedisWorkflows:
                 raise WorkflowRunNotFoundError(run_id)
             advance = change(state)
             found[:] = [RunNotice(run_id, state.name, s, advance.failure_reason) for s in advance.notices]
-            runs = [self._run_entry(state, advance)] if advance.changed else []
-            guards = {"runs": [[str(run_id), str(state.version)]]}
-            return self._apply({"guards": guards, "ops": [], "runs": runs})
+            plan = _Plan()
+            entry: dict[str, Any] = {"id": str(run_id), "version": str(state.version), "status": state.status.value}
+            if advance.changed:
+                entry["move"] = plan.move(advance)
+            return self._apply(plan, runs=[entry])[1:]
 
         self._until_applied(attempt, f"changing workflow run {run_id}")
+        self._forget(run_id)
         notices.extend(found)
 
     def jobs_ended(
         self,
-        ops: Callable[[dict[int, dict[str, str]]], list[tuple[list[Any], int, JobEnd] | None]],
+        ops: Callable[[dict[int, dict[str, str]]], list[Ending | None]],
         job_ids: Sequence[int],
         notices: list[RunNotice],
         what: str,
         run_ids: Sequence[int] = (),
     ) -> list[bool]:
-        """End step jobs and move their runs in one script, retried on a conflict.
+        """End step jobs and move their runs in one script, retried (the runs that conflicted) until applied.
 
         ``run_ids``: the runs the jobs are expected to belong to (read with the jobs).
 
-        ``ops`` gets each job's hash fields (by id) and answers per job the script op,
-        the run id and the ``JobEnd``, or None for a job it leaves alone (not held).
+        ``ops`` gets each job's hash fields (by id) and answers per job its ``Ending``, or None
+        for a job it leaves alone (not held).
         """
-        advancer = self._storage.workflow_advancer
-        flags: list[bool] = []
-        found: list[RunNotice] = []
-        fields = ("status", "lease_token", "workflow_run_id", "workflow_step", "workflow_item", "output")
+        flags = [False] * len(job_ids)
         client = self._storage._client
-
+        fields = ("status", "lease_token", "workflow_run_id", "workflow_step", "workflow_item", "output")
+        pending = list(range(len(job_ids)))
         known = sorted(set(run_ids))
+        for tries in range(MAX_ATTEMPTS):
+            ids = [job_ids[p] for p in pending]
 
-        def attempt() -> list[Any]:
-            def read() -> list[Any]:  # the jobs and the runs they are expected to belong to: one round trip
-                pipe = client.pipeline(transaction=False)
-                for job_id in job_ids:
+            def read(ids: list[int] = ids, runs: list[int] = known) -> list[Any]:
+                pipe = client.pipeline(transaction=False)  # the jobs and the runs they are expected to belong to
+                for job_id in ids:
                     pipe.hmget(f"{self._key}:job:{job_id}", *fields)
-                for run_id in known:
-                    pipe.hgetall(f"{self._key}:wfrun:{run_id}")
+                self._read_states(pipe, runs)
                 return list(pipe.execute())
 
-            replies = as_text(self._storage._guard("read step jobs", read))
-            rows, hashes = replies[: len(job_ids)], replies[len(job_ids) :]
-            jobs = {job_id: dict(zip(fields, row, strict=True)) for job_id, row in zip(job_ids, rows, strict=True)}
-            states = {run_id: state_from_fields(h) for run_id, h in zip(known, hashes, strict=True) if h}
+            replies = self._text(self._storage._guard("read step jobs", read))
+            rows = replies[: len(ids)]
+            jobs = {job_id: dict(zip(fields, row, strict=True)) for job_id, row in zip(ids, rows, strict=True)}
+            states = self._decoded_states(known, replies[len(ids) :])
             planned = ops(jobs)
-            flags[:] = [item is not None for item in planned]
-            chosen = [item for item in planned if item is not None]
+            chosen = [(p, e) for p, e in zip(pending, planned, strict=True) if e is not None]
+            for p, ending in zip(pending, planned, strict=True):
+                flags[p] = ending is not None
             if not chosen:
-                return ["ok"]
-            states = {run_id: states[run_id] for _, run_id, _ in chosen if run_id in states}
-            states.update(self._states([run_id for _, run_id, _ in chosen if run_id not in states]))
-            by_run: dict[int, list[JobEnd]] = {}
-            for _, run_id, end in chosen:
-                by_run.setdefault(run_id, []).append(end)
-            moved = [
-                (states[run_id], advancer.job_ended(states[run_id], ends))
-                for run_id, ends in sorted(by_run.items())
-                if run_id in states and advancer is not None
-            ]
-            moved = [(state, advance) for state, advance in moved if advance.changed]
-            ids = self._draw_ids(sum(len(advance.new_jobs) for _, advance in moved))  # one INCRBY for the batch
-            runs = []
-            found.clear()
-            for state, advance in moved:
-                count = len(advance.new_jobs)
-                runs.append(self._run_entry(state, advance, ids[:count]))
-                ids = ids[count:]
-                found.extend(RunNotice(state.id, state.name, s, advance.failure_reason) for s in advance.notices)
-            guards = {
-                "runs": [[str(run_id), str(state.version)] for run_id, state in states.items()],
-                "jobs": [
-                    [str(end.job_id), jobs[end.job_id]["status"], jobs[end.job_id]["lease_token"] or "0"]
-                    for _, _, end in chosen
-                ],
-            }
-            return self._apply({"guards": guards, "ops": [op for op, _, _ in chosen], "runs": runs})
+                return flags
+            states.update(self._states([e.run_id for _, e in chosen if e.run_id not in states]))
+            conflicts = self._move([e for _, e in chosen], states, notices)
+            if not conflicts:
+                return flags
+            self.conflicts += 1
+            pending = [p for p, e in chosen if e.run_id in conflicts]
+            known = sorted(conflicts)
+            if tries >= 2:  # many writers on one run: step aside a little, at random
+                time.sleep(random.uniform(0, min(0.02, 0.001 * tries)))
+        raise StorageError(f"Redis at {self._storage.url}: {what} kept conflicting with other changes; try again")
 
-        self._until_applied(attempt, what)
-        notices.extend(found)
+    def settle(self, items: Sequence[Completion | Failure], notices: list[RunNotice]) -> list[bool]:
+        """End step jobs that completed or failed for good (each naming its run), their runs moved.
+
+        Planned first from what the worker holds: the job as claimed (``workflow.lua`` checks
+        it is still processing under that lease token, in that run) and each run as this
+        process last wrote it (read if unknown, or while those states keep turning out stale:
+        ``_judge``). The runs whose guards fail then go the way of ``jobs_ended``: jobs and
+        runs read, planned again, until applied.
+        """
+        runs = {item.workflow_run_id for item in items if item.workflow_run_id is not None}
+        with self._known_lock:
+            known = {run_id: self._known[run_id] for run_id in runs if run_id in self._known}
+        trusted = self._trust >= 0
+        states = dict(known) if trusted else {}
+        unknown = sorted(runs - states.keys())
+        kept = [item.job_id for item in items if isinstance(item, Completion) and item.output_json is None]
+        stored: dict[int, str | None] = {}
+        if unknown or kept:
+            client = self._storage._client
+
+            def read() -> list[Any]:
+                pipe = client.pipeline(transaction=False)
+                self._read_states(pipe, unknown)
+                for job_id in kept:
+                    pipe.hget(f"{self._key}:job:{job_id}", "output")
+                return list(pipe.execute())
+
+            replies = self._text(self._storage._guard("read workflow runs", read))
+            states.update(self._decoded_states(unknown, replies[: len(unknown)]))
+            stored = dict(zip(kept, replies[len(unknown) :], strict=True))
+            if not trusted:  # would the known states have held? What was read tells.
+                versions = {run_id: state.version for run_id, state in states.items()}
+                held = sum(1 for run_id, state in known.items() if versions.get(run_id) == state.version)
+                self._judge(held, len(known) - held)
+        endings = [_held_ending(item, states, stored) for item in items]
+        conflicts = self._move(endings, states, notices)
+        if trusted:
+            stale = len(conflicts & known.keys())
+            self._judge(len(known) - stale, stale)
+        if not conflicts:
+            return [True] * len(items)
+        self.conflicts += 1
+        again = [p for p, item in enumerate(items) if item.workflow_run_id in conflicts]
+        retried = [items[p] for p in again]
+        ids = [item.job_id for item in retried]
+        flags = [True] * len(items)
+        retried_flags = self.jobs_ended(settle_ops(retried), ids, notices, "settle step jobs", sorted(conflicts))
+        for p, flag in zip(again, retried_flags, strict=True):
+            flags[p] = flag
         return flags
 
+    def _text(self, value: Any) -> Any:
+        return value if self._storage._decoded else as_text(value)
 
-def settle_ops(items: Sequence[Completion | Failure]) -> Callable[[dict[int, dict[str, str]]], list[Any]]:
+
+def _place(state: RunState | None, job_id: int) -> tuple[str, int | None]:
+    """The step of ``state`` whose jobs include ``job_id``, and the job's fan-out index ('' if none)."""
+    if state is not None:
+        for step in state.steps:
+            job_ids = step["job_ids"]
+            if job_id in job_ids:
+                return step["name"], job_ids.index(job_id) if step["outputs"] is not None else None
+    return "", None
+
+
+def _ending(
+    item: Completion | Failure, run_id: int, step: str, index: int | None, stored: str | None, guard: list[str]
+) -> Ending:
+    """The ``Ending`` of a completion or failure for good (``stored``: the job's output as stored)."""
+    if isinstance(item, Completion):
+        text = item.output_json if item.output_json is not None else stored
+        output = None if text is None else json.loads(text)
+        has = "0" if item.output_json is None else "1"
+        op: list[Any] = ["c", str(item.job_id), has, item.output_json or ""]
+        return Ending(op, run_id, JobEnd(item.job_id, step, index, "completed", output), guard)
+    traceback = "" if item.traceback is None else "=" + item.traceback
+    op = ["f", str(item.job_id), item.error, item.reason, traceback]
+    return Ending(op, run_id, JobEnd(item.job_id, step, index, "failed", None, item.reason, item.error), guard)
+
+
+def _held_ending(item: Completion | Failure, states: dict[int, RunState], stored: dict[int, str | None]) -> Ending:
+    """The ``Ending`` of a step job as the worker holds it (its run named by the item)."""
+    run_id = item.workflow_run_id or 0
+    step, index = _place(states.get(run_id), item.job_id)
+    guard = [str(item.job_id), "processing", str(item.lease_token), str(run_id)]
+    return _ending(item, run_id, step, index, stored.get(item.job_id), guard)
+
+
+def settle_ops(items: Sequence[Completion | Failure]) -> Callable[[dict[int, dict[str, str]]], list[Ending | None]]:
     """The ``jobs_ended`` planner of a batch of step-job completions and failures for good."""
 
-    def plan(jobs: dict[int, dict[str, str]]) -> list[tuple[list[Any], int, JobEnd] | None]:
-        planned: list[tuple[list[Any], int, JobEnd] | None] = []
+    def plan(jobs: dict[int, dict[str, str]]) -> list[Ending | None]:
+        planned: list[Ending | None] = []
         for item in items:
             job = jobs[item.job_id]
-            held = job["status"] == "processing" and (job["lease_token"] or "0") == str(item.lease_token)
-            if not held or job["workflow_run_id"] is None:
+            token = job["lease_token"] or "0"
+            if job["status"] != "processing" or token != str(item.lease_token) or job["workflow_run_id"] is None:
                 planned.append(None)
                 continue
-            run_id, step = int(job["workflow_run_id"]), job["workflow_step"] or ""
             index = None if job["workflow_item"] is None else int(job["workflow_item"])
-            if isinstance(item, Completion):
-                text = item.output_json if item.output_json is not None else job["output"]
-                output = None if text is None else json.loads(text)
-                has = "0" if item.output_json is None else "1"
-                op: list[Any] = ["c", str(item.job_id), has, item.output_json or ""]
-                planned.append((op, run_id, JobEnd(item.job_id, step, index, "completed", output)))
-            else:
-                traceback = "" if item.traceback is None else "=" + item.traceback
-                op = ["f", str(item.job_id), item.error, item.reason, traceback]
-                end = JobEnd(item.job_id, step, index, "failed", None, item.reason, item.error)
-                planned.append((op, run_id, end))
+            guard = [str(item.job_id), "processing", token, ""]
+            planned.append(
+                _ending(item, int(job["workflow_run_id"]), job["workflow_step"] or "", index, job["output"], guard)
+            )
         return planned
 
     return plan

@@ -61,7 +61,7 @@ from dqflow.storage.base import (
 from dqflow.storage.changes import Change
 from dqflow.storage.redis import _layout, _schedules, changes
 from dqflow.storage.redis._alarm import Alarm
-from dqflow.storage.redis._workflows import RedisWorkflows, settle_ops
+from dqflow.storage.redis._workflows import Ending, RedisWorkflows
 from dqflow.storage.redis.codec import (
     added_event,
     as_text,
@@ -570,10 +570,7 @@ class RedisStorage(Storage):
                 rest.append(position)
         notices: list[RunNotice] = []
         items = [cast("Completion | Failure", outcomes[p]) for p in steps]
-        runs = [i.workflow_run_id for i in items if i.workflow_run_id is not None]
-        flags = self._workflows.jobs_ended(
-            settle_ops(items), [i.job_id for i in items], notices, "settle step jobs", runs
-        )
+        flags = self._workflows.settle(items, notices)
         for position, flag in zip(steps, flags, strict=True):
             applied[position] = flag
         if rest:
@@ -686,14 +683,15 @@ class RedisStorage(Storage):
         """Cancel a workflow step job and move its run, in one script."""
         problem: list[str] = []
 
-        def plan(jobs: dict[int, dict[str, str]]) -> list[Any]:
+        def plan(jobs: dict[int, dict[str, str]]) -> list[Ending | None]:
             job = jobs[job_id]
             problem[:] = [] if job["status"] in ("pending", "waiting", "processing") else [job["status"] or ""]
             if problem or job["workflow_run_id"] is None:
                 return [None]
             index = None if job["workflow_item"] is None else int(job["workflow_item"])
             end = JobEnd(job_id, job["workflow_step"] or "", index, "cancelled", reason="cancelled")
-            return [(["x", str(job_id)], int(job["workflow_run_id"]), end)]
+            guard = [str(job_id), job["status"], job["lease_token"] or "0", ""]
+            return [Ending(["x", str(job_id)], int(job["workflow_run_id"]), end, guard)]
 
         notices: list[RunNotice] = []
         self._workflows.jobs_ended(plan, [job_id], notices, f"cancel job {job_id}")
@@ -732,8 +730,8 @@ class RedisStorage(Storage):
 
         more = {job_id: as_text(row) for job_id, row in zip(ids, self._guard("read expired jobs", read), strict=True)}
 
-        def plan(jobs: dict[int, dict[str, str]]) -> list[Any]:
-            planned: list[Any] = []
+        def plan(jobs: dict[int, dict[str, str]]) -> list[Ending | None]:
+            planned: list[Ending | None] = []
             for job_id in ids:
                 job, (attempts, max_attempts, locked_by) = jobs[job_id], more[job_id]
                 last = attempts is not None and max_attempts is not None and int(attempts) >= int(max_attempts)
@@ -746,7 +744,8 @@ class RedisStorage(Storage):
                 )
                 index = None if job["workflow_item"] is None else int(job["workflow_item"])
                 end = JobEnd(job_id, job["workflow_step"] or "", index, "failed", None, "lease_expired", error)
-                planned.append((["e", str(job_id)], int(job["workflow_run_id"]), end))
+                guard = [str(job_id), "processing", job["lease_token"] or "0", ""]
+                planned.append(Ending(["e", str(job_id)], int(job["workflow_run_id"]), end, guard))
             return planned
 
         notices: list[RunNotice] = []

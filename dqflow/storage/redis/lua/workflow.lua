@@ -1,23 +1,27 @@
--- Move workflow runs (storage/workflows.py): the ends of step jobs and the run changes
--- they cause, applied together or not at all. ARGV[1] is one JSON plan:
---   guards: {runs = {{run id, version}...}, jobs = {{job id, status, lease token ('' = any)}...}}
---           any mismatch: {'conflict'} and nothing written (the caller re-reads and recomputes)
+-- Move workflow runs (storage/workflows.py): the ends of step jobs and the run changes they
+-- cause, each run's applied together or not at all. ARGV[1] is one JSON plan; ARGV[k] (k >= 2)
+-- hold the runs' step states (JSON text), named by their k:
+--   runs:   per run (its guards checked, then its writes, before the next run's):
+--             id; version and status: the run's as read (absent: no run to guard or move);
+--             jobs: guards {{job id, status, lease token ('' = any), run id ('' = any)}...};
+--             ops: its step-job ends: {'c', id, has_output, output} completed, {'f', id, error,
+--             reason, traceback} failed for good, {'x', id} cancelled by a user, {'e', id} lease
+--             expired on the last attempt;
+--             move (absent: the run stays as it is): status, output, failure_reason, error
+--             (absent: none), steps (its ARGV k), jobs to insert {shape (its place in `shapes`),
+--             payload, fan-out index ('' = none)}, cancel (ids) with cancel_reason, retry (ids).
+--           A guard that fails leaves the run out (nothing of it written): the caller reads
+--           it again and recomputes. The script draws the ids of a run's new jobs; its steps
+--           name them -1, -2, ... (their place in `jobs`) in their `job_ids`.
 --   creates: new runs (storage/workflows.py planned_starts), each {name, input, tags,
---           idempotency_key, run = as in `runs` below without its id}; its jobs carry `slot`
---           (their place among the creates' jobs, 1-based) instead of an id, and its steps name
---           them -slot in their `job_ids`. This script draws the run and job ids. A run whose
---           idempotency key a run already has (or an earlier one of these) is left out.
---   create_jobs: how many jobs the creates hold
---   ops:    step-job ends: {'c', id, has_output, output} completed, {'f', id, error, reason,
---           traceback} failed for good, {'x', id} cancelled by a user, {'e', id} lease expired
---           on the last attempt
---   runs:   per run: id, the fields to set (status, output, failure_reason, error, steps,
---           completed: true when finished), jobs to insert (id pre-drawn, hash fields, tags),
---           cancel (ids) with cancel_reason, retry (ids)
+--           idempotency_key, move = as above}. A run whose idempotency key a run already
+--           has (or an earlier one of these) is left out.
+--   shapes: what the new jobs share: {job type, priority, hash fields, tag index keys}.
 -- Every job this takes out of processing gives back its concurrency slot; a job failed for
 -- good adds its dead-letter job (docs/FLOW_CONTROL.md). The jobs it makes ready are handed
 -- to idle workers (claimed for them, in their inboxes) or wake the waiting ones.
--- Returns {'ok'}, then per create its run id and '1' (created) or '0' (its key was taken).
+-- Returns {'ok'}, then per run the id of its first new job ('0': none) or 'conflict', then
+-- per create its run id and '1' (created) or '0' (its key was taken).
 local plan = cjson.decode(ARGV[1])
 local now = now_us()
 local last = tonumber(CALL('GET', P .. ':clock') or '0')
@@ -29,13 +33,19 @@ local function run_key(id)
   return P .. ':wfrun:' .. id
 end
 
-for _, guard in ipairs(plan.guards.runs or {}) do
-  if CALL('HGET', run_key(guard[1]), 'version') ~= guard[2] then return {'conflict'} end
+-- the guards of one run: its version and its jobs' status, token and run as read
+local function holds(run)
+  if run.version and CALL('HGET', run_key(run.id), 'version') ~= run.version then return false end
+  for _, guard in ipairs(run.jobs or {}) do
+    local job = CALL('HMGET', job_key(guard[1]), 'status', 'lease_token', 'workflow_run_id')
+    if job[1] ~= guard[2] or (guard[3] ~= '' and (job[2] or '0') ~= guard[3])
+      or ((guard[4] or '') ~= '' and job[3] ~= guard[4]) then
+      return false
+    end
+  end
+  return true
 end
-for _, guard in ipairs(plan.guards.jobs or {}) do
-  local job = CALL('HMGET', job_key(guard[1]), 'status', 'lease_token')
-  if job[1] ~= guard[2] or (guard[3] ~= '' and (job[2] or '0') ~= guard[3]) then return {'conflict'} end
-end
+
 CALL('SET', P .. ':clock', now_s)
 
 -- a cancelled step job: fenced off (token bumped) and out of every queue
@@ -79,20 +89,27 @@ local function failed(id, err, reason, traceback, bump)
   add_dead_letter(id, now)
 end
 
-for _, op in ipairs(plan.ops or {}) do
+-- index writes batched over the whole call (one ZADD / ZREM per key), done before the
+-- hand-off to idle workers: completed jobs (out of processing) and added jobs
+local completed, zsets, types = {}, {}, {}
+
+local function end_job(op)
   local kind, id = op[1], op[2]
   local key = job_key(id)
   if kind == 'c' then
     if op[3] == '1' then
       local changed = CALL('HGET', key, 'output') ~= op[4]
-      CALL('HSET', key, 'output', op[4])
+      CALL('HSET', key, 'status', 'completed', 'completed_at', now_s, 'updated_at', now_s, 'output', op[4])
       if changed then feed(id, 'output', '') end
+    else
+      CALL('HSET', key, 'status', 'completed', 'completed_at', now_s, 'updated_at', now_s)
     end
-    CALL('HSET', key, 'status', 'completed', 'completed_at', now_s, 'updated_at', now_s)
     CALL('HDEL', key, 'lease_expires_at', 'failure_reason')
-    CALL('ZREM', P .. ':processing', id)
     free_slot(id)
-    move_status(id, 'processing', 'completed')
+    -- its index moves are written together with the batch's (below)
+    completed[#completed + 1] = id
+    batch_add(zsets, P .. ':status:completed', tonumber(id), id)
+    batch_add(zsets, P .. ':finished', now, id)
     add_event(id, 'completed', now, nil)
     ready_dependents(id, now)
   elseif kind == 'f' then
@@ -107,26 +124,46 @@ for _, op in ipairs(plan.ops or {}) do
 end
 
 local woken = {}
-local function move(run)
-  local key = run_key(run.id)
-  for _, job in ipairs(run.jobs) do
-    local id, job_type = job.id, job.job_type
+-- store the move of run `id`, stored with status `before` at `version` (guarded); returns
+-- the id of its first new job (0: none)
+local function move(id, run, before, version)
+  local key = run_key(id)
+  local steps = ARGV[run.steps]
+  local first = 0
+  local jobs = run.jobs or {}
+  local count = #jobs
+  if count > 0 then
+    first = CALL('INCRBY', P .. ':id', count) - count + 1
+    -- `"job_ids":[` only occurs as a key: inside a JSON string its quotes would be escaped
+    steps = string.gsub(steps, '"job_ids":%[([%d,%-]*)%]', function(ids)
+      return '"job_ids":[' .. string.gsub(ids, '%-(%d+)', function(k) return fmt(first + tonumber(k) - 1) end) .. ']'
+    end)
+  end
+  for k, job in ipairs(jobs) do
+    local shape = plan.shapes[job[1]]
+    local job_id, job_type, priority = fmt(first + k - 1), shape[1], shape[2]
     local event_id = CALL('INCR', P .. ':event_id')
-    CALL('HSET', job_key(id), 'id', id, 'payload', job.payload, 'added_event', fmt(event_id), 'job_type', job_type,
-      'status', 'pending', 'priority', job.priority, 'run_at', now_s, 'created_at', now_s, 'updated_at', now_s,
-      unpack(job.fields))
-    local n = tonumber(id)
-    CALL('ZADD', P .. ':jobs', n, id)
-    CALL('ZADD', P .. ':type:' .. job_type, n, id)
-    CALL('ZADD', P .. ':status:pending', n, id)
-    CALL('ZADD', P .. ':ready:' .. job_type, 0, rank(tonumber(job.priority), now, n))
-    for _, tag_key in ipairs(job.tag_keys) do CALL('ZADD', P .. tag_key, n, id) end
-    CALL('SADD', P .. ':types', job_type)
+    local fields = {'id', job_id, 'payload', job[2], 'added_event', fmt(event_id), 'job_type', job_type,
+      'status', 'pending', 'priority', priority, 'run_at', now_s, 'created_at', now_s, 'updated_at', now_s,
+      'workflow_run_id', id}
+    for _, field in ipairs(shape[3]) do fields[#fields + 1] = field end
+    if job[3] ~= '' then
+      fields[#fields + 1] = 'workflow_item'
+      fields[#fields + 1] = job[3]
+    end
+    CALL('HSET', job_key(job_id), unpack(fields))
+    local n = tonumber(job_id)
+    batch_add(zsets, P .. ':jobs', n, job_id)
+    batch_add(zsets, P .. ':type:' .. job_type, n, job_id)
+    batch_add(zsets, P .. ':status:pending', n, job_id)
+    batch_add(zsets, P .. ':ready:' .. job_type, 0, rank(tonumber(priority), now, n))
+    for _, tag_key in ipairs(shape[4]) do batch_add(zsets, P .. tag_key, n, job_id) end
+    types[job_type] = true
     woken[job_type] = (woken[job_type] or 0) + 1
   end
-  for _, id in ipairs(run.cancel) do cancel(id, run.cancel_reason) end
-  for _, id in ipairs(run.retry) do
-    local job_key_ = job_key(id)
+  for _, job_id in ipairs(run.cancel or {}) do cancel(job_id, run.cancel_reason) end
+  for _, job_id in ipairs(run.retry or {}) do
+    local job_key_ = job_key(job_id)
     local job = CALL('HMGET', job_key_, 'status', 'job_type', 'priority')
     local status = job[1]
     if status == 'failed' or status == 'cancelled' then
@@ -135,14 +172,13 @@ local function move(run)
         'updated_at', now_s)
       CALL('HDEL', job_key_, 'failure_reason', 'progress', 'output', 'completed_at', 'cancelled_at', 'started_at',
         'locked_by', 'locked_at', 'lease_expires_at')
-      move_status(id, status, 'pending')
-      enqueue(id, job[2], tonumber(job[3]), now, now)
+      move_status(job_id, status, 'pending')
+      enqueue(job_id, job[2], tonumber(job[3]), now, now)
       woken[job[2]] = (woken[job[2]] or 0) + 1
-      add_event(id, 'retried', now, '{"previous_status":"' .. status .. '","reason":"workflow_retried"}')
+      add_event(job_id, 'retried', now, '{"previous_status":"' .. status .. '","reason":"workflow_retried"}')
     end
   end
-  local before = CALL('HGET', key, 'status')
-  local set = {'status', run.status, 'steps', run.steps, 'updated_at', now_s}
+  local set = {'status', run.status, 'steps', steps, 'updated_at', now_s, 'version', fmt(tonumber(version) + 1)}
   local unset = {}
   for _, name in ipairs({'output', 'failure_reason', 'error'}) do
     if run[name] == nil or run[name] == NULL then
@@ -160,22 +196,24 @@ local function move(run)
   end
   CALL('HSET', key, unpack(set))
   if #unset > 0 then CALL('HDEL', key, unpack(unset)) end
-  CALL('HINCRBY', key, 'version', 1)
   if before ~= run.status then
-    CALL('ZREM', P .. ':wfruns:status:' .. before, run.id)
-    CALL('ZADD', P .. ':wfruns:status:' .. run.status, run.id, run.id)
+    CALL('ZREM', P .. ':wfruns:status:' .. before, id)
+    CALL('ZADD', P .. ':wfruns:status:' .. run.status, id, id)
+  end
+  return first
+end
+
+local answer = {'ok'}
+for _, run in ipairs(plan.runs or {}) do
+  if holds(run) then
+    for _, op in ipairs(run.ops or {}) do end_job(op) end
+    answer[#answer + 1] = run.move and fmt(move(run.id, run.move, run.status, run.version)) or '0'
+  else
+    answer[#answer + 1] = 'conflict'
   end
 end
 
-for _, run in ipairs(plan.runs or {}) do move(run) end
-
 -- new runs: each stored running (version 0), then moved to its planned state like any run
-local answer = {'ok'}
-local first_job = 0 -- the id of the creates' job at slot k is first_job + k
-if (plan.create_jobs or 0) > 0 then first_job = CALL('INCRBY', P .. ':id', plan.create_jobs) - plan.create_jobs end
-local function job_ids(ids) -- the text of a `job_ids` array, placeholders -k replaced by ids
-  return '"job_ids":[' .. string.gsub(ids, '%-(%d+)', function(k) return fmt(first_job + tonumber(k)) end) .. ']'
-end
 for _, create in ipairs(plan.creates or {}) do
   local idempotency_key = create.idempotency_key
   local keyed = idempotency_key ~= nil and idempotency_key ~= NULL
@@ -195,20 +233,17 @@ for _, create in ipairs(plan.creates or {}) do
       CALL('HSET', key, 'idempotency_key', idempotency_key)
       CALL('HSET', P .. ':wfrun_idempotency', idempotency_key, id)
     end
-    local run = create.run
-    run.id = id
-    -- `"job_ids":[` only occurs as a key: inside a JSON string its quotes would be escaped
-    run.steps = string.gsub(run.steps, '"job_ids":%[([%d,%-]*)%]', job_ids)
-    for _, job in ipairs(run.jobs) do
-      job.id = fmt(first_job + job.slot)
-      job.fields[#job.fields + 1] = 'workflow_run_id'
-      job.fields[#job.fields + 1] = id
-    end
-    move(run)
+    move(id, create.move, 'running', '0')
     answer[#answer + 1] = id
     answer[#answer + 1] = '1'
   end
 end
+if #completed > 0 then
+  zrem_all(P .. ':processing', completed)
+  zrem_all(P .. ':status:processing', completed)
+end
+flush_zadd(zsets)
+for job_type in pairs(types) do CALL('SADD', P .. ':types', job_type) end
 -- the jobs made ready go to idle workers first (_lib.lua's hand_to_idle), as an add's do
 local last_event = tonumber(CALL('GET', P .. ':event_id') or '0')
 local handed = hand_to_idle(woken, now, now_s, last_event)

@@ -1,0 +1,112 @@
+"""Redis settles of step jobs planned from what the worker holds: the job as claimed and the run as
+this process last wrote it. Whatever that knowledge misses (another process moved the run, the job
+was taken away, the completion names another run, the output is the stored one) is caught by the
+script's guards and planned again from a read."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from helpers import make_queue
+
+from dqflow import JobStatus, Queue, WorkflowStatus
+from dqflow.storage import Completion
+from dqflow.storage.redis import RedisStorage
+
+STEPS = {
+    "a": {"job": "t", "payload": {"n": "${input.n}"}},
+    "b": {"job": "t", "needs": ["a"], "payload": {"n": "${steps.a.output.n}"}},
+    "c": {"job": "t", "needs": ["b"], "payload": {"n": "${steps.b.output.n}"}},
+}
+WORKFLOWS = {"chain": {"input": {"type": "object"}, "steps": STEPS, "returns": "${steps.c.output.n}"}}
+JOBS = {"t": {"handler": lambda payload, ctx: payload, "payload": {"type": "object"}, "output": {"type": "object"}}}
+
+
+@pytest.fixture
+def queues(redis_url: str) -> Iterator[tuple[Queue, Queue]]:
+    """Two queues on one Redis prefix: two "worker processes", each with its own storage."""
+    first = make_queue(redis_url, JOBS, workflows=WORKFLOWS)
+    second = make_queue(redis_url, JOBS, workflows=WORKFLOWS)
+    yield first, second
+    first.close()
+    second.close()
+
+
+def _storage(queue: Queue) -> RedisStorage:
+    assert isinstance(queue.storage, RedisStorage)
+    return queue.storage
+
+
+def _complete(queue: Queue, output: dict[str, Any] | None = None) -> list[bool]:
+    (job,) = queue.storage.claim_jobs("w", None, 1, 60_000)
+    text = None if output is None else f'{{"n": {output["n"]}}}'
+    return queue.storage.settle_jobs([Completion(job.id, job.lease_token, text, job.workflow_run_id)])
+
+
+def test_a_chain_settled_by_one_process_is_planned_from_what_it_wrote(queues: tuple[Queue, Queue]) -> None:
+    queue, _ = queues
+    run_id = queue.start_workflow("chain", {"n": 1})
+    for n in (1, 2, 3):
+        assert _complete(queue, {"n": n}) == [True]
+    run = queue.require_workflow(run_id)
+    assert run.status is WorkflowStatus.COMPLETED and run.output == 3
+    assert _storage(queue)._workflows.conflicts == 0
+    # the ids the script drew are the ones the stored steps name
+    assert [step.job_ids for step in run.steps] == [[job.id] for job in reversed(queue.list_jobs().jobs)]
+
+
+def test_a_run_moved_by_another_process_is_read_again_and_moved_once(queues: tuple[Queue, Queue]) -> None:
+    first, second = queues
+    run_id = first.start_workflow("chain", {"n": 1})
+    assert _complete(first, {"n": 1}) == [True]  # the first process knows the run after a
+    assert _complete(second, {"n": 2}) == [True]  # the second moves it (b): the first's knowledge is stale
+    assert _complete(first, {"n": 3}) == [True]  # c: conflicts, read again, applied
+    assert _storage(first)._workflows.conflicts == 1
+    run = first.require_workflow(run_id)
+    assert run.status is WorkflowStatus.COMPLETED and run.output == 3
+    assert [len(step.job_ids) for step in run.steps] == [1, 1, 1]
+    assert first.storage.count_jobs() == {("t", JobStatus.COMPLETED): 3}
+    # known states that turned out stale are not trusted for a while: read before planning, no conflict
+    again = first.start_workflow("chain", {"n": 1})
+    assert [_complete(q, {"n": 1}) for q in (first, second, first)] == [[True]] * 3
+    assert _storage(first)._workflows.conflicts == 1
+    assert first.require_workflow(again).status is WorkflowStatus.COMPLETED
+
+
+def test_a_completion_the_worker_no_longer_holds_is_refused_and_the_rest_of_the_batch_applied(
+    queues: tuple[Queue, Queue],
+) -> None:
+    queue, _ = queues
+    lost, kept = queue.start_workflow("chain", {"n": 1}), queue.start_workflow("chain", {"n": 2})
+    assert _complete(queue, {"n": 1}) == [True]  # both runs known to this process
+    assert _complete(queue, {"n": 2}) == [True]
+    jobs = queue.storage.claim_jobs("w", None, 2, 60_000)
+    lost_job = next(job for job in jobs if job.workflow_run_id == lost)
+    queue.cancel(lost_job.id)  # its token bumped: the worker's completion is stale
+    completions = [Completion(job.id, job.lease_token, '{"n": 5}', job.workflow_run_id) for job in jobs]
+    assert queue.storage.settle_jobs(completions) == [job.id != lost_job.id for job in jobs]
+    assert queue.require_workflow(lost).status is WorkflowStatus.FAILED
+    assert queue.get_job(lost_job.id).status is JobStatus.CANCELLED  # type: ignore[union-attr]
+    assert [step.status.value for step in queue.require_workflow(kept).steps] == ["completed", "completed", "running"]
+
+
+def test_a_completion_naming_another_run_moves_the_run_of_its_job(queues: tuple[Queue, Queue]) -> None:
+    queue, _ = queues
+    run_id, other = queue.start_workflow("chain", {"n": 1}), queue.start_workflow("chain", {"n": 2})
+    (job,) = [j for j in queue.storage.claim_jobs("w", None, 2, 60_000) if j.workflow_run_id == run_id]
+    assert queue.storage.settle_jobs([Completion(job.id, job.lease_token, '{"n": 7}', other)]) == [True]
+    assert [s.status.value for s in queue.require_workflow(run_id).steps] == ["completed", "running", "waiting"]
+    assert [s.status.value for s in queue.require_workflow(other).steps] == ["running", "waiting", "waiting"]
+
+
+def test_a_completion_that_keeps_the_stored_output_feeds_it_to_the_next_step(queues: tuple[Queue, Queue]) -> None:
+    queue, _ = queues
+    run_id = queue.start_workflow("chain", {"n": 1})
+    assert _complete(queue, {"n": 1}) == [True]  # the run is known: only the output is read
+    (job,) = queue.storage.claim_jobs("w", None, 1, 60_000)
+    assert queue.storage.set_output(job.id, job.lease_token, '{"n": 41}')
+    assert queue.storage.settle_jobs([Completion(job.id, job.lease_token, None, run_id)]) == [True]
+    (c_id,) = queue.require_workflow(run_id).step("c").job_ids
+    assert queue.get_job(c_id).payload == {"n": 41}  # type: ignore[union-attr]
