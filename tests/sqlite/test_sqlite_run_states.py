@@ -34,18 +34,31 @@ def _state(run_id: int, version: int) -> RunState:
 def test_a_state_is_used_at_its_version_once_published_and_dropped_when_its_transaction_failed() -> None:
     kept = RunStates(size=2)
     kept.begin()
-    kept.stage(_state(1, 2))
+    kept.stage(_state(1, 2), 100, whole=True)
     assert kept.get(1, 2) is None  # not committed yet
     kept.begin()  # the transaction failed: the next one starts
     kept.publish()
     assert kept.get(1, 2) is None
-    kept.stage(_state(1, 2))
+    kept.stage(_state(1, 2), 100, whole=True)
     kept.publish()
     assert kept.get(1, 2) is not None and kept.get(1, 3) is None
     for run_id in (2, 3):
-        kept.stage(_state(run_id, 1))
+        kept.stage(_state(run_id, 1), 100, whole=True)
     kept.publish()
     assert kept.get(1, 2) is None and kept.get(3, 1) is not None  # the least recently written went
+
+
+def test_memory_is_bounded_by_the_size_of_the_step_states() -> None:
+    kept = RunStates(max_bytes=1600)
+    kept.stage(_state(1, 1), 101, whole=True)  # over a sixteenth of the budget: not kept
+    kept.read(2, 60)
+    kept.stage(_state(2, 1), 40, whole=False)  # changed steps on top of what was read: 100
+    kept.publish()
+    assert kept.get(1, 1) is None and kept.get(2, 1) is not None
+    for run_id in range(3, 19):
+        kept.stage(_state(run_id, 1), 100, whole=True)
+    kept.publish()
+    assert kept.get(2, 1) is None and kept.get(3, 1) is not None  # 16 x 100 fit, the oldest went
 
 
 def _settle(queue: Queue, output: dict[str, Any]) -> None:

@@ -46,36 +46,52 @@ class RunStates:
 
     Every write of a run, by any process, bumps its ``version``: a kept state is used only
     while the row still has its version, and a state written by a transaction is kept only
-    once that transaction committed (``publish``). Used under the storage's write lock only.
+    once that transaction committed (``publish``). Memory is bounded by the runs' stored step
+    state (``max_bytes`` in all, a run over a sixteenth of it not kept) and their number
+    (``size``); the least recently written go first. Used under the storage's write lock only.
     """
 
-    def __init__(self, size: int = 4096) -> None:
+    def __init__(self, size: int = 4096, max_bytes: int = 16 << 20) -> None:
         self._size = size
-        self._states: OrderedDict[int, RunState] = OrderedDict()  # least recently written first
-        self._staged: list[RunState] = []
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._states: OrderedDict[int, tuple[RunState, int]] = OrderedDict()  # with its step state's size
+        self._read: dict[int, int] = {}  # size of the step state of runs read (not kept) in this transaction
+        self._staged: list[tuple[RunState, int]] = []
 
     def get(self, run_id: int, version: int) -> RunState | None:
         """The kept state of ``run_id`` if it is the one stored at ``version``."""
-        state = self._states.get(run_id)
-        return state if state is not None and state.version == version else None
+        kept = self._states.get(run_id)
+        return kept[0] if kept is not None and kept[0].version == version else None
 
-    def stage(self, state: RunState) -> None:
-        """A state the current transaction writes (kept if it commits)."""
-        self._staged.append(state)
+    def read(self, run_id: int, size: int) -> None:
+        """The run's step state was read (``size`` characters of JSON)."""
+        self._read[run_id] = size
+
+    def stage(self, state: RunState, written: int, whole: bool) -> None:
+        """A state the current transaction writes (kept if it commits): ``written`` characters
+        of step state, the whole of it or changed steps on top of what was read."""
+        kept = self._states.get(state.id)
+        size = written if whole else written + (kept[1] if kept is not None else self._read.get(state.id, 0))
+        if size <= self._max_bytes // 16:
+            self._staged.append((state, size))
 
     def begin(self) -> None:
         """A transaction starts: what a failed one staged is dropped."""
         self._staged.clear()
+        self._read.clear()
 
     def publish(self) -> None:
-        """The current transaction committed: keep what it staged (the oldest go past ``size``)."""
+        """The current transaction committed: keep what it staged (the oldest go past the bounds)."""
         states = self._states
-        for state in self._staged:
-            states[state.id] = state
-            states.move_to_end(state.id)
+        for state, size in self._staged:
+            replaced = states.pop(state.id, None)
+            self._bytes += size - (replaced[1] if replaced is not None else 0)
+            states[state.id] = (state, size)
         self._staged.clear()
-        while len(states) > self._size:
-            states.popitem(last=False)
+        self._read.clear()
+        while len(states) > self._size or self._bytes > self._max_bytes:
+            self._bytes -= states.popitem(last=False)[1][1]
 
 
 _TIMES = ("created_at", "updated_at", "completed_at")
@@ -216,7 +232,10 @@ def _read_states(conn: sqlite3.Connection, run_ids: Sequence[int], kept: RunStat
     for start in range(0, len(run_ids), _READ_CHUNK):
         chunk = run_ids[start : start + _READ_CHUNK]
         for row in conn.execute(f"{_READ_STATES}({','.join('?' * len(chunk))})", chunk):
-            state = kept.get(row[0], row[-1]) or state_from_fields(dict(zip(_STATE_COLUMNS, row, strict=True)))
+            state = kept.get(row[0], row[-1])
+            if state is None:
+                state = state_from_fields(dict(zip(_STATE_COLUMNS, row, strict=True)))
+                kept.read(state.id, len(row[5]))
             states[state.id] = state
     return states
 
@@ -247,9 +266,12 @@ def _write(
         ids = new_ids[taken : taken + count]
         taken += count
         edited = advance.edited_steps_json(ids)
-        steps: tuple[Any, ...] = (
-            (advance.steps_json(ids),) if edited is None else tuple(v for i, text in edited for v in (f"$[{i}]", text))
-        )
+        if edited is None:
+            steps: tuple[Any, ...] = (advance.steps_json(ids),)
+            written = len(steps[0])
+        else:
+            steps = tuple(v for i, text in edited for v in (f"$[{i}]", text))
+            written = sum(len(text) for _, text in edited)
         finished = advance.status is not WorkflowStatus.RUNNING
         updates.setdefault(None if edited is None else len(edited), []).append(
             (
@@ -264,9 +286,10 @@ def _write(
             )
         )
         notices.extend(RunNotice(state.id, state.name, status, advance.failure_reason) for status in advance.notices)
-        kept.stage(
-            RunState(state.id, state.name, advance.status, state.input, state.tags, advance.steps, state.version + 1)
+        moved_state = RunState(
+            state.id, state.name, advance.status, state.input, state.tags, advance.steps, state.version + 1
         )
+        kept.stage(moved_state, written, whole=edited is None)
     for edited_count, rows in updates.items():
         conn.executemany(
             "UPDATE dqflow_workflow_runs SET status = ?, output = ?, failure_reason = ?, error = ?,"
