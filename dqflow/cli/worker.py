@@ -17,9 +17,10 @@ from dqflow.cli._output import console, print_json
 from dqflow.cli._parse import duration
 
 #: The worker's youngest-generation threshold (Python's default: 700). A worker's hot path makes
-#: no reference cycles, so a collection finds nothing and only walks the objects its jobs in flight
-#: hold: 700 made a collection every few jobs (10% of a workflow step's worker CPU on Redis and
-#: PostgreSQL). Cyclic garbage a handler makes waits at most this many more allocations.
+#: no reference cycles, so a collection finds nothing and only walks live objects: 700 made one
+#: every ~20 workflow steps, every tenth also walking the run states the storages keep (8-15% of
+#: the worker's CPU in a linear drain). Cyclic garbage a handler makes waits at most this many
+#: more allocations.
 YOUNG_GENERATION_THRESHOLD = 20_000
 
 
