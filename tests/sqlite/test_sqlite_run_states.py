@@ -10,6 +10,7 @@ from helpers import make_queue
 
 from dqflow import Queue, WorkflowStatus
 from dqflow.storage import Completion
+from dqflow.storage.run_states import WrittenRunStates
 from dqflow.storage.sqlite._workflows import RunStates
 from dqflow.storage.workflows import RunState
 
@@ -32,7 +33,7 @@ def _state(run_id: int, version: int) -> RunState:
 
 
 def test_a_state_is_used_at_its_version_once_published_and_dropped_when_its_transaction_failed() -> None:
-    kept = RunStates(size=2)
+    kept = RunStates(WrittenRunStates(max_runs=2))
     kept.begin()
     kept.stage(_state(1, 2), 100, whole=True)
     assert kept.get(1, 2) is None  # not committed yet
@@ -49,7 +50,7 @@ def test_a_state_is_used_at_its_version_once_published_and_dropped_when_its_tran
 
 
 def test_memory_is_bounded_by_the_size_of_the_step_states() -> None:
-    kept = RunStates(max_bytes=1600)
+    kept = RunStates(WrittenRunStates(max_bytes=1600))
     kept.stage(_state(1, 1), 101, whole=True)  # over a sixteenth of the budget: not kept
     kept.read(2, 60)
     kept.stage(_state(2, 1), 40, whole=False)  # changed steps on top of what was read: 100

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from dqflow.enums import WorkflowStatus
 from dqflow.errors import WorkflowRunNotFoundError
 from dqflow.storage.base import NewJob
+from dqflow.storage.run_states import WrittenRunStates
 from dqflow.storage.workflows import (
     Advance,
     JobEnd,
@@ -40,29 +40,18 @@ InsertJobs = Callable[[sqlite3.Connection, Sequence[NewJob], float], list[int]]
 
 
 class RunStates:
-    """The states of runs as this storage last wrote them, so that a run read again at the
-    version it was written at is not decoded again (its step jobs end one after another, most
-    often on the worker that planned them).
+    """The run states this storage wrote (:class:`WrittenRunStates`), kept only once the
+    transaction that wrote them committed: a run read again at the version it was written
+    at is not decoded again. Used under the storage's write lock only."""
 
-    Every write of a run, by any process, bumps its ``version``: a kept state is used only
-    while the row still has its version, and a state written by a transaction is kept only
-    once that transaction committed (``publish``). Memory is bounded by the runs' stored step
-    state (``max_bytes`` in all, a run over a sixteenth of it not kept) and their number
-    (``size``); the least recently written go first. Used under the storage's write lock only.
-    """
-
-    def __init__(self, size: int = 4096, max_bytes: int = 16 << 20) -> None:
-        self._size = size
-        self._max_bytes = max_bytes
-        self._bytes = 0
-        self._states: OrderedDict[int, tuple[RunState, int]] = OrderedDict()  # with its step state's size
+    def __init__(self, written: WrittenRunStates | None = None) -> None:
+        self.written = written if written is not None else WrittenRunStates()
         self._read: dict[int, int] = {}  # size of the step state of runs read (not kept) in this transaction
         self._staged: list[tuple[RunState, int]] = []
 
     def get(self, run_id: int, version: int) -> RunState | None:
         """The kept state of ``run_id`` if it is the one stored at ``version``."""
-        kept = self._states.get(run_id)
-        return kept[0] if kept is not None and kept[0].version == version else None
+        return self.written.get(run_id, version)
 
     def read(self, run_id: int, size: int) -> None:
         """The run's step state was read (``size`` characters of JSON)."""
@@ -71,10 +60,10 @@ class RunStates:
     def stage(self, state: RunState, written: int, whole: bool) -> None:
         """A state the current transaction writes (kept if it commits): ``written`` characters
         of step state, the whole of it or changed steps on top of what was read."""
-        kept = self._states.get(state.id)
-        size = written if whole else written + (kept[1] if kept is not None else self._read.get(state.id, 0))
-        if size <= self._max_bytes // 16:
-            self._staged.append((state, size))
+        if not whole:
+            kept = self.written.size_of(state.id)
+            written += kept if kept is not None else self._read.get(state.id, 0)
+        self._staged.append((state, written))
 
     def begin(self) -> None:
         """A transaction starts: what a failed one staged is dropped."""
@@ -82,16 +71,11 @@ class RunStates:
         self._read.clear()
 
     def publish(self) -> None:
-        """The current transaction committed: keep what it staged (the oldest go past the bounds)."""
-        states = self._states
+        """The current transaction committed: keep what it staged."""
         for state, size in self._staged:
-            replaced = states.pop(state.id, None)
-            self._bytes += size - (replaced[1] if replaced is not None else 0)
-            states[state.id] = (state, size)
+            self.written.keep(state, size)
         self._staged.clear()
         self._read.clear()
-        while len(states) > self._size or self._bytes > self._max_bytes:
-            self._bytes -= states.popitem(last=False)[1][1]
 
 
 _TIMES = ("created_at", "updated_at", "completed_at")
