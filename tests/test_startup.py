@@ -173,3 +173,23 @@ print(json.dumps([untouched, paused, gc.isenabled(), gc.get_freeze_count() > 0])
     done = subprocess.run([sys.executable, "-c", script], cwd=project, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == [True, True, True, True]
+
+
+def test_a_worker_run_collects_young_objects_less_often_then_restores_the_thresholds(tmp_path: Path) -> None:
+    """``dqflow run`` raises the youngest generation's threshold while its worker runs (its hot
+    path makes no reference cycles) and gives the caller's thresholds back afterwards."""
+    script = """
+import gc, json
+from dqflow.cli.worker import YOUNG_GENERATION_THRESHOLD, _worker_collection
+
+before = gc.get_threshold()
+with _worker_collection():
+    during = gc.get_threshold()
+print(json.dumps([before, during, gc.get_threshold(), YOUNG_GENERATION_THRESHOLD, gc.get_freeze_count() > 0]))
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    before, during, after, young, frozen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert during == [young, *before[1:]]
+    assert after == before
+    assert frozen
