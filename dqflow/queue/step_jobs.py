@@ -12,7 +12,7 @@ inside the atomic step that ends a step job, so it runs once per planned job.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from dqflow.declaration.flow import flow_options
@@ -39,7 +39,23 @@ _PER_JOB = frozenset(
         "rate_window_ms",
     }
 )
-_PER_TYPE = tuple(f.name for f in fields(NewJob) if f.name not in _PER_JOB)
+_FIELDS = tuple(f.name for f in fields(NewJob))
+_PER_TYPE = tuple(name for name in _FIELDS if name not in _PER_JOB)
+_DEFAULTS = NewJob("", "")  # the per-job fields a step job does not set: their defaults
+_AT = {name: index for index, name in enumerate(_FIELDS)}
+_PAYLOAD, _TAGS, _RUN, _STEP, _ITEM = (
+    _AT[name] for name in ("payload_json", "tags", "workflow_run_id", "workflow_step", "workflow_item")
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _TypeTemplate:
+    """What every later step job of a type shares: ``NewJob``'s fields in order (the per-job
+    ones at their defaults), the type's tags, and whether its flow control reads the payload."""
+
+    values: tuple[Any, ...]
+    tags: tuple[str, ...]
+    flow_controlled: bool
 
 
 class StepJobs:
@@ -54,7 +70,7 @@ class StepJobs:
         self._declaration = declaration
         self._new_job = new_job
         self._validate_payload = validate_payload
-        self._per_type: dict[str, dict[str, Any]] = {}
+        self._per_type: dict[str, _TypeTemplate] = {}
 
     def __call__(
         self,
@@ -67,23 +83,38 @@ class StepJobs:
         item: int | None,
     ) -> NewJob:
         """A validated step job (``ValidationFailed`` for a payload its schema refuses)."""
+        template = self._per_type.get(job_type)
+        if template is None or trace:
+            return self._full(job_type, payload, tags, trace, run_id, step, item)
+        payload_json = self._validate_payload(job_type, payload)
+        values = list(template.values)
+        values[_PAYLOAD] = payload_json
+        values[_TAGS] = tuple(dict.fromkeys((*template.tags, *tags))) if tags else template.tags
+        values[_RUN], values[_STEP], values[_ITEM] = run_id, step, item
+        if template.flow_controlled:
+            for name, value in flow_options(self._declaration.job_types[job_type], payload_json, None).items():
+                values[_AT[name]] = value
+        return NewJob(*values)
+
+    def _full(
+        self,
+        job_type: str,
+        payload: Any,
+        tags: tuple[str, ...],
+        trace: Mapping[str, str] | None,
+        run_id: int | None,
+        step: str,
+        item: int | None,
+    ) -> NewJob:
+        """The queue's full path (the first job of a type keeps its fixed fields for the later ones)."""
         from dqflow.queue.queue import JobSpec
 
         declared = self._declaration.job_types[job_type]
         merged = tuple(dict.fromkeys((*declared.tags, *tags)))
-        shared = self._per_type.get(job_type)
-        if shared is None or trace:  # the queue's full path (the first job of a type keeps its fixed fields)
-            job = self._new_job(JobSpec(job_type, payload, tags=merged, meta=trace))
-            if shared is None:
-                self._per_type[job_type] = {name: getattr(job, name) for name in _PER_TYPE}
-            return replace(job, workflow_run_id=run_id, workflow_step=step, workflow_item=item)
-        payload_json = self._validate_payload(job_type, payload)
-        return NewJob(
-            **shared,
-            payload_json=payload_json,
-            tags=merged,
-            workflow_run_id=run_id,
-            workflow_step=step,
-            workflow_item=item,
-            **flow_options(declared, payload_json, None),
-        )
+        job = self._new_job(JobSpec(job_type, payload, tags=merged, meta=trace))
+        if job_type not in self._per_type:
+            fixed = {name: getattr(job, name) for name in _PER_TYPE}
+            values = tuple(fixed.get(name, getattr(_DEFAULTS, name)) for name in _FIELDS)
+            flow_controlled = declared.concurrency is not None or declared.rate_limit is not None
+            self._per_type[job_type] = _TypeTemplate(values, tuple(dict.fromkeys(declared.tags)), flow_controlled)
+        return replace(job, workflow_run_id=run_id, workflow_step=step, workflow_item=item)

@@ -11,7 +11,8 @@ script guarded by the run's ``version`` (Redis):
    returns an :class:`Advance`: the new step state, jobs to insert (resolved,
    validated payloads), jobs to cancel or retry, the run's new status/output;
 3. write all of it, the new jobs' ids filled into the step state
-   (:meth:`Advance.steps_json`).
+   (:meth:`Advance.steps_json`; SQLite writes only the steps that changed,
+   :meth:`Advance.edited_steps_json`).
 
 A step's stored state is a JSON object: ``name``, ``job``, ``status``,
 ``job_ids``, ``done`` (one flag per job: it completed), ``output``,
@@ -47,6 +48,11 @@ __all__ = [
     "planned_starts",
     "run_from_fields",
 ]
+
+_encode_steps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+"""The step state as compact JSON text (one encoder for every write: ``json.dumps`` builds one per call)."""
+
+_STATUSES = {status.value: status for status in WorkflowStatus}
 
 
 @dataclass(slots=True)
@@ -84,7 +90,9 @@ class Advance:
     ``job_ids``: :meth:`steps_json` fills in the real ids. ``cancel_job_ids``
     are cancelled (with ``cancel_reason``) if still pending, waiting or
     processing; ``retry_job_ids`` are put back to pending if failed or
-    cancelled. ``changed=False``: nothing to write.
+    cancelled. ``changed=False``: nothing to write. ``edited``: the positions in
+    ``steps`` of the steps whose state changed (None: any may have), for a
+    backend that writes only those (:meth:`edited_steps_json`).
     """
 
     status: WorkflowStatus
@@ -98,15 +106,29 @@ class Advance:
     retry_job_ids: list[int] = field(default_factory=list)
     notices: list[WorkflowStatus] = field(default_factory=list)  # statuses the run went through (workflow:* events)
     changed: bool = True
+    edited: tuple[int, ...] | None = None
 
     def steps_json(self, new_job_ids: Sequence[int]) -> str:
         """The step state as JSON text, placeholders replaced by ``new_job_ids`` (``new_jobs`` order)."""
+        self._fill_job_ids(new_job_ids)
+        return _encode_steps(self.steps)
+
+    def edited_steps_json(self, new_job_ids: Sequence[int]) -> list[tuple[int, str]] | None:
+        """``(position, JSON text)`` of each step whose state changed, placeholders replaced by
+        ``new_job_ids``; None when that is every step or not known (write :meth:`steps_json`)."""
+        if self.edited is None or len(self.edited) == len(self.steps):
+            return None
+        self._fill_job_ids(new_job_ids)
+        return [(index, _encode_steps(self.steps[index])) for index in self.edited]
+
+    def _fill_job_ids(self, new_job_ids: Sequence[int]) -> None:
         if len(new_job_ids) != len(self.new_jobs):
             raise ValueError(f"{len(self.new_jobs)} new jobs, {len(new_job_ids)} ids")
         if new_job_ids:
             for step in self.steps:
-                step["job_ids"] = [new_job_ids[-i - 1] if i < 0 else i for i in step["job_ids"]]
-        return json.dumps(self.steps, separators=(",", ":"), ensure_ascii=False)
+                job_ids = step["job_ids"]
+                if job_ids and min(job_ids) < 0:  # a step planned by this advance
+                    step["job_ids"] = [new_job_ids[-i - 1] if i < 0 else i for i in job_ids]
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,10 +238,11 @@ def run_from_fields(fields: dict[str, Any]) -> WorkflowRun:
 def state_from_fields(fields: dict[str, Any]) -> RunState:
     """The :class:`RunState` of a run from its decoded columns."""
     steps = fields["steps"]
+    status = fields["status"]
     return RunState(
         id=int(fields["id"]),
         name=fields["name"],
-        status=WorkflowStatus(fields["status"]),
+        status=_STATUSES.get(status) or WorkflowStatus(status),
         input=json.loads(fields["input"]) if isinstance(fields["input"], (str, bytes)) else fields["input"],
         tags=json.loads(fields["tags"]) if isinstance(fields["tags"], (str, bytes)) else list(fields["tags"]),
         steps=json.loads(steps) if isinstance(steps, (str, bytes)) else steps,

@@ -75,6 +75,22 @@ def _copied(step: dict[str, Any]) -> dict[str, Any]:
     return copied
 
 
+def _detached(value: Any) -> Any:
+    """``value`` with its arrays and objects copied. A payload or output is made of the run's
+    step outputs (shared, maybe kept by the backend between step ends), and validating it
+    fills the schema's defaults in place: they must not land in those outputs."""
+    if isinstance(value, dict):
+        return {key: _detached(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_detached(item) for item in value]
+    return value
+
+
+def _failure_last(end: JobEnd) -> bool:
+    """Sort key: completions first (the step state records them before a failure stops the run)."""
+    return end.status != "completed"
+
+
 class WorkflowRuntime:
     """The ``WorkflowAdvancer`` of a declaration (one per ``Queue``).
 
@@ -108,7 +124,7 @@ class WorkflowRuntime:
         if workflow is None:  # no longer declared: the run waits (a job's settle must not fail)
             return Advance(status=run.status, steps=run.steps, changed=False)
         work = _Work(workflow, run, self._new_job)
-        ordered = sorted(ends, key=lambda end: end.status != "completed")  # completions first
+        ordered = ends if len(ends) == 1 else sorted(ends, key=_failure_last)
         for end in ordered:
             work.job_ended(end)
         if work.status is WorkflowStatus.RUNNING:
@@ -152,13 +168,15 @@ class WorkflowRuntime:
 
 
 class _Work:
-    """One run's state being changed (a copy: the caller's RunState is left alone)."""
+    """One run's state being changed; the caller's RunState is left alone (a step is copied
+    before its first change, and the advance names the steps changed)."""
 
     def __init__(self, workflow: Workflow | None, run: RunState, new_job: JobFactory) -> None:
         self._workflow = workflow
         self.run = run
         self.new_job = new_job
-        self.steps: dict[str, dict[str, Any]] = {step["name"]: _copied(step) for step in run.steps}
+        self.steps: dict[str, dict[str, Any]] = {step["name"]: step for step in run.steps}
+        self.edited: set[str] = set()  # the steps copied to change
         self.status = run.status
         self.output_json: str | None = None
         self.failure_reason: str | None = None
@@ -178,10 +196,20 @@ class _Work:
             raise UnknownWorkflowError(f"workflow {self.run.name!r} of run {self.run.id} is not declared")
         return self._workflow
 
+    def edit(self, name: str) -> dict[str, Any]:
+        """The state of step ``name``, to change (copied the first time)."""
+        if name in self.edited:
+            return self.steps[name]
+        self.edited.add(name)
+        step = self.steps[name] = _copied(self.steps[name])
+        return step
+
     def advance(self) -> Advance:
+        edited = self.edited
         return Advance(
             status=self.status,
             steps=list(self.steps.values()),
+            edited=tuple(index for index, name in enumerate(self.steps) if name in edited),
             output_json=self.output_json,
             failure_reason=self.failure_reason,
             error=self.error,
@@ -204,6 +232,7 @@ class _Work:
             # recorded even when the run stopped meanwhile, so a retry does not run it again
             if step["done"][index] or step["status"] == _COMPLETED:
                 return
+            step = self.edit(end.step)
             step["done"][index] = True
             if step["outputs"] is not None:
                 step["outputs"][index] = end.output
@@ -248,7 +277,7 @@ class _Work:
             self.finish()
 
     def plan(self, name: str, results: dict[str, Any]) -> None:
-        step = self.steps[name]
+        step = self.edit(name)
         declared = self.workflow.steps[name]
         self.changed = True
         try:
@@ -264,7 +293,7 @@ class _Work:
         for index, payload in enumerate(plan.payloads):
             item = index if declared.fans_out else None
             try:
-                job = self.new_job(declared.job, payload, tags, trace, run_id, name, item)
+                job = self.new_job(declared.job, _detached(payload), tags, trace, run_id, name, item)
             except ValidationFailed as exc:
                 where = f"element {index}: " if declared.fans_out else ""
                 self.fail_step(name, FailureReason.INVALID_PAYLOAD.value, f"{where}{exc}")
@@ -289,7 +318,7 @@ class _Work:
     def finish(self) -> None:
         """Every step is over: evaluate ``returns``, check it, and complete the run."""
         try:
-            output = resolve_returns(self.workflow, self.run.input, self.results())
+            output = _detached(resolve_returns(self.workflow, self.run.input, self.results()))
             text = dumps(output, OutputValidationError, f"output of workflow {self.workflow.name}")
             if self.workflow.output_schema is not None:
                 self.workflow.output_schema.validate(
@@ -306,7 +335,7 @@ class _Work:
     # -- stopping and reopening ----------------------------------------------------------
 
     def fail_step(self, name: str, reason: str, error: str) -> None:
-        step = self.steps[name]
+        step = self.edit(name)
         step.update(status=_FAILED, error=error, completed_at=self.now)
         self.stop(WorkflowStatus.FAILED, reason, f"step {name!r} failed: {error}")
 
@@ -319,8 +348,9 @@ class _Work:
         self.changed = True
         if cancel_reason is not None:
             self.cancel_reason = cancel_reason
-        for step in self.steps.values():
+        for name, step in list(self.steps.items()):
             if step["status"] in _UNFINISHED:
+                step = self.edit(name)
                 if step["status"] == _RUNNING:
                     self.cancel_ids.extend(
                         job_id for job_id, done in zip(step["job_ids"], step["done"], strict=True) if not done
@@ -332,9 +362,10 @@ class _Work:
         """Failed and cancelled steps run again: started ones retry their unfinished jobs."""
         self.status = WorkflowStatus.RUNNING
         self.changed = True
-        for step in self.steps.values():
+        for name, step in list(self.steps.items()):
             if step["status"] not in (_FAILED, _CANCELLED):
                 continue
+            step = self.edit(name)
             unfinished = [job_id for job_id, done in zip(step["job_ids"], step["done"], strict=True) if not done]
             if step["job_ids"] and (unfinished or step["status"] == _CANCELLED):
                 self.retry_ids.extend(unfinished)

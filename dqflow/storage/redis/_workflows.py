@@ -11,7 +11,7 @@ placeholders), and answers the first one, so the process knows the state it wrot
 
 A worker's settle plans from what it already holds: the step job as it claimed it
 (the script checks it still holds it) and the run as this process last wrote it
-(``KNOWN_RUNS`` of them; read when unknown). A worker that settles a run's step
+(:class:`~dqflow.storage.run_states.WrittenRunStates`; read when unknown). A worker that settles a run's step
 usually settles the next one too: a linear chain costs one script call per step,
 no read. A run that another process moved meanwhile conflicts once, then is read;
 while such conflicts are frequent (several workers on the same runs), runs are read
@@ -27,16 +27,15 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 from collections.abc import Callable, Sequence
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from dqflow.enums import WorkflowStatus
 from dqflow.errors import StorageError, WorkflowRunNotFoundError
 from dqflow.storage.base import JOB_OPTIONS, Completion, Failure, NewJob
 from dqflow.storage.redis.codec import as_text, encode_option, from_us, tag_set, tags_json
+from dqflow.storage.run_states import WrittenRunStates
 from dqflow.storage.workflows import (
     Advance,
     JobEnd,
@@ -57,9 +56,6 @@ if TYPE_CHECKING:
 MAX_ATTEMPTS = 200
 """How often a change is computed again after a conflict before it gives up (each conflict
 means another change of the run went through: the runs always make progress)."""
-
-KNOWN_RUNS = 4096
-"""How many run states a storage keeps as it last wrote them (``RedisWorkflows``'s cache)."""
 
 TRUST_LIMIT = 64
 """How far ``RedisWorkflows._judge``'s count goes either way: a change of pattern turns it
@@ -180,9 +176,8 @@ class RedisWorkflows:
         self._key = storage._key
         #: how many computed changes were refused as stale and computed again (diagnostics)
         self.conflicts = 0
-        #: running runs as this process last wrote them, oldest first (``settle`` plans from them)
-        self._known: dict[int, RunState] = {}
-        self._known_lock = threading.Lock()
+        #: running runs as this process last wrote them (``settle`` plans from them)
+        self._known = WrittenRunStates()
         #: held - 3 x stale over recent settles, within +-TRUST_LIMIT (see ``_judge``)
         self._trust = 0
 
@@ -270,26 +265,12 @@ class RedisWorkflows:
 
     # -- what this process last wrote --------------------------------------------------------
 
-    def _remember(self, state: RunState) -> None:
-        """Keep a running run's state as written (its version is what the next write guards)."""
-        with self._known_lock:
-            self._known.pop(state.id, None)
-            if state.status is not WorkflowStatus.RUNNING:
-                return
-            if len(self._known) >= KNOWN_RUNS:
-                del self._known[next(iter(self._known))]  # the one written longest ago
-            self._known[state.id] = state
-
     def _judge(self, held: int, stale: int) -> None:
         """Count how often the known states held (or would have) against how often they were
         stale: planning from a stale one wastes the plan and a round trip, so ``settle``
         trusts them only while they hold at least three times in four (another process
         settling the same runs, e.g. several workers on one chain, makes them stale)."""
         self._trust = max(-TRUST_LIMIT, min(TRUST_LIMIT, self._trust + held - 3 * stale))
-
-    def _forget(self, run_id: int) -> None:
-        with self._known_lock:
-            self._known.pop(run_id, None)
 
     # -- applying ----------------------------------------------------------------------
 
@@ -307,6 +288,7 @@ class RedisWorkflows:
         entries: list[dict[str, Any]] = []
         plan = _Plan()
         planned: list[tuple[RunState | None, Advance | None]] = []
+        sizes: dict[int, int] = {}  # of each moved run's step state text
         for run_id, group in by_run.items():
             entry: dict[str, Any] = {"id": str(run_id), "jobs": [e.guard for e in group], "ops": [e.op for e in group]}
             state, advance = states.get(run_id), None
@@ -316,6 +298,7 @@ class RedisWorkflows:
                     advance = advancer.job_ended(state, [e.end for e in group])
                     if advance.changed:
                         entry["move"] = plan.move(advance)
+                        sizes[run_id] = len(plan.texts[-1])
                     else:
                         advance = None
             entries.append(entry)
@@ -325,12 +308,10 @@ class RedisWorkflows:
         for run_id, (state, advance), answer in zip(by_run, planned, reply[1:], strict=True):
             if answer == "conflict":
                 conflicts.add(run_id)
-                self._forget(run_id)
+                self._known.forget(run_id)
             elif state is not None and advance is not None:
-                self._remember(_moved_state(state, advance, int(answer)))
+                self._known.keep(_moved_state(state, advance, int(answer)), sizes[run_id])
                 notices.extend(RunNotice(run_id, state.name, s, advance.failure_reason) for s in advance.notices)
-            elif state is not None:
-                self._remember(state)
         return conflicts
 
     def _until_applied(self, attempt: Callable[[], list[Any] | None], what: str) -> list[Any]:
@@ -388,7 +369,7 @@ class RedisWorkflows:
             return self._apply(plan, runs=[entry])[1:]
 
         self._until_applied(attempt, f"changing workflow run {run_id}")
-        self._forget(run_id)
+        self._known.forget(run_id)
         notices.extend(found)
 
     def jobs_ended(
@@ -452,8 +433,7 @@ class RedisWorkflows:
         runs read, planned again, until applied.
         """
         runs = {item.workflow_run_id for item in items if item.workflow_run_id is not None}
-        with self._known_lock:
-            known = {run_id: self._known[run_id] for run_id in runs if run_id in self._known}
+        known = {run_id: state for run_id in runs if (state := self._known.get(run_id)) is not None}
         trusted = self._trust >= 0
         states = dict(known) if trusted else {}
         unknown = sorted(runs - states.keys())

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from dqflow.enums import WorkflowStatus
 from dqflow.errors import WorkflowRunNotFoundError
 from dqflow.storage.base import NewJob
+from dqflow.storage.run_states import WrittenRunStates
 from dqflow.storage.workflows import (
     Advance,
     JobEnd,
@@ -36,6 +37,46 @@ if TYPE_CHECKING:  # a SQLModel model: imported where a page is built (``dqflow 
     from dqflow.workflow_record import WorkflowPage, WorkflowRun
 
 InsertJobs = Callable[[sqlite3.Connection, Sequence[NewJob], float], list[int]]
+
+
+class RunStates:
+    """The run states this storage wrote (:class:`WrittenRunStates`), kept only once the
+    transaction that wrote them committed: a run read again at the version it was written
+    at is not decoded again. Used under the storage's write lock only."""
+
+    def __init__(self, written: WrittenRunStates | None = None) -> None:
+        self.written = written if written is not None else WrittenRunStates()
+        self._read: dict[int, int] = {}  # size of the step state of runs read (not kept) in this transaction
+        self._staged: list[tuple[RunState, int]] = []
+
+    def get(self, run_id: int, version: int) -> RunState | None:
+        """The kept state of ``run_id`` if it is the one stored at ``version``."""
+        return self.written.get(run_id, version)
+
+    def read(self, run_id: int, size: int) -> None:
+        """The run's step state was read (``size`` characters of JSON)."""
+        self._read[run_id] = size
+
+    def stage(self, state: RunState, written: int, whole: bool) -> None:
+        """A state the current transaction writes (kept if it commits): ``written`` characters
+        of step state, the whole of it or changed steps on top of what was read."""
+        if not whole:
+            kept = self.written.size_of(state.id)
+            written += kept if kept is not None else self._read.get(state.id, 0)
+        self._staged.append((state, written))
+
+    def begin(self) -> None:
+        """A transaction starts: what a failed one staged is dropped."""
+        self._staged.clear()
+        self._read.clear()
+
+    def publish(self) -> None:
+        """The current transaction committed: keep what it staged."""
+        for state, size in self._staged:
+            self.written.keep(state, size)
+        self._staged.clear()
+        self._read.clear()
+
 
 _TIMES = ("created_at", "updated_at", "completed_at")
 
@@ -131,12 +172,13 @@ def change_run(
     insert_jobs: InsertJobs,
     now: float,
     notices: list[RunNotice],
+    kept: RunStates,
 ) -> None:
     """Read the run, call ``change``, write the advance (the write lock is held)."""
-    state = _read_states(conn, [run_id]).get(run_id)
+    state = _read_states(conn, [run_id], kept).get(run_id)
     if state is None:
         raise WorkflowRunNotFoundError(run_id)
-    _write(conn, [(state, change(state))], insert_jobs, now, notices)
+    _write(conn, [(state, change(state))], insert_jobs, now, notices, kept)
 
 
 def jobs_ended(
@@ -146,6 +188,7 @@ def jobs_ended(
     insert_jobs: InsertJobs,
     now: float,
     notices: list[RunNotice],
+    kept: RunStates,
 ) -> None:
     """Move the runs of step jobs that ended (``(run id, end)`` pairs): the runs read in one
     statement, their new jobs inserted and their states written in one each (a deleted run's
@@ -155,25 +198,28 @@ def jobs_ended(
     by_run: dict[int, list[JobEnd]] = {}
     for run_id, end in ends:
         by_run.setdefault(run_id, []).append(end)
-    states = _read_states(conn, sorted(by_run))
+    states = _read_states(conn, sorted(by_run), kept)
     moved = [(states[run_id], advancer.job_ended(states[run_id], by_run[run_id])) for run_id in sorted(states)]
-    _write(conn, moved, insert_jobs, now, notices)
+    _write(conn, moved, insert_jobs, now, notices, kept)
 
 
 _READ_CHUNK = 500  # run ids per SELECT (SQLite's host parameter limit is 32766 or 999 on old builds)
 
 
-def _read_states(conn: sqlite3.Connection, run_ids: Sequence[int]) -> dict[int, RunState]:
+_STATE_COLUMNS = ("id", "name", "status", "input", "tags", "steps", "version")
+_READ_STATES = f"SELECT {', '.join(_STATE_COLUMNS)} FROM dqflow_workflow_runs WHERE id IN "
+
+
+def _read_states(conn: sqlite3.Connection, run_ids: Sequence[int], kept: RunStates) -> dict[int, RunState]:
+    """The runs' states: as kept when their version is the one kept, else decoded."""
     states: dict[int, RunState] = {}
     for start in range(0, len(run_ids), _READ_CHUNK):
         chunk = run_ids[start : start + _READ_CHUNK]
-        rows = conn.execute(
-            "SELECT id, name, status, input, tags, steps, version FROM dqflow_workflow_runs"
-            f" WHERE id IN ({','.join('?' * len(chunk))})",
-            chunk,
-        ).fetchall()
-        for row in rows:
-            state = state_from_fields(dict(zip(row.keys(), row, strict=True)))
+        for row in conn.execute(f"{_READ_STATES}({','.join('?' * len(chunk))})", chunk):
+            state = kept.get(row[0], row[-1])
+            if state is None:
+                state = state_from_fields(dict(zip(_STATE_COLUMNS, row, strict=True)))
+                kept.read(state.id, len(row[5]))
             states[state.id] = state
     return states
 
@@ -184,14 +230,16 @@ def _write(
     insert_jobs: InsertJobs,
     now: float,
     notices: list[RunNotice],
+    kept: RunStates,
 ) -> None:
-    """Write the advances of several runs: their new jobs in one insert, their states in one update."""
+    """Write the advances of several runs: their new jobs in one insert, their states in one
+    update per shape (a run whose advance changed some steps only gets just those written)."""
     changed = [(state, advance) for state, advance in moved if advance.changed]
     if not changed:
         return
     jobs = [job for state, advance in changed for job in jobs_of_run(advance.new_jobs, state.id)]
     new_ids = insert_jobs(conn, jobs, now) if jobs else []
-    rows = []
+    updates: dict[int | None, list[tuple[Any, ...]]] = {}  # by how many steps they write (None: all)
     taken = 0
     for state, advance in changed:
         if advance.cancel_job_ids:
@@ -199,27 +247,49 @@ def _write(
         if advance.retry_job_ids:
             _retry(conn, advance.retry_job_ids, now)
         count = len(advance.new_jobs)
-        steps = advance.steps_json(new_ids[taken : taken + count])
+        ids = new_ids[taken : taken + count]
         taken += count
+        edited = advance.edited_steps_json(ids)
+        if edited is None:
+            steps: tuple[Any, ...] = (advance.steps_json(ids),)
+            written = len(steps[0])
+        else:
+            steps = tuple(v for i, text in edited for v in (f"$[{i}]", text))
+            written = sum(len(text) for _, text in edited)
         finished = advance.status is not WorkflowStatus.RUNNING
-        rows.append(
+        updates.setdefault(None if edited is None else len(edited), []).append(
             (
                 advance.status.value,
                 advance.output_json,
                 advance.failure_reason,
                 advance.error,
-                steps,
+                *steps,
                 now,
                 now if finished else None,
                 state.id,
             )
         )
         notices.extend(RunNotice(state.id, state.name, status, advance.failure_reason) for status in advance.notices)
-    conn.executemany(
-        "UPDATE dqflow_workflow_runs SET status = ?, output = ?, failure_reason = ?, error = ?, steps = ?,"
-        " version = version + 1, updated_at = ?, completed_at = ? WHERE id = ?",
-        rows,
-    )
+        moved_state = RunState(
+            state.id, state.name, advance.status, state.input, state.tags, advance.steps, state.version + 1
+        )
+        kept.stage(moved_state, written, whole=edited is None)
+    for edited_count, rows in updates.items():
+        conn.executemany(
+            "UPDATE dqflow_workflow_runs SET status = ?, output = ?, failure_reason = ?, error = ?,"
+            f" steps = {_steps_written(edited_count)}, version = version + 1, updated_at = ?, completed_at = ?"
+            " WHERE id = ?",
+            rows,
+        )
+
+
+def _steps_written(edited_count: int | None) -> str:
+    """The new ``steps`` of an update: the whole state (None), or ``edited_count`` steps set in place."""
+    if edited_count is None:
+        return "?"
+    if not edited_count:
+        return "steps"
+    return f"json_set(steps{', ?, json(?)' * edited_count})"
 
 
 def _cancel(conn: sqlite3.Connection, job_ids: Sequence[int], reason: str, now: float) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 import sqlite3
 import threading
 import time
@@ -75,17 +76,29 @@ _ENCODERS: dict[OptionKind, Callable[[Any, float], Any]] = {
     **dict.fromkeys(OptionKind, _as_is),
     OptionKind.TIME: lambda value, now: now if value is None else value.timestamp(),
     OptionKind.BOOL: lambda value, now: int(value),
-    OptionKind.STRINGS: lambda value, now: json.dumps(list(value)),
+    OptionKind.STRINGS: lambda value, now: json.dumps(list(value)) if value else "[]",
 }
 _OPTIONS = {option.name: option for option in JOB_OPTIONS}
-_OPTION_ENCODERS = [(option.name, _ENCODERS[option.kind]) for option in JOB_OPTIONS]
+_OPTION_VALUES = operator.attrgetter(*(option.name for option in JOB_OPTIONS))
+_ENCODED_OPTIONS = [  # (position, encoder) of the options not stored as they are
+    (index, _ENCODERS[option.kind]) for index, option in enumerate(JOB_OPTIONS) if _ENCODERS[option.kind] is not _as_is
+]
 _INSERT_JOB = (
     f"INSERT INTO dqflow_jobs ({', '.join(option.column for option in JOB_OPTIONS)}, created_at, updated_at)"
     f" VALUES ({', '.join('?' * (len(JOB_OPTIONS) + 2))})"
 )
+_INSERT_JOB_INTO = _INSERT_JOB.split(" VALUES ")[0]
 _WAIT_POLL_SECONDS = 0.004
 CLOSE_WAIT_SECONDS = 5.0
 """Longest ``close`` waits for change-feed calls on other threads (a wait ends within a poll)."""
+
+
+def _job_values(job: NewJob, now: float) -> list[Any]:
+    """A new job's ``_INSERT_JOB`` parameters: its options as stored, then created_at and updated_at."""
+    values = [*_OPTION_VALUES(job), now, now]
+    for index, encode in _ENCODED_OPTIONS:
+        values[index] = encode(values[index], now)
+    return values
 
 
 def _epoch(value: datetime | None) -> float | None:
@@ -178,6 +191,7 @@ class SqliteStorage(Storage):
         # One writer at a time in this process: threads queue here, woken the moment the
         # lock frees, instead of in SQLite's busy handler, which sleeps 1 ms and more.
         self._write_lock = threading.RLock()
+        self._run_states = _workflows.RunStates()  # run states this object wrote (under the write lock)
         self._ready = False
         # Change-feed reads in progress on other threads (a Queue's follower): ``close`` sets
         # ``_closing``, which ends their waits, and lets them finish before closing connections
@@ -228,7 +242,9 @@ class SqliteStorage(Storage):
     def _write(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn()
         with self._write_lock:
+            self._run_states.begin()
             yield from self._transaction(conn)
+            self._run_states.publish()  # committed
 
     def _transaction(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         try:
@@ -333,8 +349,7 @@ class SqliteStorage(Storage):
                     results.append(AddResult(row[0], False))
                     continue
             unfinished = self._unfinished_dependencies(conn, index, job.depends_on) if job.depends_on else []
-            values = [encode(getattr(job, name), now) for name, encode in _OPTION_ENCODERS]
-            cursor = conn.execute(_INSERT_JOB, (*values, now, now))
+            cursor = conn.execute(_INSERT_JOB, _job_values(job, now))
             job_id = int(cursor.lastrowid or 0)
             if unfinished:
                 conn.execute("UPDATE dqflow_jobs SET status = 'waiting' WHERE id = ?", (job_id,))
@@ -355,8 +370,7 @@ class SqliteStorage(Storage):
         spec = json.loads(spec_json)
         body = flow.envelope(job_id, job_type, payload, history, reason, _iso(now), attempts)
         job = NewJob(payload_json=body, **{name: spec[name] for name in DEAD_LETTER_FIELDS if name in spec})
-        values = [encode(getattr(job, name), now) for name, encode in _OPTION_ENCODERS]
-        cursor = conn.execute(_INSERT_JOB, (*values, now, now))
+        cursor = conn.execute(_INSERT_JOB, _job_values(job, now))
         self._event(conn, int(cursor.lastrowid or 0), EventType.ADDED, now)
 
     @staticmethod
@@ -524,7 +538,9 @@ class SqliteStorage(Storage):
             if record.workflow_run_id is not None:
                 end = JobEnd(job_id, record.workflow_step or "", record.workflow_item, "cancelled", reason="cancelled")
                 ends = [(record.workflow_run_id, end)]
-                _workflows.jobs_ended(conn, self.workflow_advancer, ends, self._insert_step_jobs, now, notices)
+                _workflows.jobs_ended(
+                    conn, self.workflow_advancer, ends, self._insert_step_jobs, now, notices, self._run_states
+                )
             cancelled = self._require(conn, job_id)
         self._committed(notices)
         return cancelled
@@ -652,7 +668,9 @@ class SqliteStorage(Storage):
                 for position, flag in zip(positions, flags, strict=True):
                     applied[position] = flag
             if ends:
-                _workflows.jobs_ended(conn, self.workflow_advancer, ends, self._insert_step_jobs, now, notices)
+                _workflows.jobs_ended(
+                    conn, self.workflow_advancer, ends, self._insert_step_jobs, now, notices, self._run_states
+                )
         self._committed(notices)
         return applied
 
@@ -822,7 +840,9 @@ class SqliteStorage(Storage):
                         {"attempt": attempts, "previous_worker": locked_by},
                     )
                     reclaimed.append(ReclaimedJob(job_id, JobStatus.PENDING))
-            _workflows.jobs_ended(conn, self.workflow_advancer, ends, self._insert_step_jobs, now, notices)
+            _workflows.jobs_ended(
+                conn, self.workflow_advancer, ends, self._insert_step_jobs, now, notices, self._run_states
+            )
         self._committed(notices)
         return reclaimed
 
@@ -933,9 +953,8 @@ class SqliteStorage(Storage):
             chunk = jobs[start : start + 500]
             params: list[Any] = []
             for job in chunk:
-                params.extend(encode(getattr(job, name), now) for name, encode in _OPTION_ENCODERS)
-                params.extend((now, now))
-            sql = _INSERT_JOB.split(" VALUES ")[0] + " VALUES " + ", ".join([row_marks] * len(chunk)) + " RETURNING id"
+                params += _job_values(job, now)
+            sql = f"{_INSERT_JOB_INTO} VALUES {', '.join([row_marks] * len(chunk))} RETURNING id"
             # rows of one INSERT get increasing ids in VALUES order under the write lock
             chunk_ids = sorted(row[0] for row in conn.execute(sql, params).fetchall())
             ids.extend(chunk_ids)
@@ -965,7 +984,7 @@ class SqliteStorage(Storage):
         now = time.time()
         notices: list[RunNotice] = []
         with self._write() as conn:
-            _workflows.change_run(conn, run_id, change, self._insert_step_jobs, now, notices)
+            _workflows.change_run(conn, run_id, change, self._insert_step_jobs, now, notices, self._run_states)
             run = _workflows.read_run(conn, run_id)
         self._committed(notices)
         assert run is not None
