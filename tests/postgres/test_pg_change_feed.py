@@ -1,5 +1,6 @@
 """PostgreSQL's change feed under concurrency: a row committed late is answered in order, never
-skipped; a rolled-back insert's gap is passed after the grace period; a trimmed log is skipped."""
+skipped; a rolled-back insert's gap is passed after the grace period; a trimmed log is skipped.
+A batch write appends each job's rows (statement-level event trigger, filtered row trigger)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import psycopg
 import pytest
 from backends import pg_test_database
 
-from dqflow.storage.base import NewJob
+from dqflow.storage.base import Completion, NewJob
 from dqflow.storage.postgres import PostgresStorage, changes
 
 
@@ -51,3 +52,28 @@ def test_a_reader_behind_the_trimmed_log_gets_what_is_left(storage: PostgresStor
             _insert(conn, schema, job_id, progress)
     # Cursor 5 is long trimmed away (the log keeps the newest ~10000): the reader gets what is left.
     assert [c.data["progress"] for c in storage.read_changes("5")] == [0, 1, 2]
+
+
+def test_a_batch_completion_appends_each_changed_output_and_each_event(storage: PostgresStorage) -> None:
+    job_ids = [added.job_id for added in storage.add_jobs([NewJob("t", "{}") for _ in range(3)])]
+    start = storage.change_cursor()
+    claimed = {job.id: job for job in storage.claim_jobs("w", ["t"], 3, 60_000)}
+    first, second, third = (claimed[job_id] for job_id in job_ids)
+    assert storage.set_output(first.id, first.lease_token, '{"a": 1}')
+    assert storage.set_progress(second.id, second.lease_token, 50)
+    assert storage.set_progress(second.id, second.lease_token, 50)  # unchanged: no row
+    outcomes = [
+        Completion(first.id, first.lease_token, '{"a": 1}'),  # the same output: no row
+        Completion(second.id, second.lease_token, '{"b": 2}'),
+        Completion(third.id, third.lease_token, None),  # keeps no output: no row
+    ]
+    assert storage.settle_jobs(outcomes) == [True, True, True]
+    changes_read = [(c.job_id, c.kind, c.data) for c in storage.read_changes(start)]
+    assert sorted(job_id for job_id, kind, _ in changes_read if kind == "processing") == job_ids
+    written = [(job_id, kind, data) for job_id, kind, data in changes_read if kind != "processing"]
+    assert written[:3] == [
+        (first.id, "output", {}),
+        (second.id, "progress", {"progress": 50}),
+        (second.id, "output", {}),
+    ]
+    assert sorted(written[3:]) == [(job_id, "completed", {}) for job_id in job_ids]
