@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 from dqflow.bounds import MAX_JSON_DEPTH
@@ -69,12 +70,55 @@ def _check_text(text: str, path: str, problems: list[str]) -> None:
         problems.append(f"{path}: is not valid Unicode ({exc.reason} at index {exc.start})")
 
 
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
+"""The compact text of a JSON value (``json.dumps`` with these options, without building an encoder per call)."""
+
+
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not JSON-serializable")
+
+
+# The C encoder ``_encode`` builds on every call, made once (no cycle check: a cycle ends in
+# RecursionError; nothing shared between calls or threads); the C scanner reads the text back.
+_encode_chunks = (
+    None
+    if c_make_encoder is None
+    else c_make_encoder(None, _not_json, encode_basestring, None, ":", ",", False, False, False)
+)
+_scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def strict_text(value: Any) -> str | None:
+    """The text :func:`dumps` gives for ``value`` when it is surely strict JSON, else None (ask ``dumps``).
+
+    Encoded and read back in C rather than walked in Python: the encoder refuses NaN,
+    Infinity, cycles and other types; a NUL character, a lone surrogate or more
+    brackets than ``MAX_JSON_DEPTH`` show in the text; a key that is not a string
+    (and a tuple) reads back as something else.
+    """
+    try:
+        text = _encode(value) if _encode_chunks is None else "".join(_encode_chunks(value, 0))
+    except (TypeError, ValueError, RecursionError):
+        return None
+    if "\\u0000" in text or text.count("{") + text.count("[") > MAX_JSON_DEPTH:
+        return None
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            return None
+    return text if _scan(text, 0)[0] == value else None
+
+
 def dumps(value: Any, what: type[ValidationFailed] = ValidationFailed, label: str = "value") -> str:
     """Serialise strict JSON compactly, or raise ``what`` listing the problems."""
+    text = strict_text(value)
+    if text is not None:
+        return text
     problems = json_problems(value)
     if problems:
         raise what(f"{label} is not JSON", problems)
-    return json.dumps(value, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    return _encode(value)
 
 
 def loads(text: str | bytes | None) -> Any:

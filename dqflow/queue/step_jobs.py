@@ -7,6 +7,10 @@ type. ``StepJobs`` builds the first job of each type through the queue's full
 path (``Queue.new_job``) and keeps those fields; every later job validates its
 payload like ``add`` does and fills in only what differs. The runtime calls it
 inside the atomic step that ends a step job, so it runs once per planned job.
+
+A later job's payload is encoded once (``json_values.strict_text``) and checked
+with the type's compiled schema; a payload that any of it doubts goes through
+the queue's whole check (``Queue.validate_payload``), whose error it raises.
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from dqflow.declaration.flow import flow_options
+from dqflow.json_values import strict_text
 from dqflow.storage.base import NewJob
 
 if TYPE_CHECKING:
     from dqflow.declaration import Declaration
+    from dqflow.declaration.schemas import SchemaValidator
     from dqflow.queue.queue import JobSpec
 
 __all__ = ["StepJobs"]
@@ -51,11 +57,14 @@ _PAYLOAD, _TAGS, _RUN, _STEP, _ITEM = (
 @dataclass(frozen=True, slots=True)
 class _TypeTemplate:
     """What every later step job of a type shares: ``NewJob``'s fields in order (the per-job
-    ones at their defaults), the type's tags, and whether its flow control reads the payload."""
+    ones at their defaults), the type's tags, whether its flow control reads the payload,
+    its payload schema and the payload size limit."""
 
     values: tuple[Any, ...]
     tags: tuple[str, ...]
     flow_controlled: bool
+    schema: SchemaValidator | None
+    limit: int
 
 
 class StepJobs:
@@ -86,7 +95,13 @@ class StepJobs:
         template = self._per_type.get(job_type)
         if template is None or trace:
             return self._full(job_type, payload, tags, trace, run_id, step, item)
-        payload_json = self._validate_payload(job_type, payload)
+        payload_json = strict_text(payload)
+        if (
+            payload_json is None
+            or len(payload_json) * 4 > template.limit  # only then can the UTF-8 size be over it
+            or (template.schema is not None and not template.schema.is_valid(payload))
+        ):
+            payload_json = self._validate_payload(job_type, payload)  # the whole check: its error, or the same text
         values = list(template.values)
         values[_PAYLOAD] = payload_json
         values[_TAGS] = tuple(dict.fromkeys((*template.tags, *tags))) if tags else template.tags
@@ -116,5 +131,11 @@ class StepJobs:
             fixed = {name: getattr(job, name) for name in _PER_TYPE}
             values = tuple(fixed.get(name, getattr(_DEFAULTS, name)) for name in _FIELDS)
             flow_controlled = declared.concurrency is not None or declared.rate_limit is not None
-            self._per_type[job_type] = _TypeTemplate(values, tuple(dict.fromkeys(declared.tags)), flow_controlled)
+            self._per_type[job_type] = _TypeTemplate(
+                values,
+                tuple(dict.fromkeys(declared.tags)),
+                flow_controlled,
+                declared.payload_schema,
+                self._declaration.limits.max_payload_bytes,
+            )
         return replace(job, workflow_run_id=run_id, workflow_step=step, workflow_item=item)

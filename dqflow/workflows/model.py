@@ -90,6 +90,8 @@ class Workflow:
     description: str | None = None
     warnings: tuple[CheckWarning, ...] = ()
     dependents: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    compiled: dict[bool, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """The resolver's compiled mappings, made on first use (``dqflow.workflows.resolver.planner``)."""
 
     @property
     def order(self) -> tuple[str, ...]:

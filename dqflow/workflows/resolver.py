@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,7 @@ from dqflow.workflows.references import (
     Constant,
     Each,
     Interpolation,
+    ListTemplate,
     MapTemplate,
     PathPart,
     Ref,
@@ -43,7 +44,17 @@ from dqflow.workflows.references import (
     render,
 )
 
-__all__ = ["SKIPPED", "ResolutionError", "Skipped", "StepPlan", "plan_step", "ready_steps", "resolve_returns"]
+__all__ = [
+    "SKIPPED",
+    "ResolutionError",
+    "Skipped",
+    "StepPlan",
+    "WorkflowPlanner",
+    "plan_step",
+    "planner",
+    "ready_steps",
+    "resolve_returns",
+]
 
 
 class Skipped:
@@ -107,49 +118,33 @@ class StepPlan:
 
 def ready_steps(workflow: Workflow, results: Mapping[str, Any]) -> list[str]:
     """Steps not in ``results`` whose ``needs`` all are, in topological order."""
-    return [
-        name
-        for name, step in workflow.steps.items()
-        if name not in results and all(need in results for need in step.needs)
-    ]
+    return planner(workflow).ready(results)
 
 
 def plan_step(workflow: Workflow, name: str, workflow_input: Any, results: Mapping[str, Any]) -> StepPlan:
     """Skip ``name`` or resolve its payload(s); ResolutionError when a value is missing or mistyped.
 
     ``results`` must hold every step ``name`` needs (ValueError otherwise).
+    Each payload is a fresh value: its constants are copies.
     """
-    step = workflow.steps[name]
-    waiting = [need for need in step.needs if need not in results]
-    if waiting:
-        raise ValueError(f"step {name!r} is not ready: {', '.join(waiting)} not over yet")
-    for need in step.needs:
-        if results[need] is SKIPPED:
-            return StepPlan(name, skip_reason=f"needs {need!r}, which was skipped")
-    scope = _Scope(workflow, step, workflow_input, results)
-    if step.condition is not None:
-        condition = scope.evaluate(step.condition, "if")
-        if not isinstance(condition, bool):
-            raise scope.error(f"if gave {_shown(condition)}, not true or false")
-        if not condition:
-            return StepPlan(name, skip_reason=f"if {_text(step.condition)} is false")
-    if step.for_each is None:
-        return StepPlan(name, (scope.evaluate(step.payload, "payload"),))
-    items = scope.lookup(step.for_each)
-    if not isinstance(items, list):
-        shown = "nothing" if items is _MISSING else _shown(items)
-        raise scope.error(f"for_each {step.for_each} gave {shown}, not an array")
-    return StepPlan(name, tuple(scope.with_item(item).evaluate(step.payload, "payload") for item in items))
+    return planner(workflow).plan(name, workflow_input, results)
 
 
 def resolve_returns(workflow: Workflow, workflow_input: Any, results: Mapping[str, Any]) -> Any:
     """The run's output: ``returns`` evaluated once every step is over (None without ``returns``)."""
-    if workflow.returns is None:
-        return None
-    over = [name for name in workflow.steps if name not in results]
-    if over:
-        raise ValueError(f"workflow {workflow.name!r} is not over: {', '.join(over)} not finished")
-    return _Scope(workflow, None, workflow_input, results).evaluate(workflow.returns, "returns")
+    return planner(workflow).returns(workflow_input, results)
+
+
+def planner(workflow: Workflow, *, copy_constants: bool = True) -> WorkflowPlanner:
+    """``workflow``'s mappings compiled into Python closures, once per workflow (on first use).
+
+    ``copy_constants=False`` shares the arrays and objects written in the mappings
+    between payloads: for a caller that never changes a payload (the runtime).
+    """
+    compiled = workflow.compiled.get(copy_constants)
+    if compiled is None:
+        compiled = workflow.compiled[copy_constants] = WorkflowPlanner(workflow, copy_constants)
+    return compiled
 
 
 def _shown(value: Any) -> str:
@@ -164,95 +159,296 @@ def _text(template: Template) -> str:
     return render(template.value) if isinstance(template, Constant) else "(condition)"
 
 
+# --------------------------------------------------------------------------- compiled mappings
+
 _NO_ITEM = object()
+_ABSENT = object()
+
+Evaluator = Callable[[Any, Mapping[str, Any], Any], Any]
+"""A compiled template: (workflow input, results, the ``for_each`` element or ``_NO_ITEM``) → its
+value, or ``_MISSING`` (only a string that is exactly one reference gives nothing)."""
+
+Walker = Callable[[Any], Any]
+"""A compiled path: the value it reads from a start value, or ``_MISSING``."""
 
 
-class _Scope:
-    """Evaluates templates for one step (or for ``returns`` when ``step`` is None)."""
+class WorkflowPlanner:
+    """A workflow's ``if``, ``for_each``, payloads and ``returns`` compiled once, with its graph.
 
-    def __init__(
-        self,
-        workflow: Workflow,
-        step: WorkflowStep | None,
-        workflow_input: Any,
-        results: Mapping[str, Any],
-        item: Any = _NO_ITEM,
-    ) -> None:
+    Same values and errors as reading the templates (module docstring); see :func:`planner`.
+    """
+
+    __slots__ = ("_order", "_position", "_returns", "_steps", "dependents", "workflow")
+
+    def __init__(self, workflow: Workflow, copy_constants: bool) -> None:
+        self.workflow = workflow
+        self.dependents = workflow.dependents
+        self._steps = {name: _StepPlanner(workflow, step, copy_constants) for name, step in workflow.steps.items()}
+        self._order = tuple((name, step.needs) for name, step in workflow.steps.items())
+        self._position = {name: index for index, name in enumerate(workflow.steps)}
+        self._returns: Evaluator | None = None
+        if workflow.returns is not None:
+            self._returns = _top(workflow.returns, "returns", _Where(workflow.name, None), copy_constants)
+
+    def ready(self, results: Mapping[str, Any], among: Iterable[str] | None = None) -> list[str]:
+        """Steps not in ``results`` whose ``needs`` all are, in topological order (only those in
+        ``among`` when given)."""
+        if among is None:
+            order: Iterable[tuple[str, tuple[str, ...]]] = self._order
+        else:
+            order = [self._order[index] for index in sorted({self._position[name] for name in among})]
+        ready = []
+        for name, needs in order:
+            if name in results:
+                continue
+            for need in needs:
+                if need not in results:
+                    break
+            else:
+                ready.append(name)
+        return ready
+
+    def plan(self, name: str, workflow_input: Any, results: Mapping[str, Any]) -> StepPlan:
+        """:func:`plan_step` for step ``name``."""
+        payloads, skip_reason = self._steps[name].resolve(workflow_input, results)
+        return StepPlan(name, payloads, skip_reason)
+
+    def resolve(self, name: str, workflow_input: Any, results: Mapping[str, Any]) -> tuple[tuple[Any, ...], str | None]:
+        """:meth:`plan` as ``(payloads, skip_reason)``."""
+        return self._steps[name].resolve(workflow_input, results)
+
+    def returns(self, workflow_input: Any, results: Mapping[str, Any]) -> Any:
+        """:func:`resolve_returns`."""
+        if self._returns is None:
+            return None
+        over = [name for name in self._steps if name not in results]
+        if over:
+            raise ValueError(f"workflow {self.workflow.name!r} is not over: {', '.join(over)} not finished")
+        return self._returns(workflow_input, results, _NO_ITEM)
+
+
+class _StepPlanner:
+    """One step's ``plan_step``: its ``if``, ``for_each`` and payload compiled."""
+
+    __slots__ = ("_condition", "_for_each", "_for_each_text", "_needs", "_payload", "_step", "_where")
+
+    def __init__(self, workflow: Workflow, step: WorkflowStep, copy_constants: bool) -> None:
+        self._step = step
+        self._needs = step.needs
+        self._where = where = _Where(workflow.name, step.name)
+        self._payload = _top(step.payload, "payload", where, copy_constants)
+        self._condition = None if step.condition is None else _top(step.condition, "if", where, copy_constants)
+        self._for_each = None if step.for_each is None else _reader(step.for_each, where)
+        self._for_each_text = str(step.for_each)
+
+    def resolve(self, workflow_input: Any, results: Mapping[str, Any]) -> tuple[tuple[Any, ...], str | None]:
+        """The step's payloads and no skip reason, or no payload and why it is skipped."""
+        needs = self._needs
+        for need in needs:
+            if need not in results:
+                waiting = [need for need in needs if need not in results]
+                raise ValueError(f"step {self._step.name!r} is not ready: {', '.join(waiting)} not over yet")
+        for need in needs:
+            if results[need] is SKIPPED:
+                return (), f"needs {need!r}, which was skipped"
+        if self._condition is not None:
+            condition = self._condition(workflow_input, results, _NO_ITEM)
+            if not isinstance(condition, bool):
+                raise self._where.error(f"if gave {_shown(condition)}, not true or false")
+            if not condition:
+                assert self._step.condition is not None
+                return (), f"if {_text(self._step.condition)} is false"
+        payload = self._payload
+        if self._for_each is None:
+            return (payload(workflow_input, results, _NO_ITEM),), None
+        items = self._for_each(workflow_input, results, _NO_ITEM)
+        if not isinstance(items, list):
+            shown = "nothing" if items is _MISSING else _shown(items)
+            raise self._where.error(f"for_each {self._for_each_text} gave {shown}, not an array")
+        return tuple([payload(workflow_input, results, item) for item in items]), None
+
+
+class _Where:
+    """Whose templates are compiled: a step's, or ``returns`` (``step`` None)."""
+
+    __slots__ = ("step", "workflow")
+
+    def __init__(self, workflow: str, step: str | None) -> None:
         self.workflow = workflow
         self.step = step
-        self.input = workflow_input
-        self.results = results
-        self.item = item
-
-    def with_item(self, item: Any) -> _Scope:
-        return _Scope(self.workflow, self.step, self.input, self.results, item)
 
     def error(self, message: str) -> ResolutionError:
-        return ResolutionError(self.workflow.name, None if self.step is None else self.step.name, message)
+        return ResolutionError(self.workflow, self.step, message)
 
-    def evaluate(self, template: Template, what: str) -> Any:
-        value = self._value(template)
+
+def _top(template: Template, what: str, where: _Where, copy_constants: bool) -> Evaluator:
+    """``template`` as a whole mapping (``payload``, ``if``, ``returns``): nothing is an error."""
+    evaluate = _compile(template, where, copy_constants)
+    if not isinstance(template, RefTemplate):
+        return evaluate  # only a single reference gives nothing
+    message = f"{what} {template.ref} has no value"
+
+    def whole(workflow_input: Any, results: Mapping[str, Any], item: Any) -> Any:
+        value = evaluate(workflow_input, results, item)
         if value is _MISSING:
-            assert isinstance(template, RefTemplate)
-            raise self.error(f"{what} {template.ref} has no value")
+            raise where.error(message)
         return value
 
-    def _value(self, template: Template) -> Any:
-        if isinstance(template, Constant):
-            return copy.deepcopy(template.value) if isinstance(template.value, (dict, list)) else template.value
-        if isinstance(template, RefTemplate):
-            return self.lookup(template.ref)
-        if isinstance(template, Interpolation):
-            return "".join(part if isinstance(part, str) else self._rendered(part) for part in template.parts)
-        if isinstance(template, MapTemplate):
-            built = {key: self._value(item) for key, item in template.items}
-            return {key: value for key, value in built.items() if value is not _MISSING}
-        elements = []
-        for index, element in enumerate(template.items):
-            value = self._value(element)
+    return whole
+
+
+def _compile(template: Template, where: _Where, copy_constants: bool) -> Evaluator:
+    if isinstance(template, Constant):
+        return _constant(template.value, copy_constants)
+    if isinstance(template, RefTemplate):
+        return _reader(template.ref, where)
+    if isinstance(template, Interpolation):
+        return _interpolation(template, where)
+    if isinstance(template, MapTemplate):
+        return _mapping(template, where, copy_constants)
+    return _list(template, where, copy_constants)
+
+
+def _constant(value: Any, copy_constants: bool) -> Evaluator:
+    if copy_constants and isinstance(value, (dict, list)):
+        return lambda workflow_input, results, item: copy.deepcopy(value)
+    return lambda workflow_input, results, item: value
+
+
+def _interpolation(template: Interpolation, where: _Where) -> Evaluator:
+    parts = tuple(
+        (part, None) if isinstance(part, str) else (f"{part} has no value to interpolate", _reader(part, where))
+        for part in template.parts
+    )
+
+    def interpolate(workflow_input: Any, results: Mapping[str, Any], item: Any) -> str:
+        texts = []
+        for text, read in parts:
+            if read is None:
+                texts.append(text)
+                continue
+            value = read(workflow_input, results, item)
             if value is _MISSING:
-                raise self.error(f"list element [{index}] {_text(element)} has no value")
-            elements.append(value)
-        return elements
+                raise where.error(text)
+            texts.append(value if isinstance(value, str) else render(value))
+        return "".join(texts)
 
-    def _rendered(self, ref: Ref) -> str:
-        value = self.lookup(ref)
-        if value is _MISSING:
-            raise self.error(f"{ref} has no value to interpolate")
-        return render(value)
+    return interpolate
 
-    def lookup(self, ref: Ref) -> Any:
-        """The value ``ref`` reads, or ``_MISSING``; a skipped step reads as null (only in returns)."""
-        if ref.kind == "input":
-            start = self.input
-        elif ref.kind == "item":
-            if self.item is _NO_ITEM:
-                raise self.error(f"{ref}: item is only defined in a for_each step")
-            start = self.item
-        else:
-            assert ref.step is not None
-            if ref.step not in self.results:
-                raise self.error(f"{ref}: step {ref.step!r} has not finished")
-            start = self.results[ref.step]
-            if start is SKIPPED:
-                if self.step is not None:
-                    raise self.error(f"{ref}: step {ref.step!r} was skipped")
-                return None
-        return self._walk(start, ref.path, ref)
 
-    def _walk(self, value: Any, path: tuple[PathPart, ...], ref: Ref) -> Any:
-        for index, part in enumerate(path):
-            if isinstance(part, Each):
-                if not isinstance(value, list):
-                    return _MISSING
-                mapped = [self._walk(element, path[index + 1 :], ref) for element in value]
-                if any(element is _MISSING for element in mapped):
-                    raise self.error(f"{ref}: element {mapped.index(_MISSING)} has no value there")
-                return mapped
-            if isinstance(part, int):
+def _mapping(template: MapTemplate, where: _Where, copy_constants: bool) -> Evaluator:
+    items = tuple((key, _compile(item, where, copy_constants)) for key, item in template.items)
+    if len({key for key, _ in items}) < len(items):  # a key written twice (1 and "1"): the last one counts
+
+        def last_wins(workflow_input: Any, results: Mapping[str, Any], item: Any) -> dict[str, Any]:
+            built = {key: evaluate(workflow_input, results, item) for key, evaluate in items}
+            return {key: value for key, value in built.items() if value is not _MISSING}
+
+        return last_wins
+
+    def mapping(workflow_input: Any, results: Mapping[str, Any], item: Any) -> dict[str, Any]:
+        built = {}
+        for key, evaluate in items:
+            value = evaluate(workflow_input, results, item)
+            if value is not _MISSING:
+                built[key] = value
+        return built
+
+    return mapping
+
+
+def _list(template: ListTemplate, where: _Where, copy_constants: bool) -> Evaluator:
+    elements = tuple(
+        (_compile(element, where, copy_constants), f"list element [{index}] {_text(element)} has no value")
+        if isinstance(element, RefTemplate)  # the one kind of element that may give nothing
+        else (_compile(element, where, copy_constants), "")
+        for index, element in enumerate(template.items)
+    )
+
+    def listed(workflow_input: Any, results: Mapping[str, Any], item: Any) -> list[Any]:
+        values = []
+        for evaluate, missing in elements:
+            value = evaluate(workflow_input, results, item)
+            if value is _MISSING:
+                raise where.error(missing)
+            values.append(value)
+        return values
+
+    return listed
+
+
+def _reader(ref: Ref, where: _Where) -> Evaluator:
+    """The value ``ref`` reads, or ``_MISSING``; a skipped step reads as null (only in returns)."""
+    walk = _walker(ref.path, ref, where)
+    if ref.kind == "input":
+        if walk is None:
+            return lambda workflow_input, results, item: workflow_input
+        return lambda workflow_input, results, item: walk(workflow_input)
+    if ref.kind == "item":
+        no_item = f"{ref}: item is only defined in a for_each step"
+
+        def read_item(workflow_input: Any, results: Mapping[str, Any], item: Any) -> Any:
+            if item is _NO_ITEM:
+                raise where.error(no_item)
+            return item if walk is None else walk(item)
+
+        return read_item
+    name = ref.step
+    assert name is not None
+    not_finished = f"{ref}: step {name!r} has not finished"
+    skipped = f"{ref}: step {name!r} was skipped" if where.step is not None else None
+
+    def read_step(workflow_input: Any, results: Mapping[str, Any], item: Any) -> Any:
+        start = results.get(name, _ABSENT)
+        if start is _ABSENT:
+            raise where.error(not_finished)
+        if start is SKIPPED:
+            if skipped is not None:
+                raise where.error(skipped)
+            return None
+        return start if walk is None else walk(start)
+
+    return read_step
+
+
+def _walker(path: tuple[PathPart, ...], ref: Ref, where: _Where) -> Walker | None:
+    """``path`` compiled (None for an empty one): ``.key`` and ``[n]`` give the value or nothing;
+    ``[*]`` maps the rest of the path over an array, nothing there an error."""
+    for index, part in enumerate(path):
+        if isinstance(part, Each):
+            return _each(path[:index], path[index + 1 :], ref, where)
+    if not path:
+        return None
+    if len(path) == 1 and isinstance(path[0], str):
+        key = path[0]
+        return lambda value: value.get(key, _MISSING) if isinstance(value, dict) else _MISSING
+    steps: tuple[tuple[Any, bool], ...] = tuple((part, isinstance(part, int)) for part in path)
+
+    def walk(value: Any) -> Any:
+        for part, is_index in steps:
+            if is_index:
                 value = value[part] if isinstance(value, list) and part < len(value) else _MISSING
             else:
                 value = value.get(part, _MISSING) if isinstance(value, dict) else _MISSING
             if value is _MISSING:
                 return _MISSING
         return value
+
+    return walk
+
+
+def _each(head: tuple[PathPart, ...], rest: tuple[PathPart, ...], ref: Ref, where: _Where) -> Walker:
+    before = _walker(head, ref, where)
+    after = _walker(rest, ref, where)
+
+    def each(value: Any) -> Any:
+        if before is not None:
+            value = before(value)
+        if not isinstance(value, list):
+            return _MISSING
+        mapped = list(value) if after is None else [after(element) for element in value]
+        if any(element is _MISSING for element in mapped):
+            raise where.error(f"{ref}: element {mapped.index(_MISSING)} has no value there")
+        return mapped
+
+    return each

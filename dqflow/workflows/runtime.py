@@ -9,7 +9,8 @@ that validates each payload like ``Queue.add``. It does no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +20,7 @@ from dqflow.json_values import dumps
 from dqflow.storage.base import NewJob
 from dqflow.storage.workflows import Advance, JobEnd, RunNotice, RunState
 from dqflow.workflows.model import Workflow
-from dqflow.workflows.resolver import SKIPPED, ResolutionError, plan_step, ready_steps, resolve_returns
+from dqflow.workflows.resolver import SKIPPED, ResolutionError, WorkflowPlanner, planner
 
 __all__ = ["JobFactory", "WorkflowRuntime", "initial_steps", "with_run_trace"]
 
@@ -75,15 +76,25 @@ def _copied(step: dict[str, Any]) -> dict[str, Any]:
     return copied
 
 
-def _detached(value: Any) -> Any:
-    """``value`` with its arrays and objects copied. A payload or output is made of the run's
-    step outputs (shared, maybe kept by the backend between step ends), and validating it
-    fills the schema's defaults in place: they must not land in those outputs."""
-    if isinstance(value, dict):
-        return {key: _detached(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_detached(item) for item in value]
-    return value
+_second: tuple[int, str] = (-1, "")
+"""The last second :func:`utc_text` wrote: seconds since the epoch, ISO 8601 text (no offset)."""
+
+
+def utc_text(nanoseconds: int) -> str:
+    """``datetime.fromtimestamp(nanoseconds / 1e9, UTC).isoformat()`` (microseconds cut, not rounded,
+    as ``datetime.now`` does), the date and time of each second made once."""
+    global _second
+    seconds, rest = divmod(nanoseconds, 1_000_000_000)
+    second, text = _second
+    if seconds != second:
+        text = datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None).isoformat()
+        _second = (seconds, text)
+    micro = rest // 1000
+    return f"{text}.{micro:06d}+00:00" if micro else f"{text}+00:00"
+
+
+_NOT_OVER = object()
+"""What ``_Work.plan`` returns for a step that is not over once planned."""
 
 
 def _failure_last(end: JobEnd) -> bool:
@@ -169,10 +180,37 @@ class WorkflowRuntime:
 
 class _Work:
     """One run's state being changed; the caller's RunState is left alone (a step is copied
-    before its first change, and the advance names the steps changed)."""
+    before its first change, and the advance names the steps changed).
+
+    Payloads and the run's output are made of the run's input and step outputs, shared with
+    the RunState (a backend may keep it between step ends): they are validated and encoded
+    (which never changes a value) and dropped, never changed.
+    """
+
+    __slots__ = (
+        "_now",
+        "_planner",
+        "_workflow",
+        "cancel_ids",
+        "cancel_reason",
+        "changed",
+        "edited",
+        "error",
+        "failure_reason",
+        "new_job",
+        "new_jobs",
+        "notices",
+        "output_json",
+        "retry_ids",
+        "run",
+        "status",
+        "steps",
+    )
 
     def __init__(self, workflow: Workflow | None, run: RunState, new_job: JobFactory) -> None:
         self._workflow = workflow
+        self._planner = None if workflow is None else planner(workflow, copy_constants=False)
+        self._now: str | None = None
         self.run = run
         self.new_job = new_job
         self.steps: dict[str, dict[str, Any]] = {step["name"]: step for step in run.steps}
@@ -187,7 +225,14 @@ class _Work:
         self.retry_ids: list[int] = []
         self.notices: list[WorkflowStatus] = []
         self.changed = False
-        self.now = datetime.now(UTC).isoformat()
+
+    @property
+    def now(self) -> str:
+        """The time of this change, as step states store it (read when a step starts or ends)."""
+        now = self._now
+        if now is None:
+            now = self._now = utc_text(time.time_ns())
+        return now
 
     @property
     def workflow(self) -> Workflow:
@@ -195,6 +240,13 @@ class _Work:
         if self._workflow is None:
             raise UnknownWorkflowError(f"workflow {self.run.name!r} of run {self.run.id} is not declared")
         return self._workflow
+
+    @property
+    def planner(self) -> WorkflowPlanner:
+        """The workflow's compiled mappings (payloads are never changed: constants shared)."""
+        if self._planner is None:
+            raise UnknownWorkflowError(f"workflow {self.run.name!r} of run {self.run.id} is not declared")
+        return self._planner
 
     def edit(self, name: str) -> dict[str, Any]:
         """The state of step ``name``, to change (copied the first time)."""
@@ -209,7 +261,7 @@ class _Work:
         return Advance(
             status=self.status,
             steps=list(self.steps.values()),
-            edited=tuple(index for index, name in enumerate(self.steps) if name in edited),
+            edited=tuple([index for index, name in enumerate(self.steps) if name in edited]),
             output_json=self.output_json,
             failure_reason=self.failure_reason,
             error=self.error,
@@ -252,73 +304,95 @@ class _Work:
     # -- planning ------------------------------------------------------------------------
 
     def results(self) -> dict[str, Any]:
+        """The steps over: name → output (a fan-out step: its outputs), or ``SKIPPED``."""
         results: dict[str, Any] = {}
         for name, step in self.steps.items():
-            if step["status"] == _SKIPPED:
+            status = step["status"]
+            if status == _SKIPPED:
                 results[name] = SKIPPED
-            elif step["status"] == _COMPLETED:
+            elif status == _COMPLETED:
                 results[name] = step["outputs"] if step["outputs"] is not None else step["output"]
         return results
 
     def cascade(self) -> None:
-        """Plan every ready step until none is; then finish the run if every step is over."""
+        """Plan every ready step until none is; then finish the run if every step is over.
+
+        Each round plans the steps ready after the previous one: in the first, any waiting
+        step whose needs are over; later, only the dependents of the steps the previous
+        round skipped or completed at once (no other step can have become ready).
+        """
+        planner = self.planner
+        results = self.results()
+        candidates: Iterable[str] | None = None  # every step
         while self.status is WorkflowStatus.RUNNING:
-            results = self.results()
-            ready = [name for name in ready_steps(self.workflow, results) if self.steps[name]["status"] == _WAITING]
+            steps = self.steps
+            ready = [name for name in planner.ready(results, candidates) if steps[name]["status"] == _WAITING]
             if not ready:
                 break
+            over: list[str] = []
             for name in ready:
-                self.plan(name, results)
+                result = self.plan(name, results)
                 if self.status is not WorkflowStatus.RUNNING:
                     return
-            if not any(self.steps[name]["status"] in _OVER for name in ready):
+                if result is not _NOT_OVER:
+                    over.append(name)
+                    results[name] = result
+            if not over:
                 break  # every step planned now runs: none can make another one ready yet
-        if self.status is WorkflowStatus.RUNNING and all(s["status"] in _OVER for s in self.steps.values()):
-            self.finish()
+            candidates = [dependent for name in over for dependent in planner.dependents[name]]
+        if self.status is WorkflowStatus.RUNNING and len(results) == len(self.steps):
+            self.finish(results)
 
-    def plan(self, name: str, results: dict[str, Any]) -> None:
-        step = self.edit(name)
-        declared = self.workflow.steps[name]
+    def plan(self, name: str, results: dict[str, Any]) -> Any:
+        """Plan step ``name``: its result when it is over at once (skipped, or a ``for_each``
+        over an empty array), else ``_NOT_OVER`` (its jobs run, or it failed the run)."""
         self.changed = True
         try:
-            plan = plan_step(self.workflow, name, self.run.input, results)
+            payloads, skip_reason = self.planner.resolve(name, self.run.input, results)
         except ResolutionError as exc:
             self.fail_step(name, FailureReason.INVALID_PAYLOAD.value, str(exc))
-            return
-        if plan.skipped:
-            step.update(status=_SKIPPED, skipped_reason=plan.skip_reason, completed_at=self.now)
-            return
-        jobs: list[NewJob] = []
+            return _NOT_OVER
+        if skip_reason is not None:
+            self.edit(name).update(status=_SKIPPED, skipped_reason=skip_reason, completed_at=self.now)
+            return SKIPPED
+        declared = self.workflow.steps[name]
+        fans_out = declared.fans_out
+        step = self.steps[name]
         tags, trace, run_id = tuple(self.run.tags), step.get("trace"), self.run.id or None
-        for index, payload in enumerate(plan.payloads):
-            item = index if declared.fans_out else None
+        jobs: list[NewJob] = []
+        for index, payload in enumerate(payloads):
             try:
-                job = self.new_job(declared.job, _detached(payload), tags, trace, run_id, name, item)
+                job = self.new_job(declared.job, payload, tags, trace, run_id, name, index if fans_out else None)
             except ValidationFailed as exc:
-                where = f"element {index}: " if declared.fans_out else ""
+                where = f"element {index}: " if fans_out else ""
                 self.fail_step(name, FailureReason.INVALID_PAYLOAD.value, f"{where}{exc}")
-                return
+                return _NOT_OVER
             jobs.append(job)
         first = len(self.new_jobs)
+        count = len(jobs)
         self.new_jobs.extend(jobs)
-        step.update(
-            started_at=self.now,
-            job_ids=[-(first + i + 1) for i in range(len(jobs))],
-            done=[False] * len(jobs),
-            outputs=[None] * len(jobs) if declared.fans_out else None,
-            output=None,
-            error=None,
-            skipped_reason=None,
-        )
+        outputs = [None] * count if fans_out else None
+        planned = self.steps[name] = {  # a new state: nothing of the old one is changed in place
+            **step,
+            "started_at": self.now,
+            "job_ids": list(range(-first - 1, -first - count - 1, -1)),
+            "done": [False] * count,
+            "outputs": outputs,
+            "output": None,
+            "error": None,
+            "skipped_reason": None,
+            "status": _RUNNING if jobs else _COMPLETED,  # no job: a for_each over an empty array
+        }
+        self.edited.add(name)
         if jobs:
-            step["status"] = _RUNNING
-        else:  # a for_each over an empty array
-            step.update(status=_COMPLETED, completed_at=self.now)
+            return _NOT_OVER
+        planned["completed_at"] = self.now
+        return outputs
 
-    def finish(self) -> None:
+    def finish(self, results: dict[str, Any]) -> None:
         """Every step is over: evaluate ``returns``, check it, and complete the run."""
         try:
-            output = _detached(resolve_returns(self.workflow, self.run.input, self.results()))
+            output = self.planner.returns(self.run.input, results)
             text = dumps(output, OutputValidationError, f"output of workflow {self.workflow.name}")
             if self.workflow.output_schema is not None:
                 self.workflow.output_schema.validate(
