@@ -110,7 +110,7 @@ class Advance:
 
     def steps_json(self, new_job_ids: Sequence[int]) -> str:
         """The step state as JSON text, placeholders replaced by ``new_job_ids`` (``new_jobs`` order)."""
-        self._fill_job_ids(new_job_ids)
+        self.fill_job_ids(new_job_ids)
         return _encode_steps(self.steps)
 
     def edited_steps_json(self, new_job_ids: Sequence[int]) -> list[tuple[int, str]] | None:
@@ -118,10 +118,11 @@ class Advance:
         ``new_job_ids``; None when that is every step or not known (write :meth:`steps_json`)."""
         if self.edited is None or len(self.edited) == len(self.steps):
             return None
-        self._fill_job_ids(new_job_ids)
+        self.fill_job_ids(new_job_ids)
         return [(index, _encode_steps(self.steps[index])) for index in self.edited]
 
-    def _fill_job_ids(self, new_job_ids: Sequence[int]) -> None:
+    def fill_job_ids(self, new_job_ids: Sequence[int]) -> None:
+        """Replace the placeholders in ``steps`` by ``new_job_ids`` (``new_jobs`` order)."""
         if len(new_job_ids) != len(self.new_jobs):
             raise ValueError(f"{len(self.new_jobs)} new jobs, {len(new_job_ids)} ids")
         if new_job_ids:

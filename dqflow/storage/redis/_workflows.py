@@ -149,13 +149,8 @@ class _Plan:
 
 def _moved_state(state: RunState, advance: Advance, first_job: int) -> RunState:
     """``state`` after ``advance`` was written, its new jobs numbered from ``first_job``."""
-    steps = advance.steps
-    if first_job:
-        for step in steps:
-            job_ids = step["job_ids"]
-            if job_ids and min(job_ids) < 0:
-                step["job_ids"] = [first_job - i - 1 if i < 0 else i for i in job_ids]
-    return RunState(state.id, state.name, advance.status, state.input, state.tags, steps, state.version + 1)
+    advance.fill_job_ids(range(first_job, first_job + len(advance.new_jobs)))
+    return RunState(state.id, state.name, advance.status, state.input, state.tags, advance.steps, state.version + 1)
 
 
 class Ending(NamedTuple):
