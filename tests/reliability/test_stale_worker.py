@@ -5,7 +5,10 @@ their completion. Its heartbeat would also notice, a moment later, that the leas
 taken over and stop the handlers; to make sure the late writes really reach the
 storage (and are refused there by the fencing token, not skipped by the worker), the
 test holds the storage's writes for a second while the worker resumes: a SQLite write
-lock, PostgreSQL row locks, ``CLIENT PAUSE WRITE`` on a Redis server of the test's own.
+lock, a PostgreSQL table lock that lets reads through, ``CLIENT PAUSE WRITE`` on a Redis
+server of the test's own. (Row locks would not do on PostgreSQL: a fenced ``UPDATE`` whose
+token no longer matches the row skips it without waiting for its lock, so the heartbeat's
+renewal could come back first, cancel the handlers and race their writes.)
 """
 
 from __future__ import annotations
@@ -77,7 +80,7 @@ def stale_backend(
             @contextmanager
             def hold_postgres(job_ids: list[int]) -> Iterator[None]:
                 conn = parse_url(url).connect(autocommit=False)
-                conn.execute("SELECT id FROM dqflow_jobs WHERE id = ANY(%s) FOR UPDATE", (job_ids,))
+                conn.execute("LOCK TABLE dqflow_jobs IN EXCLUSIVE MODE")  # every write waits; reads go on
                 try:
                     yield
                 finally:
