@@ -6,6 +6,14 @@ touches their jobs. Two workers completing the two parents of a join at once
 serialise on the run's row: the second reads the first's committed step state
 and creates the join's job, exactly once. Locking runs before jobs, everywhere,
 keeps these transactions free of deadlocks.
+
+A process keeps the run states it wrote, once their transaction committed
+(:class:`~dqflow.storage.run_states.WrittenRunStates`): the lock still locks every run,
+but a run still at the version this process wrote answers no step state, and is
+planned from the kept one. A worker that settles a run's step usually settles the
+next one too: a linear chain reads and decodes the run's steps once, at its first
+step. Every write of a run, by any process, bumps its ``version``, so a state moved on
+elsewhere is read again.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +30,7 @@ from psycopg import pq
 from psycopg.rows import dict_row, tuple_row
 
 from dqflow.errors import WorkflowRunNotFoundError
+from dqflow.storage.run_states import WrittenRunStates
 from dqflow.storage.workflows import (
     Advance,
     JobEnd,
@@ -52,11 +62,47 @@ def run_record(row: dict[str, Any]) -> WorkflowRun:
     return run_from_fields(row)
 
 
+@dataclass(slots=True)
+class Written:
+    """What one transaction wrote to runs, acted on once it committed: ``notices`` for the
+    advancer, ``states`` (with the size of their step state's JSON) to keep."""
+
+    notices: list[RunNotice] = field(default_factory=list)
+    states: list[tuple[RunState, int]] = field(default_factory=list)
+    durable: bool = False
+
+    def committed(self, conn: Connection) -> None:
+        """The transaction block that wrote them ended without error: the states may be kept
+        if that was a commit, not the release of a savepoint inside a caller's transaction."""
+        self.durable = conn.info.transaction_status == pq.TransactionStatus.IDLE
+
+
+class LockedRuns:
+    """The answer of a sent lock statement (``PgWorkflows.send_lock``): the runs' states."""
+
+    __slots__ = ("_cursor", "_known")
+
+    def __init__(self, cursor: psycopg.Cursor[Any], known: dict[int, RunState]) -> None:
+        self._cursor = cursor
+        self._known = known
+
+    def states(self) -> dict[int, RunState]:
+        """Each locked run's state: the kept one when the run is still at its version, else
+        decoded from the row (unknown ids are left out)."""
+        states: dict[int, RunState] = {}
+        for row in self._cursor.fetchall():
+            run_id = int(row["id"])
+            states[run_id] = self._known[run_id] if row["steps"] is None else state_from_fields(row)
+        return states
+
+
 class PgWorkflows:
     """The workflow statements of one ``PostgresStorage``."""
 
     def __init__(self, storage: PostgresStorage) -> None:
         self._storage = storage
+        #: running runs' states as this object last wrote them, once committed
+        self.known = WrittenRunStates()
 
     # -- reading ---------------------------------------------------------------------
 
@@ -81,16 +127,30 @@ class PgWorkflows:
 
     # -- changing (the caller holds a transaction) ---------------------------------------
 
+    def send_lock(self, cur: psycopg.Cursor[Any], run_ids: Sequence[int]) -> LockedRuns:
+        """Send the statement that locks the runs (id order) and reads the states not kept at
+        their version (``cur``: a ``dict_row`` cursor; in a pipeline the answer comes later)."""
+        ids = sorted(set(run_ids))
+        known = {run_id: state for run_id in ids if (state := self.known.get(run_id)) is not None}
+        versions = [state.version if (state := known.get(run_id)) is not None else None for run_id in ids]
+        cur.execute(self._storage._q.workflow_lock_runs, {"ids": ids, "known": versions})
+        return LockedRuns(cur, known)
+
     def lock(self, conn: Connection, run_ids: Sequence[int]) -> dict[int, RunState]:
         """Lock the runs (id order) and read their state; unknown ids are left out."""
         if not run_ids:
             return {}
         with conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(self._storage._q.workflow_lock_runs, {"ids": sorted(set(run_ids))})
-            return {int(row["id"]): state_from_fields(row) for row in cur.fetchall()}
+            return self.send_lock(cur, run_ids).states()
+
+    def keep(self, written: Written) -> None:
+        """Keep the states of a committed transaction (``written.durable``)."""
+        if written.durable:
+            for state, size in written.states:
+                self.known.keep(state, size)
 
     def create(
-        self, conn: Connection, runs: Sequence[NewWorkflowRun], plan: RunChange, notices: list[RunNotice]
+        self, conn: Connection, runs: Sequence[NewWorkflowRun], plan: RunChange, written: Written
     ) -> list[tuple[int, bool]]:
         """Plan the runs' starts, then insert the runs and their first jobs in one statement (autocommit)."""
         advances = planned_starts(runs, plan)  # no I/O and no use of the ids: planned before they are drawn
@@ -114,7 +174,9 @@ class PgWorkflows:
                 run_id = started.get(place)
                 if run_id is not None:
                     results.append((run_id, True))
-                    notices.extend(RunNotice(run_id, run.name, s, advance.failure_reason) for s in advance.notices)
+                    written.notices.extend(
+                        RunNotice(run_id, run.name, s, advance.failure_reason) for s in advance.notices
+                    )
                     continue
                 # its key is taken: by a stored run, a run of this batch, or a transaction that just committed
                 cur.execute(storage._q.workflow_run_by_key, {"idempotency_key": run.idempotency_key})
@@ -124,19 +186,19 @@ class PgWorkflows:
                 results.append((int(existing[0]), False))
         return results
 
-    def change(self, conn: Connection, run_id: int, change: RunChange, notices: list[RunNotice]) -> None:
+    def change(self, conn: Connection, run_id: int, change: RunChange, written: Written) -> None:
         """Lock the run, call ``change``, write the advance."""
         state = self.lock(conn, [run_id]).get(run_id)
         if state is None:
             raise WorkflowRunNotFoundError(run_id)
-        self.write(conn, [(state, change(state))], notices)
+        self.write(conn, [(state, change(state))], written)
 
     def jobs_ended(
         self,
         conn: Connection,
         states: dict[int, RunState],
         ends: Sequence[tuple[int, JobEnd]],
-        notices: list[RunNotice],
+        written: Written,
         drawn_ids: Sequence[int] = (),
     ) -> None:
         """Move each locked run by the ends of its step jobs (``drawn_ids``: as ``write``)."""
@@ -151,7 +213,7 @@ class PgWorkflows:
             for run_id in sorted(by_run)
             if run_id in states
         ]
-        self.write(conn, moved, notices, drawn_ids)
+        self.write(conn, moved, written, drawn_ids)
 
     def draw_job_ids(self, cur: psycopg.Cursor[Any], count: int) -> None:
         """Send the statement that draws ``count`` job ids (``cur.fetchall()`` answers them)."""
@@ -161,7 +223,7 @@ class PgWorkflows:
         self,
         conn: Connection,
         moved: Sequence[tuple[RunState, Advance]],
-        notices: list[RunNotice],
+        written: Written,
         drawn_ids: Sequence[int] = (),
     ) -> None:
         """Write the advances of several locked runs: one statement per kind of change, whatever
@@ -195,27 +257,34 @@ class PgWorkflows:
             retries = [job_id for _, advance in changed for job_id in advance.retry_job_ids]
             if retries:
                 cur.execute(storage._q.workflow_retry_jobs, {"ids": retries, "channel": storage._channel})
-            cur.execute(storage._q.workflow_update_run, _run_updates(changed, new_ids))
+            cur.execute(storage._q.workflow_update_run, _run_updates(changed, new_ids, written))
         for state, advance in changed:
-            notices.extend(RunNotice(state.id, state.name, s, advance.failure_reason) for s in advance.notices)
+            written.notices.extend(RunNotice(state.id, state.name, s, advance.failure_reason) for s in advance.notices)
 
 
-def _run_updates(changed: Sequence[tuple[RunState, Advance]], new_ids: Sequence[int]) -> dict[str, list[Any]]:
+def _run_updates(
+    changed: Sequence[tuple[RunState, Advance]], new_ids: Sequence[int], written: Written
+) -> dict[str, list[Any]]:
     """workflow_update_run.sql's arrays: one element per run, its new jobs named by ``new_ids``
-    (taken in order, as many as each run's ``new_jobs``)."""
+    (taken in order, as many as each run's ``new_jobs``); each run's new state into ``written``."""
     columns: dict[str, list[Any]] = {
         name: [] for name in ("ids", "status", "output", "failure_reason", "error", "steps")
     }
     taken = 0
     for state, advance in changed:
         count = len(advance.new_jobs)
+        steps = advance.steps_json(new_ids[taken : taken + count])
+        taken += count
         columns["ids"].append(state.id)
         columns["status"].append(advance.status.value)
         columns["output"].append(advance.output_json)
         columns["failure_reason"].append(advance.failure_reason)
         columns["error"].append(advance.error)
-        columns["steps"].append(advance.steps_json(new_ids[taken : taken + count]))
-        taken += count
+        columns["steps"].append(steps)
+        moved = RunState(
+            state.id, state.name, advance.status, state.input, state.tags, advance.steps, state.version + 1
+        )
+        written.states.append((moved, len(steps)))
     return columns
 
 

@@ -69,16 +69,13 @@ from dqflow.storage.postgres import _schedules, changes
 from dqflow.storage.postgres._connect import Settings, check_schema, parse_url, settings_from_connection
 from dqflow.storage.postgres._notifier import Notifier, channel_name
 from dqflow.storage.postgres._queries import Queries
-from dqflow.storage.postgres._workflows import PgWorkflows, ends_of
+from dqflow.storage.postgres._workflows import PgWorkflows, Written, ends_of
 from dqflow.storage.postgres.migrations import require_migrated
 from dqflow.storage.workflows import (
     JobEnd,
     NewWorkflowRun,
     RunChange,
-    RunNotice,
-    RunState,
     WorkflowFilter,
-    state_from_fields,
 )
 from dqflow.workflow_record import WorkflowPage, WorkflowRun
 
@@ -512,20 +509,24 @@ class PostgresStorage(Storage):
         params = {"job_id": job_id, "channel": self._channel}
         if self.workflow_advancer is None:
             return self._change("cancelled", self._q.cancel_job, params, allowed)
-        notices: list[RunNotice] = []
-        with self._connection("cancelling a job") as conn, conn.transaction():
-            with conn.cursor(row_factory=tuple_row) as cur:
-                cur.execute(self._q.workflow_job_run, {"job_id": job_id})
-                found = cur.fetchone()
-            run_id = None if found is None or found[0] is None else int(found[0])
-            states = self._workflows.lock(conn, [run_id] if run_id is not None else [])  # the run before its job
-            with conn.cursor(row_factory=dict_row) as cur:
-                cur.execute(self._q.cancel_job, params)
-                record = self._changed("cancelled", job_id, cur.fetchall(), allowed)
-            if run_id is not None:
-                end = JobEnd(job_id, record.workflow_step or "", record.workflow_item, "cancelled", reason="cancelled")
-                self._workflows.jobs_ended(conn, states, [(run_id, end)], notices)
-        self._committed(notices)
+        written = Written()
+        with self._connection("cancelling a job") as conn:
+            with conn.transaction():
+                with conn.cursor(row_factory=tuple_row) as cur:
+                    cur.execute(self._q.workflow_job_run, {"job_id": job_id})
+                    found = cur.fetchone()
+                run_id = None if found is None or found[0] is None else int(found[0])
+                states = self._workflows.lock(conn, [run_id] if run_id is not None else [])  # the run before its job
+                with conn.cursor(row_factory=dict_row) as cur:
+                    cur.execute(self._q.cancel_job, params)
+                    record = self._changed("cancelled", job_id, cur.fetchall(), allowed)
+                if run_id is not None:
+                    end = JobEnd(
+                        job_id, record.workflow_step or "", record.workflow_item, "cancelled", reason="cancelled"
+                    )
+                    self._workflows.jobs_ended(conn, states, [(run_id, end)], written)
+            written.committed(conn)
+        self._committed(written)
         return record
 
     def retry_job(self, job_id: int, *, reset_steps: bool = False) -> JobRecord:
@@ -607,27 +608,27 @@ class PostgresStorage(Storage):
         )
         if run_ids:
             return self._settle_steps(outcomes, statements, run_ids)
-        notices: list[RunNotice] = []
-        with self._connection("settling jobs") as conn, contextlib.ExitStack() as stack:
-            # One kind: one autocommit statement (atomic by itself, one round trip);
-            # several kinds, or waits (two statements): all in one transaction.
-            if len(statements) > 1 or Wait in groups:
-                stack.enter_context(conn.transaction())
-            states: dict[int, RunState] = {}
-            cur = stack.enter_context(conn.cursor(row_factory=tuple_row))
-            ends: list[tuple[int, JobEnd]] = []
-            for kind, positions, query, params in statements:
-                cur.execute(query, params)
-                ends += self._settled(conn, outcomes, applied, kind, positions, cur.fetchall())
-            if ends and self.workflow_advancer is not None:
-                # in settle's transaction; a step job settled without its run id (autocommitted
-                # already) moves its run in a transaction of its own
-                in_transaction = len(statements) > 1 or Wait in groups
-                with contextlib.nullcontext() if in_transaction else conn.transaction():
-                    missing = sorted({run_id for run_id, _ in ends} - states.keys())
-                    states.update(self._workflows.lock(conn, missing))
-                    self._workflows.jobs_ended(conn, states, ends, notices)
-        self._committed(notices)
+        written = Written()
+        with self._connection("settling jobs") as conn:
+            with contextlib.ExitStack() as stack:
+                # One kind: one autocommit statement (atomic by itself, one round trip);
+                # several kinds, or waits (two statements): all in one transaction.
+                if len(statements) > 1 or Wait in groups:
+                    stack.enter_context(conn.transaction())
+                cur = stack.enter_context(conn.cursor(row_factory=tuple_row))
+                ends: list[tuple[int, JobEnd]] = []
+                for kind, positions, query, params in statements:
+                    cur.execute(query, params)
+                    ends += self._settled(conn, outcomes, applied, kind, positions, cur.fetchall())
+                if ends and self.workflow_advancer is not None:
+                    # in settle's transaction; a step job settled without its run id (autocommitted
+                    # already) moves its run in a transaction of its own
+                    in_transaction = len(statements) > 1 or Wait in groups
+                    with contextlib.nullcontext() if in_transaction else conn.transaction():
+                        states = self._workflows.lock(conn, sorted({run_id for run_id, _ in ends}))
+                        self._workflows.jobs_ended(conn, states, ends, written)
+            written.committed(conn)
+        self._committed(written)
         return applied
 
     def _settled(
@@ -662,33 +663,30 @@ class PostgresStorage(Storage):
         and the settle statements go in one round trip; the advance's writes and COMMIT in a
         second one (a third draws more ids first when a fan-out needs them)."""
         applied = [False] * len(outcomes)
-        notices: list[RunNotice] = []
+        written = Written()
         completions = sum(1 for o in outcomes if isinstance(o, Completion) and o.workflow_run_id is not None)
-        with (
-            self._connection("settling step jobs") as conn,
-            conn.pipeline(),
-            conn.transaction(),
-            contextlib.ExitStack() as stack,
-        ):
-            lock = stack.enter_context(conn.cursor(row_factory=dict_row))
-            lock.execute(self._q.workflow_lock_runs, {"ids": run_ids})  # the runs before their jobs
-            draw = stack.enter_context(conn.cursor(row_factory=tuple_row))
-            self._workflows.draw_job_ids(draw, completions)
-            sent = []
-            for kind, positions, query, params in statements:
-                cur = stack.enter_context(conn.cursor(row_factory=tuple_row))
-                cur.execute(query, params)
-                sent.append((kind, positions, cur))
-            states = {int(row["id"]): state_from_fields(row) for row in lock.fetchall()}
-            ends: list[tuple[int, JobEnd]] = []
-            for kind, positions, cur in sent:
-                ends += self._settled(conn, outcomes, applied, kind, positions, cur.fetchall())
-            if ends:
-                missing = sorted({run_id for run_id, _ in ends} - states.keys())
-                states.update(self._workflows.lock(conn, missing))
-                drawn = [int(row[0]) for row in draw.fetchall()]
-                self._workflows.jobs_ended(conn, states, ends, notices, drawn)
-        self._committed(notices)
+        with self._connection("settling step jobs") as conn:
+            with conn.pipeline(), conn.transaction(), contextlib.ExitStack() as stack:
+                lock = stack.enter_context(conn.cursor(row_factory=dict_row))
+                locked = self._workflows.send_lock(lock, run_ids)  # the runs before their jobs
+                draw = stack.enter_context(conn.cursor(row_factory=tuple_row))
+                self._workflows.draw_job_ids(draw, completions)
+                sent = []
+                for kind, positions, query, params in statements:
+                    cur = stack.enter_context(conn.cursor(row_factory=tuple_row))
+                    cur.execute(query, params)
+                    sent.append((kind, positions, cur))
+                states = locked.states()
+                ends: list[tuple[int, JobEnd]] = []
+                for kind, positions, cur in sent:
+                    ends += self._settled(conn, outcomes, applied, kind, positions, cur.fetchall())
+                if ends:
+                    missing = sorted({run_id for run_id, _ in ends} - states.keys())
+                    states.update(self._workflows.lock(conn, missing))
+                    drawn = [int(row[0]) for row in draw.fetchall()]
+                    self._workflows.jobs_ended(conn, states, ends, written, drawn)
+            written.committed(conn)
+        self._committed(written)
         return applied
 
     def _settle_statement(self, kind: type[Outcome], items: list[Any]) -> tuple[str, dict[str, Any]]:
@@ -741,25 +739,27 @@ class PostgresStorage(Storage):
         reclaimed: list[ReclaimedJob] = []
         while True:
             params = {"limit": _RECLAIM_BATCH, "channel": self._channel}
-            notices: list[RunNotice] = []
-            with self._connection("reclaiming expired leases") as conn, contextlib.ExitStack() as stack:
-                states = {}
-                if self.workflow_advancer is not None:  # runs of step jobs about to fail are locked first
-                    stack.enter_context(conn.transaction())
+            written = Written()
+            with self._connection("reclaiming expired leases") as conn:
+                with contextlib.ExitStack() as stack:
+                    states = {}
+                    if self.workflow_advancer is not None:  # runs of step jobs about to fail are locked first
+                        stack.enter_context(conn.transaction())
+                        with conn.cursor(row_factory=tuple_row) as cur:
+                            cur.execute(self._q.workflow_expired_runs, {})
+                            states = self._workflows.lock(conn, [int(row[0]) for row in cur.fetchall()])
                     with conn.cursor(row_factory=tuple_row) as cur:
-                        cur.execute(self._q.workflow_expired_runs, {})
-                        states = self._workflows.lock(conn, [int(row[0]) for row in cur.fetchall()])
-                with conn.cursor(row_factory=tuple_row) as cur:
-                    cur.execute(self._q.reclaim_expired, params)
-                    rows = cur.fetchall()
-                batch = [ReclaimedJob(int(row[0]), JobStatus(row[1])) for row in rows]
-                ends = [
-                    (int(run_id), JobEnd(int(job_id), step, item, "failed", None, "lease_expired", error))
-                    for job_id, status, run_id, step, item, error in rows
-                    if status == "failed" and run_id is not None and int(run_id) in states
-                ]
-                self._workflows.jobs_ended(conn, states, ends, notices)
-            self._committed(notices)
+                        cur.execute(self._q.reclaim_expired, params)
+                        rows = cur.fetchall()
+                    batch = [ReclaimedJob(int(row[0]), JobStatus(row[1])) for row in rows]
+                    ends = [
+                        (int(run_id), JobEnd(int(job_id), step, item, "failed", None, "lease_expired", error))
+                        for job_id, status, run_id, step, item, error in rows
+                        if status == "failed" and run_id is not None and int(run_id) in states
+                    ]
+                    self._workflows.jobs_ended(conn, states, ends, written)
+                written.committed(conn)
+            self._committed(written)
             reclaimed.extend(batch)
             if len(batch) < _RECLAIM_BATCH:
                 return reclaimed
@@ -894,26 +894,30 @@ class PostgresStorage(Storage):
 
     # -- workflows (postgres/_workflows.py) -------------------------------------------------
 
-    def _committed(self, notices: list[RunNotice]) -> None:
-        if notices and self.workflow_advancer is not None:
-            self.workflow_advancer.committed(notices)
+    def _committed(self, written: Written) -> None:
+        """After the transaction that moved runs: keep the states it wrote (if it committed on
+        its own), tell the advancer what changed."""
+        self._workflows.keep(written)
+        if written.notices and self.workflow_advancer is not None:
+            self.workflow_advancer.committed(written.notices)
 
     def create_workflow_runs(self, runs: Sequence[NewWorkflowRun], plan: RunChange) -> list[tuple[int, bool]]:
         if not runs:
             return []
-        notices: list[RunNotice] = []
+        written = Written()  # notices only: the runs' first states are not kept (their job ids are drawn in SQL)
         with self._connection("starting workflow runs") as conn:  # one statement: atomic by itself
-            results = self._workflows.create(conn, runs, plan, notices)
-        self._committed(notices)
+            results = self._workflows.create(conn, runs, plan, written)
+        self._committed(written)
         return results
 
     def change_workflow_run(self, run_id: int, change: RunChange) -> WorkflowRun:
-        notices: list[RunNotice] = []
+        written = Written()
         with self._connection("changing a workflow run") as conn:
             with conn.transaction():
-                self._workflows.change(conn, run_id, change, notices)
+                self._workflows.change(conn, run_id, change, written)
+            written.committed(conn)
             run = self._workflows.get(conn, run_id)
-        self._committed(notices)
+        self._committed(written)
         assert run is not None
         return run
 

@@ -1,7 +1,15 @@
 -- Lock workflow runs (in id order, so two transactions cannot deadlock on them) and
--- read their state: every change of a run happens under this lock.
-SELECT id, name, status, input, tags, steps, version
-FROM dqflow_workflow_runs
-WHERE id = ANY(%(ids)b::bigint[])
-ORDER BY id
-FOR UPDATE
+-- read their state: every change of a run happens under this lock. `known` holds, for
+-- each id, the version of the state this process wrote last and kept (NULL: none); a run
+-- still at that version answers no input, tags or steps (the process has them), so a
+-- worker that settles the next step of a run it moved reads and decodes nothing big.
+-- Every write of a run bumps its version, and only committed states are kept, so a
+-- version names one state.
+SELECT r.id, r.version, r.name, r.status,
+       CASE WHEN r.version = k.known THEN NULL ELSE r.input END AS input,
+       CASE WHEN r.version = k.known THEN NULL ELSE r.tags END AS tags,
+       CASE WHEN r.version = k.known THEN NULL ELSE r.steps END AS steps
+FROM unnest(%(ids)b::bigint[], %(known)b::bigint[]) AS k(id, known)
+JOIN dqflow_workflow_runs AS r ON r.id = k.id
+ORDER BY r.id
+FOR UPDATE OF r

@@ -1,0 +1,135 @@
+"""PostgreSQL keeps the run states it wrote: the lock answers a run's steps only when it moved
+on since, and only states whose transaction committed are kept."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import psycopg
+import pytest
+from helpers import FAST_WORKER, make_queue
+
+from dqflow import Declaration, Queue, WorkflowStatus
+from dqflow.errors import StorageError
+from dqflow.storage import Completion
+from dqflow.storage.postgres._workflows import PgWorkflows
+from dqflow.storage.postgres.backend import PostgresStorage
+
+JOBS: dict[str, dict[str, Any]] = {"double": {"handler": lambda payload: {"n": payload["n"] * 2}, "max_attempts": 1}}
+WORKFLOWS: dict[str, Any] = {
+    "linear": {
+        "input": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]},
+        "steps": {
+            "a": {"job": "double", "payload": {"n": "${input.n}"}},
+            "b": {"job": "double", "needs": ["a"], "payload": {"n": "${steps.a.output.n}"}},
+            "c": {"job": "double", "needs": ["b"], "payload": {"n": "${steps.b.output.n}"}},
+        },
+        "returns": {"n": "${steps.b.output.n}"},
+    }
+}
+
+
+def _claim(queue: Queue) -> tuple[int, int, int | None]:
+    (job,) = queue.storage.claim_jobs("w", None, 1, 60_000)
+    return job.id, job.lease_token, job.workflow_run_id
+
+
+def _complete(queue: Queue, claimed: tuple[int, int, int | None], output: dict[str, Any]) -> None:
+    completion = Completion(claimed[0], claimed[1], json.dumps(output), claimed[2])
+    assert queue.storage.settle_jobs([completion]) == [True]
+
+
+def _settle(queue: Queue, output: dict[str, Any]) -> None:
+    _complete(queue, _claim(queue), output)
+
+
+def _known(queue: Queue) -> PgWorkflows:
+    storage = queue.storage
+    assert isinstance(storage, PostgresStorage)
+    return storage._workflows
+
+
+def test_the_next_step_plans_from_the_state_this_process_wrote(pg_url: str) -> None:
+    queue = make_queue(pg_url, JOBS, workflows=WORKFLOWS)
+    try:
+        run_id = queue.start_workflow("linear", {"n": 1})
+        assert _known(queue).known.get(run_id) is None  # started: its first jobs' ids are drawn in SQL
+        _settle(queue, {"n": 2})
+        kept = _known(queue).known.get(run_id)
+        assert kept is not None and kept.version == 2
+        _settle(queue, {"n": 4})  # planned from the kept state: the lock answered no steps
+        assert _known(queue).known.get(run_id, 3) is not None
+        _settle(queue, {"n": 8})
+        run = queue.require_workflow(run_id)
+        assert run.status is WorkflowStatus.COMPLETED and run.output == {"n": 4}
+        assert _known(queue).known.get(run_id) is None  # finished: no more steps will end
+    finally:
+        queue.close()
+
+
+def test_a_run_moved_by_another_process_is_read_again(pg_url: str) -> None:
+    first, second = (make_queue(pg_url, JOBS, workflows=WORKFLOWS) for _ in range(2))
+    try:
+        run_id = first.start_workflow("linear", {"n": 1})
+        _settle(first, {"n": 2})  # step a: ``first`` keeps the state it wrote (b running)
+        _settle(second, {"n": 5})  # step b, elsewhere: c running, the version moved on
+        _settle(first, {"n": 10})  # step c: ``first`` must not plan from what it kept
+        run = first.require_workflow(run_id)
+        assert run.status is WorkflowStatus.COMPLETED and run.output == {"n": 5}
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_state_whose_transaction_failed_is_not_kept(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = (make_queue(pg_url, JOBS, workflows=WORKFLOWS) for _ in range(2))
+    try:
+        run_id = first.start_workflow("linear", {"n": 1})
+        _settle(first, {"n": 2})  # kept at version 2
+        write = PgWorkflows.write
+
+        def write_then_fail(self: PgWorkflows, conn: psycopg.Connection[Any], *args: Any, **kwargs: Any) -> None:
+            write(self, conn, *args, **kwargs)
+            conn.execute("SELECT 1 / 0")  # the settle's transaction rolls back after writing version 3
+
+        b = _claim(first)
+        monkeypatch.setattr(PgWorkflows, "write", write_then_fail)
+        with pytest.raises(StorageError):
+            _complete(first, b, {"n": 99})
+        monkeypatch.undo()
+        _complete(second, b, {"n": 5})  # version 3 elsewhere, with another job for c
+        _settle(first, {"n": 10})  # ``first`` must plan from the stored version 3, not its own
+        run = first.require_workflow(run_id)
+        assert run.status is WorkflowStatus.COMPLETED and run.output == {"n": 5}
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_state_written_inside_the_callers_transaction_is_not_kept(pg_url: str) -> None:
+    """On the caller's connection in an open transaction, a settle only releases a savepoint:
+    the caller may still roll it back."""
+    parts = urlsplit(pg_url)
+    schema = parse_qs(parts.query)["schema"][0]
+    other = make_queue(pg_url, JOBS, workflows=WORKFLOWS)
+    conn = psycopg.connect(parts._replace(query="").geturl())
+    first = Queue(Declaration.build(JOBS, workflows=WORKFLOWS, worker=FAST_WORKER), backend=conn, schema=schema)
+    try:
+        run_id = other.start_workflow("linear", {"n": 1})
+        a = _claim(other)
+        conn.execute("SELECT 1")  # the caller's transaction
+        _complete(first, a, {"n": 99})
+        conn.rollback()
+        assert _known(first).known.get(run_id) is None
+        _complete(other, a, {"n": 2})  # version 2 elsewhere, with another job for b
+        _settle(first, {"n": 5})
+        conn.commit()
+        _settle(other, {"n": 10})
+        run = other.require_workflow(run_id)
+        assert run.status is WorkflowStatus.COMPLETED and run.output == {"n": 5}
+    finally:
+        first.close()
+        conn.close()
+        other.close()
