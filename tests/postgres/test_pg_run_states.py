@@ -133,3 +133,26 @@ def test_a_state_written_inside_the_callers_transaction_is_not_kept(pg_url: str)
         first.close()
         conn.close()
         other.close()
+
+
+def test_a_step_rewrites_its_run_on_the_same_page(pg_url: str) -> None:
+    """Pages of runs keep room (fillfactor): a settled step's new run version stays beside the
+    old one (a HOT update, no index entries), even when the runs were stored side by side."""
+    database, schema = pg_url.split("?schema=")
+    queue = make_queue(pg_url, JOBS, workflows=WORKFLOWS)
+    try:
+        queue.start_workflows("linear", [{"n": n} for n in range(40)])
+
+        def pages() -> dict[int, int]:
+            with psycopg.connect(database) as conn:
+                rows = conn.execute(f"SELECT id, (ctid::text::point)[0]::int FROM {schema}.dqflow_workflow_runs")
+                return {int(run_id): int(page) for run_id, page in rows.fetchall()}
+
+        before = pages()
+        assert len(set(before.values())) > 1  # the runs fill more than one page
+        jobs = queue.storage.claim_jobs("w", None, 40, 60_000)
+        completions = [Completion(j.id, j.lease_token, json.dumps({"n": 2}), j.workflow_run_id) for j in jobs]
+        assert queue.storage.settle_jobs(completions) == [True] * 40
+        assert pages() == before
+    finally:
+        queue.close()
