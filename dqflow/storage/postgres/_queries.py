@@ -113,6 +113,26 @@ def compose(name: str) -> str:
     return _with_options(read(name))
 
 
+_TOKENS = re.compile(r"""('(?:[^']|'')*'|"(?:[^"]|"")*")|--[^\n]*|(\s+)""")
+
+
+def _compacted(match: re.Match[str]) -> str:
+    if match.group(1):  # a string literal or a quoted name: as written
+        return match.group(1)
+    space = match.group(2)
+    if space is None:  # a comment
+        return ""
+    return "\n" if "\n" in space else " "
+
+
+def compact(sql: str) -> str:
+    """``sql`` without its comments, and each run of blanks one space or line break. The
+    files explain each statement; what is sent need not: psycopg caches the parsing of a
+    statement's placeholders only up to 4 KiB of text (longer ones were parsed again on
+    every call), and a shorter statement is less to send. Quoted text is kept as written."""
+    return _TOKENS.sub(_compacted, sql).strip()
+
+
 @dataclass(frozen=True, slots=True)
 class Queries:
     """Every statement the backend runs, qualified for one schema."""
@@ -185,5 +205,5 @@ class Queries:
     @classmethod
     @cache
     def load(cls, schema: str | None) -> Queries:
-        """All statements for ``schema`` (cached: each file is read once)."""
-        return cls(**{f.name: qualify(compose(f.name), schema) for f in fields(cls)})
+        """All statements for ``schema`` (cached: each file is read once), without their comments."""
+        return cls(**{f.name: qualify(compact(compose(f.name)), schema) for f in fields(cls)})
