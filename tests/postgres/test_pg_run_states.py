@@ -60,7 +60,15 @@ def test_the_next_step_plans_from_the_state_this_process_wrote(pg_url: str) -> N
         kept = _known(queue).known.get(run_id)
         assert kept is not None and kept.version == 2
         _settle(queue, {"n": 4})  # planned from the kept state: the lock answered no steps
-        assert _known(queue).known.get(run_id, 3) is not None
+        kept = _known(queue).known.get(run_id, 3)
+        assert kept is not None and kept.steps[1]["output"] == {"n": 4}
+        # only the steps that changed were encoded again: the text is the whole state's all the same
+        database, schema = pg_url.split("?schema=")
+        with psycopg.connect(database) as conn:
+            row = conn.execute(f"SELECT steps::text FROM {schema}.dqflow_workflow_runs WHERE id = %s", (run_id,))
+            (text,) = row.fetchone() or ("",)
+        assert text == json.dumps(json.loads(text), separators=(",", ":"), ensure_ascii=False)
+        assert json.loads(text) == kept.steps
         _settle(queue, {"n": 8})
         run = queue.require_workflow(run_id)
         assert run.status is WorkflowStatus.COMPLETED and run.output == {"n": 4}
