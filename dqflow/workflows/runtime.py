@@ -257,11 +257,22 @@ class _Work:
         return step
 
     def advance(self) -> Advance:
+        steps = list(self.steps.values())
         edited = self.edited
+        positions = tuple([index for index, name in enumerate(self.steps) if name in edited])
+        texts = self.run.step_texts
+        if texts is not None:
+            if len(texts) == len(steps):  # the steps left alone keep their text
+                texts = list(texts)
+                for index in positions:
+                    texts[index] = None
+            else:
+                texts = None
         return Advance(
             status=self.status,
-            steps=list(self.steps.values()),
-            edited=tuple([index for index, name in enumerate(self.steps) if name in edited]),
+            steps=steps,
+            edited=positions,
+            step_texts=texts,
             output_json=self.output_json,
             failure_reason=self.failure_reason,
             error=self.error,
