@@ -57,10 +57,10 @@ _SLOT_SETTERS = tuple(getattr(NewJob, name).__set__ for name in _FIELDS)
 ``object.__setattr__`` for each field, twice as slow (it does nothing else: no ``__post_init__``)."""
 
 
-def _new_job(values: list[Any]) -> NewJob:
+def _new_job(values: list[Any], setters: tuple[Callable[[NewJob, Any], None], ...] = _SLOT_SETTERS) -> NewJob:
     """``NewJob(*values)``: every field, in order."""
     job = object.__new__(NewJob)
-    for set_slot, value in zip(_SLOT_SETTERS, values, strict=True):
+    for set_slot, value in zip(setters, values):  # noqa: B905 - one value per field, always
         set_slot(job, value)
     return job
 

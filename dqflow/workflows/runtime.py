@@ -358,22 +358,25 @@ class _Work:
         """Plan step ``name``: its result when it is over at once (skipped, or a ``for_each``
         over an empty array), else ``_NOT_OVER`` (its jobs run, or it failed the run)."""
         self.changed = True
+        planner = self.planner
+        run = self.run
         try:
-            payloads, skip_reason = self.planner.resolve(name, self.run.input, results)
+            payloads, skip_reason = planner.resolve(name, run.input, results)
         except ResolutionError as exc:
             self.fail_step(name, FailureReason.INVALID_PAYLOAD.value, str(exc))
             return _NOT_OVER
         if skip_reason is not None:
             self.edit(name).update(status=_SKIPPED, skipped_reason=skip_reason, completed_at=self.now)
             return SKIPPED
-        declared = self.workflow.steps[name]
-        fans_out = declared.fans_out
+        declared = planner.workflow.steps[name]
+        fans_out = declared.for_each is not None
         step = self.steps[name]
-        tags, trace, run_id = tuple(self.run.tags), step.get("trace"), self.run.id or None
+        job_type, tags, trace, run_id = declared.job, tuple(run.tags), step.get("trace"), run.id or None
+        new_job = self.new_job
         jobs: list[NewJob] = []
         for index, payload in enumerate(payloads):
             try:
-                job = self.new_job(declared.job, payload, tags, trace, run_id, name, index if fans_out else None)
+                job = new_job(job_type, payload, tags, trace, run_id, name, index if fans_out else None)
             except ValidationFailed as exc:
                 where = f"element {index}: " if fans_out else ""
                 self.fail_step(name, FailureReason.INVALID_PAYLOAD.value, f"{where}{exc}")
