@@ -16,10 +16,13 @@ from dqflow import Queue, WorkflowStatus
 from dqflow.storage.workflows import (
     Advance,
     JobEnd,
+    NewWorkflowRun,
     RunState,
     _encode_steps,
+    batch_steps_json,
     decode_steps,
     encode_step,
+    planned_starts,
     state_from_fields,
 )
 from dqflow.workflows.runtime import initial_steps
@@ -184,3 +187,15 @@ def test_runs_move_to_the_same_step_texts_however_their_state_was_kept(queue: Qu
     assert linear.status is WorkflowStatus.COMPLETED and [s["status"] for s in linear.steps] == ["completed"] * 3
     fan = _drive(queue, "fan", {"items": list(range(5))}, way)
     assert fan.status is WorkflowStatus.COMPLETED and fan.steps[0]["outputs"] == [{"n": i} for i in range(5)]
+
+
+def test_a_batch_of_starts_writes_each_runs_steps_as_encoded(queue: Queue) -> None:
+    runtime = queue._runtime()
+    shared = initial_steps(runtime.workflow("linear"))  # one step state for the batch, as start_workflows gives
+    runs = [NewWorkflowRun("linear", json.dumps({"n": n}), shared) for n in range(3)]
+    runs.append(NewWorkflowRun("fan", '{"items":[1,2]}', initial_steps(runtime.workflow("fan"))))
+    advances = planned_starts(runs, runtime.start)
+    for text, advance in zip(batch_steps_json(advances), advances, strict=True):
+        assert json.loads(text) == advance.steps and text == _encode_steps(advance.steps)
+    assert [len(advance.new_jobs) for advance in advances] == [1, 1, 1, 2]
+    assert shared == initial_steps(runtime.workflow("linear"))  # left alone

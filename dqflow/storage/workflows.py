@@ -257,10 +257,17 @@ lock). It may raise (e.g. ``InvalidWorkflowStateError``): nothing is written the
 
 def planned_starts(runs: Sequence[NewWorkflowRun], plan: RunChange) -> list[Advance]:
     """What each new run starts with, ``plan`` called before anything is written (the run has
-    no id yet: ``state.id`` is 0), so a backend stores a whole batch in one step."""
+    no id yet: ``state.id`` is 0), so a backend stores a whole batch in one step. The steps
+    the runs share (``runs`` alive throughout: their ids stay theirs) are encoded once."""
     advances: list[Advance] = []
+    texts_of: dict[int, list[str | None]] = {}  # by step state: the runs of a batch usually share one
     for run in runs:
-        state = RunState(0, run.name, WorkflowStatus.RUNNING, json.loads(run.input_json), list(run.tags), run.steps, 0)
+        texts = texts_of.get(id(run.steps))
+        if texts is None:
+            texts = texts_of[id(run.steps)] = [encode_step(step) for step in run.steps]
+        state = RunState(
+            0, run.name, WorkflowStatus.RUNNING, json.loads(run.input_json), list(run.tags), run.steps, 0, list(texts)
+        )
         advance = plan(state)
         if advance.cancel_job_ids or advance.retry_job_ids:
             raise ValueError("a new workflow run has no jobs to cancel or retry")
