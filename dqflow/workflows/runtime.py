@@ -37,6 +37,7 @@ _SKIPPED = StepStatus.SKIPPED.value
 _FAILED = StepStatus.FAILED.value
 _CANCELLED = StepStatus.CANCELLED.value
 _OVER = (_COMPLETED, _SKIPPED)
+_WORKFLOW_FAILED = FailureReason.WORKFLOW_FAILED.value
 _UNFINISHED = (_WAITING, _RUNNING)
 
 
@@ -221,7 +222,7 @@ class _Work:
         self.error: str | None = None
         self.new_jobs: list[NewJob] = []
         self.cancel_ids: list[int] = []
-        self.cancel_reason: str = FailureReason.WORKFLOW_FAILED.value
+        self.cancel_reason: str = _WORKFLOW_FAILED
         self.retry_ids: list[int] = []
         self.notices: list[WorkflowStatus] = []
         self.changed = False
