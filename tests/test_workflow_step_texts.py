@@ -34,6 +34,18 @@ _json = st.recursive(
 )
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+        max_leaves=20,
+    )
+)
+def test_a_step_is_encoded_as_the_steps_encoder_encodes_it(value: Any) -> None:
+    assert encode_step(value) == _encode_steps(value)  # NaN and Infinity too, as the step state always allowed
+
+
 @st.composite
 def _step(draw: st.DrawFn, name: str) -> dict[str, Any]:
     count = draw(st.integers(0, 4))
