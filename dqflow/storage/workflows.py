@@ -50,6 +50,8 @@ __all__ = [
     "WorkflowAdvancer",
     "WorkflowFilter",
     "batch_steps_json",
+    "decode_steps",
+    "encode_step",
     "jobs_of_run",
     "planned_starts",
     "run_from_fields",
