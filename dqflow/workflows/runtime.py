@@ -370,7 +370,7 @@ class _Work:
             self.edit(name).update(status=_SKIPPED, skipped_reason=skip_reason, completed_at=self.now)
             return SKIPPED
         declared = planner.workflow.steps[name]
-        fans_out = declared.for_each is not None
+        fans_out = declared.fans_out
         step = self.steps[name]
         job_type, tags, trace, run_id = declared.job, tuple(run.tags), step.get("trace"), run.id or None
         new_job = self.new_job
