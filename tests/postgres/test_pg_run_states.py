@@ -13,7 +13,7 @@ from helpers import FAST_WORKER, make_queue
 
 from dqflow import Declaration, Queue, WorkflowStatus
 from dqflow.errors import StorageError
-from dqflow.storage import Completion
+from dqflow.storage import Completion, workflows
 from dqflow.storage.postgres._workflows import PgWorkflows
 from dqflow.storage.postgres.backend import PostgresStorage
 
@@ -164,3 +164,24 @@ def test_a_step_rewrites_its_run_on_the_same_page(pg_url: str) -> None:
         assert pages() == before
     finally:
         queue.close()
+
+
+def test_a_run_read_from_the_database_has_only_its_changed_steps_encoded(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock answers the step state as text: the steps an advance leaves alone are written
+    as read, not decoded and encoded again."""
+    first, second = (make_queue(pg_url, JOBS, workflows=WORKFLOWS) for _ in range(2))
+    try:
+        run_id = first.start_workflow("linear", {"n": 1})
+        _settle(first, {"n": 2})
+        encoded: list[Any] = []
+        encode = workflows.encode_step
+        monkeypatch.setattr(workflows, "encode_step", lambda step: encoded.append(step) or encode(step))
+        _settle(second, {"n": 4})  # a run ``second`` never wrote: read
+        assert sorted(step["name"] for step in encoded) == ["b", "c"]  # b completed, c started; a as read
+        run = second.require_workflow(run_id)
+        assert [step.output for step in run.steps] == [{"n": 2}, {"n": 4}, None]
+    finally:
+        first.close()
+        second.close()

@@ -13,8 +13,9 @@ but a run still at the version this process wrote answers no step state, and is
 planned from the kept one. A worker that settles a run's step usually settles the
 next one too: a linear chain reads and decodes the run's steps once, at its first
 step. Every write of a run, by any process, bumps its ``version``, so a state moved on
-elsewhere is read again. With a kept state come its steps' JSON texts: the next write
-encodes only the steps its advance changed (``Advance.edited``).
+elsewhere is read again. The lock answers the step state as JSON text: decoded, it gives
+each step's text too (``state_from_fields``), so an advance, of a kept or a read state,
+encodes only the steps it changes.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ import psycopg
 from psycopg import pq
 from psycopg.rows import dict_row, tuple_row
 
-from dqflow.enums import WorkflowStatus
 from dqflow.errors import WorkflowRunNotFoundError
 from dqflow.storage.run_states import WrittenRunStates
 from dqflow.storage.workflows import (
@@ -55,10 +55,6 @@ if TYPE_CHECKING:
 
 Connection = psycopg.Connection[Any]
 
-_encode_step = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-"""A step's state as compact JSON: ``[`` + the steps' texts joined by ``,`` + ``]`` is what
-``Advance.steps_json`` writes for the whole state."""
-
 
 def run_record(row: dict[str, Any]) -> WorkflowRun:
     """A ``WorkflowRun`` from a ``dqflow_workflow_runs`` row."""
@@ -71,10 +67,10 @@ def run_record(row: dict[str, Any]) -> WorkflowRun:
 @dataclass(slots=True)
 class Written:
     """What one transaction wrote to runs, acted on once it committed: ``notices`` for the
-    advancer, ``states`` (with their steps' JSON texts) to keep."""
+    advancer, ``states`` (with the size of their step state's JSON) to keep."""
 
     notices: list[RunNotice] = field(default_factory=list)
-    states: list[tuple[RunState, list[str]]] = field(default_factory=list)
+    states: list[tuple[RunState, int]] = field(default_factory=list)
     durable: bool = False
 
     def committed(self, conn: Connection) -> None:
@@ -109,8 +105,6 @@ class PgWorkflows:
         self._storage = storage
         #: running runs' states as this object last wrote them, once committed
         self.known = WrittenRunStates()
-        #: the JSON text of each step of a kept state (by run id, with the state it is of)
-        self._step_texts: dict[int, tuple[RunState, list[str]]] = {}
 
     # -- reading ---------------------------------------------------------------------
 
@@ -153,22 +147,9 @@ class PgWorkflows:
 
     def keep(self, written: Written) -> None:
         """Keep the states of a committed transaction (``written.durable``)."""
-        if not written.durable:
-            return
-        texts = self._step_texts
-        for state, steps in written.states:
-            self.known.keep(state, sum(map(len, steps)) + len(steps) + 1)
-            if state.status is WorkflowStatus.RUNNING:
-                texts[state.id] = (state, steps)
-        if len(texts) > 2 * len(self.known) + 64:  # drop the texts of states no longer kept
-            for run_id, (state, _) in list(texts.items()):
-                if self.known.get(run_id) is not state:
-                    texts.pop(run_id, None)
-
-    def step_texts(self, state: RunState) -> list[str] | None:
-        """The JSON text of each step of ``state`` if it is the state kept for its run."""
-        kept = self._step_texts.get(state.id)
-        return kept[1] if kept is not None and kept[0] is state and self.known.get(state.id) is state else None
+        if written.durable:
+            for state, size in written.states:
+                self.known.keep(state, size)
 
     def create(
         self, conn: Connection, runs: Sequence[NewWorkflowRun], plan: RunChange, written: Written
@@ -282,39 +263,27 @@ class PgWorkflows:
         for state, advance in changed:
             written.notices.extend(RunNotice(state.id, state.name, s, advance.failure_reason) for s in advance.notices)
 
+    @staticmethod
     def _run_updates(
-        self, changed: Sequence[tuple[RunState, Advance]], new_ids: Sequence[int], written: Written
+        changed: Sequence[tuple[RunState, Advance]], new_ids: Sequence[int], written: Written
     ) -> dict[str, list[Any]]:
         """workflow_update_run.sql's arrays: one element per run, its new jobs named by ``new_ids``
-        (taken in order, as many as each run's ``new_jobs``); each run's new state into ``written``.
-        A kept state's unchanged steps are not encoded again."""
+        (taken in order, as many as each run's ``new_jobs``); each run's new state into ``written``."""
         columns: dict[str, list[Any]] = {
             name: [] for name in ("ids", "status", "output", "failure_reason", "error", "steps")
         }
         taken = 0
         for state, advance in changed:
             count = len(advance.new_jobs)
-            ids = new_ids[taken : taken + count]
+            steps = advance.steps_json(new_ids[taken : taken + count])
             taken += count
-            kept = self.step_texts(state)
-            edited = advance.edited_steps_json(ids) if kept is not None and len(kept) == len(advance.steps) else None
-            if kept is None or edited is None:
-                advance.fill_job_ids(ids)
-                texts = [_encode_step(step) for step in advance.steps]
-            else:
-                texts = list(kept)
-                for index, text in edited:
-                    texts[index] = text
             columns["ids"].append(state.id)
             columns["status"].append(advance.status.value)
             columns["output"].append(advance.output_json)
             columns["failure_reason"].append(advance.failure_reason)
             columns["error"].append(advance.error)
-            columns["steps"].append(f"[{','.join(texts)}]")
-            moved = RunState(
-                state.id, state.name, advance.status, state.input, state.tags, advance.steps, state.version + 1
-            )
-            written.states.append((moved, texts))
+            columns["steps"].append(steps)
+            written.states.append((advance.written_state(state), len(steps)))
         return columns
 
 

@@ -4,11 +4,13 @@
 -- still at that version answers no input, tags or steps (the process has them), so a
 -- worker that settles the next step of a run it moved reads and decodes nothing big.
 -- Every write of a run bumps its version, and only committed states are kept, so a
--- version names one state.
+-- version names one state. The JSON comes as text: decoded in Python, the step state gives
+-- each step's text as well (storage/workflows.py: state_from_fields), which an advance
+-- writes again for the steps it leaves alone instead of encoding them.
 SELECT r.id, r.version, r.name, r.status,
-       CASE WHEN r.version = k.known THEN NULL ELSE r.input END AS input,
-       CASE WHEN r.version = k.known THEN NULL ELSE r.tags END AS tags,
-       CASE WHEN r.version = k.known THEN NULL ELSE r.steps END AS steps
+       CASE WHEN r.version = k.known THEN NULL ELSE r.input::text END AS input,
+       CASE WHEN r.version = k.known THEN NULL ELSE r.tags::text END AS tags,
+       CASE WHEN r.version = k.known THEN NULL ELSE r.steps::text END AS steps
 FROM unnest(%(ids)b::bigint[], %(known)b::bigint[]) AS k(id, known)
 JOIN dqflow_workflow_runs AS r ON r.id = k.id
 ORDER BY r.id
