@@ -99,52 +99,158 @@ def _shape(key: tuple[Any, ...]) -> _JobShape:
     return shape
 
 
-class _Plan:
-    """One ``workflow.lua`` call being built: the runs' moves, the job shapes their new jobs
-    share (each sent once), and the step states (sent as plain ARGV, no JSON in JSON)."""
+_encode_steps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
+"""The step state as compact JSON text (the text ``storage/workflows.py`` writes; step states are
+trees read from JSON, so the encoder skips its check for cycles)."""
 
-    __slots__ = ("_shape_at", "shapes", "texts")
+_JOB_IDS = '"job_ids":['
+
+
+def _optional(value: str | None) -> str:
+    """An optional text as ``workflow.lua`` reads it: '' for none, else '=' and the text."""
+    return "" if value is None else "=" + value
+
+
+def _id_pieces(job_ids: list[int], pieces: list[str]) -> int:
+    """Append the contents of a ``job_ids`` list to ``pieces`` (text, then per run of consecutive
+    placeholders -k, -k-1, ...: k, their count and the text after them); answer the runs' count."""
+    holes = 0
+    text = ""
+    position, count = 0, len(job_ids)
+    while position < count:
+        if position:
+            text += ","
+        job_id = job_ids[position]
+        if job_id >= 0:
+            text += str(job_id)
+            position += 1
+            continue
+        end = position + 1
+        while end < count and job_ids[end] == job_ids[end - 1] - 1:
+            end += 1
+        pieces[-1] += text
+        pieces += (str(-job_id), str(end - position), "")
+        text = ""
+        holes += 1
+        position = end
+    pieces[-1] += text
+    return holes
+
+
+def _step_pieces(steps: list[dict[str, Any]]) -> tuple[list[str], int]:
+    """The step state's JSON text as ``workflow.lua`` reads it (the count of holes, the text before
+    the first one, then per hole: the first new job it names (k of placeholder -k), how many, and
+    the text after it): the script fills in the ids it draws, with no search of the text.
+    Also answers the text's length (without the ids)."""
+    planned = [index for index, step in enumerate(steps) if step["job_ids"] and min(step["job_ids"]) < 0]
+    text = _encode_steps(steps)
+    if not planned:
+        return ["0", text], len(text)
+    pieces = [""]
+    holes = 0
+    if text.count(_JOB_IDS) == len(steps):  # only each step's own key: the n-th is the n-th step's
+        done = at = 0
+        planned_at = set(planned)
+        for index in range(len(steps)):
+            at = text.index(_JOB_IDS, at) + len(_JOB_IDS)
+            if index in planned_at:
+                pieces[-1] += text[done:at]
+                holes += _id_pieces(steps[index]["job_ids"], pieces)
+                done = at = text.index("]", at)
+        pieces[-1] += text[done:]
+    else:  # some value holds a "job_ids" key too: each planned step's list placed from its parts
+        pieces[-1] = "["
+        for index, step in enumerate(steps):
+            if index:
+                pieces[-1] += ","
+            if index not in planned:
+                pieces[-1] += _encode_steps(step)
+                continue
+            items = list(step.items())
+            at = next(position for position, (name, _) in enumerate(items) if name == "job_ids")
+            head, tail = _encode_steps(dict(items[:at])), _encode_steps(dict(items[at + 1 :]))
+            pieces[-1] += head[:-1] + ("," if at else "") + _JOB_IDS
+            holes += _id_pieces(step["job_ids"], pieces)
+            pieces[-1] += "]" + ("," if len(tail) > 2 else "") + tail[1:]
+        pieces[-1] += "]"
+    return [str(holes), *pieces], len(text)
+
+
+class _Plan:
+    """One ``workflow.lua`` call being built, as its flat ARGV (no JSON for the script to decode):
+    the job shapes the new jobs share (each sent once), the runs to guard and move, the runs to
+    create. ``lua/workflow.lua`` describes the layout."""
+
+    __slots__ = ("_shape_at", "create_count", "creates", "run_count", "runs", "shapes")
 
     def __init__(self) -> None:
-        self.texts: list[str] = []
-        self.shapes: list[_JobShape] = []
+        self.shapes: list[str] = ["0"]
         self._shape_at: dict[tuple[Any, ...], int] = {}
+        self.runs: list[str] = []
+        self.run_count = 0
+        self.creates: list[str] = []
+        self.create_count = 0
 
-    def move(self, advance: Advance) -> dict[str, Any]:
-        """What the script writes for one run's advance; its new jobs keep their placeholders
-        in the step state (the script draws their ids)."""
-        count = len(advance.new_jobs)
-        self.texts.append(advance.steps_json(range(-1, -count - 1, -1)))
-        move: dict[str, Any] = {"status": advance.status.value, "steps": len(self.texts) + 1}
-        for name, value in (
-            ("output", advance.output_json),
-            ("failure_reason", advance.failure_reason),
-            ("error", advance.error),
-        ):
-            if value is not None:
-                move[name] = value
-        if count:
-            move["jobs"] = [self._job(job) for job in advance.new_jobs]
-        if advance.cancel_job_ids:
-            move["cancel"] = [str(i) for i in advance.cancel_job_ids]
-            move["cancel_reason"] = advance.cancel_reason
-        if advance.retry_job_ids:
-            move["retry"] = [str(i) for i in advance.retry_job_ids]
-        return move
+    def run(self, run_id: int, state: RunState | None, group: Sequence[Ending], advance: Advance | None) -> int:
+        """Add a run: its guards (its version and status as read, none without ``state``; its jobs'),
+        its jobs' ends and its move (none without ``advance``). Answers the size of its step state."""
+        record = [str(run_id), "", ""] if state is None else [str(run_id), str(state.version), state.status.value]
+        record.append(str(len(group)))
+        for ending in group:
+            record += ending.guard
+        record.append(str(len(group)))
+        for ending in group:
+            record += ending.op
+        size = self._move(record, advance)
+        self.runs.append(str(len(record)))
+        self.runs += record
+        self.run_count += 1
+        return size
 
-    def _job(self, job: NewJob) -> list[Any]:
+    def create(self, run: NewWorkflowRun, advance: Advance) -> None:
+        """Add a run to create, then move to its planned state."""
+        record = [run.name, run.input_json, json.dumps(list(run.tags)), _optional(run.idempotency_key)]
+        self._move(record, advance)
+        self.creates.append(str(len(record)))
+        self.creates += record
+        self.create_count += 1
+
+    def _move(self, record: list[str], advance: Advance | None) -> int:
+        """Append what the script writes for one run's advance; its new jobs keep their placeholders
+        in the step state (the script draws their ids and fills them in). Answers the state's size."""
+        if advance is None:
+            record.append("0")
+            return 0
+        record += ("1", advance.status.value, str(len(advance.new_jobs)))
+        for job in advance.new_jobs:
+            record += self._job(job)
+        output, reason, error = advance.output_json, advance.failure_reason, advance.error
+        cancels, retries = advance.cancel_job_ids, advance.retry_job_ids
+        if output is None and reason is None and error is None and not cancels and not retries:
+            record.append("0")  # a step's usual move: none of these
+        else:
+            record += ("1", _optional(output), _optional(reason), _optional(error))
+            record += (_optional(advance.cancel_reason), str(len(cancels)), *map(str, cancels))
+            record += (str(len(retries)), *map(str, retries))
+        pieces, size = _step_pieces(advance.steps)
+        record += pieces
+        return size
+
+    def _job(self, job: NewJob) -> tuple[str, str, str]:
         """A new job: its shape's place (1-based), its payload and its fan-out index ('' = none)."""
         key = _shared_values(job)
         at = self._shape_at.get(key)
         if at is None:
-            self.shapes.append(_shape(key))
-            at = self._shape_at[key] = len(self.shapes)
+            job_type, priority, fields, tag_keys = _shape(key)
+            self.shapes += (job_type, priority, str(len(fields)), *fields, str(len(tag_keys)), *tag_keys)
+            at = self._shape_at[key] = len(self._shape_at) + 1
+            self.shapes[0] = str(at)
         item = job.workflow_item
-        return [at, job.payload_json, "" if item is None else str(encode_option(_ITEM, item))]
+        return str(at), job.payload_json, "" if item is None else str(encode_option(_ITEM, item))
 
-    def args(self, **sections: Any) -> list[str]:
-        """The script's ARGV: the JSON plan (``sections`` and the shapes), then the step states."""
-        return [json.dumps({**sections, "shapes": self.shapes}), *self.texts]
+    def args(self) -> list[str]:
+        """The script's ARGV: the shapes, the runs, the creates."""
+        return [*self.shapes, str(self.run_count), *self.runs, str(self.create_count), *self.creates]
 
 
 def _moved_state(state: RunState, advance: Advance, first_job: int) -> RunState:
@@ -269,8 +375,8 @@ class RedisWorkflows:
 
     # -- applying ----------------------------------------------------------------------
 
-    def _apply(self, plan: _Plan, **sections: Any) -> list[Any]:
-        return list(self._storage._run("workflow", "move workflow runs", *plan.args(**sections)))
+    def _apply(self, plan: _Plan) -> list[Any]:
+        return list(self._storage._run("workflow", "move workflow runs", *plan.args()))
 
     def _move(self, endings: Sequence[Ending], states: dict[int, RunState], notices: list[RunNotice]) -> set[int]:
         """End the jobs and move their runs (from ``states``, as read or known) in one script call;
@@ -280,32 +386,23 @@ class RedisWorkflows:
         by_run: dict[int, list[Ending]] = {}
         for ending in endings:
             by_run.setdefault(ending.run_id, []).append(ending)
-        entries: list[dict[str, Any]] = []
         plan = _Plan()
-        planned: list[tuple[RunState | None, Advance | None]] = []
-        sizes: dict[int, int] = {}  # of each moved run's step state text
+        planned: list[tuple[RunState | None, Advance | None, int]] = []
         for run_id, group in by_run.items():
-            entry: dict[str, Any] = {"id": str(run_id), "jobs": [e.guard for e in group], "ops": [e.op for e in group]}
             state, advance = states.get(run_id), None
-            if state is not None:
-                entry["version"], entry["status"] = str(state.version), state.status.value
-                if advancer is not None:
-                    advance = advancer.job_ended(state, [e.end for e in group])
-                    if advance.changed:
-                        entry["move"] = plan.move(advance)
-                        sizes[run_id] = len(plan.texts[-1])
-                    else:
-                        advance = None
-            entries.append(entry)
-            planned.append((state, advance))
-        reply = self._apply(plan, runs=entries)
+            if state is not None and advancer is not None:
+                advance = advancer.job_ended(state, [e.end for e in group])
+                if not advance.changed:
+                    advance = None
+            planned.append((state, advance, plan.run(run_id, state, group, advance)))
+        reply = self._apply(plan)
         conflicts: set[int] = set()
-        for run_id, (state, advance), answer in zip(by_run, planned, reply[1:], strict=True):
+        for run_id, (state, advance, size), answer in zip(by_run, planned, reply[1:], strict=True):
             if answer == "conflict":
                 conflicts.add(run_id)
                 self._known.forget(run_id)
             elif state is not None and advance is not None:
-                self._known.keep(_moved_state(state, advance, int(answer)), sizes[run_id])
+                self._known.keep(_moved_state(state, advance, int(answer)), size)
                 notices.extend(RunNotice(run_id, state.name, s, advance.failure_reason) for s in advance.notices)
         return conflicts
 
@@ -329,17 +426,9 @@ class RedisWorkflows:
         if not runs:
             return []
         call = _Plan()
-        creates = [
-            {
-                "name": run.name,
-                "input": run.input_json,
-                "tags": json.dumps(list(run.tags)),
-                "idempotency_key": run.idempotency_key,
-                "move": call.move(advance),
-            }
-            for run, advance in zip(runs, advances, strict=True)
-        ]
-        reply = self._apply(call, creates=creates)
+        for run, advance in zip(runs, advances, strict=True):
+            call.create(run, advance)
+        reply = self._apply(call)
         results: list[tuple[int, bool]] = []
         for index, (run, advance) in enumerate(zip(runs, advances, strict=True)):
             run_id, created = int(reply[2 * index + 1]), reply[2 * index + 2] == "1"
@@ -358,10 +447,8 @@ class RedisWorkflows:
             advance = change(state)
             found[:] = [RunNotice(run_id, state.name, s, advance.failure_reason) for s in advance.notices]
             plan = _Plan()
-            entry: dict[str, Any] = {"id": str(run_id), "version": str(state.version), "status": state.status.value}
-            if advance.changed:
-                entry["move"] = plan.move(advance)
-            return self._apply(plan, runs=[entry])[1:]
+            plan.run(run_id, state, (), advance if advance.changed else None)
+            return self._apply(plan)[1:]
 
         self._until_applied(attempt, f"changing workflow run {run_id}")
         self._known.forget(run_id)
