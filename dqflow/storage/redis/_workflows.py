@@ -27,11 +27,14 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from dqflow.enums import WorkflowStatus
 from dqflow.errors import StorageError, WorkflowRunNotFoundError
 from dqflow.storage.base import JOB_OPTIONS, Completion, Failure, NewJob
 from dqflow.storage.redis.codec import as_text, encode_option, from_us, tag_set, tags_json
@@ -105,75 +108,162 @@ trees read from JSON, so the encoder skips its check for cycles)."""
 
 _JOB_IDS = '"job_ids":['
 
+_decode_step = json.JSONDecoder().raw_decode
+
+_step_encoder = (  # the C encoder itself: JSONEncoder.encode makes one per call
+    None
+    if c_make_encoder is None
+    else c_make_encoder(None, json.JSONEncoder().default, encode_basestring, None, ":", ",", False, False, True)
+)
+
+
+def _encode_step(step: dict[str, Any]) -> str:
+    """One step's state as compact JSON text (as ``_encode_steps`` writes it)."""
+    if _step_encoder is None:  # pragma: no cover - a Python without the json accelerator
+        return _encode_steps(step)
+    return "".join(_step_encoder(step, 0))
+
 
 def _optional(value: str | None) -> str:
     """An optional text as ``workflow.lua`` reads it: '' for none, else '=' and the text."""
     return "" if value is None else "=" + value
 
 
-def _id_pieces(job_ids: list[int], pieces: list[str]) -> int:
-    """Append the contents of a ``job_ids`` list to ``pieces`` (text, then per run of consecutive
-    placeholders -k, -k-1, ...: k, their count and the text after them); answer the runs' count."""
-    holes = 0
-    text = ""
+def split_steps(text: str) -> tuple[list[dict[str, Any]], list[str] | None]:
+    """A stored step state decoded, with each step's own text (None when the text is not the
+    compact form dqflow writes: decoded whole)."""
+    steps: list[dict[str, Any]] = []
+    texts: list[str] = []
+    try:
+        if text[0] == "[" and text[1] != "]":
+            at = 1
+            while True:
+                step, stop = _decode_step(text, at)
+                steps.append(step)
+                texts.append(text[at:stop])
+                if text[stop] != ",":
+                    break
+                at = stop + 1
+            if stop == len(text) - 1 and text[stop] == "]" and all(isinstance(step, dict) for step in steps):
+                return steps, texts
+    except (ValueError, IndexError):
+        pass
+    return json.loads(text), None
+
+
+def _around_ids(step: dict[str, Any], text: str) -> tuple[str, str]:
+    """A step's JSON text before and after the contents of its ``job_ids`` list."""
+    if text.count(_JOB_IDS) == 1:  # only the step's own key (none of its values holds one)
+        at = text.index(_JOB_IDS) + len(_JOB_IDS)
+        return text[:at], text[text.index("]", at) :]
+    items = list(step.items())
+    at = next(position for position, (name, _) in enumerate(items) if name == "job_ids")
+    head, tail = _encode_steps(dict(items[:at])), _encode_steps(dict(items[at + 1 :]))
+    return head[:-1] + ("," if at else "") + _JOB_IDS, "]" + ("," if len(tail) > 2 else "") + tail[1:]
+
+
+class _StepState:
+    """A run's step state as ``workflow.lua`` reads it (``args``): the count of holes, the text up
+    to the first one, then per hole the first new job it names (k of placeholder -k), how many,
+    and the text after it: the script fills in the ids it draws, with no search of the text.
+    Each step is encoded on its own: a step the advance left as it was keeps its text (``texts``)."""
+
+    __slots__ = ("args", "around", "size", "texts")
+
+    def __init__(self, advance: Advance, texts: list[str] | None) -> None:
+        steps = advance.steps
+        edited = advance.edited
+        if texts is None or edited is None or len(texts) != len(steps):
+            texts = [_encode_step(step) for step in steps]
+        else:
+            texts = texts.copy()
+            for index in edited:
+                texts[index] = _encode_step(steps[index])
+        self.texts = texts
+        self.around: list[tuple[int, str, str]] = []  # steps naming new jobs: their text around the ids
+        holes: list[str] = []
+        marked = texts
+        for index, step in enumerate(steps):
+            job_ids = step["job_ids"]
+            if job_ids and min(job_ids) < 0:
+                if marked is texts:
+                    marked = texts.copy()
+                before, after = _around_ids(step, texts[index])
+                self.around.append((index, before, after))
+                marked[index] = before + _holes(job_ids, holes) + after
+        # a JSON text holds no NUL (a string escapes it): it marks the holes
+        text = "[" + ",".join(marked) + "]"
+        self.size = len(text)
+        if not holes:
+            self.args = ["0", text]
+            return
+        pieces = text.split(_HOLE)
+        self.args = [str(len(pieces) - 1), pieces[0]]
+        for hole, piece in enumerate(pieces[1:]):
+            self.args += (holes[2 * hole], holes[2 * hole + 1], piece)
+
+    def written(self, steps: list[dict[str, Any]]) -> list[str]:
+        """Each step's text once its new jobs' ids are filled in (``steps``: numbered)."""
+        for index, before, after in self.around:
+            self.texts[index] = before + ",".join(map(str, steps[index]["job_ids"])) + after
+        return self.texts
+
+
+_HOLE = "\x00"
+
+
+def _holes(job_ids: list[int], holes: list[str]) -> str:
+    """The contents of a ``job_ids`` list, each run of consecutive placeholders -k, -k-1, ... a
+    ``_HOLE`` (its k and count appended to ``holes``)."""
+    parts: list[str] = []
     position, count = 0, len(job_ids)
     while position < count:
-        if position:
-            text += ","
         job_id = job_ids[position]
         if job_id >= 0:
-            text += str(job_id)
+            parts.append(str(job_id))
             position += 1
             continue
         end = position + 1
         while end < count and job_ids[end] == job_ids[end - 1] - 1:
             end += 1
-        pieces[-1] += text
-        pieces += (str(-job_id), str(end - position), "")
-        text = ""
-        holes += 1
+        parts.append(_HOLE)
+        holes += (str(-job_id), str(end - position))
         position = end
-    pieces[-1] += text
-    return holes
+    return ",".join(parts)
 
 
-def _step_pieces(steps: list[dict[str, Any]]) -> tuple[list[str], int]:
-    """The step state's JSON text as ``workflow.lua`` reads it (the count of holes, the text before
-    the first one, then per hole: the first new job it names (k of placeholder -k), how many, and
-    the text after it): the script fills in the ids it draws, with no search of the text.
-    Also answers the text's length (without the ids)."""
-    planned = [index for index, step in enumerate(steps) if step["job_ids"] and min(step["job_ids"]) < 0]
-    text = _encode_steps(steps)
-    if not planned:
-        return ["0", text], len(text)
-    pieces = [""]
-    holes = 0
-    if text.count(_JOB_IDS) == len(steps):  # only each step's own key: the n-th is the n-th step's
-        done = at = 0
-        planned_at = set(planned)
-        for index in range(len(steps)):
-            at = text.index(_JOB_IDS, at) + len(_JOB_IDS)
-            if index in planned_at:
-                pieces[-1] += text[done:at]
-                holes += _id_pieces(steps[index]["job_ids"], pieces)
-                done = at = text.index("]", at)
-        pieces[-1] += text[done:]
-    else:  # some value holds a "job_ids" key too: each planned step's list placed from its parts
-        pieces[-1] = "["
-        for index, step in enumerate(steps):
-            if index:
-                pieces[-1] += ","
-            if index not in planned:
-                pieces[-1] += _encode_steps(step)
-                continue
-            items = list(step.items())
-            at = next(position for position, (name, _) in enumerate(items) if name == "job_ids")
-            head, tail = _encode_steps(dict(items[:at])), _encode_steps(dict(items[at + 1 :]))
-            pieces[-1] += head[:-1] + ("," if at else "") + _JOB_IDS
-            holes += _id_pieces(step["job_ids"], pieces)
-            pieces[-1] += "]" + ("," if len(tail) > 2 else "") + tail[1:]
-        pieces[-1] += "]"
-    return [str(holes), *pieces], len(text)
+class _StepTexts:
+    """Each step's JSON text of run states this process wrote or read, by run: a move planned from
+    one of them encodes only the steps it changes. An entry serves only the very ``RunState`` it
+    was kept with (a state planned from is the one kept, or read, at that version). Bounded like
+    ``WrittenRunStates``: by count and characters, the oldest entries going first, a state over a
+    sixteenth of ``max_chars`` not kept. Safe to share between threads."""
+
+    def __init__(self, max_runs: int = 4096, max_chars: int = 16 << 20) -> None:
+        self._max_runs = max_runs
+        self._max_chars = max_chars
+        self._chars = 0
+        self._texts: dict[int, tuple[RunState, list[str], int]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, state: RunState | None) -> list[str] | None:
+        """The step texts kept with ``state`` itself, if any."""
+        kept = None if state is None else self._texts.get(state.id)
+        return kept[1] if kept is not None and kept[0] is state else None
+
+    def keep(self, state: RunState, texts: list[str]) -> None:
+        """Keep ``texts`` as the step texts of ``state`` (in place of what its run had)."""
+        size = sum(map(len, texts))
+        with self._lock:
+            replaced = self._texts.pop(state.id, None)
+            if replaced is not None:
+                self._chars -= replaced[2]
+            if size > self._max_chars // 16:
+                return
+            self._texts[state.id] = (state, texts, size)
+            self._chars += size
+            while len(self._texts) > self._max_runs or self._chars > self._max_chars:
+                self._chars -= self._texts.pop(next(iter(self._texts)))[2]
 
 
 class _Plan:
@@ -191,9 +281,17 @@ class _Plan:
         self.creates: list[str] = []
         self.create_count = 0
 
-    def run(self, run_id: int, state: RunState | None, group: Sequence[Ending], advance: Advance | None) -> int:
+    def run(
+        self,
+        run_id: int,
+        state: RunState | None,
+        group: Sequence[Ending],
+        advance: Advance | None,
+        texts: list[str] | None = None,
+    ) -> _StepState | None:
         """Add a run: its guards (its version and status as read, none without ``state``; its jobs'),
-        its jobs' ends and its move (none without ``advance``). Answers the size of its step state."""
+        its jobs' ends and its move (none without ``advance``; ``texts``: the step texts of ``state``,
+        if known). Answers the step state it writes."""
         record = [str(run_id), "", ""] if state is None else [str(run_id), str(state.version), state.status.value]
         record.append(str(len(group)))
         for ending in group:
@@ -201,26 +299,26 @@ class _Plan:
         record.append(str(len(group)))
         for ending in group:
             record += ending.op
-        size = self._move(record, advance)
+        written = self._move(record, advance, texts)
         self.runs.append(str(len(record)))
         self.runs += record
         self.run_count += 1
-        return size
+        return written
 
     def create(self, run: NewWorkflowRun, advance: Advance) -> None:
         """Add a run to create, then move to its planned state."""
         record = [run.name, run.input_json, json.dumps(list(run.tags)), _optional(run.idempotency_key)]
-        self._move(record, advance)
+        self._move(record, advance, None)
         self.creates.append(str(len(record)))
         self.creates += record
         self.create_count += 1
 
-    def _move(self, record: list[str], advance: Advance | None) -> int:
+    def _move(self, record: list[str], advance: Advance | None, texts: list[str] | None) -> _StepState | None:
         """Append what the script writes for one run's advance; its new jobs keep their placeholders
-        in the step state (the script draws their ids and fills them in). Answers the state's size."""
+        in the step state (the script draws their ids and fills them in)."""
         if advance is None:
             record.append("0")
-            return 0
+            return None
         record += ("1", advance.status.value, str(len(advance.new_jobs)))
         for job in advance.new_jobs:
             record += self._job(job)
@@ -232,9 +330,9 @@ class _Plan:
             record += ("1", _optional(output), _optional(reason), _optional(error))
             record += (_optional(advance.cancel_reason), str(len(cancels)), *map(str, cancels))
             record += (str(len(retries)), *map(str, retries))
-        pieces, size = _step_pieces(advance.steps)
-        record += pieces
-        return size
+        written = _StepState(advance, texts)
+        record += written.args
+        return written
 
     def _job(self, job: NewJob) -> tuple[str, str, str]:
         """A new job: its shape's place (1-based), its payload and its fan-out index ('' = none)."""
@@ -281,6 +379,8 @@ class RedisWorkflows:
         self._known = WrittenRunStates()
         #: held - 3 x stale over recent settles, within +-TRUST_LIMIT (see ``_judge``)
         self._trust = 0
+        #: the step texts of the states in ``_known`` and of states just read
+        self._texts = _StepTexts()
 
     # -- reading ---------------------------------------------------------------------
 
@@ -344,11 +444,17 @@ class RedisWorkflows:
             pipe.hmget(f"{self._key}:wfrun:{run_id}", *_STATE_FIELDS)
 
     def _decoded_states(self, run_ids: Sequence[int], rows: Sequence[Any]) -> dict[int, RunState]:
-        """The states of the runs that exist, from the replies of ``_read_states``."""
+        """The states of the runs that exist, from the replies of ``_read_states`` (their step
+        texts kept: a move encodes only the steps it changes)."""
         states: dict[int, RunState] = {}
         for run_id, row in zip(run_ids, self._text(rows), strict=True):
             if row[0] is not None:
-                states[run_id] = state_from_fields(dict(zip(_STATE_FIELDS, row, strict=True)))
+                fields = dict(zip(_STATE_FIELDS, row, strict=True))
+                steps, texts = split_steps(fields["steps"])
+                fields["steps"] = steps
+                state = states[run_id] = state_from_fields(fields)
+                if texts is not None and state.status is WorkflowStatus.RUNNING:
+                    self._texts.keep(state, texts)
         return states
 
     def _states(self, run_ids: Sequence[int]) -> dict[int, RunState]:
@@ -387,22 +493,26 @@ class RedisWorkflows:
         for ending in endings:
             by_run.setdefault(ending.run_id, []).append(ending)
         plan = _Plan()
-        planned: list[tuple[RunState | None, Advance | None, int]] = []
+        planned: list[tuple[RunState | None, Advance | None, _StepState | None]] = []
         for run_id, group in by_run.items():
             state, advance = states.get(run_id), None
             if state is not None and advancer is not None:
                 advance = advancer.job_ended(state, [e.end for e in group])
                 if not advance.changed:
                     advance = None
-            planned.append((state, advance, plan.run(run_id, state, group, advance)))
+            texts = self._texts.get(state) if advance is not None else None
+            planned.append((state, advance, plan.run(run_id, state, group, advance, texts)))
         reply = self._apply(plan)
         conflicts: set[int] = set()
-        for run_id, (state, advance, size), answer in zip(by_run, planned, reply[1:], strict=True):
+        for run_id, (state, advance, written), answer in zip(by_run, planned, reply[1:], strict=True):
             if answer == "conflict":
                 conflicts.add(run_id)
                 self._known.forget(run_id)
-            elif state is not None and advance is not None:
-                self._known.keep(_moved_state(state, advance, int(answer)), size)
+            elif state is not None and advance is not None and written is not None:
+                moved = _moved_state(state, advance, int(answer))
+                self._known.keep(moved, written.size)
+                if moved.status is WorkflowStatus.RUNNING:
+                    self._texts.keep(moved, written.written(moved.steps))
                 notices.extend(RunNotice(run_id, state.name, s, advance.failure_reason) for s in advance.notices)
         return conflicts
 
