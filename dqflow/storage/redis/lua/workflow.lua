@@ -55,15 +55,20 @@ local function run_key(id)
   return P .. ':wfrun:' .. id
 end
 
+-- what the guards read of each guarded job: {output, concurrency_key} (false: none), by id
+local guarded = {}
+
 -- the guards of one run: its version (none: '') and its jobs' status, token and run as read
 local function holds(id, version)
   if version ~= '' and CALL('HGET', run_key(id), 'version') ~= version then return false end
   for _ = 1, take_count() do
     local guard_id, status, token, run_id = take(), take(), take(), take()
-    local job = CALL('HMGET', job_key(guard_id), 'status', 'lease_token', 'workflow_run_id')
+    local job = CALL('HMGET', job_key(guard_id), 'status', 'lease_token', 'workflow_run_id', 'output',
+      'concurrency_key')
     if job[1] ~= status or (token ~= '' and (job[2] or '0') ~= token) or (run_id ~= '' and job[3] ~= run_id) then
       return false
     end
+    guarded[guard_id] = {job[4], job[5]}
   end
   return true
 end
@@ -130,15 +135,17 @@ local function end_job()
   local key = job_key(id)
   if kind == 'c' then
     local has_output, output = take(), take()
+    local read = guarded[id] -- a completion is always guarded; read again if not
     if has_output == '1' then
-      local changed = CALL('HGET', key, 'output') ~= output
+      local stored = read and read[1]
+      if not read then stored = CALL('HGET', key, 'output') end
       CALL('HSET', key, 'status', 'completed', 'completed_at', now_s, 'updated_at', now_s, 'output', output)
-      if changed then feed(id, 'output', '') end
+      if stored ~= output then feed(id, 'output', '') end
     else
       CALL('HSET', key, 'status', 'completed', 'completed_at', now_s, 'updated_at', now_s)
     end
     CALL('HDEL', key, 'lease_expires_at', 'failure_reason')
-    free_slot(id)
+    free_slot(id, read and read[2])
     -- its index moves are written together with the batch's (below)
     completed[#completed + 1] = id
     batch_add(zsets, P .. ':status:completed', tonumber(id), id)
