@@ -10,10 +10,12 @@ Every system's worker runs **in its own process**, started and warmed up (one ru
 finished) before the clock: dqflow ``dqflow run --concurrency 16``, Celery ``celery
 worker --pool threads --concurrency 16`` with a Redis broker and Redis result backend.
 The clock starts just before the first run is submitted and stops when the producer
-sees the last run finished (dqflow: every run's status read back; Celery: every
-result's ``get()``). dqflow's runs are started in one batch (``start_workflows``, as the
-plain jobs below go in with ``add_many``); Celery's are submitted one by one
-(``apply_async`` per chain or chord: canvas has no batch submit). Also measured:
+sees the last run finished (dqflow: the count of completed last-step jobs, read as the
+plain jobs' count is, since a run finishes atomically with its last step; every run's
+status is read back after the clock; Celery: every result's ``get()``). dqflow's runs
+are started in one batch (``start_workflows``, as the plain jobs below go in with
+``add_many``); Celery's are submitted one by one (``apply_async`` per chain or chord:
+canvas has no batch submit). Also measured:
 
 * ``step_cost``: dqflow only — the same handler as plain jobs (``add_many`` of as many
   jobs as the linear runs have steps) against those steps: plain jobs/s ÷ steps/s
@@ -156,11 +158,33 @@ class DqflowBench:
         return check
 
     def runs(self, workflow: str, count: int) -> float:
-        """Seconds from the first submit to the last run seen completed."""
+        """Seconds from the first submit to the last run's last step seen completed.
+
+        The clock stops on the count of completed jobs of the run's last step type, read
+        the way ``plain_jobs`` reads its own: a run is finished in the same transaction
+        (script) as its last step, so that count reaching every run's last step means
+        every run finished. Each run is then read back, outside the clock, to check it
+        completed; a failed step job ends the wait at once."""
+        from dqflow import JobStatus
+
+        last = "step" if workflow == "linear3" else "collect"
+        per_run = {"step": 3} if workflow == "linear3" else {"step": FAN, "collect": 1}
+        counts = self.queue.count_jobs()
+        done = {job_type: counts.get((job_type, JobStatus.COMPLETED), 0) + n * count for job_type, n in per_run.items()}
+        failed = sum(counts.get((job_type, JobStatus.FAILED), 0) for job_type in per_run)
+
+        def finished() -> bool:
+            counts = self.queue.count_jobs()
+            if sum(counts.get((job_type, JobStatus.FAILED), 0) for job_type in per_run) > failed:
+                raise RuntimeError(f"a step job of a {workflow} run failed")
+            return counts.get((last, JobStatus.COMPLETED), 0) >= done[last]
+
         start = time.perf_counter()
         ids = self.queue.start_workflows(workflow, [self._input(workflow, i) for i in range(count)])
-        _wait(self._all_finished(ids), f"{count} {workflow} runs")
-        return time.perf_counter() - start
+        _wait(finished, f"{count} {workflow} runs")
+        seconds = time.perf_counter() - start
+        _wait(self._all_finished(ids), f"{count} {workflow} runs read back")
+        return seconds
 
     def plain_jobs(self, count: int) -> float:
         """Seconds to add ``count`` plain jobs of the step's job type and see them all completed."""

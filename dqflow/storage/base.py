@@ -449,6 +449,11 @@ class Storage(ABC):
     #: moves workflow runs when their step jobs end (set by the Queue: ``set_workflow_advancer``)
     workflow_advancer: WorkflowAdvancer | None = None
 
+    #: how many ``settle_jobs`` calls one worker may have in flight at once: more than one
+    #: where calls run side by side (a connection pool, Redis), so that one batch's work in
+    #: the worker overlaps another's on the server; 1 where writes take turns anyway
+    concurrent_settles: int = 1
+
     # -- lifecycle -----------------------------------------------------------------
 
     @abstractmethod

@@ -1,11 +1,17 @@
 """Writes settled attempts in batches: one fenced ``settle_jobs`` call per batch.
 
 Outcomes pile up while a write is in flight and go out together in the next one,
-so a worker with one slot still settles in batches while its handler runs. A
-failed write is retried with backoff (the outcomes stay queued, their leases
-renewed meanwhile); a rejected outcome means the worker lost the job, and is
-counted and logged. Listeners hear ``job:completed`` / ``job:failed`` only for
-what storage accepted.
+so a worker with one slot still settles in batches while its handler runs. Where
+the storage runs writes side by side (``Storage.concurrent_settles``: a connection
+pool, Redis), a second batch may go out while the first is in flight, so that one
+batch's work in this process overlaps the other's on the server: a workflow step's
+settle, which plans the run's next move, would otherwise hold up every result
+behind it. Each outcome is in one write only; storage fences and orders them as it
+does the writes of several workers. A failed write is retried with backoff (the
+outcomes stay queued, their leases renewed meanwhile; no write starts before the
+backoff ends); a rejected outcome means the worker lost the job, and is counted
+and logged. Listeners hear ``job:completed`` / ``job:failed`` only for what
+storage accepted.
 """
 
 from __future__ import annotations
@@ -50,9 +56,13 @@ class Completer:
         self._stats = stats
         self._report = report
         self._on_written = on_written
-        self._calls = Calls("settle")
+        self._writers = max(1, store.concurrent_settles)
+        self._calls = Calls("settle", self._writers)
         self._queued: list[Settled] = []
-        self._writing: list[Settled] = []
+        self._writing: dict[int, list[Settled]] = {}  # the batches in flight, by write
+        self._writes = 0  # numbers the writes
+        self._backoff = 0.0
+        self._not_before = 0.0  # monotonic time before which no write starts (after a failure)
         self._wanted = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -64,7 +74,7 @@ class Completer:
 
     def holding(self) -> list[Attempt]:
         """Attempts whose outcome is not written yet: their leases must still be renewed."""
-        return [s.attempt for s in (*self._writing, *self._queued)]
+        return [s.attempt for batch in self._writing.values() for s in batch] + [s.attempt for s in self._queued]
 
     def add(self, settled: Settled) -> None:
         """Queue an outcome for the next write."""
@@ -73,23 +83,37 @@ class Completer:
         self._wanted.set()
 
     async def run(self) -> None:
-        """Write queued outcomes until cancelled."""
-        backoff = 0.0
+        """Write queued outcomes until cancelled, up to ``concurrent_settles`` batches at once."""
+        lanes = [asyncio.ensure_future(self._lane()) for _ in range(self._writers)]
+        try:
+            await asyncio.gather(*lanes)
+        finally:
+            for lane in lanes:
+                lane.cancel()
+
+    async def _lane(self) -> None:
+        """One write at a time: whatever is queued when it starts goes out together."""
         while True:
             await self._wanted.wait()
             # a moment for the rest of a burst of results to join this write
             await asyncio.sleep(_COOLDOWN)
             self._wanted.clear()
-            try:
-                await self._write_batch()
-                backoff = 0.0
-            except Exception as exc:
-                backoff = min(_MAX_BACKOFF, backoff * 2 or 0.1)
-                self._report(f"saving results (retrying in {backoff:.1f}s)", exc)
-                await asyncio.sleep(backoff)
+            wait = self._not_before - time.monotonic()
+            if wait > 0:
+                self._wanted.set()  # for whichever lane comes back first
+                await asyncio.sleep(wait)
+                continue
+            if self._queued:
+                try:
+                    await self._write_batch()
+                    self._backoff = 0.0
+                except Exception as exc:
+                    self._backoff = min(_MAX_BACKOFF, self._backoff * 2 or 0.1)
+                    self._not_before = time.monotonic() + self._backoff
+                    self._report(f"saving results (retrying in {self._backoff:.1f}s)", exc)
             if self._queued:
                 self._wanted.set()
-            else:
+            elif not self._writing:
                 self._idle.set()
 
     async def flush(self, seconds: float) -> None:
@@ -122,7 +146,9 @@ class Completer:
 
     async def _write_batch(self) -> None:
         batch, self._queued = self._queued[:_BATCH_LIMIT], self._queued[_BATCH_LIMIT:]
-        self._writing = batch
+        self._writes += 1
+        write = self._writes
+        self._writing[write] = batch
         outcomes: list[Outcome] = [settled.outcome for settled in batch]
         started = 0 if self._tracing is None else self._tracing.now()
         try:
@@ -133,7 +159,7 @@ class Completer:
                 self._tracing.settled(started, [settled.attempt.span for settled in batch], None, exc)
             raise
         finally:
-            self._writing = []
+            del self._writing[write]
         if self._tracing is not None:
             self._tracing.settled(started, [settled.attempt.span for settled in batch], applied, None)
         for settled, ok in zip(batch, applied, strict=True):

@@ -23,6 +23,7 @@ class WorkerStore(Protocol):
     """What a worker needs from storage (``Storage`` has it; see ``dqflow.storage.base`` for the rules)."""
 
     url: str
+    concurrent_settles: int
 
     def claim_jobs(
         self, worker_id: str, job_types: Sequence[str] | None, limit: int, lease_ms: int

@@ -65,7 +65,7 @@ def _option_value(option: JobOption) -> str:
 
 def _run_option_value(option: JobOption) -> str:
     """``workflow_start_runs``: as ``_option_value``, the job's run being the run inserted with it."""
-    return "run.id" if option.column == "workflow_run_id" else _option_value(option)
+    return "batch.run_ids[input.workflow_run_id]" if option.column == "workflow_run_id" else _option_value(option)
 
 
 def _edit_assignment(option: JobOption) -> str:

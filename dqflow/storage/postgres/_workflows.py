@@ -108,11 +108,11 @@ class PgWorkflows:
         }
         with conn.cursor(row_factory=tuple_row) as cur:
             cur.execute(storage._q.workflow_start_runs, params)
-            started = {int(place): int(run_id) for place, run_id in cur.fetchall()}
+            drawn, inserted = cur.fetchall()[0]
+            started = set(inserted)
             results: list[tuple[int, bool]] = []
-            for place, (run, advance) in enumerate(zip(runs, advances, strict=True), 1):
-                run_id = started.get(place)
-                if run_id is not None:
+            for run_id, run, advance in zip(drawn, runs, advances, strict=True):
+                if run_id in started:
                     results.append((run_id, True))
                     notices.extend(RunNotice(run_id, run.name, s, advance.failure_reason) for s in advance.notices)
                     continue

@@ -196,6 +196,8 @@ class PostgresStorage(Storage):
         else:
             raise TypeError(f"PostgresStorage needs a URL, a psycopg Connection or a ConnectionPool, not {target!r}")
         self._settings: Settings = settings
+        # a pool runs two batches' transactions side by side (a single connection takes turns)
+        self.concurrent_settles = 1 if self._pool is None else 2
         self.schema = settings.schema
         self.url = settings.display
         self._q = Queries.load(self.schema)

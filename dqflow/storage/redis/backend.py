@@ -196,6 +196,8 @@ def _add_args(jobs: Sequence[NewJob]) -> list[Any]:
 class RedisStorage(Storage):
     """Jobs in Redis. Safe to share between threads (redis-py pools connections)."""
 
+    concurrent_settles = 2  # a script per batch, atomic on its own; one batch planned while another runs
+
     def __init__(self, url_or_client: str | Any, *, prefix: str | None = None, **options: Any) -> None:
         self._own_clients = isinstance(url_or_client, str)
         if isinstance(url_or_client, str):
