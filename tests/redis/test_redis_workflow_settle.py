@@ -5,6 +5,7 @@ script's guards and planned again from a read."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -139,3 +140,17 @@ def test_a_fan_out_stores_the_ids_drawn_for_each_element(redis_url: str) -> None
         assert [queue.get_job(i).payload for i in ids] == [{"n": 1}, {"n": 2}, {"n": 3}]  # type: ignore[union-attr]
     finally:
         queue.close()
+
+
+def test_a_step_state_stored_in_another_json_form_is_read_and_moved(queues: tuple[Queue, Queue]) -> None:
+    queue, _ = queues
+    storage = _storage(queue)
+    run_id = queue.start_workflow("chain", {"n": 1})
+    key = f"{storage._key}:wfrun:{run_id}"
+    spaced = json.dumps(json.loads(storage._client.hget(key, "steps")), indent=1)  # not dqflow's compact form
+    storage._client.hset(key, "steps", spaced)
+    for n in (1, 2, 3):
+        assert _complete(queue, {"n": n}) == [True]
+    run = queue.require_workflow(run_id)
+    assert run.status is WorkflowStatus.COMPLETED and run.output == 3
+    assert [step.job_ids for step in run.steps] == [[job.id] for job in reversed(queue.list_jobs().jobs)]

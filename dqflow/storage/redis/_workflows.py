@@ -8,6 +8,10 @@ guards fail gets nothing written and is answered ``conflict``; it is read and
 planned again (at most ``MAX_ATTEMPTS`` times). The script draws the ids of the
 jobs an advance inserts and fills them into the stored step state (planned with
 placeholders), and answers the first one, so the process knows the state it wrote.
+The plan goes as flat ARGV (no JSON for the script to decode), the step state as text
+pieces around the holes for those ids (no search of the text in Lua); each step is
+encoded on its own, and a step the advance did not change keeps the text it had in the
+state read or written (:class:`_StepTexts`).
 
 A worker's settle plans from what it already holds: the step job as it claimed it
 (the script checks it still holds it) and the run as this process last wrote it
@@ -265,6 +269,13 @@ class _StepTexts:
             while len(self._texts) > self._max_runs or self._chars > self._max_chars:
                 self._chars -= self._texts.pop(next(iter(self._texts)))[2]
 
+    def forget(self, run_id: int) -> None:
+        """Drop what is kept for ``run_id`` (it finished, or was found moved on by someone else)."""
+        with self._lock:
+            replaced = self._texts.pop(run_id, None)
+            if replaced is not None:
+                self._chars -= replaced[2]
+
 
 class _Plan:
     """One ``workflow.lua`` call being built, as its flat ARGV (no JSON for the script to decode):
@@ -508,11 +519,14 @@ class RedisWorkflows:
             if answer == "conflict":
                 conflicts.add(run_id)
                 self._known.forget(run_id)
+                self._texts.forget(run_id)
             elif state is not None and advance is not None and written is not None:
                 moved = _moved_state(state, advance, int(answer))
                 self._known.keep(moved, written.size)
                 if moved.status is WorkflowStatus.RUNNING:
                     self._texts.keep(moved, written.written(moved.steps))
+                else:
+                    self._texts.forget(run_id)
                 notices.extend(RunNotice(run_id, state.name, s, advance.failure_reason) for s in advance.notices)
         return conflicts
 
