@@ -53,3 +53,17 @@ def test_a_payload_its_schema_refuses_raises_after_the_first_job_too() -> None:
         factory("send", {"customer": "acme"}, (), None, 1, "s", None)
         with pytest.raises(PayloadValidationError, match="customer"):
             factory("send", {"customer": 1}, (), None, 1, "s", None)
+
+
+def test_a_step_job_set_slot_by_slot_is_the_job_new_jobs_init_builds() -> None:
+    from dataclasses import fields
+
+    from dqflow.queue.step_jobs import _new_job
+    from dqflow.storage.base import NewJob
+
+    assert not hasattr(NewJob, "__post_init__")  # __init__ only sets the fields: the slots may be set directly
+    values = [f"value-{field.name}" for field in fields(NewJob)]
+    built = _new_job(values)
+    assert built == NewJob(*values) and hash(built) == hash(NewJob(*values))
+    with pytest.raises(AttributeError):
+        built.payload_json = "{}"  # type: ignore[misc]  # still frozen

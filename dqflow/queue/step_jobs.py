@@ -52,6 +52,17 @@ _AT = {name: index for index, name in enumerate(_FIELDS)}
 _PAYLOAD, _TAGS, _RUN, _STEP, _ITEM = (
     _AT[name] for name in ("payload_json", "tags", "workflow_run_id", "workflow_step", "workflow_item")
 )
+_SLOT_SETTERS = tuple(getattr(NewJob, name).__set__ for name in _FIELDS)
+"""``NewJob``'s slots, set through their descriptors: its frozen ``__init__`` goes through
+``object.__setattr__`` for each field, twice as slow (it does nothing else: no ``__post_init__``)."""
+
+
+def _new_job(values: list[Any], setters: tuple[Callable[[NewJob, Any], None], ...] = _SLOT_SETTERS) -> NewJob:
+    """``NewJob(*values)``: every field, in order."""
+    job = object.__new__(NewJob)
+    for set_slot, value in zip(setters, values):  # noqa: B905 - one value per field, always
+        set_slot(job, value)
+    return job
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +120,7 @@ class StepJobs:
         if template.flow_controlled:
             for name, value in flow_options(self._declaration.job_types[job_type], payload_json, None).items():
                 values[_AT[name]] = value
-        return NewJob(*values)
+        return _new_job(values)
 
     def _full(
         self,

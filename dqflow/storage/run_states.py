@@ -5,7 +5,9 @@ the state it wrote spares reading (Redis) or decoding (SQLite) the run again. Ev
 write of a run, by any process, bumps its ``version``, and a kept state is used only at
 the version it was written at: each backend checks that against the stored run (SQLite
 compares the row's version; Redis's ``workflow.lua`` guards its writes on it), so a
-state another process moved on is never planned from unchecked.
+state another process moved on is never planned from unchecked. A state kept from the
+advance that wrote it (``Advance.written_state``) carries the JSON text of its steps, so
+its next advance encodes only the steps it changes.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ class WrittenRunStates:
     """Running runs' states as written, by run id, the least recently written first.
 
     Bounded by their number (``max_runs``) and by the size of their step state's JSON
-    text (``max_bytes`` in all; a run over a sixteenth of that is not kept). A finished
+    text (``max_bytes`` in all; a run over a sixteenth of that is not kept; the step texts
+    a state carries take at most that size again). A finished
     run is dropped: no more of its steps will end. Safe to share between threads.
     """
 

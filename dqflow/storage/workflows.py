@@ -14,6 +14,11 @@ script guarded by the run's ``version`` (Redis):
    (:meth:`Advance.steps_json`; SQLite writes only the steps that changed,
    :meth:`Advance.edited_steps_json`).
 
+Each step's JSON text is encoded once: a run state decoded from its stored text
+(:func:`state_from_fields`) or kept from the advance that wrote it
+(:meth:`Advance.written_state`) carries the text of each step, and an advance
+writes the steps it left alone as that text, encoding only the steps it changed.
+
 A step's stored state is a JSON object: ``name``, ``job``, ``status``,
 ``job_ids``, ``done`` (one flag per job: it completed), ``output``,
 ``outputs`` (``for_each`` steps), ``skipped_reason``, ``error``,
@@ -24,10 +29,11 @@ trace context, copied into its step jobs' ``meta``: dqflow/telemetry.py).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from dqflow.enums import WorkflowStatus
 
@@ -44,6 +50,8 @@ __all__ = [
     "WorkflowAdvancer",
     "WorkflowFilter",
     "batch_steps_json",
+    "decode_steps",
+    "encode_step",
     "jobs_of_run",
     "planned_starts",
     "run_from_fields",
@@ -51,6 +59,27 @@ __all__ = [
 
 _encode_steps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 """The step state as compact JSON text (one encoder for every write: ``json.dumps`` builds one per call)."""
+
+
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# ``_encode_steps``'s C encoder, made once rather than per call (no cycle check: JSON read
+# back has none; nothing shared between calls or threads)
+_step_chunks = (
+    None
+    if c_make_encoder is None
+    else c_make_encoder(None, _not_json, encode_basestring, None, ":", ",", False, False, True)
+)
+
+
+def encode_step(step: Any) -> str:
+    """One step's state (or any JSON value) as the compact text ``_encode_steps`` gives."""
+    return _encode_steps(step) if _step_chunks is None else "".join(_step_chunks(step, 0))
+
+
+_scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 _STATUSES = {status.value: status for status in WorkflowStatus}
 
@@ -66,6 +95,9 @@ class RunState:
     tags: list[str]
     steps: list[dict[str, Any]]
     version: int
+    step_texts: list[str | None] | None = None
+    """Each step's JSON text, as stored, where known (None: encode it): what an advance of
+    this state writes for the steps it does not change. Nothing may change ``steps`` in place."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +124,9 @@ class Advance:
     processing; ``retry_job_ids`` are put back to pending if failed or
     cancelled. ``changed=False``: nothing to write. ``edited``: the positions in
     ``steps`` of the steps whose state changed (None: any may have), for a
-    backend that writes only those (:meth:`edited_steps_json`).
+    backend that writes only those (:meth:`edited_steps_json`). ``step_texts``: the JSON
+    text of each step in ``steps`` where known (from the run state, for the steps left
+    alone); the others are encoded when written, and kept for :meth:`written_state`.
     """
 
     status: WorkflowStatus
@@ -107,29 +141,68 @@ class Advance:
     notices: list[WorkflowStatus] = field(default_factory=list)  # statuses the run went through (workflow:* events)
     changed: bool = True
     edited: tuple[int, ...] | None = None
+    step_texts: list[str | None] | None = None
 
     def steps_json(self, new_job_ids: Sequence[int]) -> str:
         """The step state as JSON text, placeholders replaced by ``new_job_ids`` (``new_jobs`` order)."""
         self.fill_job_ids(new_job_ids)
-        return _encode_steps(self.steps)
+        return f"[{','.join(self._texts(range(len(self.steps))))}]"
 
     def edited_steps_json(self, new_job_ids: Sequence[int]) -> list[tuple[int, str]] | None:
         """``(position, JSON text)`` of each step whose state changed, placeholders replaced by
         ``new_job_ids``; None when that is every step or not known (write :meth:`steps_json`)."""
-        if self.edited is None or len(self.edited) == len(self.steps):
+        edited = self.edited
+        if edited is None or len(edited) == len(self.steps):
             return None
         self.fill_job_ids(new_job_ids)
-        return [(index, _encode_steps(self.steps[index])) for index in self.edited]
+        texts = self._texts(edited)
+        return [(index, texts[index]) for index in edited]
+
+    def _texts(self, positions: Iterable[int]) -> list[str]:
+        """``step_texts``, the steps at ``positions`` encoded where their text is not known."""
+        steps = self.steps
+        texts = self.step_texts
+        if texts is None or len(texts) != len(steps):
+            texts = self.step_texts = [None] * len(steps)
+        for index in positions:
+            if texts[index] is None:
+                texts[index] = encode_step(steps[index])
+        return cast("list[str]", texts)
 
     def fill_job_ids(self, new_job_ids: Sequence[int]) -> None:
         """Replace the placeholders in ``steps`` by ``new_job_ids`` (``new_jobs`` order)."""
         if len(new_job_ids) != len(self.new_jobs):
             raise ValueError(f"{len(self.new_jobs)} new jobs, {len(new_job_ids)} ids")
-        if new_job_ids:
-            for step in self.steps:
-                job_ids = step["job_ids"]
-                if job_ids and min(job_ids) < 0:  # a step planned by this advance
-                    step["job_ids"] = [new_job_ids[-i - 1] if i < 0 else i for i in job_ids]
+        if not new_job_ids:
+            return
+        steps = self.steps
+        texts = self.step_texts
+        for index in range(len(steps)) if self.edited is None else self.edited:  # a planned step is edited
+            step = steps[index]
+            job_ids = step["job_ids"]
+            if job_ids and min(job_ids) < 0:  # a step planned by this advance
+                filled = [new_job_ids[-i - 1] if i < 0 else i for i in job_ids]
+                if filled != job_ids:
+                    step["job_ids"] = filled
+                    if texts is not None and len(texts) == len(steps):
+                        texts[index] = None
+
+    def written_state(self, state: RunState, new_job_ids: Sequence[int] | None = None) -> RunState:
+        """``state`` once this advance is written (its next version), placeholders replaced by
+        ``new_job_ids`` when given; the step texts known so far are kept for its next advance."""
+        if new_job_ids is not None:
+            self.fill_job_ids(new_job_ids)
+        texts = self.step_texts
+        return RunState(
+            state.id,
+            state.name,
+            self.status,
+            state.input,
+            state.tags,
+            self.steps,
+            state.version + 1,
+            None if texts is None or len(texts) != len(self.steps) else list(texts),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,10 +259,17 @@ lock). It may raise (e.g. ``InvalidWorkflowStateError``): nothing is written the
 
 def planned_starts(runs: Sequence[NewWorkflowRun], plan: RunChange) -> list[Advance]:
     """What each new run starts with, ``plan`` called before anything is written (the run has
-    no id yet: ``state.id`` is 0), so a backend stores a whole batch in one step."""
+    no id yet: ``state.id`` is 0), so a backend stores a whole batch in one step. The steps
+    the runs share (``runs`` alive throughout: their ids stay theirs) are encoded once."""
     advances: list[Advance] = []
+    texts_of: dict[int, list[str | None]] = {}  # by step state: the runs of a batch usually share one
     for run in runs:
-        state = RunState(0, run.name, WorkflowStatus.RUNNING, json.loads(run.input_json), list(run.tags), run.steps, 0)
+        texts = texts_of.get(id(run.steps))
+        if texts is None:
+            texts = texts_of[id(run.steps)] = [encode_step(step) for step in run.steps]
+        state = RunState(
+            0, run.name, WorkflowStatus.RUNNING, json.loads(run.input_json), list(run.tags), run.steps, 0, list(texts)
+        )
         advance = plan(state)
         if advance.cancel_job_ids or advance.retry_job_ids:
             raise ValueError("a new workflow run has no jobs to cancel or retry")
@@ -237,18 +317,50 @@ def run_from_fields(fields: dict[str, Any]) -> WorkflowRun:
 
 
 def state_from_fields(fields: dict[str, Any]) -> RunState:
-    """The :class:`RunState` of a run from its decoded columns."""
+    """The :class:`RunState` of a run from its decoded columns (with each step's text when
+    ``steps`` is JSON text)."""
     steps = fields["steps"]
     status = fields["status"]
+    texts = None
+    if isinstance(steps, str):
+        steps, texts = decode_steps(steps)
+    elif isinstance(steps, bytes):
+        steps = json.loads(steps)
+    tags = fields["tags"]
+    input_value = fields["input"]
     return RunState(
-        id=int(fields["id"]),
-        name=fields["name"],
-        status=_STATUSES.get(status) or WorkflowStatus(status),
-        input=json.loads(fields["input"]) if isinstance(fields["input"], (str, bytes)) else fields["input"],
-        tags=json.loads(fields["tags"]) if isinstance(fields["tags"], (str, bytes)) else list(fields["tags"]),
-        steps=json.loads(steps) if isinstance(steps, (str, bytes)) else steps,
-        version=int(fields["version"]),
+        int(fields["id"]),
+        fields["name"],
+        _STATUSES.get(status) or WorkflowStatus(status),
+        json.loads(input_value) if isinstance(input_value, (str, bytes)) else input_value,
+        ([] if tags == "[]" else json.loads(tags)) if isinstance(tags, (str, bytes)) else list(tags),
+        steps,
+        int(fields["version"]),
+        texts,
     )
+
+
+def decode_steps(text: str) -> tuple[Any, list[str | None] | None]:
+    """A stored step state read (``json.loads``), with the text of each step when the array is
+    written without spaces between its elements (as dqflow writes it), else None."""
+    if text.startswith("[{"):
+        steps: list[Any] = []
+        texts: list[str | None] = []
+        start = 1
+        try:
+            while True:
+                step, end = _scan(text, start)
+                steps.append(step)
+                texts.append(text[start:end])
+                following = text[end : end + 1]
+                if following != ",":
+                    if following == "]" and end + 1 == len(text):
+                        return steps, texts
+                    break
+                start = end + 1
+        except StopIteration:
+            pass
+    return json.loads(text), None
 
 
 def jobs_of_run(jobs: Sequence[NewJob], run_id: int) -> list[NewJob]:

@@ -37,6 +37,7 @@ _SKIPPED = StepStatus.SKIPPED.value
 _FAILED = StepStatus.FAILED.value
 _CANCELLED = StepStatus.CANCELLED.value
 _OVER = (_COMPLETED, _SKIPPED)
+_WORKFLOW_FAILED = FailureReason.WORKFLOW_FAILED.value
 _UNFINISHED = (_WAITING, _RUNNING)
 
 
@@ -221,7 +222,7 @@ class _Work:
         self.error: str | None = None
         self.new_jobs: list[NewJob] = []
         self.cancel_ids: list[int] = []
-        self.cancel_reason: str = FailureReason.WORKFLOW_FAILED.value
+        self.cancel_reason: str = _WORKFLOW_FAILED
         self.retry_ids: list[int] = []
         self.notices: list[WorkflowStatus] = []
         self.changed = False
@@ -257,11 +258,22 @@ class _Work:
         return step
 
     def advance(self) -> Advance:
+        steps = list(self.steps.values())
         edited = self.edited
+        positions = tuple([index for index, name in enumerate(self.steps) if name in edited])
+        texts = self.run.step_texts
+        if texts is not None:
+            if len(texts) == len(steps):  # the steps left alone keep their text
+                texts = list(texts)
+                for index in positions:
+                    texts[index] = None
+            else:
+                texts = None
         return Advance(
             status=self.status,
-            steps=list(self.steps.values()),
-            edited=tuple([index for index, name in enumerate(self.steps) if name in edited]),
+            steps=steps,
+            edited=positions,
+            step_texts=texts,
             output_json=self.output_json,
             failure_reason=self.failure_reason,
             error=self.error,
@@ -347,22 +359,25 @@ class _Work:
         """Plan step ``name``: its result when it is over at once (skipped, or a ``for_each``
         over an empty array), else ``_NOT_OVER`` (its jobs run, or it failed the run)."""
         self.changed = True
+        planner = self.planner
+        run = self.run
         try:
-            payloads, skip_reason = self.planner.resolve(name, self.run.input, results)
+            payloads, skip_reason = planner.resolve(name, run.input, results)
         except ResolutionError as exc:
             self.fail_step(name, FailureReason.INVALID_PAYLOAD.value, str(exc))
             return _NOT_OVER
         if skip_reason is not None:
             self.edit(name).update(status=_SKIPPED, skipped_reason=skip_reason, completed_at=self.now)
             return SKIPPED
-        declared = self.workflow.steps[name]
+        declared = planner.workflow.steps[name]
         fans_out = declared.fans_out
         step = self.steps[name]
-        tags, trace, run_id = tuple(self.run.tags), step.get("trace"), self.run.id or None
+        job_type, tags, trace, run_id = declared.job, tuple(run.tags), step.get("trace"), run.id or None
+        new_job = self.new_job
         jobs: list[NewJob] = []
         for index, payload in enumerate(payloads):
             try:
-                job = self.new_job(declared.job, payload, tags, trace, run_id, name, index if fans_out else None)
+                job = new_job(job_type, payload, tags, trace, run_id, name, index if fans_out else None)
             except ValidationFailed as exc:
                 where = f"element {index}: " if fans_out else ""
                 self.fail_step(name, FailureReason.INVALID_PAYLOAD.value, f"{where}{exc}")

@@ -270,10 +270,7 @@ def _write(
             )
         )
         notices.extend(RunNotice(state.id, state.name, status, advance.failure_reason) for status in advance.notices)
-        moved_state = RunState(
-            state.id, state.name, advance.status, state.input, state.tags, advance.steps, state.version + 1
-        )
-        kept.stage(moved_state, written, whole=edited is None)
+        kept.stage(advance.written_state(state), written, whole=edited is None)
     for edited_count, rows in updates.items():
         conn.executemany(
             "UPDATE dqflow_workflow_runs SET status = ?, output = ?, failure_reason = ?, error = ?,"
