@@ -9,9 +9,8 @@ planned again (at most ``MAX_ATTEMPTS`` times). The script draws the ids of the
 jobs an advance inserts and fills them into the stored step state (planned with
 placeholders), and answers the first one, so the process knows the state it wrote.
 The plan goes as flat ARGV (no JSON for the script to decode), the step state as text
-pieces around the holes for those ids (no search of the text in Lua); each step is
-encoded on its own, and a step the advance did not change keeps the text it had in the
-state read or written (:class:`_StepTexts`).
+pieces around the holes for those ids (no search of the text in Lua), each step's text
+encoded only where the advance does not know it (``Advance.step_texts``).
 
 A worker's settle plans from what it already holds: the step job as it claimed it
 (the script checks it still holds it) and the run as this process last wrote it
@@ -31,14 +30,11 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 from collections.abc import Callable, Sequence
-from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from dqflow.enums import WorkflowStatus
 from dqflow.errors import StorageError, WorkflowRunNotFoundError
 from dqflow.storage.base import JOB_OPTIONS, Completion, Failure, NewJob
 from dqflow.storage.redis.codec import as_text, encode_option, from_us, tag_set, tags_json
@@ -51,6 +47,7 @@ from dqflow.storage.workflows import (
     RunNotice,
     RunState,
     WorkflowFilter,
+    encode_step,
     planned_starts,
     run_from_fields,
     state_from_fields,
@@ -106,53 +103,12 @@ def _shape(key: tuple[Any, ...]) -> _JobShape:
     return shape
 
 
-_encode_steps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
-"""The step state as compact JSON text (the text ``storage/workflows.py`` writes; step states are
-trees read from JSON, so the encoder skips its check for cycles)."""
-
 _JOB_IDS = '"job_ids":['
-
-_decode_step = json.JSONDecoder().raw_decode
-
-_step_encoder = (  # the C encoder itself: JSONEncoder.encode makes one per call
-    None
-    if c_make_encoder is None
-    else c_make_encoder(None, json.JSONEncoder().default, encode_basestring, None, ":", ",", False, False, True)
-)
-
-
-def _encode_step(step: dict[str, Any]) -> str:
-    """One step's state as compact JSON text (as ``_encode_steps`` writes it)."""
-    if _step_encoder is None:  # pragma: no cover - a Python without the json accelerator
-        return _encode_steps(step)
-    return "".join(_step_encoder(step, 0))
 
 
 def _optional(value: str | None) -> str:
     """An optional text as ``workflow.lua`` reads it: '' for none, else '=' and the text."""
     return "" if value is None else "=" + value
-
-
-def split_steps(text: str) -> tuple[list[dict[str, Any]], list[str] | None]:
-    """A stored step state decoded, with each step's own text (None when the text is not the
-    compact form dqflow writes: decoded whole)."""
-    steps: list[dict[str, Any]] = []
-    texts: list[str] = []
-    try:
-        if text[0] == "[" and text[1] != "]":
-            at = 1
-            while True:
-                step, stop = _decode_step(text, at)
-                steps.append(step)
-                texts.append(text[at:stop])
-                if text[stop] != ",":
-                    break
-                at = stop + 1
-            if stop == len(text) - 1 and text[stop] == "]" and all(isinstance(step, dict) for step in steps):
-                return steps, texts
-    except (ValueError, IndexError):
-        pass
-    return json.loads(text), None
 
 
 def _around_ids(step: dict[str, Any], text: str) -> tuple[str, str]:
@@ -162,55 +118,8 @@ def _around_ids(step: dict[str, Any], text: str) -> tuple[str, str]:
         return text[:at], text[text.index("]", at) :]
     items = list(step.items())
     at = next(position for position, (name, _) in enumerate(items) if name == "job_ids")
-    head, tail = _encode_steps(dict(items[:at])), _encode_steps(dict(items[at + 1 :]))
+    head, tail = encode_step(dict(items[:at])), encode_step(dict(items[at + 1 :]))
     return head[:-1] + ("," if at else "") + _JOB_IDS, "]" + ("," if len(tail) > 2 else "") + tail[1:]
-
-
-class _StepState:
-    """A run's step state as ``workflow.lua`` reads it (``args``): the count of holes, the text up
-    to the first one, then per hole the first new job it names (k of placeholder -k), how many,
-    and the text after it: the script fills in the ids it draws, with no search of the text.
-    Each step is encoded on its own: a step the advance left as it was keeps its text (``texts``)."""
-
-    __slots__ = ("args", "around", "size", "texts")
-
-    def __init__(self, advance: Advance, texts: list[str] | None) -> None:
-        steps = advance.steps
-        edited = advance.edited
-        if texts is None or edited is None or len(texts) != len(steps):
-            texts = [_encode_step(step) for step in steps]
-        else:
-            texts = texts.copy()
-            for index in edited:
-                texts[index] = _encode_step(steps[index])
-        self.texts = texts
-        self.around: list[tuple[int, str, str]] = []  # steps naming new jobs: their text around the ids
-        holes: list[str] = []
-        marked = texts
-        for index, step in enumerate(steps):
-            job_ids = step["job_ids"]
-            if job_ids and min(job_ids) < 0:
-                if marked is texts:
-                    marked = texts.copy()
-                before, after = _around_ids(step, texts[index])
-                self.around.append((index, before, after))
-                marked[index] = before + _holes(job_ids, holes) + after
-        # a JSON text holds no NUL (a string escapes it): it marks the holes
-        text = "[" + ",".join(marked) + "]"
-        self.size = len(text)
-        if not holes:
-            self.args = ["0", text]
-            return
-        pieces = text.split(_HOLE)
-        self.args = [str(len(pieces) - 1), pieces[0]]
-        for hole, piece in enumerate(pieces[1:]):
-            self.args += (holes[2 * hole], holes[2 * hole + 1], piece)
-
-    def written(self, steps: list[dict[str, Any]]) -> list[str]:
-        """Each step's text once its new jobs' ids are filled in (``steps``: numbered)."""
-        for index, before, after in self.around:
-            self.texts[index] = before + ",".join(map(str, steps[index]["job_ids"])) + after
-        return self.texts
 
 
 _HOLE = "\x00"
@@ -236,45 +145,36 @@ def _holes(job_ids: list[int], holes: list[str]) -> str:
     return ",".join(parts)
 
 
-class _StepTexts:
-    """Each step's JSON text of run states this process wrote or read, by run: a move planned from
-    one of them encodes only the steps it changes. An entry serves only the very ``RunState`` it
-    was kept with (a state planned from is the one kept, or read, at that version). Bounded like
-    ``WrittenRunStates``: by count and characters, the oldest entries going first, a state over a
-    sixteenth of ``max_chars`` not kept. Safe to share between threads."""
-
-    def __init__(self, max_runs: int = 4096, max_chars: int = 16 << 20) -> None:
-        self._max_runs = max_runs
-        self._max_chars = max_chars
-        self._chars = 0
-        self._texts: dict[int, tuple[RunState, list[str], int]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, state: RunState | None) -> list[str] | None:
-        """The step texts kept with ``state`` itself, if any."""
-        kept = None if state is None else self._texts.get(state.id)
-        return kept[1] if kept is not None and kept[0] is state else None
-
-    def keep(self, state: RunState, texts: list[str]) -> None:
-        """Keep ``texts`` as the step texts of ``state`` (in place of what its run had)."""
-        size = sum(map(len, texts))
-        with self._lock:
-            replaced = self._texts.pop(state.id, None)
-            if replaced is not None:
-                self._chars -= replaced[2]
-            if size > self._max_chars // 16:
-                return
-            self._texts[state.id] = (state, texts, size)
-            self._chars += size
-            while len(self._texts) > self._max_runs or self._chars > self._max_chars:
-                self._chars -= self._texts.pop(next(iter(self._texts)))[2]
-
-    def forget(self, run_id: int) -> None:
-        """Drop what is kept for ``run_id`` (it finished, or was found moved on by someone else)."""
-        with self._lock:
-            replaced = self._texts.pop(run_id, None)
-            if replaced is not None:
-                self._chars -= replaced[2]
+def _step_state(advance: Advance) -> tuple[list[str], int]:
+    """A run's step state as ``workflow.lua`` reads it: the count of holes, the text up to the
+    first one, then per hole the first new job it names (k of placeholder -k), how many, and the
+    text after it: the script fills in the ids it draws, with no search of the text. Each step
+    is encoded on its own, only where ``advance.step_texts`` does not know it (the steps the
+    advance changed). Also answers the text's length."""
+    steps = advance.steps
+    texts = advance.step_texts
+    if texts is None or len(texts) != len(steps):
+        texts = advance.step_texts = [None] * len(steps)
+    marked: list[str] = []
+    holes: list[str] = []
+    for index, step in enumerate(steps):
+        text = texts[index]
+        if text is None:
+            text = texts[index] = encode_step(step)
+        job_ids = step["job_ids"]
+        if job_ids and min(job_ids) < 0:
+            before, after = _around_ids(step, text)
+            text = before + _holes(job_ids, holes) + after
+        marked.append(text)
+    # a JSON text holds no NUL (a string escapes it): it marks the holes
+    text = "[" + ",".join(marked) + "]"
+    if not holes:
+        return ["0", text], len(text)
+    pieces = text.split(_HOLE)
+    args = [str(len(pieces) - 1), pieces[0]]
+    for hole, piece in enumerate(pieces[1:]):
+        args += (holes[2 * hole], holes[2 * hole + 1], piece)
+    return args, len(text)
 
 
 class _Plan:
@@ -292,17 +192,9 @@ class _Plan:
         self.creates: list[str] = []
         self.create_count = 0
 
-    def run(
-        self,
-        run_id: int,
-        state: RunState | None,
-        group: Sequence[Ending],
-        advance: Advance | None,
-        texts: list[str] | None = None,
-    ) -> _StepState | None:
+    def run(self, run_id: int, state: RunState | None, group: Sequence[Ending], advance: Advance | None) -> int:
         """Add a run: its guards (its version and status as read, none without ``state``; its jobs'),
-        its jobs' ends and its move (none without ``advance``; ``texts``: the step texts of ``state``,
-        if known). Answers the step state it writes."""
+        its jobs' ends and its move (none without ``advance``). Answers the size of its step state."""
         record = [str(run_id), "", ""] if state is None else [str(run_id), str(state.version), state.status.value]
         record.append(str(len(group)))
         for ending in group:
@@ -310,26 +202,26 @@ class _Plan:
         record.append(str(len(group)))
         for ending in group:
             record += ending.op
-        written = self._move(record, advance, texts)
+        size = self._move(record, advance)
         self.runs.append(str(len(record)))
         self.runs += record
         self.run_count += 1
-        return written
+        return size
 
     def create(self, run: NewWorkflowRun, advance: Advance) -> None:
         """Add a run to create, then move to its planned state."""
         record = [run.name, run.input_json, json.dumps(list(run.tags)), _optional(run.idempotency_key)]
-        self._move(record, advance, None)
+        self._move(record, advance)
         self.creates.append(str(len(record)))
         self.creates += record
         self.create_count += 1
 
-    def _move(self, record: list[str], advance: Advance | None, texts: list[str] | None) -> _StepState | None:
+    def _move(self, record: list[str], advance: Advance | None) -> int:
         """Append what the script writes for one run's advance; its new jobs keep their placeholders
-        in the step state (the script draws their ids and fills them in)."""
+        in the step state (the script draws their ids and fills them in). Answers the state's size."""
         if advance is None:
             record.append("0")
-            return None
+            return 0
         record += ("1", advance.status.value, str(len(advance.new_jobs)))
         for job in advance.new_jobs:
             record += self._job(job)
@@ -341,9 +233,9 @@ class _Plan:
             record += ("1", _optional(output), _optional(reason), _optional(error))
             record += (_optional(advance.cancel_reason), str(len(cancels)), *map(str, cancels))
             record += (str(len(retries)), *map(str, retries))
-        written = _StepState(advance, texts)
-        record += written.args
-        return written
+        pieces, size = _step_state(advance)
+        record += pieces
+        return size
 
     def _job(self, job: NewJob) -> tuple[str, str, str]:
         """A new job: its shape's place (1-based), its payload and its fan-out index ('' = none)."""
@@ -364,8 +256,7 @@ class _Plan:
 
 def _moved_state(state: RunState, advance: Advance, first_job: int) -> RunState:
     """``state`` after ``advance`` was written, its new jobs numbered from ``first_job``."""
-    advance.fill_job_ids(range(first_job, first_job + len(advance.new_jobs)))
-    return RunState(state.id, state.name, advance.status, state.input, state.tags, advance.steps, state.version + 1)
+    return advance.written_state(state, range(first_job, first_job + len(advance.new_jobs)))
 
 
 class Ending(NamedTuple):
@@ -390,8 +281,6 @@ class RedisWorkflows:
         self._known = WrittenRunStates()
         #: held - 3 x stale over recent settles, within +-TRUST_LIMIT (see ``_judge``)
         self._trust = 0
-        #: the step texts of the states in ``_known`` and of states just read
-        self._texts = _StepTexts()
 
     # -- reading ---------------------------------------------------------------------
 
@@ -455,17 +344,11 @@ class RedisWorkflows:
             pipe.hmget(f"{self._key}:wfrun:{run_id}", *_STATE_FIELDS)
 
     def _decoded_states(self, run_ids: Sequence[int], rows: Sequence[Any]) -> dict[int, RunState]:
-        """The states of the runs that exist, from the replies of ``_read_states`` (their step
-        texts kept: a move encodes only the steps it changes)."""
+        """The states of the runs that exist, from the replies of ``_read_states``."""
         states: dict[int, RunState] = {}
         for run_id, row in zip(run_ids, self._text(rows), strict=True):
             if row[0] is not None:
-                fields = dict(zip(_STATE_FIELDS, row, strict=True))
-                steps, texts = split_steps(fields["steps"])
-                fields["steps"] = steps
-                state = states[run_id] = state_from_fields(fields)
-                if texts is not None and state.status is WorkflowStatus.RUNNING:
-                    self._texts.keep(state, texts)
+                states[run_id] = state_from_fields(dict(zip(_STATE_FIELDS, row, strict=True)))
         return states
 
     def _states(self, run_ids: Sequence[int]) -> dict[int, RunState]:
@@ -504,29 +387,22 @@ class RedisWorkflows:
         for ending in endings:
             by_run.setdefault(ending.run_id, []).append(ending)
         plan = _Plan()
-        planned: list[tuple[RunState | None, Advance | None, _StepState | None]] = []
+        planned: list[tuple[RunState | None, Advance | None, int]] = []
         for run_id, group in by_run.items():
             state, advance = states.get(run_id), None
             if state is not None and advancer is not None:
                 advance = advancer.job_ended(state, [e.end for e in group])
                 if not advance.changed:
                     advance = None
-            texts = self._texts.get(state) if advance is not None else None
-            planned.append((state, advance, plan.run(run_id, state, group, advance, texts)))
+            planned.append((state, advance, plan.run(run_id, state, group, advance)))
         reply = self._apply(plan)
         conflicts: set[int] = set()
-        for run_id, (state, advance, written), answer in zip(by_run, planned, reply[1:], strict=True):
+        for run_id, (state, advance, size), answer in zip(by_run, planned, reply[1:], strict=True):
             if answer == "conflict":
                 conflicts.add(run_id)
                 self._known.forget(run_id)
-                self._texts.forget(run_id)
-            elif state is not None and advance is not None and written is not None:
-                moved = _moved_state(state, advance, int(answer))
-                self._known.keep(moved, written.size)
-                if moved.status is WorkflowStatus.RUNNING:
-                    self._texts.keep(moved, written.written(moved.steps))
-                else:
-                    self._texts.forget(run_id)
+            elif state is not None and advance is not None:
+                self._known.keep(_moved_state(state, advance, int(answer)), size)
                 notices.extend(RunNotice(run_id, state.name, s, advance.failure_reason) for s in advance.notices)
         return conflicts
 
