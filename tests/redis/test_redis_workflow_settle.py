@@ -5,6 +5,7 @@ script's guards and planned again from a read."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -110,3 +111,46 @@ def test_a_completion_that_keeps_the_stored_output_feeds_it_to_the_next_step(que
     assert queue.storage.settle_jobs([Completion(job.id, job.lease_token, None, run_id)]) == [True]
     (c_id,) = queue.require_workflow(run_id).step("c").job_ids
     assert queue.get_job(c_id).payload == {"n": 41}  # type: ignore[union-attr]
+
+
+def test_an_output_with_a_job_ids_key_is_stored_as_given_beside_the_ids_drawn(queues: tuple[Queue, Queue]) -> None:
+    queue, _ = queues
+    run_id = queue.start_workflow("chain", {"n": 1})
+    (job,) = queue.storage.claim_jobs("w", None, 1, 60_000)
+    output = '{"n": 1, "job_ids": [-1, -2], "steps": [{"job_ids": [-1]}]}'
+    assert queue.storage.settle_jobs([Completion(job.id, job.lease_token, output, run_id)]) == [True]
+    run = queue.require_workflow(run_id)
+    assert run.step("a").output == {"n": 1, "job_ids": [-1, -2], "steps": [{"job_ids": [-1]}]}
+    (b_id,) = run.step("b").job_ids
+    assert b_id > job.id and queue.get_job(b_id).workflow_step == "b"  # type: ignore[union-attr]
+
+
+def test_a_fan_out_stores_the_ids_drawn_for_each_element(redis_url: str) -> None:
+    steps = {
+        "a": {"job": "t", "payload": {"n": "${input.n}"}},
+        "each": {"job": "t", "needs": ["a"], "for_each": "${input.items}", "payload": {"n": "${item}"}},
+    }
+    workflows = {"fan": {"input": {"type": "object"}, "steps": steps}}
+    queue = make_queue(redis_url, JOBS, workflows=workflows)
+    try:
+        run_id = queue.start_workflow("fan", {"n": 0, "items": [1, 2, 3]})
+        assert _complete(queue, {"n": 0}) == [True]
+        ids = queue.require_workflow(run_id).step("each").job_ids
+        assert len(ids) == 3 and ids == list(range(ids[0], ids[0] + 3))
+        assert [queue.get_job(i).payload for i in ids] == [{"n": 1}, {"n": 2}, {"n": 3}]  # type: ignore[union-attr]
+    finally:
+        queue.close()
+
+
+def test_a_step_state_stored_in_another_json_form_is_read_and_moved(queues: tuple[Queue, Queue]) -> None:
+    queue, _ = queues
+    storage = _storage(queue)
+    run_id = queue.start_workflow("chain", {"n": 1})
+    key = f"{storage._key}:wfrun:{run_id}"
+    spaced = json.dumps(json.loads(storage._client.hget(key, "steps")), indent=1)  # not dqflow's compact form
+    storage._client.hset(key, "steps", spaced)
+    for n in (1, 2, 3):
+        assert _complete(queue, {"n": n}) == [True]
+    run = queue.require_workflow(run_id)
+    assert run.status is WorkflowStatus.COMPLETED and run.output == 3
+    assert [step.job_ids for step in run.steps] == [[job.id] for job in reversed(queue.list_jobs().jobs)]

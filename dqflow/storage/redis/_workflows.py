@@ -8,6 +8,9 @@ guards fail gets nothing written and is answered ``conflict``; it is read and
 planned again (at most ``MAX_ATTEMPTS`` times). The script draws the ids of the
 jobs an advance inserts and fills them into the stored step state (planned with
 placeholders), and answers the first one, so the process knows the state it wrote.
+The plan goes as flat ARGV (no JSON for the script to decode), the step state as text
+pieces around the holes for those ids (no search of the text in Lua), each step's text
+encoded only where the advance does not know it (``Advance.step_texts``).
 
 A worker's settle plans from what it already holds: the step job as it claimed it
 (the script checks it still holds it) and the run as this process last wrote it
@@ -44,6 +47,7 @@ from dqflow.storage.workflows import (
     RunNotice,
     RunState,
     WorkflowFilter,
+    encode_step,
     planned_starts,
     run_from_fields,
     state_from_fields,
@@ -99,58 +103,160 @@ def _shape(key: tuple[Any, ...]) -> _JobShape:
     return shape
 
 
-class _Plan:
-    """One ``workflow.lua`` call being built: the runs' moves, the job shapes their new jobs
-    share (each sent once), and the step states (sent as plain ARGV, no JSON in JSON)."""
+_JOB_IDS = '"job_ids":['
 
-    __slots__ = ("_shape_at", "shapes", "texts")
+
+def _optional(value: str | None) -> str:
+    """An optional text as ``workflow.lua`` reads it: '' for none, else '=' and the text."""
+    return "" if value is None else "=" + value
+
+
+def _around_ids(step: dict[str, Any], text: str) -> tuple[str, str]:
+    """A step's JSON text before and after the contents of its ``job_ids`` list."""
+    if text.count(_JOB_IDS) == 1:  # only the step's own key (none of its values holds one)
+        at = text.index(_JOB_IDS) + len(_JOB_IDS)
+        return text[:at], text[text.index("]", at) :]
+    items = list(step.items())
+    at = next(position for position, (name, _) in enumerate(items) if name == "job_ids")
+    head, tail = encode_step(dict(items[:at])), encode_step(dict(items[at + 1 :]))
+    return head[:-1] + ("," if at else "") + _JOB_IDS, "]" + ("," if len(tail) > 2 else "") + tail[1:]
+
+
+_HOLE = "\x00"
+
+
+def _holes(job_ids: list[int], holes: list[str]) -> str:
+    """The contents of a ``job_ids`` list, each run of consecutive placeholders -k, -k-1, ... a
+    ``_HOLE`` (its k and count appended to ``holes``)."""
+    parts: list[str] = []
+    position, count = 0, len(job_ids)
+    while position < count:
+        job_id = job_ids[position]
+        if job_id >= 0:
+            parts.append(str(job_id))
+            position += 1
+            continue
+        end = position + 1
+        while end < count and job_ids[end] == job_ids[end - 1] - 1:
+            end += 1
+        parts.append(_HOLE)
+        holes += (str(-job_id), str(end - position))
+        position = end
+    return ",".join(parts)
+
+
+def _step_state(advance: Advance) -> tuple[list[str], int]:
+    """A run's step state as ``workflow.lua`` reads it: the count of holes, the text up to the
+    first one, then per hole the first new job it names (k of placeholder -k), how many, and the
+    text after it: the script fills in the ids it draws, with no search of the text. Each step
+    is encoded on its own, only where ``advance.step_texts`` does not know it (the steps the
+    advance changed). Also answers the text's length."""
+    steps = advance.steps
+    texts = advance.step_texts
+    if texts is None or len(texts) != len(steps):
+        texts = advance.step_texts = [None] * len(steps)
+    marked: list[str] = []
+    holes: list[str] = []
+    for index, step in enumerate(steps):
+        text = texts[index]
+        if text is None:
+            text = texts[index] = encode_step(step)
+        job_ids = step["job_ids"]
+        if job_ids and min(job_ids) < 0:
+            before, after = _around_ids(step, text)
+            text = before + _holes(job_ids, holes) + after
+        marked.append(text)
+    # a JSON text holds no NUL (a string escapes it): it marks the holes
+    text = "[" + ",".join(marked) + "]"
+    if not holes:
+        return ["0", text], len(text)
+    pieces = text.split(_HOLE)
+    args = [str(len(pieces) - 1), pieces[0]]
+    for hole, piece in enumerate(pieces[1:]):
+        args += (holes[2 * hole], holes[2 * hole + 1], piece)
+    return args, len(text)
+
+
+class _Plan:
+    """One ``workflow.lua`` call being built, as its flat ARGV (no JSON for the script to decode):
+    the job shapes the new jobs share (each sent once), the runs to guard and move, the runs to
+    create. ``lua/workflow.lua`` describes the layout."""
+
+    __slots__ = ("_shape_at", "create_count", "creates", "run_count", "runs", "shapes")
 
     def __init__(self) -> None:
-        self.texts: list[str] = []
-        self.shapes: list[_JobShape] = []
+        self.shapes: list[str] = ["0"]
         self._shape_at: dict[tuple[Any, ...], int] = {}
+        self.runs: list[str] = []
+        self.run_count = 0
+        self.creates: list[str] = []
+        self.create_count = 0
 
-    def move(self, advance: Advance) -> dict[str, Any]:
-        """What the script writes for one run's advance; its new jobs keep their placeholders
-        in the step state (the script draws their ids)."""
-        count = len(advance.new_jobs)
-        self.texts.append(advance.steps_json(range(-1, -count - 1, -1)))
-        move: dict[str, Any] = {"status": advance.status.value, "steps": len(self.texts) + 1}
-        for name, value in (
-            ("output", advance.output_json),
-            ("failure_reason", advance.failure_reason),
-            ("error", advance.error),
-        ):
-            if value is not None:
-                move[name] = value
-        if count:
-            move["jobs"] = [self._job(job) for job in advance.new_jobs]
-        if advance.cancel_job_ids:
-            move["cancel"] = [str(i) for i in advance.cancel_job_ids]
-            move["cancel_reason"] = advance.cancel_reason
-        if advance.retry_job_ids:
-            move["retry"] = [str(i) for i in advance.retry_job_ids]
-        return move
+    def run(self, run_id: int, state: RunState | None, group: Sequence[Ending], advance: Advance | None) -> int:
+        """Add a run: its guards (its version and status as read, none without ``state``; its jobs'),
+        its jobs' ends and its move (none without ``advance``). Answers the size of its step state."""
+        record = [str(run_id), "", ""] if state is None else [str(run_id), str(state.version), state.status.value]
+        record.append(str(len(group)))
+        for ending in group:
+            record += ending.guard
+        record.append(str(len(group)))
+        for ending in group:
+            record += ending.op
+        size = self._move(record, advance)
+        self.runs.append(str(len(record)))
+        self.runs += record
+        self.run_count += 1
+        return size
 
-    def _job(self, job: NewJob) -> list[Any]:
+    def create(self, run: NewWorkflowRun, advance: Advance) -> None:
+        """Add a run to create, then move to its planned state."""
+        record = [run.name, run.input_json, json.dumps(list(run.tags)), _optional(run.idempotency_key)]
+        self._move(record, advance)
+        self.creates.append(str(len(record)))
+        self.creates += record
+        self.create_count += 1
+
+    def _move(self, record: list[str], advance: Advance | None) -> int:
+        """Append what the script writes for one run's advance; its new jobs keep their placeholders
+        in the step state (the script draws their ids and fills them in). Answers the state's size."""
+        if advance is None:
+            record.append("0")
+            return 0
+        record += ("1", advance.status.value, str(len(advance.new_jobs)))
+        for job in advance.new_jobs:
+            record += self._job(job)
+        output, reason, error = advance.output_json, advance.failure_reason, advance.error
+        cancels, retries = advance.cancel_job_ids, advance.retry_job_ids
+        if output is None and reason is None and error is None and not cancels and not retries:
+            record.append("0")  # a step's usual move: none of these
+        else:
+            record += ("1", _optional(output), _optional(reason), _optional(error))
+            record += (_optional(advance.cancel_reason), str(len(cancels)), *map(str, cancels))
+            record += (str(len(retries)), *map(str, retries))
+        pieces, size = _step_state(advance)
+        record += pieces
+        return size
+
+    def _job(self, job: NewJob) -> tuple[str, str, str]:
         """A new job: its shape's place (1-based), its payload and its fan-out index ('' = none)."""
         key = _shared_values(job)
         at = self._shape_at.get(key)
         if at is None:
-            self.shapes.append(_shape(key))
-            at = self._shape_at[key] = len(self.shapes)
+            job_type, priority, fields, tag_keys = _shape(key)
+            self.shapes += (job_type, priority, str(len(fields)), *fields, str(len(tag_keys)), *tag_keys)
+            at = self._shape_at[key] = len(self._shape_at) + 1
+            self.shapes[0] = str(at)
         item = job.workflow_item
-        return [at, job.payload_json, "" if item is None else str(encode_option(_ITEM, item))]
+        return str(at), job.payload_json, "" if item is None else str(encode_option(_ITEM, item))
 
-    def args(self, **sections: Any) -> list[str]:
-        """The script's ARGV: the JSON plan (``sections`` and the shapes), then the step states."""
-        return [json.dumps({**sections, "shapes": self.shapes}), *self.texts]
+    def args(self) -> list[str]:
+        """The script's ARGV: the shapes, the runs, the creates."""
+        return [*self.shapes, str(self.run_count), *self.runs, str(self.create_count), *self.creates]
 
 
 def _moved_state(state: RunState, advance: Advance, first_job: int) -> RunState:
     """``state`` after ``advance`` was written, its new jobs numbered from ``first_job``."""
-    advance.fill_job_ids(range(first_job, first_job + len(advance.new_jobs)))
-    return RunState(state.id, state.name, advance.status, state.input, state.tags, advance.steps, state.version + 1)
+    return advance.written_state(state, range(first_job, first_job + len(advance.new_jobs)))
 
 
 class Ending(NamedTuple):
@@ -269,8 +375,8 @@ class RedisWorkflows:
 
     # -- applying ----------------------------------------------------------------------
 
-    def _apply(self, plan: _Plan, **sections: Any) -> list[Any]:
-        return list(self._storage._run("workflow", "move workflow runs", *plan.args(**sections)))
+    def _apply(self, plan: _Plan) -> list[Any]:
+        return list(self._storage._run("workflow", "move workflow runs", *plan.args()))
 
     def _move(self, endings: Sequence[Ending], states: dict[int, RunState], notices: list[RunNotice]) -> set[int]:
         """End the jobs and move their runs (from ``states``, as read or known) in one script call;
@@ -280,32 +386,23 @@ class RedisWorkflows:
         by_run: dict[int, list[Ending]] = {}
         for ending in endings:
             by_run.setdefault(ending.run_id, []).append(ending)
-        entries: list[dict[str, Any]] = []
         plan = _Plan()
-        planned: list[tuple[RunState | None, Advance | None]] = []
-        sizes: dict[int, int] = {}  # of each moved run's step state text
+        planned: list[tuple[RunState | None, Advance | None, int]] = []
         for run_id, group in by_run.items():
-            entry: dict[str, Any] = {"id": str(run_id), "jobs": [e.guard for e in group], "ops": [e.op for e in group]}
             state, advance = states.get(run_id), None
-            if state is not None:
-                entry["version"], entry["status"] = str(state.version), state.status.value
-                if advancer is not None:
-                    advance = advancer.job_ended(state, [e.end for e in group])
-                    if advance.changed:
-                        entry["move"] = plan.move(advance)
-                        sizes[run_id] = len(plan.texts[-1])
-                    else:
-                        advance = None
-            entries.append(entry)
-            planned.append((state, advance))
-        reply = self._apply(plan, runs=entries)
+            if state is not None and advancer is not None:
+                advance = advancer.job_ended(state, [e.end for e in group])
+                if not advance.changed:
+                    advance = None
+            planned.append((state, advance, plan.run(run_id, state, group, advance)))
+        reply = self._apply(plan)
         conflicts: set[int] = set()
-        for run_id, (state, advance), answer in zip(by_run, planned, reply[1:], strict=True):
+        for run_id, (state, advance, size), answer in zip(by_run, planned, reply[1:], strict=True):
             if answer == "conflict":
                 conflicts.add(run_id)
                 self._known.forget(run_id)
             elif state is not None and advance is not None:
-                self._known.keep(_moved_state(state, advance, int(answer)), sizes[run_id])
+                self._known.keep(_moved_state(state, advance, int(answer)), size)
                 notices.extend(RunNotice(run_id, state.name, s, advance.failure_reason) for s in advance.notices)
         return conflicts
 
@@ -329,17 +426,9 @@ class RedisWorkflows:
         if not runs:
             return []
         call = _Plan()
-        creates = [
-            {
-                "name": run.name,
-                "input": run.input_json,
-                "tags": json.dumps(list(run.tags)),
-                "idempotency_key": run.idempotency_key,
-                "move": call.move(advance),
-            }
-            for run, advance in zip(runs, advances, strict=True)
-        ]
-        reply = self._apply(call, creates=creates)
+        for run, advance in zip(runs, advances, strict=True):
+            call.create(run, advance)
+        reply = self._apply(call)
         results: list[tuple[int, bool]] = []
         for index, (run, advance) in enumerate(zip(runs, advances, strict=True)):
             run_id, created = int(reply[2 * index + 1]), reply[2 * index + 2] == "1"
@@ -358,10 +447,8 @@ class RedisWorkflows:
             advance = change(state)
             found[:] = [RunNotice(run_id, state.name, s, advance.failure_reason) for s in advance.notices]
             plan = _Plan()
-            entry: dict[str, Any] = {"id": str(run_id), "version": str(state.version), "status": state.status.value}
-            if advance.changed:
-                entry["move"] = plan.move(advance)
-            return self._apply(plan, runs=[entry])[1:]
+            plan.run(run_id, state, (), advance if advance.changed else None)
+            return self._apply(plan)[1:]
 
         self._until_applied(attempt, f"changing workflow run {run_id}")
         self._known.forget(run_id)

@@ -266,9 +266,10 @@ local function claim_job(id, worker, worker_json, now, now_s, expires_s, event_i
 end
 
 -- Give back the concurrency slot of job `id` (leaving processing), if it has a key: the
--- best parked job of that key that is still pending goes back to its ready set.
-local function free_slot(id)
-  local slot_key = CALL('HGET', job_key(id), 'concurrency_key')
+-- best parked job of that key that is still pending goes back to its ready set. `slot_key`:
+-- the job's concurrency_key as the caller read it (false: none), else (nil) read here.
+local function free_slot(id, slot_key)
+  if slot_key == nil then slot_key = CALL('HGET', job_key(id), 'concurrency_key') end
   if not slot_key then return end
   if CALL('HINCRBY', P .. ':conc:active', slot_key, -1) <= 0 then
     CALL('HDEL', P .. ':conc:active', slot_key)

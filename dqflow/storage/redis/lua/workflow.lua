@@ -1,52 +1,88 @@
 -- Move workflow runs (storage/workflows.py): the ends of step jobs and the run changes they
--- cause, each run's applied together or not at all. ARGV[1] is one JSON plan; ARGV[k] (k >= 2)
--- hold the runs' step states (JSON text), named by their k:
---   runs:   per run (its guards checked, then its writes, before the next run's):
---             id; version and status: the run's as read (absent: no run to guard or move);
---             jobs: guards {{job id, status, lease token ('' = any), run id ('' = any)}...};
---             ops: its step-job ends: {'c', id, has_output, output} completed, {'f', id, error,
---             reason, traceback} failed for good, {'x', id} cancelled by a user, {'e', id} lease
---             expired on the last attempt;
---             move (absent: the run stays as it is): status, output, failure_reason, error
---             (absent: none), steps (its ARGV k), jobs to insert {shape (its place in `shapes`),
---             payload, fan-out index ('' = none)}, cancel (ids) with cancel_reason, retry (ids).
---           A guard that fails leaves the run out (nothing of it written): the caller reads
---           it again and recomputes. The script draws the ids of a run's new jobs; its steps
---           name them -1, -2, ... (their place in `jobs`) in their `job_ids`.
---   creates: new runs (storage/workflows.py planned_starts), each {name, input, tags,
---           idempotency_key, move = as above}. A run whose idempotency key a run already
---           has (or an earlier one of these) is left out.
---   shapes: what the new jobs share: {job type, priority, hash fields, tag index keys}.
+-- cause, each run's applied together or not at all. ARGV is read in order (no JSON to decode;
+-- _workflows.py's _Plan writes it); a count comes before what it counts:
+--   shapes: what the new jobs share, each {job type, priority, hash fields (count, then name and
+--           value pairs flat), tag index keys (count, keys)};
+--   runs:   per run (its guards checked, then its writes, before the next run's): the count of
+--           ARGV entries after this one that are the run's (skipped when a guard fails), its id,
+--           its version and status as read ('' = no run to guard or move), its jobs' guards
+--           {job id, status, lease token ('' = any), run id ('' = any)}, its step-job ends:
+--           {'c', id, has_output, output} completed, {'f', id, error, reason, traceback} failed
+--           for good, {'x', id} cancelled by a user, {'e', id} lease expired on the last attempt;
+--           then its move;
+--   creates: new runs (storage/workflows.py planned_starts), each: the count of its ARGV
+--           entries after this one, its name, input, tags and idempotency_key, then its move.
+--           A run whose idempotency key a run already has (or an earlier one of these) is
+--           left out.
+-- A move is '0' (the run stays as it is) or '1' and: status, the jobs to insert (count, then
+-- each {shape (its place in shapes), payload, fan-out index ('' = none)}), '0' (none of what
+-- follows) or '1' and {output, failure_reason, error, cancel_reason, the jobs to cancel (count,
+-- ids), the jobs to retry (count, ids)}, then the run's step state: its count of holes, its text up to the first hole, and per hole
+-- {k, n, the text after it}: the ids drawn for the run's new jobs k .. k + n - 1, comma-separated.
+-- An optional text (output, failure_reason, error, cancel_reason, idempotency_key) is '' for
+-- none, else '=' and the text.
+-- A guard that fails leaves the run out (nothing of it written): the caller reads it again and
+-- recomputes. The script draws the ids of a run's new jobs.
 -- Every job this takes out of processing gives back its concurrency slot; a job failed for
 -- good adds its dead-letter job (docs/FLOW_CONTROL.md). The jobs it makes ready are handed
 -- to idle workers (claimed for them, in their inboxes) or wake the waiting ones.
 -- Returns {'ok'}, then per run the id of its first new job ('0': none) or 'conflict', then
 -- per create its run id and '1' (created) or '0' (its key was taken).
-local plan = cjson.decode(ARGV[1])
+local at = 1
+
+local function take()
+  local value = ARGV[at]
+  at = at + 1
+  return value
+end
+
+local function take_count()
+  return tonumber(take())
+end
+
+local function take_optional()
+  local value = take()
+  if value == '' then return nil end
+  return string.sub(value, 2)
+end
+
 local now = now_us()
 local last = tonumber(CALL('GET', P .. ':clock') or '0')
 if now < last then now = last end
 local now_s = fmt(now)
-local NULL = cjson.null
 
 local function run_key(id)
   return P .. ':wfrun:' .. id
 end
 
--- the guards of one run: its version and its jobs' status, token and run as read
-local function holds(run)
-  if run.version and CALL('HGET', run_key(run.id), 'version') ~= run.version then return false end
-  for _, guard in ipairs(run.jobs or {}) do
-    local job = CALL('HMGET', job_key(guard[1]), 'status', 'lease_token', 'workflow_run_id')
-    if job[1] ~= guard[2] or (guard[3] ~= '' and (job[2] or '0') ~= guard[3])
-      or ((guard[4] or '') ~= '' and job[3] ~= guard[4]) then
+-- what the guards read of each guarded job: {output, concurrency_key} (false: none), by id
+local guarded = {}
+
+-- the guards of one run: its version (none: '') and its jobs' status, token and run as read
+local function holds(id, version)
+  if version ~= '' and CALL('HGET', run_key(id), 'version') ~= version then return false end
+  for _ = 1, take_count() do
+    local guard_id, status, token, run_id = take(), take(), take(), take()
+    local job = CALL('HMGET', job_key(guard_id), 'status', 'lease_token', 'workflow_run_id', 'output',
+      'concurrency_key')
+    if job[1] ~= status or (token ~= '' and (job[2] or '0') ~= token) or (run_id ~= '' and job[3] ~= run_id) then
       return false
     end
+    guarded[guard_id] = {job[4], job[5]}
   end
   return true
 end
 
 CALL('SET', P .. ':clock', now_s)
+
+local shapes = {}
+for s = 1, take_count() do
+  local job_type, priority = take(), take()
+  local fields, tag_keys = {}, {}
+  for f = 1, take_count() do fields[f] = take() end
+  for t = 1, take_count() do tag_keys[t] = take() end
+  shapes[s] = {job_type, priority, fields, tag_keys}
+end
 
 -- a cancelled step job: fenced off (token bumped) and out of every queue
 local function cancel(id, reason)
@@ -93,19 +129,23 @@ end
 -- hand-off to idle workers: completed jobs (out of processing) and added jobs
 local completed, zsets, types = {}, {}, {}
 
-local function end_job(op)
-  local kind, id = op[1], op[2]
+-- one step-job end, read from ARGV
+local function end_job()
+  local kind, id = take(), take()
   local key = job_key(id)
   if kind == 'c' then
-    if op[3] == '1' then
-      local changed = CALL('HGET', key, 'output') ~= op[4]
-      CALL('HSET', key, 'status', 'completed', 'completed_at', now_s, 'updated_at', now_s, 'output', op[4])
-      if changed then feed(id, 'output', '') end
+    local has_output, output = take(), take()
+    local read = guarded[id] -- a completion is always guarded; read again if not
+    if has_output == '1' then
+      local stored = read and read[1]
+      if not read then stored = CALL('HGET', key, 'output') end
+      CALL('HSET', key, 'status', 'completed', 'completed_at', now_s, 'updated_at', now_s, 'output', output)
+      if stored ~= output then feed(id, 'output', '') end
     else
       CALL('HSET', key, 'status', 'completed', 'completed_at', now_s, 'updated_at', now_s)
     end
     CALL('HDEL', key, 'lease_expires_at', 'failure_reason')
-    free_slot(id)
+    free_slot(id, read and read[2])
     -- its index moves are written together with the batch's (below)
     completed[#completed + 1] = id
     batch_add(zsets, P .. ':status:completed', tonumber(id), id)
@@ -113,7 +153,8 @@ local function end_job(op)
     add_event(id, 'completed', now, nil)
     ready_dependents(id, now)
   elseif kind == 'f' then
-    failed(id, op[3], op[4], op[5], false)
+    local err, reason, traceback = take(), take(), take()
+    failed(id, err, reason, traceback, false)
   elseif kind == 'e' then
     local job = CALL('HMGET', key, 'max_attempts', 'locked_by')
     failed(id, 'worker ' .. (job[2] or '') .. ' stopped renewing its lease and the job has used all ' .. job[1]
@@ -124,32 +165,30 @@ local function end_job(op)
 end
 
 local woken = {}
--- store the move of run `id`, stored with status `before` at `version` (guarded); returns
--- the id of its first new job (0: none)
-local function move(id, run, before, version)
+-- run index moves, batched over the call: written after the adds (a run created and moved at
+-- once is added to the running index, then removed from it)
+local run_zrems = {}
+
+-- read a move from ARGV and store it for run `id`, stored with status `before` at `version`
+-- (guarded); returns the id of its first new job (0: none)
+local function move(id, before, version)
   local key = run_key(id)
-  local steps = ARGV[run.steps]
+  local status = take()
+  local count = take_count()
   local first = 0
-  local jobs = run.jobs or {}
-  local count = #jobs
-  if count > 0 then
-    first = CALL('INCRBY', P .. ':id', count) - count + 1
-    -- `"job_ids":[` only occurs as a key: inside a JSON string its quotes would be escaped
-    steps = string.gsub(steps, '"job_ids":%[([%d,%-]*)%]', function(ids)
-      return '"job_ids":[' .. string.gsub(ids, '%-(%d+)', function(k) return fmt(first + tonumber(k) - 1) end) .. ']'
-    end)
-  end
-  for k, job in ipairs(jobs) do
-    local shape = plan.shapes[job[1]]
+  if count > 0 then first = CALL('INCRBY', P .. ':id', count) - count + 1 end
+  for k = 1, count do
+    local shape = shapes[take_count()]
+    local payload, item = take(), take()
     local job_id, job_type, priority = fmt(first + k - 1), shape[1], shape[2]
     local event_id = CALL('INCR', P .. ':event_id')
-    local fields = {'id', job_id, 'payload', job[2], 'added_event', fmt(event_id), 'job_type', job_type,
+    local fields = {'id', job_id, 'payload', payload, 'added_event', fmt(event_id), 'job_type', job_type,
       'status', 'pending', 'priority', priority, 'run_at', now_s, 'created_at', now_s, 'updated_at', now_s,
       'workflow_run_id', id}
     for _, field in ipairs(shape[3]) do fields[#fields + 1] = field end
-    if job[3] ~= '' then
+    if item ~= '' then
       fields[#fields + 1] = 'workflow_item'
-      fields[#fields + 1] = job[3]
+      fields[#fields + 1] = item
     end
     CALL('HSET', job_key(job_id), unpack(fields))
     local n = tonumber(job_id)
@@ -161,34 +200,57 @@ local function move(id, run, before, version)
     types[job_type] = true
     woken[job_type] = (woken[job_type] or 0) + 1
   end
-  for _, job_id in ipairs(run.cancel or {}) do cancel(job_id, run.cancel_reason) end
-  for _, job_id in ipairs(run.retry or {}) do
+  local output, failure_reason, err, cancel_reason
+  local extras = take() == '1'
+  if extras then
+    output, failure_reason, err, cancel_reason = take_optional(), take_optional(), take_optional(), take_optional()
+    for _ = 1, take_count() do cancel(take(), cancel_reason) end
+  end
+  for _ = 1, extras and take_count() or 0 do
+    local job_id = take()
     local job_key_ = job_key(job_id)
     local job = CALL('HMGET', job_key_, 'status', 'job_type', 'priority')
-    local status = job[1]
-    if status == 'failed' or status == 'cancelled' then
+    local job_status = job[1]
+    if job_status == 'failed' or job_status == 'cancelled' then
       CALL('HINCRBY', job_key_, 'lease_token', 1)
       CALL('HSET', job_key_, 'status', 'pending', 'attempts', '0', 'run_at', now_s, 'last_retried_at', now_s,
         'updated_at', now_s)
       CALL('HDEL', job_key_, 'failure_reason', 'progress', 'output', 'completed_at', 'cancelled_at', 'started_at',
         'locked_by', 'locked_at', 'lease_expires_at')
-      move_status(job_id, status, 'pending')
+      move_status(job_id, job_status, 'pending')
       enqueue(job_id, job[2], tonumber(job[3]), now, now)
       woken[job[2]] = (woken[job[2]] or 0) + 1
-      add_event(job_id, 'retried', now, '{"previous_status":"' .. status .. '","reason":"workflow_retried"}')
+      add_event(job_id, 'retried', now, '{"previous_status":"' .. job_status .. '","reason":"workflow_retried"}')
     end
   end
-  local set = {'status', run.status, 'steps', steps, 'updated_at', now_s, 'version', fmt(tonumber(version) + 1)}
+  -- the step state: the text between the holes, the holes filled with the ids just drawn
+  local holes = take_count()
+  local steps = take()
+  if holes > 0 then
+    local parts = {steps}
+    for _ = 1, holes do
+      local from, n = first + take_count() - 1, take_count()
+      for j = 0, n - 1 do
+        parts[#parts + 1] = (j > 0 and ',' or '') .. fmt(from + j)
+      end
+      parts[#parts + 1] = take()
+    end
+    steps = table.concat(parts)
+  end
+  local set = {'status', status, 'steps', steps, 'updated_at', now_s, 'version', fmt(tonumber(version) + 1)}
   local unset = {}
-  for _, name in ipairs({'output', 'failure_reason', 'error'}) do
-    if run[name] == nil or run[name] == NULL then
-      unset[#unset + 1] = name
-    else
+  local function put(name, value)
+    if value then
       set[#set + 1] = name
-      set[#set + 1] = run[name]
+      set[#set + 1] = value
+    else
+      unset[#unset + 1] = name
     end
   end
-  if run.status == 'running' then
+  put('output', output)
+  put('failure_reason', failure_reason)
+  put('error', err)
+  if status == 'running' then
     unset[#unset + 1] = 'completed_at'
   else
     set[#set + 1] = 'completed_at'
@@ -196,53 +258,64 @@ local function move(id, run, before, version)
   end
   CALL('HSET', key, unpack(set))
   if #unset > 0 then CALL('HDEL', key, unpack(unset)) end
-  if before ~= run.status then
-    CALL('ZREM', P .. ':wfruns:status:' .. before, id)
-    CALL('ZADD', P .. ':wfruns:status:' .. run.status, id, id)
+  if before ~= status then
+    local from = P .. ':wfruns:status:' .. before
+    run_zrems[from] = run_zrems[from] or {}
+    table.insert(run_zrems[from], id)
+    batch_add(zsets, P .. ':wfruns:status:' .. status, id, id)
   end
   return first
 end
 
 local answer = {'ok'}
-for _, run in ipairs(plan.runs or {}) do
-  if holds(run) then
-    for _, op in ipairs(run.ops or {}) do end_job(op) end
-    answer[#answer + 1] = run.move and fmt(move(run.id, run.move, run.status, run.version)) or '0'
+for _ = 1, take_count() do
+  local stop = take_count()
+  stop = stop + at
+  local id, version, before = take(), take(), take()
+  if holds(id, version) then
+    for _ = 1, take_count() do end_job() end
+    answer[#answer + 1] = take() == '1' and fmt(move(id, before, version)) or '0'
   else
     answer[#answer + 1] = 'conflict'
   end
+  at = stop
 end
 
 -- new runs: each stored running (version 0), then moved to its planned state like any run
-for _, create in ipairs(plan.creates or {}) do
-  local idempotency_key = create.idempotency_key
-  local keyed = idempotency_key ~= nil and idempotency_key ~= NULL
-  local existing = keyed and CALL('HGET', P .. ':wfrun_idempotency', idempotency_key)
+for _ = 1, take_count() do
+  local stop = take_count()
+  stop = stop + at
+  local name, input, tags, idempotency_key = take(), take(), take(), take_optional()
+  local existing = idempotency_key and CALL('HGET', P .. ':wfrun_idempotency', idempotency_key)
   if existing then
     answer[#answer + 1] = existing
     answer[#answer + 1] = '0'
   else
     local id = fmt(CALL('INCR', P .. ':wfrun_id'))
-    local key = run_key(id)
-    CALL('HSET', key, 'id', id, 'name', create.name, 'status', 'running', 'input', create.input, 'tags', create.tags,
-      'version', '0', 'created_at', now_s, 'updated_at', now_s)
-    CALL('ZADD', P .. ':wfruns', id, id)
-    CALL('ZADD', P .. ':wfruns:name:' .. create.name, id, id)
-    CALL('ZADD', P .. ':wfruns:status:running', id, id)
-    if keyed then
-      CALL('HSET', key, 'idempotency_key', idempotency_key)
+    local fields = {'id', id, 'name', name, 'status', 'running', 'input', input, 'tags', tags, 'version', '0',
+      'created_at', now_s, 'updated_at', now_s}
+    if idempotency_key then
+      fields[#fields + 1] = 'idempotency_key'
+      fields[#fields + 1] = idempotency_key
       CALL('HSET', P .. ':wfrun_idempotency', idempotency_key, id)
     end
-    move(id, create.move, 'running', '0')
+    CALL('HSET', run_key(id), unpack(fields))
+    local n = tonumber(id)
+    batch_add(zsets, P .. ':wfruns', n, id)
+    batch_add(zsets, P .. ':wfruns:name:' .. name, n, id)
+    batch_add(zsets, P .. ':wfruns:status:running', n, id)
+    if take() == '1' then move(id, 'running', '0') end
     answer[#answer + 1] = id
     answer[#answer + 1] = '1'
   end
+  at = stop
 end
 if #completed > 0 then
   zrem_all(P .. ':processing', completed)
   zrem_all(P .. ':status:processing', completed)
 end
 flush_zadd(zsets)
+for index, ids in pairs(run_zrems) do zrem_all(index, ids) end
 for job_type in pairs(types) do CALL('SADD', P .. ':types', job_type) end
 -- the jobs made ready go to idle workers first (_lib.lua's hand_to_idle), as an add's do
 local last_event = tonumber(CALL('GET', P .. ':event_id') or '0')
