@@ -223,6 +223,7 @@ class CeleryBench:
 
         celery_canvas.app.conf.task_default_queue = queue_name
         self.canvas = celery_canvas
+        self.url, self.queue_name = url, queue_name
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -253,6 +254,11 @@ class CeleryBench:
 
     def close(self) -> None:
         _stop(self.proc)
+        import redis
+
+        client = redis.Redis.from_url(self.url)  # kombu leaves its queue's binding behind
+        client.delete(f"_kombu.binding.{self.queue_name}", self.queue_name)
+        client.close()
 
     def _submit(self, workflow: str, n: int) -> Any:
         from celery import chain, chord
