@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
@@ -78,13 +79,18 @@ def _not_json(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON-serializable")
 
 
-# The C encoder ``_encode`` builds on every call, made once (no cycle check: a cycle ends in
-# RecursionError; nothing shared between calls or threads); the C scanner reads the text back.
-_encode_chunks = (
-    None
-    if c_make_encoder is None
-    else c_make_encoder(None, _not_json, encode_basestring, None, ":", ",", False, False, False)
-)
+def compact_encoder(*, allow_nan: bool) -> Callable[[Any], str]:
+    """``json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=allow_nan)``
+    as a function: the C encoder that ``JSONEncoder.encode`` builds on every call, made once
+    (no cycle check: a cycle ends in RecursionError; nothing shared between calls or threads)."""
+    if c_make_encoder is None:  # pragma: no cover - a Python without the json accelerator
+        return json.JSONEncoder(separators=(",", ":"), allow_nan=allow_nan, ensure_ascii=False).encode
+    chunks = c_make_encoder(None, _not_json, encode_basestring, None, ":", ",", False, False, allow_nan)
+    return lambda value: "".join(chunks(value, 0))
+
+
+_compact = compact_encoder(allow_nan=False)
+# the C scanner reads the text back
 _scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
@@ -97,7 +103,7 @@ def strict_text(value: Any) -> str | None:
     (and a tuple) reads back as something else.
     """
     try:
-        text = _encode(value) if _encode_chunks is None else "".join(_encode_chunks(value, 0))
+        text = _compact(value)
     except (TypeError, ValueError, RecursionError):
         return None
     if "\\u0000" in text or text.count("{") + text.count("[") > MAX_JSON_DEPTH:

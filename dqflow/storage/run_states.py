@@ -1,10 +1,11 @@
 """Run states as one storage object last wrote them, for its next step settles to plan from.
 
 A worker that settles a run's step usually settles the run's next step too. Keeping
-the state it wrote spares reading (Redis) or decoding (SQLite) the run again. Every
-write of a run, by any process, bumps its ``version``, and a kept state is used only at
-the version it was written at: each backend checks that against the stored run (SQLite
-compares the row's version; Redis's ``workflow.lua`` guards its writes on it), so a
+the state it wrote spares reading (Redis) or decoding (SQLite, PostgreSQL) the run again.
+Every write of a run, by any process, bumps its ``version``, and a kept state is used only
+at the version it was written at: each backend checks that against the stored run (SQLite
+compares the row's version; PostgreSQL's run lock answers the steps only when the version
+moved on; Redis's ``workflow.lua`` guards its writes on it), so a
 state another process moved on is never planned from unchecked. A state kept from the
 advance that wrote it (``Advance.written_state``) carries the JSON text of its steps, so
 its next advance encodes only the steps it changes.

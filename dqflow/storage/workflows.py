@@ -32,10 +32,10 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from dqflow.enums import WorkflowStatus
+from dqflow.json_values import compact_encoder
 
 if TYPE_CHECKING:
     from dqflow.storage.base import NewJob
@@ -60,24 +60,9 @@ __all__ = [
 _encode_steps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 """The step state as compact JSON text (one encoder for every write: ``json.dumps`` builds one per call)."""
 
-
-def _not_json(value: Any) -> Any:
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-# ``_encode_steps``'s C encoder, made once rather than per call (no cycle check: JSON read
-# back has none; nothing shared between calls or threads)
-_step_chunks = (
-    None
-    if c_make_encoder is None
-    else c_make_encoder(None, _not_json, encode_basestring, None, ":", ",", False, False, True)
-)
-
-
-def encode_step(step: Any) -> str:
-    """One step's state (or any JSON value) as the compact text ``_encode_steps`` gives."""
-    return _encode_steps(step) if _step_chunks is None else "".join(_step_chunks(step, 0))
-
+encode_step: Callable[[Any], str] = compact_encoder(allow_nan=True)
+"""One step's state (or any JSON value) as the compact text ``_encode_steps`` gives (its C
+encoder made once; NaN and Infinity pass, as the step state always let them)."""
 
 _scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
