@@ -492,6 +492,46 @@ def test_two_parents_completed_at_the_same_moment_create_the_join_once(backend: 
         queue.cancel_workflow(run_id)
 
 
+def test_one_storage_settles_a_fan_out_from_two_threads_at_once(backend: str, closing: list[Queue]) -> None:
+    """A worker may have ``concurrent_settles`` writes in flight on one storage object: two
+    threads' batches of one run's step jobs each apply once, and the fan-in is made once."""
+    queue = _queue(backend, FAN)
+    closing.append(queue)
+    storage = queue.storage
+    values = list(range(1, 41))
+    for _ in range(3):
+        run_id = queue.start_workflow("fan", {"values": values})
+        claimed = storage.claim_jobs("w", ["double"], 100, 30_000)
+        assert len(claimed) == len(values)
+        barrier = threading.Barrier(2)
+        results: list[list[bool]] = []
+
+        def settle(
+            jobs: list[JobRecord], barrier: threading.Barrier = barrier, results: list[list[bool]] = results
+        ) -> None:
+            completions = [
+                Completion(job.id, job.lease_token, f'{{"n": {2 * job.payload["n"]}}}', job.workflow_run_id)
+                for job in jobs
+            ]
+            barrier.wait()
+            for start in range(0, len(completions), 4):  # batches of the two threads interleave
+                results.append(storage.settle_jobs(completions[start : start + 4]))
+
+        threads = [threading.Thread(target=settle, args=(claimed[half::2],)) for half in (0, 1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert sum(len(flags) for flags in results) == len(values) and all(all(flags) for flags in results)
+        run = queue.require_workflow(run_id)
+        assert run.step("each").status is StepStatus.COMPLETED
+        assert run.step("each").outputs == [{"n": 2 * v} for v in values]
+        sums = [job for job in queue.list_jobs(job_type="total", limit=100).jobs if job.workflow_run_id == run_id]
+        assert [job.id for job in sums] == run.step("sum").job_ids
+        assert sums[0].payload == {"values": [2 * v for v in values]}
+        queue.cancel_workflow(run_id)
+
+
 def test_retry_runs_again_only_the_fan_out_elements_that_did_not_complete(backend: str, closing: list[Queue]) -> None:
     broken = {3}
     calls: list[int] = []
