@@ -185,3 +185,32 @@ def test_a_run_read_from_the_database_has_only_its_changed_steps_encoded(
     finally:
         first.close()
         second.close()
+
+
+def test_an_error_in_the_settle_of_a_step_commits_nothing(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The statements of a step's settle share the transaction its pipeline's Sync ends: an
+    exception raised after they were sent rolls all of them back (the completion too)."""
+    queue = make_queue(pg_url, JOBS, workflows=WORKFLOWS)
+    try:
+        run_id = queue.start_workflow("linear", {"n": 1})
+        write = PgWorkflows.write
+
+        def write_then_raise(self: PgWorkflows, *args: Any, **kwargs: Any) -> None:
+            write(self, *args, **kwargs)
+            raise RuntimeError("planned")
+
+        a = _claim(queue)
+        monkeypatch.setattr(PgWorkflows, "write", write_then_raise)
+        with pytest.raises(RuntimeError, match="planned"):
+            _complete(queue, a, {"n": 99})
+        monkeypatch.undo()
+        job = queue.get_job(a[0])
+        assert job is not None and job.status.value == "processing"
+        assert queue.require_workflow(run_id).step("a").status.value == "running"
+        _complete(queue, a, {"n": 2})  # still held: the fence lets the same completion in again
+        _settle(queue, {"n": 5})
+        _settle(queue, {"n": 10})
+        run = queue.require_workflow(run_id)
+        assert run.status is WorkflowStatus.COMPLETED and run.output == {"n": 5}
+    finally:
+        queue.close()

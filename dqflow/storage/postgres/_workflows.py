@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
@@ -77,6 +77,34 @@ class Written:
         """The transaction block that wrote them ended without error: the states may be kept
         if that was a commit, not the release of a savepoint inside a caller's transaction."""
         self.durable = conn.info.transaction_status == pq.TransactionStatus.IDLE
+
+
+@contextlib.contextmanager
+def pipelined_transaction(conn: Connection) -> Iterator[None]:
+    """A pipeline whose statements form one transaction, committed by the Sync that ends it.
+
+    On an autocommit connection outside a transaction the server runs every statement up to
+    the pipeline's Sync in one transaction (results are fetched with flush requests, which
+    keep it open): no BEGIN and COMMIT to send, parse and answer. A Python exception inside
+    rolls it back (a ROLLBACK before that Sync; if even that cannot be sent, the connection
+    is closed, so the Sync never commits; after a statement's error the server skips all
+    up to the Sync and rolls back). Elsewhere (a caller's transaction, a connection
+    not in autocommit): ``conn.transaction()`` as usual.
+    """
+    if not conn.autocommit or conn.info.transaction_status != pq.TransactionStatus.IDLE:
+        with conn.pipeline(), conn.transaction():
+            yield
+        return
+    with conn.pipeline():
+        try:
+            yield
+        except BaseException:
+            if conn.pgconn.pipeline_status != pq.PipelineStatus.ABORTED:  # (an aborted one rolls back)
+                try:
+                    conn.execute("ROLLBACK")  # in the implicit transaction: aborts it (with a notice)
+                except BaseException:
+                    conn.close()
+            raise
 
 
 class LockedRuns:

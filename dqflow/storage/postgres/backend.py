@@ -69,7 +69,7 @@ from dqflow.storage.postgres import _schedules, changes
 from dqflow.storage.postgres._connect import Settings, check_schema, parse_url, settings_from_connection
 from dqflow.storage.postgres._notifier import Notifier, channel_name
 from dqflow.storage.postgres._queries import Queries
-from dqflow.storage.postgres._workflows import PgWorkflows, Written, ends_of
+from dqflow.storage.postgres._workflows import PgWorkflows, Written, ends_of, pipelined_transaction
 from dqflow.storage.postgres.migrations import require_migrated
 from dqflow.storage.workflows import (
     JobEnd,
@@ -660,15 +660,16 @@ class PostgresStorage(Storage):
     def _settle_steps(
         self, outcomes: Sequence[Outcome], statements: list[tuple[Any, ...]], run_ids: list[int]
     ) -> list[bool]:
-        """Settle a batch with step jobs in one transaction, pipelined: BEGIN, the runs' lock, ids
-        for the jobs the advance may add (one per step completion: enough for chains and joins)
-        and the settle statements go in one round trip; the advance's writes and COMMIT in a
-        second one (a third draws more ids first when a fan-out needs them)."""
+        """Settle a batch with step jobs in one transaction, pipelined (``pipelined_transaction``:
+        no BEGIN or COMMIT on a pool's connection): the runs' lock, ids for the jobs the advance
+        may add (one per step completion: enough for chains and joins) and the settle statements
+        go in one round trip; the advance's writes and the commit in a second one (a third draws
+        more ids first when a fan-out needs them)."""
         applied = [False] * len(outcomes)
         written = Written()
         completions = sum(1 for o in outcomes if isinstance(o, Completion) and o.workflow_run_id is not None)
         with self._connection("settling step jobs") as conn:
-            with conn.pipeline(), conn.transaction(), contextlib.ExitStack() as stack:
+            with pipelined_transaction(conn), contextlib.ExitStack() as stack:
                 lock = stack.enter_context(conn.cursor(row_factory=dict_row))
                 locked = self._workflows.send_lock(lock, run_ids)  # the runs before their jobs
                 draw = stack.enter_context(conn.cursor(row_factory=tuple_row))
