@@ -107,22 +107,34 @@ def pipelined_transaction(conn: Connection) -> Iterator[None]:
             raise
 
 
-class LockedRuns:
-    """The answer of a sent lock statement (``PgWorkflows.send_lock``): the runs' states."""
+_LOCK_COLUMNS = ("id", "version", "name", "status", "input", "tags", "steps")
+"""workflow_lock_runs.sql's columns, in order."""
 
-    __slots__ = ("_cursor", "_known")
+
+class LockedRuns:
+    """The answer of a sent lock statement (``PgWorkflows.send_lock``): the runs' states and
+    the job ids it drew."""
+
+    __slots__ = ("_cursor", "_known", "drawn")
 
     def __init__(self, cursor: psycopg.Cursor[Any], known: dict[int, RunState]) -> None:
         self._cursor = cursor
         self._known = known
+        #: the job ids drawn (``send_lock``'s ``draw``), once ``states`` has read the answer
+        self.drawn: list[int] = []
 
     def states(self) -> dict[int, RunState]:
         """Each locked run's state: the kept one when the run is still at its version, else
         decoded from the row (unknown ids are left out)."""
         states: dict[int, RunState] = {}
         for row in self._cursor.fetchall():
-            run_id = int(row["id"])
-            states[run_id] = self._known[run_id] if row["steps"] is None else state_from_fields(row)
+            if row[1] is None:  # no version: a drawn job id
+                self.drawn.append(int(row[0]))
+                continue
+            run_id = int(row[0])
+            states[run_id] = (
+                self._known[run_id] if row[6] is None else state_from_fields(dict(zip(_LOCK_COLUMNS, row, strict=True)))
+            )
         return states
 
 
@@ -157,20 +169,21 @@ class PgWorkflows:
 
     # -- changing (the caller holds a transaction) ---------------------------------------
 
-    def send_lock(self, cur: psycopg.Cursor[Any], run_ids: Sequence[int]) -> LockedRuns:
-        """Send the statement that locks the runs (id order) and reads the states not kept at
-        their version (``cur``: a ``dict_row`` cursor; in a pipeline the answer comes later)."""
+    def send_lock(self, cur: psycopg.Cursor[Any], run_ids: Sequence[int], draw: int = 0) -> LockedRuns:
+        """Send the statement that locks the runs (id order), reads the states not kept at
+        their version and then draws ``draw`` job ids (``cur``: a ``tuple_row`` cursor; in a
+        pipeline the answer comes later)."""
         ids = sorted(set(run_ids))
         known = {run_id: state for run_id in ids if (state := self.known.get(run_id)) is not None}
         versions = [state.version if (state := known.get(run_id)) is not None else None for run_id in ids]
-        cur.execute(self._storage._q.workflow_lock_runs, {"ids": ids, "known": versions})
+        cur.execute(self._storage._q.workflow_lock_runs, {"ids": ids, "known": versions, "draw": draw})
         return LockedRuns(cur, known)
 
     def lock(self, conn: Connection, run_ids: Sequence[int]) -> dict[int, RunState]:
         """Lock the runs (id order) and read their state; unknown ids are left out."""
         if not run_ids:
             return {}
-        with conn.cursor(row_factory=dict_row) as cur:
+        with conn.cursor(row_factory=tuple_row) as cur:
             return self.send_lock(cur, run_ids).states()
 
     def keep(self, written: Written) -> None:
@@ -245,10 +258,6 @@ class PgWorkflows:
         ]
         self.write(conn, moved, written, drawn_ids)
 
-    def draw_job_ids(self, cur: psycopg.Cursor[Any], count: int) -> None:
-        """Send the statement that draws ``count`` job ids (``cur.fetchall()`` answers them)."""
-        cur.execute(self._storage._q.workflow_draw_job_ids, {"count": count})
-
     def write(
         self,
         conn: Connection,
@@ -268,9 +277,9 @@ class PgWorkflows:
         new_ids = list(drawn_ids[: len(jobs)])
         # in the caller's pipeline if it has one (a nested one would sync on leaving)
         in_pipeline = conn.pgconn.pipeline_status != pq.PipelineStatus.OFF
-        with conn.cursor(row_factory=tuple_row) as cur:
-            if len(new_ids) < len(jobs):
-                self.draw_job_ids(cur, len(jobs) - len(new_ids))
+        if len(new_ids) < len(jobs):
+            with conn.cursor(row_factory=tuple_row) as cur:
+                cur.execute(storage._q.workflow_draw_job_ids, {"count": len(jobs) - len(new_ids)})
                 new_ids += [int(row[0]) for row in cur.fetchall()]
         with contextlib.nullcontext() if in_pipeline else conn.pipeline(), conn.cursor(row_factory=tuple_row) as cur:
             if jobs:

@@ -661,19 +661,17 @@ class PostgresStorage(Storage):
         self, outcomes: Sequence[Outcome], statements: list[tuple[Any, ...]], run_ids: list[int]
     ) -> list[bool]:
         """Settle a batch with step jobs in one transaction, pipelined (``pipelined_transaction``:
-        no BEGIN or COMMIT on a pool's connection): the runs' lock, ids for the jobs the advance
-        may add (one per step completion: enough for chains and joins) and the settle statements
-        go in one round trip; the advance's writes and the commit in a second one (a third draws
+        no BEGIN or COMMIT on a pool's connection): the runs' lock, which then draws ids for the
+        jobs the advance may add (one per step completion: enough for chains and joins), and the
+        settle statements go in one round trip; the advance's writes and the commit in a second one (a third draws
         more ids first when a fan-out needs them)."""
         applied = [False] * len(outcomes)
         written = Written()
         completions = sum(1 for o in outcomes if isinstance(o, Completion) and o.workflow_run_id is not None)
         with self._connection("settling step jobs") as conn:
             with pipelined_transaction(conn), contextlib.ExitStack() as stack:
-                lock = stack.enter_context(conn.cursor(row_factory=dict_row))
-                locked = self._workflows.send_lock(lock, run_ids)  # the runs before their jobs
-                draw = stack.enter_context(conn.cursor(row_factory=tuple_row))
-                self._workflows.draw_job_ids(draw, completions)
+                lock = stack.enter_context(conn.cursor(row_factory=tuple_row))
+                locked = self._workflows.send_lock(lock, run_ids, completions)  # the runs before their jobs
                 sent = []
                 for kind, positions, query, params in statements:
                     cur = stack.enter_context(conn.cursor(row_factory=tuple_row))
@@ -686,8 +684,7 @@ class PostgresStorage(Storage):
                 if ends:
                     missing = sorted({run_id for run_id, _ in ends} - states.keys())
                     states.update(self._workflows.lock(conn, missing))
-                    drawn = [int(row[0]) for row in draw.fetchall()]
-                    self._workflows.jobs_ended(conn, states, ends, written, drawn)
+                    self._workflows.jobs_ended(conn, states, ends, written, locked.drawn)
             written.committed(conn)
         self._committed(written)
         return applied
