@@ -186,7 +186,7 @@ def test_writing_run_states_probes_each_run_by_its_key(storage: PostgresStorage,
         conn.execute(f"ANALYZE {schema}.dqflow_workflow_runs")
     ids = list(range(5, 5 + count))
     params = {
-        "ids": ids,
+        "run_ids": ids,
         "status": ["running"] * count,
         "output": [None] * count,
         "failure_reason": [None] * count,

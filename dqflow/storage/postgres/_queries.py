@@ -4,7 +4,9 @@ Where a statement lists the job options (``add_jobs``, ``edit_job``) the file
 holds a ``$OPTION_*`` / ``$EDIT_ASSIGNMENTS`` mark, expanded here from
 ``JOB_OPTIONS``, so a new option needs no SQL edit; ``add_jobs_unkeyed`` and
 ``add_jobs_drawn`` are composed from ``add_jobs.sql`` by its ``-- keyed`` /
-``-- unkeyed`` and ``-- drawn here`` / ``-- given`` line marks.
+``-- unkeyed`` and ``-- drawn here`` / ``-- given`` line marks;
+``workflow_add_jobs_update_runs`` is ``add_jobs_drawn`` and ``workflow_update_run``
+in one statement (a step settle's new jobs and its runs' new states).
 
 Statements name the tables plainly (``dqflow_jobs``); for a dqflow schema they
 are qualified once at load time, so they also work on a caller's connection
@@ -110,6 +112,13 @@ def compose(name: str) -> str:
     """The statement ``name``: a file of ``queries/``, or a variant composed from one."""
     if name in _ADD_JOBS_DROPS:
         return _with_options(_without(read("add_jobs"), _ADD_JOBS_DROPS[name]))
+    if name == "workflow_add_jobs_update_runs":
+        # add_jobs_drawn without its answer, then workflow_update_run.sql as one more CTE
+        inserts = _without(read("add_jobs"), (*_ADD_JOBS_DROPS["add_jobs_drawn"], "unkeyed"))
+        update = read("workflow_update_run").strip()
+        return _with_options(
+            f"{inserts}\n, updated AS (\n{update}\n    RETURNING r.id\n)\nSELECT count(*) FROM updated CROSS JOIN woken"
+        )
     return _with_options(read(name))
 
 
@@ -185,6 +194,7 @@ class Queries:
     workflow_run_by_key: str
     workflow_lock_runs: str
     workflow_update_run: str
+    workflow_add_jobs_update_runs: str
     workflow_draw_job_ids: str
     workflow_cancel_jobs: str
     workflow_retry_jobs: str

@@ -265,8 +265,9 @@ class PgWorkflows:
         written: Written,
         drawn_ids: Sequence[int] = (),
     ) -> None:
-        """Write the advances of several locked runs: one statement per kind of change, whatever
-        their number, sent together (one round trip with the commit in a pipeline). The new jobs
+        """Write the advances of several locked runs, whatever their number: their new jobs and
+        new states in one statement, their cancellations and retries in one each, sent together
+        (one round trip with the commit in a pipeline). The new jobs
         take the ids of ``drawn_ids`` (drawn from the jobs' sequence in an earlier round trip),
         more are drawn when those are too few; the ones left over are not used."""
         changed = [(state, advance) for state, advance in moved if advance.changed]
@@ -282,9 +283,12 @@ class PgWorkflows:
                 cur.execute(storage._q.workflow_draw_job_ids, {"count": len(jobs) - len(new_ids)})
                 new_ids += [int(row[0]) for row in cur.fetchall()]
         with contextlib.nullcontext() if in_pipeline else conn.pipeline(), conn.cursor(row_factory=tuple_row) as cur:
-            if jobs:
-                params = {"jobs": storage._jobs_json(jobs), "ids": new_ids, "channel": storage._channel}
-                cur.execute(storage._q.add_jobs_drawn, params)
+            updates = self._run_updates(changed, new_ids, written)
+            if jobs:  # the new jobs and the runs' new states in one statement
+                params = {"jobs": storage._jobs_json(jobs), "ids": new_ids, "channel": storage._channel, **updates}
+                cur.execute(storage._q.workflow_add_jobs_update_runs, params)
+            else:
+                cur.execute(storage._q.workflow_update_run, updates)
             cancels: dict[str, list[int]] = {}
             for _, advance in changed:
                 if advance.cancel_job_ids:
@@ -296,7 +300,6 @@ class PgWorkflows:
             retries = [job_id for _, advance in changed for job_id in advance.retry_job_ids]
             if retries:
                 cur.execute(storage._q.workflow_retry_jobs, {"ids": retries, "channel": storage._channel})
-            cur.execute(storage._q.workflow_update_run, self._run_updates(changed, new_ids, written))
         for state, advance in changed:
             written.notices.extend(RunNotice(state.id, state.name, s, advance.failure_reason) for s in advance.notices)
 
@@ -307,14 +310,14 @@ class PgWorkflows:
         """workflow_update_run.sql's arrays: one element per run, its new jobs named by ``new_ids``
         (taken in order, as many as each run's ``new_jobs``); each run's new state into ``written``."""
         columns: dict[str, list[Any]] = {
-            name: [] for name in ("ids", "status", "output", "failure_reason", "error", "steps")
+            name: [] for name in ("run_ids", "status", "output", "failure_reason", "error", "steps")
         }
         taken = 0
         for state, advance in changed:
             count = len(advance.new_jobs)
             steps = advance.steps_json(new_ids[taken : taken + count])
             taken += count
-            columns["ids"].append(state.id)
+            columns["run_ids"].append(state.id)
             columns["status"].append(advance.status.value)
             columns["output"].append(advance.output_json)
             columns["failure_reason"].append(advance.failure_reason)

@@ -13,7 +13,7 @@ SET status = u.status,
     version = r.version + 1,
     updated_at = now(),
     completed_at = CASE WHEN u.status = 'running' THEN NULL ELSE now() END
-FROM unnest(%(ids)s::bigint[], %(status)b::text[], %(output)b::text[], %(failure_reason)b::text[],
+FROM unnest(%(run_ids)s::bigint[], %(status)b::text[], %(output)b::text[], %(failure_reason)b::text[],
             %(error)b::text[], %(steps)b::text[])
     AS u(run_id, status, output, failure_reason, error, steps)
 WHERE r.id = u.run_id
