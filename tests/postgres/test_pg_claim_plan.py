@@ -185,14 +185,10 @@ def test_writing_run_states_probes_each_run_by_its_key(storage: PostgresStorage,
         )
         conn.execute(f"ANALYZE {schema}.dqflow_workflow_runs")
     ids = list(range(5, 5 + count))
-    params = {
-        "run_ids": ids,
-        "status": ["running"] * count,
-        "output": [None] * count,
-        "failure_reason": [None] * count,
-        "error": [None] * count,
-        "steps": ["[]"] * count,
-    }
+    runs = [
+        {"run_id": run_id, "status": "running", "output": None, "failure_reason": None, "error": None} for run_id in ids
+    ]
+    params = {"runs": json.dumps(runs), "steps": ["[]"] * count}
     with storage._connection("explaining") as conn:
         row = conn.execute("EXPLAIN (FORMAT JSON) " + Queries.load(schema).workflow_update_run, params).fetchone()
     assert row is not None

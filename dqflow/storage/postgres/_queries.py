@@ -99,6 +99,7 @@ def _with_options(sql: str) -> str:
         .replace("$OPTION_COLUMNS", ", ".join(o.column for o in JOB_OPTIONS))
         .replace("$RUN_OPTION_VALUES", ", ".join(_run_option_value(o) for o in JOB_OPTIONS))
         .replace("$OPTION_VALUES", ", ".join(_option_value(o) for o in JOB_OPTIONS))
+        .replace("$ID_POSITION", str(len(JOB_OPTIONS)))
         .replace("$CANCEL_DEPENDENTS", read("cancel_dependents").strip())
         .replace("$FREE_SLOTS", read("free_slots").strip())
         .replace("$ANNOUNCE_INSERTED", read("announce_inserted").strip())
@@ -148,7 +149,6 @@ class Queries:
 
     add_jobs: str
     add_jobs_unkeyed: str
-    add_jobs_drawn: str
     find_idempotency_keys: str
     lock_dependencies: str
     lock_own_dependencies: str

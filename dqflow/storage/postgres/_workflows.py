@@ -176,7 +176,8 @@ class PgWorkflows:
         ids = sorted(set(run_ids))
         known = {run_id: state for run_id in ids if (state := self.known.get(run_id)) is not None}
         versions = [state.version if (state := known.get(run_id)) is not None else None for run_id in ids]
-        cur.execute(self._storage._q.workflow_lock_runs, {"ids": ids, "known": versions, "draw": draw})
+        runs = json.dumps([{"id": run_id, "known": version} for run_id, version in zip(ids, versions, strict=True)])
+        cur.execute(self._storage._q.workflow_lock_runs, {"runs": runs, "draw": draw})
         return LockedRuns(cur, known)
 
     def lock(self, conn: Connection, run_ids: Sequence[int]) -> dict[int, RunState]:
@@ -285,7 +286,7 @@ class PgWorkflows:
         with contextlib.nullcontext() if in_pipeline else conn.pipeline(), conn.cursor(row_factory=tuple_row) as cur:
             updates = self._run_updates(changed, new_ids, written)
             if jobs:  # the new jobs and the runs' new states in one statement
-                params = {"jobs": storage._jobs_json(jobs), "ids": new_ids, "channel": storage._channel, **updates}
+                params = {"jobs": storage._jobs_json(jobs, ids=new_ids), "channel": storage._channel, **updates}
                 cur.execute(storage._q.workflow_add_jobs_update_runs, params)
             else:
                 cur.execute(storage._q.workflow_update_run, updates)
@@ -306,25 +307,29 @@ class PgWorkflows:
     @staticmethod
     def _run_updates(
         changed: Sequence[tuple[RunState, Advance]], new_ids: Sequence[int], written: Written
-    ) -> dict[str, list[Any]]:
-        """workflow_update_run.sql's arrays: one element per run, its new jobs named by ``new_ids``
-        (taken in order, as many as each run's ``new_jobs``); each run's new state into ``written``."""
-        columns: dict[str, list[Any]] = {
-            name: [] for name in ("run_ids", "status", "output", "failure_reason", "error", "steps")
-        }
+    ) -> dict[str, Any]:
+        """workflow_update_run.sql's parameters: one element per run, its new jobs named by
+        ``new_ids`` (taken in order, as many as each run's ``new_jobs``); each run's new state
+        into ``written``."""
+        runs: list[dict[str, Any]] = []
+        steps_texts: list[str] = []
         taken = 0
         for state, advance in changed:
             count = len(advance.new_jobs)
             steps = advance.steps_json(new_ids[taken : taken + count])
             taken += count
-            columns["run_ids"].append(state.id)
-            columns["status"].append(advance.status.value)
-            columns["output"].append(advance.output_json)
-            columns["failure_reason"].append(advance.failure_reason)
-            columns["error"].append(advance.error)
-            columns["steps"].append(steps)
+            runs.append(
+                {
+                    "run_id": state.id,
+                    "status": advance.status.value,
+                    "output": advance.output_json,
+                    "failure_reason": advance.failure_reason,
+                    "error": advance.error,
+                }
+            )
+            steps_texts.append(steps)
             written.states.append((advance.written_state(state), len(steps)))
-        return columns
+        return {"runs": json.dumps(runs), "steps": steps_texts}
 
 
 def ends_of(rows: Sequence[tuple[Any, ...]], kind: str) -> list[tuple[int, JobEnd]]:

@@ -329,9 +329,12 @@ class PostgresStorage(Storage):
             return _schedules.add_unique(conn, self._q, self.add_jobs, job, rule)
 
     @staticmethod
-    def _jobs_json(jobs: Sequence[NewJob], workflow_run_ids: Sequence[int] | None = None) -> str:
+    def _jobs_json(
+        jobs: Sequence[NewJob], workflow_run_ids: Sequence[int] | None = None, ids: Sequence[int] | None = None
+    ) -> str:
         """The ``jobs`` parameter of add_jobs.sql: one JSON array of option values per job
-        (``workflow_run_ids``: one per job, in place of the jobs' own)."""
+        (``workflow_run_ids``: one per job, in place of the jobs' own; ``ids``: the drawn ids
+        of add_jobs_drawn, one per job, after its values)."""
         values: list[list[Any]] = []
         for job in jobs:
             row = list(_OPTION_VALUES(job))  # tuples (tags) become JSON arrays
@@ -341,6 +344,9 @@ class PostgresStorage(Storage):
         if workflow_run_ids is not None:
             for row, run_id in zip(values, workflow_run_ids, strict=True):
                 row[_RUN_ID_POSITION] = run_id
+        if ids is not None:
+            for row, job_id in zip(values, ids, strict=True):
+                row.append(job_id)
         return json.dumps(values)
 
     def _add_on(

@@ -9,7 +9,7 @@
 -- can conflict, so there is no ON CONFLICT arbitration and every job is created
 -- with the id drawn for it. Both draw the ids here (lines marked "drawn here");
 -- `add_jobs_drawn` is `add_jobs_unkeyed` with ids the caller drew beforehand
--- (workflow_draw_job_ids.sql), one per job, in order (lines marked "given"): a
+-- (workflow_lock_runs.sql), one per job, after its option values (lines marked "given"): a
 -- workflow's advance names its new jobs in the run's state, written in the same round
 -- trip as this insert. The marks in capitals expand to one entry per job option
 -- (dqflow.storage.base.JOB_OPTIONS), in that order.
@@ -19,7 +19,7 @@ WITH input AS MATERIALIZED (
     SELECT $OPTION_FIELDS,
            ord,
            nextval('dqflow_jobs_id_seq') AS new_id                           -- drawn here
-           (%(ids)s::bigint[])[ord] AS new_id                                -- given
+           (r ->> $ID_POSITION)::bigint AS new_id                             -- given
     FROM jsonb_array_elements(%(jobs)s::jsonb) WITH ORDINALITY AS t(r, ord)
 ),
 inserted AS (

@@ -1,6 +1,7 @@
 -- Lock workflow runs (in id order, so two transactions cannot deadlock on them) and
--- read their state: every change of a run happens under this lock. `known` holds, for
--- each id, the version of the state this process wrote last and kept (NULL: none); a run
+-- read their state: every change of a run happens under this lock. `runs` is a JSON array
+-- of {id, known} objects (one parameter: cheaper to send than two lists), `known` the
+-- version of the state this process wrote last and kept (null: none); a run
 -- still at that version answers no input, tags or steps (the process has them), so a
 -- worker that settles the next step of a run it moved reads and decodes nothing big.
 -- Every write of a run bumps its version, and only committed states are kept, so a
@@ -17,7 +18,7 @@ WITH locked AS (
            CASE WHEN r.version = k.known THEN NULL ELSE r.input::text END AS input,
            CASE WHEN r.version = k.known THEN NULL ELSE r.tags::text END AS tags,
            CASE WHEN r.version = k.known THEN NULL ELSE r.steps::text END AS steps
-    FROM unnest(%(ids)b::bigint[], %(known)b::bigint[]) AS k(id, known)
+    FROM json_to_recordset(%(runs)s::json) AS k(id bigint, known bigint)
     JOIN dqflow_workflow_runs AS r ON r.id = k.id
     ORDER BY r.id
     FOR UPDATE OF r
