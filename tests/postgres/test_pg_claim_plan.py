@@ -196,3 +196,28 @@ def test_writing_run_states_probes_each_run_by_its_key(storage: PostgresStorage,
     probes = [n for n in nodes if n.get("Index Name") == "dqflow_workflow_runs_pkey"]
     assert probes and all("run_id" in n.get("Index Cond", "") for n in probes), nodes
     assert not [n for n in nodes if n["Node Type"] in ("Seq Scan", "Materialize") or "Join Filter" in n], nodes
+
+
+def test_a_step_settles_completions_only_once_their_runs_are_locked(storage: PostgresStorage, pg_url: str) -> None:
+    """workflow_lock_complete_jobs.sql: the runs before their jobs. The jobs' UPDATE waits for the
+    runs' lock (a one-time filter on it, evaluated before any job row is read), and scans no
+    table whole."""
+    schema = pg_url.split("?schema=")[1]
+    params = {
+        "runs": json.dumps([{"id": 1, "known": None}]),
+        "draw": 1,
+        "job_id": [1, 2],
+        "lease_token": [1, 1],
+        "output": ["{}", "{}"],
+        "channel": "c",
+    }
+    with storage._connection("explaining") as conn:
+        row = conn.execute("EXPLAIN (FORMAT JSON) " + Queries.load(schema).workflow_lock_complete_jobs, params)
+        (plan,) = row.fetchone() or (None,)
+    updates = [
+        n for n in _nodes(plan[0]["Plan"]) if n.get("Operation") == "Update" and n["Relation Name"] == "dqflow_jobs"
+    ]
+    (update,) = [n for n in updates if any("runs_locked" in str(sub) for sub in n.get("Plans", []))]
+    gates = [n for n in _nodes(update) if "One-Time Filter" in n]
+    assert gates and any(s.get("Subplan Name", "").startswith("InitPlan") for s in update["Plans"]), update
+    assert not {n["Node Type"] for n in _nodes(update)} & {"Seq Scan", "Bitmap Heap Scan", "Hash Join", "Merge Join"}

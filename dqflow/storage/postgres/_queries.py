@@ -6,7 +6,9 @@ holds a ``$OPTION_*`` / ``$EDIT_ASSIGNMENTS`` mark, expanded here from
 ``add_jobs_drawn`` are composed from ``add_jobs.sql`` by its ``-- keyed`` /
 ``-- unkeyed`` and ``-- drawn here`` / ``-- given`` line marks;
 ``workflow_add_jobs_update_runs`` is ``add_jobs_drawn`` and ``workflow_update_run``
-in one statement (a step settle's new jobs and its runs' new states).
+in one statement (a step settle's new jobs and its runs' new states);
+``workflow_lock_complete_jobs`` is ``complete_jobs.sql`` that first locks the batch's
+runs (its ``-- runs locked`` / ``-- plain`` line marks).
 
 Statements name the tables plainly (``dqflow_jobs``); for a dqflow schema they
 are qualified once at load time, so they also work on a caller's connection
@@ -85,6 +87,9 @@ _ADD_JOBS_DROPS = {
 }
 """The statements composed from ``add_jobs.sql``: the line marks each one drops."""
 
+_COMPLETE_JOBS_DROPS = {"complete_jobs": ("runs locked",), "workflow_lock_complete_jobs": ("plain",)}
+"""The statements composed from ``complete_jobs.sql``: the line marks each one drops."""
+
 
 def _without(sql: str, marks: tuple[str, ...]) -> str:
     """The lines of ``sql`` not marked ``-- <mark>`` for any of ``marks`` (kept marks stay as comments)."""
@@ -102,6 +107,7 @@ def _with_options(sql: str) -> str:
         .replace("$ID_POSITION", str(len(JOB_OPTIONS)))
         .replace("$CANCEL_DEPENDENTS", read("cancel_dependents").strip())
         .replace("$FREE_SLOTS", read("free_slots").strip())
+        .replace("$LOCK_RUNS", read("lock_runs").strip())
         .replace("$ANNOUNCE_INSERTED", read("announce_inserted").strip())
         .replace("$ADD_DEAD_LETTERS", read("add_dead_letters").strip())
         .replace("$EDIT_ASSIGNMENTS", ",\n        ".join(_edit_assignment(o) for o in JOB_OPTIONS if o.editable))
@@ -113,6 +119,8 @@ def compose(name: str) -> str:
     """The statement ``name``: a file of ``queries/``, or a variant composed from one."""
     if name in _ADD_JOBS_DROPS:
         return _with_options(_without(read("add_jobs"), _ADD_JOBS_DROPS[name]))
+    if name in _COMPLETE_JOBS_DROPS:
+        return _with_options(_without(read("complete_jobs"), _COMPLETE_JOBS_DROPS[name]))
     if name == "workflow_add_jobs_update_runs":
         # add_jobs_drawn without its answer, then workflow_update_run.sql as one more CTE
         inserts = _without(read("add_jobs"), (*_ADD_JOBS_DROPS["add_jobs_drawn"], "unkeyed"))
@@ -169,6 +177,7 @@ class Queries:
     claim_jobs: str
     renew_leases: str
     complete_jobs: str
+    workflow_lock_complete_jobs: str
     fail_jobs: str
     release_jobs: str
     set_progress: str

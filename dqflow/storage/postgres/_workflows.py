@@ -117,7 +117,7 @@ class LockedRuns:
 
     __slots__ = ("_cursor", "_known", "drawn")
 
-    def __init__(self, cursor: psycopg.Cursor[Any], known: dict[int, RunState]) -> None:
+    def __init__(self, cursor: psycopg.Cursor[Any] | None, known: dict[int, RunState]) -> None:
         self._cursor = cursor
         self._known = known
         #: the job ids drawn (``send_lock``'s ``draw``), once ``states`` has read the answer
@@ -126,8 +126,13 @@ class LockedRuns:
     def states(self) -> dict[int, RunState]:
         """Each locked run's state: the kept one when the run is still at its version, else
         decoded from the row (unknown ids are left out)."""
+        assert self._cursor is not None
+        return self.read(self._cursor.fetchall())
+
+    def read(self, rows: Sequence[tuple[Any, ...]]) -> dict[int, RunState]:
+        """``states`` from the lock's rows (workflow_lock_runs.sql's columns)."""
         states: dict[int, RunState] = {}
-        for row in self._cursor.fetchall():
+        for row in rows:
             if row[1] is None:  # no version: a drawn job id
                 self.drawn.append(int(row[0]))
                 continue
@@ -173,12 +178,19 @@ class PgWorkflows:
         """Send the statement that locks the runs (id order), reads the states not kept at
         their version and then draws ``draw`` job ids (``cur``: a ``tuple_row`` cursor; in a
         pipeline the answer comes later)."""
+        params, locked = self.lock_params(run_ids, draw)
+        cur.execute(self._storage._q.workflow_lock_runs, params)
+        locked._cursor = cur
+        return locked
+
+    def lock_params(self, run_ids: Sequence[int], draw: int = 0) -> tuple[dict[str, Any], LockedRuns]:
+        """The parameters of lock_runs.sql (and the ``draw`` of the statements that paste it),
+        and the ``LockedRuns`` to read its rows with (``LockedRuns.read``)."""
         ids = sorted(set(run_ids))
         known = {run_id: state for run_id in ids if (state := self.known.get(run_id)) is not None}
         versions = [state.version if (state := known.get(run_id)) is not None else None for run_id in ids]
         runs = json.dumps([{"id": run_id, "known": version} for run_id, version in zip(ids, versions, strict=True)])
-        cur.execute(self._storage._q.workflow_lock_runs, {"runs": runs, "draw": draw})
-        return LockedRuns(cur, known)
+        return {"runs": runs, "draw": draw}, LockedRuns(None, known)
 
     def lock(self, conn: Connection, run_ids: Sequence[int]) -> dict[int, RunState]:
         """Lock the runs (id order) and read their state; unknown ids are left out."""

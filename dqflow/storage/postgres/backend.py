@@ -667,26 +667,42 @@ class PostgresStorage(Storage):
         self, outcomes: Sequence[Outcome], statements: list[tuple[Any, ...]], run_ids: list[int]
     ) -> list[bool]:
         """Settle a batch with step jobs in one transaction, pipelined (``pipelined_transaction``:
-        no BEGIN or COMMIT on a pool's connection): the runs' lock, which then draws ids for the
-        jobs the advance may add (one per step completion: enough for chains and joins), and the
-        settle statements go in one round trip; the advance's writes and the commit in a second one (a third draws
-        more ids first when a fan-out needs them)."""
+        no BEGIN or COMMIT on a pool's connection). The runs are locked before any job: by the
+        batch's completion statement, sent first (``workflow_lock_complete_jobs``), else by a
+        statement of their own; the lock also draws ids for the jobs the advance may add (one
+        per step completion: enough for chains and joins). The settle statements go in one
+        round trip; the advance's writes and the commit in a second one (a third draws more
+        ids first when a fan-out needs them)."""
         applied = [False] * len(outcomes)
         written = Written()
         completions = sum(1 for o in outcomes if isinstance(o, Completion) and o.workflow_run_id is not None)
+        statements = sorted(statements, key=lambda statement: statement[0] is not Completion)
+        lock_params, locked = self._workflows.lock_params(run_ids, completions)
         with self._connection("settling step jobs") as conn:
             with pipelined_transaction(conn), contextlib.ExitStack() as stack:
-                lock = stack.enter_context(conn.cursor(row_factory=tuple_row))
-                locked = self._workflows.send_lock(lock, run_ids, completions)  # the runs before their jobs
+                lock = None
+                if statements[0][0] is not Completion:
+                    lock = stack.enter_context(conn.cursor(row_factory=tuple_row))
+                    lock.execute(self._q.workflow_lock_runs, lock_params)  # the runs before their jobs
                 sent = []
                 for kind, positions, query, params in statements:
                     cur = stack.enter_context(conn.cursor(row_factory=tuple_row))
+                    if kind is Completion:  # the runs before their jobs
+                        query, params = self._q.workflow_lock_complete_jobs, params | lock_params
                     cur.execute(query, params)
                     sent.append((kind, positions, cur))
-                states = locked.states()
+                states = {} if lock is None else locked.read(lock.fetchall())
                 ends: list[tuple[int, JobEnd]] = []
                 for kind, positions, cur in sent:
-                    ends += self._settled(conn, outcomes, applied, kind, positions, cur.fetchall())
+                    rows = cur.fetchall()
+                    if kind is Completion:  # part 0: the runs and drawn ids; part 1: as complete_jobs
+                        states = locked.read([row[1:3] + row[4:] for row in rows if row[0] == 0])
+                        rows = [
+                            (row[1], row[2], row[4], row[3], None if row[5] is None else json.loads(row[5]))
+                            for row in rows
+                            if row[0] == 1
+                        ]
+                    ends += self._settled(conn, outcomes, applied, kind, positions, rows)
                 if ends:
                     missing = sorted({run_id for run_id, _ in ends} - states.keys())
                     states.update(self._workflows.lock(conn, missing))

@@ -11,7 +11,14 @@
 -- dependent serialise on its dqflow_job_waits row, and the second one counts down
 -- from the first one's committed value, so exactly one of them sees 0.
 -- The jobs' concurrency slots are given back (free_slots.sql).
-WITH completed AS (
+-- `workflow_lock_complete_jobs` is this statement with the lines marked "runs locked" (and
+-- without those marked "plain"): a step settle's batch locks its runs (lock_runs.sql) before
+-- any job, as every change of a run does: the UPDATE waits for the lock (a one-time filter
+-- on its count, evaluated before the first job row is read), and the answer holds the runs
+-- and the drawn ids as well (a statement less per settle).
+WITH
+$LOCK_RUNS,                                                                -- runs locked
+completed AS (
     UPDATE dqflow_jobs AS j
     SET status = 'completed',
         output = coalesce(
@@ -24,6 +31,7 @@ WITH completed AS (
     WHERE j.id = ANY(%(job_id)b::bigint[])
       AND j.status = 'processing'
       AND j.lease_token = (%(lease_token)b::bigint[])[array_position(%(job_id)b::bigint[], j.id)]
+      AND (SELECT count(*) FROM runs_locked) >= 0                          -- runs locked
     RETURNING j.id, j.job_type, j.concurrency_key, j.workflow_run_id, j.workflow_step, j.workflow_item,
               CASE WHEN j.workflow_run_id IS NOT NULL THEN j.output END AS output
 ),
@@ -69,4 +77,14 @@ events AS (
     INSERT INTO dqflow_job_events (job_id, event_type, created_at)
     SELECT id, 'completed', now() FROM completed
 )
-SELECT id, workflow_run_id, workflow_step, workflow_item, output FROM completed CROSS JOIN woken CROSS JOIN slots_woken
+SELECT id, workflow_run_id, workflow_step, workflow_item, output FROM completed CROSS JOIN woken CROSS JOIN slots_woken -- plain
+-- runs locked: part 1, the completed jobs as above (output as text); part 0, the locked
+-- runs and the drawn ids, as workflow_lock_runs.sql answers them
+SELECT 1 AS part, id, workflow_run_id AS version, workflow_item, workflow_step AS name,  -- runs locked
+       output::text AS status, NULL AS input, NULL AS tags, NULL AS steps                -- runs locked
+FROM completed CROSS JOIN woken CROSS JOIN slots_woken                                  -- runs locked
+UNION ALL                                                                               -- runs locked
+SELECT 0, id, version, NULL, name, status, input, tags, steps FROM runs_locked           -- runs locked
+UNION ALL                                                                               -- runs locked
+SELECT 0, nextval('dqflow_jobs_id_seq'), NULL, NULL, NULL, NULL, NULL, NULL, NULL       -- runs locked
+FROM generate_series(1, %(draw)s::int)                                                  -- runs locked
