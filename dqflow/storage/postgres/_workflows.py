@@ -112,25 +112,19 @@ _LOCK_COLUMNS = ("id", "version", "name", "status", "input", "tags", "steps")
 
 
 class LockedRuns:
-    """The answer of a sent lock statement (``PgWorkflows.send_lock``): the runs' states and
-    the job ids it drew."""
+    """Reads the answer of a lock statement (workflow_lock_runs.sql's columns): the runs'
+    states and the job ids it drew."""
 
-    __slots__ = ("_cursor", "_known", "drawn")
+    __slots__ = ("_known", "drawn")
 
-    def __init__(self, cursor: psycopg.Cursor[Any] | None, known: dict[int, RunState]) -> None:
-        self._cursor = cursor
+    def __init__(self, known: dict[int, RunState]) -> None:
         self._known = known
-        #: the job ids drawn (``send_lock``'s ``draw``), once ``states`` has read the answer
+        #: the job ids drawn (``lock_params``'s ``draw``), once ``read`` has read the answer
         self.drawn: list[int] = []
 
-    def states(self) -> dict[int, RunState]:
+    def read(self, rows: Sequence[tuple[Any, ...]]) -> dict[int, RunState]:
         """Each locked run's state: the kept one when the run is still at its version, else
         decoded from the row (unknown ids are left out)."""
-        assert self._cursor is not None
-        return self.read(self._cursor.fetchall())
-
-    def read(self, rows: Sequence[tuple[Any, ...]]) -> dict[int, RunState]:
-        """``states`` from the lock's rows (workflow_lock_runs.sql's columns)."""
         states: dict[int, RunState] = {}
         for row in rows:
             if row[1] is None:  # no version: a drawn job id
@@ -174,30 +168,24 @@ class PgWorkflows:
 
     # -- changing (the caller holds a transaction) ---------------------------------------
 
-    def send_lock(self, cur: psycopg.Cursor[Any], run_ids: Sequence[int], draw: int = 0) -> LockedRuns:
-        """Send the statement that locks the runs (id order), reads the states not kept at
-        their version and then draws ``draw`` job ids (``cur``: a ``tuple_row`` cursor; in a
-        pipeline the answer comes later)."""
-        params, locked = self.lock_params(run_ids, draw)
-        cur.execute(self._storage._q.workflow_lock_runs, params)
-        locked._cursor = cur
-        return locked
-
     def lock_params(self, run_ids: Sequence[int], draw: int = 0) -> tuple[dict[str, Any], LockedRuns]:
-        """The parameters of lock_runs.sql (and the ``draw`` of the statements that paste it),
-        and the ``LockedRuns`` to read its rows with (``LockedRuns.read``)."""
+        """The parameters of the statements that lock the runs (id order), read the states not
+        kept at their version (lock_runs.sql) and then draw ``draw`` job ids, and the
+        ``LockedRuns`` that reads their answer."""
         ids = sorted(set(run_ids))
         known = {run_id: state for run_id in ids if (state := self.known.get(run_id)) is not None}
         versions = [state.version if (state := known.get(run_id)) is not None else None for run_id in ids]
         runs = json.dumps([{"id": run_id, "known": version} for run_id, version in zip(ids, versions, strict=True)])
-        return {"runs": runs, "draw": draw}, LockedRuns(None, known)
+        return {"runs": runs, "draw": draw}, LockedRuns(known)
 
     def lock(self, conn: Connection, run_ids: Sequence[int]) -> dict[int, RunState]:
         """Lock the runs (id order) and read their state; unknown ids are left out."""
         if not run_ids:
             return {}
+        params, locked = self.lock_params(run_ids)
         with conn.cursor(row_factory=tuple_row) as cur:
-            return self.send_lock(cur, run_ids).states()
+            cur.execute(self._storage._q.workflow_lock_runs, params)
+            return locked.read(cur.fetchall())
 
     def keep(self, written: Written) -> None:
         """Keep the states of a committed transaction (``written.durable``)."""
