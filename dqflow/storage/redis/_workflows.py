@@ -182,9 +182,12 @@ class _Plan:
     the job shapes the new jobs share (each sent once), the runs to guard and move, the runs to
     create. ``lua/workflow.lua`` describes the layout."""
 
-    __slots__ = ("_shape_at", "create_count", "creates", "run_count", "runs", "shapes")
+    __slots__ = ("_shape_at", "create_count", "creates", "events", "new_jobs", "run_count", "runs", "shapes")
 
     def __init__(self) -> None:
+        #: the events and job ids the script draws in one go: one per completion and per new job
+        self.events = 0
+        self.new_jobs = 0
         self.shapes: list[str] = ["0"]
         self._shape_at: dict[tuple[Any, ...], int] = {}
         self.runs: list[str] = []
@@ -201,7 +204,10 @@ class _Plan:
             record += ending.guard
         record.append(str(len(group)))
         for ending in group:
-            record += ending.op
+            op = ending.op
+            if op[0] == "c":
+                self.events += 1
+            record += op
         size = self._move(record, advance)
         self.runs.append(str(len(record)))
         self.runs += record
@@ -222,8 +228,11 @@ class _Plan:
         if advance is None:
             record.append("0")
             return 0
-        record += ("1", advance.status.value, str(len(advance.new_jobs)))
-        for job in advance.new_jobs:
+        new_jobs = advance.new_jobs
+        self.new_jobs += len(new_jobs)
+        self.events += len(new_jobs)
+        record += ("1", advance.status.value, str(len(new_jobs)))
+        for job in new_jobs:
             record += self._job(job)
         output, reason, error = advance.output_json, advance.failure_reason, advance.error
         cancels, retries = advance.cancel_job_ids, advance.retry_job_ids
@@ -250,8 +259,9 @@ class _Plan:
         return str(at), job.payload_json, "" if item is None else str(encode_option(_ITEM, item))
 
     def args(self) -> list[str]:
-        """The script's ARGV: the shapes, the runs, the creates."""
-        return [*self.shapes, str(self.run_count), *self.runs, str(self.create_count), *self.creates]
+        """The script's ARGV: the ids to draw, the shapes, the runs, the creates."""
+        counts = [str(self.events), str(self.new_jobs)]
+        return [*counts, *self.shapes, str(self.run_count), *self.runs, str(self.create_count), *self.creates]
 
 
 def _moved_state(state: RunState, advance: Advance, first_job: int) -> RunState:

@@ -51,6 +51,19 @@ local last = tonumber(CALL('GET', P .. ':clock') or '0')
 if now < last then now = last end
 local now_s = fmt(now)
 
+local event_count, job_count = take_count(), take_count()
+-- the last event id and job id drawn so far (each bumped before use)
+local event_id, job_id_drawn = 0, 0
+if event_count > 0 then event_id = CALL('INCRBY', P .. ':event_id', event_count) - event_count end
+if job_count > 0 then job_id_drawn = CALL('INCRBY', P .. ':id', job_count) - job_count end
+
+local function completed_event(id)
+  event_id = event_id + 1
+  local entry = event_json(event_id, 'completed', now, nil)
+  CALL('RPUSH', P .. ':events:' .. id, entry)
+  feed(id, 'event', entry)
+end
+
 local function run_key(id)
   return P .. ':wfrun:' .. id
 end
@@ -150,7 +163,7 @@ local function end_job()
     completed[#completed + 1] = id
     batch_add(zsets, P .. ':status:completed', tonumber(id), id)
     batch_add(zsets, P .. ':finished', now, id)
-    add_event(id, 'completed', now, nil)
+    completed_event(id)
     ready_dependents(id, now)
   elseif kind == 'f' then
     local err, reason, traceback = take(), take(), take()
@@ -176,12 +189,15 @@ local function move(id, before, version)
   local status = take()
   local count = take_count()
   local first = 0
-  if count > 0 then first = CALL('INCRBY', P .. ':id', count) - count + 1 end
+  if count > 0 then
+    first = job_id_drawn + 1
+    job_id_drawn = job_id_drawn + count
+  end
   for k = 1, count do
     local shape = shapes[take_count()]
     local payload, item = take(), take()
     local job_id, job_type, priority = fmt(first + k - 1), shape[1], shape[2]
-    local event_id = CALL('INCR', P .. ':event_id')
+    event_id = event_id + 1
     local fields = {'id', job_id, 'payload', payload, 'added_event', fmt(event_id), 'job_type', job_type,
       'status', 'pending', 'priority', priority, 'run_at', now_s, 'created_at', now_s, 'updated_at', now_s,
       'workflow_run_id', id}
