@@ -361,18 +361,17 @@ class RedisWorkflows:
                 states[run_id] = state_from_fields(dict(zip(_STATE_FIELDS, row, strict=True)))
         return states
 
+    def _read(self, run_ids: Sequence[int], job_ids: Sequence[int] = ()) -> list[Any]:
+        """The runs' state fields (as ``_read_states`` queues them), then the jobs' stored
+        outputs, in one script call (``lua/read_runs.lua``)."""
+        args = [len(_STATE_FIELDS), *_STATE_FIELDS, len(run_ids), *run_ids, *job_ids]
+        return list(self._storage._run("read_runs", "read workflow runs", *args))
+
     def _states(self, run_ids: Sequence[int]) -> dict[int, RunState]:
         ids = sorted(set(run_ids))
         if not ids:
             return {}
-        client = self._storage._client
-
-        def read() -> list[Any]:
-            pipe = client.pipeline(transaction=False)
-            self._read_states(pipe, ids)
-            return list(pipe.execute())
-
-        return self._decoded_states(ids, self._storage._guard("read workflow runs", read))
+        return self._decoded_states(ids, self._read(ids))
 
     # -- what this process last wrote --------------------------------------------------------
 
@@ -532,16 +531,7 @@ class RedisWorkflows:
         kept = [item.job_id for item in items if isinstance(item, Completion) and item.output_json is None]
         stored: dict[int, str | None] = {}
         if unknown or kept:
-            client = self._storage._client
-
-            def read() -> list[Any]:
-                pipe = client.pipeline(transaction=False)
-                self._read_states(pipe, unknown)
-                for job_id in kept:
-                    pipe.hget(f"{self._key}:job:{job_id}", "output")
-                return list(pipe.execute())
-
-            replies = self._text(self._storage._guard("read workflow runs", read))
+            replies = self._read(unknown, kept)
             states.update(self._decoded_states(unknown, replies[: len(unknown)]))
             stored = dict(zip(kept, replies[len(unknown) :], strict=True))
             if not trusted:  # would the known states have held? What was read tells.

@@ -41,6 +41,7 @@ NAMES = (
     "worker_beat",
     "worker_remove",
     "workflow",
+    "read_runs",
     "step",
     "complete_token",
     "get_token",
