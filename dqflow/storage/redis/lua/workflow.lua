@@ -36,8 +36,11 @@ local function take()
   return value
 end
 
+-- (a count is nearly always 0 or 1: those are compared, not parsed)
 local function take_count()
-  return tonumber(take())
+  local value = take()
+  if value == '0' then return 0 elseif value == '1' then return 1 end
+  return tonumber(value)
 end
 
 local function take_optional()
@@ -57,9 +60,10 @@ local event_id, job_id_drawn = 0, 0
 if event_count > 0 then event_id = CALL('INCRBY', P .. ':event_id', event_count) - event_count end
 if job_count > 0 then job_id_drawn = CALL('INCRBY', P .. ':id', job_count) - job_count end
 
+-- a completion's event (event_json's text, its time formatted once per call)
 local function completed_event(id)
   event_id = event_id + 1
-  local entry = event_json(event_id, 'completed', now, nil)
+  local entry = '{"id":' .. fmt(event_id) .. ',"type":"completed","at":' .. now_s .. ',"data":null}'
   CALL('RPUSH', P .. ':events:' .. id, entry)
   feed(id, 'event', entry)
 end
@@ -91,10 +95,14 @@ CALL('SET', P .. ':clock', now_s)
 local shapes = {}
 for s = 1, take_count() do
   local job_type, priority = take(), take()
-  local fields, tag_keys = {}, {}
-  for f = 1, take_count() do fields[f] = take() end
+  -- [3]: the hash fields its jobs share, those of this call's clock included
+  local fields = {'job_type', job_type, 'status', 'pending', 'priority', priority, 'run_at', now_s,
+    'created_at', now_s, 'updated_at', now_s}
+  local tag_keys = {}
+  for _ = 1, take_count() do fields[#fields + 1] = take() end
   for t = 1, take_count() do tag_keys[t] = take() end
-  shapes[s] = {job_type, priority, fields, tag_keys}
+  -- [5]: the head of its jobs' ready-set members (_lib.lua's rank), the job id to append
+  shapes[s] = {job_type, priority, fields, tag_keys, string.sub(rank(tonumber(priority), now, 0), 1, -17)}
 end
 
 -- a cancelled step job: fenced off (token bumped) and out of every queue
@@ -161,8 +169,8 @@ local function end_job()
     free_slot(id, read and read[2])
     -- its index moves are written together with the batch's (below)
     completed[#completed + 1] = id
-    batch_add(zsets, P .. ':status:completed', tonumber(id), id)
-    batch_add(zsets, P .. ':finished', now, id)
+    batch_add(zsets, P .. ':status:completed', id, id)
+    batch_add(zsets, P .. ':finished', now_s, id)
     completed_event(id)
     ready_dependents(id, now)
   elseif kind == 'f' then
@@ -196,23 +204,21 @@ local function move(id, before, version)
   for k = 1, count do
     local shape = shapes[take_count()]
     local payload, item = take(), take()
-    local job_id, job_type, priority = fmt(first + k - 1), shape[1], shape[2]
+    local job_id, job_type = fmt(first + k - 1), shape[1]
     event_id = event_id + 1
-    local fields = {'id', job_id, 'payload', payload, 'added_event', fmt(event_id), 'job_type', job_type,
-      'status', 'pending', 'priority', priority, 'run_at', now_s, 'created_at', now_s, 'updated_at', now_s,
-      'workflow_run_id', id}
-    for _, field in ipairs(shape[3]) do fields[#fields + 1] = field end
-    if item ~= '' then
-      fields[#fields + 1] = 'workflow_item'
-      fields[#fields + 1] = item
+    if item == '' then
+      CALL('HSET', job_key(job_id), 'id', job_id, 'payload', payload, 'added_event', fmt(event_id),
+        'workflow_run_id', id, unpack(shape[3]))
+    else
+      CALL('HSET', job_key(job_id), 'id', job_id, 'payload', payload, 'added_event', fmt(event_id),
+        'workflow_run_id', id, 'workflow_item', item, unpack(shape[3]))
     end
-    CALL('HSET', job_key(job_id), unpack(fields))
-    local n = tonumber(job_id)
-    batch_add(zsets, P .. ':jobs', n, job_id)
-    batch_add(zsets, P .. ':type:' .. job_type, n, job_id)
-    batch_add(zsets, P .. ':status:pending', n, job_id)
-    batch_add(zsets, P .. ':ready:' .. job_type, 0, rank(tonumber(priority), now, n))
-    for _, tag_key in ipairs(shape[4]) do batch_add(zsets, P .. tag_key, n, job_id) end
+    -- scores as text, like the ids: no number formatted or parsed here
+    batch_add(zsets, P .. ':jobs', job_id, job_id)
+    batch_add(zsets, P .. ':type:' .. job_type, job_id, job_id)
+    batch_add(zsets, P .. ':status:pending', job_id, job_id)
+    batch_add(zsets, P .. ':ready:' .. job_type, '0', shape[5] .. string.format('%016d', first + k - 1))
+    for _, tag_key in ipairs(shape[4]) do batch_add(zsets, P .. tag_key, job_id, job_id) end
     types[job_type] = true
     woken[job_type] = (woken[job_type] or 0) + 1
   end
