@@ -291,16 +291,15 @@ end
 
 local answer = {'ok'}
 for _ = 1, take_count() do
-  local stop = take_count()
-  stop = stop + at
+  local size, start = take(), at -- read only to skip a run whose guards fail
   local id, version, before = take(), take(), take()
   if holds(id, version) then
     for _ = 1, take_count() do end_job() end
     answer[#answer + 1] = take() == '1' and fmt(move(id, before, version)) or '0'
   else
     answer[#answer + 1] = 'conflict'
+    at = start + tonumber(size)
   end
-  at = stop
 end
 
 -- new runs: each stored running (version 0), then moved to its planned state like any run
