@@ -72,7 +72,7 @@ local function run_key(id)
   return P .. ':wfrun:' .. id
 end
 
--- what the guards read of each guarded job: {output, concurrency_key} (false: none), by id
+-- what the guards read of each guarded job (the HMGET's reply: [4] output, [5] concurrency_key), by id
 local guarded = {}
 
 -- the guards of one run: its version (none: '') and its jobs' status, token and run as read
@@ -85,7 +85,7 @@ local function holds(id, version)
     if job[1] ~= status or (token ~= '' and (job[2] or '0') ~= token) or (run_id ~= '' and job[3] ~= run_id) then
       return false
     end
-    guarded[guard_id] = {job[4], job[5]}
+    guarded[guard_id] = job
   end
   return true
 end
@@ -158,7 +158,7 @@ local function end_job()
     local has_output, output = take(), take()
     local read = guarded[id] -- a completion is always guarded; read again if not
     if has_output == '1' then
-      local stored = read and read[1]
+      local stored = read and read[4]
       if not read then stored = CALL('HGET', key, 'output') end
       CALL('HSET', key, 'status', 'completed', 'completed_at', now_s, 'updated_at', now_s, 'output', output)
       if stored ~= output then feed(id, 'output', '') end
@@ -166,7 +166,7 @@ local function end_job()
       CALL('HSET', key, 'status', 'completed', 'completed_at', now_s, 'updated_at', now_s)
     end
     CALL('HDEL', key, 'lease_expires_at', 'failure_reason')
-    free_slot(id, read and read[2])
+    free_slot(id, read and read[5])
     -- its index moves are written together with the batch's (below)
     completed[#completed + 1] = id
     batch_add(zsets, P .. ':status:completed', id, id)
@@ -259,7 +259,13 @@ local function move(id, before, version)
     end
     steps = table.concat(parts)
   end
-  local set = {'status', status, 'steps', steps, 'updated_at', now_s, 'version', fmt(tonumber(version) + 1)}
+  local next_version = fmt(tonumber(version) + 1)
+  if status == 'running' and before == 'running' and not extras then -- a step's usual move
+    CALL('HSET', key, 'steps', steps, 'updated_at', now_s, 'version', next_version)
+    CALL('HDEL', key, 'output', 'failure_reason', 'error', 'completed_at')
+    return first
+  end
+  local set = {'status', status, 'steps', steps, 'updated_at', now_s, 'version', next_version}
   local unset = {}
   local function put(name, value)
     if value then
