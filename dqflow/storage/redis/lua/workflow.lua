@@ -191,12 +191,12 @@ local woken = {}
 local run_zrems = {}
 
 -- read a move from ARGV and store it for run `id`, stored with status `before` at `version`
--- (guarded); returns the id of its first new job (0: none)
+-- (guarded); returns the id of its first new job as text ('0': none)
 local function move(id, before, version)
   local key = run_key(id)
   local status = take()
   local count = take_count()
-  local first = 0
+  local first, first_text = 0, '0'
   if count > 0 then
     first = job_id_drawn + 1
     job_id_drawn = job_id_drawn + count
@@ -205,6 +205,7 @@ local function move(id, before, version)
     local shape = shapes[take_count()]
     local payload, item = take(), take()
     local job_id, job_type = fmt(first + k - 1), shape[1]
+    if k == 1 then first_text = job_id end
     event_id = event_id + 1
     if item == '' then
       CALL('HSET', job_key(job_id), 'id', job_id, 'payload', payload, 'added_event', fmt(event_id),
@@ -249,21 +250,26 @@ local function move(id, before, version)
   local holes = take_count()
   local steps = take()
   if holes > 0 then
-    local parts = {steps}
-    for _ = 1, holes do
-      local from, n = first + take_count() - 1, take_count()
-      for j = 0, n - 1 do
-        parts[#parts + 1] = (j > 0 and ',' or '') .. fmt(from + j)
+    local from, n = first + take_count() - 1, take_count()
+    if holes == 1 and n == 1 then -- a linear step's next job
+      steps = steps .. (from == first and first_text or fmt(from)) .. take()
+    else
+      local parts = {steps}
+      for hole = 1, holes do
+        if hole > 1 then from, n = first + take_count() - 1, take_count() end
+        for j = 0, n - 1 do
+          parts[#parts + 1] = (j > 0 and ',' or '') .. fmt(from + j)
+        end
+        parts[#parts + 1] = take()
       end
-      parts[#parts + 1] = take()
+      steps = table.concat(parts)
     end
-    steps = table.concat(parts)
   end
   local next_version = fmt(tonumber(version) + 1)
   if status == 'running' and before == 'running' and not extras then -- a step's usual move
     CALL('HSET', key, 'steps', steps, 'updated_at', now_s, 'version', next_version)
     CALL('HDEL', key, 'output', 'failure_reason', 'error', 'completed_at')
-    return first
+    return first_text
   end
   local set = {'status', status, 'steps', steps, 'updated_at', now_s, 'version', next_version}
   local unset = {}
@@ -292,7 +298,7 @@ local function move(id, before, version)
     table.insert(run_zrems[from], id)
     batch_add(zsets, P .. ':wfruns:status:' .. status, id, id)
   end
-  return first
+  return first_text
 end
 
 local answer = {'ok'}
@@ -301,7 +307,7 @@ for _ = 1, take_count() do
   local id, version, before = take(), take(), take()
   if holds(id, version) then
     for _ = 1, take_count() do end_job() end
-    answer[#answer + 1] = take() == '1' and fmt(move(id, before, version)) or '0'
+    answer[#answer + 1] = take() == '1' and move(id, before, version) or '0'
   else
     answer[#answer + 1] = 'conflict'
     at = start + tonumber(size)
