@@ -249,7 +249,10 @@ def _write(
         count = len(advance.new_jobs)
         ids = new_ids[taken : taken + count]
         taken += count
-        edited = advance.edited_steps_json(ids)
+        # the steps left alone are written as the text they were read or written as, when it is
+        # known: joining texts costs less than json_set's parse and render of the stored state
+        texts = advance.step_texts
+        edited = None if texts is not None and len(texts) == len(advance.steps) else advance.edited_steps_json(ids)
         if edited is None:
             steps: tuple[Any, ...] = (advance.steps_json(ids),)
             written = len(steps[0])
