@@ -239,7 +239,9 @@ def _write(
         return
     jobs = [job for state, advance in changed for job in jobs_of_run(advance.new_jobs, state.id)]
     new_ids = insert_jobs(conn, jobs, now) if jobs else []
-    updates: dict[int | None, list[tuple[Any, ...]]] = {}  # by how many steps they write (None: all)
+    # by how many steps they write (None: all) and whether the status is written: a run whose
+    # status stays leaves it out, so its row's status index entry is not rewritten
+    updates: dict[tuple[int | None, bool], list[tuple[Any, ...]]] = {}
     taken = 0
     for state, advance in changed:
         if advance.cancel_job_ids:
@@ -259,26 +261,27 @@ def _write(
         else:
             steps = tuple(v for i, text in edited for v in (f"$[{i}]", text))
             written = sum(len(text) for _, text in edited)
-        finished = advance.status is not WorkflowStatus.RUNNING
-        updates.setdefault(None if edited is None else len(edited), []).append(
-            (
-                advance.status.value,
-                advance.output_json,
-                advance.failure_reason,
-                advance.error,
-                *steps,
-                now,
-                now if finished else None,
-                state.id,
-            )
+        run_status = advance.status
+        new_status = run_status is not state.status
+        row = (
+            advance.output_json,
+            advance.failure_reason,
+            advance.error,
+            *steps,
+            now,
+            None if run_status is WorkflowStatus.RUNNING else now,
+            state.id,
+        )
+        updates.setdefault((None if edited is None else len(edited), new_status), []).append(
+            (run_status.value, *row) if new_status else row
         )
         notices.extend(RunNotice(state.id, state.name, status, advance.failure_reason) for status in advance.notices)
         kept.stage(advance.written_state(state), written, whole=edited is None)
-    for edited_count, rows in updates.items():
+    for (edited_count, new_status), rows in updates.items():
         conn.executemany(
-            "UPDATE dqflow_workflow_runs SET status = ?, output = ?, failure_reason = ?, error = ?,"
-            f" steps = {_steps_written(edited_count)}, version = version + 1, updated_at = ?, completed_at = ?"
-            " WHERE id = ?",
+            f"UPDATE dqflow_workflow_runs SET {'status = ?, ' if new_status else ''}output = ?, failure_reason = ?,"
+            f" error = ?, steps = {_steps_written(edited_count)}, version = version + 1, updated_at = ?,"
+            " completed_at = ? WHERE id = ?",
             rows,
         )
 
