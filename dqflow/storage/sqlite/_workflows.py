@@ -49,8 +49,8 @@ class RunStates:
         self._read: dict[int, int] = {}  # size of the step state of runs read (not kept) in this transaction
         self._staged: list[tuple[RunState, int]] = []
 
-    def get(self, run_id: int, version: int) -> RunState | None:
-        """The kept state of ``run_id`` if it is the one stored at ``version``."""
+    def get(self, run_id: int, version: int | None = None) -> RunState | None:
+        """The kept state of ``run_id`` (only if it is the one stored at ``version``, when given)."""
         return self.written.get(run_id, version)
 
     def read(self, run_id: int, size: int) -> None:
@@ -208,18 +208,26 @@ _READ_CHUNK = 500  # run ids per SELECT (SQLite's host parameter limit is 32766 
 
 _STATE_COLUMNS = ("id", "name", "status", "input", "tags", "steps", "version")
 _READ_STATES = f"SELECT {', '.join(_STATE_COLUMNS)} FROM dqflow_workflow_runs WHERE id IN "
+_READ_VERSIONS = "SELECT id, version FROM dqflow_workflow_runs WHERE id IN "
 
 
 def _read_states(conn: sqlite3.Connection, run_ids: Sequence[int], kept: RunStates) -> dict[int, RunState]:
-    """The runs' states: as kept when their version is the one kept, else decoded."""
+    """The runs' states: as kept when their version is the one kept (only the version read),
+    else read and decoded."""
     states: dict[int, RunState] = {}
-    for start in range(0, len(run_ids), _READ_CHUNK):
-        chunk = run_ids[start : start + _READ_CHUNK]
-        for row in conn.execute(f"{_READ_STATES}({','.join('?' * len(chunk))})", chunk):
-            state = kept.get(row[0], row[-1])
-            if state is None:
-                state = state_from_fields(dict(zip(_STATE_COLUMNS, row, strict=True)))
-                kept.read(state.id, len(row[5]))
+    known = [run_id for run_id in run_ids if kept.get(run_id) is not None]
+    for start in range(0, len(known), _READ_CHUNK):
+        chunk = known[start : start + _READ_CHUNK]
+        for run_id, version in conn.execute(f"{_READ_VERSIONS}({','.join('?' * len(chunk))})", chunk):
+            state = kept.get(run_id, version)
+            if state is not None:
+                states[run_id] = state
+    unknown: Sequence[int] = [run_id for run_id in run_ids if run_id not in states] if states else run_ids
+    for start in range(0, len(unknown), _READ_CHUNK):
+        rest = unknown[start : start + _READ_CHUNK]
+        for row in conn.execute(f"{_READ_STATES}({','.join('?' * len(rest))})", rest):
+            state = state_from_fields(dict(zip(_STATE_COLUMNS, row, strict=True)))
+            kept.read(state.id, len(row[5]))
             states[state.id] = state
     return states
 
