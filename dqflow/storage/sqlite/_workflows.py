@@ -283,7 +283,9 @@ def _write(
         updates.setdefault((None if edited is None else len(edited), new_status), []).append(
             (run_status.value, *row) if new_status else row
         )
-        notices.extend(RunNotice(state.id, state.name, status, advance.failure_reason) for status in advance.notices)
+        if advance.notices:
+            reason = advance.failure_reason
+            notices.extend(RunNotice(state.id, state.name, status, reason) for status in advance.notices)
         kept.stage(advance.written_state(state), written, whole=edited is None)
     for (edited_count, new_status), rows in updates.items():
         conn.executemany(
