@@ -48,6 +48,7 @@ class RunStates:
         self.written = written if written is not None else WrittenRunStates()
         self._read: dict[int, int] = {}  # size of the step state of runs read (not kept) in this transaction
         self._staged: list[tuple[RunState, int]] = []
+        self._ended: list[int] = []  # runs the current transaction finishes (dropped if it commits)
 
     def get(self, run_id: int, version: int | None = None) -> RunState | None:
         """The kept state of ``run_id`` (only if it is the one stored at ``version``, when given)."""
@@ -65,16 +66,24 @@ class RunStates:
             written += kept if kept is not None else self._read.get(state.id, 0)
         self._staged.append((state, written))
 
+    def end(self, run_id: int) -> None:
+        """The current transaction finishes the run: nothing of it is kept once it commits."""
+        self._ended.append(run_id)
+
     def begin(self) -> None:
         """A transaction starts: what a failed one staged is dropped."""
         self._staged.clear()
+        self._ended.clear()
         self._read.clear()
 
     def publish(self) -> None:
-        """The current transaction committed: keep what it staged."""
+        """The current transaction committed: keep what it staged, drop the runs it finished."""
         for state, size in self._staged:
             self.written.keep(state, size)
+        for run_id in self._ended:
+            self.written.forget(run_id)
         self._staged.clear()
+        self._ended.clear()
         self._read.clear()
 
 
@@ -286,7 +295,10 @@ def _write(
         if advance.notices:
             reason = advance.failure_reason
             notices.extend(RunNotice(state.id, state.name, status, reason) for status in advance.notices)
-        kept.stage(advance.written_state(state), written, whole=edited is None)
+        if run_status is WorkflowStatus.RUNNING:
+            kept.stage(advance.written_state(state), written, whole=edited is None)
+        else:  # no more of its steps will end: nothing to keep
+            kept.end(state.id)
     for (edited_count, new_status), rows in updates.items():
         conn.executemany(
             f"UPDATE dqflow_workflow_runs SET {'status = ?, ' if new_status else ''}output = ?, failure_reason = ?,"
