@@ -11,8 +11,8 @@ script guarded by the run's ``version`` (Redis):
    returns an :class:`Advance`: the new step state, jobs to insert (resolved,
    validated payloads), jobs to cancel or retry, the run's new status/output;
 3. write all of it, the new jobs' ids filled into the step state
-   (:meth:`Advance.steps_json`; SQLite writes only the steps that changed,
-   :meth:`Advance.edited_steps_json`).
+   (:meth:`Advance.steps_json`; where the text of a step left alone is not known,
+   SQLite writes only the steps that changed, :meth:`Advance.edited_steps_json`).
 
 Each step's JSON text is encoded once: a run state decoded from its stored text
 (:func:`state_from_fields`) or kept from the advance that wrote it
