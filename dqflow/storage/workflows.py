@@ -11,8 +11,8 @@ script guarded by the run's ``version`` (Redis):
    returns an :class:`Advance`: the new step state, jobs to insert (resolved,
    validated payloads), jobs to cancel or retry, the run's new status/output;
 3. write all of it, the new jobs' ids filled into the step state
-   (:meth:`Advance.steps_json`; SQLite writes only the steps that changed,
-   :meth:`Advance.edited_steps_json`).
+   (:meth:`Advance.steps_json`; where the text of a step left alone is not known,
+   SQLite writes only the steps that changed, :meth:`Advance.edited_steps_json`).
 
 Each step's JSON text is encoded once: a run state decoded from its stored text
 (:func:`state_from_fields`) or kept from the advance that wrote it
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -351,8 +351,6 @@ def decode_steps(text: str) -> tuple[Any, list[str | None] | None]:
 def jobs_of_run(jobs: Sequence[NewJob], run_id: int) -> list[NewJob]:
     """``jobs`` with ``workflow_run_id`` set to ``run_id`` (the runtime sets it already
     when it knew the id; a run whose id is drawn with its insert gets it here)."""
-    from dataclasses import replace
-
     return [job if job.workflow_run_id == run_id else replace(job, workflow_run_id=run_id) for job in jobs]
 
 

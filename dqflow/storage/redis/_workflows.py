@@ -182,9 +182,12 @@ class _Plan:
     the job shapes the new jobs share (each sent once), the runs to guard and move, the runs to
     create. ``lua/workflow.lua`` describes the layout."""
 
-    __slots__ = ("_shape_at", "create_count", "creates", "run_count", "runs", "shapes")
+    __slots__ = ("_shape_at", "create_count", "creates", "events", "new_jobs", "run_count", "runs", "shapes")
 
     def __init__(self) -> None:
+        #: the events and job ids the script draws in one go: one per completion and per new job
+        self.events = 0
+        self.new_jobs = 0
         self.shapes: list[str] = ["0"]
         self._shape_at: dict[tuple[Any, ...], int] = {}
         self.runs: list[str] = []
@@ -201,7 +204,10 @@ class _Plan:
             record += ending.guard
         record.append(str(len(group)))
         for ending in group:
-            record += ending.op
+            op = ending.op
+            if op[0] == "c":
+                self.events += 1
+            record += op
         size = self._move(record, advance)
         self.runs.append(str(len(record)))
         self.runs += record
@@ -222,8 +228,11 @@ class _Plan:
         if advance is None:
             record.append("0")
             return 0
-        record += ("1", advance.status.value, str(len(advance.new_jobs)))
-        for job in advance.new_jobs:
+        new_jobs = advance.new_jobs
+        self.new_jobs += len(new_jobs)
+        self.events += len(new_jobs)
+        record += ("1", advance.status.value, str(len(new_jobs)))
+        for job in new_jobs:
             record += self._job(job)
         output, reason, error = advance.output_json, advance.failure_reason, advance.error
         cancels, retries = advance.cancel_job_ids, advance.retry_job_ids
@@ -250,8 +259,9 @@ class _Plan:
         return str(at), job.payload_json, "" if item is None else str(encode_option(_ITEM, item))
 
     def args(self) -> list[str]:
-        """The script's ARGV: the shapes, the runs, the creates."""
-        return [*self.shapes, str(self.run_count), *self.runs, str(self.create_count), *self.creates]
+        """The script's ARGV: the ids to draw, the shapes, the runs, the creates."""
+        counts = [str(self.events), str(self.new_jobs)]
+        return [*counts, *self.shapes, str(self.run_count), *self.runs, str(self.create_count), *self.creates]
 
 
 def _moved_state(state: RunState, advance: Advance, first_job: int) -> RunState:
@@ -351,18 +361,17 @@ class RedisWorkflows:
                 states[run_id] = state_from_fields(dict(zip(_STATE_FIELDS, row, strict=True)))
         return states
 
+    def _read(self, run_ids: Sequence[int], job_ids: Sequence[int] = ()) -> list[Any]:
+        """The runs' state fields (as ``_read_states`` queues them), then the jobs' stored
+        outputs, in one script call (``lua/read_runs.lua``)."""
+        args = [len(_STATE_FIELDS), *_STATE_FIELDS, len(run_ids), *run_ids, *job_ids]
+        return list(self._storage._run("read_runs", "read workflow runs", *args))
+
     def _states(self, run_ids: Sequence[int]) -> dict[int, RunState]:
         ids = sorted(set(run_ids))
         if not ids:
             return {}
-        client = self._storage._client
-
-        def read() -> list[Any]:
-            pipe = client.pipeline(transaction=False)
-            self._read_states(pipe, ids)
-            return list(pipe.execute())
-
-        return self._decoded_states(ids, self._storage._guard("read workflow runs", read))
+        return self._decoded_states(ids, self._read(ids))
 
     # -- what this process last wrote --------------------------------------------------------
 
@@ -522,16 +531,7 @@ class RedisWorkflows:
         kept = [item.job_id for item in items if isinstance(item, Completion) and item.output_json is None]
         stored: dict[int, str | None] = {}
         if unknown or kept:
-            client = self._storage._client
-
-            def read() -> list[Any]:
-                pipe = client.pipeline(transaction=False)
-                self._read_states(pipe, unknown)
-                for job_id in kept:
-                    pipe.hget(f"{self._key}:job:{job_id}", "output")
-                return list(pipe.execute())
-
-            replies = self._text(self._storage._guard("read workflow runs", read))
+            replies = self._read(unknown, kept)
             states.update(self._decoded_states(unknown, replies[: len(unknown)]))
             stored = dict(zip(kept, replies[len(unknown) :], strict=True))
             if not trusted:  # would the known states have held? What was read tells.
@@ -569,18 +569,31 @@ def _place(state: RunState | None, job_id: int) -> tuple[str, int | None]:
     return "", None
 
 
+_scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def _loads(text: str) -> Any:
+    """``json.loads(text)``, read by the C scanner alone when it takes the whole text (a
+    compact value, as a worker writes an output)."""
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        return json.loads(text)  # its error
+    return value if end == len(text) else json.loads(text)
+
+
 def _ending(
     item: Completion | Failure, run_id: int, step: str, index: int | None, stored: str | None, guard: list[str]
 ) -> Ending:
     """The ``Ending`` of a completion or failure for good (``stored``: the job's output as stored)."""
     if isinstance(item, Completion):
         text = item.output_json if item.output_json is not None else stored
-        output = None if text is None else json.loads(text)
+        output = None if text is None else _loads(text)
         has = "0" if item.output_json is None else "1"
-        op: list[Any] = ["c", str(item.job_id), has, item.output_json or ""]
+        op: list[Any] = ["c", guard[0], has, item.output_json or ""]
         return Ending(op, run_id, JobEnd(item.job_id, step, index, "completed", output), guard)
     traceback = "" if item.traceback is None else "=" + item.traceback
-    op = ["f", str(item.job_id), item.error, item.reason, traceback]
+    op = ["f", guard[0], item.error, item.reason, traceback]
     return Ending(op, run_id, JobEnd(item.job_id, step, index, "failed", None, item.reason, item.error), guard)
 
 

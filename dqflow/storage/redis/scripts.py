@@ -1,6 +1,6 @@
 """The Lua scripts: read once from ``lua/*.lua``, loaded with SCRIPT LOAD, run by EVALSHA.
 
-Each script is ``_lib.lua`` (shared helpers) followed by its own file; a script of
+Each script is ``_lib.lua`` (shared helpers) followed by its own file (but those of ``BARE``); a script of
 ``COMPOSED`` also gets, between the two, other scripts wrapped as local functions
 (``claim_tick`` calls ``add_many(ARGV)`` to add its job in the same script). Its SHA1 is
 computed locally, so a call needs no round trip to learn it; a ``NOSCRIPT`` reply
@@ -41,6 +41,7 @@ NAMES = (
     "worker_beat",
     "worker_remove",
     "workflow",
+    "read_runs",
     "step",
     "complete_token",
     "get_token",
@@ -52,8 +53,14 @@ NAMES = (
 COMPOSED = {"claim_tick": ("add_many",), "add_unique": ("add_many",)}
 """Scripts that call others: each named one is included as ``local function NAME(ARGV) ... end``."""
 
+BARE = frozenset({"read_runs"})
+"""Scripts without ``_lib.lua``: its helpers are defined again on every call (tens of
+thousands of instructions), which a script that only reads does not need to pay."""
+
 
 def _source(name: str) -> str:
+    if name in BARE:
+        return (_LUA_DIR / f"{name}.lua").read_text()
     parts = [_LIB]
     for inner in COMPOSED.get(name, ()):
         body = (_LUA_DIR / f"{inner}.lua").read_text()

@@ -48,9 +48,10 @@ class RunStates:
         self.written = written if written is not None else WrittenRunStates()
         self._read: dict[int, int] = {}  # size of the step state of runs read (not kept) in this transaction
         self._staged: list[tuple[RunState, int]] = []
+        self._ended: list[int] = []  # runs the current transaction finishes (dropped if it commits)
 
-    def get(self, run_id: int, version: int) -> RunState | None:
-        """The kept state of ``run_id`` if it is the one stored at ``version``."""
+    def get(self, run_id: int, version: int | None = None) -> RunState | None:
+        """The kept state of ``run_id`` (only if it is the one stored at ``version``, when given)."""
         return self.written.get(run_id, version)
 
     def read(self, run_id: int, size: int) -> None:
@@ -65,16 +66,24 @@ class RunStates:
             written += kept if kept is not None else self._read.get(state.id, 0)
         self._staged.append((state, written))
 
+    def end(self, run_id: int) -> None:
+        """The current transaction finishes the run: nothing of it is kept once it commits."""
+        self._ended.append(run_id)
+
     def begin(self) -> None:
         """A transaction starts: what a failed one staged is dropped."""
         self._staged.clear()
+        self._ended.clear()
         self._read.clear()
 
     def publish(self) -> None:
-        """The current transaction committed: keep what it staged."""
+        """The current transaction committed: keep what it staged, drop the runs it finished."""
         for state, size in self._staged:
             self.written.keep(state, size)
+        for run_id in self._ended:
+            self.written.forget(run_id)
         self._staged.clear()
+        self._ended.clear()
         self._read.clear()
 
 
@@ -208,18 +217,26 @@ _READ_CHUNK = 500  # run ids per SELECT (SQLite's host parameter limit is 32766 
 
 _STATE_COLUMNS = ("id", "name", "status", "input", "tags", "steps", "version")
 _READ_STATES = f"SELECT {', '.join(_STATE_COLUMNS)} FROM dqflow_workflow_runs WHERE id IN "
+_READ_VERSIONS = "SELECT id, version FROM dqflow_workflow_runs WHERE id IN "
 
 
 def _read_states(conn: sqlite3.Connection, run_ids: Sequence[int], kept: RunStates) -> dict[int, RunState]:
-    """The runs' states: as kept when their version is the one kept, else decoded."""
+    """The runs' states: as kept when their version is the one kept (only the version read),
+    else read and decoded."""
     states: dict[int, RunState] = {}
-    for start in range(0, len(run_ids), _READ_CHUNK):
-        chunk = run_ids[start : start + _READ_CHUNK]
-        for row in conn.execute(f"{_READ_STATES}({','.join('?' * len(chunk))})", chunk):
-            state = kept.get(row[0], row[-1])
-            if state is None:
-                state = state_from_fields(dict(zip(_STATE_COLUMNS, row, strict=True)))
-                kept.read(state.id, len(row[5]))
+    known = [run_id for run_id in run_ids if kept.get(run_id) is not None]
+    for start in range(0, len(known), _READ_CHUNK):
+        chunk = known[start : start + _READ_CHUNK]
+        for run_id, version in conn.execute(f"{_READ_VERSIONS}({','.join('?' * len(chunk))})", chunk):
+            state = kept.get(run_id, version)
+            if state is not None:
+                states[run_id] = state
+    unknown: Sequence[int] = [run_id for run_id in run_ids if run_id not in states] if states else run_ids
+    for start in range(0, len(unknown), _READ_CHUNK):
+        rest = unknown[start : start + _READ_CHUNK]
+        for row in conn.execute(f"{_READ_STATES}({','.join('?' * len(rest))})", rest):
+            state = state_from_fields(dict(zip(_STATE_COLUMNS, row, strict=True)))
+            kept.read(state.id, len(row[5]))
             states[state.id] = state
     return states
 
@@ -239,7 +256,9 @@ def _write(
         return
     jobs = [job for state, advance in changed for job in jobs_of_run(advance.new_jobs, state.id)]
     new_ids = insert_jobs(conn, jobs, now) if jobs else []
-    updates: dict[int | None, list[tuple[Any, ...]]] = {}  # by how many steps they write (None: all)
+    # by how many steps they write (None: all) and whether the status is written: a run whose
+    # status stays leaves it out, so its row's status index entry is not rewritten
+    updates: dict[tuple[int | None, bool], list[tuple[Any, ...]]] = {}
     taken = 0
     for state, advance in changed:
         if advance.cancel_job_ids:
@@ -249,33 +268,42 @@ def _write(
         count = len(advance.new_jobs)
         ids = new_ids[taken : taken + count]
         taken += count
-        edited = advance.edited_steps_json(ids)
+        # the steps left alone are written as the text they were read or written as, when it is
+        # known: joining texts costs less than json_set's parse and render of the stored state
+        texts = advance.step_texts
+        edited = None if texts is not None and len(texts) == len(advance.steps) else advance.edited_steps_json(ids)
         if edited is None:
             steps: tuple[Any, ...] = (advance.steps_json(ids),)
             written = len(steps[0])
         else:
             steps = tuple(v for i, text in edited for v in (f"$[{i}]", text))
             written = sum(len(text) for _, text in edited)
-        finished = advance.status is not WorkflowStatus.RUNNING
-        updates.setdefault(None if edited is None else len(edited), []).append(
-            (
-                advance.status.value,
-                advance.output_json,
-                advance.failure_reason,
-                advance.error,
-                *steps,
-                now,
-                now if finished else None,
-                state.id,
-            )
+        run_status = advance.status
+        new_status = run_status is not state.status
+        row = (
+            advance.output_json,
+            advance.failure_reason,
+            advance.error,
+            *steps,
+            now,
+            None if run_status is WorkflowStatus.RUNNING else now,
+            state.id,
         )
-        notices.extend(RunNotice(state.id, state.name, status, advance.failure_reason) for status in advance.notices)
-        kept.stage(advance.written_state(state), written, whole=edited is None)
-    for edited_count, rows in updates.items():
+        updates.setdefault((None if edited is None else len(edited), new_status), []).append(
+            (run_status.value, *row) if new_status else row
+        )
+        if advance.notices:
+            reason = advance.failure_reason
+            notices.extend(RunNotice(state.id, state.name, status, reason) for status in advance.notices)
+        if run_status is WorkflowStatus.RUNNING:
+            kept.stage(advance.written_state(state), written, whole=edited is None)
+        else:  # no more of its steps will end: nothing to keep
+            kept.end(state.id)
+    for (edited_count, new_status), rows in updates.items():
         conn.executemany(
-            "UPDATE dqflow_workflow_runs SET status = ?, output = ?, failure_reason = ?, error = ?,"
-            f" steps = {_steps_written(edited_count)}, version = version + 1, updated_at = ?, completed_at = ?"
-            " WHERE id = ?",
+            f"UPDATE dqflow_workflow_runs SET {'status = ?, ' if new_status else ''}output = ?, failure_reason = ?,"
+            f" error = ?, steps = {_steps_written(edited_count)}, version = version + 1, updated_at = ?,"
+            " completed_at = ? WHERE id = ?",
             rows,
         )
 

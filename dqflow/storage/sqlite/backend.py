@@ -88,6 +88,15 @@ _INSERT_JOB = (
     f" VALUES ({', '.join('?' * (len(JOB_OPTIONS) + 2))})"
 )
 _INSERT_JOB_INTO = _INSERT_JOB.split(" VALUES ")[0]
+
+
+@functools.lru_cache(maxsize=32)
+def _insert_rows(count: int) -> str:
+    """``_INSERT_JOB`` for ``count`` rows, its text made once per count (SQLite's statement cache finds it at once)."""
+    row_marks = f"({', '.join('?' * (len(JOB_OPTIONS) + 2))})"
+    return f"{_INSERT_JOB_INTO} VALUES {', '.join([row_marks] * count)}"
+
+
 _WAIT_POLL_SECONDS = 0.004
 CLOSE_WAIT_SECONDS = 5.0
 """Longest ``close`` waits for change-feed calls on other threads (a wait ends within a poll)."""
@@ -946,22 +955,24 @@ class SqliteStorage(Storage):
 
     @staticmethod
     def _insert_step_jobs(conn: sqlite3.Connection, jobs: Sequence[NewJob], now: float) -> list[int]:
-        """Insert runs' new step jobs (no idempotency keys, no dependencies), 500 per statement; their ids in order."""
+        """Insert runs' new step jobs (no idempotency keys, no dependencies), 500 per statement,
+        then their ``added`` events in one; their ids in order."""
         ids: list[int] = []
-        row_marks = f"({', '.join('?' * (len(JOB_OPTIONS) + 2))})"
         for start in range(0, len(jobs), 500):
             chunk = jobs[start : start + 500]
             params: list[Any] = []
             for job in chunk:
                 params += _job_values(job, now)
-            sql = f"{_INSERT_JOB_INTO} VALUES {', '.join([row_marks] * len(chunk))} RETURNING id"
-            # rows of one INSERT get increasing ids in VALUES order under the write lock
-            chunk_ids = sorted(row[0] for row in conn.execute(sql, params).fetchall())
-            ids.extend(chunk_ids)
+            last = conn.execute(_insert_rows(len(chunk)), params).lastrowid
+            # AUTOINCREMENT gives the rows of one INSERT consecutive ids in VALUES order under
+            # the write lock (no trigger inserts jobs): the last one's id names them all
+            assert last is not None
+            ids.extend(range(last - len(chunk) + 1, last + 1))
         if ids:
-            conn.executemany(
-                "INSERT INTO dqflow_job_events (job_id, event_type, created_at) VALUES (?, 'added', ?)",
-                [(job_id, now) for job_id in ids],
+            conn.execute(
+                "INSERT INTO dqflow_job_events (job_id, event_type, created_at)"
+                " SELECT id, 'added', ? FROM dqflow_jobs WHERE id BETWEEN ? AND ? ORDER BY id",
+                (now, ids[0], ids[-1]),
             )
         return ids
 

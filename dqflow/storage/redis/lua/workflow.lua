@@ -36,8 +36,11 @@ local function take()
   return value
 end
 
+-- (a count is nearly always 0 or 1: those are compared, not parsed)
 local function take_count()
-  return tonumber(take())
+  local value = take()
+  if value == '0' then return 0 elseif value == '1' then return 1 end
+  return tonumber(value)
 end
 
 local function take_optional()
@@ -51,11 +54,25 @@ local last = tonumber(CALL('GET', P .. ':clock') or '0')
 if now < last then now = last end
 local now_s = fmt(now)
 
+local event_count, job_count = take_count(), take_count()
+-- the last event id and job id drawn so far (each bumped before use)
+local event_id, job_id_drawn = 0, 0
+if event_count > 0 then event_id = CALL('INCRBY', P .. ':event_id', event_count) - event_count end
+if job_count > 0 then job_id_drawn = CALL('INCRBY', P .. ':id', job_count) - job_count end
+
+-- a completion's event (event_json's text, its time formatted once per call)
+local function completed_event(id)
+  event_id = event_id + 1
+  local entry = '{"id":' .. fmt(event_id) .. ',"type":"completed","at":' .. now_s .. ',"data":null}'
+  CALL('RPUSH', P .. ':events:' .. id, entry)
+  feed(id, 'event', entry)
+end
+
 local function run_key(id)
   return P .. ':wfrun:' .. id
 end
 
--- what the guards read of each guarded job: {output, concurrency_key} (false: none), by id
+-- what the guards read of each guarded job (the HMGET's reply: [4] output, [5] concurrency_key), by id
 local guarded = {}
 
 -- the guards of one run: its version (none: '') and its jobs' status, token and run as read
@@ -68,7 +85,7 @@ local function holds(id, version)
     if job[1] ~= status or (token ~= '' and (job[2] or '0') ~= token) or (run_id ~= '' and job[3] ~= run_id) then
       return false
     end
-    guarded[guard_id] = {job[4], job[5]}
+    guarded[guard_id] = job
   end
   return true
 end
@@ -78,10 +95,14 @@ CALL('SET', P .. ':clock', now_s)
 local shapes = {}
 for s = 1, take_count() do
   local job_type, priority = take(), take()
-  local fields, tag_keys = {}, {}
-  for f = 1, take_count() do fields[f] = take() end
+  -- [3]: the hash fields its jobs share, those of this call's clock included
+  local fields = {'job_type', job_type, 'status', 'pending', 'priority', priority, 'run_at', now_s,
+    'created_at', now_s, 'updated_at', now_s}
+  local tag_keys = {}
+  for _ = 1, take_count() do fields[#fields + 1] = take() end
   for t = 1, take_count() do tag_keys[t] = take() end
-  shapes[s] = {job_type, priority, fields, tag_keys}
+  -- [5]: the head of its jobs' ready-set members (_lib.lua's rank), the job id to append
+  shapes[s] = {job_type, priority, fields, tag_keys, string.sub(rank(tonumber(priority), now, 0), 1, -17)}
 end
 
 -- a cancelled step job: fenced off (token bumped) and out of every queue
@@ -137,7 +158,7 @@ local function end_job()
     local has_output, output = take(), take()
     local read = guarded[id] -- a completion is always guarded; read again if not
     if has_output == '1' then
-      local stored = read and read[1]
+      local stored = read and read[4]
       if not read then stored = CALL('HGET', key, 'output') end
       CALL('HSET', key, 'status', 'completed', 'completed_at', now_s, 'updated_at', now_s, 'output', output)
       if stored ~= output then feed(id, 'output', '') end
@@ -145,12 +166,12 @@ local function end_job()
       CALL('HSET', key, 'status', 'completed', 'completed_at', now_s, 'updated_at', now_s)
     end
     CALL('HDEL', key, 'lease_expires_at', 'failure_reason')
-    free_slot(id, read and read[2])
+    free_slot(id, read and read[5])
     -- its index moves are written together with the batch's (below)
     completed[#completed + 1] = id
-    batch_add(zsets, P .. ':status:completed', tonumber(id), id)
-    batch_add(zsets, P .. ':finished', now, id)
-    add_event(id, 'completed', now, nil)
+    batch_add(zsets, P .. ':status:completed', id, id)
+    batch_add(zsets, P .. ':finished', now_s, id)
+    completed_event(id)
     ready_dependents(id, now)
   elseif kind == 'f' then
     local err, reason, traceback = take(), take(), take()
@@ -170,33 +191,35 @@ local woken = {}
 local run_zrems = {}
 
 -- read a move from ARGV and store it for run `id`, stored with status `before` at `version`
--- (guarded); returns the id of its first new job (0: none)
+-- (guarded); returns the id of its first new job as text ('0': none)
 local function move(id, before, version)
   local key = run_key(id)
   local status = take()
   local count = take_count()
-  local first = 0
-  if count > 0 then first = CALL('INCRBY', P .. ':id', count) - count + 1 end
+  local first, first_text = 0, '0'
+  if count > 0 then
+    first = job_id_drawn + 1
+    job_id_drawn = job_id_drawn + count
+  end
   for k = 1, count do
     local shape = shapes[take_count()]
     local payload, item = take(), take()
-    local job_id, job_type, priority = fmt(first + k - 1), shape[1], shape[2]
-    local event_id = CALL('INCR', P .. ':event_id')
-    local fields = {'id', job_id, 'payload', payload, 'added_event', fmt(event_id), 'job_type', job_type,
-      'status', 'pending', 'priority', priority, 'run_at', now_s, 'created_at', now_s, 'updated_at', now_s,
-      'workflow_run_id', id}
-    for _, field in ipairs(shape[3]) do fields[#fields + 1] = field end
-    if item ~= '' then
-      fields[#fields + 1] = 'workflow_item'
-      fields[#fields + 1] = item
+    local job_id, job_type = fmt(first + k - 1), shape[1]
+    if k == 1 then first_text = job_id end
+    event_id = event_id + 1
+    if item == '' then
+      CALL('HSET', job_key(job_id), 'id', job_id, 'payload', payload, 'added_event', fmt(event_id),
+        'workflow_run_id', id, unpack(shape[3]))
+    else
+      CALL('HSET', job_key(job_id), 'id', job_id, 'payload', payload, 'added_event', fmt(event_id),
+        'workflow_run_id', id, 'workflow_item', item, unpack(shape[3]))
     end
-    CALL('HSET', job_key(job_id), unpack(fields))
-    local n = tonumber(job_id)
-    batch_add(zsets, P .. ':jobs', n, job_id)
-    batch_add(zsets, P .. ':type:' .. job_type, n, job_id)
-    batch_add(zsets, P .. ':status:pending', n, job_id)
-    batch_add(zsets, P .. ':ready:' .. job_type, 0, rank(tonumber(priority), now, n))
-    for _, tag_key in ipairs(shape[4]) do batch_add(zsets, P .. tag_key, n, job_id) end
+    -- scores as text, like the ids: no number formatted or parsed here
+    batch_add(zsets, P .. ':jobs', job_id, job_id)
+    batch_add(zsets, P .. ':type:' .. job_type, job_id, job_id)
+    batch_add(zsets, P .. ':status:pending', job_id, job_id)
+    batch_add(zsets, P .. ':ready:' .. job_type, '0', shape[5] .. string.format('%016d', first + k - 1))
+    for _, tag_key in ipairs(shape[4]) do batch_add(zsets, P .. tag_key, job_id, job_id) end
     types[job_type] = true
     woken[job_type] = (woken[job_type] or 0) + 1
   end
@@ -227,17 +250,28 @@ local function move(id, before, version)
   local holes = take_count()
   local steps = take()
   if holes > 0 then
-    local parts = {steps}
-    for _ = 1, holes do
-      local from, n = first + take_count() - 1, take_count()
-      for j = 0, n - 1 do
-        parts[#parts + 1] = (j > 0 and ',' or '') .. fmt(from + j)
+    local from, n = first + take_count() - 1, take_count()
+    if holes == 1 and n == 1 then -- a linear step's next job
+      steps = steps .. (from == first and first_text or fmt(from)) .. take()
+    else
+      local parts = {steps}
+      for hole = 1, holes do
+        if hole > 1 then from, n = first + take_count() - 1, take_count() end
+        for j = 0, n - 1 do
+          parts[#parts + 1] = (j > 0 and ',' or '') .. fmt(from + j)
+        end
+        parts[#parts + 1] = take()
       end
-      parts[#parts + 1] = take()
+      steps = table.concat(parts)
     end
-    steps = table.concat(parts)
   end
-  local set = {'status', status, 'steps', steps, 'updated_at', now_s, 'version', fmt(tonumber(version) + 1)}
+  local next_version = fmt(tonumber(version) + 1)
+  if status == 'running' and before == 'running' and not extras then -- a step's usual move
+    CALL('HSET', key, 'steps', steps, 'updated_at', now_s, 'version', next_version)
+    CALL('HDEL', key, 'output', 'failure_reason', 'error', 'completed_at')
+    return first_text
+  end
+  local set = {'status', status, 'steps', steps, 'updated_at', now_s, 'version', next_version}
   local unset = {}
   local function put(name, value)
     if value then
@@ -264,21 +298,20 @@ local function move(id, before, version)
     table.insert(run_zrems[from], id)
     batch_add(zsets, P .. ':wfruns:status:' .. status, id, id)
   end
-  return first
+  return first_text
 end
 
 local answer = {'ok'}
 for _ = 1, take_count() do
-  local stop = take_count()
-  stop = stop + at
+  local size, start = take(), at -- read only to skip a run whose guards fail
   local id, version, before = take(), take(), take()
   if holds(id, version) then
     for _ = 1, take_count() do end_job() end
-    answer[#answer + 1] = take() == '1' and fmt(move(id, before, version)) or '0'
+    answer[#answer + 1] = take() == '1' and move(id, before, version) or '0'
   else
     answer[#answer + 1] = 'conflict'
+    at = start + tonumber(size)
   end
-  at = stop
 end
 
 -- new runs: each stored running (version 0), then moved to its planned state like any run
