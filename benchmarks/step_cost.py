@@ -11,7 +11,10 @@ split says where a step's extra cost goes:
 * ``server``: the database server (PostgreSQL: every ``postgres`` process, so keep the
   machine otherwise idle; Redis: the server process, from ``INFO server``); SQLite has none;
 * ``producer``: this process — the submit (``add_many`` / ``start_workflows``) and the
-  wait's polling of ``count_jobs`` (the same 5 ms poll as ``workflows.py``).
+  wait's polling of ``count_jobs`` (every ``--poll`` seconds, 20 ms by default against
+  ``workflows.py``'s 5 ms: a poll's queries cost the server too — a full count on
+  PostgreSQL — and fewer leave more of a small machine to the work measured; the
+  wall-clock column is that much coarser).
 
 Each repetition drains ``--steps`` plain jobs, then ``--steps / 3`` runs of the
 3-step ``linear3`` workflow (the same job type and handler), on the same warm worker.
@@ -39,6 +42,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import workflows  # noqa: E402
 from _common import loadavg, version  # noqa: E402
 from workflows import DqflowBench, dqflow_store  # noqa: E402
 
@@ -112,6 +116,7 @@ def one_backend(backend: str, steps: int, runs: int) -> dict[str, list[dict[str,
                 found["plain"].append(measure(bench, servers, steps, lambda: bench.plain_jobs(steps)))
                 time.sleep(0.3)
                 found["step"].append(measure(bench, servers, steps, lambda: bench.runs("linear3", steps // 3)))
+                bench.read_back()  # every run completed (outside the measured window)
                 time.sleep(0.3)
         finally:
             bench.close()
@@ -142,7 +147,7 @@ def report(results: dict[str, dict[str, list[dict[str, float]]]], args: argparse
             lines.append(f"| {backend} | {unit} | {cells} | {ratio} |")
     lines += [
         "",
-        "The producer's column holds the submit and the wait's polling (`count_jobs` every 5 ms),",
+        f"The producer's column holds the submit and the wait's polling (`count_jobs` every {args.poll * 1000:g} ms),",
         "which grows with the wall time; the server's holds that poll's queries too.",
         "",
     ]
@@ -154,10 +159,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000, help="Plain jobs (and linear steps) per repetition.")
     parser.add_argument("--runs", type=int, default=3, help="Repetitions (the table holds medians).")
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql", "redis"])
+    parser.add_argument("--poll", type=float, default=0.02, help="Seconds between the wait's counts.")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "step_cost.md")
     args = parser.parse_args()
     if not Path("/proc/self/stat").exists():
         raise SystemExit("step_cost.py reads CPU times from /proc: Linux only")
+    workflows.POLL_S = args.poll
     load = loadavg()
     results = {backend: one_backend(backend, args.steps, args.runs) for backend in args.backends}
     text = report(results, args, load)
