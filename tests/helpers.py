@@ -25,6 +25,30 @@ APP_CONFIG = TESTS / "app" / "jobs.yaml"
 FAST_WORKER = {"lease": "3s", "heartbeat": "100ms", "poll_interval": "100ms", "shutdown_grace": "5s"}
 
 
+DOUBLE_JOBS: dict[str, dict[str, Any]] = {
+    "double": {"handler": lambda payload: {"n": payload["n"] * 2}, "max_attempts": 1}
+}
+"""One job type, ``double``: ``{"n": n}`` -> ``{"n": 2n}``, one attempt."""
+
+
+def doubling_chain(steps: str = "abc", returns: str | None = None) -> dict[str, Any]:
+    """The ``workflows`` of one workflow ``linear``: a chain of ``double`` steps named by the
+    letters of ``steps``, each fed the one before; it returns ``returns``'s (default: the last) ``n``."""
+    chain: dict[str, Any] = {}
+    before = None
+    for name in steps:
+        source = "${input.n}" if before is None else f"${{steps.{before}.output.n}}"
+        chain[name] = {"job": "double", "payload": {"n": source}, **({"needs": [before]} if before else {})}
+        before = name
+    return {
+        "linear": {
+            "input": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]},
+            "steps": chain,
+            "returns": {"n": f"${{steps.{returns or steps[-1]}.output.n}}"},
+        }
+    }
+
+
 def make_queue(backend: str, jobs: Mapping[str, Mapping[str, Any]], **declaration: Any) -> Queue:
     """A queue on ``backend`` with job types built in code (fast worker settings by default)."""
     declaration.setdefault("worker", FAST_WORKER)

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 import pytest
-from helpers import FAST_WORKER, make_queue
+from helpers import DOUBLE_JOBS, FAST_WORKER, doubling_chain, make_queue
 
 from dqflow import Declaration, Queue, WorkflowStatus
 from dqflow.errors import StorageError
@@ -17,18 +17,8 @@ from dqflow.storage import Completion, workflows
 from dqflow.storage.postgres._workflows import PgWorkflows
 from dqflow.storage.postgres.backend import PostgresStorage
 
-JOBS: dict[str, dict[str, Any]] = {"double": {"handler": lambda payload: {"n": payload["n"] * 2}, "max_attempts": 1}}
-WORKFLOWS: dict[str, Any] = {
-    "linear": {
-        "input": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]},
-        "steps": {
-            "a": {"job": "double", "payload": {"n": "${input.n}"}},
-            "b": {"job": "double", "needs": ["a"], "payload": {"n": "${steps.a.output.n}"}},
-            "c": {"job": "double", "needs": ["b"], "payload": {"n": "${steps.b.output.n}"}},
-        },
-        "returns": {"n": "${steps.b.output.n}"},
-    }
-}
+JOBS = DOUBLE_JOBS
+WORKFLOWS = doubling_chain(returns="b")
 
 
 def _claim(queue: Queue) -> tuple[int, int, int | None]:

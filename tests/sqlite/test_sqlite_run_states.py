@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from helpers import make_queue
+from helpers import DOUBLE_JOBS, doubling_chain, make_queue
 
 from dqflow import Queue, WorkflowStatus
 from dqflow.storage import Completion
@@ -14,18 +14,8 @@ from dqflow.storage.run_states import WrittenRunStates
 from dqflow.storage.sqlite._workflows import RunStates
 from dqflow.storage.workflows import RunState
 
-JOBS: dict[str, dict[str, Any]] = {"double": {"handler": lambda payload: {"n": payload["n"] * 2}, "max_attempts": 1}}
-WORKFLOWS: dict[str, Any] = {
-    "linear": {
-        "input": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]},
-        "steps": {
-            "a": {"job": "double", "payload": {"n": "${input.n}"}},
-            "b": {"job": "double", "needs": ["a"], "payload": {"n": "${steps.a.output.n}"}},
-            "c": {"job": "double", "needs": ["b"], "payload": {"n": "${steps.b.output.n}"}},
-        },
-        "returns": {"n": "${steps.c.output.n}"},
-    }
-}
+JOBS = DOUBLE_JOBS
+WORKFLOWS = doubling_chain()
 
 
 def _state(run_id: int, version: int) -> RunState:

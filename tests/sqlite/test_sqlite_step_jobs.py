@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-from helpers import make_queue
+from helpers import DOUBLE_JOBS, doubling_chain, make_queue
 
 from dqflow import EventType, WorkflowStatus
 from dqflow.storage import Completion
 
-JOBS: dict[str, dict[str, Any]] = {"double": {"handler": lambda payload: {"n": payload["n"] * 2}, "max_attempts": 1}}
-WORKFLOWS: dict[str, Any] = {
-    "linear": {
-        "input": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]},
-        "steps": {
-            "a": {"job": "double", "payload": {"n": "${input.n}"}},
-            "b": {"job": "double", "needs": ["a"], "payload": {"n": "${steps.a.output.n}"}},
-        },
-        "returns": {"n": "${steps.b.output.n}"},
-    }
-}
+JOBS = DOUBLE_JOBS
+WORKFLOWS = doubling_chain("ab")
 
 
 def test_a_batch_of_runs_gets_its_next_jobs_each_named_by_its_run_with_its_added_event(tmp_path: Path) -> None:
