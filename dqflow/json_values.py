@@ -128,5 +128,16 @@ def dumps(value: Any, what: type[ValidationFailed] = ValidationFailed, label: st
 
 
 def loads(text: str | bytes | None) -> Any:
-    """Parse JSON text stored by a backend (``None`` stays ``None``)."""
-    return None if text is None else json.loads(text)
+    """Parse JSON text stored by a backend (``None`` stays ``None``): read by the C scanner
+    alone when it takes the whole text (a compact value, as dqflow writes one), else by
+    ``json.loads`` (whitespace around the value; its error)."""
+    if text is None:
+        return None
+    if isinstance(text, str):
+        try:
+            value, end = _scan(text, 0)
+        except StopIteration:
+            return json.loads(text)
+        if end == len(text):
+            return value
+    return json.loads(text)

@@ -36,6 +36,7 @@ from dqflow.errors import (
     TokenJobFinishedError,
     TokenNotFoundError,
 )
+from dqflow.json_values import loads
 from dqflow.record import TIMESTAMP_FIELDS, JobEvent, JobRecord, JobStatus
 from dqflow.storage.base import (
     EDITABLE_FIELDS,
@@ -697,11 +698,7 @@ class PostgresStorage(Storage):
                     rows = cur.fetchall()
                     if kind is Completion:  # part 0: the runs and drawn ids; part 1: as complete_jobs
                         states = locked.read([row[1:3] + row[4:] for row in rows if row[0] == 0])
-                        rows = [
-                            (row[1], row[2], row[4], row[3], None if row[5] is None else json.loads(row[5]))
-                            for row in rows
-                            if row[0] == 1
-                        ]
+                        rows = [(row[1], row[2], row[4], row[3], loads(row[5])) for row in rows if row[0] == 1]
                     ends += self._settled(conn, outcomes, applied, kind, positions, rows)
                 if ends:
                     missing = sorted({run_id for run_id, _ in ends} - states.keys())

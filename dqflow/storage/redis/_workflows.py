@@ -36,6 +36,7 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from dqflow.errors import StorageError, WorkflowRunNotFoundError
+from dqflow.json_values import loads
 from dqflow.storage.base import JOB_OPTIONS, Completion, Failure, NewJob
 from dqflow.storage.redis.codec import as_text, encode_option, from_us, tag_set, tags_json
 from dqflow.storage.run_states import WrittenRunStates
@@ -569,26 +570,13 @@ def _place(state: RunState | None, job_id: int) -> tuple[str, int | None]:
     return "", None
 
 
-_scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
-
-
-def _loads(text: str) -> Any:
-    """``json.loads(text)``, read by the C scanner alone when it takes the whole text (a
-    compact value, as a worker writes an output)."""
-    try:
-        value, end = _scan(text, 0)
-    except StopIteration:
-        return json.loads(text)  # its error
-    return value if end == len(text) else json.loads(text)
-
-
 def _ending(
     item: Completion | Failure, run_id: int, step: str, index: int | None, stored: str | None, guard: list[str]
 ) -> Ending:
     """The ``Ending`` of a completion or failure for good (``stored``: the job's output as stored)."""
     if isinstance(item, Completion):
         text = item.output_json if item.output_json is not None else stored
-        output = None if text is None else _loads(text)
+        output = loads(text)
         has = "0" if item.output_json is None else "1"
         op: list[Any] = ["c", guard[0], has, item.output_json or ""]
         return Ending(op, run_id, JobEnd(item.job_id, step, index, "completed", output), guard)
