@@ -314,6 +314,44 @@ class Lease:
 
 
 @dataclass(frozen=True, slots=True)
+class StepClaim:
+    """Eager dispatch: the settling worker asks to claim, in the same atomic step, the
+    workflow step jobs its settle creates (``Storage.settle_and_claim``).
+
+    A linear run's next step then starts on the worker that ran the one before, with no
+    trip through the queue: no claim of its own, no wait for a poll or a wake-up. Such a
+    job goes ahead of pending jobs of any priority (it continues a run already started);
+    a worker that must not do so passes no ``StepClaim`` (``eager_steps: false``).
+    """
+
+    worker_id: str
+    job_types: frozenset[str] | None  # the types the worker runs (None: any)
+    limit: int  # jobs to claim at most
+    lease_ms: int
+
+    def takes(self, job: NewJob, now: float) -> bool:
+        """Whether ``job`` may be claimed at once: a type the worker runs, due now, and held
+        back by nothing a claim enforces (no concurrency key, rate key or dependency)."""
+        return (
+            (self.job_types is None or job.job_type in self.job_types)
+            and job.concurrency_key is None
+            and job.rate_key is None
+            and not job.depends_on
+            and (job.run_at is None or job.run_at.timestamp() <= now)
+        )
+
+    def pick(self, jobs: Sequence[NewJob], now: float) -> list[int]:
+        """Positions of the jobs to claim: the first ``limit`` that ``takes``, in order."""
+        picked: list[int] = []
+        for position, job in enumerate(jobs):
+            if len(picked) >= self.limit:
+                break
+            if self.takes(job, now):
+                picked.append(position)
+        return picked
+
+
+@dataclass(frozen=True, slots=True)
 class ReclaimedJob:
     """A job whose lease expired: put back to ``pending`` or, attempts used up, ``failed``."""
 
@@ -616,6 +654,14 @@ class Storage(ABC):
           whose token is no longer pending (completed meanwhile, or expired) is made
           pending at once instead (a ``ready`` event).
         """
+
+    def settle_and_claim(self, outcomes: Sequence[Outcome], claim: StepClaim) -> tuple[list[bool], list[JobRecord]]:
+        """``settle_jobs``, and in the same atomic step claim for ``claim.worker_id`` up to
+        ``claim.limit`` of the workflow step jobs this settle creates (``StepClaim.pick``,
+        in creation order), as ``claim_jobs`` would: ``processing``, attempt 1, a lease of
+        ``claim.lease_ms``, a ``processing`` event after its ``added`` one. Returns the
+        flags and the claimed records. A backend that cannot claims none."""
+        return self.settle_jobs(outcomes), []
 
     @abstractmethod
     def set_progress(self, job_id: int, lease_token: int, progress: int) -> bool:
