@@ -134,8 +134,7 @@ def test_a_job_the_claim_may_not_take_stays_pending(queue: Queue) -> None:
         assert (applied, taken) == ([True], [])
         (pending,) = queue.list_jobs(status=JobStatus.PENDING).jobs
         assert pending.workflow_run_id == run_id and [e.event_type for e in queue.get_events(pending.id)] == ["added"]
-        (claimed,) = queue.storage.claim_jobs("other", None, 10, LEASE_MS)
-        assert queue.storage.settle_jobs([_complete(claimed, {"n": 4})]) == [True]
+        queue.cancel_workflow(run_id)
 
 
 def test_nothing_is_claimed_for_a_rejected_completion_or_a_run_that_failed(queue: Queue) -> None:

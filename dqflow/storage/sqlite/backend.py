@@ -43,6 +43,7 @@ from dqflow.storage.base import (
     ReclaimedJob,
     Release,
     ScheduleState,
+    StepClaim,
     Storage,
     TagMode,
     TickResult,
@@ -167,6 +168,24 @@ def _row_to_record(row: sqlite3.Row) -> JobRecord:
     _record_module or _record_types()
     names = row.keys()
     return _record(names, row, [(name, _decoders[name]) for name in names if name in _decoders])
+
+
+_CLAIM = (
+    "UPDATE dqflow_jobs SET status = 'processing', attempts = attempts + 1, lease_token = lease_token + 1,"
+    " output = NULL, progress = NULL, locked_by = ?, locked_at = ?, lease_expires_at = ?, started_at = ?,"
+    " updated_at = ?"
+)
+"""A claim's update of the jobs it takes (its WHERE clause follows)."""
+
+
+def _processing_events(conn: sqlite3.Connection, records: Sequence[JobRecord], worker_id: str, now: float) -> None:
+    """The ``processing`` events of claimed jobs."""
+    if records:
+        worker = json.dumps(worker_id)
+        conn.executemany(
+            "INSERT INTO dqflow_job_events (job_id, event_type, created_at, data) VALUES (?, 'processing', ?, ?)",
+            [(r.id, now, f'{{"worker_id":{worker},"attempt":{r.attempts}}}') for r in records],
+        )
 
 
 def path_from_url(url: str) -> str:
@@ -604,11 +623,7 @@ class SqliteStorage(Storage):
 
     def claim_jobs(self, worker_id: str, job_types: Sequence[str] | None, limit: int, lease_ms: int) -> list[JobRecord]:
         type_clause = "" if not job_types else f" AND job_type IN ({','.join('?' * len(job_types))})"
-        claim = (
-            "UPDATE dqflow_jobs SET status = 'processing', attempts = attempts + 1, lease_token = lease_token + 1,"
-            " output = NULL, progress = NULL, locked_by = ?, locked_at = ?, lease_expires_at = ?, started_at = ?,"
-            " updated_at = ?"
-        )
+        claim = _CLAIM
         sql = (
             f"{claim} WHERE id IN (SELECT id FROM dqflow_jobs INDEXED BY dqflow_jobs_ready"
             f" WHERE status = 'pending' AND run_at <= ?{type_clause}"
@@ -629,13 +644,7 @@ class SqliteStorage(Storage):
                         [*params[:5], json.dumps(ids)],
                     )
                 )
-            if records:
-                worker = json.dumps(worker_id)
-                conn.executemany(
-                    "INSERT INTO dqflow_job_events (job_id, event_type, created_at, data)"
-                    " VALUES (?, 'processing', ?, ?)",
-                    [(r.id, now, f'{{"worker_id":{worker},"attempt":{r.attempts}}}') for r in records],
-                )
+            _processing_events(conn, records, worker_id, now)
         records.sort(key=lambda r: (-r.priority, r.run_at, r.id))
         return records
 
@@ -656,13 +665,26 @@ class SqliteStorage(Storage):
         return held
 
     def settle_jobs(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        return self._settle(outcomes, None)[0]
+
+    def settle_and_claim(self, outcomes: Sequence[Outcome], claim: StepClaim) -> tuple[list[bool], list[JobRecord]]:
+        return self._settle(outcomes, claim)
+
+    def _settle(self, outcomes: Sequence[Outcome], claim: StepClaim | None) -> tuple[list[bool], list[JobRecord]]:
         applied = [False] * len(outcomes)
+        taken: list[JobRecord] = []
         groups = outcomes_by_kind(outcomes)
         if not groups:
-            return applied
+            return applied, taken
         now = time.time()
         ends: list[tuple[int, JobEnd]] = []
         notices: list[RunNotice] = []
+        insert_jobs: _workflows.InsertJobs = self._insert_step_jobs
+        if claim is not None:
+
+            def insert_jobs(conn: sqlite3.Connection, jobs: Sequence[NewJob], now: float) -> list[int]:
+                return self._insert_and_claim(conn, jobs, now, claim, taken)
+
         with self._write() as conn:
             for kind, positions in groups.items():
                 items = [outcomes[i] for i in positions]
@@ -677,11 +699,9 @@ class SqliteStorage(Storage):
                 for position, flag in zip(positions, flags, strict=True):
                     applied[position] = flag
             if ends:
-                _workflows.jobs_ended(
-                    conn, self.workflow_advancer, ends, self._insert_step_jobs, now, notices, self._run_states
-                )
+                _workflows.jobs_ended(conn, self.workflow_advancer, ends, insert_jobs, now, notices, self._run_states)
         self._committed(notices)
-        return applied
+        return applied, taken
 
     @staticmethod
     def _complete(
@@ -974,6 +994,26 @@ class SqliteStorage(Storage):
                 " SELECT id, 'added', ? FROM dqflow_jobs WHERE id BETWEEN ? AND ? ORDER BY id",
                 (now, ids[0], ids[-1]),
             )
+        return ids
+
+    @staticmethod
+    def _insert_and_claim(
+        conn: sqlite3.Connection, jobs: Sequence[NewJob], now: float, claim: StepClaim, taken: list[JobRecord]
+    ) -> list[int]:
+        """``_insert_step_jobs``, then the claim of those ``claim`` picks (up to what is left of
+        its limit), as ``claim_jobs`` claims: their records join ``taken``."""
+        ids = SqliteStorage._insert_step_jobs(conn, jobs, now)
+        picked = claim.pick(jobs, now)[: claim.limit - len(taken)]
+        if picked:
+            expires = now + claim.lease_ms / 1000
+            records = _records(
+                conn.execute(
+                    f"{_CLAIM} WHERE id IN (SELECT value FROM json_each(?)) RETURNING *",
+                    (claim.worker_id, now, expires, now, now, json.dumps([ids[i] for i in picked])),
+                )
+            )
+            _processing_events(conn, records, claim.worker_id, now)
+            taken.extend(sorted(records, key=lambda record: record.id))
         return ids
 
     def _committed(self, notices: list[RunNotice]) -> None:
