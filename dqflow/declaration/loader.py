@@ -567,6 +567,7 @@ def _compile(data: Any, ctx: _Context, path: Path | None) -> Declaration:
             heartbeat=w.heartbeat,
             poll_interval=w.poll_interval,
             shutdown_grace=w.shutdown_grace,
+            eager_steps=w.eager_steps,
         ),
         limits=Limits(max_payload_bytes=raw.limits.max_payload_bytes, max_output_bytes=raw.limits.max_output_bytes),
         workflows=workflows,

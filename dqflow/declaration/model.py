@@ -125,6 +125,7 @@ class WorkerSettings:
     heartbeat: float = 1.0
     poll_interval: float = 1.0
     shutdown_grace: float = 30.0
+    eager_steps: bool = True  # a settle claims the new step jobs it creates for its worker (StepClaim)
 
     def __post_init__(self) -> None:
         if self.batch_size <= 0:
@@ -300,6 +301,7 @@ class RawWorker(_Strict):
     heartbeat: PositiveDuration = 1.0
     poll_interval: PositiveDuration = 1.0
     shutdown_grace: Duration = 30.0
+    eager_steps: bool = True
 
 
 class RawLimits(_Strict):

@@ -20,10 +20,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from dqflow.queue.events import JOB_COMPLETED, JOB_FAILED, JOB_WAITING, EventEmitter
-from dqflow.storage import Completion, Outcome, Release, Wait
+from dqflow.record import JobRecord
+from dqflow.storage import Completion, Outcome, Release, StepClaim, Wait
 from dqflow.worker._attempt import Attempt, Settled
 from dqflow.worker._store import Calls, WorkerStore
 from dqflow.worker.context import WriteStats
@@ -36,6 +37,16 @@ log = logging.getLogger("dqflow.worker")
 _MAX_BACKOFF = 5.0
 _BATCH_LIMIT = 1000  # outcomes written per call at most
 _COOLDOWN = 0.001  # seconds a write waits for more results to join it
+
+
+class StepTaker(Protocol):
+    """Where the step jobs a settle claims go (the fetcher): eager dispatch."""
+
+    def step_claim(self, step_completions: int) -> StepClaim | None:
+        """The claim to send with a batch completing this many steps (None: claim nothing)."""
+
+    async def adopt(self, jobs: list[JobRecord]) -> None:
+        """Jobs a settle claimed for this worker: run them (or hand them back when stopping)."""
 
 
 class Completer:
@@ -66,6 +77,12 @@ class Completer:
         self._wanted = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._taker: StepTaker | None = None
+
+    def claim_steps_for(self, taker: StepTaker) -> None:
+        """Eager dispatch: a batch that completes workflow steps claims the next steps' jobs
+        for ``taker`` in the same atomic step (``Storage.settle_and_claim``)."""
+        self._taker = taker
 
     @property
     def busy(self) -> bool:
@@ -150,9 +167,14 @@ class Completer:
         write = self._writes
         self._writing[write] = batch
         outcomes: list[Outcome] = [settled.outcome for settled in batch]
+        claim = self._step_claim(outcomes)
+        taken: list[JobRecord] = []
         started = 0 if self._tracing is None else self._tracing.now()
         try:
-            applied = await self._calls(self._store.settle_jobs, outcomes)
+            if claim is None:
+                applied = await self._calls(self._store.settle_jobs, outcomes)
+            else:
+                applied, taken = await self._calls(self._store.settle_and_claim, outcomes, claim)
         except BaseException as exc:
             self._queued[:0] = batch  # tried again, in order
             if self._tracing is not None:
@@ -167,7 +189,16 @@ class Completer:
                 self._announce(settled)
             else:
                 self._rejected(settled)
+        if taken:
+            assert self._taker is not None
+            await self._taker.adopt(taken)
         self._on_written()
+
+    def _step_claim(self, outcomes: Sequence[Outcome]) -> StepClaim | None:
+        if self._taker is None:
+            return None
+        steps = sum(1 for o in outcomes if type(o) is Completion and o.workflow_run_id is not None)
+        return self._taker.step_claim(steps) if steps else None
 
     def _announce(self, settled: Settled) -> None:
         job = settled.attempt.job

@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dqflow.record import JobRecord
-from dqflow.storage import Release
+from dqflow.storage import Release, StepClaim
 from dqflow.worker._attempt import Attempt
 from dqflow.worker._completer import Completer
 from dqflow.worker._executor import Claimed, Executor
@@ -78,6 +78,7 @@ class Fetcher:
         self._tracing = tracing
         self._worker_id = worker_id
         self._job_types = list(job_types)
+        self._types = frozenset(self._job_types)
         self._lease_ms = lease_ms
         self._batch_size = batch_size
         self._poll_interval = poll_interval
@@ -146,6 +147,26 @@ class Fetcher:
 
     def close(self) -> None:
         self._claims.shutdown(wait=True)
+
+    # -- eager dispatch (Completer.claim_steps_for) -------------------------------------
+
+    def step_claim(self, step_completions: int) -> StepClaim | None:
+        """A settle completing ``step_completions`` steps may claim as many of the next steps'
+        jobs as it frees slots, or as there is room for ahead, whichever is more."""
+        if self._stopping.is_set():
+            return None
+        room = self._executor.free + self.ahead - len(self._buffer)
+        return StepClaim(self._worker_id, self._types, max(step_completions, room), self._lease_ms)
+
+    async def adopt(self, jobs: list[JobRecord]) -> None:
+        """Step jobs a settle claimed for this worker: buffered like claimed ones (handed back
+        at once if the worker is stopping: nothing would start them)."""
+        if self._tracing is not None:
+            self._tracing.claimed(self._tracing.now(), jobs, self._worker_id)
+        if self._stopping.is_set():
+            await self._completer.release([Release(job.id, job.lease_token, started=False) for job in jobs])
+            return
+        self._accept(jobs)
 
     @property
     def ahead(self) -> int:

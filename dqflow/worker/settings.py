@@ -33,6 +33,7 @@ class ResolvedSettings:
     poll_interval: float
     shutdown_grace: float
     reclaim_interval: float
+    eager_steps: bool
 
 
 def resolve_settings(
@@ -45,6 +46,7 @@ def resolve_settings(
     poll_interval: float | None = None,
     shutdown_grace: float | None = None,
     reclaim_interval: float | None = None,
+    eager_steps: bool | None = None,
 ) -> ResolvedSettings:
     """Merge the given settings (None: left out) over the declared ones and check them."""
     slots = _count("concurrency", declared.concurrency if concurrency is None else concurrency, MAX_CONCURRENCY)
@@ -77,6 +79,7 @@ def resolve_settings(
             "shutdown_grace", declared.shutdown_grace if shutdown_grace is None else shutdown_grace, zero_ok=True
         ),
         reclaim_interval=reclaim_s,
+        eager_steps=declared.eager_steps if eager_steps is None else bool(eager_steps),
     )
 
 

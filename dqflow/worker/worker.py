@@ -56,7 +56,10 @@ class Worker:
     that cannot work raises ``WorkerSettingError``. ``run()`` blocks; ``stop()``
     (thread-safe, also on SIGINT/SIGTERM) stops claiming, lets running jobs
     finish within ``shutdown_grace`` seconds and hands the rest back; a second
-    signal hands them back at once.
+    signal hands them back at once. With ``eager_steps`` (the default), a settle that
+    completes workflow steps claims the next steps' jobs for this worker in the same
+    atomic step (``Storage.settle_and_claim``): a run goes on here at once, ahead of
+    the queue; ``eager_steps=False`` leaves them to the queue's order.
     """
 
     def __init__(
@@ -73,6 +76,7 @@ class Worker:
         reclaim_interval: float | None = None,
         worker_id: str | None = None,
         drain: bool = False,
+        eager_steps: bool | None = None,
     ) -> None:
         settings = resolve_settings(
             queue.declaration.worker,
@@ -83,6 +87,7 @@ class Worker:
             poll_interval=poll_interval,
             shutdown_grace=shutdown_grace,
             reclaim_interval=reclaim_interval,
+            eager_steps=eager_steps,
         )
         self.queue = queue
         self.concurrency = settings.concurrency
@@ -92,6 +97,7 @@ class Worker:
         self.poll_interval = settings.poll_interval
         self.shutdown_grace = settings.shutdown_grace
         self.reclaim_interval = settings.reclaim_interval
+        self.eager_steps = settings.eager_steps
         self.job_types = runnable_types(queue.declaration, job_types)
         queue.declaration.check_schemas(self.job_types)  # before anything runs, if loading deferred it
         queue.declaration.check_workflows()  # it advances the runs whose step jobs it ends
@@ -126,8 +132,14 @@ class Worker:
         stopping = self._stopping = asyncio.Event()
         self._grace_cut = asyncio.Event()
         tracing = self.queue.tracing
+        fetcher: Fetcher
         completer = Completer(
-            self._store, self.queue.events, self.stats, self._report, on_written=self._wake, tracing=tracing
+            self._store,
+            self.queue.events,
+            self.stats,
+            self._report,
+            on_written=self._wake,
+            tracing=tracing,
         )
         executor = Executor(
             self.queue,
@@ -138,7 +150,6 @@ class Worker:
             on_settled=completer.add,
             on_change=self._wake,
         )
-        fetcher: Fetcher
         maintenance = Maintenance(
             self._store,
             self.worker_id,
@@ -168,6 +179,8 @@ class Worker:
             report=self._report,
             tracing=tracing,
         )
+        if self.eager_steps:
+            completer.claim_steps_for(fetcher)
         if self._stop_requested.is_set():
             stopping.set()
         installed = self._install_signal_handlers()
