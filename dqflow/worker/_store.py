@@ -1,7 +1,8 @@
 """The part of storage a worker uses, and the threads its calls block on.
 
 Workers touch storage only through these calls (claims, wake-ups, lease renewals,
-reclaims, registry beats and one fenced ``settle_jobs`` per batch of outcomes); every one runs on a
+reclaims, registry beats and one fenced ``settle_jobs`` per batch of outcomes, or
+``settle_and_claim`` when it completes workflow steps); every one runs on a
 thread of the part that makes it, so a slow write never delays a heartbeat.
 """
 
@@ -14,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 from dqflow.record import JobRecord
-from dqflow.storage import Lease, Outcome, ReclaimedJob, WorkerInfo
+from dqflow.storage import Lease, Outcome, ReclaimedJob, StepClaim, WorkerInfo
 
 T = TypeVar("T")
 
@@ -38,6 +39,8 @@ class WorkerStore(Protocol):
     def renew_leases(self, worker_id: str, leases: Sequence[Lease], lease_ms: int) -> set[int]: ...
 
     def settle_jobs(self, outcomes: Sequence[Outcome]) -> list[bool]: ...
+
+    def settle_and_claim(self, outcomes: Sequence[Outcome], claim: StepClaim) -> tuple[list[bool], list[JobRecord]]: ...
 
     def reclaim_expired(self) -> list[ReclaimedJob]: ...
 
