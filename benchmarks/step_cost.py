@@ -105,11 +105,11 @@ def measure(
     return spent
 
 
-def one_backend(backend: str, steps: int, runs: int) -> dict[str, list[dict[str, float]]]:
+def one_backend(backend: str, steps: int, runs: int, eager_steps: bool) -> dict[str, list[dict[str, float]]]:
     """``runs`` repetitions of a plain drain and a linear drain on one warm worker."""
     found: dict[str, list[dict[str, float]]] = {"plain": [], "step": []}
     with tempfile.TemporaryDirectory(prefix="dqbench-steps-") as name, dqflow_store(backend) as url:
-        bench = DqflowBench(url, Path(name), concurrency=16)
+        bench = DqflowBench(url, Path(name), concurrency=16, eager_steps=eager_steps)
         try:
             servers = server_pids(backend, url)
             for _ in range(runs):
@@ -131,7 +131,8 @@ def report(results: dict[str, dict[str, list[dict[str, float]]]], args: argparse
         f"on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.python_implementation()} {platform.python_version()}, "
         f"{os.cpu_count()} cores, load average before {load}, after {loadavg()}; dqflow {version('dqflow')}.",
         f"{args.steps} plain jobs, then {args.steps // 3} runs of 3 steps, per repetition; a worker of "
-        f"concurrency 16 in its own process. Medians of {args.runs}, in µs per plain job or per step.",
+        f"concurrency 16 in its own process{'' if not args.no_eager_steps else ', steps not claimed eagerly'}."
+        f" Medians of {args.runs}, in µs per plain job or per step.",
         "",
         "| backend | unit | worker | server | producer | CPU total | wall | step ÷ plain (CPU, wall) |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
@@ -160,13 +161,18 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="Repetitions (the table holds medians).")
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql", "redis"])
     parser.add_argument("--poll", type=float, default=0.02, help="Seconds between the wait's counts.")
+    parser.add_argument(
+        "--no-eager-steps", action="store_true", help="The worker leaves each next step to the queue's claim."
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results" / "step_cost.md")
     args = parser.parse_args()
     if not Path("/proc/self/stat").exists():
         raise SystemExit("step_cost.py reads CPU times from /proc: Linux only")
     workflows.POLL_S = args.poll
     load = loadavg()
-    results = {backend: one_backend(backend, args.steps, args.runs) for backend in args.backends}
+    results = {
+        backend: one_backend(backend, args.steps, args.runs, not args.no_eager_steps) for backend in args.backends
+    }
     text = report(results, args, load)
     args.out.write_text(text)
     print(text)

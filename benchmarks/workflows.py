@@ -108,7 +108,7 @@ def dqflow_store(backend: str) -> Iterator[str]:
 class DqflowBench:
     """One backend: a declaration folder, the worker process and a producer queue."""
 
-    def __init__(self, url: str, folder: Path, concurrency: int) -> None:
+    def __init__(self, url: str, folder: Path, concurrency: int, *, eager_steps: bool = True) -> None:
         from dqflow import Queue
 
         (folder / "jobs.yaml").write_text(JOBS_YAML)
@@ -127,6 +127,7 @@ class DqflowBench:
                 url,
                 "--concurrency",
                 str(concurrency),
+                "--eager-steps" if eager_steps else "--no-eager-steps",
             ],
             env=_env(),
             cwd=folder,
@@ -328,7 +329,7 @@ def one_repetition(systems: list[str], args: argparse.Namespace) -> list[Result]
                 print(json.dumps(results[-1]), flush=True)
                 continue
             with dqflow_store(system.split("-", 1)[1]) as url:
-                bench = DqflowBench(url, folder, args.concurrency)
+                bench = DqflowBench(url, folder, args.concurrency, eager_steps=not args.no_eager_steps)
                 try:
                     results.append(measure(bench, system, args.chains, args.chords, plain=True))
                 finally:
@@ -393,6 +394,9 @@ def main() -> None:
     parser.add_argument("--chains", type=int, default=300, help="Linear runs per repetition.")
     parser.add_argument("--chords", type=int, default=10, help="Fan-out runs per repetition.")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--no-eager-steps", action="store_true", help="dqflow's worker leaves each next step to the queue's claim."
+    )
     parser.add_argument("--runs", type=int, default=3, help="Repetitions (the table holds medians).")
     parser.add_argument(
         "--systems",

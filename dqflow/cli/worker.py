@@ -82,6 +82,14 @@ def run(
             help="On SIGINT/SIGTERM, wait this long for running jobs before handing them back.",
         ),
     ] = None,
+    eager_steps: Annotated[
+        bool | None,
+        typer.Option(
+            "--eager-steps/--no-eager-steps",
+            help="Claim a run's next steps while settling the ones before (default: the YAML's worker.eager_steps).",
+            show_default=False,
+        ),
+    ] = None,
     log_format: Annotated[
         LogFormat, typer.Option("--log-format", help="text (for people) or json (one object per line).")
     ] = LogFormat.TEXT,
@@ -102,6 +110,7 @@ def run(
                 batch_size=batch_size,
                 lease=lease_s,
                 shutdown_grace=grace_s,
+                eager_steps=eager_steps,
             )
         except WorkerSettingError as exc:
             raise typer.BadParameter(str(exc)) from None
