@@ -115,6 +115,7 @@ def test_good_file_loads_with_merged_values(project: Path) -> None:
           heartbeat: 500ms
           poll_interval: 2
           shutdown_grace: 1m
+          eager_steps: false
         limits:
           max_payload_bytes: 2048
           max_output_bytes: 4096
@@ -144,7 +145,13 @@ def test_good_file_loads_with_merged_values(project: Path) -> None:
     assert decl.base_dir == project.resolve()
     assert decl.backend == "sqlite:///.dqflow/queue.db"
     assert decl.worker == WorkerSettings(
-        concurrency=4, batch_size=4, lease=45.0, heartbeat=0.5, poll_interval=2.0, shutdown_grace=60.0
+        concurrency=4,
+        batch_size=4,
+        lease=45.0,
+        heartbeat=0.5,
+        poll_interval=2.0,
+        shutdown_grace=60.0,
+        eager_steps=False,
     )
     assert decl.limits == Limits(max_payload_bytes=2048, max_output_bytes=4096)
     assert list(decl.job_types) == ["generate_report", "send_email"]
