@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -65,6 +66,7 @@ class Executor:
         self._handlers: dict[str, HandlerInfo] = {}
         self.active: dict[int, Attempt] = {}  # running, outcome not decided yet
         self.occupied = 0  # slots in use (an attempt settled by its timeout may still occupy a thread)
+        self._slots = threading.Lock()  # a slot is taken on the loop or on a thread that waited for work
         self.run_time: float | None = None  # seconds a slot is held per job, a moving average (None: none ran)
         self.last_turn = 0.0  # time.monotonic() when a job last started or ended
         self._source: Callable[[], Attempt | None] = lambda: None
@@ -104,10 +106,23 @@ class Executor:
         """Slots in all."""
         return self._concurrency
 
+    def take_slot(self) -> bool:
+        """Take a free slot for an attempt about to start (False: none is free); from any thread."""
+        with self._slots:
+            if self.occupied >= self._concurrency:
+                return False
+            self.occupied += 1
+            return True
+
+    def give_slot_back(self) -> None:
+        """A slot taken by ``take_slot`` for an attempt that did not start after all."""
+        with self._slots:
+            self.occupied -= 1
+
     def start(self, attempt: Attempt) -> None:
-        """Run the attempt's handler (the worker only claims types it has handlers for)."""
+        """Run the attempt's handler in the slot taken for it (``take_slot``; the worker only
+        claims types it has handlers for)."""
         job = attempt.job
-        self.occupied += 1
         attempt.started_at = self.last_turn = time.monotonic()
         self._began(attempt)
         spec = self._queue.declaration.job_types[job.job_type]
@@ -131,11 +146,12 @@ class Executor:
     ) -> None:
         """Block a spare handler thread in ``wait`` (it claims and returns jobs); ``done`` gets them.
 
-        With ``may_start`` (the caller saw a free slot and nothing buffered, so the slot stays
-        free while the wait lasts), the thread runs the first job itself if it is a plain sync
-        one and ``may_start()`` still holds: a job that wakes an idle worker starts on the thread
-        that received it, without going through the loop and another thread. That job is
-        counted as running before ``done`` is resolved (``Claimed.started``).
+        With ``may_start`` (the caller saw a free slot and nothing buffered), the thread runs
+        the first job itself if it is a plain sync one, ``may_start()`` still holds and a slot
+        is still free (``take_slot``: jobs a settle claimed may have taken it meanwhile): a job
+        that wakes an idle worker starts on the thread that received it, without going through
+        the loop and another thread. That job holds its slot before ``done`` is resolved
+        (``Claimed.started``).
         """
 
         def run() -> Work[Attempt] | None:
@@ -145,7 +161,7 @@ class Executor:
                 self._loop.call_soon_threadsafe(_resolve, done, exc)
                 return None
             first = attempts[0] if attempts and attempts[0].on_thread else None
-            if first is None or may_start is None or not may_start():
+            if first is None or may_start is None or not may_start() or not self.take_slot():
                 self._loop.call_soon_threadsafe(self._claimed, Claimed(None, attempts), done)
                 return None
             first.started_at = time.monotonic()
@@ -157,8 +173,7 @@ class Executor:
     def _claimed(self, claimed: Claimed, done: asyncio.Future[Claimed]) -> None:
         """On the loop: a wait's jobs came; the one its thread started runs in a slot from now."""
         started = claimed.started
-        if started is not None:
-            self.occupied += 1
+        if started is not None:  # its slot was taken on the thread
             self.last_turn = started.started_at
             self._began(started)
         _resolve(done, claimed)
@@ -357,7 +372,8 @@ class Executor:
         if not attempt.holds_slot:
             return
         attempt.holds_slot = False
-        self.occupied -= 1
+        with self._slots:
+            self.occupied -= 1
         self._note_run_time(attempt, time.monotonic())
         self._on_change()
 

@@ -110,12 +110,13 @@ class Fetcher:
 
     def start_buffered(self) -> None:
         """Start buffered jobs, in claim order, while slots are free (a lost one is dropped)."""
-        while self._buffer and self._executor.free > 0 and not self._stopping.is_set():
+        while self._buffer and not self._stopping.is_set() and self._executor.take_slot():
             with self._taking:
-                if not self._buffer:
+                attempt = self._buffer.popleft() if self._buffer else None
+            if attempt is None or attempt.ctx.cancelled:
+                self._executor.give_slot_back()
+                if attempt is None:
                     return
-                attempt = self._buffer.popleft()
-            if attempt.ctx.cancelled:
                 log.info("job %s was cancelled or taken over before it started", attempt.job.id)
                 continue
             self._executor.start(attempt)
