@@ -11,6 +11,7 @@ storage rejects, nor for a run that ended.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -181,3 +182,35 @@ def test_a_worker_runs_a_chain_with_or_without_claiming_steps_at_once(queue: Que
         if len({e.created_at for e in queue.get_events(job_id) if e.event_type in ("added", "processing")}) == 1
     ]
     assert at_once == (later if eager else [])
+
+
+def test_steps_claimed_at_once_never_run_beyond_the_concurrency(backend: str) -> None:
+    # A worker with a slot free waits for work on a thread that may start what it claims in
+    # that slot; a fan-out's jobs claimed by a settle meanwhile fill every slot first.
+    running = [0, 0]  # now, most at once
+    lock = threading.Lock()
+
+    def tracked(payload: Any, seconds: float) -> Any:
+        with lock:
+            running[0] += 1
+            running[1] = max(running)
+        time.sleep(seconds)
+        with lock:
+            running[0] -= 1
+        return payload
+
+    jobs = {
+        "items": {"handler": lambda p: tracked({"items": list(range(p["n"]))}, 0.05), "max_attempts": 1},
+        "double": {"handler": lambda p: tracked({"n": p["n"] * 2}, 0.3), "max_attempts": 1},
+    }
+    queue = make_queue(backend, jobs, workflows={"fan": WORKFLOWS["fan"]})
+    try:
+        with running_worker(queue, concurrency=2, eager_steps=True):
+            run_id = queue.start_workflow("fan", {"n": 4})
+            wait_until(lambda: running[0] == 2, 10, interval=0.002)  # two of the fan-out's jobs
+            extra = queue.add("double", {"n": 1})  # wakes the waiting thread
+            wait_until(lambda: queue.require_workflow(run_id).is_finished and queue.require_job(extra).is_finished, 30)
+        assert queue.require_workflow(run_id).output == {"n": [0, 2, 4, 6]}
+        assert running[1] == 2
+    finally:
+        queue.close()
