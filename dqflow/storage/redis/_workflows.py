@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from dqflow.errors import StorageError, WorkflowRunNotFoundError
 from dqflow.json_values import loads
 from dqflow.storage.base import JOB_OPTIONS, Completion, Failure, NewJob, StepClaim
-from dqflow.storage.redis.codec import as_text, encode_option, from_us, record_from_hash, tag_set, tags_json
+from dqflow.storage.redis.codec import HashRecords, as_text, encode_option, from_us, tag_set, tags_json
 from dqflow.storage.run_states import WrittenRunStates
 from dqflow.storage.workflows import (
     Advance,
@@ -75,13 +75,14 @@ _PLACED = frozenset({"job_type", "payload_json", "priority", "run_at", "idempote
 _SHARED = tuple(o for o in JOB_OPTIONS if o.name not in _PLACED and o.name != "workflow_item")
 _ITEM = next(o for o in JOB_OPTIONS if o.name == "workflow_item")
 _shared_values = attrgetter("job_type", "priority", *(o.name for o in _SHARED))
-_JobShape = tuple[str, str, list[str], list[str]]
+_JobShape = tuple[str, str, list[str], list[str], list[HashRecords]]
 _shapes: dict[tuple[Any, ...], _JobShape] = {}
 
 
 def _shape(key: tuple[Any, ...]) -> _JobShape:
-    """Type, priority, hash fields and tag index keys of jobs with these option values (memoised:
-    a step job's options come from its type's declaration, so a few shapes serve every job)."""
+    """Type, priority, hash fields and tag index keys of jobs with these option values, and a
+    place for the maker of their records when claimed (``_claimed_records``; memoised: a step
+    job's options come from its type's declaration, so a few shapes serve every job)."""
     shape = _shapes.get(key)
     if shape is None:
         fields: list[str] = []
@@ -98,11 +99,39 @@ def _shape(key: tuple[Any, ...]) -> _JobShape:
             unique, signature = tag_set(tags)
             fields += ("tags", tags_json(tags), "tagset", signature)
             tag_keys = [f":tagset:{signature}", *(f":tag:{tag}" for tag in unique)]
-        shape = (key[0], str(key[1]), fields, tag_keys)
+        shape = (key[0], str(key[1]), fields, tag_keys, [])
         if len(_shapes) >= 256:
             _shapes.clear()
         _shapes[key] = shape
     return shape
+
+
+_CLAIMED_VARYING = (
+    "id",
+    "payload",
+    "workflow_run_id",
+    "workflow_item",
+    "run_at",
+    "created_at",
+    "updated_at",
+    "locked_by",
+    "locked_at",
+    "lease_expires_at",
+    "started_at",
+)
+"""The fields of a claimed step job's hash that are not its shape's (``workflow.lua`` writes them)."""
+
+
+def _claimed_records(shape: _JobShape) -> HashRecords:
+    """The maker of the records of the jobs of ``shape`` as ``workflow.lua`` stores them claimed."""
+    made = shape[4]
+    if not made:
+        job_type, priority, fields, _, _ = shape
+        it = iter(fields)
+        stored = dict(zip(it, it, strict=True))
+        stored.update(job_type=job_type, status="processing", priority=priority, attempts="1", lease_token="1")
+        made.append(HashRecords(stored, _CLAIMED_VARYING))
+    return made[0]
 
 
 _JOB_IDS = '"job_ids":['
@@ -194,31 +223,22 @@ class Claiming:
         self.records: list[JobRecord] = []
 
     def claimed(self, job_id: int, run_id: int, job: NewJob, shape: _JobShape, item: str, now_s: str) -> None:
-        """Add the record of a job ``workflow.lua`` stored claimed: its hash as the script wrote it
-        (the shape's fields, those of the claim), read as ``get_job`` reads it."""
-        job_type, priority, fields, _ = shape
-        it = iter(fields)
-        stored = dict(zip(it, it, strict=True))
-        stored.update(
-            id=str(job_id),
-            payload=job.payload_json,
-            workflow_run_id=str(run_id),
-            job_type=job_type,
-            status="processing",
-            priority=priority,
-            run_at=now_s,
-            created_at=now_s,
-            updated_at=now_s,
-            attempts="1",
-            lease_token="1",
-            locked_by=self.worker,
-            locked_at=now_s,
-            lease_expires_at=str(int(now_s) + self.claim.lease_ms * 1000),
-            started_at=now_s,
-        )
-        if item:
-            stored["workflow_item"] = item
-        self.records.append(record_from_hash(stored))
+        """Add the record of a job ``workflow.lua`` stored claimed, from its hash as the script
+        wrote it (its shape's fields, the claim's), read as ``get_job`` reads it."""
+        values = {
+            "id": str(job_id),
+            "payload": job.payload_json,
+            "workflow_run_id": str(run_id),
+            "workflow_item": item or None,
+            "run_at": now_s,
+            "created_at": now_s,
+            "updated_at": now_s,
+            "locked_by": self.worker,
+            "locked_at": now_s,
+            "lease_expires_at": str(int(now_s) + self.claim.lease_ms * 1000),
+            "started_at": now_s,
+        }
+        self.records.append(_claimed_records(shape).record(values))
         self.left -= 1
 
 
@@ -329,7 +349,7 @@ class _Plan:
         at = self._shape_at.get(key)
         if at is None:
             shape = _shape(key)
-            job_type, priority, fields, tag_keys = shape
+            job_type, priority, fields, tag_keys, _ = shape
             self.shapes += (job_type, priority, str(len(fields)), *fields, str(len(tag_keys)), *tag_keys)
             self._shape_list.append(shape)
             at = self._shape_at[key] = len(self._shape_at) + 1
