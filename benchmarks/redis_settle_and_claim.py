@@ -98,11 +98,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--modes", default="separate,eager", help="separate, eager or both (comma-separated)")
     args = parser.parse_args()
     found: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for _ in range(args.repeat):
-        for eager in (False, True):
-            mode = "eager" if eager else "separate"
+        for mode in args.modes.split(","):
+            eager = mode == "eager"
             for step, (client, server, steps) in zip("bc", one(args.url, args.runs, args.batch, eager), strict=True):
                 found.setdefault((mode, step), []).append((client / steps * 1e6, server / steps * 1e6))
     print(f"{args.runs} runs, batches of {args.batch}, median of {args.repeat} (µs CPU per step)")

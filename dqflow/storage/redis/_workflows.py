@@ -20,6 +20,12 @@ no read. A run that another process moved meanwhile conflicts once, then is read
 while such conflicts are frequent (several workers on the same runs), runs are read
 before planning, as if unknown.
 
+Eager dispatch (``settle_and_claim``): a settle's plan marks the new jobs its ``StepClaim``
+may take, and ``workflow.lua`` writes the first of them, up to the claim's limit, already
+claimed for the settling worker; ``_move`` knows which from the runs applied, and builds
+their records from the plan and the script's clock (``Claiming``), with no read. A run
+planned again after a conflict claims only what the calls before it left of the limit.
+
 Keys (all under the queue's ``{prefix}``): ``P:wfrun:<id>`` (hash: the
 ``WorkflowRun`` columns, timestamps in µs), ``P:wfrun_id`` (counter),
 ``P:wfruns`` and ``P:wfruns:name:<name>`` / ``P:wfruns:status:<status>``
