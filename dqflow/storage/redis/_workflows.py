@@ -219,12 +219,13 @@ class Claiming:
     left of its limit over the settle's script calls (a run planned again after a conflict
     claims from what the calls before it left), and the records of the jobs claimed."""
 
-    __slots__ = ("claim", "left", "now", "records", "worker")
+    __slots__ = ("claim", "lease_us", "left", "now", "records", "worker")
 
     def __init__(self, claim: StepClaim) -> None:
         self.claim = claim
         self.worker = claim.worker_id
         self.left = claim.limit
+        self.lease_us = int(claim.lease_ms) * 1000
         self.now = time.time()
         self.records: list[JobRecord] = []
 
@@ -241,7 +242,7 @@ class Claiming:
             "updated_at": now_s,
             "locked_by": self.worker,
             "locked_at": now_s,
-            "lease_expires_at": str(int(now_s) + self.claim.lease_ms * 1000),
+            "lease_expires_at": str(int(now_s) + self.lease_us),
             "started_at": now_s,
         }
         self.records.append(_claimed_records(shape).record(values))
@@ -372,7 +373,7 @@ class _Plan:
             left = claiming.left
             claim = claiming.claim
             events = self.events + min(left, self.claimable)
-            counts = ["c", claim.worker_id, str(claim.lease_ms), str(left), str(events), str(self.new_jobs)]
+            counts = ["c", claim.worker_id, str(int(claim.lease_ms)), str(left), str(events), str(self.new_jobs)]
         return [*counts, *self.shapes, str(self.run_count), *self.runs, str(self.create_count), *self.creates]
 
 
