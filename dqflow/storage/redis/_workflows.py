@@ -20,6 +20,12 @@ no read. A run that another process moved meanwhile conflicts once, then is read
 while such conflicts are frequent (several workers on the same runs), runs are read
 before planning, as if unknown.
 
+Eager dispatch (``settle_and_claim``): a settle's plan marks the new jobs its ``StepClaim``
+may take, and ``workflow.lua`` writes the first of them, up to the claim's limit, already
+claimed for the settling worker; ``_move`` knows which from the runs applied, and builds
+their records from the plan and the script's clock (``Claiming``), with no read. A run
+planned again after a conflict claims only what the calls before it left of the limit.
+
 Keys (all under the queue's ``{prefix}``): ``P:wfrun:<id>`` (hash: the
 ``WorkflowRun`` columns, timestamps in µs), ``P:wfrun_id`` (counter),
 ``P:wfruns`` and ``P:wfruns:name:<name>`` / ``P:wfruns:status:<status>``
@@ -37,8 +43,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from dqflow.errors import StorageError, WorkflowRunNotFoundError
 from dqflow.json_values import loads
-from dqflow.storage.base import JOB_OPTIONS, Completion, Failure, NewJob
-from dqflow.storage.redis.codec import as_text, encode_option, from_us, tag_set, tags_json
+from dqflow.storage.base import JOB_OPTIONS, Completion, Failure, NewJob, StepClaim
+from dqflow.storage.redis.codec import HashRecords, as_text, encode_option, from_us, tag_set, tags_json
 from dqflow.storage.run_states import WrittenRunStates
 from dqflow.storage.workflows import (
     Advance,
@@ -56,6 +62,7 @@ from dqflow.storage.workflows import (
 from dqflow.workflow_record import WorkflowPage, WorkflowRun
 
 if TYPE_CHECKING:
+    from dqflow.record import JobRecord
     from dqflow.storage.redis.backend import RedisStorage
 
 MAX_ATTEMPTS = 200
@@ -74,13 +81,14 @@ _PLACED = frozenset({"job_type", "payload_json", "priority", "run_at", "idempote
 _SHARED = tuple(o for o in JOB_OPTIONS if o.name not in _PLACED and o.name != "workflow_item")
 _ITEM = next(o for o in JOB_OPTIONS if o.name == "workflow_item")
 _shared_values = attrgetter("job_type", "priority", *(o.name for o in _SHARED))
-_JobShape = tuple[str, str, list[str], list[str]]
+_JobShape = tuple[str, str, list[str], list[str], list[HashRecords]]
 _shapes: dict[tuple[Any, ...], _JobShape] = {}
 
 
 def _shape(key: tuple[Any, ...]) -> _JobShape:
-    """Type, priority, hash fields and tag index keys of jobs with these option values (memoised:
-    a step job's options come from its type's declaration, so a few shapes serve every job)."""
+    """Type, priority, hash fields and tag index keys of jobs with these option values, and a
+    place for the maker of their records when claimed (``_claimed_records``; memoised: a step
+    job's options come from its type's declaration, so a few shapes serve every job)."""
     shape = _shapes.get(key)
     if shape is None:
         fields: list[str] = []
@@ -97,11 +105,39 @@ def _shape(key: tuple[Any, ...]) -> _JobShape:
             unique, signature = tag_set(tags)
             fields += ("tags", tags_json(tags), "tagset", signature)
             tag_keys = [f":tagset:{signature}", *(f":tag:{tag}" for tag in unique)]
-        shape = (key[0], str(key[1]), fields, tag_keys)
+        shape = (key[0], str(key[1]), fields, tag_keys, [])
         if len(_shapes) >= 256:
             _shapes.clear()
         _shapes[key] = shape
     return shape
+
+
+_CLAIMED_VARYING = (
+    "id",
+    "payload",
+    "workflow_run_id",
+    "workflow_item",
+    "run_at",
+    "created_at",
+    "updated_at",
+    "locked_by",
+    "locked_at",
+    "lease_expires_at",
+    "started_at",
+)
+"""The fields of a claimed step job's hash that are not its shape's (``workflow.lua`` writes them)."""
+
+
+def _claimed_records(shape: _JobShape) -> HashRecords:
+    """The maker of the records of the jobs of ``shape`` as ``workflow.lua`` stores them claimed."""
+    made = shape[4]
+    if not made:
+        job_type, priority, fields, _, _ = shape
+        it = iter(fields)
+        stored = dict(zip(it, it, strict=True))
+        stored.update(job_type=job_type, status="processing", priority=priority, attempts="1", lease_token="1")
+        made.append(HashRecords(stored, _CLAIMED_VARYING))
+    return made[0]
 
 
 _JOB_IDS = '"job_ids":['
@@ -178,23 +214,77 @@ def _step_state(advance: Advance) -> tuple[list[str], int]:
     return args, len(text)
 
 
+class Claiming:
+    """A ``StepClaim`` being served by one settle (``RedisStorage.settle_and_claim``): what is
+    left of its limit over the settle's script calls (a run planned again after a conflict
+    claims from what the calls before it left), and the records of the jobs claimed."""
+
+    __slots__ = ("claim", "lease_us", "left", "now", "records", "worker")
+
+    def __init__(self, claim: StepClaim) -> None:
+        self.claim = claim
+        self.worker = claim.worker_id
+        self.left = claim.limit
+        self.lease_us = int(claim.lease_ms) * 1000
+        self.now = time.time()
+        self.records: list[JobRecord] = []
+
+    def claimed(self, job_id: int, run_id: int, job: NewJob, shape: _JobShape, item: str, now_s: str) -> None:
+        """Add the record of a job ``workflow.lua`` stored claimed, from its hash as the script
+        wrote it (its shape's fields, the claim's), read as ``get_job`` reads it."""
+        values = {
+            "id": str(job_id),
+            "payload": job.payload_json,
+            "workflow_run_id": str(run_id),
+            "workflow_item": item or None,
+            "run_at": now_s,
+            "created_at": now_s,
+            "updated_at": now_s,
+            "locked_by": self.worker,
+            "locked_at": now_s,
+            "lease_expires_at": str(int(now_s) + self.lease_us),
+            "started_at": now_s,
+        }
+        self.records.append(_claimed_records(shape).record(values))
+        self.left -= 1
+
+
 class _Plan:
     """One ``workflow.lua`` call being built, as its flat ARGV (no JSON for the script to decode):
     the job shapes the new jobs share (each sent once), the runs to guard and move, the runs to
     create. ``lua/workflow.lua`` describes the layout."""
 
-    __slots__ = ("_shape_at", "create_count", "creates", "events", "new_jobs", "run_count", "runs", "shapes")
+    __slots__ = (
+        "_shape_at",
+        "_shape_list",
+        "claimable",
+        "claiming",
+        "create_count",
+        "creates",
+        "events",
+        "new_jobs",
+        "picks",
+        "run_count",
+        "runs",
+        "shapes",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, claiming: Claiming | None = None) -> None:
         #: the events and job ids the script draws in one go: one per completion and per new job
         self.events = 0
         self.new_jobs = 0
         self.shapes: list[str] = ["0"]
         self._shape_at: dict[tuple[Any, ...], int] = {}
+        self._shape_list: list[_JobShape] = []
         self.runs: list[str] = []
         self.run_count = 0
         self.creates: list[str] = []
         self.create_count = 0
+        #: eager dispatch: the claim served, and per run the new jobs it may claim (position,
+        #: job, shape, fan-out index), how many in all
+        self.claiming = claiming
+        self.picks: list[list[tuple[int, NewJob, _JobShape, str]]] = []
+        self.claimable = 0
 
     def run(self, run_id: int, state: RunState | None, group: Sequence[Ending], advance: Advance | None) -> int:
         """Add a run: its guards (its version and status as read, none without ``state``; its jobs'),
@@ -209,6 +299,8 @@ class _Plan:
             if op[0] == "c":
                 self.events += 1
             record += op
+        if self.claiming is not None:
+            self.picks.append([])
         size = self._move(record, advance)
         self.runs.append(str(len(record)))
         self.runs += record
@@ -233,8 +325,19 @@ class _Plan:
         self.new_jobs += len(new_jobs)
         self.events += len(new_jobs)
         record += ("1", advance.status.value, str(len(new_jobs)))
-        for job in new_jobs:
-            record += self._job(job)
+        claiming = self.claiming
+        if claiming is None or claiming.left <= 0:
+            for job in new_jobs:
+                record += self._job(job)
+        else:
+            claim, now, picks = claiming.claim, claiming.now, self.picks[-1]
+            for position, job in enumerate(new_jobs):
+                entry = self._job(job)
+                if claim.takes(job, now):  # the script claims it if the limit is not reached yet
+                    picks.append((position, job, self._shape_list[int(entry[0]) - 1], entry[2]))
+                    entry = ("-" + entry[0], entry[1], entry[2])
+                record += entry
+            self.claimable += len(picks)
         output, reason, error = advance.output_json, advance.failure_reason, advance.error
         cancels, retries = advance.cancel_job_ids, advance.retry_job_ids
         if output is None and reason is None and error is None and not cancels and not retries:
@@ -252,8 +355,10 @@ class _Plan:
         key = _shared_values(job)
         at = self._shape_at.get(key)
         if at is None:
-            job_type, priority, fields, tag_keys = _shape(key)
+            shape = _shape(key)
+            job_type, priority, fields, tag_keys, _ = shape
             self.shapes += (job_type, priority, str(len(fields)), *fields, str(len(tag_keys)), *tag_keys)
+            self._shape_list.append(shape)
             at = self._shape_at[key] = len(self._shape_at) + 1
             self.shapes[0] = str(at)
         item = job.workflow_item
@@ -261,7 +366,14 @@ class _Plan:
 
     def args(self) -> list[str]:
         """The script's ARGV: the ids to draw, the shapes, the runs, the creates."""
-        counts = [str(self.events), str(self.new_jobs)]
+        claiming = self.claiming
+        if claiming is None or not self.claimable:
+            counts = [str(self.events), str(self.new_jobs)]
+        else:  # and a `processing` event per job it claims
+            left = claiming.left
+            claim = claiming.claim
+            events = self.events + min(left, self.claimable)
+            counts = ["c", claim.worker_id, str(int(claim.lease_ms)), str(left), str(events), str(self.new_jobs)]
         return [*counts, *self.shapes, str(self.run_count), *self.runs, str(self.create_count), *self.creates]
 
 
@@ -388,15 +500,22 @@ class RedisWorkflows:
     def _apply(self, plan: _Plan) -> list[Any]:
         return list(self._storage._run("workflow", "move workflow runs", *plan.args()))
 
-    def _move(self, endings: Sequence[Ending], states: dict[int, RunState], notices: list[RunNotice]) -> set[int]:
+    def _move(
+        self,
+        endings: Sequence[Ending],
+        states: dict[int, RunState],
+        notices: list[RunNotice],
+        claiming: Claiming | None = None,
+    ) -> set[int]:
         """End the jobs and move their runs (from ``states``, as read or known) in one script call;
         each run's part is written only if its guards hold. Answers the runs whose guards failed
-        (nothing of them written)."""
+        (nothing of them written). With ``claiming``, the new jobs it may take are claimed by the
+        script (up to what is left of its limit) and their records added to it."""
         advancer = self._storage.workflow_advancer
         by_run: dict[int, list[Ending]] = {}
         for ending in endings:
             by_run.setdefault(ending.run_id, []).append(ending)
-        plan = _Plan()
+        plan = _Plan(claiming)
         planned: list[tuple[RunState | None, Advance | None, int]] = []
         for run_id, group in by_run.items():
             state, advance = states.get(run_id), None
@@ -414,6 +533,18 @@ class RedisWorkflows:
             elif state is not None and advance is not None:
                 self._known.keep(_moved_state(state, advance, int(answer)), size)
                 notices.extend(RunNotice(run_id, state.name, s, advance.failure_reason) for s in advance.notices)
+        if claiming is not None and plan.claimable:
+            # the script claimed the first of the jobs it may take, up to the limit, in the order
+            # written (the runs it applied, in plan order): the same ones, from what the plan holds
+            now_s = reply[0]
+            for run_id, answer, picks in zip(by_run, reply[1:], plan.picks, strict=True):
+                if answer == "conflict" or not picks:
+                    continue
+                first = int(answer)
+                for position, job, shape, item in picks:
+                    if claiming.left <= 0:
+                        return conflicts
+                    claiming.claimed(first + position, run_id, job, shape, item, now_s)
         return conflicts
 
     def _until_applied(self, attempt: Callable[[], list[Any] | None], what: str) -> list[Any]:
@@ -471,13 +602,15 @@ class RedisWorkflows:
         notices: list[RunNotice],
         what: str,
         run_ids: Sequence[int] = (),
+        claiming: Claiming | None = None,
     ) -> list[bool]:
         """End step jobs and move their runs in one script, retried (the runs that conflicted) until applied.
 
         ``run_ids``: the runs the jobs are expected to belong to (read with the jobs).
 
         ``ops`` gets each job's hash fields (by id) and answers per job its ``Ending``, or None
-        for a job it leaves alone (not held).
+        for a job it leaves alone (not held). ``claiming``: the claim the runs' new jobs are
+        claimed for (``_move``).
         """
         flags = [False] * len(job_ids)
         client = self._storage._client
@@ -505,7 +638,7 @@ class RedisWorkflows:
             if not chosen:
                 return flags
             states.update(self._states([e.run_id for _, e in chosen if e.run_id not in states]))
-            conflicts = self._move([e for _, e in chosen], states, notices)
+            conflicts = self._move([e for _, e in chosen], states, notices, claiming)
             if not conflicts:
                 return flags
             self.conflicts += 1
@@ -515,14 +648,17 @@ class RedisWorkflows:
                 time.sleep(random.uniform(0, min(0.02, 0.001 * tries)))
         raise StorageError(f"Redis at {self._storage.url}: {what} kept conflicting with other changes; try again")
 
-    def settle(self, items: Sequence[Completion | Failure], notices: list[RunNotice]) -> list[bool]:
+    def settle(
+        self, items: Sequence[Completion | Failure], notices: list[RunNotice], claiming: Claiming | None = None
+    ) -> list[bool]:
         """End step jobs that completed or failed for good (each naming its run), their runs moved.
 
         Planned first from what the worker holds: the job as claimed (``workflow.lua`` checks
         it is still processing under that lease token, in that run) and each run as this
         process last wrote it (read if unknown, or while those states keep turning out stale:
         ``_judge``). The runs whose guards fail then go the way of ``jobs_ended``: jobs and
-        runs read, planned again, until applied.
+        runs read, planned again, until applied. ``claiming``: the claim the runs' new jobs
+        are claimed for in the same script calls (eager dispatch), its limit over all of them.
         """
         runs = {item.workflow_run_id for item in items if item.workflow_run_id is not None}
         known = {run_id: state for run_id in runs if (state := self._known.get(run_id)) is not None}
@@ -540,7 +676,7 @@ class RedisWorkflows:
                 held = sum(1 for run_id, state in known.items() if versions.get(run_id) == state.version)
                 self._judge(held, len(known) - held)
         endings = [_held_ending(item, states, stored) for item in items]
-        conflicts = self._move(endings, states, notices)
+        conflicts = self._move(endings, states, notices, claiming)
         if trusted:
             stale = len(conflicts & known.keys())
             self._judge(len(known) - stale, stale)
@@ -551,7 +687,9 @@ class RedisWorkflows:
         retried = [items[p] for p in again]
         ids = [item.job_id for item in retried]
         flags = [True] * len(items)
-        retried_flags = self.jobs_ended(settle_ops(retried), ids, notices, "settle step jobs", sorted(conflicts))
+        retried_flags = self.jobs_ended(
+            settle_ops(retried), ids, notices, "settle step jobs", sorted(conflicts), claiming
+        )
         for p, flag in zip(again, retried_flags, strict=True):
             flags[p] = flag
         return flags

@@ -48,6 +48,7 @@ from dqflow.storage.base import (
     ReclaimedJob,
     Release,
     ScheduleState,
+    StepClaim,
     Storage,
     TagMode,
     TickResult,
@@ -61,7 +62,7 @@ from dqflow.storage.base import (
 from dqflow.storage.changes import Change
 from dqflow.storage.redis import _layout, _schedules, changes
 from dqflow.storage.redis._alarm import Alarm
-from dqflow.storage.redis._workflows import Ending, RedisWorkflows
+from dqflow.storage.redis._workflows import Claiming, Ending, RedisWorkflows
 from dqflow.storage.redis.codec import (
     added_event,
     as_text,
@@ -554,9 +555,22 @@ class RedisStorage(Storage):
             return self._settle_with_steps(outcomes)
         return self._settle(outcomes)
 
-    def _settle_with_steps(self, outcomes: Sequence[Outcome]) -> list[bool]:
+    def settle_and_claim(self, outcomes: Sequence[Outcome], claim: StepClaim) -> tuple[list[bool], list[JobRecord]]:
+        """``settle_jobs``; the step jobs its runs' advances insert that ``claim`` may take are
+        written by ``workflow.lua`` already claimed (never in a ready or pending set), their
+        records built here from what the plan holds (no read)."""
+        steps = self.workflow_advancer is not None and any(
+            isinstance(item, (Completion, Failure)) and item.workflow_run_id is not None for item in outcomes
+        )
+        if not steps or claim.limit <= 0:
+            return self.settle_jobs(outcomes), []
+        claiming = Claiming(claim)
+        return self._settle_with_steps(outcomes, claiming), claiming.records
+
+    def _settle_with_steps(self, outcomes: Sequence[Outcome], claiming: Claiming | None = None) -> list[bool]:
         """Step jobs that end (completed, failed for good) go through workflow.lua with their
-        runs; the rest (retries, releases, plain jobs) through settle.lua."""
+        runs; the rest (retries, releases, plain jobs) through settle.lua. ``claiming``: the
+        claim their runs' new jobs are claimed for (``settle_and_claim``)."""
         applied = [False] * len(outcomes)
         seen: set[int] = set()
         steps: list[int] = []
@@ -572,7 +586,7 @@ class RedisStorage(Storage):
                 rest.append(position)
         notices: list[RunNotice] = []
         items = [cast("Completion | Failure", outcomes[p]) for p in steps]
-        flags = self._workflows.settle(items, notices)
+        flags = self._workflows.settle(items, notices, claiming)
         for position, flag in zip(steps, flags, strict=True):
             applied[position] = flag
         if rest:

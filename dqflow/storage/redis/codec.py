@@ -144,6 +144,45 @@ def record_from_hash(h: Mapping[str, str]) -> JobRecord:
     return _construct(fields)
 
 
+class HashRecords:
+    """The records of job hashes alike but for the fields ``varying``: what ``record_from_hash``
+    builds from the whole hash, each shared field decoded once (a settle's claimed step jobs
+    of one job type share all but their ids, payloads, runs and times). A shared field whose
+    value is mutable (a list or dict: tags, meta, error_history) is decoded again for each
+    record, which owns it."""
+
+    __slots__ = ("_decoders", "_fields", "_mutable")
+
+    def __init__(self, shared: Mapping[str, str], varying: Sequence[str]) -> None:
+        fields: dict[str, Any] = {}
+        self._decoders: dict[str, tuple[Callable[[str], Any], Callable[[], Any]]] = {}
+        self._mutable: list[tuple[str, str | None, Callable[[str], Any], Callable[[], Any]]] = []
+        for name, decode, absent in _CODEC:  # in _FIELDS order, as record_from_hash fills them
+            if name in varying:
+                fields[name] = None
+                self._decoders[name] = (decode, absent)
+                continue
+            raw = shared.get(name)
+            fields[name] = value = absent() if raw is None else decode(raw)
+            if isinstance(value, (list, dict)):
+                self._mutable.append((name, raw, decode, absent))
+        self._fields = fields
+
+    def record(self, values: Mapping[str, str | None]) -> JobRecord:
+        """The record of the hash that holds the shared fields and ``values`` (the varying ones;
+        None: absent)."""
+        fields = self._fields.copy()
+        decoders = self._decoders
+        for name, raw in values.items():
+            decode, absent = decoders[name]
+            fields[name] = absent() if raw is None else decode(raw)
+        for name, shared, decode, absent in self._mutable:
+            fields[name] = absent() if shared is None else decode(shared)
+        if fields["steps"] or fields["wait"] is not None:
+            durable_fields(fields)
+        return _construct(fields)
+
+
 def _construct(fields: dict[str, Any]) -> JobRecord:
     """``JobRecord.model_construct`` without its per-field default handling (7x faster).
 

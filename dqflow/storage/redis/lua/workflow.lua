@@ -26,9 +26,21 @@
 -- Every job this takes out of processing gives back its concurrency slot; a job failed for
 -- good adds its dead-letter job (docs/FLOW_CONTROL.md). The jobs it makes ready are handed
 -- to idle workers (claimed for them, in their inboxes) or wake the waiting ones.
--- Returns {'ok'}, then per run the id of its first new job ('0': none) or 'conflict', then
--- per create its run id and '1' (created) or '0' (its key was taken).
+-- Eager dispatch (Storage.settle_and_claim): ARGV may start with 'c', the worker id, its lease
+-- (ms) and how many jobs it may claim at most; a new job whose shape place is negative (-s for
+-- shape s) may be claimed: the first ones of them, up to that limit, in the order written, are
+-- stored claimed for that worker (processing, attempt 1, lease token 1, a `processing` event
+-- right after its `added` one, both at this call's clock), never in the ready or pending sets.
+-- The caller counts their `processing` events in the events to draw.
+-- Returns {'ok'} (with a claim: this call's clock, in us), then per run the id of its first new
+-- job ('0': none) or 'conflict', then per create its run id and '1' (created) or '0' (its key
+-- was taken).
 local at = 1
+local claimer, claim_lease, claim_left = nil, 0, 0
+if ARGV[1] == 'c' then
+  claimer, claim_lease, claim_left = ARGV[2], tonumber(ARGV[3]) * 1000, tonumber(ARGV[4])
+  at = 5
+end
 
 local function take()
   local value = ARGV[at]
@@ -70,6 +82,29 @@ end
 
 local function run_key(id)
   return P .. ':wfrun:' .. id
+end
+
+-- eager dispatch: the lease's end, the claiming worker as JSON, the hash fields of a claimed job
+-- of each shape (built on first use)
+local claim_expires_s, claimer_json, claimed_shapes = '', '', {}
+if claimer then
+  claim_expires_s = fmt(now + claim_lease)
+  claimer_json = cjson.encode(claimer)
+end
+
+local function claimed_fields(s, shape)
+  local fields = claimed_shapes[s]
+  if not fields then
+    fields = {}
+    for f, value in ipairs(shape[3]) do fields[f] = value end
+    fields[4] = 'processing' -- ('status', 'pending' are its third and fourth entries)
+    for _, value in ipairs({'attempts', '1', 'lease_token', '1', 'locked_by', claimer, 'locked_at', now_s,
+      'lease_expires_at', claim_expires_s, 'started_at', now_s}) do
+      fields[#fields + 1] = value
+    end
+    claimed_shapes[s] = fields
+  end
+  return fields
 end
 
 -- what the guards read of each guarded job (the HMGET's reply: [4] output, [5] concurrency_key), by id
@@ -202,26 +237,46 @@ local function move(id, before, version)
     job_id_drawn = job_id_drawn + count
   end
   for k = 1, count do
-    local shape = shapes[take_count()]
+    local s = take_count()
+    local claimed = false
+    if s < 0 then -- one the caller may claim (eager dispatch)
+      s = -s
+      if claim_left > 0 then
+        claim_left = claim_left - 1
+        claimed = true
+      end
+    end
+    local shape = shapes[s]
     local payload, item = take(), take()
     local job_id, job_type = fmt(first + k - 1), shape[1]
     if k == 1 then first_text = job_id end
     event_id = event_id + 1
+    local fields = claimed and claimed_fields(s, shape) or shape[3]
     if item == '' then
       CALL('HSET', job_key(job_id), 'id', job_id, 'payload', payload, 'added_event', fmt(event_id),
-        'workflow_run_id', id, unpack(shape[3]))
+        'workflow_run_id', id, unpack(fields))
     else
       CALL('HSET', job_key(job_id), 'id', job_id, 'payload', payload, 'added_event', fmt(event_id),
-        'workflow_run_id', id, 'workflow_item', item, unpack(shape[3]))
+        'workflow_run_id', id, 'workflow_item', item, unpack(fields))
     end
     -- scores as text, like the ids: no number formatted or parsed here
     batch_add(zsets, P .. ':jobs', job_id, job_id)
     batch_add(zsets, P .. ':type:' .. job_type, job_id, job_id)
-    batch_add(zsets, P .. ':status:pending', job_id, job_id)
-    batch_add(zsets, P .. ':ready:' .. job_type, '0', shape[5] .. string.format('%016d', first + k - 1))
     for _, tag_key in ipairs(shape[4]) do batch_add(zsets, P .. tag_key, job_id, job_id) end
     types[job_type] = true
-    woken[job_type] = (woken[job_type] or 0) + 1
+    if claimed then -- in processing at once, as claim.lua's claim_job leaves a job, its event after `added`
+      batch_add(zsets, P .. ':status:processing', job_id, job_id)
+      batch_add(zsets, P .. ':processing', claim_expires_s, job_id)
+      event_id = event_id + 1
+      local entry = '{"id":' .. fmt(event_id) .. ',"type":"processing","at":' .. now_s .. ',"data":{"worker_id":'
+        .. claimer_json .. ',"attempt":1}}'
+      CALL('RPUSH', P .. ':events:' .. job_id, entry)
+      feed(job_id, 'event', entry)
+    else
+      batch_add(zsets, P .. ':status:pending', job_id, job_id)
+      batch_add(zsets, P .. ':ready:' .. job_type, '0', shape[5] .. string.format('%016d', first + k - 1))
+      woken[job_type] = (woken[job_type] or 0) + 1
+    end
   end
   local output, failure_reason, err, cancel_reason
   local extras = take() == '1'
@@ -301,7 +356,7 @@ local function move(id, before, version)
   return first_text
 end
 
-local answer = {'ok'}
+local answer = {claimer and now_s or 'ok'}
 for _ = 1, take_count() do
   local size, start = take(), at -- read only to skip a run whose guards fail
   local id, version, before = take(), take(), take()
