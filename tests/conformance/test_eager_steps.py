@@ -165,7 +165,7 @@ def test_a_batch_claims_the_next_steps_of_several_runs_in_order_of_creation(queu
 
 
 @pytest.mark.parametrize("eager", [True, False])
-def test_a_worker_runs_a_chain_with_or_without_claiming_steps_at_once(queue: Queue, eager: bool) -> None:
+def test_a_worker_runs_a_chain_with_or_without_claiming_steps_at_once(queue: Queue, backend: str, eager: bool) -> None:
     run_ids = queue.start_workflows("linear", [{"n": n} for n in range(20)])
     with running_worker(queue, concurrency=4, eager_steps=eager):
         wait_until(lambda: all(queue.require_workflow(r).is_finished for r in run_ids), 30)
@@ -181,7 +181,12 @@ def test_a_worker_runs_a_chain_with_or_without_claiming_steps_at_once(queue: Que
         for job_id in later
         if len({e.created_at for e in queue.get_events(job_id) if e.event_type in ("added", "processing")}) == 1
     ]
-    assert at_once == (later if eager else [])
+    if eager:
+        assert at_once == later
+    elif not backend.startswith("redis"):
+        # (Redis hands a job made ready to a worker idle at that moment in the same script,
+        # eager steps or not: docs/REDIS.md)
+        assert at_once == []
 
 
 def test_steps_claimed_at_once_never_run_beyond_the_concurrency(backend: str) -> None:
