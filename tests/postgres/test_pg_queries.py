@@ -23,5 +23,5 @@ def test_the_settle_statements_fit_psycopgs_parse_cache() -> None:
     """Longer statements have their placeholders parsed again on every call."""
     queries = Queries.load("t_some_long_schema_name")
     names = ("complete_jobs", "add_jobs_unkeyed", "workflow_update_run", "workflow_lock_runs")
-    for name in (*names, "workflow_add_jobs_update_runs"):
+    for name in (*names, "workflow_add_jobs_update_runs", "workflow_add_claimed_jobs_update_runs"):
         assert len(getattr(queries, name).encode()) <= MAX_CACHED_STATEMENT_LENGTH, name

@@ -7,6 +7,8 @@ holds a ``$OPTION_*`` / ``$EDIT_ASSIGNMENTS`` mark, expanded here from
 ``-- unkeyed`` and ``-- drawn here`` / ``-- given`` line marks;
 ``workflow_add_jobs_update_runs`` is ``add_jobs_drawn`` and ``workflow_update_run``
 in one statement (a step settle's new jobs and its runs' new states);
+``workflow_add_claimed_jobs_update_runs`` is the same with some of those jobs inserted
+claimed (``workflow_add_claimed_jobs.sql``, for ``settle_and_claim``);
 ``workflow_lock_complete_jobs`` is ``complete_jobs.sql`` that first locks the batch's
 runs (its ``-- runs locked`` / ``-- plain`` line marks).
 
@@ -128,6 +130,15 @@ def compose(name: str) -> str:
         return _with_options(
             f"{inserts}\n, updated AS (\n{update}\n    RETURNING r.id\n)\nSELECT count(*) FROM updated CROSS JOIN woken"
         )
+    if name == "workflow_add_claimed_jobs_update_runs":
+        # the same with some jobs inserted claimed, answering those (a one-time filter: the
+        # runs' update and the notifications run whether or not a job was claimed)
+        update = read("workflow_update_run").strip()
+        return _with_options(
+            f"{read('workflow_add_claimed_jobs').strip()}\n, updated AS (\n{update}\n    RETURNING r.id\n)\n"
+            "SELECT * FROM inserted\n"
+            "WHERE status = 'processing' AND (SELECT count(*) FROM updated CROSS JOIN woken) >= 0"
+        )
     return _with_options(read(name))
 
 
@@ -204,6 +215,7 @@ class Queries:
     workflow_lock_runs: str
     workflow_update_run: str
     workflow_add_jobs_update_runs: str
+    workflow_add_claimed_jobs_update_runs: str
     workflow_draw_job_ids: str
     workflow_cancel_jobs: str
     workflow_retry_jobs: str

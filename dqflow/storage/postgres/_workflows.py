@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -32,6 +33,7 @@ from psycopg import pq
 from psycopg.rows import dict_row, tuple_row
 
 from dqflow.errors import WorkflowRunNotFoundError
+from dqflow.storage.base import StepClaim
 from dqflow.storage.run_states import WrittenRunStates
 from dqflow.storage.workflows import (
     Advance,
@@ -67,11 +69,21 @@ def run_record(row: dict[str, Any]) -> WorkflowRun:
 @dataclass(slots=True)
 class Written:
     """What one transaction wrote to runs, acted on once it committed: ``notices`` for the
-    advancer, ``states`` (with the size of their step state's JSON) to keep."""
+    advancer, ``states`` (with the size of their step state's JSON) to keep; ``claimed``, the
+    cursor of the insert that claimed new jobs (``StepClaim``), read once its pipeline synced."""
 
     notices: list[RunNotice] = field(default_factory=list)
     states: list[tuple[RunState, int]] = field(default_factory=list)
     durable: bool = False
+    claimed: psycopg.Cursor[dict[str, Any]] | None = None
+
+    def claimed_rows(self) -> list[dict[str, Any]]:
+        """The rows of the jobs claimed (whole, as claim_jobs.sql answers them), once the
+        pipeline that sent their insert synced: no round trip of their own."""
+        if self.claimed is None:
+            return []
+        with self.claimed as cur:
+            return cur.fetchall()
 
     def committed(self, conn: Connection) -> None:
         """The transaction block that wrote them ended without error: the states may be kept
@@ -244,8 +256,9 @@ class PgWorkflows:
         ends: Sequence[tuple[int, JobEnd]],
         written: Written,
         drawn_ids: Sequence[int] = (),
+        claim: StepClaim | None = None,
     ) -> None:
-        """Move each locked run by the ends of its step jobs (``drawn_ids``: as ``write``)."""
+        """Move each locked run by the ends of its step jobs (``drawn_ids``, ``claim``: as ``write``)."""
         advancer = self._storage.workflow_advancer
         if advancer is None or not ends:
             return
@@ -257,7 +270,7 @@ class PgWorkflows:
             for run_id in sorted(by_run)
             if run_id in states
         ]
-        self.write(conn, moved, written, drawn_ids)
+        self.write(conn, moved, written, drawn_ids, claim)
 
     def write(
         self,
@@ -265,12 +278,16 @@ class PgWorkflows:
         moved: Sequence[tuple[RunState, Advance]],
         written: Written,
         drawn_ids: Sequence[int] = (),
+        claim: StepClaim | None = None,
     ) -> None:
         """Write the advances of several locked runs, whatever their number: their new jobs and
         new states in one statement, their cancellations and retries in one each, sent together
         (one round trip with the commit in a pipeline). The new jobs
         take the ids of ``drawn_ids`` (drawn from the jobs' sequence in an earlier round trip),
-        more are drawn when those are too few; the ones left over are not used."""
+        more are drawn when those are too few; the ones left over are not used. With a
+        ``claim``, the new jobs it picks are inserted claimed by that same statement
+        (``workflow_add_claimed_jobs_update_runs``); its cursor goes to ``written.claimed``,
+        to be read once the pipeline synced."""
         changed = [(state, advance) for state, advance in moved if advance.changed]
         if not changed:
             return
@@ -285,7 +302,20 @@ class PgWorkflows:
                 new_ids += [int(row[0]) for row in cur.fetchall()]
         with contextlib.nullcontext() if in_pipeline else conn.pipeline(), conn.cursor(row_factory=tuple_row) as cur:
             updates = self._run_updates(changed, new_ids, written)
-            if jobs:  # the new jobs and the runs' new states in one statement
+            picked = [] if claim is None or not jobs else claim.pick(jobs, time.time())
+            if picked:  # the same, some of the jobs inserted claimed (answered once synced)
+                assert claim is not None
+                params = {
+                    "jobs": storage._jobs_json(jobs, ids=new_ids),
+                    "channel": storage._channel,
+                    "claimed": [new_ids[position] for position in picked],
+                    "worker_id": claim.worker_id,
+                    "lease_ms": claim.lease_ms,
+                    **updates,
+                }
+                written.claimed = conn.cursor(row_factory=dict_row)
+                written.claimed.execute(storage._q.workflow_add_claimed_jobs_update_runs, params)
+            elif jobs:  # the new jobs and the runs' new states in one statement
                 params = {"jobs": storage._jobs_json(jobs, ids=new_ids), "channel": storage._channel, **updates}
                 cur.execute(storage._q.workflow_add_jobs_update_runs, params)
             else:

@@ -55,6 +55,7 @@ from dqflow.storage.base import (
     ReclaimedJob,
     Release,
     ScheduleState,
+    StepClaim,
     Storage,
     TagMode,
     TickResult,
@@ -599,10 +600,18 @@ class PostgresStorage(Storage):
         return self._ids("renewing leases", self._q.renew_leases, params)
 
     def settle_jobs(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        return self._settle(outcomes, None)[0]
+
+    def settle_and_claim(self, outcomes: Sequence[Outcome], claim: StepClaim) -> tuple[list[bool], list[JobRecord]]:
+        return self._settle(outcomes, claim)
+
+    def _settle(self, outcomes: Sequence[Outcome], claim: StepClaim | None) -> tuple[list[bool], list[JobRecord]]:
+        """settle_jobs; with a ``claim``, the new step jobs it picks are inserted claimed by the
+        advance's insert (``PgWorkflows.write``), in the same transaction and round trip."""
         applied = [False] * len(outcomes)
         groups = outcomes_by_kind(outcomes)
         if not groups:
-            return applied
+            return applied, []
         statements = [
             (kind, positions, *self._settle_statement(kind, [outcomes[i] for i in positions]))
             for kind, positions in groups.items()
@@ -616,7 +625,7 @@ class PostgresStorage(Storage):
             }
         )
         if run_ids:
-            return self._settle_steps(outcomes, statements, run_ids)
+            return self._settle_steps(outcomes, statements, run_ids, claim)
         written = Written()
         with self._connection("settling jobs") as conn:
             with contextlib.ExitStack() as stack:
@@ -635,10 +644,11 @@ class PostgresStorage(Storage):
                     in_transaction = len(statements) > 1 or Wait in groups
                     with contextlib.nullcontext() if in_transaction else conn.transaction():
                         states = self._workflows.lock(conn, sorted({run_id for run_id, _ in ends}))
-                        self._workflows.jobs_ended(conn, states, ends, written)
+                        self._workflows.jobs_ended(conn, states, ends, written, claim=claim)
             written.committed(conn)
+            taken = [_record(row) for row in written.claimed_rows()]
         self._committed(written)
-        return applied
+        return applied, taken
 
     def _settled(
         self,
@@ -665,15 +675,20 @@ class PostgresStorage(Storage):
         return ends_of(rows, "complete" if kind is Completion else "fail")
 
     def _settle_steps(
-        self, outcomes: Sequence[Outcome], statements: list[tuple[Any, ...]], run_ids: list[int]
-    ) -> list[bool]:
+        self,
+        outcomes: Sequence[Outcome],
+        statements: list[tuple[Any, ...]],
+        run_ids: list[int],
+        claim: StepClaim | None,
+    ) -> tuple[list[bool], list[JobRecord]]:
         """Settle a batch with step jobs in one transaction, pipelined (``pipelined_transaction``:
         no BEGIN or COMMIT on a pool's connection). The runs are locked before any job: by the
         batch's completion statement, sent first (``workflow_lock_complete_jobs``), else by a
         statement of their own; the lock also draws ids for the jobs the advance may add (one
         per step completion: enough for chains and joins). The settle statements go in one
         round trip; the advance's writes and the commit in a second one (a third draws more
-        ids first when a fan-out needs them)."""
+        ids first when a fan-out needs them). A ``claim``'s jobs come with the second round trip's
+        answer, read once it synced."""
         applied = [False] * len(outcomes)
         written = Written()
         completions = sum(1 for o in outcomes if isinstance(o, Completion) and o.workflow_run_id is not None)
@@ -703,10 +718,11 @@ class PostgresStorage(Storage):
                 if ends:
                     missing = sorted({run_id for run_id, _ in ends} - states.keys())
                     states.update(self._workflows.lock(conn, missing))
-                    self._workflows.jobs_ended(conn, states, ends, written, locked.drawn)
+                    self._workflows.jobs_ended(conn, states, ends, written, locked.drawn, claim)
             written.committed(conn)
+            taken = [_record(row) for row in written.claimed_rows()]
         self._committed(written)
-        return applied
+        return applied, taken
 
     def _settle_statement(self, kind: type[Outcome], items: list[Any]) -> tuple[str, dict[str, Any]]:
         """The batched statement (arrays, one element per job) writing ``items`` of one kind."""
