@@ -168,6 +168,11 @@ def complete(storage: Storage, job: JobRecord, output_json: str | None = None) -
     return storage.settle_jobs([Completion(job.id, job.lease_token, output_json)])[0]
 
 
+def step_completion(job: JobRecord, output: Any) -> Completion:
+    """The completion of a claimed (step) job with ``output``, carrying its run as the worker does."""
+    return Completion(job.id, job.lease_token, json.dumps(output), workflow_run_id=job.workflow_run_id)
+
+
 def fail(
     storage: Storage,
     job: JobRecord,

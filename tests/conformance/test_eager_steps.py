@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import DOUBLE_JOBS, doubling_chain, make_queue, running_worker, wait_until
+from helpers import DOUBLE_JOBS, doubling_chain, make_queue, running_worker, step_completion, wait_until
 
 from dqflow import JobStatus, Queue, WorkflowStatus
 from dqflow.record import JobRecord
@@ -79,15 +79,11 @@ def _first_job(queue: Queue, run_id: int) -> JobRecord:
     return job
 
 
-def _complete(job: JobRecord, output: Any) -> Completion:
-    return Completion(job.id, job.lease_token, json.dumps(output), workflow_run_id=job.workflow_run_id)
-
-
 def test_the_next_step_is_claimed_with_the_completion_of_the_one_before(queue: Queue) -> None:
     run_id = queue.start_workflow("linear", {"n": 3})
     a = _first_job(queue, run_id)
     before = time.time()
-    applied, taken = queue.storage.settle_and_claim([_complete(a, {"n": 6})], _claim())
+    applied, taken = queue.storage.settle_and_claim([step_completion(a, {"n": 6})], _claim())
     assert applied == [True]
     (b,) = taken
     assert (b.workflow_run_id, b.workflow_step, b.payload) == (run_id, "b", {"n": 6})
@@ -101,10 +97,10 @@ def test_the_next_step_is_claimed_with_the_completion_of_the_one_before(queue: Q
     assert events[1].data == {"worker_id": WORKER, "attempt": 1}
     assert queue.storage.claim_jobs("other", None, 10, LEASE_MS) == []  # not in the queue any more
     # the claim is a claim like any other: its token completes it, and the run goes on
-    applied, taken = queue.storage.settle_and_claim([_complete(b, {"n": 12})], _claim())
+    applied, taken = queue.storage.settle_and_claim([step_completion(b, {"n": 12})], _claim())
     assert applied == [True] and [job.workflow_step for job in taken] == ["c"]
     (c,) = taken
-    assert queue.storage.settle_jobs([_complete(c, {"n": 24})]) == [True]
+    assert queue.storage.settle_jobs([step_completion(c, {"n": 24})]) == [True]
     run = queue.require_workflow(run_id)
     assert (run.status, run.output) == (WorkflowStatus.COMPLETED, {"n": 24})
 
@@ -112,7 +108,9 @@ def test_the_next_step_is_claimed_with_the_completion_of_the_one_before(queue: Q
 def test_at_most_the_limit_is_claimed_and_the_rest_stay_pending(queue: Queue) -> None:
     run_id = queue.start_workflow("fan", {"n": 5})
     first = _first_job(queue, run_id)
-    applied, taken = queue.storage.settle_and_claim([_complete(first, {"items": [0, 1, 2, 3, 4]})], _claim(limit=2))
+    applied, taken = queue.storage.settle_and_claim(
+        [step_completion(first, {"items": [0, 1, 2, 3, 4]})], _claim(limit=2)
+    )
     assert applied == [True]
     assert [(job.workflow_item, job.status) for job in taken] == [(0, JobStatus.PROCESSING), (1, JobStatus.PROCESSING)]
     rest = queue.storage.claim_jobs("other", None, 10, LEASE_MS)
@@ -131,7 +129,7 @@ def test_a_job_the_claim_may_not_take_stays_pending(queue: Queue) -> None:
     ):
         run_id = queue.start_workflow(workflow, {"n": 1})
         first = _first_job(queue, run_id)
-        applied, taken = queue.storage.settle_and_claim([_complete(first, {"n": 2})], claim)
+        applied, taken = queue.storage.settle_and_claim([step_completion(first, {"n": 2})], claim)
         assert (applied, taken) == ([True], [])
         (pending,) = queue.list_jobs(status=JobStatus.PENDING).jobs
         assert pending.workflow_run_id == run_id and [e.event_type for e in queue.get_events(pending.id)] == ["added"]
@@ -153,7 +151,7 @@ def test_nothing_is_claimed_for_a_rejected_completion_or_a_run_that_failed(queue
 def test_a_batch_claims_the_next_steps_of_several_runs_in_order_of_creation(queue: Queue) -> None:
     run_ids = queue.start_workflows("linear", [{"n": n} for n in range(4)])
     firsts = sorted(queue.storage.claim_jobs("first", None, 10, LEASE_MS), key=lambda job: job.id)
-    outcomes = [_complete(job, {"n": 10 + i}) for i, job in enumerate(firsts)]
+    outcomes = [step_completion(job, {"n": 10 + i}) for i, job in enumerate(firsts)]
     applied, taken = queue.storage.settle_and_claim(outcomes, _claim(limit=3))
     assert applied == [True] * 4
     assert len(taken) == 3 and {job.workflow_step for job in taken} == {"b"}
