@@ -623,9 +623,8 @@ class SqliteStorage(Storage):
 
     def claim_jobs(self, worker_id: str, job_types: Sequence[str] | None, limit: int, lease_ms: int) -> list[JobRecord]:
         type_clause = "" if not job_types else f" AND job_type IN ({','.join('?' * len(job_types))})"
-        claim = _CLAIM
         sql = (
-            f"{claim} WHERE id IN (SELECT id FROM dqflow_jobs INDEXED BY dqflow_jobs_ready"
+            f"{_CLAIM} WHERE id IN (SELECT id FROM dqflow_jobs INDEXED BY dqflow_jobs_ready"
             f" WHERE status = 'pending' AND run_at <= ?{type_clause}"
             " ORDER BY priority DESC, run_at, id LIMIT ?) RETURNING *"
         )
@@ -640,7 +639,7 @@ class SqliteStorage(Storage):
                 ids = flow.pick_limited(conn, now, type_clause, params[6:-1], limit)
                 records = _records(
                     conn.execute(
-                        f"{claim} WHERE id IN (SELECT value FROM json_each(?)) RETURNING *",
+                        f"{_CLAIM} WHERE id IN (SELECT value FROM json_each(?)) RETURNING *",
                         [*params[:5], json.dumps(ids)],
                     )
                 )
