@@ -154,3 +154,35 @@ def test_a_step_state_stored_in_another_json_form_is_read_and_moved(queues: tupl
     run = queue.require_workflow(run_id)
     assert run.status is WorkflowStatus.COMPLETED and run.output == 3
     assert [step.job_ids for step in run.steps] == [[job.id] for job in reversed(queue.list_jobs().jobs)]
+
+
+def test_runs_that_conflict_again_when_planned_again_are_read_and_moved_once(
+    queues: tuple[Queue, Queue], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process moves two runs before a batch's script, then one of them again before the
+    script of the batch's second plan: the third plan holds that run's job alone."""
+    queue, _ = queues
+    run_ids = [queue.start_workflow("chain", {"n": n}) for n in range(3)]
+    jobs = sorted(queue.storage.claim_jobs("w", None, 10, 60_000), key=lambda job: job.id)
+    storage = _storage(queue)
+    workflows = storage._workflows
+    applies = 0
+    apply = workflows._apply
+
+    def another_process_moves_first(plan: Any) -> list[Any]:
+        nonlocal applies
+        applies += 1
+        moved = run_ids[:2] if applies == 1 else run_ids[:1] if applies == 2 else []
+        for run_id in moved:  # as a settle by another process does: the run's version goes up
+            storage._client.hincrby(f"{storage._key}:wfrun:{run_id}", "version", 1)
+        return apply(plan)
+
+    monkeypatch.setattr(workflows, "_apply", another_process_moves_first)
+    outcomes = [Completion(job.id, job.lease_token, '{"n": 5}', job.workflow_run_id) for job in jobs]
+    assert queue.storage.settle_jobs(outcomes) == [True, True, True]
+    assert applies == 3 and workflows.conflicts == 2
+    for run_id in run_ids:
+        run = queue.require_workflow(run_id)
+        assert [len(step.job_ids) for step in run.steps] == [1, 1, 0]
+        assert run.step("a").output == {"n": 5}
+    assert queue.storage.count_jobs() == {("t", JobStatus.COMPLETED): 3, ("t", JobStatus.PENDING): 3}

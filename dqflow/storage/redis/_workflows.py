@@ -608,8 +608,9 @@ class RedisWorkflows:
 
         ``run_ids``: the runs the jobs are expected to belong to (read with the jobs).
 
-        ``ops`` gets each job's hash fields (by id) and answers per job its ``Ending``, or None
-        for a job it leaves alone (not held). ``claiming``: the claim the runs' new jobs are
+        ``ops`` gets the hash fields of the jobs still to plan (by id, in ``job_ids`` order: all of
+        them, then those of the runs that conflicted) and answers per job, in that order, its
+        ``Ending``, or None for a job it leaves alone (not held). ``claiming``: the claim the runs' new jobs are
         claimed for (``_move``).
         """
         flags = [False] * len(job_ids)
@@ -734,10 +735,12 @@ def _held_ending(item: Completion | Failure, states: dict[int, RunState], stored
 def settle_ops(items: Sequence[Completion | Failure]) -> Callable[[dict[int, dict[str, str]]], list[Ending | None]]:
     """The ``jobs_ended`` planner of a batch of step-job completions and failures for good."""
 
+    by_id = {item.job_id: item for item in items}
+
     def plan(jobs: dict[int, dict[str, str]]) -> list[Ending | None]:
         planned: list[Ending | None] = []
-        for item in items:
-            job = jobs[item.job_id]
+        for job_id, job in jobs.items():
+            item = by_id[job_id]
             token = job["lease_token"] or "0"
             if job["status"] != "processing" or token != str(item.lease_token) or job["workflow_run_id"] is None:
                 planned.append(None)

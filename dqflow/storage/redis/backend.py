@@ -748,8 +748,8 @@ class RedisStorage(Storage):
 
         def plan(jobs: dict[int, dict[str, str]]) -> list[Ending | None]:
             planned: list[Ending | None] = []
-            for job_id in ids:
-                job, (attempts, max_attempts, locked_by) = jobs[job_id], more[job_id]
+            for job_id, job in jobs.items():
+                attempts, max_attempts, locked_by = more[job_id]
                 last = attempts is not None and max_attempts is not None and int(attempts) >= int(max_attempts)
                 if job["status"] != "processing" or job["workflow_run_id"] is None or not last:
                     planned.append(None)
